@@ -1,0 +1,152 @@
+//! Authentication (decisions.md §2): bearer JWTs, the caller's subject from `oid` or `sub`,
+//! MFA from `amr`, tenant administrators named at start. Development mode verifies HS256
+//! tokens with a shared secret; `rolegate token` mints them.
+
+use jsonwebtoken::{Algorithm, DecodingKey, EncodingKey, Header, Validation};
+use rolegate_core::error::{DomainError, ErrorCode, Result};
+use serde::{Deserialize, Serialize};
+use std::collections::HashSet;
+
+/// The claims Rolegate reads (and `rolegate token` writes).
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct Claims {
+    /// Subject.
+    pub sub: String,
+    /// Entra object id; wins over `sub` when present.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub oid: Option<String>,
+    /// Authentication methods; `mfa` satisfies MfaRule.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub amr: Vec<String>,
+    /// Display name.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub name: Option<String>,
+    /// Expiry (seconds since the epoch).
+    pub exp: i64,
+    /// Not before.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub nbf: Option<i64>,
+    /// Issued at.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub iat: Option<i64>,
+    /// Issuer.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub iss: Option<String>,
+    /// Audience.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub aud: Option<String>,
+}
+
+impl Claims {
+    /// The caller's subject id: `oid`, else `sub`.
+    pub fn subject(&self) -> &str {
+        self.oid
+            .as_deref()
+            .filter(|s| !s.is_empty())
+            .unwrap_or(&self.sub)
+    }
+
+    /// Whether `amr` says MFA was done.
+    pub fn mfa(&self) -> bool {
+        self.amr.iter().any(|m| m.eq_ignore_ascii_case("mfa"))
+    }
+}
+
+/// Verifies bearer tokens and knows the tenant administrators.
+pub struct Authenticator {
+    key: DecodingKey,
+    validation: Validation,
+    admins: HashSet<String>,
+}
+
+impl std::fmt::Debug for Authenticator {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Authenticator")
+            .field("admins", &self.admins)
+            .finish_non_exhaustive()
+    }
+}
+
+fn unauthorized(msg: impl Into<String>) -> DomainError {
+    DomainError::new(ErrorCode::InvalidAuthenticationToken, msg)
+}
+
+impl Authenticator {
+    /// Development mode: HS256 with `secret`; `issuer`/`audience` are checked when given.
+    pub fn hs256(
+        secret: &[u8],
+        issuer: Option<&str>,
+        audience: Option<&str>,
+        admins: impl IntoIterator<Item = String>,
+    ) -> Result<Self> {
+        if secret.len() < 16 {
+            return Err(DomainError::bad_request(
+                "the HS256 secret must be at least 16 bytes",
+            ));
+        }
+        let mut validation = Validation::new(Algorithm::HS256);
+        validation.leeway = 60;
+        validation.validate_nbf = true;
+        validation.set_required_spec_claims(&["exp", "sub"]);
+        match audience {
+            Some(a) => validation.set_audience(&[a]),
+            None => validation.validate_aud = false,
+        }
+        if let Some(i) = issuer {
+            validation.set_issuer(&[i]);
+        }
+        Ok(Self {
+            key: DecodingKey::from_secret(secret)
+                .map_err(|e| DomainError::bad_request(format!("invalid HS256 secret: {e}")))?,
+            validation,
+            admins: admins
+                .into_iter()
+                .map(|a| a.trim().to_string())
+                .filter(|a| !a.is_empty())
+                .collect(),
+        })
+    }
+
+    /// Verifies an `Authorization` header value and returns the claims.
+    pub fn verify(&self, header: Option<&str>) -> Result<Claims> {
+        let header = header.ok_or_else(|| unauthorized("the request has no bearer token"))?;
+        let token = header
+            .strip_prefix("Bearer ")
+            .or_else(|| header.strip_prefix("bearer "))
+            .map(str::trim)
+            .filter(|t| !t.is_empty())
+            .ok_or_else(|| unauthorized("the Authorization header must be `Bearer <token>`"))?;
+        let data =
+            jsonwebtoken::decode::<Claims>(token, &self.key, &self.validation).map_err(|e| {
+                use jsonwebtoken::errors::ErrorKind;
+                let why = match e.kind() {
+                    ErrorKind::ExpiredSignature => "the token has expired",
+                    ErrorKind::ImmatureSignature => "the token is not valid yet",
+                    ErrorKind::InvalidSignature => "the token's signature is not valid",
+                    ErrorKind::InvalidAudience => "the token is for another audience",
+                    ErrorKind::InvalidIssuer => "the token is from another issuer",
+                    ErrorKind::InvalidAlgorithm => "the token's algorithm is not accepted",
+                    ErrorKind::MissingRequiredClaim(_) => "the token lacks a required claim",
+                    _ => "the token is malformed",
+                };
+                unauthorized(why)
+            })?;
+        if data.claims.subject().trim().is_empty() {
+            return Err(unauthorized("the token names no subject"));
+        }
+        Ok(data.claims)
+    }
+
+    /// Whether any of `ids` names a tenant administrator.
+    pub fn is_admin<'a>(&self, ids: impl IntoIterator<Item = &'a str>) -> bool {
+        ids.into_iter().any(|id| self.admins.contains(id))
+    }
+}
+
+/// Mints an HS256 token (`rolegate token`, the demo, tests).
+pub fn mint_hs256(secret: &[u8], claims: &Claims) -> Result<String> {
+    let key = EncodingKey::from_secret(secret)
+        .map_err(|e| DomainError::internal(format!("invalid HS256 secret: {e}")))?;
+    jsonwebtoken::encode(&Header::new(Algorithm::HS256), claims, &key)
+        .map_err(|e| DomainError::internal(format!("could not sign token: {e}")))
+}

@@ -1,0 +1,188 @@
+//! Extractors: the request id, the authenticated caller, OData query options and JSON
+//! bodies with Graph-style errors.
+
+use crate::error::ApiError;
+use crate::state::AppState;
+use axum::body::Bytes;
+use axum::extract::{FromRequest, FromRequestParts, Request};
+use axum::http::request::Parts;
+use rolegate_core::access::Caller;
+use rolegate_core::error::{DomainError, ErrorCode};
+use rolegate_core::odata::{QueryOptions, parse_query};
+use serde_json::{Map, Value};
+use std::sync::Arc;
+
+/// The id of this HTTP request (also the audit `correlationId`).
+#[derive(Debug, Clone)]
+pub struct RequestId(pub String);
+
+impl<S: Send + Sync> FromRequestParts<S> for RequestId {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, _: &S) -> Result<Self, Self::Rejection> {
+        Ok(parts
+            .extensions
+            .get::<RequestId>()
+            .cloned()
+            .unwrap_or_else(|| RequestId(uuid::Uuid::new_v4().to_string())))
+    }
+}
+
+/// The authenticated caller of a Graph route.
+#[derive(Debug, Clone)]
+pub struct Auth(pub Caller);
+
+/// Authenticates `parts` against the state: token, then directory subject.
+pub async fn authenticate(parts: &Parts, state: &Arc<AppState>) -> Result<Caller, ApiError> {
+    let header = parts
+        .headers
+        .get(axum::http::header::AUTHORIZATION)
+        .and_then(|h| h.to_str().ok());
+    let claims = state.auth.verify(header)?;
+    let token_subject = claims.subject().to_string();
+    let lookup = token_subject.clone();
+    let subject = state.read(move |tx, _| tx.subject(&lookup)).await?;
+    let mut ids = vec![token_subject.as_str()];
+    if let Some(s) = &subject {
+        ids.push(s.id.as_str());
+        ids.extend(s.external_id.as_deref());
+    }
+    let is_tenant_admin = state.auth.is_admin(ids);
+    match subject {
+        Some(s) if s.active || is_tenant_admin => Ok(Caller {
+            subject_id: s.id,
+            display_name: s.display_name,
+            principal_name: s.principal_name,
+            is_tenant_admin,
+            mfa: claims.mfa(),
+        }),
+        Some(_) => Err(DomainError::denied("the caller's account is disabled").into()),
+        None if is_tenant_admin => Ok(Caller {
+            display_name: claims.name.clone().unwrap_or_else(|| token_subject.clone()),
+            subject_id: token_subject,
+            principal_name: None,
+            is_tenant_admin,
+            mfa: claims.mfa(),
+        }),
+        None => Err(DomainError::denied(format!(
+            "the token's subject `{token_subject}` is not in the directory"
+        ))
+        .into()),
+    }
+}
+
+impl FromRequestParts<Arc<AppState>> for Auth {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(
+        parts: &mut Parts,
+        state: &Arc<AppState>,
+    ) -> Result<Self, Self::Rejection> {
+        authenticate(parts, state).await.map(Auth)
+    }
+}
+
+/// Percent-decodes a query string into name/value pairs (`+` is a space).
+pub fn query_pairs(raw: Option<&str>) -> Vec<(String, String)> {
+    let decode = |s: &str| {
+        let s = s.replace('+', " ");
+        percent_encoding::percent_decode_str(&s)
+            .decode_utf8_lossy()
+            .into_owned()
+    };
+    raw.unwrap_or_default()
+        .split('&')
+        .filter(|p| !p.is_empty())
+        .map(|p| match p.split_once('=') {
+            Some((k, v)) => (decode(k), decode(v)),
+            None => (decode(p), String::new()),
+        })
+        .collect()
+}
+
+/// Parsed OData query options.
+#[derive(Debug, Clone, Default)]
+pub struct OData(pub QueryOptions);
+
+impl<S: Send + Sync> FromRequestParts<S> for OData {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, _: &S) -> Result<Self, Self::Rejection> {
+        Ok(OData(parse_query(&query_pairs(parts.uri.query()))?))
+    }
+}
+
+/// A JSON object body. Malformed JSON or a non-object → `400 BadRequest`; over the size
+/// limit → `413`. Unknown properties (and `@odata.type`) are left for the handler to ignore.
+#[derive(Debug, Clone)]
+pub struct JsonObject(pub Map<String, Value>);
+
+impl<S: Send + Sync> FromRequest<S> for JsonObject {
+    type Rejection = ApiError;
+
+    async fn from_request(req: Request, state: &S) -> Result<Self, Self::Rejection> {
+        let bytes = Bytes::from_request(req, state).await.map_err(|e| {
+            if e.status() == axum::http::StatusCode::PAYLOAD_TOO_LARGE {
+                DomainError::new(
+                    ErrorCode::PayloadTooLarge,
+                    "the request body is larger than 1 MiB",
+                )
+            } else {
+                DomainError::bad_request(format!("could not read the request body: {e}"))
+            }
+        })?;
+        if bytes.iter().all(u8::is_ascii_whitespace) {
+            return Ok(JsonObject(Map::new()));
+        }
+        match serde_json::from_slice::<Value>(&bytes) {
+            Ok(Value::Object(m)) => Ok(JsonObject(m)),
+            Ok(_) => Err(DomainError::bad_request("the request body must be a JSON object").into()),
+            Err(e) => Err(DomainError::bad_request(format!(
+                "the request body is not valid JSON: {e}"
+            ))
+            .into()),
+        }
+    }
+}
+
+/// Typed access to JSON object fields with messages that name the field.
+pub trait Fields {
+    /// A string field; absent or null is `None`; anything else but a string is an error.
+    fn opt_str(&self, name: &str) -> Result<Option<String>, DomainError>;
+    /// A boolean field.
+    fn opt_bool(&self, name: &str) -> Result<Option<bool>, DomainError>;
+    /// An object field.
+    fn opt_obj(&self, name: &str) -> Result<Option<&Map<String, Value>>, DomainError>;
+}
+
+impl Fields for Map<String, Value> {
+    fn opt_str(&self, name: &str) -> Result<Option<String>, DomainError> {
+        match self.get(name) {
+            None | Some(Value::Null) => Ok(None),
+            Some(Value::String(s)) => Ok(Some(s.clone())),
+            Some(_) => Err(DomainError::bad_request(format!(
+                "`{name}` must be a string"
+            ))),
+        }
+    }
+
+    fn opt_bool(&self, name: &str) -> Result<Option<bool>, DomainError> {
+        match self.get(name) {
+            None | Some(Value::Null) => Ok(None),
+            Some(Value::Bool(b)) => Ok(Some(*b)),
+            Some(_) => Err(DomainError::bad_request(format!(
+                "`{name}` must be true or false"
+            ))),
+        }
+    }
+
+    fn opt_obj(&self, name: &str) -> Result<Option<&Map<String, Value>>, DomainError> {
+        match self.get(name) {
+            None | Some(Value::Null) => Ok(None),
+            Some(Value::Object(o)) => Ok(Some(o)),
+            Some(_) => Err(DomainError::bad_request(format!(
+                "`{name}` must be an object"
+            ))),
+        }
+    }
+}

@@ -1,0 +1,1002 @@
+//! The Graph PIM routes (graph-pim-v2.md §6): resources, role definitions, role settings,
+//! role assignments and role assignment requests, at provider level and nested under
+//! `resources/{id}/…`. Handlers translate between HTTP and the domain; who may do what is
+//! decided by `rolegate_core` (and, for reads, by [`ReadScope`] here, from decisions.md §7).
+
+use crate::error::ApiResult;
+use crate::extract::{Auth, Fields, JsonObject, OData, RequestId};
+use crate::render::{Entity, Viewer, entity_set, navigate, shape};
+use crate::state::AppState;
+use axum::extract::{Path, State};
+use axum::http::{HeaderMap, StatusCode, Uri, header};
+use axum::response::{IntoResponse, Response};
+use rolegate_core::access::{AccessView, Caller};
+use rolegate_core::assignment::{AssignmentState, MemberType, RoleAssignment};
+use rolegate_core::error::{DomainError, ErrorCode, Result};
+use rolegate_core::odata::{self, EntityFields, Filter, Literal, Operand, QueryOptions};
+use rolegate_core::policy::{RoleRulesPatch, RuleSetting, TicketInfo};
+use rolegate_core::query::{self, ListQuery, Page, Restriction};
+use rolegate_core::request::{self, DecisionInput, NewRequest, RequestType};
+use rolegate_core::schedule::ScheduleInput;
+use rolegate_core::store::Tx;
+use serde_json::{Map, Value, json};
+use std::collections::HashMap;
+use std::sync::Arc;
+
+type Params = Path<HashMap<String, String>>;
+
+/// The collections below a provider (and below a resource).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Collection {
+    /// `resources`.
+    Resources,
+    /// `roleDefinitions`.
+    RoleDefinitions,
+    /// `roleSettings`.
+    RoleSettings,
+    /// `roleAssignments`.
+    RoleAssignments,
+    /// `roleAssignmentRequests`.
+    RoleAssignmentRequests,
+}
+
+impl Collection {
+    fn fields(self) -> &'static EntityFields {
+        match self {
+            Self::Resources => &query::RESOURCE_FIELDS,
+            Self::RoleDefinitions => &query::ROLE_DEFINITION_FIELDS,
+            Self::RoleSettings => &query::ROLE_SETTING_FIELDS,
+            Self::RoleAssignments => &query::ROLE_ASSIGNMENT_FIELDS,
+            Self::RoleAssignmentRequests => &query::ROLE_ASSIGNMENT_REQUEST_FIELDS,
+        }
+    }
+
+    fn entity_set(self) -> &'static str {
+        match self {
+            Self::Resources => "governanceResources",
+            Self::RoleDefinitions => "governanceRoleDefinitions",
+            Self::RoleSettings => "governanceRoleSettings",
+            Self::RoleAssignments => "governanceRoleAssignments",
+            Self::RoleAssignmentRequests => "governanceRoleAssignmentRequests",
+        }
+    }
+
+    fn not_found(self, id: &str) -> DomainError {
+        let (code, what) = match self {
+            Self::Resources => (ErrorCode::ResourceNotFound, "resource"),
+            Self::RoleDefinitions => (ErrorCode::RoleDefinitionNotFound, "role definition"),
+            Self::RoleSettings => (ErrorCode::RoleSettingNotFound, "role setting"),
+            Self::RoleAssignments => (ErrorCode::RoleAssignmentNotFound, "role assignment"),
+            Self::RoleAssignmentRequests => (
+                ErrorCode::RoleAssignmentRequestNotFound,
+                "role assignment request",
+            ),
+        };
+        DomainError::new(code, format!("{what} `{id}` does not exist"))
+    }
+}
+
+/// Checks the provider key: only `azureResources` exists (decisions.md §1).
+fn provider(p: &HashMap<String, String>) -> Result<()> {
+    match p.get("provider").map(String::as_str) {
+        Some("azureResources") | None => Ok(()),
+        Some(other) => Err(DomainError::new(
+            ErrorCode::NotFound,
+            format!("provider `{other}` does not exist; use `azureResources`"),
+        )),
+    }
+}
+
+/// `http://host/beta`, for `@odata.context` and `@odata.nextLink`.
+fn base_url(headers: &HeaderMap) -> String {
+    let host = headers
+        .get(header::HOST)
+        .and_then(|h| h.to_str().ok())
+        .unwrap_or("localhost");
+    let scheme = headers
+        .get("x-forwarded-proto")
+        .and_then(|h| h.to_str().ok())
+        .unwrap_or("http");
+    format!("{scheme}://{host}/beta")
+}
+
+fn context(base: &str, set: &str, entity: bool) -> Value {
+    Value::String(format!(
+        "{base}/$metadata#{set}{}",
+        if entity { "/$entity" } else { "" }
+    ))
+}
+
+fn next_link(headers: &HeaderMap, uri: &Uri, skip: u64) -> String {
+    let host = base_url(headers);
+    let origin = host.trim_end_matches("/beta");
+    let mut query: Vec<String> = uri
+        .query()
+        .unwrap_or_default()
+        .split('&')
+        .filter(|p| !p.is_empty())
+        .filter(|p| {
+            let name = p.split('=').next().unwrap_or_default();
+            let name = percent_encoding::percent_decode_str(name)
+                .decode_utf8_lossy()
+                .to_ascii_lowercase();
+            name != "$skip" && name != "skip"
+        })
+        .map(str::to_string)
+        .collect();
+    query.push(format!("$skip={skip}"));
+    format!("{origin}{}?{}", uri.path(), query.join("&"))
+}
+
+/// What a read is scoped to, and how assignment rows are shown to this viewer.
+struct ReadScope {
+    restrictions: Vec<Restriction>,
+    filter: Option<Filter>,
+    /// The resource whose assignments are listed (rows from ancestors are `Inherited`).
+    viewed_resource: Option<String>,
+    /// The subjects the listing is "for" (rows held through their groups are `Group`).
+    viewers: Vec<String>,
+}
+
+fn in_list(path: &str, values: &[String]) -> Filter {
+    Filter::In {
+        operand: Operand::Property(path.split('/').map(str::to_string).collect()),
+        values: values.iter().map(|v| Literal::String(v.clone())).collect(),
+    }
+}
+
+const RESOURCE_PATHS: [&str; 3] = ["resourceid", "resource/id", "roledefinition/resource/id"];
+const SUBJECT_PATHS: [&str; 2] = ["subjectid", "subject/id"];
+
+/// Works out the restrictions of a list call (decisions.md §6, §7): R1 on a named
+/// resource, "mine" by subject, or everything the caller can see; for assignments, the
+/// group and inheritance expansions behind `memberType`.
+fn read_scope(
+    coll: Collection,
+    rid: Option<&str>,
+    filter: Option<Filter>,
+    caller: &Caller,
+    access: &dyn AccessView,
+    now: jiff::Timestamp,
+) -> Result<ReadScope> {
+    let equalities = filter
+        .as_ref()
+        .map(odata::top_level_equalities)
+        .unwrap_or_default();
+    let pinned_resource = rid.map(str::to_string).or_else(|| {
+        let paths: &[&str] = if coll == Collection::Resources {
+            &["id"]
+        } else {
+            &RESOURCE_PATHS
+        };
+        equalities
+            .iter()
+            .find(|(p, _)| paths.contains(&p.as_str()))
+            .map(|(_, v)| v.clone())
+    });
+    let pinned_subject = equalities
+        .iter()
+        .find(|(p, _)| SUBJECT_PATHS.contains(&p.as_str()))
+        .map(|(_, v)| v.clone());
+    let mut scope = ReadScope {
+        restrictions: Vec::new(),
+        filter,
+        viewed_resource: None,
+        viewers: Vec::new(),
+    };
+    let me_and_groups = || {
+        let mut v = vec![caller.subject_id.clone()];
+        v.extend(access.groups_of(&caller.subject_id));
+        v
+    };
+    let visible = || Restriction::ResourceUnder(access_anchors(caller, access, now));
+    if let Some(r) = &pinned_resource {
+        if !caller.may_read(access, r, now) {
+            return Err(DomainError::denied(format!(
+                "the caller has no access to resource `{r}`"
+            )));
+        }
+        if coll == Collection::RoleAssignments {
+            let lineage = access.ancestors_or_self(r);
+            scope
+                .restrictions
+                .push(Restriction::ResourceIn(lineage.clone()));
+            scope.filter = scope.filter.map(|f| {
+                odata::map_equalities(f, &mut |path, _| {
+                    RESOURCE_PATHS
+                        .contains(&path)
+                        .then(|| in_list("resourceId", &lineage))
+                })
+            });
+            scope.viewed_resource = Some(r.clone());
+        } else if let Some(rid) = rid {
+            scope
+                .restrictions
+                .push(Restriction::ResourceIn(vec![rid.to_string()]));
+        }
+    } else {
+        let mine = pinned_subject.as_deref() == Some(caller.subject_id.as_str());
+        if !caller.is_tenant_admin && !mine {
+            scope.restrictions.push(match coll {
+                Collection::RoleAssignments | Collection::RoleAssignmentRequests => {
+                    Restriction::AnyOf(vec![visible(), Restriction::SubjectIn(me_and_groups())])
+                }
+                _ => visible(),
+            });
+        }
+    }
+    if coll == Collection::RoleAssignments {
+        if let Some(s) = &pinned_subject {
+            let mut with_groups = vec![s.clone()];
+            with_groups.extend(access.groups_of(s));
+            scope.filter = scope.filter.map(|f| {
+                odata::map_equalities(f, &mut |path, _| {
+                    SUBJECT_PATHS
+                        .contains(&path)
+                        .then(|| in_list("subjectId", &with_groups))
+                })
+            });
+            scope.viewers.push(s.clone());
+        }
+        scope.restrictions.push(Restriction::CurrentAt(now));
+    }
+    Ok(scope)
+}
+
+fn access_anchors(caller: &Caller, access: &dyn AccessView, now: jiff::Timestamp) -> Vec<String> {
+    access.anchors(&caller.subject_id, now)
+}
+
+fn member_type(a: &RoleAssignment, scope: &ReadScope) -> MemberType {
+    if scope
+        .viewed_resource
+        .as_deref()
+        .is_some_and(|r| r != a.resource_id)
+    {
+        MemberType::Inherited
+    } else if !scope.viewers.is_empty() && !scope.viewers.contains(&a.subject_id) {
+        MemberType::Group
+    } else {
+        MemberType::Direct
+    }
+}
+
+fn list_page(
+    tx: &mut dyn Tx,
+    coll: Collection,
+    q: &ListQuery,
+    scope: &ReadScope,
+) -> Result<Page<Entity>> {
+    fn map<T>(p: Page<T>, f: impl FnMut(T) -> Entity) -> Page<Entity> {
+        Page {
+            items: p.items.into_iter().map(f).collect(),
+            total: p.total,
+            more: p.more,
+        }
+    }
+    Ok(match coll {
+        Collection::Resources => map(tx.list_resources(q)?, Entity::Resource),
+        Collection::RoleDefinitions => map(tx.list_role_definitions(q)?, Entity::RoleDefinition),
+        Collection::RoleSettings => map(tx.list_role_settings(q)?, Entity::RoleSetting),
+        Collection::RoleAssignments => map(tx.list_assignments(q)?, |a| {
+            let m = member_type(&a, scope);
+            Entity::Assignment(a, m)
+        }),
+        Collection::RoleAssignmentRequests => map(tx.list_requests(q)?, Entity::Request),
+    })
+}
+
+fn validate_options(coll: Collection, opts: &QueryOptions) -> Result<()> {
+    if let Some(f) = &opts.filter {
+        odata::validate(f, coll.fields())?;
+    }
+    odata::validate_orderby(&opts.orderby, coll.fields())
+}
+
+fn ensure_resource(tx: &mut dyn Tx, rid: Option<&str>) -> Result<()> {
+    match rid {
+        Some(r) if tx.resource(r)?.is_none() => Err(Collection::Resources.not_found(r)),
+        _ => Ok(()),
+    }
+}
+
+/// What a list call brings besides the collection.
+struct ListCall {
+    caller: Caller,
+    opts: QueryOptions,
+    params: HashMap<String, String>,
+    uri: Uri,
+    headers: HeaderMap,
+}
+
+/// Lists a collection (or counts it, for `/$count`).
+async fn list(
+    state: Arc<AppState>,
+    call: ListCall,
+    coll: Collection,
+    count_only: bool,
+) -> ApiResult<Response> {
+    let ListCall {
+        caller,
+        opts,
+        params,
+        uri,
+        headers,
+    } = call;
+    provider(&params)?;
+    let rid = params.get("rid").cloned();
+    state
+        .read(move |tx, st| {
+            let now = st.clock.now();
+            let access = st.access_view();
+            validate_options(coll, &opts)?;
+            ensure_resource(tx, rid.as_deref())?;
+            let scope = read_scope(
+                coll,
+                rid.as_deref(),
+                opts.filter.clone(),
+                &caller,
+                &access,
+                now,
+            )?;
+            let skip = opts.skip.unwrap_or(0);
+            let q = ListQuery {
+                filter: scope.filter.clone(),
+                restrictions: scope.restrictions.clone(),
+                orderby: opts.orderby.clone(),
+                top: if count_only {
+                    0
+                } else {
+                    opts.top.unwrap_or(100)
+                },
+                skip,
+                count: opts.count || count_only,
+            };
+            let page = list_page(tx, coll, &q, &scope)?;
+            if count_only {
+                let n = page.total.unwrap_or(0).to_string();
+                return Ok(
+                    ([(header::CONTENT_TYPE, "text/plain; charset=utf-8")], n).into_response()
+                );
+            }
+            let viewer = Viewer {
+                caller: &caller,
+                access: &access,
+                now,
+            };
+            let mut value = Vec::with_capacity(page.items.len());
+            for e in &page.items {
+                value.push(Value::Object(shape(tx, e, &opts, &viewer)?));
+            }
+            let base = base_url(&headers);
+            let mut body = Map::new();
+            body.insert(
+                "@odata.context".into(),
+                context(&base, coll.entity_set(), false),
+            );
+            if let Some(total) = page.total {
+                body.insert("@odata.count".into(), json!(total));
+            }
+            if page.more {
+                let next = next_link(&headers, &uri, u64::from(skip) + page.items.len() as u64);
+                body.insert("@odata.nextLink".into(), Value::String(next));
+            }
+            body.insert("value".into(), Value::Array(value));
+            Ok(axum::Json(Value::Object(body)).into_response())
+        })
+        .await
+}
+
+/// Loads one item the caller may read, as seen through `rid` when nested.
+fn load_item(
+    tx: &mut dyn Tx,
+    coll: Collection,
+    id: &str,
+    rid: Option<&str>,
+    caller: &Caller,
+    access: &dyn AccessView,
+    now: jiff::Timestamp,
+) -> Result<Entity> {
+    let nf = || coll.not_found(id);
+    let deny = || {
+        DomainError::denied(format!(
+            "the caller has no access to this {}",
+            coll.entity_set()
+        ))
+    };
+    let check = |resource: &str| {
+        if caller.may_read(access, resource, now) {
+            Ok(())
+        } else {
+            Err(deny())
+        }
+    };
+    let under = |resource: &str| rid.is_none_or(|r| r == resource);
+    match coll {
+        Collection::Resources => {
+            let r = tx.resource(id)?.ok_or_else(nf)?;
+            check(&r.id)?;
+            Ok(Entity::Resource(r))
+        }
+        Collection::RoleDefinitions => {
+            let d = tx
+                .role_definition(id)?
+                .filter(|d| under(&d.resource_id))
+                .ok_or_else(nf)?;
+            check(&d.resource_id)?;
+            Ok(Entity::RoleDefinition(d))
+        }
+        Collection::RoleSettings => {
+            let s = tx
+                .role_setting(id)?
+                .filter(|s| under(&s.resource_id))
+                .ok_or_else(nf)?;
+            check(&s.resource_id)?;
+            Ok(Entity::RoleSetting(s))
+        }
+        Collection::RoleAssignments => {
+            let a = tx
+                .assignment(id)?
+                .filter(|a| a.is_current(now))
+                .ok_or_else(nf)?;
+            if let Some(r) = rid
+                && !access.ancestors_or_self(r).contains(&a.resource_id)
+            {
+                return Err(nf());
+            }
+            let groups = access.groups_of(&caller.subject_id);
+            let own = a.subject_id == caller.subject_id || groups.contains(&a.subject_id);
+            if !own && !caller.may_read(access, rid.unwrap_or(&a.resource_id), now) {
+                return Err(deny());
+            }
+            let member = if rid.is_some_and(|r| r != a.resource_id) {
+                MemberType::Inherited
+            } else if groups.contains(&a.subject_id) {
+                MemberType::Group
+            } else {
+                MemberType::Direct
+            };
+            Ok(Entity::Assignment(a, member))
+        }
+        Collection::RoleAssignmentRequests => {
+            let r = tx
+                .request(id)?
+                .filter(|r| under(&r.resource_id))
+                .ok_or_else(nf)?;
+            let own = r.subject_id == caller.subject_id || r.requested_by == caller.subject_id;
+            if !own {
+                check(&r.resource_id)?;
+            }
+            Ok(Entity::Request(r))
+        }
+    }
+}
+
+/// Gets one item, or follows up to two single-valued navigations from it.
+async fn get_item(
+    state: Arc<AppState>,
+    caller: Caller,
+    opts: QueryOptions,
+    params: HashMap<String, String>,
+    headers: HeaderMap,
+    coll: Collection,
+) -> ApiResult<Response> {
+    provider(&params)?;
+    let rid = params.get("rid").cloned();
+    let id = params
+        .get("id")
+        .or(params.get("rid"))
+        .cloned()
+        .unwrap_or_default();
+    let navs: Vec<String> = ["nav", "nav2"]
+        .iter()
+        .filter_map(|k| params.get(*k).cloned())
+        .collect();
+    let nested = coll != Collection::Resources;
+    state
+        .read(move |tx, st| {
+            let now = st.clock.now();
+            let access = st.access_view();
+            if let Some(f) = &opts.filter {
+                odata::validate(f, coll.fields())?;
+            }
+            let scope_rid = if nested { rid.as_deref() } else { None };
+            ensure_resource(tx, scope_rid)?;
+            let mut entity = load_item(tx, coll, &id, scope_rid, &caller, &access, now)?;
+            for nav in &navs {
+                entity = navigate(tx, &entity, nav)?.ok_or_else(|| {
+                    DomainError::new(ErrorCode::NotFound, format!("`{nav}` of `{id}` is empty"))
+                })?;
+            }
+            let viewer = Viewer {
+                caller: &caller,
+                access: &access,
+                now,
+            };
+            let mut body = Map::new();
+            body.insert(
+                "@odata.context".into(),
+                context(&base_url(&headers), entity_set(&entity), true),
+            );
+            body.extend(shape(tx, &entity, &opts, &viewer)?);
+            Ok(axum::Json(Value::Object(body)).into_response())
+        })
+        .await
+}
+
+/// `GET …/{collection}`.
+pub async fn list_route(
+    State(s): State<Arc<AppState>>,
+    Auth(c): Auth,
+    OData(o): OData,
+    Path(p): Params,
+    uri: Uri,
+    h: HeaderMap,
+    coll: Collection,
+) -> ApiResult<Response> {
+    list(
+        s,
+        ListCall {
+            caller: c,
+            opts: o,
+            params: p,
+            uri,
+            headers: h,
+        },
+        coll,
+        false,
+    )
+    .await
+}
+
+/// `GET …/{collection}/$count`.
+pub async fn count_route(
+    State(s): State<Arc<AppState>>,
+    Auth(c): Auth,
+    OData(o): OData,
+    Path(p): Params,
+    uri: Uri,
+    h: HeaderMap,
+    coll: Collection,
+) -> ApiResult<Response> {
+    list(
+        s,
+        ListCall {
+            caller: c,
+            opts: o,
+            params: p,
+            uri,
+            headers: h,
+        },
+        coll,
+        true,
+    )
+    .await
+}
+
+/// `GET …/{collection}/{id}[/{nav}[/{nav2}]]`.
+pub async fn item_route(
+    State(s): State<Arc<AppState>>,
+    Auth(c): Auth,
+    OData(o): OData,
+    Path(p): Params,
+    h: HeaderMap,
+    coll: Collection,
+) -> ApiResult<Response> {
+    get_item(s, c, o, p, h, coll).await
+}
+
+/// `GET /beta/privilegedAccess[/{provider}]`.
+pub async fn providers(Auth(_): Auth, Path(p): Params, h: HeaderMap) -> ApiResult<Response> {
+    provider(&p)?;
+    let base = base_url(&h);
+    let item = json!({"id": "azureResources", "displayName": "Azure resources"});
+    let body = if p.contains_key("provider") {
+        let mut m = Map::new();
+        m.insert(
+            "@odata.context".into(),
+            Value::String(format!("{base}/$metadata#privilegedAccess/$entity")),
+        );
+        m.extend(item.as_object().cloned().unwrap_or_default());
+        Value::Object(m)
+    } else {
+        json!({"@odata.context": format!("{base}/$metadata#privilegedAccess"), "value": [item]})
+    };
+    Ok(axum::Json(body).into_response())
+}
+
+/// `POST …/resources/register`: `200` with no body, every time (decisions.md §13).
+pub async fn register(
+    State(s): State<Arc<AppState>>,
+    Auth(c): Auth,
+    Path(p): Params,
+    RequestId(rid): RequestId,
+    JsonObject(body): JsonObject,
+) -> ApiResult<Response> {
+    provider(&p)?;
+    let external_id = body
+        .opt_str("externalId")?
+        .ok_or_else(|| DomainError::bad_request("`externalId` is required"))?;
+    let display_name = body.opt_str("displayName")?;
+    let parent = body.opt_str("parentExternalId")?;
+    s.write(c, rid, move |tx, ctx| {
+        let (_, changes) = rolegate_core::resource::register(
+            tx,
+            ctx,
+            &external_id,
+            display_name,
+            parent.as_deref(),
+        )?;
+        Ok(((), changes))
+    })
+    .await?;
+    Ok(StatusCode::OK.into_response())
+}
+
+fn rule_list(body: &Map<String, Value>, name: &str) -> Result<Option<Vec<RuleSetting>>> {
+    let invalid =
+        |why: &str| DomainError::new(ErrorCode::InvalidRoleSetting, format!("`{name}`: {why}"));
+    match body.get(name) {
+        None | Some(Value::Null) => Ok(None),
+        Some(Value::Array(items)) => items
+            .iter()
+            .map(|item| {
+                let obj = item
+                    .as_object()
+                    .ok_or_else(|| invalid("each rule must be an object"))?;
+                let rule = obj
+                    .opt_str("ruleIdentifier")
+                    .map_err(|e| invalid(&e.message))?
+                    .ok_or_else(|| invalid("`ruleIdentifier` is required"))?;
+                let setting = match obj.get("setting") {
+                    Some(Value::String(s)) => s.clone(),
+                    _ => {
+                        return Err(invalid(
+                            "`setting` must be a JSON document serialised as a string",
+                        ));
+                    }
+                };
+                Ok(RuleSetting {
+                    rule_identifier: rule,
+                    setting,
+                })
+            })
+            .collect::<Result<Vec<_>>>()
+            .map(Some),
+        Some(_) => Err(invalid("must be an array of rules")),
+    }
+}
+
+/// `PATCH …/roleSettings/{id}`: merge by rule, `204`.
+pub async fn patch_role_setting(
+    State(s): State<Arc<AppState>>,
+    Auth(c): Auth,
+    Path(p): Params,
+    RequestId(rid): RequestId,
+    JsonObject(body): JsonObject,
+) -> ApiResult<Response> {
+    provider(&p)?;
+    let id = p.get("id").cloned().unwrap_or_default();
+    let patch = RoleRulesPatch {
+        admin_eligible: rule_list(&body, "adminEligibleSettings")?,
+        admin_member: rule_list(&body, "adminMemberSettings")?,
+        user_eligible: rule_list(&body, "userEligibleSettings")?,
+        user_member: rule_list(&body, "userMemberSettings")?,
+    };
+    let nested = p.get("rid").cloned();
+    s.write(c, rid, move |tx, ctx| {
+        if let Some(r) = &nested
+            && tx.role_setting(&id)?.is_some_and(|x| &x.resource_id != r)
+        {
+            return Err(DomainError::new(
+                ErrorCode::RoleSettingNotFoundForUpdate,
+                format!("role setting `{id}` does not exist on resource `{r}`"),
+            ));
+        }
+        rolegate_core::role::update_role_setting(tx, ctx, &id, patch).map(|_| ((), Vec::new()))
+    })
+    .await?;
+    Ok(StatusCode::NO_CONTENT.into_response())
+}
+
+fn schedule_input(body: &Map<String, Value>) -> Result<Option<ScheduleInput>> {
+    let Some(s) = body.opt_obj("schedule")? else {
+        return Ok(None);
+    };
+    let field = |name: &str| {
+        s.opt_str(name)
+            .map_err(|_| DomainError::bad_request(format!("`schedule.{name}` must be a string")))
+    };
+    Ok(Some(ScheduleInput {
+        kind: field("type")?,
+        start: field("startDateTime")?,
+        end: field("endDateTime")?.or(field("stopDateTime")?),
+        duration: field("duration")?,
+    }))
+}
+
+fn request_json(
+    base: &str,
+    r: &request::RoleAssignmentRequest,
+    now: jiff::Timestamp,
+    caller: &Caller,
+    access: &dyn AccessView,
+    tx: &mut dyn Tx,
+) -> Result<Value> {
+    let viewer = Viewer {
+        caller,
+        access,
+        now,
+    };
+    let mut body = Map::new();
+    body.insert(
+        "@odata.context".into(),
+        context(base, "governanceRoleAssignmentRequests", true),
+    );
+    body.extend(shape(
+        tx,
+        &Entity::Request(r.clone()),
+        &QueryOptions::default(),
+        &viewer,
+    )?);
+    Ok(Value::Object(body))
+}
+
+/// `POST …/roleAssignmentRequests`: `201` with the request.
+pub async fn create_request(
+    State(s): State<Arc<AppState>>,
+    Auth(c): Auth,
+    Path(p): Params,
+    RequestId(rid): RequestId,
+    h: HeaderMap,
+    JsonObject(body): JsonObject,
+) -> ApiResult<Response> {
+    provider(&p)?;
+    let text = |name: &str| body.opt_str(name).map(Option::unwrap_or_default);
+    let kind = match body.opt_str("type")? {
+        Some(t) => Some(RequestType::parse(&t).ok_or_else(|| {
+            DomainError::bad_request(format!("`type` `{t}` is not a request type"))
+        })?),
+        None => None,
+    };
+    let state = match body.opt_str("assignmentState")? {
+        Some(t) => Some(AssignmentState::parse(&t).ok_or_else(|| {
+            DomainError::bad_request(format!(
+                "`assignmentState` must be `Eligible` or `Active`, not `{t}`"
+            ))
+        })?),
+        None => None,
+    };
+    let ticket = match body.opt_obj("ticketInfo")? {
+        Some(t) => Some(TicketInfo {
+            ticket_number: t.opt_str("ticketNumber")?,
+            ticket_system: t.opt_str("ticketSystem")?,
+        }),
+        None => None,
+    };
+    let mut new = NewRequest {
+        resource_id: text("resourceId")?,
+        role_definition_id: text("roleDefinitionId")?,
+        subject_id: text("subjectId")?,
+        kind,
+        state,
+        schedule: schedule_input(&body)?,
+        reason: body.opt_str("reason")?,
+        linked_eligible_id: body
+            .opt_str("linkedEligibleRoleAssignmentId")?
+            .filter(|s| !s.is_empty()),
+        ticket,
+        emergency: body.opt_bool("emergency")?.unwrap_or(false),
+    };
+    if let Some(r) = p.get("rid") {
+        if new.resource_id.is_empty() {
+            new.resource_id = r.clone();
+        } else if &new.resource_id != r {
+            return Err(DomainError::bad_request(
+                "`resourceId` differs from the resource in the path",
+            )
+            .into());
+        }
+    }
+    let base = base_url(&h);
+    let caller = c.clone();
+    let state_ref = Arc::clone(&s);
+    let body = s
+        .write(c, rid, move |tx, ctx| {
+            let out = request::submit(tx, ctx, new)?;
+            let json = request_json(
+                &base,
+                &out.request,
+                ctx.now,
+                &caller,
+                &state_ref.access_view(),
+                tx,
+            )?;
+            Ok((json, out.changes))
+        })
+        .await?;
+    Ok((StatusCode::CREATED, axum::Json(body)).into_response())
+}
+
+/// `POST …/roleAssignmentRequests/{id}/cancel`: `204`.
+pub async fn cancel_request(
+    State(s): State<Arc<AppState>>,
+    Auth(c): Auth,
+    Path(p): Params,
+    RequestId(rid): RequestId,
+) -> ApiResult<Response> {
+    provider(&p)?;
+    let id = p.get("id").cloned().unwrap_or_default();
+    s.write(c, rid, move |tx, ctx| {
+        request::cancel(tx, ctx, &id).map(|o| ((), o.changes))
+    })
+    .await?;
+    Ok(StatusCode::NO_CONTENT.into_response())
+}
+
+/// `POST …/roleAssignmentRequests/{id}/updateRequest`: `200` with the request.
+pub async fn update_request(
+    State(s): State<Arc<AppState>>,
+    Auth(c): Auth,
+    Path(p): Params,
+    RequestId(rid): RequestId,
+    h: HeaderMap,
+    JsonObject(body): JsonObject,
+) -> ApiResult<Response> {
+    provider(&p)?;
+    let id = p.get("id").cloned().unwrap_or_default();
+    let input = DecisionInput {
+        decision: body.opt_str("decision")?.ok_or_else(|| {
+            DomainError::bad_request("`decision` is required (`AdminApproved` or `AdminDenied`)")
+        })?,
+        reason: body.opt_str("reason")?,
+        schedule: schedule_input(&body)?,
+    };
+    if let Some(st) = body.opt_str("assignmentState")? {
+        AssignmentState::parse(&st).ok_or_else(|| {
+            DomainError::bad_request(format!(
+                "`assignmentState` must be `Eligible` or `Active`, not `{st}`"
+            ))
+        })?;
+    }
+    let base = base_url(&h);
+    let caller = c.clone();
+    let state_ref = Arc::clone(&s);
+    let body = s
+        .write(c, rid, move |tx, ctx| {
+            let out = request::decide(tx, ctx, &id, &input)?;
+            let json = request_json(
+                &base,
+                &out.request,
+                ctx.now,
+                &caller,
+                &state_ref.access_view(),
+                tx,
+            )?;
+            Ok((json, out.changes))
+        })
+        .await?;
+    Ok(axum::Json(body).into_response())
+}
+
+/// The CSV columns of an export (graph-pim-v2.md §6.12).
+const EXPORT_HEADER: &str = "Assignment Level,User Group Name,Role Name,Email,Assignment Type,Assignment Start Time (UTC),Assignment End Time (UTC)";
+
+fn csv_field(s: &str) -> String {
+    if s.contains([',', '"', '\n', '\r']) {
+        format!("\"{}\"", s.replace('"', "\"\""))
+    } else {
+        s.to_string()
+    }
+}
+
+/// Display names looked up once per export.
+#[derive(Default)]
+struct NameCache {
+    resources: HashMap<String, String>,
+    roles: HashMap<String, String>,
+    subjects: HashMap<String, (String, String)>,
+}
+
+impl NameCache {
+    fn resource(&mut self, tx: &mut dyn Tx, id: &str) -> Result<String> {
+        if let Some(v) = self.resources.get(id) {
+            return Ok(v.clone());
+        }
+        let v = tx.resource(id)?.map(|r| r.display_name).unwrap_or_default();
+        self.resources.insert(id.to_string(), v.clone());
+        Ok(v)
+    }
+
+    fn role(&mut self, tx: &mut dyn Tx, id: &str) -> Result<String> {
+        if let Some(v) = self.roles.get(id) {
+            return Ok(v.clone());
+        }
+        let v = tx
+            .role_definition(id)?
+            .map(|d| d.display_name)
+            .unwrap_or_default();
+        self.roles.insert(id.to_string(), v.clone());
+        Ok(v)
+    }
+
+    fn subject(&mut self, tx: &mut dyn Tx, id: &str) -> Result<(String, String)> {
+        if let Some(v) = self.subjects.get(id) {
+            return Ok(v.clone());
+        }
+        let v = tx
+            .subject(id)?
+            .map(|s| (s.display_name, s.email.unwrap_or_default()))
+            .unwrap_or_default();
+        self.subjects.insert(id.to_string(), v.clone());
+        Ok(v)
+    }
+}
+
+/// `GET …/roleAssignments/export` (and `export()`): CSV with a BOM, or JSON lines when the
+/// client asks only for JSON (the Graph SDK).
+pub async fn export(
+    State(s): State<Arc<AppState>>,
+    Auth(c): Auth,
+    OData(opts): OData,
+    Path(p): Params,
+    h: HeaderMap,
+) -> ApiResult<Response> {
+    provider(&p)?;
+    let rid = p.get("rid").cloned();
+    let accept = h
+        .get(header::ACCEPT)
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or("")
+        .to_ascii_lowercase();
+    let json_only = accept.contains("application/json")
+        && !accept.contains("octet-stream")
+        && !accept.contains("*/*");
+    let base = base_url(&h);
+    s.read(move |tx, st| {
+        let now = st.clock.now();
+        let access = st.access_view();
+        validate_options(Collection::RoleAssignments, &opts)?;
+        ensure_resource(tx, rid.as_deref())?;
+        let scope = read_scope(Collection::RoleAssignments, rid.as_deref(), opts.filter.clone(), &c, &access, now)?;
+        let mut lines = vec![EXPORT_HEADER.to_string()];
+        let mut names = NameCache::default();
+        let mut skip = opts.skip.unwrap_or(0);
+        let limit = opts.top.map_or(100_000, |t| t as usize);
+        loop {
+            let q = ListQuery { filter: scope.filter.clone(), restrictions: scope.restrictions.clone(), orderby: opts.orderby.clone(), top: 1000, skip, count: false };
+            let page = tx.list_assignments(&q)?;
+            for a in &page.items {
+                if lines.len() > limit {
+                    break;
+                }
+                let level = names.resource(tx, &a.resource_id)?;
+                let (subject, email) = names.subject(tx, &a.subject_id)?;
+                let role = names.role(tx, &a.role_definition_id)?;
+                let fmt = rolegate_core::schedule::format_datetime;
+                lines.push(
+                    [level, subject, role, email, a.state.as_str().to_string(), fmt(a.schedule.start), a.schedule.end.map(fmt).unwrap_or_else(|| "Permanent".into())]
+                        .iter()
+                        .map(|f| csv_field(f))
+                        .collect::<Vec<_>>()
+                        .join(","),
+                );
+            }
+            if !page.more || lines.len() > limit {
+                break;
+            }
+            skip += 1000;
+        }
+        if json_only {
+            let body = json!({"@odata.context": format!("{base}/$metadata#Collection(Edm.String)"), "value": lines});
+            return Ok(axum::Json(body).into_response());
+        }
+        let mut csv = String::from("\u{feff}");
+        for l in &lines {
+            csv.push_str(l);
+            csv.push_str("\r\n");
+        }
+        Ok(([(header::CONTENT_TYPE, "application/octet-stream"), (header::CONTENT_DISPOSITION, "attachment; filename=\"roleAssignments.csv\"")], csv).into_response())
+    })
+    .await
+}

@@ -1,0 +1,228 @@
+//! Rolegate's HTTP layer: one axum router for the Graph PIM routes under `/beta`, the
+//! minimal SCIM directory under `/scim/v2`, and `/healthz`, `/readyz`. Every response gets
+//! a `request-id`; every error gets the Graph (or SCIM) error envelope.
+
+pub mod auth;
+pub mod error;
+pub mod extract;
+pub mod graph;
+pub mod render;
+pub mod scim;
+pub mod state;
+
+use crate::extract::RequestId;
+use crate::graph::Collection;
+use axum::Router;
+use axum::body::Body;
+use axum::extract::{DefaultBodyLimit, Path, Request, State};
+use axum::http::{HeaderValue, StatusCode, header};
+use axum::middleware::{self, Next};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{MethodRouter, get, post};
+use rolegate_core::error::{DomainError, ErrorCode};
+use serde_json::Value;
+use std::collections::HashMap;
+use std::sync::Arc;
+use tracing::Instrument;
+
+pub use state::AppState;
+
+/// Request bodies larger than this are refused with `413` (decisions.md §8).
+pub const MAX_BODY_BYTES: usize = 1 << 20;
+
+type S = Arc<AppState>;
+
+fn list_route(c: Collection) -> MethodRouter<S> {
+    get(move |s, a, o, p, u, h| graph::list_route(s, a, o, p, u, h, c))
+}
+
+fn count_route(c: Collection) -> MethodRouter<S> {
+    get(move |s, a, o, p, u, h| graph::count_route(s, a, o, p, u, h, c))
+}
+
+fn item_route(c: Collection) -> MethodRouter<S> {
+    get(move |s, a, o, p, h| graph::item_route(s, a, o, p, h, c))
+}
+
+/// The whole HTTP surface.
+pub fn router(state: S) -> Router {
+    let p = "/beta/privilegedAccess/{provider}";
+    let mut r: Router<S> = Router::new()
+        .route("/healthz", get(|| async { "ok" }))
+        .route("/readyz", get(readyz))
+        .route("/beta/privilegedAccess", get(graph::providers))
+        .route(p, get(graph::providers))
+        .route(&format!("{p}/resources"), list_route(Collection::Resources))
+        .route(
+            &format!("{p}/resources/$count"),
+            count_route(Collection::Resources),
+        )
+        .route(&format!("{p}/resources/register"), post(graph::register))
+        .route(
+            &format!("{p}/resources/{{rid}}"),
+            item_route(Collection::Resources),
+        )
+        .route(
+            &format!("{p}/resources/{{rid}}/parent"),
+            get(
+                |s, a, o, Path(mut params): Path<HashMap<String, String>>, h| async move {
+                    params.insert("nav".into(), "parent".into());
+                    graph::item_route(s, a, o, Path(params), h, Collection::Resources).await
+                },
+            ),
+        );
+    for prefix in [p.to_string(), format!("{p}/resources/{{rid}}")] {
+        for (name, c) in [
+            ("roleDefinitions", Collection::RoleDefinitions),
+            ("roleSettings", Collection::RoleSettings),
+            ("roleAssignments", Collection::RoleAssignments),
+            ("roleAssignmentRequests", Collection::RoleAssignmentRequests),
+        ] {
+            let base = format!("{prefix}/{name}");
+            let mut coll = list_route(c);
+            let mut item = item_route(c);
+            match c {
+                Collection::RoleAssignmentRequests => coll = coll.post(graph::create_request),
+                Collection::RoleSettings => item = item.patch(graph::patch_role_setting),
+                _ => {}
+            }
+            r = r
+                .route(&base, coll)
+                .route(&format!("{base}/$count"), count_route(c))
+                .route(&format!("{base}/{{id}}"), item)
+                .route(&format!("{base}/{{id}}/{{nav}}"), item_route(c))
+                .route(&format!("{base}/{{id}}/{{nav}}/{{nav2}}"), item_route(c));
+        }
+        r = r
+            .route(
+                &format!("{prefix}/roleAssignments/export"),
+                get(graph::export),
+            )
+            .route(
+                &format!("{prefix}/roleAssignments/export()"),
+                get(graph::export),
+            )
+            .route(
+                &format!("{prefix}/roleAssignmentRequests/{{id}}/cancel"),
+                post(graph::cancel_request),
+            )
+            .route(
+                &format!("{prefix}/roleAssignmentRequests/{{id}}/updateRequest"),
+                post(graph::update_request),
+            );
+    }
+    r = r
+        .route("/scim/v2/{coll}", get(scim::list).post(scim::create))
+        .route(
+            "/scim/v2/{coll}/{id}",
+            get(scim::get).put(scim::replace).delete(scim::delete),
+        );
+    r.fallback(|| async { (StatusCode::NOT_FOUND, "") })
+        .method_not_allowed_fallback(|| async { (StatusCode::METHOD_NOT_ALLOWED, "") })
+        .layer(DefaultBodyLimit::max(MAX_BODY_BYTES))
+        .layer(tower_http::catch_panic::CatchPanicLayer::custom(|_| {
+            (StatusCode::INTERNAL_SERVER_ERROR, "").into_response()
+        }))
+        .layer(middleware::from_fn(request_context))
+        .with_state(state)
+}
+
+async fn readyz(State(s): State<S>) -> Response {
+    let store = Arc::clone(&s.store);
+    match tokio::task::spawn_blocking(move || store.ping()).await {
+        Ok(Ok(())) => (StatusCode::OK, "ready").into_response(),
+        _ => (StatusCode::SERVICE_UNAVAILABLE, "database unavailable").into_response(),
+    }
+}
+
+/// Gives every request an id, logs it, and completes error bodies: bare 404/405/413/500
+/// responses get the envelope, and every Graph error gets `innerError` with the date and
+/// the request id.
+async fn request_context(mut req: Request, next: Next) -> Response {
+    let id = uuid::Uuid::new_v4().to_string();
+    let client_id = req
+        .headers()
+        .get("client-request-id")
+        .and_then(|v| v.to_str().ok())
+        .map(str::to_string);
+    let scim = req.uri().path().starts_with("/scim");
+    req.extensions_mut().insert(RequestId(id.clone()));
+    let span = tracing::info_span!("request", request_id = %id, method = %req.method(), path = %req.uri().path());
+    let started = std::time::Instant::now();
+    let mut resp = next.run(req).instrument(span.clone()).await;
+    let status = resp.status();
+    if status.is_client_error() || status.is_server_error() {
+        resp = complete_error(resp, &id, client_id.as_deref(), scim).await;
+    }
+    if let Ok(v) = HeaderValue::from_str(&id) {
+        resp.headers_mut().insert("request-id", v);
+    }
+    if let Some(Ok(v)) = client_id.as_deref().map(HeaderValue::from_str) {
+        resp.headers_mut().insert("client-request-id", v);
+    }
+    span.in_scope(|| {
+        tracing::info!(
+            status = status.as_u16(),
+            elapsed_us = started.elapsed().as_micros() as u64,
+            "handled"
+        )
+    });
+    resp
+}
+
+async fn complete_error(resp: Response, id: &str, client_id: Option<&str>, scim: bool) -> Response {
+    let (mut parts, body) = resp.into_parts();
+    let bytes = axum::body::to_bytes(body, 64 * 1024)
+        .await
+        .unwrap_or_default();
+    let mut value = if bytes.is_empty() {
+        let (code, msg) = match parts.status {
+            StatusCode::NOT_FOUND => (ErrorCode::NotFound, "no such route"),
+            StatusCode::METHOD_NOT_ALLOWED => (
+                ErrorCode::MethodNotAllowed,
+                "this method is not allowed on this route",
+            ),
+            StatusCode::PAYLOAD_TOO_LARGE => (
+                ErrorCode::PayloadTooLarge,
+                "the request body is larger than 1 MiB",
+            ),
+            _ => (
+                ErrorCode::InternalServerError,
+                "an internal error occurred; the server log has the details",
+            ),
+        };
+        let err = error::ApiError {
+            error: DomainError::new(code, msg),
+            scim,
+        };
+        let (p2, b2) = err.into_response().into_parts();
+        parts.headers.insert(
+            header::CONTENT_TYPE,
+            p2.headers
+                .get(header::CONTENT_TYPE)
+                .cloned()
+                .unwrap_or(HeaderValue::from_static("application/json")),
+        );
+        let b = axum::body::to_bytes(b2, 64 * 1024)
+            .await
+            .unwrap_or_default();
+        serde_json::from_slice::<Value>(&b).unwrap_or(Value::Null)
+    } else {
+        match serde_json::from_slice::<Value>(&bytes) {
+            Ok(v) => v,
+            Err(_) => return Response::from_parts(parts, Body::from(bytes)),
+        }
+    };
+    if let Some(inner) = value.get_mut("error").and_then(|e| e.as_object_mut()) {
+        let date = rolegate_core::schedule::format_datetime(rolegate_core::clock::Clock::now(
+            &rolegate_core::clock::SystemClock,
+        ));
+        inner.insert(
+            "innerError".into(),
+            serde_json::json!({"date": date, "request-id": id, "client-request-id": client_id}),
+        );
+    }
+    let body = serde_json::to_vec(&value).unwrap_or_default();
+    parts.headers.remove(header::CONTENT_LENGTH);
+    Response::from_parts(parts, Body::from(body))
+}

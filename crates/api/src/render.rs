@@ -1,0 +1,300 @@
+//! Graph JSON for each entity, and OData `$select` / `$expand` applied to it. Expansion
+//! loads related entities through the same read transaction, recursively for nested
+//! `$expand`.
+
+use jiff::Timestamp;
+use rolegate_core::access::{AccessView, Caller};
+use rolegate_core::assignment::{MemberType, RoleAssignment};
+use rolegate_core::directory::Subject;
+use rolegate_core::error::{DomainError, Result};
+use rolegate_core::odata::{Expand, QueryOptions};
+use rolegate_core::policy::RuleSetting;
+use rolegate_core::request::RoleAssignmentRequest;
+use rolegate_core::resource::Resource;
+use rolegate_core::role::{RoleDefinition, RoleSetting};
+use rolegate_core::schedule::{format_datetime, format_duration};
+use rolegate_core::store::Tx;
+use serde_json::{Map, Value, json};
+
+/// An entity about to be rendered.
+#[derive(Debug, Clone)]
+pub enum Entity {
+    /// `governanceResource`.
+    Resource(Resource),
+    /// `governanceRoleDefinition`.
+    RoleDefinition(RoleDefinition),
+    /// `governanceRoleSetting`.
+    RoleSetting(RoleSetting),
+    /// `governanceRoleAssignment`, with how the viewer holds it.
+    Assignment(RoleAssignment, MemberType),
+    /// `governanceRoleAssignmentRequest`.
+    Request(RoleAssignmentRequest),
+    /// `governanceSubject`.
+    Subject(Subject),
+}
+
+/// Who is looking, and when: for time-derived fields and `permissions`.
+pub struct Viewer<'a> {
+    /// The caller.
+    pub caller: &'a Caller,
+    /// Effective access.
+    pub access: &'a dyn AccessView,
+    /// Now.
+    pub now: Timestamp,
+}
+
+/// The entity set name used in `@odata.context`.
+pub fn entity_set(e: &Entity) -> &'static str {
+    match e {
+        Entity::Resource(_) => "governanceResources",
+        Entity::RoleDefinition(_) => "governanceRoleDefinitions",
+        Entity::RoleSetting(_) => "governanceRoleSettings",
+        Entity::Assignment(..) => "governanceRoleAssignments",
+        Entity::Request(_) => "governanceRoleAssignmentRequests",
+        Entity::Subject(_) => "governanceSubjects",
+    }
+}
+
+fn dt(t: Timestamp) -> Value {
+    Value::String(format_datetime(t))
+}
+
+fn rules(list: &[RuleSetting]) -> Value {
+    Value::Array(
+        list.iter()
+            .map(|r| json!({"ruleIdentifier": r.rule_identifier, "setting": r.setting}))
+            .collect(),
+    )
+}
+
+/// The entity's own properties.
+fn properties(e: &Entity, now: Timestamp) -> Map<String, Value> {
+    let v = match e {
+        Entity::Resource(r) => json!({
+            "id": r.id, "externalId": r.external_id, "type": r.resource_type, "displayName": r.display_name,
+            "status": r.status.as_str(), "registeredDateTime": dt(r.registered_at), "registeredRoot": r.registered_root,
+        }),
+        Entity::RoleDefinition(d) => json!({
+            "id": d.id, "resourceId": d.resource_id, "externalId": d.external_id, "templateId": d.template_id,
+            "displayName": d.display_name,
+        }),
+        Entity::RoleSetting(s) => json!({
+            "id": s.id, "resourceId": s.resource_id, "roleDefinitionId": s.role_definition_id, "isDefault": s.is_default,
+            "lastUpdatedDateTime": s.last_updated_at.map(dt), "lastUpdatedBy": s.last_updated_by,
+            "adminEligibleSettings": rules(&s.rules.admin_eligible), "adminMemberSettings": rules(&s.rules.admin_member),
+            "userEligibleSettings": rules(&s.rules.user_eligible), "userMemberSettings": rules(&s.rules.user_member),
+        }),
+        Entity::Assignment(a, member) => json!({
+            "id": a.id, "resourceId": a.resource_id, "roleDefinitionId": a.role_definition_id, "subjectId": a.subject_id,
+            "linkedEligibleRoleAssignmentId": a.linked_eligible_id, "externalId": Value::Null,
+            "startDateTime": dt(a.schedule.start), "endDateTime": a.schedule.end.map(dt),
+            "assignmentState": a.state.as_str(), "memberType": member.as_str(), "status": "Provisioned",
+        }),
+        Entity::Request(r) => {
+            let status = r.status_at(now);
+            let mut v = json!({
+                "id": r.id, "resourceId": r.resource_id, "roleDefinitionId": r.role_definition_id, "subjectId": r.subject_id,
+                "linkedEligibleRoleAssignmentId": r.linked_eligible_id.clone().unwrap_or_default(),
+                "type": r.kind.as_str(), "assignmentState": r.state.as_str(), "requestedDateTime": dt(r.requested_at),
+                "reason": r.reason,
+                "schedule": r.schedule.map(|s| json!({
+                    "type": "Once", "startDateTime": dt(s.start), "endDateTime": s.end.map(dt),
+                    "duration": s.duration().map(format_duration),
+                })),
+                "status": {
+                    "status": status.coarse(), "subStatus": status.as_str(),
+                    "statusDetails": r.status_details.iter().map(|d| json!({"key": d.rule, "value": d.result})).collect::<Vec<_>>(),
+                },
+            });
+            if let (Some(t), Some(obj)) = (&r.ticket, v.as_object_mut()) {
+                obj.insert(
+                    "ticketInfo".into(),
+                    json!({"ticketNumber": t.ticket_number, "ticketSystem": t.ticket_system}),
+                );
+            }
+            if let (true, Some(obj)) = (r.emergency, v.as_object_mut()) {
+                obj.insert("emergency".into(), Value::Bool(true));
+            }
+            v
+        }
+        Entity::Subject(s) => json!({
+            "id": s.id, "type": s.kind.as_str(), "displayName": s.display_name,
+            "email": s.email.clone().unwrap_or_default(), "principalName": s.principal_name.clone().unwrap_or_default(),
+        }),
+    };
+    match v {
+        Value::Object(m) => m,
+        _ => Map::new(),
+    }
+}
+
+/// Properties returned only when `$select`ed (governanceResource only).
+const RESOURCE_OPTIONAL: [&str; 3] = ["roleAssignmentCount", "roleDefinitionCount", "permissions"];
+
+fn navigations(e: &Entity) -> &'static [&'static str] {
+    match e {
+        Entity::Resource(_) => &["parent"],
+        Entity::RoleDefinition(_) => &["resource", "roleSetting"],
+        Entity::RoleSetting(_) => &["resource", "roleDefinition"],
+        Entity::Assignment(..) => &[
+            "resource",
+            "roleDefinition",
+            "subject",
+            "linkedEligibleRoleAssignment",
+        ],
+        Entity::Request(_) => &["resource", "roleDefinition", "subject"],
+        Entity::Subject(_) => &[],
+    }
+}
+
+/// The entity a single-valued navigation leads to (`None` = the navigation is empty).
+pub fn navigate(tx: &mut dyn Tx, e: &Entity, nav: &str) -> Result<Option<Entity>> {
+    let name = navigations(e)
+        .iter()
+        .find(|n| n.eq_ignore_ascii_case(nav))
+        .ok_or_else(|| {
+            DomainError::bad_request(format!(
+                "`{nav}` is not a navigation property of {}",
+                entity_set(e)
+            ))
+        })?;
+    let resource = |tx: &mut dyn Tx, id: &str| -> Result<Option<Entity>> {
+        Ok(tx.resource(id)?.map(Entity::Resource))
+    };
+    let role = |tx: &mut dyn Tx, id: &str| -> Result<Option<Entity>> {
+        Ok(tx.role_definition(id)?.map(Entity::RoleDefinition))
+    };
+    let subject = |tx: &mut dyn Tx, id: &str| -> Result<Option<Entity>> {
+        Ok(tx.subject(id)?.map(Entity::Subject))
+    };
+    match (e, *name) {
+        (Entity::Resource(r), "parent") => match &r.parent_id {
+            Some(p) => resource(tx, p),
+            None => Ok(None),
+        },
+        (Entity::RoleDefinition(d), "resource") => resource(tx, &d.resource_id),
+        (Entity::RoleDefinition(d), _) => Ok(tx.role_setting_of(&d.id)?.map(Entity::RoleSetting)),
+        (Entity::RoleSetting(s), "resource") => resource(tx, &s.resource_id),
+        (Entity::RoleSetting(s), _) => role(tx, &s.role_definition_id),
+        (Entity::Assignment(a, _), "resource") => resource(tx, &a.resource_id),
+        (Entity::Assignment(a, _), "roleDefinition") => role(tx, &a.role_definition_id),
+        (Entity::Assignment(a, _), "subject") => subject(tx, &a.subject_id),
+        (Entity::Assignment(a, _), _) => match &a.linked_eligible_id {
+            Some(id) => Ok(tx
+                .assignment(id)?
+                .map(|x| Entity::Assignment(x, MemberType::Direct))),
+            None => Ok(None),
+        },
+        (Entity::Request(r), "resource") => resource(tx, &r.resource_id),
+        (Entity::Request(r), "roleDefinition") => role(tx, &r.role_definition_id),
+        (Entity::Request(r), _) => subject(tx, &r.subject_id),
+        _ => Ok(None),
+    }
+}
+
+fn expand_one(
+    tx: &mut dyn Tx,
+    e: &Entity,
+    x: &Expand,
+    viewer: &Viewer,
+    out: &mut Map<String, Value>,
+    depth: usize,
+) -> Result<()> {
+    let name = navigations(e)
+        .iter()
+        .find(|n| n.eq_ignore_ascii_case(&x.path))
+        .ok_or_else(|| {
+            DomainError::bad_request(format!("cannot $expand `{}` on {}", x.path, entity_set(e)))
+        })?;
+    let value = match navigate(tx, e, name)? {
+        Some(related) => Value::Object(shape_at(tx, &related, &x.options, viewer, depth + 1)?),
+        None => Value::Null,
+    };
+    out.insert((*name).to_string(), value);
+    Ok(())
+}
+
+/// Renders `e` with `$expand` and `$select` of `opts` applied.
+pub fn shape(
+    tx: &mut dyn Tx,
+    e: &Entity,
+    opts: &QueryOptions,
+    viewer: &Viewer,
+) -> Result<Map<String, Value>> {
+    shape_at(tx, e, opts, viewer, 0)
+}
+
+fn shape_at(
+    tx: &mut dyn Tx,
+    e: &Entity,
+    opts: &QueryOptions,
+    viewer: &Viewer,
+    depth: usize,
+) -> Result<Map<String, Value>> {
+    if depth > 4 {
+        return Err(DomainError::bad_request("$expand is nested too deeply"));
+    }
+    let mut out = properties(e, viewer.now);
+    for x in &opts.expand {
+        expand_one(tx, e, x, viewer, &mut out, depth)?;
+    }
+    let Some(select) = &opts.select else {
+        return Ok(out);
+    };
+    if select.iter().any(|s| s == "*") {
+        return Ok(out);
+    }
+    let mut picked = Map::new();
+    for s in select {
+        let known = out.keys().find(|k| k.eq_ignore_ascii_case(s)).cloned();
+        match known {
+            Some(k) => {
+                if let Some(v) = out.get(&k) {
+                    picked.insert(k, v.clone());
+                }
+            }
+            None => match (
+                e,
+                RESOURCE_OPTIONAL.iter().find(|o| o.eq_ignore_ascii_case(s)),
+            ) {
+                (Entity::Resource(r), Some(name)) => {
+                    picked.insert((*name).to_string(), resource_extra(tx, r, name, viewer)?);
+                }
+                _ if navigations(e).iter().any(|n| n.eq_ignore_ascii_case(s)) => {}
+                _ => {
+                    return Err(DomainError::bad_request(format!(
+                        "`{s}` is not a property of {}",
+                        entity_set(e)
+                    )));
+                }
+            },
+        }
+    }
+    for x in &opts.expand {
+        if let Some((k, v)) = out.iter().find(|(k, _)| k.eq_ignore_ascii_case(&x.path)) {
+            picked.insert(k.clone(), v.clone());
+        }
+    }
+    Ok(picked)
+}
+
+fn resource_extra(tx: &mut dyn Tx, r: &Resource, name: &str, viewer: &Viewer) -> Result<Value> {
+    Ok(match name {
+        "roleAssignmentCount" => json!(tx.resource_counts(&r.id, viewer.now)?.0),
+        "roleDefinitionCount" => json!(tx.resource_counts(&r.id, viewer.now)?.1),
+        _ => {
+            let admin = viewer
+                .caller
+                .may_administer(viewer.access, &r.id, viewer.now);
+            let any = viewer.caller.may_read(viewer.access, &r.id, viewer.now);
+            let level = if admin {
+                "AdminReadWrite"
+            } else if any {
+                "UserRead"
+            } else {
+                "None"
+            };
+            json!({"accessLevel": level, "isActive": admin, "isEligible": any && !admin})
+        }
+    })
+}

@@ -1,0 +1,147 @@
+//! Shared server state: the store, the access index, the clock and the authenticator, and
+//! the two ways handlers reach the store — a read transaction, or a serialised write
+//! transaction whose committed changes are applied to the access index before the
+//! response is sent (so a revocation is enforced by the time it is acknowledged).
+
+use crate::auth::Authenticator;
+use crate::error::ApiError;
+use rolegate_core::access::{AccessChange, AccessIndex, AccessView, Caller, OpContext};
+use rolegate_core::clock::Clock;
+use rolegate_core::error::{DomainError, Result};
+use rolegate_core::store::{self, Store, Tx};
+use std::sync::{Arc, Mutex, RwLock};
+
+/// Everything the handlers share.
+pub struct AppState {
+    /// The database.
+    pub store: Arc<dyn Store>,
+    /// Effective access, patched on every commit.
+    pub access: RwLock<AccessIndex>,
+    /// Serialises write transactions with their index updates.
+    write_order: Mutex<()>,
+    /// The clock.
+    pub clock: Arc<dyn Clock>,
+    /// Token verification and tenant administrators.
+    pub auth: Authenticator,
+}
+
+impl std::fmt::Debug for AppState {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("AppState").finish_non_exhaustive()
+    }
+}
+
+/// The access index behind its lock, as an [`AccessView`] that locks per call.
+struct LockedIndex<'a>(&'a RwLock<AccessIndex>);
+
+impl AccessView for LockedIndex<'_> {
+    fn holds_any(&self, s: &str, r: &str, now: jiff::Timestamp) -> bool {
+        self.0.read().is_ok_and(|ix| ix.holds_any(s, r, now))
+    }
+    fn administers(&self, s: &str, r: &str, now: jiff::Timestamp) -> bool {
+        self.0.read().is_ok_and(|ix| ix.administers(s, r, now))
+    }
+    fn groups_of(&self, s: &str) -> Vec<String> {
+        self.0.read().map(|ix| ix.groups_of(s)).unwrap_or_default()
+    }
+    fn ancestors_or_self(&self, r: &str) -> Vec<String> {
+        self.0
+            .read()
+            .map(|ix| ix.ancestors_or_self(r))
+            .unwrap_or_default()
+    }
+    fn anchors(&self, s: &str, now: jiff::Timestamp) -> Vec<String> {
+        self.0
+            .read()
+            .map(|ix| ix.anchors(s, now, false))
+            .unwrap_or_default()
+    }
+}
+
+impl AppState {
+    /// State over `store`, with the access index built from it.
+    pub fn new(store: Arc<dyn Store>, clock: Arc<dyn Clock>, auth: Authenticator) -> Result<Self> {
+        let index = build_index(store.as_ref(), clock.now())?;
+        Ok(Self {
+            store,
+            access: RwLock::new(index),
+            write_order: Mutex::new(()),
+            clock,
+            auth,
+        })
+    }
+
+    /// Effective access as a view that locks per call.
+    pub fn access_view(&self) -> impl AccessView + '_ {
+        LockedIndex(&self.access)
+    }
+
+    /// Runs `f` in a read transaction on a blocking thread.
+    pub async fn read<T: Send + 'static>(
+        self: &Arc<Self>,
+        f: impl FnOnce(&mut dyn Tx, &AppState) -> Result<T> + Send + 'static,
+    ) -> Result<T, ApiError> {
+        let state = Arc::clone(self);
+        blocking(move || store::read(state.store.as_ref(), |tx| f(tx, &state))).await
+    }
+
+    /// Runs `f` in a write transaction on a blocking thread, then applies the access
+    /// changes it returns to the index, before any other write can commit.
+    pub async fn write<T: Send + 'static>(
+        self: &Arc<Self>,
+        caller: Caller,
+        correlation_id: String,
+        f: impl FnOnce(&mut dyn Tx, &OpContext) -> Result<(T, Vec<AccessChange>)> + Send + 'static,
+    ) -> Result<T, ApiError> {
+        let state = Arc::clone(self);
+        blocking(move || {
+            let _order = state
+                .write_order
+                .lock()
+                .map_err(|_| DomainError::internal("write lock poisoned"))?;
+            let new_id = || uuid::Uuid::new_v4().to_string();
+            let view = state.access_view();
+            let ctx = OpContext {
+                caller: &caller,
+                access: &view,
+                now: state.clock.now(),
+                correlation_id: &correlation_id,
+                new_id: &new_id,
+            };
+            let (value, changes) = store::write(state.store.as_ref(), |tx| f(tx, &ctx))?;
+            if !changes.is_empty() {
+                state
+                    .access
+                    .write()
+                    .map_err(|_| DomainError::internal("access index lock poisoned"))?
+                    .apply(&changes);
+            }
+            Ok(value)
+        })
+        .await
+    }
+}
+
+async fn blocking<T: Send + 'static>(
+    f: impl FnOnce() -> Result<T> + Send + 'static,
+) -> Result<T, ApiError> {
+    match tokio::task::spawn_blocking(f).await {
+        Ok(r) => r.map_err(ApiError::from),
+        Err(e) => Err(DomainError::internal(format!("blocking task failed: {e}")).into()),
+    }
+}
+
+/// Builds the access index from the store: resources, memberships, live assignments.
+pub fn build_index(store: &dyn Store, now: jiff::Timestamp) -> Result<AccessIndex> {
+    store::read(store, |tx| {
+        let mut ix = AccessIndex::new();
+        for (id, parent) in tx.all_resource_parents()? {
+            ix.add_resource(&id, parent.as_deref());
+        }
+        for (group, member) in tx.all_memberships()? {
+            ix.add_membership(&group, &member);
+        }
+        tx.for_each_live_assignment(now, &mut |a, admin| ix.upsert(&a, admin))?;
+        Ok(ix)
+    })
+}

@@ -1,0 +1,548 @@
+//! Effective access: who holds what where, right now. The [`AccessIndex`] is an in-memory
+//! view of every live assignment, the resource tree and group membership, built from the
+//! store at start and patched after every commit. It answers R1 ("holds any current
+//! assignment on the resource or an ancestor") and R3 ("holds a current active Owner or
+//! User Access Administrator assignment on the resource or an ancestor") of decisions.md §7
+//! in a few hash probes; the database stays the source of truth.
+//!
+//! Every check compares schedules with the clock, so an assignment past its end is never
+//! honoured, whether or not it has been swept from the index.
+
+use crate::assignment::{AssignmentState, RoleAssignment};
+use jiff::Timestamp;
+use std::collections::HashMap;
+
+/// One live assignment as the index keeps it (compact: ids interned, times as µs).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+struct Grant {
+    assignment: u128,
+    resource: u32,
+    administers_access: bool,
+    state: AssignmentState,
+    start_us: i64,
+    end_us: Option<i64>,
+}
+
+impl Grant {
+    fn is_current(&self, now_us: i64) -> bool {
+        self.start_us <= now_us && self.end_us.is_none_or(|end| now_us < end)
+    }
+}
+
+/// Interns string ids as small integers.
+#[derive(Debug, Default)]
+struct Interner {
+    ids: HashMap<Box<str>, u32>,
+    names: Vec<Box<str>>,
+}
+
+impl Interner {
+    fn get(&self, name: &str) -> Option<u32> {
+        self.ids.get(name).copied()
+    }
+
+    fn intern(&mut self, name: &str) -> u32 {
+        if let Some(id) = self.ids.get(name) {
+            return *id;
+        }
+        let id = u32::try_from(self.names.len()).unwrap_or(u32::MAX);
+        self.names.push(name.into());
+        self.ids.insert(name.into(), id);
+        id
+    }
+
+    fn name(&self, id: u32) -> Option<&str> {
+        self.names.get(id as usize).map(|s| &**s)
+    }
+}
+
+/// A 128-bit key for an assignment id: the GUID's bits, or a hash for other strings.
+fn assignment_key(id: &str) -> u128 {
+    let hex: String = id.chars().filter(|c| *c != '-').collect();
+    if hex.len() == 32
+        && let Ok(v) = u128::from_str_radix(&hex, 16)
+    {
+        return v;
+    }
+    // FNV-1a, 128-bit: only for ids that are not GUIDs (none are generated that way).
+    let mut h: u128 = 0x6c62272e07bb014262b821756295c58d;
+    for b in id.bytes() {
+        h ^= u128::from(b);
+        h = h.wrapping_mul(0x0000000001000000000000000000013B);
+    }
+    h
+}
+
+/// The in-memory index of live assignments, the resource tree and group membership.
+#[derive(Debug, Default)]
+pub struct AccessIndex {
+    subjects: Interner,
+    resources: Interner,
+    grants: HashMap<u32, Vec<Grant>>,
+    parent: HashMap<u32, u32>,
+    groups_of: HashMap<u32, Vec<u32>>,
+    grant_count: usize,
+}
+
+impl AccessIndex {
+    /// An empty index.
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// Number of assignments held.
+    pub fn len(&self) -> usize {
+        self.grant_count
+    }
+
+    /// Whether no assignment is held.
+    pub fn is_empty(&self) -> bool {
+        self.grant_count == 0
+    }
+
+    /// Records a resource and its parent.
+    pub fn add_resource(&mut self, id: &str, parent: Option<&str>) {
+        let r = self.resources.intern(id);
+        if let Some(p) = parent {
+            let p = self.resources.intern(p);
+            self.parent.insert(r, p);
+        }
+    }
+
+    /// Adds or replaces an assignment. `administers_access` says whether its role is Owner
+    /// or User Access Administrator.
+    pub fn upsert(&mut self, a: &RoleAssignment, administers_access: bool) {
+        self.remove(&a.subject_id, &a.id);
+        let subject = self.subjects.intern(&a.subject_id);
+        let grant = Grant {
+            assignment: assignment_key(&a.id),
+            resource: self.resources.intern(&a.resource_id),
+            administers_access,
+            state: a.state,
+            start_us: a.schedule.start.as_microsecond(),
+            end_us: a.schedule.end.map(|e| e.as_microsecond()),
+        };
+        self.grants.entry(subject).or_default().push(grant);
+        self.grant_count += 1;
+    }
+
+    /// Forgets the assignment `assignment_id` held by `subject_id`.
+    pub fn remove(&mut self, subject_id: &str, assignment_id: &str) {
+        let Some(subject) = self.subjects.get(subject_id) else {
+            return;
+        };
+        let key = assignment_key(assignment_id);
+        if let Some(list) = self.grants.get_mut(&subject) {
+            let before = list.len();
+            list.retain(|g| g.assignment != key);
+            self.grant_count -= before - list.len();
+        }
+    }
+
+    /// Replaces the direct groups of `member`.
+    pub fn set_groups(&mut self, member: &str, groups: &[String]) {
+        let m = self.subjects.intern(member);
+        let gs: Vec<u32> = groups.iter().map(|g| self.subjects.intern(g)).collect();
+        if gs.is_empty() {
+            self.groups_of.remove(&m);
+        } else {
+            self.groups_of.insert(m, gs);
+        }
+    }
+
+    /// Adds `member` to `group`.
+    pub fn add_membership(&mut self, group: &str, member: &str) {
+        let (g, m) = (self.subjects.intern(group), self.subjects.intern(member));
+        let list = self.groups_of.entry(m).or_default();
+        if !list.contains(&g) {
+            list.push(g);
+        }
+    }
+
+    /// Removes `member` from `group`.
+    pub fn remove_membership(&mut self, group: &str, member: &str) {
+        if let (Some(g), Some(m)) = (self.subjects.get(group), self.subjects.get(member))
+            && let Some(list) = self.groups_of.get_mut(&m)
+        {
+            list.retain(|x| *x != g);
+        }
+    }
+
+    /// Forgets a deleted subject: its assignments and memberships.
+    pub fn remove_subject(&mut self, subject_id: &str) {
+        let Some(s) = self.subjects.get(subject_id) else {
+            return;
+        };
+        if let Some(list) = self.grants.remove(&s) {
+            self.grant_count -= list.len();
+        }
+        self.groups_of.remove(&s);
+        for groups in self.groups_of.values_mut() {
+            groups.retain(|g| *g != s);
+        }
+    }
+
+    fn closure(&self, subject: u32) -> Vec<u32> {
+        let mut out = vec![subject];
+        let mut i = 0;
+        while let Some(next) = out.get(i).copied() {
+            for g in self.groups_of.get(&next).into_iter().flatten() {
+                if !out.contains(g) {
+                    out.push(*g);
+                }
+            }
+            i += 1;
+        }
+        out
+    }
+
+    /// The groups `subject` belongs to, directly or through nesting (not itself).
+    pub fn groups_of(&self, subject_id: &str) -> Vec<String> {
+        let Some(s) = self.subjects.get(subject_id) else {
+            return Vec::new();
+        };
+        self.closure(s)
+            .into_iter()
+            .skip(1)
+            .filter_map(|g| self.subjects.name(g).map(str::to_string))
+            .collect()
+    }
+
+    fn ancestry(&self, resource: u32) -> Vec<u32> {
+        let mut out = vec![resource];
+        let mut at = resource;
+        while let Some(p) = self.parent.get(&at) {
+            if out.contains(p) || out.len() > 64 {
+                break;
+            }
+            out.push(*p);
+            at = *p;
+        }
+        out
+    }
+
+    /// `resource_id` and its ancestors, nearest first.
+    pub fn ancestors_or_self(&self, resource_id: &str) -> Vec<String> {
+        match self.resources.get(resource_id) {
+            Some(r) => self
+                .ancestry(r)
+                .into_iter()
+                .filter_map(|x| self.resources.name(x).map(str::to_string))
+                .collect(),
+            None => vec![resource_id.to_string()],
+        }
+    }
+
+    fn any_grant(
+        &self,
+        subject_id: &str,
+        resource_id: &str,
+        now: Timestamp,
+        pred: impl Fn(&Grant) -> bool,
+    ) -> bool {
+        let (Some(s), Some(r)) = (
+            self.subjects.get(subject_id),
+            self.resources.get(resource_id),
+        ) else {
+            return false;
+        };
+        let scopes = self.ancestry(r);
+        let now_us = now.as_microsecond();
+        self.closure(s)
+            .iter()
+            .filter_map(|x| self.grants.get(x))
+            .flatten()
+            .any(|g| g.is_current(now_us) && pred(g) && scopes.contains(&g.resource))
+    }
+
+    /// R1: `subject_id` holds a current assignment (any state, directly, through a group,
+    /// or on an ancestor) on `resource_id`.
+    pub fn holds_any(&self, subject_id: &str, resource_id: &str, now: Timestamp) -> bool {
+        self.any_grant(subject_id, resource_id, now, |_| true)
+    }
+
+    /// R3 (without the tenant-administrator part): a current active Owner or User Access
+    /// Administrator assignment on `resource_id` or an ancestor.
+    pub fn administers(&self, subject_id: &str, resource_id: &str, now: Timestamp) -> bool {
+        self.any_grant(subject_id, resource_id, now, |g| {
+            g.state == AssignmentState::Active && g.administers_access
+        })
+    }
+
+    /// The resources on which `subject_id` (or one of its groups) holds a current assignment;
+    /// with `administering`, only active Owner/User Access Administrator ones.
+    pub fn anchors(&self, subject_id: &str, now: Timestamp, administering: bool) -> Vec<String> {
+        let Some(s) = self.subjects.get(subject_id) else {
+            return Vec::new();
+        };
+        let now_us = now.as_microsecond();
+        let mut out: Vec<u32> = Vec::new();
+        for g in self
+            .closure(s)
+            .iter()
+            .filter_map(|x| self.grants.get(x))
+            .flatten()
+        {
+            let fits =
+                !administering || (g.state == AssignmentState::Active && g.administers_access);
+            if fits && g.is_current(now_us) && !out.contains(&g.resource) {
+                out.push(g.resource);
+            }
+        }
+        out.into_iter()
+            .filter_map(|r| self.resources.name(r).map(str::to_string))
+            .collect()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::schedule::Schedule;
+    use jiff::SignedDuration;
+
+    fn t(secs: i64) -> Timestamp {
+        Timestamp::from_second(secs).unwrap()
+    }
+
+    fn assignment(
+        id: &str,
+        subject: &str,
+        resource: &str,
+        state: AssignmentState,
+        from: i64,
+        to: Option<i64>,
+    ) -> RoleAssignment {
+        RoleAssignment {
+            id: id.into(),
+            resource_id: resource.into(),
+            role_definition_id: "role".into(),
+            subject_id: subject.into(),
+            state,
+            linked_eligible_id: None,
+            schedule: Schedule {
+                start: t(from),
+                end: to.map(t),
+            },
+            request_id: "req".into(),
+        }
+    }
+
+    fn tree() -> AccessIndex {
+        let mut ix = AccessIndex::new();
+        ix.add_resource("mg", None);
+        ix.add_resource("sub", Some("mg"));
+        ix.add_resource("rg", Some("sub"));
+        ix.add_resource("vm", Some("rg"));
+        ix.add_resource("other", Some("mg"));
+        ix
+    }
+
+    #[test]
+    fn inherits_down_the_tree_and_through_nested_groups() {
+        let mut ix = tree();
+        ix.upsert(
+            &assignment("a1", "g2", "sub", AssignmentState::Active, 0, None),
+            true,
+        );
+        ix.add_membership("g1", "alice");
+        ix.add_membership("g2", "g1");
+        assert!(ix.holds_any("alice", "vm", t(10)));
+        assert!(ix.administers("alice", "rg", t(10)));
+        assert!(!ix.holds_any("alice", "other", t(10)));
+        assert!(!ix.holds_any("alice", "mg", t(10)));
+        ix.remove_membership("g2", "g1");
+        assert!(!ix.holds_any("alice", "vm", t(10)));
+    }
+
+    #[test]
+    fn time_bounds_are_honoured_without_any_sweep() {
+        let mut ix = tree();
+        ix.upsert(
+            &assignment("a1", "bob", "rg", AssignmentState::Active, 100, Some(200)),
+            true,
+        );
+        assert!(!ix.administers("bob", "vm", t(99)));
+        assert!(ix.administers("bob", "vm", t(100)));
+        assert!(ix.administers("bob", "vm", t(199)));
+        assert!(!ix.administers("bob", "vm", t(200)));
+        assert!(!ix.holds_any("bob", "vm", t(200) + SignedDuration::from_secs(1)));
+    }
+
+    #[test]
+    fn eligible_counts_for_r1_not_r3_and_remove_forgets() {
+        let mut ix = tree();
+        ix.upsert(
+            &assignment("a1", "carol", "sub", AssignmentState::Eligible, 0, None),
+            true,
+        );
+        assert!(ix.holds_any("carol", "vm", t(1)));
+        assert!(!ix.administers("carol", "vm", t(1)));
+        assert_eq!(ix.anchors("carol", t(1), false), vec!["sub".to_string()]);
+        assert!(ix.anchors("carol", t(1), true).is_empty());
+        ix.remove("carol", "a1");
+        assert!(!ix.holds_any("carol", "vm", t(1)));
+        assert!(ix.is_empty());
+    }
+
+    #[test]
+    fn upsert_replaces_the_same_assignment() {
+        let mut ix = tree();
+        let a = assignment(
+            "7c53453e-d5a4-41e0-8eb1-32d5ec8bfdee",
+            "dave",
+            "rg",
+            AssignmentState::Active,
+            0,
+            Some(50),
+        );
+        ix.upsert(&a, false);
+        let mut longer = a.clone();
+        longer.schedule.end = Some(t(500));
+        ix.upsert(&longer, false);
+        assert_eq!(ix.len(), 1);
+        assert!(ix.holds_any("dave", "rg", t(100)));
+    }
+}
+
+/// The authenticated caller of an operation.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Caller {
+    /// The directory subject id (or the token's subject for a tenant administrator who is
+    /// not in the directory).
+    pub subject_id: String,
+    /// Display name, for audit and `lastUpdatedBy`.
+    pub display_name: String,
+    /// User principal name, when known.
+    pub principal_name: Option<String>,
+    /// Named at start with `--admin`: may do everything (decisions.md §2).
+    pub is_tenant_admin: bool,
+    /// The token's `amr` claim contains `mfa`.
+    pub mfa: bool,
+}
+
+/// Read access to effective access, as operations need it.
+pub trait AccessView {
+    /// R1 without the tenant-administrator part.
+    fn holds_any(&self, subject_id: &str, resource_id: &str, now: Timestamp) -> bool;
+    /// R3 without the tenant-administrator part.
+    fn administers(&self, subject_id: &str, resource_id: &str, now: Timestamp) -> bool;
+    /// Group closure of a subject.
+    fn groups_of(&self, subject_id: &str) -> Vec<String>;
+    /// A resource and its ancestors, nearest first.
+    fn ancestors_or_self(&self, resource_id: &str) -> Vec<String>;
+    /// Resources where the subject (or a group of it) holds a current assignment.
+    fn anchors(&self, subject_id: &str, now: Timestamp) -> Vec<String>;
+}
+
+impl AccessView for AccessIndex {
+    fn holds_any(&self, subject_id: &str, resource_id: &str, now: Timestamp) -> bool {
+        AccessIndex::holds_any(self, subject_id, resource_id, now)
+    }
+    fn administers(&self, subject_id: &str, resource_id: &str, now: Timestamp) -> bool {
+        AccessIndex::administers(self, subject_id, resource_id, now)
+    }
+    fn groups_of(&self, subject_id: &str) -> Vec<String> {
+        AccessIndex::groups_of(self, subject_id)
+    }
+    fn ancestors_or_self(&self, resource_id: &str) -> Vec<String> {
+        AccessIndex::ancestors_or_self(self, resource_id)
+    }
+    fn anchors(&self, subject_id: &str, now: Timestamp) -> Vec<String> {
+        AccessIndex::anchors(self, subject_id, now, false)
+    }
+}
+
+impl Caller {
+    /// R1: tenant administrator, or any current assignment on the resource or an ancestor.
+    pub fn may_read(&self, access: &dyn AccessView, resource_id: &str, now: Timestamp) -> bool {
+        self.is_tenant_admin || access.holds_any(&self.subject_id, resource_id, now)
+    }
+
+    /// R3: tenant administrator, or a current active Owner / User Access Administrator
+    /// assignment on the resource or an ancestor.
+    pub fn may_administer(
+        &self,
+        access: &dyn AccessView,
+        resource_id: &str,
+        now: Timestamp,
+    ) -> bool {
+        self.is_tenant_admin || access.administers(&self.subject_id, resource_id, now)
+    }
+}
+
+/// A committed change the access index must learn about.
+#[derive(Debug, Clone, PartialEq)]
+pub enum AccessChange {
+    /// An assignment was created or changed; the flag says whether its role administers access.
+    Upsert(RoleAssignment, bool),
+    /// An assignment left the live set.
+    Remove {
+        /// Its subject.
+        subject_id: String,
+        /// Its id.
+        assignment_id: String,
+    },
+    /// A resource was registered.
+    Resource {
+        /// Its id.
+        id: String,
+        /// Its parent's id.
+        parent_id: Option<String>,
+    },
+    /// A subject's direct groups changed.
+    Groups {
+        /// The member.
+        member_id: String,
+        /// Its direct groups now.
+        groups: Vec<String>,
+    },
+    /// A subject was deleted.
+    SubjectRemoved(String),
+}
+
+impl AccessIndex {
+    /// Applies committed changes, in order.
+    pub fn apply(&mut self, changes: &[AccessChange]) {
+        for c in changes {
+            match c {
+                AccessChange::Upsert(a, admin) => self.upsert(a, *admin),
+                AccessChange::Remove {
+                    subject_id,
+                    assignment_id,
+                } => self.remove(subject_id, assignment_id),
+                AccessChange::Resource { id, parent_id } => {
+                    self.add_resource(id, parent_id.as_deref())
+                }
+                AccessChange::Groups { member_id, groups } => self.set_groups(member_id, groups),
+                AccessChange::SubjectRemoved(id) => self.remove_subject(id),
+            }
+        }
+    }
+}
+
+/// What every operation needs besides its arguments: who calls, what they may do, the
+/// time, the HTTP request id for audit correlation, and a source of fresh ids.
+pub struct OpContext<'a> {
+    /// The caller.
+    pub caller: &'a Caller,
+    /// Effective access.
+    pub access: &'a dyn AccessView,
+    /// The current time.
+    pub now: Timestamp,
+    /// The request id of the HTTP call.
+    pub correlation_id: &'a str,
+    /// Makes fresh GUIDs.
+    pub new_id: &'a dyn Fn() -> String,
+}
+
+impl OpContext<'_> {
+    /// The caller as an audit initiator.
+    pub fn initiator(&self) -> crate::audit::Initiator {
+        crate::audit::Initiator {
+            id: self.caller.subject_id.clone(),
+            display_name: self.caller.display_name.clone(),
+            user_principal_name: self.caller.principal_name.clone(),
+        }
+    }
+}

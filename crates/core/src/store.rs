@@ -1,0 +1,198 @@
+//! The storage the domain needs, phrased in domain terms. A [`Store`] runs closures inside
+//! transactions; a [`Tx`] reads and writes within one. Every state change happens in one
+//! write transaction together with its audit record, so a change is all there or not at all.
+//! Backends: SQLite (embedded, default) and PostgreSQL implement these traits.
+
+use crate::assignment::{AssignmentState, EndReason, RoleAssignment};
+use crate::audit::AuditRecord;
+use crate::directory::Subject;
+use crate::error::{DomainError, Result};
+use crate::query::{ListQuery, Page};
+use crate::request::{Approval, RoleAssignmentRequest};
+use crate::resource::Resource;
+use crate::role::{RoleDefinition, RoleSetting};
+use jiff::Timestamp;
+
+/// What identifies "the same assignment" for uniqueness: resource, role, subject, state.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub struct AssignmentKey {
+    /// Resource id.
+    pub resource_id: String,
+    /// Role definition id.
+    pub role_definition_id: String,
+    /// Subject id.
+    pub subject_id: String,
+    /// Eligible or active.
+    pub state: AssignmentState,
+}
+
+/// One transaction. Methods that write fail on a read-only transaction.
+pub trait Tx {
+    /// A resource by id.
+    fn resource(&mut self, id: &str) -> Result<Option<Resource>>;
+    /// A resource by ARM id key (lower-cased canonical ARM id).
+    fn resource_by_external_key(&mut self, key: &str) -> Result<Option<Resource>>;
+    /// Inserts a resource; `ancestors` are its ancestors' ids, nearest first.
+    fn insert_resource(&mut self, r: &Resource, ancestors: &[String]) -> Result<()>;
+    /// Lists resources.
+    fn list_resources(&mut self, q: &ListQuery) -> Result<Page<Resource>>;
+    /// Number of live assignments and role definitions on a resource.
+    fn resource_counts(&mut self, id: &str, now: Timestamp) -> Result<(u64, u64)>;
+
+    /// A role definition by id.
+    fn role_definition(&mut self, id: &str) -> Result<Option<RoleDefinition>>;
+    /// The role definition with `template_id` on `resource_id`.
+    fn role_definition_by_template(
+        &mut self,
+        resource_id: &str,
+        template_id: &str,
+    ) -> Result<Option<RoleDefinition>>;
+    /// Inserts a role definition and its role setting.
+    fn insert_role_definition(&mut self, d: &RoleDefinition, s: &RoleSetting) -> Result<()>;
+    /// Lists role definitions.
+    fn list_role_definitions(&mut self, q: &ListQuery) -> Result<Page<RoleDefinition>>;
+
+    /// A role setting by id.
+    fn role_setting(&mut self, id: &str) -> Result<Option<RoleSetting>>;
+    /// The role setting of a role definition.
+    fn role_setting_of(&mut self, role_definition_id: &str) -> Result<Option<RoleSetting>>;
+    /// Replaces a role setting's rules and metadata.
+    fn update_role_setting(&mut self, s: &RoleSetting) -> Result<()>;
+    /// Lists role settings.
+    fn list_role_settings(&mut self, q: &ListQuery) -> Result<Page<RoleSetting>>;
+
+    /// A subject by id or external id.
+    fn subject(&mut self, id: &str) -> Result<Option<Subject>>;
+    /// Inserts a subject.
+    fn insert_subject(&mut self, s: &Subject) -> Result<()>;
+    /// Replaces a subject's attributes.
+    fn update_subject(&mut self, s: &Subject) -> Result<()>;
+    /// Deletes a subject and its memberships (both as member and as group).
+    fn delete_subject(&mut self, id: &str) -> Result<()>;
+    /// Subjects of one kind, ordered by display name, paged.
+    fn list_subjects(
+        &mut self,
+        kind: crate::directory::SubjectKind,
+        filter: Option<(&str, &str)>,
+        skip: u32,
+        top: u32,
+    ) -> Result<Page<Subject>>;
+    /// Direct members of a group.
+    fn group_members(&mut self, group_id: &str) -> Result<Vec<String>>;
+    /// Direct groups of a subject.
+    fn groups_of(&mut self, member_id: &str) -> Result<Vec<String>>;
+    /// Replaces a group's direct members.
+    fn set_group_members(&mut self, group_id: &str, members: &[String]) -> Result<()>;
+    /// Every (group, member) pair, for building the access index.
+    fn all_memberships(&mut self) -> Result<Vec<(String, String)>>;
+    /// Every (resource, parent) pair, for building the access index.
+    fn all_resource_parents(&mut self) -> Result<Vec<(String, Option<String>)>>;
+
+    /// An assignment by id (live or ended but not yet moved to history).
+    fn assignment(&mut self, id: &str) -> Result<Option<RoleAssignment>>;
+    /// Assignments (live or ended, not in history) with this key.
+    fn assignments_with_key(&mut self, key: &AssignmentKey) -> Result<Vec<RoleAssignment>>;
+    /// Assignments in history with this key that ended by expiry after `since`.
+    fn expired_in_history(
+        &mut self,
+        key: &AssignmentKey,
+        since: Timestamp,
+    ) -> Result<Vec<RoleAssignment>>;
+    /// Activations linked to an eligible assignment.
+    fn activations_of(&mut self, eligible_id: &str) -> Result<Vec<RoleAssignment>>;
+    /// Assignments of any of `subjects` in `state` on any of `resources`.
+    fn assignments_of(
+        &mut self,
+        subjects: &[String],
+        resources: &[String],
+        state: AssignmentState,
+    ) -> Result<Vec<RoleAssignment>>;
+    /// Inserts an assignment.
+    fn insert_assignment(&mut self, a: &RoleAssignment) -> Result<()>;
+    /// Replaces an assignment's schedule and request id.
+    fn update_assignment(&mut self, a: &RoleAssignment) -> Result<()>;
+    /// Moves an assignment out of the live set into history.
+    fn end_assignment(
+        &mut self,
+        a: &RoleAssignment,
+        at: Timestamp,
+        reason: EndReason,
+        request_id: Option<&str>,
+    ) -> Result<()>;
+    /// Moves a history row back into the live set (renewal of an expired assignment).
+    fn restore_assignment(&mut self, a: &RoleAssignment) -> Result<()>;
+    /// Lists assignments (joined with their role definitions for filtering).
+    fn list_assignments(&mut self, q: &ListQuery) -> Result<Page<RoleAssignment>>;
+    /// Calls `each` for every assignment not ended at `now`, for building the access index,
+    /// with whether its role administers access.
+    fn for_each_live_assignment(
+        &mut self,
+        now: Timestamp,
+        each: &mut dyn FnMut(RoleAssignment, bool),
+    ) -> Result<()>;
+
+    /// A request by id.
+    fn request(&mut self, id: &str) -> Result<Option<RoleAssignmentRequest>>;
+    /// The pending request with this key, if any.
+    fn pending_request(&mut self, key: &AssignmentKey) -> Result<Option<RoleAssignmentRequest>>;
+    /// Pending activation requests linked to an eligible assignment.
+    fn pending_requests_linked_to(
+        &mut self,
+        eligible_id: &str,
+    ) -> Result<Vec<RoleAssignmentRequest>>;
+    /// Inserts a request.
+    fn insert_request(&mut self, r: &RoleAssignmentRequest) -> Result<()>;
+    /// Replaces a request whose stored version is `r.version - 1` (optimistic concurrency);
+    /// a mismatch fails with `Conflict`.
+    fn update_request(&mut self, r: &RoleAssignmentRequest) -> Result<()>;
+    /// Lists requests.
+    fn list_requests(&mut self, q: &ListQuery) -> Result<Page<RoleAssignmentRequest>>;
+    /// Pending requests of a subject (for cancelling them when it is deleted or disabled).
+    fn pending_requests_of(&mut self, subject_id: &str) -> Result<Vec<RoleAssignmentRequest>>;
+    /// Live assignments of a subject.
+    fn live_assignments_of(&mut self, subject_id: &str) -> Result<Vec<RoleAssignment>>;
+    /// Approval decisions recorded for a request.
+    fn approvals(&mut self, request_id: &str) -> Result<Vec<Approval>>;
+    /// Records one approval decision.
+    fn insert_approval(&mut self, a: &Approval) -> Result<()>;
+
+    /// Appends an audit record.
+    fn append_audit(&mut self, rec: &AuditRecord) -> Result<()>;
+}
+
+/// A database holding Rolegate's state.
+pub trait Store: Send + Sync {
+    /// Runs `f` in a read-only transaction.
+    fn read_dyn(&self, f: &mut dyn FnMut(&mut dyn Tx) -> Result<()>) -> Result<()>;
+    /// Runs `f` in a write transaction, committed when `f` returns `Ok`, rolled back otherwise.
+    /// Write transactions are serialised.
+    fn write_dyn(&self, f: &mut dyn FnMut(&mut dyn Tx) -> Result<()>) -> Result<()>;
+    /// Whether the database answers.
+    fn ping(&self) -> Result<()>;
+}
+
+fn run<T>(
+    runner: impl FnOnce(&mut dyn FnMut(&mut dyn Tx) -> Result<()>) -> Result<()>,
+    f: impl FnOnce(&mut dyn Tx) -> Result<T>,
+) -> Result<T> {
+    let mut f = Some(f);
+    let mut out = None;
+    runner(&mut |tx| {
+        let f = f
+            .take()
+            .ok_or_else(|| DomainError::internal("transaction body ran twice"))?;
+        out = Some(f(tx)?);
+        Ok(())
+    })?;
+    out.ok_or_else(|| DomainError::internal("transaction body did not run"))
+}
+
+/// Runs `f` in a read transaction of `store` and returns its value.
+pub fn read<T>(store: &dyn Store, f: impl FnOnce(&mut dyn Tx) -> Result<T>) -> Result<T> {
+    run(|body| store.read_dyn(body), f)
+}
+
+/// Runs `f` in a write transaction of `store` and returns its value.
+pub fn write<T>(store: &dyn Store, f: impl FnOnce(&mut dyn Tx) -> Result<T>) -> Result<T> {
+    run(|body| store.write_dyn(body), f)
+}

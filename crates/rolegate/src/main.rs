@@ -1,0 +1,227 @@
+//! `rolegate`: the server and its admin commands, in one binary. This file only wires
+//! things together; the rules live in `rolegate-core`.
+
+mod demo;
+
+use anyhow::{Context, bail};
+use clap::{Parser, Subcommand, ValueEnum};
+use rolegate_api::auth::{Authenticator, Claims, mint_hs256};
+use rolegate_api::{AppState, router};
+use rolegate_core::clock::{Clock, SystemClock};
+use rolegate_core::store::Store;
+use rolegate_store_sqlite::{SqliteStore, Synchronous};
+use std::path::PathBuf;
+use std::sync::Arc;
+
+#[derive(Parser, Debug)]
+#[command(
+    name = "rolegate",
+    version,
+    about = "Just-in-time, approved and audited access to privileged roles"
+)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand, Debug)]
+enum Command {
+    /// Runs the server.
+    Serve(ServeArgs),
+    /// Prints a development (HS256) bearer token.
+    Token(TokenArgs),
+}
+
+#[derive(clap::Args, Debug)]
+struct ServeArgs {
+    /// Address to listen on (`127.0.0.1:0` picks a free port).
+    #[arg(long, env = "ROLEGATE_LISTEN", default_value = "127.0.0.1:8080")]
+    listen: String,
+    /// Database URL: `sqlite://PATH` (created and migrated on start).
+    #[arg(
+        long,
+        env = "ROLEGATE_DATABASE_URL",
+        default_value = "sqlite://rolegate.db"
+    )]
+    database: String,
+    /// Seed a demo tenant (if the database is empty) and print tokens and example calls.
+    #[arg(long)]
+    demo: bool,
+    /// Development authentication: verify HS256 tokens with this secret.
+    #[arg(long, env = "ROLEGATE_AUTH_HS256_SECRET", hide_env_values = true)]
+    auth_hs256_secret: Option<String>,
+    /// A tenant administrator's subject id (repeatable; adds to ROLEGATE_ADMINS).
+    #[arg(long = "admin")]
+    admins: Vec<String>,
+    /// SQLite durability: `full` survives power loss; `normal` is ~10x faster to commit.
+    #[arg(long, value_enum, default_value_t = SyncMode::Full)]
+    sqlite_synchronous: SyncMode,
+}
+
+#[derive(Debug, Clone, Copy, ValueEnum)]
+enum SyncMode {
+    Full,
+    Normal,
+}
+
+#[derive(clap::Args, Debug)]
+struct TokenArgs {
+    /// The HS256 secret the server verifies with.
+    #[arg(long, env = "ROLEGATE_AUTH_HS256_SECRET", hide_env_values = true)]
+    secret: String,
+    /// The subject (`sub`): a directory subject id or external id, or an administrator id.
+    #[arg(long)]
+    subject: String,
+    /// Mark the token as MFA-authenticated (`amr: ["pwd","mfa"]`).
+    #[arg(long)]
+    mfa: bool,
+    /// Lifetime in seconds.
+    #[arg(long, default_value_t = 3600)]
+    ttl: i64,
+    /// Display name (`name`).
+    #[arg(long)]
+    name: Option<String>,
+}
+
+/// The SQLite file named by a `sqlite://` URL.
+fn sqlite_path(url: &str) -> anyhow::Result<PathBuf> {
+    if url.starts_with("postgres://") || url.starts_with("postgresql://") {
+        bail!("PostgreSQL is not supported by this build yet; use sqlite://PATH");
+    }
+    let path = url
+        .strip_prefix("sqlite://")
+        .or_else(|| url.strip_prefix("sqlite:"))
+        .with_context(|| format!("unsupported database URL `{url}`; use sqlite://PATH"))?;
+    if path.is_empty() {
+        bail!("the database URL `{url}` names no file");
+    }
+    Ok(PathBuf::from(path))
+}
+
+fn mint(
+    secret: &str,
+    subject: &str,
+    name: Option<String>,
+    mfa: bool,
+    ttl: i64,
+    now: jiff::Timestamp,
+) -> anyhow::Result<String> {
+    let now_s = now.as_second();
+    let claims = Claims {
+        sub: subject.to_string(),
+        oid: None,
+        amr: if mfa {
+            vec!["pwd".into(), "mfa".into()]
+        } else {
+            vec!["pwd".into()]
+        },
+        name,
+        exp: now_s + ttl,
+        nbf: Some(now_s - 1),
+        iat: Some(now_s),
+        iss: None,
+        aud: None,
+    };
+    Ok(mint_hs256(secret.as_bytes(), &claims)?)
+}
+
+async fn serve(args: ServeArgs) -> anyhow::Result<()> {
+    let clock: Arc<dyn Clock> = Arc::new(SystemClock);
+    let path = sqlite_path(&args.database)?;
+    let sync = match args.sqlite_synchronous {
+        SyncMode::Full => Synchronous::Full,
+        SyncMode::Normal => Synchronous::Normal,
+    };
+    let store: Arc<dyn Store> = Arc::new(
+        SqliteStore::open(&path, sync).with_context(|| format!("opening {}", path.display()))?,
+    );
+    let mut admins = args.admins.clone();
+    if let Ok(env) = std::env::var("ROLEGATE_ADMINS") {
+        admins.extend(
+            env.split(',')
+                .map(str::trim)
+                .filter(|s| !s.is_empty())
+                .map(str::to_string),
+        );
+    }
+    let secret = match (&args.auth_hs256_secret, args.demo) {
+        (Some(s), _) => s.clone(),
+        (None, true) => format!("demo-{}", uuid::Uuid::new_v4().simple()),
+        (None, false) => bail!(
+            "no authentication configured: pass --auth-hs256-secret (or ROLEGATE_AUTH_HS256_SECRET), or --demo"
+        ),
+    };
+    if args.demo {
+        admins.push(demo::ADMIN.to_string());
+        demo::seed(store.as_ref(), clock.as_ref())?;
+    }
+    let auth = Authenticator::hs256(secret.as_bytes(), None, None, admins)?;
+    let state = Arc::new(AppState::new(Arc::clone(&store), Arc::clone(&clock), auth)?);
+    let listener = tokio::net::TcpListener::bind(&args.listen)
+        .await
+        .with_context(|| format!("binding {}", args.listen))?;
+    let addr = listener.local_addr()?;
+    if args.demo {
+        demo::print_guide(store.as_ref(), &secret, &addr.to_string(), clock.now())?;
+    }
+    println!("rolegate listening on http://{addr}");
+    tracing::info!(%addr, database = %path.display(), "rolegate listening");
+    axum::serve(listener, router(state))
+        .with_graceful_shutdown(shutdown_signal())
+        .await?;
+    tracing::info!("rolegate stopped");
+    Ok(())
+}
+
+/// Resolves on SIGINT or SIGTERM; in-flight requests then finish before exit.
+async fn shutdown_signal() {
+    let ctrl_c = async {
+        let _ = tokio::signal::ctrl_c().await;
+    };
+    #[cfg(unix)]
+    let term = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut s) => {
+                s.recv().await;
+            }
+            Err(_) => std::future::pending::<()>().await,
+        }
+    };
+    #[cfg(not(unix))]
+    let term = std::future::pending::<()>();
+    tokio::select! {
+        () = ctrl_c => {},
+        () = term => {},
+    }
+    tracing::info!("shutting down: finishing in-flight requests");
+}
+
+fn main() -> anyhow::Result<()> {
+    let cli = Cli::parse();
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "info".into()),
+        )
+        .with_writer(std::io::stderr)
+        .init();
+    match cli.command {
+        Command::Serve(args) => tokio::runtime::Builder::new_multi_thread()
+            .enable_all()
+            .build()?
+            .block_on(serve(args)),
+        Command::Token(t) => {
+            println!(
+                "{}",
+                mint(
+                    &t.secret,
+                    &t.subject,
+                    t.name,
+                    t.mfa,
+                    t.ttl,
+                    SystemClock.now()
+                )?
+            );
+            Ok(())
+        }
+    }
+}

@@ -1,0 +1,206 @@
+//! Starts the real `rolegate` binary on a temporary SQLite file and talks to it over HTTP.
+
+use serde_json::Value;
+use std::io::{BufRead, BufReader};
+use std::path::PathBuf;
+use std::process::{Child, Command, Stdio};
+use std::sync::OnceLock;
+
+/// The tenant administrator every test server knows.
+pub const ADMIN: &str = "it-admin";
+/// The HS256 secret every test server verifies with.
+pub const SECRET: &str = "integration-test-secret-0123456789";
+
+/// A running server process.
+pub struct Server {
+    child: Option<Child>,
+    /// `http://127.0.0.1:PORT`.
+    pub origin: String,
+    /// The SQLite file.
+    pub db: PathBuf,
+    dir: PathBuf,
+    keep_dir: bool,
+}
+
+/// An HTTP response, read whole.
+#[derive(Debug)]
+pub struct Reply {
+    /// Status code.
+    pub status: u16,
+    /// Body parsed as JSON (`Null` when empty or not JSON).
+    pub json: Value,
+    /// Body as text.
+    pub text: String,
+    /// Response headers (lower-case names).
+    pub headers: Vec<(String, String)>,
+}
+
+impl Reply {
+    /// A header's value.
+    pub fn header(&self, name: &str) -> Option<&str> {
+        self.headers.iter().find(|(k, _)| k.eq_ignore_ascii_case(name)).map(|(_, v)| v.as_str())
+    }
+
+    /// `error.code` of a Graph error body.
+    pub fn code(&self) -> &str {
+        self.json["error"]["code"].as_str().unwrap_or("")
+    }
+}
+
+fn agent() -> &'static ureq::Agent {
+    static AGENT: OnceLock<ureq::Agent> = OnceLock::new();
+    AGENT.get_or_init(|| ureq::Agent::config_builder().http_status_as_error(false).build().into())
+}
+
+/// The path of the binary under test.
+pub fn binary() -> &'static str {
+    env!("CARGO_BIN_EXE_rolegate")
+}
+
+impl Server {
+    /// Starts a server on a fresh database.
+    pub fn start() -> Server {
+        let dir = std::env::temp_dir().join(format!("rolegate-it-{}", uuid_like()));
+        std::fs::create_dir_all(&dir).expect("temp dir");
+        let db = dir.join("rolegate.db");
+        Self::spawn(dir, db, false, &[])
+    }
+
+    /// Starts a server with extra `serve` arguments.
+    pub fn start_with(args: &[&str]) -> Server {
+        let dir = std::env::temp_dir().join(format!("rolegate-it-{}", uuid_like()));
+        std::fs::create_dir_all(&dir).expect("temp dir");
+        let db = dir.join("rolegate.db");
+        Self::spawn(dir, db, false, args)
+    }
+
+    /// Stops this server gracefully and starts a new one on the same database file.
+    pub fn restart(mut self) -> Server {
+        self.keep_dir = true;
+        self.stop();
+        let (dir, db) = (self.dir.clone(), self.db.clone());
+        drop(self);
+        Self::spawn(dir, db, false, &[])
+    }
+
+    fn spawn(dir: PathBuf, db: PathBuf, keep_dir: bool, extra: &[&str]) -> Server {
+        let log = std::fs::File::create(dir.join("server.log")).expect("log file");
+        let mut child = Command::new(binary())
+            .args(["serve", "--listen", "127.0.0.1:0", "--database"])
+            .arg(format!("sqlite://{}", db.display()))
+            .args(["--auth-hs256-secret", SECRET, "--admin", ADMIN])
+            .args(extra)
+            .env("RUST_LOG", "warn")
+            .env_remove("ROLEGATE_ADMINS")
+            .stdout(Stdio::piped())
+            .stderr(log)
+            .spawn()
+            .expect("start rolegate");
+        let stdout = child.stdout.take().expect("stdout");
+        let mut origin = String::new();
+        for line in BufReader::new(stdout).lines() {
+            let line = line.expect("read stdout");
+            if let Some(addr) = line.strip_prefix("rolegate listening on ") {
+                origin = addr.trim().to_string();
+                break;
+            }
+        }
+        assert!(!origin.is_empty(), "server did not start; log: {}", std::fs::read_to_string(dir.join("server.log")).unwrap_or_default());
+        Server { child: Some(child), origin, db, dir, keep_dir }
+    }
+
+    /// Sends SIGTERM and waits for the process to exit; returns whether it exited cleanly.
+    pub fn stop(&mut self) -> bool {
+        let Some(mut child) = self.child.take() else { return true };
+        let _ = Command::new("kill").args(["-TERM", &child.id().to_string()]).status();
+        child.wait().map(|s| s.success()).unwrap_or(false)
+    }
+
+    /// The server's log so far.
+    pub fn log(&self) -> String {
+        std::fs::read_to_string(self.dir.join("server.log")).unwrap_or_default()
+    }
+
+    /// A bearer token for `subject` (minted by `rolegate token`).
+    pub fn token(&self, subject: &str, mfa: bool) -> String {
+        token(subject, mfa)
+    }
+
+    /// The Graph base path for Azure resources.
+    pub fn pim(&self, path: &str) -> String {
+        format!("/beta/privilegedAccess/azureResources{path}")
+    }
+
+    /// Sends a request with an optional bearer token and JSON body.
+    pub fn call(&self, method: &str, path: &str, token: Option<&str>, body: Option<&Value>) -> Reply {
+        self.raw(method, path, token, body.map(|b| b.to_string()).as_deref(), &[])
+    }
+
+    /// Sends a request with a raw body and extra headers.
+    pub fn raw(&self, method: &str, path: &str, token: Option<&str>, body: Option<&str>, headers: &[(&str, &str)]) -> Reply {
+        let url = format!("{}{}", self.origin, path);
+        let mut req = ureq::http::Request::builder().method(method).uri(&url);
+        if let Some(t) = token {
+            req = req.header("Authorization", format!("Bearer {t}"));
+        }
+        for (k, v) in headers {
+            req = req.header(*k, *v);
+        }
+        if body.is_some() {
+            req = req.header("Content-Type", "application/json");
+        }
+        let req = req.body(body.unwrap_or("").to_string()).expect("request");
+        let mut resp = agent().run(req).unwrap_or_else(|e| panic!("{method} {path}: {e}"));
+        let status = resp.status().as_u16();
+        let headers = resp
+            .headers()
+            .iter()
+            .map(|(k, v)| (k.as_str().to_string(), v.to_str().unwrap_or("").to_string()))
+            .collect();
+        let text = resp.body_mut().read_to_string().unwrap_or_default();
+        let json = serde_json::from_str(&text).unwrap_or(Value::Null);
+        Reply { status, json, text, headers }
+    }
+
+    /// GET with a token.
+    pub fn get(&self, path: &str, token: &str) -> Reply {
+        self.call("GET", path, Some(token), None)
+    }
+
+    /// POST JSON with a token.
+    pub fn post(&self, path: &str, token: &str, body: &Value) -> Reply {
+        self.call("POST", path, Some(token), Some(body))
+    }
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        if let Some(mut c) = self.child.take() {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+        if !self.keep_dir {
+            let _ = std::fs::remove_dir_all(&self.dir);
+        }
+    }
+}
+
+/// A bearer token for `subject`, minted by the real `rolegate token` command.
+pub fn token(subject: &str, mfa: bool) -> String {
+    let mut cmd = Command::new(binary());
+    cmd.args(["token", "--secret", SECRET, "--subject", subject, "--ttl", "3600"]);
+    if mfa {
+        cmd.arg("--mfa");
+    }
+    let out = cmd.output().expect("rolegate token");
+    assert!(out.status.success(), "rolegate token failed: {}", String::from_utf8_lossy(&out.stderr));
+    String::from_utf8(out.stdout).expect("utf8").trim().to_string()
+}
+
+/// A unique suffix for temp names.
+pub fn uuid_like() -> String {
+    use std::sync::atomic::{AtomicU64, Ordering};
+    static N: AtomicU64 = AtomicU64::new(0);
+    let nanos = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_nanos()).unwrap_or(0);
+    format!("{}-{}-{}", std::process::id(), nanos, N.fetch_add(1, Ordering::Relaxed))
+}

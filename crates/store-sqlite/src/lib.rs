@@ -1,0 +1,179 @@
+//! Rolegate's embedded SQLite store: one file, WAL mode, foreign keys on, versioned
+//! migrations applied on open. One writer connection serialises write transactions; a
+//! small pool of reader connections serves reads concurrently (WAL readers never block
+//! the writer).
+
+pub mod odata_sql;
+mod tx;
+
+use rolegate_core::error::{DomainError, Result};
+use rolegate_core::store::{Store, Tx};
+use rusqlite::{Connection, OpenFlags, TransactionBehavior};
+use std::path::{Path, PathBuf};
+use std::sync::Mutex;
+use std::sync::atomic::{AtomicUsize, Ordering};
+
+/// Versioned migrations, applied in order, each in its own transaction.
+const MIGRATIONS: &[(i64, &str)] = &[(1, include_str!("../migrations/0001_initial.sql"))];
+
+/// How hard SQLite works to make a commit durable (decisions.md §1).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum Synchronous {
+    /// Survives power loss (the default).
+    #[default]
+    Full,
+    /// Survives a process crash, not power loss; about ten times the commit rate.
+    Normal,
+}
+
+/// The SQLite store.
+pub struct SqliteStore {
+    path: PathBuf,
+    writer: Mutex<Connection>,
+    readers: Vec<Mutex<Connection>>,
+    next_reader: AtomicUsize,
+}
+
+impl std::fmt::Debug for SqliteStore {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("SqliteStore")
+            .field("path", &self.path)
+            .finish_non_exhaustive()
+    }
+}
+
+fn internal(e: rusqlite::Error) -> DomainError {
+    DomainError::internal(format!("sqlite: {e}"))
+}
+
+fn configure(conn: &Connection, sync: Synchronous) -> Result<()> {
+    let sync = match sync {
+        Synchronous::Full => "FULL",
+        Synchronous::Normal => "NORMAL",
+    };
+    conn.execute_batch(&format!(
+        "PRAGMA foreign_keys = ON; PRAGMA synchronous = {sync}; PRAGMA busy_timeout = 5000; PRAGMA cache_size = -16000;"
+    ))
+    .map_err(internal)
+}
+
+impl SqliteStore {
+    /// Opens (creating if needed) the database at `path` and applies pending migrations.
+    pub fn open(path: &Path, sync: Synchronous) -> Result<Self> {
+        let writer = Connection::open(path).map_err(internal)?;
+        let mode: String = writer
+            .query_row("PRAGMA journal_mode = WAL", [], |r| r.get(0))
+            .map_err(internal)?;
+        if !mode.eq_ignore_ascii_case("wal") {
+            return Err(DomainError::internal(format!(
+                "sqlite: could not enable WAL mode (got `{mode}`)"
+            )));
+        }
+        configure(&writer, sync)?;
+        migrate(&writer)?;
+        let mut readers = Vec::new();
+        for _ in 0..4 {
+            let r = Connection::open_with_flags(
+                path,
+                OpenFlags::SQLITE_OPEN_READ_ONLY | OpenFlags::SQLITE_OPEN_NO_MUTEX,
+            )
+            .map_err(internal)?;
+            configure(&r, sync)?;
+            readers.push(Mutex::new(r));
+        }
+        Ok(Self {
+            path: path.to_path_buf(),
+            writer: Mutex::new(writer),
+            readers,
+            next_reader: AtomicUsize::new(0),
+        })
+    }
+
+    /// The schema version the database is at.
+    pub fn schema_version(&self) -> Result<i64> {
+        let conn = self
+            .writer
+            .lock()
+            .map_err(|_| DomainError::internal("sqlite writer lock poisoned"))?;
+        conn.query_row(
+            "SELECT ifnull(max(version), 0) FROM schema_migrations",
+            [],
+            |r| r.get(0),
+        )
+        .map_err(internal)
+    }
+}
+
+fn migrate(conn: &Connection) -> Result<()> {
+    conn.execute_batch("CREATE TABLE IF NOT EXISTS schema_migrations (version INTEGER PRIMARY KEY, applied_at INTEGER NOT NULL)")
+        .map_err(internal)?;
+    let current: i64 = conn
+        .query_row(
+            "SELECT ifnull(max(version), 0) FROM schema_migrations",
+            [],
+            |r| r.get(0),
+        )
+        .map_err(internal)?;
+    for (version, sql) in MIGRATIONS.iter().filter(|(v, _)| *v > current) {
+        conn.execute_batch(&format!(
+            "BEGIN IMMEDIATE; {sql}; INSERT INTO schema_migrations (version, applied_at) VALUES ({version}, unixepoch()); COMMIT;"
+        ))
+        .map_err(|e| {
+            let _ = conn.execute_batch("ROLLBACK");
+            DomainError::internal(format!("sqlite: migration {version} failed: {e}"))
+        })?;
+    }
+    Ok(())
+}
+
+impl Store for SqliteStore {
+    fn read_dyn(&self, f: &mut dyn FnMut(&mut dyn Tx) -> Result<()>) -> Result<()> {
+        let n = self.readers.len().max(1);
+        let start = self.next_reader.fetch_add(1, Ordering::Relaxed);
+        let guard = (0..n)
+            .find_map(|i| {
+                self.readers
+                    .get((start + i) % n)
+                    .and_then(|m| m.try_lock().ok())
+            })
+            .map(Ok)
+            .unwrap_or_else(|| {
+                self.readers
+                    .get(start % n)
+                    .ok_or_else(|| DomainError::internal("no sqlite reader"))?
+                    .lock()
+                    .map_err(|_| DomainError::internal("sqlite reader lock poisoned"))
+            })?;
+        let mut conn = guard;
+        let txn = conn.transaction().map_err(internal)?;
+        f(&mut tx::SqliteTx::new(&txn))?;
+        txn.rollback().map_err(internal)
+    }
+
+    fn write_dyn(&self, f: &mut dyn FnMut(&mut dyn Tx) -> Result<()>) -> Result<()> {
+        let mut conn = self
+            .writer
+            .lock()
+            .map_err(|_| DomainError::internal("sqlite writer lock poisoned"))?;
+        let txn = conn
+            .transaction_with_behavior(TransactionBehavior::Immediate)
+            .map_err(internal)?;
+        f(&mut tx::SqliteTx::new(&txn))?;
+        txn.commit().map_err(internal)
+    }
+
+    fn ping(&self) -> Result<()> {
+        let guard = self
+            .readers
+            .first()
+            .ok_or_else(|| DomainError::internal("no sqlite reader"))?;
+        let conn = guard
+            .lock()
+            .map_err(|_| DomainError::internal("sqlite reader lock poisoned"))?;
+        conn.query_row("SELECT count(*) FROM schema_migrations", [], |r| {
+            r.get::<_, i64>(0)
+        })
+        .map(|_| ())
+        .map_err(internal)
+    }
+}

@@ -1,0 +1,1044 @@
+//! The [`Tx`] implementation: SQL for every domain read and write, row mapping, and the
+//! translation of list queries (OData filter + server restrictions + paging) to SQL.
+
+use crate::odata_sql::{SqlFragment, filter_to_sql, orderby_to_sql};
+use jiff::Timestamp;
+use rolegate_core::assignment::{AssignmentState, EndReason, RoleAssignment};
+use rolegate_core::audit::AuditRecord;
+use rolegate_core::directory::{Subject, SubjectKind};
+use rolegate_core::error::{DomainError, ErrorCode, Result};
+use rolegate_core::odata::EntityFields;
+use rolegate_core::policy::{RoleRules, RuleResult, RuleSetting, TicketInfo};
+use rolegate_core::query::{
+    ListQuery, Page, RESOURCE_FIELDS, ROLE_ASSIGNMENT_FIELDS, ROLE_ASSIGNMENT_REQUEST_FIELDS,
+    ROLE_DEFINITION_FIELDS, ROLE_SETTING_FIELDS, Restriction,
+};
+use rolegate_core::request::{Approval, RequestType, RoleAssignmentRequest, SubStatus};
+use rolegate_core::resource::{Resource, ResourceStatus};
+use rolegate_core::role::{RoleDefinition, RoleSetting, is_access_admin_template};
+use rolegate_core::schedule::Schedule;
+use rolegate_core::store::{AssignmentKey, Tx};
+use rusqlite::types::Value;
+use rusqlite::{Connection, OptionalExtension, Row, params, params_from_iter};
+
+pub(crate) struct SqliteTx<'c> {
+    c: &'c Connection,
+}
+
+impl<'c> SqliteTx<'c> {
+    pub(crate) fn new(c: &'c Connection) -> Self {
+        Self { c }
+    }
+}
+
+fn db(e: rusqlite::Error) -> DomainError {
+    if let rusqlite::Error::SqliteFailure(f, _) = &e
+        && f.code == rusqlite::ErrorCode::ConstraintViolation
+    {
+        return DomainError::new(
+            ErrorCode::Conflict,
+            "a concurrent change conflicts with this one; retry",
+        );
+    }
+    DomainError::internal(format!("sqlite: {e}"))
+}
+
+fn us(t: Timestamp) -> i64 {
+    t.as_microsecond()
+}
+
+fn ts(v: i64) -> rusqlite::Result<Timestamp> {
+    Timestamp::from_microsecond(v).map_err(|e| {
+        rusqlite::Error::FromSqlConversionFailure(0, rusqlite::types::Type::Integer, Box::new(e))
+    })
+}
+
+fn bad_column(what: &str, value: &str) -> rusqlite::Error {
+    rusqlite::Error::FromSqlConversionFailure(
+        0,
+        rusqlite::types::Type::Text,
+        Box::new(DomainError::internal(format!(
+            "stored {what} `{value}` is not valid"
+        ))),
+    )
+}
+
+fn json_err(e: serde_json::Error) -> rusqlite::Error {
+    rusqlite::Error::FromSqlConversionFailure(0, rusqlite::types::Type::Text, Box::new(e))
+}
+
+const RESOURCE_COLS: &str = "r.id, r.external_id, r.resource_type, r.display_name, r.status, r.registered_at, r.registered_root, r.parent_id";
+
+fn resource_row(row: &Row) -> rusqlite::Result<Resource> {
+    let status: String = row.get(4)?;
+    Ok(Resource {
+        id: row.get(0)?,
+        external_id: row.get(1)?,
+        resource_type: row.get(2)?,
+        display_name: row.get(3)?,
+        status: ResourceStatus::parse(&status)
+            .ok_or_else(|| bad_column("resource status", &status))?,
+        registered_at: ts(row.get(5)?)?,
+        registered_root: row.get(6)?,
+        parent_id: row.get(7)?,
+    })
+}
+
+const ROLE_COLS: &str = "d.id, d.resource_id, d.external_id, d.template_id, d.display_name";
+
+fn role_row(row: &Row) -> rusqlite::Result<RoleDefinition> {
+    Ok(RoleDefinition {
+        id: row.get(0)?,
+        resource_id: row.get(1)?,
+        external_id: row.get(2)?,
+        template_id: row.get(3)?,
+        display_name: row.get(4)?,
+    })
+}
+
+const SETTING_COLS: &str = "s.id, s.resource_id, s.role_definition_id, s.is_default, s.last_updated_at, s.last_updated_by, \
+     s.admin_eligible, s.admin_member, s.user_eligible, s.user_member";
+
+fn rules_col(row: &Row, i: usize) -> rusqlite::Result<Vec<RuleSetting>> {
+    let text: String = row.get(i)?;
+    serde_json::from_str(&text).map_err(json_err)
+}
+
+fn setting_row(row: &Row) -> rusqlite::Result<RoleSetting> {
+    Ok(RoleSetting {
+        id: row.get(0)?,
+        resource_id: row.get(1)?,
+        role_definition_id: row.get(2)?,
+        is_default: row.get(3)?,
+        last_updated_at: row.get::<_, Option<i64>>(4)?.map(ts).transpose()?,
+        last_updated_by: row.get(5)?,
+        rules: RoleRules {
+            admin_eligible: rules_col(row, 6)?,
+            admin_member: rules_col(row, 7)?,
+            user_eligible: rules_col(row, 8)?,
+            user_member: rules_col(row, 9)?,
+        },
+    })
+}
+
+fn rules_json(rules: &[RuleSetting]) -> Result<String> {
+    serde_json::to_string(rules).map_err(|e| DomainError::internal(format!("rules: {e}")))
+}
+
+const SUBJECT_COLS: &str = "id, external_id, kind, display_name, principal_name, email, active";
+
+fn subject_row(row: &Row) -> rusqlite::Result<Subject> {
+    let kind: String = row.get(2)?;
+    Ok(Subject {
+        id: row.get(0)?,
+        external_id: row.get(1)?,
+        kind: SubjectKind::parse(&kind).ok_or_else(|| bad_column("subject kind", &kind))?,
+        display_name: row.get(3)?,
+        principal_name: row.get(4)?,
+        email: row.get(5)?,
+        active: row.get(6)?,
+    })
+}
+
+const ASSIGNMENT_COLS: &str = "a.id, a.resource_id, a.role_definition_id, a.subject_id, a.state, a.linked_eligible_id, a.start_at, a.end_at, a.request_id";
+
+fn state(s: &str) -> rusqlite::Result<AssignmentState> {
+    AssignmentState::parse(s).ok_or_else(|| bad_column("assignment state", s))
+}
+
+fn assignment_row(row: &Row) -> rusqlite::Result<RoleAssignment> {
+    let st: String = row.get(4)?;
+    Ok(RoleAssignment {
+        id: row.get(0)?,
+        resource_id: row.get(1)?,
+        role_definition_id: row.get(2)?,
+        subject_id: row.get(3)?,
+        state: state(&st)?,
+        linked_eligible_id: row.get(5)?,
+        schedule: Schedule {
+            start: ts(row.get(6)?)?,
+            end: row.get::<_, Option<i64>>(7)?.map(ts).transpose()?,
+        },
+        request_id: row.get(8)?,
+    })
+}
+
+const REQUEST_COLS: &str = "q.id, q.resource_id, q.role_definition_id, q.subject_id, q.kind, q.state, q.requested_at, \
+     q.has_schedule, q.start_at, q.end_at, q.reason, q.sub_status, q.status_details, q.linked_eligible_id, q.ticket, \
+     q.requested_by, q.assignment_id, q.emergency, q.approval_deadline, q.version";
+
+fn request_row(row: &Row) -> rusqlite::Result<RoleAssignmentRequest> {
+    let kind: String = row.get(4)?;
+    let st: String = row.get(5)?;
+    let sub: String = row.get(11)?;
+    let has_schedule: bool = row.get(7)?;
+    let schedule = if has_schedule {
+        Some(Schedule {
+            start: ts(row.get(8)?)?,
+            end: row.get::<_, Option<i64>>(9)?.map(ts).transpose()?,
+        })
+    } else {
+        None
+    };
+    let details: Vec<(String, String)> =
+        serde_json::from_str(&row.get::<_, String>(12)?).map_err(json_err)?;
+    let ticket: Option<TicketInfo> = row
+        .get::<_, Option<String>>(14)?
+        .map(|t| serde_json::from_str(&t))
+        .transpose()
+        .map_err(json_err)?;
+    Ok(RoleAssignmentRequest {
+        id: row.get(0)?,
+        resource_id: row.get(1)?,
+        role_definition_id: row.get(2)?,
+        subject_id: row.get(3)?,
+        kind: RequestType::parse(&kind).ok_or_else(|| bad_column("request type", &kind))?,
+        state: state(&st)?,
+        requested_at: ts(row.get(6)?)?,
+        schedule,
+        reason: row.get(10)?,
+        sub_status: SubStatus::parse(&sub).ok_or_else(|| bad_column("request status", &sub))?,
+        status_details: details
+            .into_iter()
+            .map(|(rule, result)| RuleResult { rule, result })
+            .collect(),
+        linked_eligible_id: row.get(13)?,
+        ticket,
+        requested_by: row.get(15)?,
+        assignment_id: row.get(16)?,
+        emergency: row.get(17)?,
+        approval_deadline: row.get::<_, Option<i64>>(18)?.map(ts).transpose()?,
+        version: row.get(19)?,
+    })
+}
+
+/// Where a collection keeps the columns that restrictions refer to.
+struct Shape {
+    from: &'static str,
+    cols: &'static str,
+    id: &'static str,
+    resource: &'static str,
+    subject: Option<&'static str>,
+    fields: &'static EntityFields,
+}
+
+const RESOURCES: Shape = Shape {
+    from: "resources r",
+    cols: RESOURCE_COLS,
+    id: "r.id",
+    resource: "r.id",
+    subject: None,
+    fields: &RESOURCE_FIELDS,
+};
+const ROLE_DEFINITIONS: Shape = Shape {
+    from: "role_definitions d",
+    cols: ROLE_COLS,
+    id: "d.id",
+    resource: "d.resource_id",
+    subject: None,
+    fields: &ROLE_DEFINITION_FIELDS,
+};
+const ROLE_SETTINGS: Shape = Shape {
+    from: "role_settings s",
+    cols: SETTING_COLS,
+    id: "s.id",
+    resource: "s.resource_id",
+    subject: None,
+    fields: &ROLE_SETTING_FIELDS,
+};
+const ASSIGNMENTS: Shape = Shape {
+    from: "assignments a JOIN role_definitions d ON d.id = a.role_definition_id",
+    cols: ASSIGNMENT_COLS,
+    id: "a.id",
+    resource: "a.resource_id",
+    subject: Some("a.subject_id"),
+    fields: &ROLE_ASSIGNMENT_FIELDS,
+};
+const REQUESTS: Shape = Shape {
+    from: "requests q",
+    cols: REQUEST_COLS,
+    id: "q.id",
+    resource: "q.resource_id",
+    subject: Some("q.subject_id"),
+    fields: &ROLE_ASSIGNMENT_REQUEST_FIELDS,
+};
+
+fn placeholders(n: usize) -> String {
+    vec!["?"; n].join(", ")
+}
+
+fn restriction_sql(shape: &Shape, r: &Restriction, out: &mut SqlFragment) -> Result<()> {
+    match r {
+        Restriction::ResourceIn(ids) => {
+            out.sql.push_str(&format!(
+                "{} IN ({})",
+                shape.resource,
+                placeholders(ids.len().max(1))
+            ));
+            push_ids(out, ids);
+        }
+        Restriction::ResourceUnder(ids) => {
+            out.sql.push_str(&format!(
+                "{} IN (SELECT resource_id FROM resource_ancestors WHERE ancestor_id IN ({}))",
+                shape.resource,
+                placeholders(ids.len().max(1))
+            ));
+            push_ids(out, ids);
+        }
+        Restriction::SubjectIn(ids) => {
+            let col = shape.subject.ok_or_else(|| {
+                DomainError::internal("subject restriction on a collection without subjects")
+            })?;
+            out.sql
+                .push_str(&format!("{col} IN ({})", placeholders(ids.len().max(1))));
+            push_ids(out, ids);
+        }
+        Restriction::AnyOf(list) => {
+            out.sql.push('(');
+            if list.is_empty() {
+                out.sql.push('0');
+            }
+            for (i, x) in list.iter().enumerate() {
+                if i > 0 {
+                    out.sql.push_str(" OR ");
+                }
+                out.sql.push('(');
+                restriction_sql(shape, x, out)?;
+                out.sql.push(')');
+            }
+            out.sql.push(')');
+        }
+        Restriction::CurrentAt(t) => {
+            out.sql
+                .push_str("a.start_at <= ? AND (a.end_at IS NULL OR a.end_at > ?)");
+            out.params.push(Value::Integer(us(*t)));
+            out.params.push(Value::Integer(us(*t)));
+        }
+    }
+    Ok(())
+}
+
+fn push_ids(out: &mut SqlFragment, ids: &[String]) {
+    if ids.is_empty() {
+        out.params.push(Value::Null);
+    }
+    out.params
+        .extend(ids.iter().map(|i| Value::Text(i.clone())));
+}
+
+impl SqliteTx<'_> {
+    fn one<T>(
+        &self,
+        sql: &str,
+        p: impl rusqlite::Params,
+        map: impl FnOnce(&Row) -> rusqlite::Result<T>,
+    ) -> Result<Option<T>> {
+        let mut stmt = self.c.prepare_cached(sql).map_err(db)?;
+        stmt.query_row(p, map).optional().map_err(db)
+    }
+
+    fn many<T>(
+        &self,
+        sql: &str,
+        p: impl rusqlite::Params,
+        map: impl FnMut(&Row) -> rusqlite::Result<T>,
+    ) -> Result<Vec<T>> {
+        let mut stmt = self.c.prepare_cached(sql).map_err(db)?;
+        let rows = stmt.query_map(p, map).map_err(db)?;
+        rows.collect::<rusqlite::Result<Vec<T>>>().map_err(db)
+    }
+
+    fn exec(&self, sql: &str, p: impl rusqlite::Params) -> Result<usize> {
+        let mut stmt = self.c.prepare_cached(sql).map_err(db)?;
+        stmt.execute(p).map_err(db)
+    }
+
+    fn list<T>(
+        &self,
+        shape: &Shape,
+        q: &ListQuery,
+        map: impl FnMut(&Row) -> rusqlite::Result<T>,
+    ) -> Result<Page<T>> {
+        let mut wh = SqlFragment {
+            sql: String::new(),
+            params: Vec::new(),
+        };
+        let mut parts = 0;
+        if let Some(f) = &q.filter {
+            let frag = filter_to_sql(f, shape.fields)?;
+            wh.sql.push('(');
+            wh.sql.push_str(&frag.sql);
+            wh.sql.push(')');
+            wh.params.extend(frag.params);
+            parts += 1;
+        }
+        for r in &q.restrictions {
+            if parts > 0 {
+                wh.sql.push_str(" AND ");
+            }
+            wh.sql.push('(');
+            restriction_sql(shape, r, &mut wh)?;
+            wh.sql.push(')');
+            parts += 1;
+        }
+        let where_sql = if parts > 0 {
+            format!(" WHERE {}", wh.sql)
+        } else {
+            String::new()
+        };
+        let order = orderby_to_sql(&q.orderby, shape.fields)?;
+        let order = if order.is_empty() {
+            shape.id.to_string()
+        } else {
+            format!("{order}, {}", shape.id)
+        };
+        let sql = format!(
+            "SELECT {} FROM {}{} ORDER BY {} LIMIT {} OFFSET {}",
+            shape.cols,
+            shape.from,
+            where_sql,
+            order,
+            u64::from(q.top) + 1,
+            q.skip
+        );
+        let mut items = self.many(&sql, params_from_iter(wh.params.iter()), map)?;
+        let more = items.len() > q.top as usize;
+        items.truncate(q.top as usize);
+        let total = if q.count {
+            let sql = format!("SELECT count(*) FROM {}{}", shape.from, where_sql);
+            self.one(&sql, params_from_iter(wh.params.iter()), |r| {
+                r.get::<_, i64>(0)
+            })?
+            .map(|n| n.max(0) as u64)
+        } else {
+            None
+        };
+        Ok(Page { items, total, more })
+    }
+
+    fn insert_assignment_into(&self, table: &str, a: &RoleAssignment) -> Result<()> {
+        let sql = format!(
+            "INSERT INTO {table} (id, resource_id, role_definition_id, subject_id, state, linked_eligible_id, start_at, end_at, request_id) \
+             VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)"
+        );
+        self.exec(
+            &sql,
+            params![
+                a.id,
+                a.resource_id,
+                a.role_definition_id,
+                a.subject_id,
+                a.state.as_str(),
+                a.linked_eligible_id,
+                us(a.schedule.start),
+                a.schedule.end.map(us),
+                a.request_id
+            ],
+        )?;
+        Ok(())
+    }
+
+    fn write_request(&self, r: &RoleAssignmentRequest, insert: bool) -> Result<usize> {
+        let details: Vec<(&str, &str)> = r
+            .status_details
+            .iter()
+            .map(|d| (d.rule.as_str(), d.result.as_str()))
+            .collect();
+        let details = serde_json::to_string(&details)
+            .map_err(|e| DomainError::internal(format!("details: {e}")))?;
+        let ticket = r
+            .ticket
+            .as_ref()
+            .map(serde_json::to_string)
+            .transpose()
+            .map_err(|e| DomainError::internal(format!("ticket: {e}")))?;
+        let sql = if insert {
+            "INSERT INTO requests (resource_id, role_definition_id, subject_id, kind, state, requested_at, has_schedule, start_at, end_at, \
+             reason, status, sub_status, status_details, linked_eligible_id, ticket, requested_by, assignment_id, emergency, approval_deadline, version, id) \
+             VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
+        } else {
+            "UPDATE requests SET resource_id = ?, role_definition_id = ?, subject_id = ?, kind = ?, state = ?, requested_at = ?, \
+             has_schedule = ?, start_at = ?, end_at = ?, reason = ?, status = ?, sub_status = ?, status_details = ?, linked_eligible_id = ?, \
+             ticket = ?, requested_by = ?, assignment_id = ?, emergency = ?, approval_deadline = ?, version = ? \
+             WHERE id = ? AND version = ? - 1"
+        };
+        let mut p: Vec<Value> = vec![
+            Value::Text(r.resource_id.clone()),
+            Value::Text(r.role_definition_id.clone()),
+            Value::Text(r.subject_id.clone()),
+            Value::Text(r.kind.as_str().into()),
+            Value::Text(r.state.as_str().into()),
+            Value::Integer(us(r.requested_at)),
+            Value::Integer(i64::from(r.schedule.is_some())),
+            r.schedule
+                .map_or(Value::Null, |s| Value::Integer(us(s.start))),
+            r.schedule
+                .and_then(|s| s.end)
+                .map_or(Value::Null, |e| Value::Integer(us(e))),
+            r.reason.clone().map_or(Value::Null, Value::Text),
+            Value::Text(r.sub_status.coarse().into()),
+            Value::Text(r.sub_status.as_str().into()),
+            Value::Text(details),
+            r.linked_eligible_id
+                .clone()
+                .map_or(Value::Null, Value::Text),
+            ticket.map_or(Value::Null, Value::Text),
+            Value::Text(r.requested_by.clone()),
+            r.assignment_id.clone().map_or(Value::Null, Value::Text),
+            Value::Integer(i64::from(r.emergency)),
+            r.approval_deadline
+                .map_or(Value::Null, |d| Value::Integer(us(d))),
+            Value::Integer(r.version),
+            Value::Text(r.id.clone()),
+        ];
+        if !insert {
+            p.push(Value::Integer(r.version));
+        }
+        self.exec(sql, params_from_iter(p.iter()))
+    }
+}
+
+impl Tx for SqliteTx<'_> {
+    fn resource(&mut self, id: &str) -> Result<Option<Resource>> {
+        self.one(
+            &format!("SELECT {RESOURCE_COLS} FROM resources r WHERE r.id = ?"),
+            [id],
+            resource_row,
+        )
+    }
+
+    fn resource_by_external_key(&mut self, key: &str) -> Result<Option<Resource>> {
+        self.one(
+            &format!("SELECT {RESOURCE_COLS} FROM resources r WHERE r.external_key = ?"),
+            [key],
+            resource_row,
+        )
+    }
+
+    fn insert_resource(&mut self, r: &Resource, ancestors: &[String]) -> Result<()> {
+        self.exec(
+            "INSERT INTO resources (id, external_id, external_key, resource_type, display_name, status, registered_at, registered_root, parent_id) \
+             VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
+            params![
+                r.id,
+                r.external_id,
+                r.external_id.to_lowercase(),
+                r.resource_type,
+                r.display_name,
+                r.status.as_str(),
+                us(r.registered_at),
+                r.registered_root,
+                r.parent_id
+            ],
+        )?;
+        self.exec(
+            "INSERT INTO resource_ancestors (ancestor_id, resource_id, depth) VALUES (?, ?, 0)",
+            params![r.id, r.id],
+        )?;
+        for (depth, a) in ancestors.iter().enumerate() {
+            self.exec(
+                "INSERT INTO resource_ancestors (ancestor_id, resource_id, depth) VALUES (?, ?, ?)",
+                params![a, r.id, depth as i64 + 1],
+            )?;
+        }
+        Ok(())
+    }
+
+    fn list_resources(&mut self, q: &ListQuery) -> Result<Page<Resource>> {
+        self.list(&RESOURCES, q, resource_row)
+    }
+
+    fn resource_counts(&mut self, id: &str, now: Timestamp) -> Result<(u64, u64)> {
+        let assignments = self
+            .one(
+                "SELECT count(*) FROM assignments WHERE resource_id = ? AND start_at <= ? AND (end_at IS NULL OR end_at > ?)",
+                params![id, us(now), us(now)],
+                |r| r.get::<_, i64>(0),
+            )?
+            .unwrap_or(0);
+        let roles = self
+            .one(
+                "SELECT count(*) FROM role_definitions WHERE resource_id = ?",
+                [id],
+                |r| r.get::<_, i64>(0),
+            )?
+            .unwrap_or(0);
+        Ok((assignments.max(0) as u64, roles.max(0) as u64))
+    }
+
+    fn role_definition(&mut self, id: &str) -> Result<Option<RoleDefinition>> {
+        self.one(
+            &format!("SELECT {ROLE_COLS} FROM role_definitions d WHERE d.id = ?"),
+            [id],
+            role_row,
+        )
+    }
+
+    fn role_definition_by_template(
+        &mut self,
+        resource_id: &str,
+        template_id: &str,
+    ) -> Result<Option<RoleDefinition>> {
+        self.one(
+            &format!("SELECT {ROLE_COLS} FROM role_definitions d WHERE d.resource_id = ? AND lower(d.template_id) = lower(?)"),
+            [resource_id, template_id],
+            role_row,
+        )
+    }
+
+    fn insert_role_definition(&mut self, d: &RoleDefinition, s: &RoleSetting) -> Result<()> {
+        self.exec(
+            "INSERT INTO role_definitions (id, resource_id, external_id, template_id, display_name) VALUES (?, ?, ?, ?, ?)",
+            params![d.id, d.resource_id, d.external_id, d.template_id, d.display_name],
+        )?;
+        self.exec(
+            "INSERT INTO role_settings (id, resource_id, role_definition_id, is_default, last_updated_at, last_updated_by, \
+             admin_eligible, admin_member, user_eligible, user_member) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+            params![
+                s.id,
+                s.resource_id,
+                s.role_definition_id,
+                s.is_default,
+                s.last_updated_at.map(us),
+                s.last_updated_by,
+                rules_json(&s.rules.admin_eligible)?,
+                rules_json(&s.rules.admin_member)?,
+                rules_json(&s.rules.user_eligible)?,
+                rules_json(&s.rules.user_member)?
+            ],
+        )?;
+        Ok(())
+    }
+
+    fn list_role_definitions(&mut self, q: &ListQuery) -> Result<Page<RoleDefinition>> {
+        self.list(&ROLE_DEFINITIONS, q, role_row)
+    }
+
+    fn role_setting(&mut self, id: &str) -> Result<Option<RoleSetting>> {
+        self.one(
+            &format!("SELECT {SETTING_COLS} FROM role_settings s WHERE s.id = ?"),
+            [id],
+            setting_row,
+        )
+    }
+
+    fn role_setting_of(&mut self, role_definition_id: &str) -> Result<Option<RoleSetting>> {
+        self.one(
+            &format!("SELECT {SETTING_COLS} FROM role_settings s WHERE s.role_definition_id = ?"),
+            [role_definition_id],
+            setting_row,
+        )
+    }
+
+    fn update_role_setting(&mut self, s: &RoleSetting) -> Result<()> {
+        self.exec(
+            "UPDATE role_settings SET is_default = ?, last_updated_at = ?, last_updated_by = ?, admin_eligible = ?, admin_member = ?, \
+             user_eligible = ?, user_member = ? WHERE id = ?",
+            params![
+                s.is_default,
+                s.last_updated_at.map(us),
+                s.last_updated_by,
+                rules_json(&s.rules.admin_eligible)?,
+                rules_json(&s.rules.admin_member)?,
+                rules_json(&s.rules.user_eligible)?,
+                rules_json(&s.rules.user_member)?,
+                s.id
+            ],
+        )?;
+        Ok(())
+    }
+
+    fn list_role_settings(&mut self, q: &ListQuery) -> Result<Page<RoleSetting>> {
+        self.list(&ROLE_SETTINGS, q, setting_row)
+    }
+
+    fn subject(&mut self, id: &str) -> Result<Option<Subject>> {
+        match self.one(
+            &format!("SELECT {SUBJECT_COLS} FROM subjects WHERE id = ?"),
+            [id],
+            subject_row,
+        )? {
+            Some(s) => Ok(Some(s)),
+            None => self.one(
+                &format!("SELECT {SUBJECT_COLS} FROM subjects WHERE external_id = ?"),
+                [id],
+                subject_row,
+            ),
+        }
+    }
+
+    fn insert_subject(&mut self, s: &Subject) -> Result<()> {
+        self.exec(
+            &format!("INSERT INTO subjects ({SUBJECT_COLS}) VALUES (?, ?, ?, ?, ?, ?, ?)"),
+            params![
+                s.id,
+                s.external_id,
+                s.kind.as_str(),
+                s.display_name,
+                s.principal_name,
+                s.email,
+                s.active
+            ],
+        )?;
+        Ok(())
+    }
+
+    fn update_subject(&mut self, s: &Subject) -> Result<()> {
+        self.exec(
+            "UPDATE subjects SET external_id = ?, kind = ?, display_name = ?, principal_name = ?, email = ?, active = ? WHERE id = ?",
+            params![s.external_id, s.kind.as_str(), s.display_name, s.principal_name, s.email, s.active, s.id],
+        )?;
+        Ok(())
+    }
+
+    fn delete_subject(&mut self, id: &str) -> Result<()> {
+        self.exec(
+            "DELETE FROM group_members WHERE group_id = ? OR member_id = ?",
+            params![id, id],
+        )?;
+        self.exec("DELETE FROM subjects WHERE id = ?", [id])?;
+        Ok(())
+    }
+
+    fn list_subjects(
+        &mut self,
+        kind: SubjectKind,
+        filter: Option<(&str, &str)>,
+        skip: u32,
+        top: u32,
+    ) -> Result<Page<Subject>> {
+        let (cond, value) = match filter {
+            None => (String::new(), None),
+            Some((attr, value)) => {
+                let col = match attr.to_ascii_lowercase().as_str() {
+                    "username" => "lower(principal_name)",
+                    "displayname" => "lower(display_name)",
+                    "externalid" => "lower(external_id)",
+                    "id" => "lower(id)",
+                    other => {
+                        return Err(DomainError::bad_request(format!(
+                            "filtering on `{other}` is not supported"
+                        )));
+                    }
+                };
+                (format!(" AND {col} = lower(?)"), Some(value.to_string()))
+            }
+        };
+        let p: Vec<Value> = std::iter::once(Value::Text(kind.as_str().into()))
+            .chain(value.map(Value::Text))
+            .collect();
+        let sql = format!(
+            "SELECT {SUBJECT_COLS} FROM subjects WHERE kind = ?{cond} ORDER BY display_name, id LIMIT {} OFFSET {skip}",
+            u64::from(top) + 1
+        );
+        let mut items = self.many(&sql, params_from_iter(p.iter()), subject_row)?;
+        let more = items.len() > top as usize;
+        items.truncate(top as usize);
+        let total = self
+            .one(
+                &format!("SELECT count(*) FROM subjects WHERE kind = ?{cond}"),
+                params_from_iter(p.iter()),
+                |r| r.get::<_, i64>(0),
+            )?
+            .map(|n| n.max(0) as u64);
+        Ok(Page { items, total, more })
+    }
+
+    fn group_members(&mut self, group_id: &str) -> Result<Vec<String>> {
+        self.many(
+            "SELECT member_id FROM group_members WHERE group_id = ? ORDER BY member_id",
+            [group_id],
+            |r| r.get(0),
+        )
+    }
+
+    fn groups_of(&mut self, member_id: &str) -> Result<Vec<String>> {
+        self.many(
+            "SELECT group_id FROM group_members WHERE member_id = ? ORDER BY group_id",
+            [member_id],
+            |r| r.get(0),
+        )
+    }
+
+    fn set_group_members(&mut self, group_id: &str, members: &[String]) -> Result<()> {
+        self.exec("DELETE FROM group_members WHERE group_id = ?", [group_id])?;
+        for m in members {
+            self.exec(
+                "INSERT OR IGNORE INTO group_members (group_id, member_id) VALUES (?, ?)",
+                params![group_id, m],
+            )?;
+        }
+        Ok(())
+    }
+
+    fn all_memberships(&mut self) -> Result<Vec<(String, String)>> {
+        self.many("SELECT group_id, member_id FROM group_members", [], |r| {
+            Ok((r.get(0)?, r.get(1)?))
+        })
+    }
+
+    fn all_resource_parents(&mut self) -> Result<Vec<(String, Option<String>)>> {
+        self.many("SELECT id, parent_id FROM resources", [], |r| {
+            Ok((r.get(0)?, r.get(1)?))
+        })
+    }
+
+    fn assignment(&mut self, id: &str) -> Result<Option<RoleAssignment>> {
+        self.one(
+            &format!("SELECT {ASSIGNMENT_COLS} FROM assignments a WHERE a.id = ?"),
+            [id],
+            assignment_row,
+        )
+    }
+
+    fn assignments_with_key(&mut self, key: &AssignmentKey) -> Result<Vec<RoleAssignment>> {
+        self.many(
+            &format!(
+                "SELECT {ASSIGNMENT_COLS} FROM assignments a WHERE a.resource_id = ? AND a.role_definition_id = ? AND a.subject_id = ? AND a.state = ?"
+            ),
+            params![key.resource_id, key.role_definition_id, key.subject_id, key.state.as_str()],
+            assignment_row,
+        )
+    }
+
+    fn expired_in_history(
+        &mut self,
+        key: &AssignmentKey,
+        since: Timestamp,
+    ) -> Result<Vec<RoleAssignment>> {
+        self.many(
+            &format!(
+                "SELECT {ASSIGNMENT_COLS} FROM assignment_history a WHERE a.resource_id = ? AND a.role_definition_id = ? AND a.subject_id = ? \
+                 AND a.state = ? AND a.end_reason = 'Expired' AND a.end_at > ? ORDER BY a.end_at DESC LIMIT 10"
+            ),
+            params![key.resource_id, key.role_definition_id, key.subject_id, key.state.as_str(), us(since)],
+            assignment_row,
+        )
+    }
+
+    fn activations_of(&mut self, eligible_id: &str) -> Result<Vec<RoleAssignment>> {
+        self.many(
+            &format!("SELECT {ASSIGNMENT_COLS} FROM assignments a WHERE a.linked_eligible_id = ?"),
+            [eligible_id],
+            assignment_row,
+        )
+    }
+
+    fn assignments_of(
+        &mut self,
+        subjects: &[String],
+        resources: &[String],
+        state: AssignmentState,
+    ) -> Result<Vec<RoleAssignment>> {
+        let sql = format!(
+            "SELECT {ASSIGNMENT_COLS} FROM assignments a WHERE a.subject_id IN ({}) AND a.resource_id IN ({}) AND a.state = ?",
+            placeholders(subjects.len().max(1)),
+            placeholders(resources.len().max(1))
+        );
+        let mut p = SqlFragment {
+            sql: String::new(),
+            params: Vec::new(),
+        };
+        push_ids(&mut p, subjects);
+        push_ids(&mut p, resources);
+        p.params.push(Value::Text(state.as_str().into()));
+        self.many(&sql, params_from_iter(p.params.iter()), assignment_row)
+    }
+
+    fn insert_assignment(&mut self, a: &RoleAssignment) -> Result<()> {
+        self.insert_assignment_into("assignments", a)
+    }
+
+    fn update_assignment(&mut self, a: &RoleAssignment) -> Result<()> {
+        self.exec(
+            "UPDATE assignments SET start_at = ?, end_at = ?, request_id = ? WHERE id = ?",
+            params![
+                us(a.schedule.start),
+                a.schedule.end.map(us),
+                a.request_id,
+                a.id
+            ],
+        )?;
+        Ok(())
+    }
+
+    fn end_assignment(
+        &mut self,
+        a: &RoleAssignment,
+        at: Timestamp,
+        reason: EndReason,
+        request_id: Option<&str>,
+    ) -> Result<()> {
+        self.exec("DELETE FROM assignment_history WHERE id = ?", [&a.id])?;
+        self.exec(
+            "INSERT INTO assignment_history (id, resource_id, role_definition_id, subject_id, state, linked_eligible_id, start_at, end_at, \
+             request_id, ended_at, end_reason, ended_by_request) \
+             SELECT id, resource_id, role_definition_id, subject_id, state, linked_eligible_id, start_at, end_at, request_id, ?, ?, ? \
+             FROM assignments WHERE id = ?",
+            params![us(at), reason.as_str(), request_id, a.id],
+        )?;
+        self.exec("DELETE FROM assignments WHERE id = ?", [&a.id])?;
+        Ok(())
+    }
+
+    fn restore_assignment(&mut self, a: &RoleAssignment) -> Result<()> {
+        self.exec("DELETE FROM assignment_history WHERE id = ?", [&a.id])?;
+        self.insert_assignment_into("assignments", a)
+    }
+
+    fn list_assignments(&mut self, q: &ListQuery) -> Result<Page<RoleAssignment>> {
+        self.list(&ASSIGNMENTS, q, assignment_row)
+    }
+
+    fn for_each_live_assignment(
+        &mut self,
+        now: Timestamp,
+        each: &mut dyn FnMut(RoleAssignment, bool),
+    ) -> Result<()> {
+        let sql = format!(
+            "SELECT {ASSIGNMENT_COLS}, d.template_id FROM assignments a JOIN role_definitions d ON d.id = a.role_definition_id \
+             WHERE a.end_at IS NULL OR a.end_at > ?"
+        );
+        let mut stmt = self.c.prepare(&sql).map_err(db)?;
+        let mut rows = stmt.query([us(now)]).map_err(db)?;
+        while let Some(row) = rows.next().map_err(db)? {
+            let a = assignment_row(row).map_err(db)?;
+            let template: String = row.get(9).map_err(db)?;
+            each(a, is_access_admin_template(&template));
+        }
+        Ok(())
+    }
+
+    fn request(&mut self, id: &str) -> Result<Option<RoleAssignmentRequest>> {
+        self.one(
+            &format!("SELECT {REQUEST_COLS} FROM requests q WHERE q.id = ?"),
+            [id],
+            request_row,
+        )
+    }
+
+    fn pending_request(&mut self, key: &AssignmentKey) -> Result<Option<RoleAssignmentRequest>> {
+        self.one(
+            &format!(
+                "SELECT {REQUEST_COLS} FROM requests q WHERE q.resource_id = ? AND q.role_definition_id = ? AND q.subject_id = ? AND q.state = ? \
+                 AND q.sub_status IN ('Granted', 'PendingApproval', 'PendingAdminDecision')"
+            ),
+            params![key.resource_id, key.role_definition_id, key.subject_id, key.state.as_str()],
+            request_row,
+        )
+    }
+
+    fn pending_requests_linked_to(
+        &mut self,
+        eligible_id: &str,
+    ) -> Result<Vec<RoleAssignmentRequest>> {
+        self.many(
+            &format!(
+                "SELECT {REQUEST_COLS} FROM requests q WHERE q.linked_eligible_id = ? AND q.sub_status IN ('PendingApproval', 'PendingAdminDecision')"
+            ),
+            [eligible_id],
+            request_row,
+        )
+    }
+
+    fn insert_request(&mut self, r: &RoleAssignmentRequest) -> Result<()> {
+        self.write_request(r, true).map(|_| ())
+    }
+
+    fn update_request(&mut self, r: &RoleAssignmentRequest) -> Result<()> {
+        match self.write_request(r, false)? {
+            1 => Ok(()),
+            _ => Err(DomainError::new(
+                ErrorCode::Conflict,
+                format!("request `{}` was changed concurrently; retry", r.id),
+            )),
+        }
+    }
+
+    fn list_requests(&mut self, q: &ListQuery) -> Result<Page<RoleAssignmentRequest>> {
+        self.list(&REQUESTS, q, request_row)
+    }
+
+    fn pending_requests_of(&mut self, subject_id: &str) -> Result<Vec<RoleAssignmentRequest>> {
+        self.many(
+            &format!(
+                "SELECT {REQUEST_COLS} FROM requests q WHERE q.subject_id = ? AND q.sub_status IN ('Granted', 'PendingApproval', 'PendingAdminDecision')"
+            ),
+            [subject_id],
+            request_row,
+        )
+    }
+
+    fn live_assignments_of(&mut self, subject_id: &str) -> Result<Vec<RoleAssignment>> {
+        self.many(
+            &format!("SELECT {ASSIGNMENT_COLS} FROM assignments a WHERE a.subject_id = ?"),
+            [subject_id],
+            assignment_row,
+        )
+    }
+
+    fn approvals(&mut self, request_id: &str) -> Result<Vec<Approval>> {
+        self.many(
+            "SELECT request_id, approver_id, approver_name, approved, justification, at FROM approvals WHERE request_id = ? ORDER BY at",
+            [request_id],
+            |r| {
+                Ok(Approval {
+                    request_id: r.get(0)?,
+                    approver_id: r.get(1)?,
+                    approver_name: r.get(2)?,
+                    approved: r.get(3)?,
+                    justification: r.get(4)?,
+                    at: ts(r.get(5)?)?,
+                })
+            },
+        )
+    }
+
+    fn insert_approval(&mut self, a: &Approval) -> Result<()> {
+        self.exec(
+            "INSERT INTO approvals (request_id, approver_id, approver_name, approved, justification, at) VALUES (?, ?, ?, ?, ?, ?)",
+            params![a.request_id, a.approver_id, a.approver_name, a.approved, a.justification, us(a.at)],
+        )?;
+        Ok(())
+    }
+
+    fn append_audit(&mut self, rec: &AuditRecord) -> Result<()> {
+        let record = audit_json(rec);
+        self.exec(
+            "INSERT INTO audit_log (id, at, category, activity, result, correlation_id, initiator_id, record) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+            params![
+                rec.id,
+                us(rec.activity_date_time),
+                rec.category,
+                rec.activity_display_name,
+                rec.result,
+                rec.correlation_id,
+                rec.initiated_by.id,
+                record.to_string()
+            ],
+        )?;
+        Ok(())
+    }
+}
+
+/// The record in Graph's `directoryAudit` shape.
+fn audit_json(rec: &AuditRecord) -> serde_json::Value {
+    use serde_json::json;
+    json!({
+        "id": rec.id,
+        "category": rec.category,
+        "correlationId": rec.correlation_id,
+        "result": rec.result,
+        "resultReason": rec.result_reason,
+        "activityDisplayName": rec.activity_display_name,
+        "activityDateTime": rolegate_core::schedule::format_datetime(rec.activity_date_time),
+        "loggedByService": "PIM",
+        "operationType": rec.operation_type,
+        "initiatedBy": {"user": {"id": rec.initiated_by.id, "displayName": rec.initiated_by.display_name, "userPrincipalName": rec.initiated_by.user_principal_name}},
+        "targetResources": rec.target_resources.iter().map(|t| json!({
+            "id": t.id, "displayName": t.display_name, "type": t.kind,
+            "modifiedProperties": t.modified_properties.iter().map(|m| json!({"displayName": m.display_name, "oldValue": m.old_value, "newValue": m.new_value})).collect::<Vec<_>>(),
+        })).collect::<Vec<_>>(),
+        "additionalDetails": rec.additional_details.iter().map(|(k, v)| json!({"key": k, "value": v})).collect::<Vec<_>>(),
+    })
+}

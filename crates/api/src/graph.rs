@@ -331,7 +331,7 @@ async fn list(
             let access = st.access_view();
             validate_options(coll, &opts)?;
             ensure_resource(tx, rid.as_deref())?;
-            let scope = read_scope(
+            let mut scope = read_scope(
                 coll,
                 rid.as_deref(),
                 opts.filter.clone(),
@@ -339,6 +339,17 @@ async fn list(
                 &access,
                 now,
             )?;
+            if coll == Collection::RoleAssignmentRequests && !caller.is_tenant_admin {
+                // Listed approvers find the activations awaiting their decision (decisions.md §6).
+                let awaiting = request::awaiting_approval_by(tx, &caller.subject_id, &access, now)?;
+                for r in &mut scope.restrictions {
+                    if let Restriction::AnyOf(any) = r
+                        && !awaiting.is_empty()
+                    {
+                        any.push(Restriction::IdIn(awaiting.clone()));
+                    }
+                }
+            }
             let skip = opts.skip.unwrap_or(0);
             let q = ListQuery {
                 filter: scope.filter.clone(),
@@ -464,8 +475,11 @@ fn load_item(
                 .filter(|r| under(&r.resource_id))
                 .ok_or_else(nf)?;
             let own = r.subject_id == caller.subject_id || r.requested_by == caller.subject_id;
-            if !own {
-                check(&r.resource_id)?;
+            if !own
+                && !caller.may_read(access, &r.resource_id, now)
+                && !request::is_approver_of(tx, &caller.subject_id, access, &r)?
+            {
+                return Err(deny());
             }
             Ok(Entity::Request(r))
         }
@@ -507,6 +521,16 @@ async fn get_item(
                 entity = navigate(tx, &entity, nav)?.ok_or_else(|| {
                     DomainError::new(ErrorCode::NotFound, format!("`{nav}` of `{id}` is empty"))
                 })?;
+                // `parent` leads to another resource, which needs R1 of its own.
+                if let Entity::Resource(r) = &entity
+                    && nav.eq_ignore_ascii_case("parent")
+                    && !caller.may_read(&access, &r.id, now)
+                {
+                    return Err(DomainError::denied(format!(
+                        "the caller has no access to resource `{}`",
+                        r.id
+                    )));
+                }
             }
             let viewer = Viewer {
                 caller: &caller,

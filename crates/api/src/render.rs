@@ -207,6 +207,12 @@ fn expand_one(
             DomainError::bad_request(format!("cannot $expand `{}` on {}", x.path, entity_set(e)))
         })?;
     let value = match navigate(tx, e, name)? {
+        // A parent the viewer may not read (R1) expands to null.
+        Some(Entity::Resource(r))
+            if *name == "parent" && !viewer.caller.may_read(viewer.access, &r.id, viewer.now) =>
+        {
+            Value::Null
+        }
         Some(related) => Value::Object(shape_at(tx, &related, &x.options, viewer, depth + 1)?),
         None => Value::Null,
     };

@@ -19,7 +19,9 @@ impl Clock for SystemClock {
         reason = "the one place that reads the wall clock"
     )]
     fn now(&self) -> Timestamp {
-        Timestamp::now()
+        // Stores keep microseconds; a finer "now" would make a response differ from what a
+        // later read of the same request or assignment returns.
+        crate::schedule::truncate_to_micros(Timestamp::now())
     }
 }
 

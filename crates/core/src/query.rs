@@ -19,6 +19,8 @@ pub enum Restriction {
     AnyOf(Vec<Restriction>),
     /// Only rows current at this instant (assignments).
     CurrentAt(Timestamp),
+    /// The row's `id` is one of these.
+    IdIn(Vec<String>),
 }
 
 /// A list call: filter, restrictions, order and page.

@@ -4,7 +4,7 @@
 //! [`cancel`] and [`decide`] run inside one write transaction and return the committed
 //! request with the access changes it made.
 
-use crate::access::{AccessChange, OpContext};
+use crate::access::{AccessChange, AccessView, OpContext};
 use crate::assignment::{AssignmentState, EndReason, RoleAssignment};
 use crate::audit::{AuditRecord, Target};
 use crate::error::{DomainError, ErrorCode, Result};
@@ -1381,6 +1381,71 @@ fn check_approver(ctx: &OpContext, policy: &Policy, resource_id: &str) -> Result
         Err(DomainError::denied(
             "the caller is not an approver of this role",
         ))
+    }
+}
+
+/// Whether `caller_id` is a listed approver of the activation `r` (a listed user or a member
+/// of a listed group of its role's ApprovalRule) or has already decided it. Approvers read
+/// the requests they decide without any assignment on the resource (decisions.md §6; the
+/// approval e-mail of §12 links to the request).
+pub fn is_approver_of(
+    tx: &mut dyn Tx,
+    caller_id: &str,
+    access: &dyn AccessView,
+    r: &RoleAssignmentRequest,
+) -> Result<bool> {
+    if r.kind != RequestType::UserAdd {
+        return Ok(false);
+    }
+    if tx
+        .approvals(&r.id)?
+        .iter()
+        .any(|a| a.approver_id == caller_id)
+    {
+        return Ok(true);
+    }
+    let Some(setting) = tx.role_setting_of(&r.role_definition_id)? else {
+        return Ok(false);
+    };
+    let policy = setting.rules.policy(RuleCollection::UserMember)?;
+    let groups = access.groups_of(caller_id);
+    Ok(policy.approval.as_ref().is_some_and(|rule| {
+        rule.approvers.iter().any(|a| match a.kind {
+            ApproverKind::User => a.id == caller_id,
+            ApproverKind::Group => groups.contains(&a.id),
+        })
+    }))
+}
+
+/// The ids of the requests now `PendingApproval` that `caller_id` may decide as a listed
+/// approver (see [`is_approver_of`]), so that approvers can find them.
+pub fn awaiting_approval_by(
+    tx: &mut dyn Tx,
+    caller_id: &str,
+    access: &dyn AccessView,
+    now: Timestamp,
+) -> Result<Vec<String>> {
+    let filter = crate::odata::parse_filter("status/subStatus eq 'PendingApproval'")?;
+    let mut ids = Vec::new();
+    let mut skip = 0;
+    loop {
+        let page = tx.list_requests(&crate::query::ListQuery {
+            filter: Some(filter.clone()),
+            top: 500,
+            skip,
+            ..Default::default()
+        })?;
+        for r in &page.items {
+            if r.status_at(now) == SubStatus::PendingApproval
+                && is_approver_of(tx, caller_id, access, r)?
+            {
+                ids.push(r.id.clone());
+            }
+        }
+        if !page.more {
+            return Ok(ids);
+        }
+        skip += 500;
     }
 }
 

@@ -33,6 +33,12 @@ pub fn parse_datetime(s: &str) -> Result<Timestamp, DomainError> {
     }
 }
 
+/// `t` without its sub-microsecond part: stores keep microseconds, so what is returned at
+/// creation must not be finer than what a later read returns.
+pub fn truncate_to_micros(t: Timestamp) -> Timestamp {
+    Timestamp::from_microsecond(t.as_microsecond()).unwrap_or(t)
+}
+
 /// Formats `t` in UTC with `Z`, with a fraction only when non-zero
 /// (`2018-05-12T23:28:43.537Z`).
 pub fn format_datetime(t: Timestamp) -> String {
@@ -230,10 +236,10 @@ impl Schedule {
                 "schedule.type must be `Once`, not `{kind}`"
             )));
         }
-        let start = match input.start.as_deref() {
+        let start = truncate_to_micros(match input.start.as_deref() {
             Some(s) => parse_datetime(s).map_err(in_field("startDateTime"))?,
             None => now,
-        };
+        });
         let end = input
             .end
             .as_deref()
@@ -264,6 +270,7 @@ impl Schedule {
             })?),
             (None, None) => None,
         };
+        let end = end.map(truncate_to_micros);
         if end.is_some_and(|end| end <= start) {
             return Err(DomainError::bad_request(
                 "schedule.endDateTime must be after schedule.startDateTime",

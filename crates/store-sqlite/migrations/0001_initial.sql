@@ -69,7 +69,8 @@ CREATE INDEX group_members_member ON group_members(member_id);
 
 -- Live assignments (current, future, or ended but not yet moved to history).
 CREATE TABLE assignments (
-    id                 TEXT PRIMARY KEY,
+    seq                INTEGER PRIMARY KEY,
+    id                 TEXT NOT NULL UNIQUE,
     resource_id        TEXT NOT NULL REFERENCES resources(id),
     role_definition_id TEXT NOT NULL REFERENCES role_definitions(id),
     subject_id         TEXT NOT NULL REFERENCES subjects(id),
@@ -81,7 +82,10 @@ CREATE TABLE assignments (
 );
 CREATE UNIQUE INDEX assignments_key
     ON assignments(resource_id, role_definition_id, subject_id, state, ifnull(linked_eligible_id, ''));
-CREATE INDEX assignments_subject ON assignments(subject_id, state);
+-- Lists filter by subject or resource and by time; these cover both, and rows are
+-- ordered by seq (insertion order), which every index carries.
+CREATE INDEX assignments_subject ON assignments(subject_id, start_at, end_at);
+CREATE INDEX assignments_resource ON assignments(resource_id, start_at, end_at);
 CREATE INDEX assignments_linked ON assignments(linked_eligible_id) WHERE linked_eligible_id IS NOT NULL;
 CREATE INDEX assignments_end ON assignments(end_at) WHERE end_at IS NOT NULL;
 
@@ -102,7 +106,8 @@ CREATE TABLE assignment_history (
 CREATE INDEX assignment_history_key ON assignment_history(resource_id, role_definition_id, subject_id, state);
 
 CREATE TABLE requests (
-    id                 TEXT PRIMARY KEY,
+    seq                INTEGER PRIMARY KEY,
+    id                 TEXT NOT NULL UNIQUE,
     resource_id        TEXT NOT NULL,
     role_definition_id TEXT NOT NULL,
     subject_id         TEXT NOT NULL,
@@ -131,6 +136,14 @@ CREATE INDEX requests_subject ON requests(subject_id, requested_at);
 CREATE INDEX requests_resource ON requests(resource_id, requested_at);
 CREATE INDEX requests_sub_status ON requests(sub_status);
 CREATE INDEX requests_linked ON requests(linked_eligible_id) WHERE linked_eligible_id IS NOT NULL;
+
+-- Who may decide a pending approval (users and groups named by the ApprovalRule when the
+-- request was made), so approvers can find their work.
+CREATE TABLE request_approvers (
+    request_id  TEXT NOT NULL REFERENCES requests(id),
+    approver_id TEXT NOT NULL,
+    PRIMARY KEY (approver_id, request_id)
+) WITHOUT ROWID;
 
 CREATE TABLE approvals (
     request_id    TEXT NOT NULL REFERENCES requests(id),

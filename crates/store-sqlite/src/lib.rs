@@ -71,6 +71,11 @@ impl SqliteStore {
         }
         configure(&writer, sync)?;
         migrate(&writer)?;
+        // Fold a large WAL left by a bulk load or a crash back into the database file, so
+        // reads don't search it, and let SQLite refresh its planner statistics.
+        writer
+            .execute_batch("PRAGMA wal_checkpoint(TRUNCATE); PRAGMA optimize;")
+            .map_err(internal)?;
         let mut readers = Vec::new();
         for _ in 0..4 {
             let r = Connection::open_with_flags(

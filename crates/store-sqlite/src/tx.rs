@@ -215,8 +215,13 @@ fn request_row(row: &Row) -> rusqlite::Result<RoleAssignmentRequest> {
 /// Where a collection keeps the columns that restrictions refer to.
 struct Shape {
     from: &'static str,
-    cols: &'static str,
+    /// `from` joined with the role definitions, for filters on `roleDefinition/…`.
+    from_with_roles: Option<&'static str>,
+    /// Stable row order (and paging tie-breaker).
+    order: &'static str,
+    /// The id column.
     id: &'static str,
+    cols: &'static str,
     resource: &'static str,
     subject: Option<&'static str>,
     fields: &'static EntityFields,
@@ -224,44 +229,62 @@ struct Shape {
 
 const RESOURCES: Shape = Shape {
     from: "resources r",
-    cols: RESOURCE_COLS,
+    from_with_roles: None,
+    order: "r.id",
     id: "r.id",
+    cols: RESOURCE_COLS,
     resource: "r.id",
     subject: None,
     fields: &RESOURCE_FIELDS,
 };
 const ROLE_DEFINITIONS: Shape = Shape {
     from: "role_definitions d",
-    cols: ROLE_COLS,
+    from_with_roles: None,
+    order: "d.id",
     id: "d.id",
+    cols: ROLE_COLS,
     resource: "d.resource_id",
     subject: None,
     fields: &ROLE_DEFINITION_FIELDS,
 };
 const ROLE_SETTINGS: Shape = Shape {
     from: "role_settings s",
-    cols: SETTING_COLS,
+    from_with_roles: None,
+    order: "s.id",
     id: "s.id",
+    cols: SETTING_COLS,
     resource: "s.resource_id",
     subject: None,
     fields: &ROLE_SETTING_FIELDS,
 };
 const ASSIGNMENTS: Shape = Shape {
-    from: "assignments a JOIN role_definitions d ON d.id = a.role_definition_id",
-    cols: ASSIGNMENT_COLS,
+    from: "assignments a",
+    from_with_roles: Some("assignments a JOIN role_definitions d ON d.id = a.role_definition_id"),
+    order: "a.seq",
     id: "a.id",
+    cols: ASSIGNMENT_COLS,
     resource: "a.resource_id",
     subject: Some("a.subject_id"),
     fields: &ROLE_ASSIGNMENT_FIELDS,
 };
 const REQUESTS: Shape = Shape {
     from: "requests q",
-    cols: REQUEST_COLS,
+    from_with_roles: None,
+    order: "q.seq",
     id: "q.id",
+    cols: REQUEST_COLS,
     resource: "q.resource_id",
     subject: Some("q.subject_id"),
     fields: &ROLE_ASSIGNMENT_REQUEST_FIELDS,
 };
+
+/// Whether `sql` refers to a column of table alias `alias` (`d.x`, not `linked.x`).
+fn mentions_alias(sql: &str, alias: char) -> bool {
+    let b = sql.as_bytes();
+    b.windows(3).any(|w| {
+        w[1] == alias as u8 && w[2] == b'.' && !(w[0].is_ascii_alphanumeric() || w[0] == b'_')
+    }) || sql.starts_with(&format!("{alias}."))
+}
 
 fn placeholders(n: usize) -> String {
     vec!["?"; n].join(", ")
@@ -307,6 +330,14 @@ fn restriction_sql(shape: &Shape, r: &Restriction, out: &mut SqlFragment) -> Res
                 out.sql.push(')');
             }
             out.sql.push(')');
+        }
+        Restriction::IdIn(ids) => {
+            out.sql.push_str(&format!(
+                "{} IN ({})",
+                shape.id,
+                placeholders(ids.len().max(1))
+            ));
+            push_ids(out, ids);
         }
         Restriction::CurrentAt(t) => {
             out.sql
@@ -388,14 +419,21 @@ impl SqliteTx<'_> {
         };
         let order = orderby_to_sql(&q.orderby, shape.fields)?;
         let order = if order.is_empty() {
-            shape.id.to_string()
+            shape.order.to_string()
         } else {
-            format!("{order}, {}", shape.id)
+            format!("{order}, {}", shape.order)
+        };
+        // Join the role definitions only when a filter or order refers to them.
+        let from = match shape.from_with_roles {
+            Some(joined) if mentions_alias(&where_sql, 'd') || mentions_alias(&order, 'd') => {
+                joined
+            }
+            _ => shape.from,
         };
         let sql = format!(
             "SELECT {} FROM {}{} ORDER BY {} LIMIT {} OFFSET {}",
             shape.cols,
-            shape.from,
+            from,
             where_sql,
             order,
             u64::from(q.top) + 1,
@@ -405,7 +443,7 @@ impl SqliteTx<'_> {
         let more = items.len() > q.top as usize;
         items.truncate(q.top as usize);
         let total = if q.count {
-            let sql = format!("SELECT count(*) FROM {}{}", shape.from, where_sql);
+            let sql = format!("SELECT count(*) FROM {from}{where_sql}");
             self.one(&sql, params_from_iter(wh.params.iter()), |r| {
                 r.get::<_, i64>(0)
             })?

@@ -1,5 +1,9 @@
 //! Starts the real `rolegate` binary on a temporary SQLite file and talks to it over HTTP.
 
+// Not every test module uses every helper; setup failures are meant to panic; temp names
+// use the wall clock.
+#![allow(dead_code, clippy::expect_used, clippy::disallowed_methods)]
+
 use serde_json::Value;
 use std::io::{BufRead, BufReader};
 use std::path::PathBuf;
@@ -38,7 +42,10 @@ pub struct Reply {
 impl Reply {
     /// A header's value.
     pub fn header(&self, name: &str) -> Option<&str> {
-        self.headers.iter().find(|(k, _)| k.eq_ignore_ascii_case(name)).map(|(_, v)| v.as_str())
+        self.headers
+            .iter()
+            .find(|(k, _)| k.eq_ignore_ascii_case(name))
+            .map(|(_, v)| v.as_str())
     }
 
     /// `error.code` of a Graph error body.
@@ -49,7 +56,12 @@ impl Reply {
 
 fn agent() -> &'static ureq::Agent {
     static AGENT: OnceLock<ureq::Agent> = OnceLock::new();
-    AGENT.get_or_init(|| ureq::Agent::config_builder().http_status_as_error(false).build().into())
+    AGENT.get_or_init(|| {
+        ureq::Agent::config_builder()
+            .http_status_as_error(false)
+            .build()
+            .into()
+    })
 }
 
 /// The path of the binary under test.
@@ -105,14 +117,28 @@ impl Server {
                 break;
             }
         }
-        assert!(!origin.is_empty(), "server did not start; log: {}", std::fs::read_to_string(dir.join("server.log")).unwrap_or_default());
-        Server { child: Some(child), origin, db, dir, keep_dir }
+        assert!(
+            !origin.is_empty(),
+            "server did not start; log: {}",
+            std::fs::read_to_string(dir.join("server.log")).unwrap_or_default()
+        );
+        Server {
+            child: Some(child),
+            origin,
+            db,
+            dir,
+            keep_dir,
+        }
     }
 
     /// Sends SIGTERM and waits for the process to exit; returns whether it exited cleanly.
     pub fn stop(&mut self) -> bool {
-        let Some(mut child) = self.child.take() else { return true };
-        let _ = Command::new("kill").args(["-TERM", &child.id().to_string()]).status();
+        let Some(mut child) = self.child.take() else {
+            return true;
+        };
+        let _ = Command::new("kill")
+            .args(["-TERM", &child.id().to_string()])
+            .status();
         child.wait().map(|s| s.success()).unwrap_or(false)
     }
 
@@ -132,12 +158,31 @@ impl Server {
     }
 
     /// Sends a request with an optional bearer token and JSON body.
-    pub fn call(&self, method: &str, path: &str, token: Option<&str>, body: Option<&Value>) -> Reply {
-        self.raw(method, path, token, body.map(|b| b.to_string()).as_deref(), &[])
+    pub fn call(
+        &self,
+        method: &str,
+        path: &str,
+        token: Option<&str>,
+        body: Option<&Value>,
+    ) -> Reply {
+        self.raw(
+            method,
+            path,
+            token,
+            body.map(|b| b.to_string()).as_deref(),
+            &[],
+        )
     }
 
     /// Sends a request with a raw body and extra headers.
-    pub fn raw(&self, method: &str, path: &str, token: Option<&str>, body: Option<&str>, headers: &[(&str, &str)]) -> Reply {
+    pub fn raw(
+        &self,
+        method: &str,
+        path: &str,
+        token: Option<&str>,
+        body: Option<&str>,
+        headers: &[(&str, &str)],
+    ) -> Reply {
         let url = format!("{}{}", self.origin, path);
         let mut req = ureq::http::Request::builder().method(method).uri(&url);
         if let Some(t) = token {
@@ -150,7 +195,9 @@ impl Server {
             req = req.header("Content-Type", "application/json");
         }
         let req = req.body(body.unwrap_or("").to_string()).expect("request");
-        let mut resp = agent().run(req).unwrap_or_else(|e| panic!("{method} {path}: {e}"));
+        let mut resp = agent()
+            .run(req)
+            .unwrap_or_else(|e| panic!("{method} {path}: {e}"));
         let status = resp.status().as_u16();
         let headers = resp
             .headers()
@@ -159,7 +206,12 @@ impl Server {
             .collect();
         let text = resp.body_mut().read_to_string().unwrap_or_default();
         let json = serde_json::from_str(&text).unwrap_or(Value::Null);
-        Reply { status, json, text, headers }
+        Reply {
+            status,
+            json,
+            text,
+            headers,
+        }
     }
 
     /// GET with a token.
@@ -188,19 +240,42 @@ impl Drop for Server {
 /// A bearer token for `subject`, minted by the real `rolegate token` command.
 pub fn token(subject: &str, mfa: bool) -> String {
     let mut cmd = Command::new(binary());
-    cmd.args(["token", "--secret", SECRET, "--subject", subject, "--ttl", "3600"]);
+    cmd.args([
+        "token",
+        "--secret",
+        SECRET,
+        "--subject",
+        subject,
+        "--ttl",
+        "3600",
+    ]);
     if mfa {
         cmd.arg("--mfa");
     }
     let out = cmd.output().expect("rolegate token");
-    assert!(out.status.success(), "rolegate token failed: {}", String::from_utf8_lossy(&out.stderr));
-    String::from_utf8(out.stdout).expect("utf8").trim().to_string()
+    assert!(
+        out.status.success(),
+        "rolegate token failed: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8(out.stdout)
+        .expect("utf8")
+        .trim()
+        .to_string()
 }
 
 /// A unique suffix for temp names.
 pub fn uuid_like() -> String {
     use std::sync::atomic::{AtomicU64, Ordering};
     static N: AtomicU64 = AtomicU64::new(0);
-    let nanos = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_nanos()).unwrap_or(0);
-    format!("{}-{}-{}", std::process::id(), nanos, N.fetch_add(1, Ordering::Relaxed))
+    let nanos = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_nanos())
+        .unwrap_or(0);
+    format!(
+        "{}-{}-{}",
+        std::process::id(),
+        nanos,
+        N.fetch_add(1, Ordering::Relaxed)
+    )
 }

@@ -1,5 +1,13 @@
 //! Rolegate's integration tests: the real binary, a real SQLite file, real HTTP.
 //! One test binary (each file under tests/ would be another link step); one module per area.
 
+mod approvals;
+mod authz;
+mod durability;
+mod fixture;
 mod harness;
+mod odata;
+mod python_client;
+mod reads;
+mod requests;
 mod smoke;

@@ -13,7 +13,10 @@ fn health_and_auth_are_enforced() {
     assert_eq!(r.code(), "InvalidAuthenticationToken");
     assert_eq!(r.header("www-authenticate"), Some("Bearer"));
     assert!(r.header("request-id").is_some());
-    assert_eq!(r.json["error"]["innerError"]["request-id"].as_str(), r.header("request-id"));
+    assert_eq!(
+        r.json["error"]["innerError"]["request-id"].as_str(),
+        r.header("request-id")
+    );
     let admin = s.token(ADMIN, true);
     let r = s.get(&s.pim("/resources"), &admin);
     assert_eq!(r.status, 200, "{}", r.text);

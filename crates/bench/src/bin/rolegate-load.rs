@@ -1,0 +1,248 @@
+//! `rolegate-load`: an HTTP load generator for a running Rolegate seeded by `rolegate seed`.
+//! Each scenario runs for a fixed time on N client threads with keep-alive connections and
+//! reports throughput and latency percentiles (and the server's memory when given its pid).
+
+use anyhow::{Context, bail};
+use clap::{Parser, ValueEnum};
+use rolegate_api::auth::{Claims, mint_hs256};
+use rolegate_bench::percentiles;
+use serde_json::{Value, json};
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+#[derive(Debug, Clone, Copy, ValueEnum, PartialEq, Eq)]
+enum Scenario {
+    /// `GET roleAssignments?$filter=subjectId eq '<me>'` as that user.
+    MyAssignments,
+    /// `GET resources/{id}/roleAssignments?$expand=subject,roleDefinition($expand=resource)` as an admin.
+    ResourceAssignments,
+    /// `POST roleAssignmentRequests` (UserAdd, one per seeded eligible assignment).
+    Activate,
+}
+
+#[derive(Parser, Debug)]
+#[command(about = "HTTP load generator for Rolegate")]
+struct Args {
+    /// Server origin.
+    #[arg(long, default_value = "http://127.0.0.1:8080")]
+    origin: String,
+    /// The server's HS256 secret.
+    #[arg(long, env = "ROLEGATE_AUTH_HS256_SECRET")]
+    secret: String,
+    /// A tenant administrator id known to the server.
+    #[arg(long, default_value = "bench-admin")]
+    admin: String,
+    /// The manifest written by `rolegate seed`.
+    #[arg(long, default_value = "bench-manifest.json")]
+    manifest: std::path::PathBuf,
+    /// Scenarios to run (all when omitted).
+    #[arg(long, value_enum)]
+    scenario: Vec<Scenario>,
+    /// Seconds per scenario.
+    #[arg(long, default_value_t = 15)]
+    seconds: u64,
+    /// Client threads.
+    #[arg(long, default_value_t = 4)]
+    threads: usize,
+    /// The server's pid, to report its memory.
+    #[arg(long)]
+    server_pid: Option<u32>,
+}
+
+fn token(secret: &str, subject: &str) -> anyhow::Result<String> {
+    let now = rolegate_core::clock::Clock::now(&rolegate_core::clock::SystemClock).as_second();
+    let claims = Claims {
+        sub: subject.into(),
+        oid: None,
+        amr: vec!["pwd".into(), "mfa".into()],
+        name: None,
+        exp: now + 3600,
+        nbf: None,
+        iat: Some(now),
+        iss: None,
+        aud: None,
+    };
+    Ok(mint_hs256(secret.as_bytes(), &claims)?)
+}
+
+/// One prepared call.
+struct Call {
+    method: &'static str,
+    path: String,
+    token: String,
+    body: Option<String>,
+}
+
+fn calls(args: &Args, manifest: &Value, scenario: Scenario) -> anyhow::Result<Vec<Call>> {
+    let base = "/beta/privilegedAccess/azureResources";
+    let list = |k: &str| manifest[k].as_array().cloned().unwrap_or_default();
+    let admin = token(&args.secret, &args.admin)?;
+    let mut out = Vec::new();
+    match scenario {
+        Scenario::MyAssignments => {
+            for u in list("users") {
+                let u = u.as_str().unwrap_or_default();
+                out.push(Call {
+                    method: "GET",
+                    path: format!("{base}/roleAssignments?$filter=subjectId%20eq%20'{u}'"),
+                    token: token(&args.secret, u)?,
+                    body: None,
+                });
+            }
+        }
+        Scenario::ResourceAssignments => {
+            for r in list("resources") {
+                let r = r.as_str().unwrap_or_default();
+                out.push(Call {
+                    method: "GET",
+                    path: format!("{base}/resources/{r}/roleAssignments?$expand=subject,roleDefinition($expand=resource)"),
+                    token: admin.clone(),
+                    body: None,
+                });
+            }
+        }
+        Scenario::Activate => {
+            for a in list("activations") {
+                let s = a["subjectId"].as_str().unwrap_or_default();
+                let body = json!({
+                    "type": "UserAdd", "assignmentState": "Active", "subjectId": s,
+                    "resourceId": a["resourceId"], "roleDefinitionId": a["roleDefinitionId"],
+                    "linkedEligibleRoleAssignmentId": a["eligibleId"], "reason": "load test",
+                    "schedule": {"type": "Once", "duration": "PT1H"},
+                });
+                out.push(Call {
+                    method: "POST",
+                    path: format!("{base}/roleAssignmentRequests"),
+                    token: token(&args.secret, s)?,
+                    body: Some(body.to_string()),
+                });
+            }
+        }
+    }
+    if out.is_empty() {
+        bail!("the manifest has nothing for {scenario:?}");
+    }
+    Ok(out)
+}
+
+fn run(args: &Args, scenario: Scenario, calls: Vec<Call>) {
+    let calls = Arc::new(calls);
+    let next = Arc::new(AtomicUsize::new(0));
+    let samples = Arc::new(Mutex::new(Vec::<u64>::new()));
+    let errors = Arc::new(AtomicUsize::new(0));
+    let deadline = Instant::now() + Duration::from_secs(args.seconds);
+    let once = scenario == Scenario::Activate;
+    let started = Instant::now();
+    let handles: Vec<_> = (0..args.threads)
+        .map(|_| {
+            let (calls, next, samples, errors, origin) = (
+                Arc::clone(&calls),
+                Arc::clone(&next),
+                Arc::clone(&samples),
+                Arc::clone(&errors),
+                args.origin.clone(),
+            );
+            std::thread::spawn(move || {
+                let agent: ureq::Agent = ureq::Agent::config_builder()
+                    .http_status_as_error(false)
+                    .build()
+                    .into();
+                let mut mine = Vec::new();
+                while Instant::now() < deadline {
+                    let i = next.fetch_add(1, Ordering::Relaxed);
+                    if once && i >= calls.len() {
+                        break;
+                    }
+                    let c = &calls[i % calls.len()];
+                    let url = format!("{origin}{}", c.path);
+                    let t0 = Instant::now();
+                    let auth = format!("Bearer {}", c.token);
+                    let result = match c.method {
+                        "POST" => agent
+                            .post(&url)
+                            .header("Authorization", &auth)
+                            .header("Content-Type", "application/json")
+                            .send(c.body.as_deref().unwrap_or("")),
+                        _ => agent.get(&url).header("Authorization", &auth).call(),
+                    };
+                    let ok = match result {
+                        Ok(mut r) => {
+                            let _ = r.body_mut().read_to_vec();
+                            r.status().is_success()
+                        }
+                        Err(_) => false,
+                    };
+                    mine.push(t0.elapsed().as_micros() as u64);
+                    if !ok {
+                        errors.fetch_add(1, Ordering::Relaxed);
+                    }
+                }
+                if let Ok(mut all) = samples.lock() {
+                    all.extend(mine);
+                }
+            })
+        })
+        .collect();
+    for h in handles {
+        let _ = h.join();
+    }
+    let elapsed = started.elapsed().as_secs_f64();
+    let mut all = samples.lock().map(|s| s.clone()).unwrap_or_default();
+    let n = all.len();
+    match percentiles(&mut all) {
+        Some(p) => println!(
+            "| {scenario:?} | {n} | {} | {:.0} | {:.2} | {:.2} | {:.2} | {:.2} |",
+            errors.load(Ordering::Relaxed),
+            n as f64 / elapsed,
+            p.p50 as f64 / 1000.0,
+            p.p90 as f64 / 1000.0,
+            p.p99 as f64 / 1000.0,
+            p.max as f64 / 1000.0
+        ),
+        None => println!("| {scenario:?} | 0 | - | - | - | - | - | - |"),
+    }
+}
+
+fn memory(pid: u32) -> String {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap_or_default();
+    let field = |name: &str| {
+        status
+            .lines()
+            .find(|l| l.starts_with(name))
+            .map(|l| l[name.len()..].trim().to_string())
+            .unwrap_or_default()
+    };
+    format!(
+        "server memory: VmRSS {}, peak VmHWM {}",
+        field("VmRSS:"),
+        field("VmHWM:")
+    )
+}
+
+fn main() -> anyhow::Result<()> {
+    let args = Args::parse();
+    let manifest: Value = serde_json::from_slice(
+        &std::fs::read(&args.manifest)
+            .with_context(|| format!("reading {}", args.manifest.display()))?,
+    )?;
+    let scenarios = if args.scenario.is_empty() {
+        vec![
+            Scenario::MyAssignments,
+            Scenario::ResourceAssignments,
+            Scenario::Activate,
+        ]
+    } else {
+        args.scenario.clone()
+    };
+    println!("| scenario | requests | non-2xx | req/s | p50 ms | p90 ms | p99 ms | max ms |");
+    println!("|---|---|---|---|---|---|---|---|");
+    for s in scenarios {
+        let c = calls(&args, &manifest, s)?;
+        run(&args, s, c);
+    }
+    if let Some(pid) = args.server_pid {
+        println!("{}", memory(pid));
+    }
+    Ok(())
+}

@@ -1,0 +1,127 @@
+//! The official Python Graph client (`msgraph-beta-sdk`, pinned in
+//! tests/clients/requirements.txt) against the real server: this test seeds a tenant over
+//! HTTP and runs tests/clients/graph_sdk_check.py, which does the rest with SDK objects only.
+//! It needs `ROLEGATE_PYTHON` pointing at a Python that has the SDK (.ci/run sets it up);
+//! without one it says so and passes.
+
+use crate::fixture::{CONTRIBUTOR, OWNER, Tenant, lasting};
+use crate::harness::{Server, uuid_like};
+use serde_json::{Value, json};
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+const SCRIPT: &str = concat!(
+    env!("CARGO_MANIFEST_DIR"),
+    "/../../tests/clients/graph_sdk_check.py"
+);
+/// The script normally takes a few seconds; past this it is considered hung.
+const SCRIPT_TIMEOUT: Duration = Duration::from_secs(180);
+
+/// The interpreter to use, or `None` (with the reason printed) when the SDK is not there.
+fn python_with_sdk() -> Option<String> {
+    let skip = || {
+        eprintln!(
+            "SKIPPED python_client: ROLEGATE_PYTHON is not set to a Python with msgraph-beta-sdk (see .ci/run)"
+        );
+        None
+    };
+    let Some(python) = std::env::var("ROLEGATE_PYTHON")
+        .ok()
+        .filter(|p| !p.is_empty())
+    else {
+        return skip();
+    };
+    let has_sdk = Command::new(&python)
+        .args(["-c", "import msgraph_beta"])
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .status()
+        .is_ok_and(|s| s.success());
+    if has_sdk { Some(python) } else { skip() }
+}
+
+/// Seeds what the script expects (`FIXTURE_KEYS` in graph_sdk_check.py): Alice, eligible
+/// for Contributor on a subscription, and Bob, a plain user. The script does the rest.
+fn seed(t: &Tenant) -> Value {
+    let (alice, alice_token) = t.user("Alice Sdk");
+    let (bob, bob_token) = t.user("Bob Sdk");
+    let (owner, contributor) = (t.role(&t.sub, OWNER), t.role(&t.sub, CONTRIBUTOR));
+    let r = t.admin_add(&t.sub, &contributor, &alice, "Eligible", lasting("P30D"));
+    assert_eq!(r["status"]["subStatus"], "Provisioned", "{r}");
+    let eligible = t
+        .assignments(&t.sub)
+        .into_iter()
+        .find(|a| a["subjectId"] == alice.as_str() && a["assignmentState"] == "Eligible")
+        .and_then(|a| a["id"].as_str().map(str::to_string))
+        .unwrap_or_else(|| panic!("Alice's eligible assignment is not listed"));
+    json!({
+        "admin_token": t.admin,
+        "alice_token": alice_token,
+        "bob_token": bob_token,
+        "alice_id": alice,
+        "alice_name": "Alice Sdk",
+        "bob_id": bob,
+        "resource_id": t.sub,
+        "resource_external_id": t.sub_arm,
+        "contributor_id": contributor,
+        "owner_id": owner,
+        "eligible_contributor_id": eligible,
+    })
+}
+
+#[test]
+fn official_python_graph_client_works_against_the_server() {
+    let Some(python) = python_with_sdk() else {
+        return;
+    };
+    let t = Tenant::start();
+    let fixture = seed(&t);
+    let s: &Server = &t.s;
+
+    let dir = std::env::temp_dir().join(format!("rolegate-sdk-{}", uuid_like()));
+    std::fs::create_dir_all(&dir).expect("temp dir");
+    let fixture_path = dir.join("fixture.json");
+    std::fs::write(&fixture_path, fixture.to_string()).expect("write fixture");
+    let (out_path, err_path) = (dir.join("stdout.txt"), dir.join("stderr.txt"));
+    let mut child = Command::new(&python)
+        .arg(SCRIPT)
+        .arg(&s.origin)
+        .arg(&fixture_path)
+        .env("PYTHONUNBUFFERED", "1")
+        .env_remove("HTTP_PROXY")
+        .env_remove("HTTPS_PROXY")
+        .env_remove("http_proxy")
+        .env_remove("https_proxy")
+        .env_remove("ALL_PROXY")
+        .env_remove("all_proxy")
+        .stdin(Stdio::null())
+        .stdout(std::fs::File::create(&out_path).expect("stdout file"))
+        .stderr(std::fs::File::create(&err_path).expect("stderr file"))
+        .spawn()
+        .expect("start the Python SDK check");
+    let started = Instant::now();
+    let status = loop {
+        if let Some(status) = child.try_wait().expect("wait for the SDK check") {
+            break Some(status);
+        }
+        if started.elapsed() > SCRIPT_TIMEOUT {
+            let _ = child.kill();
+            let _ = child.wait();
+            break None;
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    };
+    let stdout = std::fs::read_to_string(&out_path).unwrap_or_default();
+    let stderr = std::fs::read_to_string(&err_path).unwrap_or_default();
+    let _ = std::fs::remove_dir_all(&dir);
+    println!("{stdout}");
+    assert!(
+        status.is_some_and(|st| st.success()),
+        "graph_sdk_check.py {}\n--- stdout ---\n{stdout}\n--- stderr ---\n{stderr}\n--- server log ---\n{}",
+        status.map_or_else(
+            || format!("timed out after {SCRIPT_TIMEOUT:?}"),
+            |st| format!("failed ({st})")
+        ),
+        s.log()
+    );
+}

@@ -202,9 +202,8 @@ fn read_scope(
                 .restrictions
                 .push(Restriction::ResourceIn(lineage.clone()));
             scope.filter = scope.filter.map(|f| {
-                odata::map_equalities(f, &mut |path, _| {
-                    RESOURCE_PATHS
-                        .contains(&path)
+                odata::map_equalities(f, &mut |path, literal| {
+                    (RESOURCE_PATHS.contains(&path) && literal == r.as_str())
                         .then(|| in_list("resourceId", &lineage))
                 })
             });
@@ -218,9 +217,15 @@ fn read_scope(
         let mine = pinned_subject.as_deref() == Some(caller.subject_id.as_str());
         if !caller.is_tenant_admin && !mine {
             scope.restrictions.push(match coll {
-                Collection::RoleAssignments | Collection::RoleAssignmentRequests => {
+                Collection::RoleAssignments => {
                     Restriction::AnyOf(vec![visible(), Restriction::SubjectIn(me_and_groups())])
                 }
+                // Listed approvers also find the activations awaiting their decision.
+                Collection::RoleAssignmentRequests => Restriction::AnyOf(vec![
+                    visible(),
+                    Restriction::SubjectIn(me_and_groups()),
+                    Restriction::AwaitingApproverIn(me_and_groups()),
+                ]),
                 _ => visible(),
             });
         }
@@ -230,9 +235,8 @@ fn read_scope(
             let mut with_groups = vec![s.clone()];
             with_groups.extend(access.groups_of(s));
             scope.filter = scope.filter.map(|f| {
-                odata::map_equalities(f, &mut |path, _| {
-                    SUBJECT_PATHS
-                        .contains(&path)
+                odata::map_equalities(f, &mut |path, literal| {
+                    (SUBJECT_PATHS.contains(&path) && literal == s.as_str())
                         .then(|| in_list("subjectId", &with_groups))
                 })
             });
@@ -331,7 +335,7 @@ async fn list(
             let access = st.access_view();
             validate_options(coll, &opts)?;
             ensure_resource(tx, rid.as_deref())?;
-            let mut scope = read_scope(
+            let scope = read_scope(
                 coll,
                 rid.as_deref(),
                 opts.filter.clone(),
@@ -339,17 +343,6 @@ async fn list(
                 &access,
                 now,
             )?;
-            if coll == Collection::RoleAssignmentRequests && !caller.is_tenant_admin {
-                // Listed approvers find the activations awaiting their decision (decisions.md §6).
-                let awaiting = request::awaiting_approval_by(tx, &caller.subject_id, &access, now)?;
-                for r in &mut scope.restrictions {
-                    if let Restriction::AnyOf(any) = r
-                        && !awaiting.is_empty()
-                    {
-                        any.push(Restriction::IdIn(awaiting.clone()));
-                    }
-                }
-            }
             let skip = opts.skip.unwrap_or(0);
             let q = ListQuery {
                 filter: scope.filter.clone(),
@@ -370,11 +363,7 @@ async fn list(
                     ([(header::CONTENT_TYPE, "text/plain; charset=utf-8")], n).into_response()
                 );
             }
-            let viewer = Viewer {
-                caller: &caller,
-                access: &access,
-                now,
-            };
+            let viewer = Viewer::new(&caller, &access, now);
             let mut value = Vec::with_capacity(page.items.len());
             for e in &page.items {
                 value.push(Value::Object(shape(tx, e, &opts, &viewer)?));
@@ -532,11 +521,7 @@ async fn get_item(
                     )));
                 }
             }
-            let viewer = Viewer {
-                caller: &caller,
-                access: &access,
-                now,
-            };
+            let viewer = Viewer::new(&caller, &access, now);
             let mut body = Map::new();
             body.insert(
                 "@odata.context".into(),
@@ -747,11 +732,7 @@ fn request_json(
     access: &dyn AccessView,
     tx: &mut dyn Tx,
 ) -> Result<Value> {
-    let viewer = Viewer {
-        caller,
-        access,
-        now,
-    };
+    let viewer = Viewer::new(caller, access, now);
     let mut body = Map::new();
     body.insert(
         "@odata.context".into(),

@@ -6,6 +6,7 @@ pub mod auth;
 pub mod error;
 pub mod extract;
 pub mod graph;
+pub mod metrics;
 pub mod render;
 pub mod scim;
 pub mod state;
@@ -50,6 +51,7 @@ pub fn router(state: S) -> Router {
     let mut r: Router<S> = Router::new()
         .route("/healthz", get(|| async { "ok" }))
         .route("/readyz", get(readyz))
+        .route("/metrics", get(metrics_text))
         .route("/beta/privilegedAccess", get(graph::providers))
         .route(p, get(graph::providers))
         .route(&format!("{p}/resources"), list_route(Collection::Resources))
@@ -127,6 +129,15 @@ pub fn router(state: S) -> Router {
         .with_state(state)
 }
 
+async fn metrics_text(State(s): State<S>) -> Response {
+    let assignments = s.access.read().map(|ix| ix.len()).unwrap_or(0);
+    (
+        [(header::CONTENT_TYPE, "text/plain; version=0.0.4")],
+        metrics::render(assignments),
+    )
+        .into_response()
+}
+
 async fn readyz(State(s): State<S>) -> Response {
     let store = Arc::clone(&s.store);
     match tokio::task::spawn_blocking(move || store.ping()).await {
@@ -172,10 +183,12 @@ async fn request_context(mut req: Request, next: Next) -> Response {
     if let Some(Ok(v)) = client_id.as_deref().map(HeaderValue::from_str) {
         resp.headers_mut().insert("client-request-id", v);
     }
+    let elapsed = started.elapsed();
+    metrics::record(status.as_u16(), elapsed);
     span.in_scope(|| {
         tracing::info!(
             status = status.as_u16(),
-            elapsed_us = started.elapsed().as_micros() as u64,
+            elapsed_us = elapsed.as_micros() as u64,
             "handled"
         )
     });

@@ -15,6 +15,8 @@ use rolegate_core::role::{RoleDefinition, RoleSetting};
 use rolegate_core::schedule::{format_datetime, format_duration};
 use rolegate_core::store::Tx;
 use serde_json::{Map, Value, json};
+use std::cell::RefCell;
+use std::collections::HashMap;
 
 /// An entity about to be rendered.
 #[derive(Debug, Clone)]
@@ -41,6 +43,57 @@ pub struct Viewer<'a> {
     pub access: &'a dyn AccessView,
     /// Now.
     pub now: Timestamp,
+    /// Entities already loaded for `$expand` in this response (rows of a page share their
+    /// role definitions and resources).
+    expanded: RefCell<HashMap<(String, String), Option<Entity>>>,
+}
+
+impl<'a> Viewer<'a> {
+    /// A viewer for one response.
+    pub fn new(caller: &'a Caller, access: &'a dyn AccessView, now: Timestamp) -> Self {
+        Self {
+            caller,
+            access,
+            now,
+            expanded: RefCell::new(HashMap::new()),
+        }
+    }
+
+    /// `navigate`, remembered for the rest of the response by the entity it leads to.
+    fn navigate_cached(&self, tx: &mut dyn Tx, e: &Entity, nav: &str) -> Result<Option<Entity>> {
+        let Some(key) = nav_key(e, nav) else {
+            return navigate(tx, e, nav);
+        };
+        if let Some(found) = self.expanded.borrow().get(&key) {
+            return Ok(found.clone());
+        }
+        let found = navigate(tx, e, nav)?;
+        self.expanded.borrow_mut().insert(key, found.clone());
+        Ok(found)
+    }
+}
+
+/// What a navigation leads to, as (target kind, id), for caching.
+fn nav_key(e: &Entity, nav: &str) -> Option<(String, String)> {
+    let (kind, id) = match (e, nav) {
+        (Entity::Resource(r), "parent") => ("resource", r.parent_id.clone()?),
+        (Entity::RoleDefinition(d), "resource") => ("resource", d.resource_id.clone()),
+        (Entity::RoleDefinition(d), "roleSetting") => ("settingOf", d.id.clone()),
+        (Entity::RoleSetting(s), "resource") => ("resource", s.resource_id.clone()),
+        (Entity::RoleSetting(s), "roleDefinition") => {
+            ("roleDefinition", s.role_definition_id.clone())
+        }
+        (Entity::Assignment(a, _), "resource") => ("resource", a.resource_id.clone()),
+        (Entity::Assignment(a, _), "roleDefinition") => {
+            ("roleDefinition", a.role_definition_id.clone())
+        }
+        (Entity::Assignment(a, _), "subject") => ("subject", a.subject_id.clone()),
+        (Entity::Request(r), "resource") => ("resource", r.resource_id.clone()),
+        (Entity::Request(r), "roleDefinition") => ("roleDefinition", r.role_definition_id.clone()),
+        (Entity::Request(r), "subject") => ("subject", r.subject_id.clone()),
+        _ => return None,
+    };
+    Some((kind.to_string(), id))
 }
 
 /// The entity set name used in `@odata.context`.
@@ -206,7 +259,7 @@ fn expand_one(
         .ok_or_else(|| {
             DomainError::bad_request(format!("cannot $expand `{}` on {}", x.path, entity_set(e)))
         })?;
-    let value = match navigate(tx, e, name)? {
+    let value = match viewer.navigate_cached(tx, e, name)? {
         // A parent the viewer may not read (R1) expands to null.
         Some(Entity::Resource(r))
             if *name == "parent" && !viewer.caller.may_read(viewer.access, &r.id, viewer.now) =>

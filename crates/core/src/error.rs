@@ -21,6 +21,8 @@ pub enum ErrorCode {
     ResourceIsLocked,
     /// `subjectId` of a request does not exist (400).
     SubjectNotFound,
+    /// `resourceId` of a request does not exist (400: create errors stay 400, decisions.md §6).
+    ResourceNotFoundForRequest,
     /// A pending request already exists for the same resource, role, subject and state (400).
     PendingRoleAssignmentRequest,
     /// The assignment to create already exists (400).
@@ -86,7 +88,7 @@ impl ErrorCode {
             }
             RequestCannotBeCancelled => "RequestCannotBeCancelled",
             RequestCannotBeUpdated => "RequestCannotBeUpdated",
-            ResourceNotFound => "ResourceNotFound",
+            ResourceNotFound | ResourceNotFoundForRequest => "ResourceNotFound",
             RoleDefinitionNotFound => "RoleDefinitionNotFound",
             RoleAssignmentNotFound => "RoleAssignmentNotFound",
             NotFound => "NotFound",

@@ -19,8 +19,8 @@ pub enum Restriction {
     AnyOf(Vec<Restriction>),
     /// Only rows current at this instant (assignments).
     CurrentAt(Timestamp),
-    /// The row's `id` is one of these.
-    IdIn(Vec<String>),
+    /// Requests pending approval that name one of these subjects as an approver.
+    AwaitingApproverIn(Vec<String>),
 }
 
 /// A list call: filter, restrictions, order and page.

@@ -317,7 +317,7 @@ struct Target3 {
 fn load_target(tx: &mut dyn Tx, resource_id: &str, role_definition_id: &str) -> Result<Target3> {
     let resource = tx.resource(resource_id)?.ok_or_else(|| {
         DomainError::new(
-            ErrorCode::ResourceNotFound,
+            ErrorCode::ResourceNotFoundForRequest,
             format!("resource `{resource_id}` does not exist"),
         )
     })?;
@@ -541,6 +541,15 @@ pub fn submit(tx: &mut dyn Tx, ctx: &OpContext, new: NewRequest) -> Result<Outco
         version: 1,
     };
     tx.insert_request(&request)?;
+    if request.sub_status == SubStatus::PendingApproval {
+        let policy = target.setting.rules.policy(RuleCollection::UserMember)?;
+        let approvers: Vec<String> = policy
+            .approval
+            .iter()
+            .flat_map(|rule| rule.approvers.iter().map(|a| a.id.clone()))
+            .collect();
+        tx.set_request_approvers(&request.id, &approvers)?;
+    }
     tx.append_audit(&audit(
         ctx,
         &request,
@@ -1415,38 +1424,6 @@ pub fn is_approver_of(
             ApproverKind::Group => groups.contains(&a.id),
         })
     }))
-}
-
-/// The ids of the requests now `PendingApproval` that `caller_id` may decide as a listed
-/// approver (see [`is_approver_of`]), so that approvers can find them.
-pub fn awaiting_approval_by(
-    tx: &mut dyn Tx,
-    caller_id: &str,
-    access: &dyn AccessView,
-    now: Timestamp,
-) -> Result<Vec<String>> {
-    let filter = crate::odata::parse_filter("status/subStatus eq 'PendingApproval'")?;
-    let mut ids = Vec::new();
-    let mut skip = 0;
-    loop {
-        let page = tx.list_requests(&crate::query::ListQuery {
-            filter: Some(filter.clone()),
-            top: 500,
-            skip,
-            ..Default::default()
-        })?;
-        for r in &page.items {
-            if r.status_at(now) == SubStatus::PendingApproval
-                && is_approver_of(tx, caller_id, access, r)?
-            {
-                ids.push(r.id.clone());
-            }
-        }
-        if !page.more {
-            return Ok(ids);
-        }
-        skip += 500;
-    }
 }
 
 fn provision_approved_activation(

@@ -151,6 +151,9 @@ pub trait Tx {
     fn pending_requests_of(&mut self, subject_id: &str) -> Result<Vec<RoleAssignmentRequest>>;
     /// Live assignments of a subject.
     fn live_assignments_of(&mut self, subject_id: &str) -> Result<Vec<RoleAssignment>>;
+    /// Records who may approve a pending request (the ApprovalRule's users and groups), so
+    /// approvers can find it.
+    fn set_request_approvers(&mut self, request_id: &str, approvers: &[String]) -> Result<()>;
     /// Approval decisions recorded for a request.
     fn approvals(&mut self, request_id: &str) -> Result<Vec<Approval>>;
     /// Records one approval decision.

@@ -219,8 +219,6 @@ struct Shape {
     from_with_roles: Option<&'static str>,
     /// Stable row order (and paging tie-breaker).
     order: &'static str,
-    /// The id column.
-    id: &'static str,
     cols: &'static str,
     resource: &'static str,
     subject: Option<&'static str>,
@@ -231,7 +229,6 @@ const RESOURCES: Shape = Shape {
     from: "resources r",
     from_with_roles: None,
     order: "r.id",
-    id: "r.id",
     cols: RESOURCE_COLS,
     resource: "r.id",
     subject: None,
@@ -241,7 +238,6 @@ const ROLE_DEFINITIONS: Shape = Shape {
     from: "role_definitions d",
     from_with_roles: None,
     order: "d.id",
-    id: "d.id",
     cols: ROLE_COLS,
     resource: "d.resource_id",
     subject: None,
@@ -251,7 +247,6 @@ const ROLE_SETTINGS: Shape = Shape {
     from: "role_settings s",
     from_with_roles: None,
     order: "s.id",
-    id: "s.id",
     cols: SETTING_COLS,
     resource: "s.resource_id",
     subject: None,
@@ -261,7 +256,6 @@ const ASSIGNMENTS: Shape = Shape {
     from: "assignments a",
     from_with_roles: Some("assignments a JOIN role_definitions d ON d.id = a.role_definition_id"),
     order: "a.seq",
-    id: "a.id",
     cols: ASSIGNMENT_COLS,
     resource: "a.resource_id",
     subject: Some("a.subject_id"),
@@ -271,7 +265,6 @@ const REQUESTS: Shape = Shape {
     from: "requests q",
     from_with_roles: None,
     order: "q.seq",
-    id: "q.id",
     cols: REQUEST_COLS,
     resource: "q.resource_id",
     subject: Some("q.subject_id"),
@@ -331,10 +324,10 @@ fn restriction_sql(shape: &Shape, r: &Restriction, out: &mut SqlFragment) -> Res
             }
             out.sql.push(')');
         }
-        Restriction::IdIn(ids) => {
+        Restriction::AwaitingApproverIn(ids) => {
             out.sql.push_str(&format!(
-                "{} IN ({})",
-                shape.id,
+                "q.sub_status = 'PendingApproval' AND q.id IN \
+                 (SELECT request_id FROM request_approvers WHERE approver_id IN ({}))",
                 placeholders(ids.len().max(1))
             ));
             push_ids(out, ids);
@@ -1013,6 +1006,16 @@ impl Tx for SqliteTx<'_> {
             [subject_id],
             assignment_row,
         )
+    }
+
+    fn set_request_approvers(&mut self, request_id: &str, approvers: &[String]) -> Result<()> {
+        for a in approvers {
+            self.exec(
+                "INSERT OR IGNORE INTO request_approvers (request_id, approver_id) VALUES (?, ?)",
+                params![request_id, a],
+            )?;
+        }
+        Ok(())
     }
 
     fn approvals(&mut self, request_id: &str) -> Result<Vec<Approval>> {

@@ -694,6 +694,24 @@ fn unknown_role_definition_is_role_not_found() {
 }
 
 #[test]
+fn unknown_resource_is_400_resource_not_found() {
+    let t = Tenant::start();
+    let (alice, _) = t.user("alice");
+    let role = t.role(&t.sub, CONTRIBUTOR);
+    let mut body = request_body(
+        "AdminAdd",
+        "Eligible",
+        "00000000-0000-0000-0000-00000000abcd",
+        &role,
+        &alice,
+    );
+    body["schedule"] = lasting("P1D");
+    let r = t.request(&t.admin, &body);
+    assert_eq!(r.status, 400, "{}", r.text);
+    assert_eq!(r.code(), "ResourceNotFound");
+}
+
+#[test]
 fn unknown_subject_is_subject_not_found() {
     let t = Tenant::start();
     let role = t.role(&t.sub, CONTRIBUTOR);

@@ -22,3 +22,30 @@ fn health_and_auth_are_enforced() {
     assert_eq!(r.status, 200, "{}", r.text);
     assert_eq!(r.json["value"], json!([]));
 }
+
+#[test]
+fn metrics_count_requests_in_prometheus_text() {
+    let s = Server::start();
+    let admin = s.token(ADMIN, true);
+    assert_eq!(s.get(&s.pim("/resources"), &admin).status, 200);
+    assert_eq!(s.call("GET", &s.pim("/resources"), None, None).status, 401);
+    let m = s.call("GET", "/metrics", None, None);
+    assert_eq!(m.status, 200);
+    assert!(
+        m.header("content-type")
+            .unwrap_or("")
+            .starts_with("text/plain")
+    );
+    let value = |name: &str| -> u64 {
+        m.text
+            .lines()
+            .find(|l| l.starts_with(name))
+            .and_then(|l| l.rsplit(' ').next())
+            .and_then(|v| v.parse().ok())
+            .unwrap_or_else(|| panic!("no `{name}` in {}", m.text))
+    };
+    assert!(value("rolegate_http_requests_total{class=\"2xx\"}") >= 1);
+    assert!(value("rolegate_http_requests_total{class=\"4xx\"}") >= 1);
+    assert!(value("rolegate_http_request_duration_seconds_count") >= 2);
+    assert_eq!(value("rolegate_access_index_assignments"), 0);
+}

@@ -1,0 +1,81 @@
+//! `GET /metrics` in the Prometheus text format: request counts by status class, a latency
+//! histogram, and the size of the access index. Counters are process-wide atomics.
+
+use std::sync::atomic::{AtomicU64, Ordering};
+
+/// Upper bounds of the latency histogram buckets, in seconds.
+const BUCKETS: [f64; 9] = [0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.5];
+
+struct HttpMetrics {
+    by_class: [AtomicU64; 5],
+    buckets: [AtomicU64; BUCKETS.len()],
+    count: AtomicU64,
+    sum_us: AtomicU64,
+}
+
+static HTTP: HttpMetrics = HttpMetrics {
+    by_class: [const { AtomicU64::new(0) }; 5],
+    buckets: [const { AtomicU64::new(0) }; BUCKETS.len()],
+    count: AtomicU64::new(0),
+    sum_us: AtomicU64::new(0),
+};
+
+/// Records one handled request.
+pub fn record(status: u16, elapsed: std::time::Duration) {
+    let class = usize::from((status / 100).clamp(1, 5)) - 1;
+    if let Some(c) = HTTP.by_class.get(class) {
+        c.fetch_add(1, Ordering::Relaxed);
+    }
+    let secs = elapsed.as_secs_f64();
+    for (bound, bucket) in BUCKETS.iter().zip(&HTTP.buckets) {
+        if secs <= *bound {
+            bucket.fetch_add(1, Ordering::Relaxed);
+        }
+    }
+    HTTP.count.fetch_add(1, Ordering::Relaxed);
+    HTTP.sum_us.fetch_add(
+        u64::try_from(elapsed.as_micros()).unwrap_or(u64::MAX),
+        Ordering::Relaxed,
+    );
+}
+
+/// The exposition text, with `assignments` live assignments in the access index.
+pub fn render(assignments: usize) -> String {
+    let mut out = String::new();
+    out.push_str("# HELP rolegate_http_requests_total HTTP requests handled, by status class.\n");
+    out.push_str("# TYPE rolegate_http_requests_total counter\n");
+    for (i, c) in HTTP.by_class.iter().enumerate() {
+        out.push_str(&format!(
+            "rolegate_http_requests_total{{class=\"{}xx\"}} {}\n",
+            i + 1,
+            c.load(Ordering::Relaxed)
+        ));
+    }
+    out.push_str("# HELP rolegate_http_request_duration_seconds Time to handle a request.\n");
+    out.push_str("# TYPE rolegate_http_request_duration_seconds histogram\n");
+    for (bound, bucket) in BUCKETS.iter().zip(&HTTP.buckets) {
+        out.push_str(&format!(
+            "rolegate_http_request_duration_seconds_bucket{{le=\"{bound}\"}} {}\n",
+            bucket.load(Ordering::Relaxed)
+        ));
+    }
+    let count = HTTP.count.load(Ordering::Relaxed);
+    out.push_str(&format!(
+        "rolegate_http_request_duration_seconds_bucket{{le=\"+Inf\"}} {count}\n"
+    ));
+    out.push_str(&format!(
+        "rolegate_http_request_duration_seconds_sum {}\n",
+        HTTP.sum_us.load(Ordering::Relaxed) as f64 / 1e6
+    ));
+    out.push_str(&format!(
+        "rolegate_http_request_duration_seconds_count {count}\n"
+    ));
+    out.push_str(
+        "# HELP rolegate_access_index_assignments Live assignments held in the access index.\n",
+    );
+    out.push_str("# TYPE rolegate_access_index_assignments gauge\n");
+    out.push_str(&format!(
+        "rolegate_access_index_assignments {assignments}\n"
+    ));
+    out
+}

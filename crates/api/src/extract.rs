@@ -7,6 +7,7 @@ use axum::body::Bytes;
 use axum::extract::{FromRequest, FromRequestParts, Request};
 use axum::http::request::Parts;
 use rolegate_core::access::Caller;
+use rolegate_core::directory::SubjectKind;
 use rolegate_core::error::{DomainError, ErrorCode};
 use rolegate_core::odata::{QueryOptions, parse_query};
 use serde_json::{Map, Value};
@@ -49,6 +50,9 @@ pub async fn authenticate(parts: &Parts, state: &Arc<AppState>) -> Result<Caller
     }
     let is_tenant_admin = state.auth.is_admin(ids);
     match subject {
+        Some(s) if s.kind == SubjectKind::Group => {
+            Err(DomainError::denied("a group cannot sign in; use a member's token").into())
+        }
         Some(s) if s.active || is_tenant_admin => Ok(Caller {
             subject_id: s.id,
             display_name: s.display_name,

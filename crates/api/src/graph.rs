@@ -6,7 +6,7 @@
 use crate::error::ApiResult;
 use crate::extract::{Auth, Fields, JsonObject, OData, RequestId};
 use crate::render::{Entity, Viewer, entity_set, navigate, shape};
-use crate::state::AppState;
+use crate::state::{AppState, Operation};
 use axum::extract::{Path, State};
 use axum::http::{HeaderMap, StatusCode, Uri, header};
 use axum::response::{IntoResponse, Response};
@@ -628,16 +628,21 @@ pub async fn register(
         .ok_or_else(|| DomainError::bad_request("`externalId` is required"))?;
     let display_name = body.opt_str("displayName")?;
     let parent = body.opt_str("parentExternalId")?;
-    s.write(c, rid, move |tx, ctx| {
-        let (_, changes) = rolegate_core::resource::register(
-            tx,
-            ctx,
-            &external_id,
-            display_name,
-            parent.as_deref(),
-        )?;
-        Ok(((), changes))
-    })
+    s.write(
+        c,
+        rid,
+        Operation::new("ResourceManagement", "Register resource"),
+        move |tx, ctx| {
+            let (_, changes) = rolegate_core::resource::register(
+                tx,
+                ctx,
+                &external_id,
+                display_name,
+                parent.as_deref(),
+            )?;
+            Ok(((), changes))
+        },
+    )
     .await?;
     Ok(StatusCode::OK.into_response())
 }
@@ -693,17 +698,22 @@ pub async fn patch_role_setting(
         user_member: rule_list(&body, "userMemberSettings")?,
     };
     let nested = p.get("rid").cloned();
-    s.write(c, rid, move |tx, ctx| {
-        if let Some(r) = &nested
-            && tx.role_setting(&id)?.is_some_and(|x| &x.resource_id != r)
-        {
-            return Err(DomainError::new(
-                ErrorCode::RoleSettingNotFoundForUpdate,
-                format!("role setting `{id}` does not exist on resource `{r}`"),
-            ));
-        }
-        rolegate_core::role::update_role_setting(tx, ctx, &id, patch).map(|_| ((), Vec::new()))
-    })
+    s.write(
+        c,
+        rid,
+        Operation::new("Policy", "Update role setting"),
+        move |tx, ctx| {
+            if let Some(r) = &nested
+                && tx.role_setting(&id)?.is_some_and(|x| &x.resource_id != r)
+            {
+                return Err(DomainError::new(
+                    ErrorCode::RoleSettingNotFoundForUpdate,
+                    format!("role setting `{id}` does not exist on resource `{r}`"),
+                ));
+            }
+            rolegate_core::role::update_role_setting(tx, ctx, &id, patch).map(|_| ((), Vec::new()))
+        },
+    )
     .await?;
     Ok(StatusCode::NO_CONTENT.into_response())
 }
@@ -807,18 +817,23 @@ pub async fn create_request(
     let caller = c.clone();
     let state_ref = Arc::clone(&s);
     let body = s
-        .write(c, rid, move |tx, ctx| {
-            let out = request::submit(tx, ctx, new)?;
-            let json = request_json(
-                &base,
-                &out.request,
-                ctx.now,
-                &caller,
-                &state_ref.access_view(),
-                tx,
-            )?;
-            Ok((json, out.changes))
-        })
+        .write(
+            c,
+            rid,
+            Operation::new("RoleManagement", "Create role assignment request"),
+            move |tx, ctx| {
+                let out = request::submit(tx, ctx, new)?;
+                let json = request_json(
+                    &base,
+                    &out.request,
+                    ctx.now,
+                    &caller,
+                    &state_ref.access_view(),
+                    tx,
+                )?;
+                Ok((json, out.changes))
+            },
+        )
         .await?;
     Ok((StatusCode::CREATED, axum::Json(body)).into_response())
 }
@@ -832,9 +847,12 @@ pub async fn cancel_request(
 ) -> ApiResult<Response> {
     provider(&p)?;
     let id = p.get("id").cloned().unwrap_or_default();
-    s.write(c, rid, move |tx, ctx| {
-        request::cancel(tx, ctx, &id).map(|o| ((), o.changes))
-    })
+    s.write(
+        c,
+        rid,
+        Operation::new("RoleManagement", "Cancel request"),
+        move |tx, ctx| request::cancel(tx, ctx, &id).map(|o| ((), o.changes)),
+    )
     .await?;
     Ok(StatusCode::NO_CONTENT.into_response())
 }
@@ -868,18 +886,23 @@ pub async fn update_request(
     let caller = c.clone();
     let state_ref = Arc::clone(&s);
     let body = s
-        .write(c, rid, move |tx, ctx| {
-            let out = request::decide(tx, ctx, &id, &input)?;
-            let json = request_json(
-                &base,
-                &out.request,
-                ctx.now,
-                &caller,
-                &state_ref.access_view(),
-                tx,
-            )?;
-            Ok((json, out.changes))
-        })
+        .write(
+            c,
+            rid,
+            Operation::new("RoleManagement", "Decide request"),
+            move |tx, ctx| {
+                let out = request::decide(tx, ctx, &id, &input)?;
+                let json = request_json(
+                    &base,
+                    &out.request,
+                    ctx.now,
+                    &caller,
+                    &state_ref.access_view(),
+                    tx,
+                )?;
+                Ok((json, out.changes))
+            },
+        )
         .await?;
     Ok(axum::Json(body).into_response())
 }
@@ -888,10 +911,16 @@ pub async fn update_request(
 const EXPORT_HEADER: &str = "Assignment Level,User Group Name,Role Name,Email,Assignment Type,Assignment Start Time (UTC),Assignment End Time (UTC)";
 
 fn csv_field(s: &str) -> String {
+    // A cell starting like a formula would run in a spreadsheet: make it text.
+    let s = if s.starts_with(['=', '+', '-', '@', '\t', '\r']) {
+        format!("'{s}")
+    } else {
+        s.to_string()
+    };
     if s.contains([',', '"', '\n', '\r']) {
         format!("\"{}\"", s.replace('"', "\"\""))
     } else {
-        s.to_string()
+        s
     }
 }
 

@@ -4,7 +4,7 @@
 
 use crate::error::{ApiError, ApiResult};
 use crate::extract::{Fields, JsonObject, RequestId, authenticate};
-use crate::state::AppState;
+use crate::state::{AppState, Operation};
 use axum::extract::{FromRequestParts, Path, Query, State};
 use axum::http::request::Parts;
 use axum::http::{HeaderMap, StatusCode, header};
@@ -206,10 +206,15 @@ pub async fn create(
     }
     .map_err(ApiError::scim)?;
     let v = st
-        .write(c, rid, move |tx, ctx| {
-            let (s, changes) = directory::create_subject(tx, ctx, subject, members)?;
-            Ok((render(tx, &s, &h)?, changes))
-        })
+        .write(
+            c,
+            rid,
+            Operation::new("UserManagement", "Add subject"),
+            move |tx, ctx| {
+                let (s, changes) = directory::create_subject(tx, ctx, subject, members)?;
+                Ok((render(tx, &s, &h)?, changes))
+            },
+        )
         .await
         .map_err(scim_err)?;
     Ok((
@@ -239,19 +244,26 @@ pub async fn replace(
     }
     .map_err(ApiError::scim)?;
     let v = st
-        .write(c, rid, move |tx, ctx| {
-            let kind_matches = tx.subject(&subject.id)?.is_some_and(|s| {
-                (s.kind == SubjectKind::Group) == (subject.kind == SubjectKind::Group)
-            });
-            if !kind_matches {
-                return Err(DomainError::new(
-                    ErrorCode::NotFound,
-                    format!("`{}` does not exist", subject.id),
-                ));
-            }
-            let (s, changes) = directory::update_subject(tx, ctx, subject, members)?;
-            Ok((render(tx, &s, &h)?, changes))
-        })
+        .write(
+            c,
+            rid,
+            Operation::new("UserManagement", "Update subject"),
+            move |tx, ctx| {
+                // The path names the SCIM `id`, never an `externalId`.
+                let kind_matches = tx.subject(&subject.id)?.is_some_and(|s| {
+                    s.id == subject.id
+                        && (s.kind == SubjectKind::Group) == (subject.kind == SubjectKind::Group)
+                });
+                if !kind_matches {
+                    return Err(DomainError::new(
+                        ErrorCode::NotFound,
+                        format!("`{}` does not exist", subject.id),
+                    ));
+                }
+                let (s, changes) = directory::update_subject(tx, ctx, subject, members)?;
+                Ok((render(tx, &s, &h)?, changes))
+            },
+        )
         .await
         .map_err(scim_err)?;
     Ok((
@@ -363,18 +375,23 @@ pub async fn delete(
 ) -> ApiResult<Response> {
     let coll = collection(&p).map_err(ApiError::scim)?;
     let id = p.get("id").cloned().unwrap_or_default();
-    st.write(c, rid, move |tx, ctx| {
-        let found = tx
-            .subject(&id)?
-            .is_some_and(|s| s.id == id && (s.kind == SubjectKind::Group) == is_group(&coll));
-        if !found {
-            return Err(DomainError::new(
-                ErrorCode::NotFound,
-                format!("`{id}` does not exist"),
-            ));
-        }
-        directory::delete_subject(tx, ctx, &id).map(|c| ((), c))
-    })
+    st.write(
+        c,
+        rid,
+        Operation::new("UserManagement", "Delete subject"),
+        move |tx, ctx| {
+            let found = tx
+                .subject(&id)?
+                .is_some_and(|s| s.id == id && (s.kind == SubjectKind::Group) == is_group(&coll));
+            if !found {
+                return Err(DomainError::new(
+                    ErrorCode::NotFound,
+                    format!("`{id}` does not exist"),
+                ));
+            }
+            directory::delete_subject(tx, ctx, &id).map(|c| ((), c))
+        },
+    )
     .await
     .map_err(scim_err)?;
     Ok(StatusCode::NO_CONTENT.into_response())

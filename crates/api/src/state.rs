@@ -86,19 +86,20 @@ impl AppState {
     }
 
     /// Runs `f` in a write transaction on a blocking thread, then applies the access
-    /// changes it returns to the index, before any other write can commit.
+    /// changes it returns to the index, before any other write can commit. A refused write
+    /// (any 4xx) is rolled back and leaves one `failure` audit record for `op`.
     pub async fn write<T: Send + 'static>(
         self: &Arc<Self>,
         caller: Caller,
         correlation_id: String,
+        op: Operation,
         f: impl FnOnce(&mut dyn Tx, &OpContext) -> Result<(T, Vec<AccessChange>)> + Send + 'static,
     ) -> Result<T, ApiError> {
         let state = Arc::clone(self);
         blocking(move || {
-            let _order = state
-                .write_order
-                .lock()
-                .map_err(|_| DomainError::internal("write lock poisoned"))?;
+            // A panic under this lock leaves nothing half-written (the transaction rolled
+            // back while unwinding), so a poisoned lock is safe to take over.
+            let _order = state.write_order.lock().unwrap_or_else(|e| e.into_inner());
             let new_id = || uuid::Uuid::new_v4().to_string();
             let view = state.access_view();
             let ctx = OpContext {
@@ -108,7 +109,21 @@ impl AppState {
                 correlation_id: &correlation_id,
                 new_id: &new_id,
             };
-            let (value, changes) = store::write(state.store.as_ref(), |tx| f(tx, &ctx))?;
+            let (value, changes) = match store::write(state.store.as_ref(), |tx| f(tx, &ctx)) {
+                Ok(done) => done,
+                Err(e) => {
+                    let status = e.code.status();
+                    if (400..500).contains(&status) && status != 409 {
+                        let record = op.refusal(&ctx, &e);
+                        if let Err(audit) =
+                            store::write(state.store.as_ref(), |tx| tx.append_audit(&record))
+                        {
+                            tracing::warn!(error = %audit, "could not audit a refused write");
+                        }
+                    }
+                    return Err(e);
+                }
+            };
             if !changes.is_empty() {
                 state
                     .access
@@ -119,6 +134,36 @@ impl AppState {
             Ok(value)
         })
         .await
+    }
+}
+
+/// What a write does, for the audit record of a refusal.
+#[derive(Debug, Clone, Copy)]
+pub struct Operation {
+    category: &'static str,
+    activity: &'static str,
+}
+
+impl Operation {
+    /// An operation of audit `category` named `activity`.
+    pub const fn new(category: &'static str, activity: &'static str) -> Self {
+        Self { category, activity }
+    }
+
+    fn refusal(&self, ctx: &OpContext, e: &DomainError) -> rolegate_core::audit::AuditRecord {
+        rolegate_core::audit::AuditRecord {
+            id: (ctx.new_id)(),
+            category: self.category.into(),
+            correlation_id: ctx.correlation_id.to_string(),
+            result: "failure".into(),
+            result_reason: e.message.clone(),
+            activity_display_name: self.activity.into(),
+            activity_date_time: ctx.now,
+            operation_type: "Refused".into(),
+            initiated_by: ctx.initiator(),
+            target_resources: Vec::new(),
+            additional_details: vec![("errorCode".into(), e.code.as_str().into())],
+        }
     }
 }
 

@@ -143,7 +143,7 @@ pub fn create_subject(
         ));
     }
     tx.insert_subject(&s)?;
-    let changes = set_members_inner(tx, &s, members)?;
+    let changes = set_members_inner(tx, ctx, &s, members)?;
     audit_subject(
         tx,
         ctx,
@@ -156,6 +156,7 @@ pub fn create_subject(
 
 fn set_members_inner(
     tx: &mut dyn Tx,
+    ctx: &OpContext,
     group: &Subject,
     members: Vec<String>,
 ) -> Result<Vec<AccessChange>> {
@@ -176,11 +177,39 @@ fn set_members_inner(
     }
     let before = tx.group_members(&group.id)?;
     tx.set_group_members(&group.id, &resolved)?;
+    let removed: Vec<String> = before
+        .iter()
+        .filter(|m| !resolved.contains(m))
+        .cloned()
+        .collect();
     let mut touched = before;
     touched.extend(resolved);
     touched.sort();
     touched.dedup();
-    membership_changes(tx, &touched)
+    let mut changes = membership_changes(tx, &touched)?;
+    let mut affected = Vec::new();
+    for m in &removed {
+        affected.extend(transitive_members(tx, m)?);
+    }
+    changes.extend(crate::request::revoke_unbacked_activations(
+        tx, ctx, &affected,
+    )?);
+    Ok(changes)
+}
+
+/// `id` and, when it is a group, everyone in it directly or through nested groups.
+fn transitive_members(tx: &mut dyn Tx, id: &str) -> Result<Vec<String>> {
+    let mut out = vec![id.to_string()];
+    let mut i = 0;
+    while let Some(next) = out.get(i).cloned() {
+        for m in tx.group_members(&next)? {
+            if !out.contains(&m) {
+                out.push(m);
+            }
+        }
+        i += 1;
+    }
+    Ok(out)
 }
 
 /// Replaces a subject's attributes (and, for a group, its members when `members` is given).
@@ -200,7 +229,7 @@ pub fn update_subject(
     })?;
     tx.update_subject(&s)?;
     let mut changes = match members {
-        Some(m) => set_members_inner(tx, &s, m)?,
+        Some(m) => set_members_inner(tx, ctx, &s, m)?,
         None => Vec::new(),
     };
     if before.active && !s.active {
@@ -227,21 +256,26 @@ fn close_subject(
     use crate::request::SubStatus;
     let mut changes = Vec::new();
     for a in tx.live_assignments_of(id)? {
-        if !activations_only || a.is_activation() {
-            tx.end_assignment(
-                &a,
-                ctx.now,
-                if activations_only {
-                    EndReason::Removed
-                } else {
-                    EndReason::SubjectDeleted
-                },
-                None,
-            )?;
+        // An earlier iteration may have ended it already (an activation of an eligible
+        // assignment ended just before).
+        if tx.assignment(&a.id)?.is_none() {
+            continue;
+        }
+        if activations_only && a.is_activation() {
+            tx.end_assignment(&a, ctx.now, EndReason::Removed, None)?;
             changes.push(AccessChange::Remove {
                 subject_id: a.subject_id.clone(),
                 assignment_id: a.id.clone(),
             });
+        } else if !activations_only {
+            // Ends the activations made through it (by this subject or, for a group, by its
+            // members) too.
+            changes.extend(crate::request::end_with_dependents(
+                tx,
+                ctx,
+                &a,
+                EndReason::SubjectDeleted,
+            )?);
         }
     }
     for mut r in tx.pending_requests_of(id)? {
@@ -283,8 +317,12 @@ pub fn delete_subject(tx: &mut dyn Tx, ctx: &OpContext, id: &str) -> Result<Vec<
     })?;
     let mut changes = close_subject(tx, ctx, &s.id, false)?;
     let members = tx.group_members(&s.id)?;
+    let affected: Vec<String> = transitive_members(tx, &s.id)?.into_iter().skip(1).collect();
     tx.delete_subject(&s.id)?;
     changes.extend(membership_changes(tx, &members)?);
+    changes.extend(crate::request::revoke_unbacked_activations(
+        tx, ctx, &affected,
+    )?);
     changes.push(AccessChange::SubjectRemoved(s.id.clone()));
     audit_subject(
         tx,

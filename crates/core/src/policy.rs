@@ -325,11 +325,16 @@ fn parse_object<T: DeserializeOwned>(setting: &str) -> std::result::Result<T, St
     serde_json::from_value(value).map_err(|e| e.to_string())
 }
 
+/// The largest number of minutes any rule may name: 100 years.
+pub const MAX_MINUTES: i64 = 100 * 366 * 24 * 60;
+
 fn positive(key: &str, n: i64) -> std::result::Result<(), String> {
-    if n > 0 {
+    if (1..=MAX_MINUTES).contains(&n) {
         Ok(())
     } else {
-        Err(format!("{key} must be positive, got {n}"))
+        Err(format!(
+            "{key} must be between 1 and {MAX_MINUTES}, got {n}"
+        ))
     }
 }
 
@@ -864,14 +869,22 @@ mod tests {
         permanent
             .evaluate(&facts(Some(SignedDuration::from_hours(100))))
             .unwrap();
-        let huge = policy_of(&[(
-            "ExpirationRule",
-            &format!(
-                r#"{{"permanentAssignment":false,"maximumGrantPeriodInMinutes":{}}}"#,
-                i64::MAX
-            ),
-        )]);
-        assert_eq!(huge.max_duration(), Some(SignedDuration::MAX));
+        let huge = format!(
+            r#"{{"permanentAssignment":false,"maximumGrantPeriodInMinutes":{}}}"#,
+            i64::MAX
+        );
+        let err = RoleRules::default()
+            .apply_patch(patch_user_member(&[("ExpirationRule", &huge)]))
+            .unwrap_err();
+        assert_eq!(err.code, ErrorCode::InvalidRoleSetting);
+        let longest = format!(
+            r#"{{"permanentAssignment":false,"maximumGrantPeriodInMinutes":{MAX_MINUTES}}}"#
+        );
+        let p = policy_of(&[("ExpirationRule", &longest)]);
+        assert_eq!(
+            p.max_duration(),
+            Some(SignedDuration::from_mins(MAX_MINUTES))
+        );
         assert_eq!(Policy::default().evaluate(&facts(None)).unwrap(), vec![]);
     }
 

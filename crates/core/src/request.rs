@@ -493,9 +493,20 @@ pub fn submit(tx: &mut dyn Tx, ctx: &OpContext, new: NewRequest) -> Result<Outco
         subject_id: subject.id.clone(),
         state,
     };
+    let removal = matches!(kind, RequestType::AdminRemove | RequestType::UserRemove);
     if let Some(mut pending) = tx.pending_request(&key)? {
-        let now_status = pending.status_at(ctx.now);
-        if now_status.is_open() {
+        let mut now_status = pending.status_at(ctx.now);
+        if now_status.is_open() && removal {
+            // A pending request never blocks a revocation: it is canceled with it.
+            now_status = SubStatus::Canceled;
+            audit_side_effect(
+                tx,
+                ctx,
+                "Cancel request (assignment removed)",
+                "Request",
+                &pending.id,
+            )?;
+        } else if now_status.is_open() {
             return Err(DomainError::new(
                 ErrorCode::PendingRoleAssignmentRequest,
                 format!(
@@ -705,9 +716,11 @@ fn live_direct(
     key: &AssignmentKey,
     now: Timestamp,
 ) -> Result<Option<RoleAssignment>> {
-    let live = clear_ended(tx, key, now)?;
-    let direct = live.iter().find(|a| !a.is_activation()).cloned();
-    Ok(direct.or_else(|| live.into_iter().next()))
+    // Activations are never extended, updated or renewed: they are bounded by their
+    // eligible assignment and the activation cap.
+    Ok(clear_ended(tx, key, now)?
+        .into_iter()
+        .find(|a| !a.is_activation()))
 }
 
 fn admin_change(
@@ -746,6 +759,10 @@ fn admin_change(
     details.extend(evaluate(&policy, &schedule, ctx, new)?);
     a.schedule = schedule;
     tx.update_assignment(&a)?;
+    let administers = t.role.administers_access();
+    let bounded = bound_activations(tx, ctx, &a, administers)?;
+    let mut changes = vec![AccessChange::Upsert(a.clone(), administers)];
+    changes.extend(bounded);
     Ok(Effect {
         schedule: Some(schedule),
         sub_status: started(&schedule, ctx.now),
@@ -754,7 +771,7 @@ fn admin_change(
         linked_eligible_id: None,
         approval_deadline: None,
         emergency: false,
-        changes: vec![AccessChange::Upsert(a, t.role.administers_access())],
+        changes,
     })
 }
 
@@ -779,11 +796,12 @@ fn latest_expired(
     let in_table = tx
         .assignments_with_key(key)?
         .into_iter()
-        .filter(|a| a.schedule.has_ended(now))
+        .filter(|a| a.schedule.has_ended(now) && !a.is_activation())
         .map(|a| (a, true));
     let in_history = tx
         .expired_in_history(key, since)?
         .into_iter()
+        .filter(|a| !a.is_activation())
         .map(|a| (a, false));
     for (a, live_table) in in_table.chain(in_history) {
         if a.schedule.end.is_some_and(|e| e > since)
@@ -862,32 +880,184 @@ fn admin_renew(
 
 /// Ends `a` (and, for an eligible assignment, its activations and pending activation
 /// requests), returning the access changes.
-fn end_with_dependents(
+pub(crate) fn end_with_dependents(
     tx: &mut dyn Tx,
     ctx: &OpContext,
     a: &RoleAssignment,
     reason: EndReason,
 ) -> Result<Vec<AccessChange>> {
     let mut changes = Vec::new();
-    let mut ended = vec![a.clone()];
+    tx.end_assignment(a, ctx.now, reason, None)?;
+    changes.push(AccessChange::Remove {
+        subject_id: a.subject_id.clone(),
+        assignment_id: a.id.clone(),
+    });
     if a.state == AssignmentState::Eligible {
-        ended.extend(
-            tx.activations_of(&a.id)?
-                .into_iter()
-                .filter(|x| x.is_live(ctx.now)),
-        );
-        for mut pending in tx.pending_requests_linked_to(&a.id)? {
-            pending.sub_status = SubStatus::Canceled;
-            pending.version += 1;
-            tx.update_request(&pending)?;
+        for x in tx
+            .activations_of(&a.id)?
+            .into_iter()
+            .filter(|x| x.is_live(ctx.now))
+        {
+            changes.extend(end_activation(
+                tx,
+                ctx,
+                &x,
+                "Deactivate role (eligible assignment ended)",
+            )?);
+        }
+        for pending in tx.pending_requests_linked_to(&a.id)? {
+            cancel_side_effect(
+                tx,
+                ctx,
+                pending,
+                "Cancel request (eligible assignment ended)",
+            )?;
         }
     }
-    for x in ended {
-        tx.end_assignment(&x, ctx.now, reason, None)?;
-        changes.push(AccessChange::Remove {
-            subject_id: x.subject_id.clone(),
-            assignment_id: x.id.clone(),
-        });
+    Ok(changes)
+}
+
+/// Ends one activation as a consequence of another change, audited.
+fn end_activation(
+    tx: &mut dyn Tx,
+    ctx: &OpContext,
+    x: &RoleAssignment,
+    activity: &str,
+) -> Result<Vec<AccessChange>> {
+    tx.end_assignment(x, ctx.now, EndReason::Removed, None)?;
+    audit_side_effect(tx, ctx, activity, "RoleAssignment", &x.id)?;
+    Ok(vec![AccessChange::Remove {
+        subject_id: x.subject_id.clone(),
+        assignment_id: x.id.clone(),
+    }])
+}
+
+/// Cancels a pending request as a consequence of another change, audited.
+fn cancel_side_effect(
+    tx: &mut dyn Tx,
+    ctx: &OpContext,
+    mut r: RoleAssignmentRequest,
+    activity: &str,
+) -> Result<()> {
+    r.sub_status = SubStatus::Canceled;
+    r.version += 1;
+    tx.update_request(&r)?;
+    audit_side_effect(tx, ctx, activity, "Request", &r.id)
+}
+
+/// One audit record for a change made as a consequence of the operation being audited.
+fn audit_side_effect(
+    tx: &mut dyn Tx,
+    ctx: &OpContext,
+    activity: &str,
+    kind: &str,
+    id: &str,
+) -> Result<()> {
+    let key = if kind == "Request" {
+        "requestId"
+    } else {
+        "assignmentId"
+    };
+    tx.append_audit(&AuditRecord {
+        id: (ctx.new_id)(),
+        category: "RoleManagement".into(),
+        correlation_id: ctx.correlation_id.to_string(),
+        result: "success".into(),
+        result_reason: String::new(),
+        activity_display_name: activity.into(),
+        activity_date_time: ctx.now,
+        operation_type: "Update".into(),
+        initiated_by: ctx.initiator(),
+        target_resources: vec![Target::new(kind, id, id)],
+        additional_details: vec![(key.into(), id.into())],
+    })
+}
+
+/// Ends or shortens the activations of eligible assignment `e` so none outlives it (after
+/// its schedule changed).
+fn bound_activations(
+    tx: &mut dyn Tx,
+    ctx: &OpContext,
+    e: &RoleAssignment,
+    administers: bool,
+) -> Result<Vec<AccessChange>> {
+    let mut changes = Vec::new();
+    if e.state != AssignmentState::Eligible {
+        return Ok(changes);
+    }
+    for mut x in tx
+        .activations_of(&e.id)?
+        .into_iter()
+        .filter(|x| x.is_live(ctx.now))
+    {
+        if !e.is_current(ctx.now) {
+            changes.extend(end_activation(
+                tx,
+                ctx,
+                &x,
+                "Deactivate role (eligible assignment changed)",
+            )?);
+        } else if let Some(limit) = e.schedule.end
+            && x.schedule.end.is_none_or(|end| end > limit)
+        {
+            x.schedule.end = Some(limit);
+            tx.update_assignment(&x)?;
+            audit_side_effect(
+                tx,
+                ctx,
+                "Shorten activation (eligible assignment changed)",
+                "RoleAssignment",
+                &x.id,
+            )?;
+            changes.push(AccessChange::Upsert(x, administers));
+        }
+    }
+    Ok(changes)
+}
+
+/// Ends the activations and cancels the pending activation requests of `members` whose
+/// eligible assignment they no longer hold, directly or through a group (after a group
+/// membership change or a group's deletion).
+pub(crate) fn revoke_unbacked_activations(
+    tx: &mut dyn Tx,
+    ctx: &OpContext,
+    members: &[String],
+) -> Result<Vec<AccessChange>> {
+    let mut changes = Vec::new();
+    for m in members {
+        let mut holders = vec![m.clone()];
+        let mut i = 0;
+        while let Some(next) = holders.get(i).cloned() {
+            for g in tx.groups_of(&next)? {
+                if !holders.contains(&g) {
+                    holders.push(g);
+                }
+            }
+            i += 1;
+        }
+        let backed = |tx: &mut dyn Tx, linked: Option<&str>| -> Result<bool> {
+            Ok(match linked {
+                Some(id) => tx
+                    .assignment(id)?
+                    .is_some_and(|e| holders.contains(&e.subject_id)),
+                None => true,
+            })
+        };
+        for x in tx.live_assignments_of(m)? {
+            if x.is_activation() && !backed(tx, x.linked_eligible_id.as_deref())? {
+                changes.extend(end_activation(
+                    tx,
+                    ctx,
+                    &x,
+                    "Deactivate role (group membership ended)",
+                )?);
+            }
+        }
+        for r in tx.pending_requests_of(m)? {
+            if r.kind == RequestType::UserAdd && !backed(tx, r.linked_eligible_id.as_deref())? {
+                cancel_side_effect(tx, ctx, r, "Cancel request (group membership ended)")?;
+            }
+        }
     }
     Ok(changes)
 }
@@ -1037,7 +1207,10 @@ fn user_add(
         if !bypass {
             let deadline = ctx
                 .now
-                .checked_add(SignedDuration::from_mins(rule.approval_timeout_minutes))
+                .checked_add(
+                    SignedDuration::try_from_mins(rule.approval_timeout_minutes)
+                        .unwrap_or(SignedDuration::MAX),
+                )
                 .unwrap_or(Timestamp::MAX);
             details.push(RuleResult {
                 rule: "ApprovalRule".into(),
@@ -1054,7 +1227,8 @@ fn user_add(
                 changes: Vec::new(),
             });
         }
-        let cap = SignedDuration::from_mins(rule.emergency_maximum_minutes);
+        let cap = SignedDuration::try_from_mins(rule.emergency_maximum_minutes)
+            .unwrap_or(SignedDuration::ZERO);
         if schedule.duration().is_none_or(|d| d > cap) {
             return Err(DomainError::policy(format!(
                 "ApprovalRule: emergency access lasts at most {} minutes",
@@ -1440,7 +1614,10 @@ fn provision_approved_activation(
         .transpose()?
         .flatten()
         .filter(|e| e.is_current(ctx.now));
-    let Some(eligible) = eligible else {
+    // The requester must still hold the eligibility, directly or through a group.
+    let mut holders = vec![r.subject_id.clone()];
+    holders.extend(ctx.access.groups_of(&r.subject_id));
+    let Some(eligible) = eligible.filter(|e| holders.contains(&e.subject_id)) else {
         return Ok((SubStatus::Failed, Vec::new()));
     };
     if !clear_ended(tx, &key, ctx.now)?.is_empty() {

@@ -171,7 +171,9 @@ pub fn register(
             anchors.push(r);
         }
     }
-    anchors.extend(parent.clone());
+    // The management group named as parent does not count: owning a management group must
+    // not let anyone claim an unregistered subscription into it. New subscriptions and
+    // management groups are registered by tenant administrators.
     let allowed = ctx.caller.is_tenant_admin
         || anchors
             .iter()
@@ -205,7 +207,10 @@ pub fn register(
             ancestors.push(p);
             at = parent.and_then(|x| x.parent_id);
             if ancestors.len() > 64 {
-                return Err(DomainError::internal("resource tree too deep"));
+                return Err(DomainError::new(
+                    ErrorCode::InvalidResourceId,
+                    "the resource tree is too deep",
+                ));
             }
         }
         tx.insert_resource(r, &ancestors)?;

@@ -156,10 +156,9 @@ impl Store for SqliteStore {
     }
 
     fn write_dyn(&self, f: &mut dyn FnMut(&mut dyn Tx) -> Result<()>) -> Result<()> {
-        let mut conn = self
-            .writer
-            .lock()
-            .map_err(|_| DomainError::internal("sqlite writer lock poisoned"))?;
+        // A panic inside a transaction rolled it back while unwinding; the connection is
+        // fine to reuse.
+        let mut conn = self.writer.lock().unwrap_or_else(|e| e.into_inner());
         let txn = conn
             .transaction_with_behavior(TransactionBehavior::Immediate)
             .map_err(internal)?;

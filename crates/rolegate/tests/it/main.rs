@@ -10,4 +10,5 @@ mod odata;
 mod python_client;
 mod reads;
 mod requests;
+mod revocation;
 mod smoke;

@@ -12,6 +12,7 @@ use axum::http::{HeaderMap, StatusCode, Uri, header};
 use axum::response::{IntoResponse, Response};
 use rolegate_core::access::{AccessView, Caller};
 use rolegate_core::assignment::{AssignmentState, MemberType, RoleAssignment};
+use rolegate_core::audit;
 use rolegate_core::error::{DomainError, ErrorCode, Result};
 use rolegate_core::odata::{self, EntityFields, Filter, Literal, Operand, QueryOptions};
 use rolegate_core::policy::{RoleRulesPatch, RuleSetting, TicketInfo};
@@ -38,6 +39,8 @@ pub enum Collection {
     RoleAssignments,
     /// `roleAssignmentRequests`.
     RoleAssignmentRequests,
+    /// `/beta/auditLogs/directoryAudits` (not below a provider).
+    DirectoryAudits,
 }
 
 impl Collection {
@@ -48,6 +51,7 @@ impl Collection {
             Self::RoleSettings => &query::ROLE_SETTING_FIELDS,
             Self::RoleAssignments => &query::ROLE_ASSIGNMENT_FIELDS,
             Self::RoleAssignmentRequests => &query::ROLE_ASSIGNMENT_REQUEST_FIELDS,
+            Self::DirectoryAudits => &query::DIRECTORY_AUDIT_FIELDS,
         }
     }
 
@@ -58,6 +62,7 @@ impl Collection {
             Self::RoleSettings => "governanceRoleSettings",
             Self::RoleAssignments => "governanceRoleAssignments",
             Self::RoleAssignmentRequests => "governanceRoleAssignmentRequests",
+            Self::DirectoryAudits => "auditLogs/directoryAudits",
         }
     }
 
@@ -71,6 +76,7 @@ impl Collection {
                 ErrorCode::RoleAssignmentRequestNotFound,
                 "role assignment request",
             ),
+            Self::DirectoryAudits => (ErrorCode::NotFound, "audit record"),
         };
         DomainError::new(code, format!("{what} `{id}` does not exist"))
     }
@@ -159,6 +165,16 @@ fn read_scope(
     access: &dyn AccessView,
     now: jiff::Timestamp,
 ) -> Result<ReadScope> {
+    if coll == Collection::DirectoryAudits {
+        return Ok(ReadScope {
+            restrictions: audit::read_restriction(caller, access, now)?
+                .into_iter()
+                .collect(),
+            filter,
+            viewed_resource: None,
+            viewers: Vec::new(),
+        });
+    }
     let equalities = filter
         .as_ref()
         .map(odata::top_level_equalities)
@@ -287,6 +303,9 @@ fn list_page(
             Entity::Assignment(a, m)
         }),
         Collection::RoleAssignmentRequests => map(tx.list_requests(q)?, Entity::Request),
+        Collection::DirectoryAudits => {
+            map(tx.list_audit(q)?, |e| Entity::DirectoryAudit(e.document))
+        }
     })
 }
 
@@ -471,6 +490,15 @@ fn load_item(
                 return Err(deny());
             }
             Ok(Entity::Request(r))
+        }
+        Collection::DirectoryAudits => {
+            // Who may not read the log at all learns nothing about which ids exist.
+            audit::read_restriction(caller, access, now)?;
+            let e = tx.audit_entry(id)?.ok_or_else(nf)?;
+            if !audit::may_read(caller, access, e.resource_id.as_deref(), now) {
+                return Err(deny());
+            }
+            Ok(Entity::DirectoryAudit(e.document))
         }
     }
 }
@@ -701,7 +729,11 @@ pub async fn patch_role_setting(
     s.write(
         c,
         rid,
-        Operation::new("Policy", "Update role setting"),
+        Operation::new("Policy", "Update role setting").about(audit::About::entity(
+            "RoleSetting",
+            &id,
+            "roleSettingId",
+        )),
         move |tx, ctx| {
             if let Some(r) = &nested
                 && tx.role_setting(&id)?.is_some_and(|x| &x.resource_id != r)
@@ -816,24 +848,21 @@ pub async fn create_request(
     let base = base_url(&h);
     let caller = c.clone();
     let state_ref = Arc::clone(&s);
+    let op = Operation::new("RoleManagement", "Create role assignment request")
+        .about(audit::About::request(&new));
     let body = s
-        .write(
-            c,
-            rid,
-            Operation::new("RoleManagement", "Create role assignment request"),
-            move |tx, ctx| {
-                let out = request::submit(tx, ctx, new)?;
-                let json = request_json(
-                    &base,
-                    &out.request,
-                    ctx.now,
-                    &caller,
-                    &state_ref.access_view(),
-                    tx,
-                )?;
-                Ok((json, out.changes))
-            },
-        )
+        .write(c, rid, op, move |tx, ctx| {
+            let out = request::submit(tx, ctx, new)?;
+            let json = request_json(
+                &base,
+                &out.request,
+                ctx.now,
+                &caller,
+                &state_ref.access_view(),
+                tx,
+            )?;
+            Ok((json, out.changes))
+        })
         .await?;
     Ok((StatusCode::CREATED, axum::Json(body)).into_response())
 }
@@ -850,7 +879,11 @@ pub async fn cancel_request(
     s.write(
         c,
         rid,
-        Operation::new("RoleManagement", "Cancel request"),
+        Operation::new("RoleManagement", "Cancel request").about(audit::About::entity(
+            "Request",
+            &id,
+            "requestId",
+        )),
         move |tx, ctx| request::cancel(tx, ctx, &id).map(|o| ((), o.changes)),
     )
     .await?;
@@ -889,7 +922,11 @@ pub async fn update_request(
         .write(
             c,
             rid,
-            Operation::new("RoleManagement", "Decide request"),
+            Operation::new("RoleManagement", "Decide request").about(audit::About::entity(
+                "Request",
+                &id,
+                "requestId",
+            )),
             move |tx, ctx| {
                 let out = request::decide(tx, ctx, &id, &input)?;
                 let json = request_json(
@@ -910,7 +947,8 @@ pub async fn update_request(
 /// The CSV columns of an export (graph-pim-v2.md §6.12).
 const EXPORT_HEADER: &str = "Assignment Level,User Group Name,Role Name,Email,Assignment Type,Assignment Start Time (UTC),Assignment End Time (UTC)";
 
-fn csv_field(s: &str) -> String {
+/// One CSV cell: quoted when needed, and never starting like a spreadsheet formula.
+pub fn csv_field(s: &str) -> String {
     // A cell starting like a formula would run in a spreadsheet: make it text.
     let s = if s.starts_with(['=', '+', '-', '@', '\t', '\r']) {
         format!("'{s}")

@@ -113,6 +113,17 @@ pub fn router(state: S) -> Router {
                 post(graph::update_request),
             );
     }
+    let audits = "/beta/auditLogs/directoryAudits";
+    r = r
+        .route(audits, list_route(Collection::DirectoryAudits))
+        .route(
+            &format!("{audits}/$count"),
+            count_route(Collection::DirectoryAudits),
+        )
+        .route(
+            &format!("{audits}/{{id}}"),
+            item_route(Collection::DirectoryAudits),
+        );
     r = r
         .route("/scim/v2/{coll}", get(scim::list).post(scim::create))
         .route(

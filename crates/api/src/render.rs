@@ -33,6 +33,8 @@ pub enum Entity {
     Request(RoleAssignmentRequest),
     /// `governanceSubject`.
     Subject(Subject),
+    /// `directoryAudit`: the stored document, rendered as is.
+    DirectoryAudit(Map<String, Value>),
 }
 
 /// Who is looking, and when: for time-derived fields and `permissions`.
@@ -105,6 +107,7 @@ pub fn entity_set(e: &Entity) -> &'static str {
         Entity::Assignment(..) => "governanceRoleAssignments",
         Entity::Request(_) => "governanceRoleAssignmentRequests",
         Entity::Subject(_) => "governanceSubjects",
+        Entity::DirectoryAudit(_) => "auditLogs/directoryAudits",
     }
 }
 
@@ -174,6 +177,7 @@ fn properties(e: &Entity, now: Timestamp) -> Map<String, Value> {
             "id": s.id, "type": s.kind.as_str(), "displayName": s.display_name,
             "email": s.email.clone().unwrap_or_default(), "principalName": s.principal_name.clone().unwrap_or_default(),
         }),
+        Entity::DirectoryAudit(doc) => return doc.clone(),
     };
     match v {
         Value::Object(m) => m,
@@ -196,7 +200,7 @@ fn navigations(e: &Entity) -> &'static [&'static str] {
             "linkedEligibleRoleAssignment",
         ],
         Entity::Request(_) => &["resource", "roleDefinition", "subject"],
-        Entity::Subject(_) => &[],
+        Entity::Subject(_) | Entity::DirectoryAudit(_) => &[],
     }
 }
 

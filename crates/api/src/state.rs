@@ -96,74 +96,99 @@ impl AppState {
         f: impl FnOnce(&mut dyn Tx, &OpContext) -> Result<(T, Vec<AccessChange>)> + Send + 'static,
     ) -> Result<T, ApiError> {
         let state = Arc::clone(self);
-        blocking(move || {
-            // A panic under this lock leaves nothing half-written (the transaction rolled
-            // back while unwinding), so a poisoned lock is safe to take over.
-            let _order = state.write_order.lock().unwrap_or_else(|e| e.into_inner());
-            let new_id = || uuid::Uuid::new_v4().to_string();
-            let view = state.access_view();
-            let ctx = OpContext {
-                caller: &caller,
-                access: &view,
-                now: state.clock.now(),
-                correlation_id: &correlation_id,
-                new_id: &new_id,
-            };
-            let (value, changes) = match store::write(state.store.as_ref(), |tx| f(tx, &ctx)) {
-                Ok(done) => done,
-                Err(e) => {
-                    let status = e.code.status();
-                    if (400..500).contains(&status) && status != 409 {
-                        let record = op.refusal(&ctx, &e);
-                        if let Err(audit) =
-                            store::write(state.store.as_ref(), |tx| tx.append_audit(&record))
-                        {
-                            tracing::warn!(error = %audit, "could not audit a refused write");
-                        }
+        blocking(move || state.write_ordered(&caller, &correlation_id, Some(op), f)).await
+    }
+
+    /// A system job's write (the background scheduler's): runs `f` as `caller` in a write
+    /// transaction on the calling thread, in the same order as [`AppState::write`] (one
+    /// write lock), and applies the access changes it returns to the index before releasing
+    /// that lock, so the index never lags behind a committed change. A failure rolls back
+    /// and is returned, not audited (there is no client to refuse). Blocks: call it from a
+    /// blocking thread.
+    pub fn write_as_system<T>(
+        &self,
+        caller: &Caller,
+        correlation_id: &str,
+        f: impl FnOnce(&mut dyn Tx, &OpContext) -> Result<(T, Vec<AccessChange>)>,
+    ) -> Result<T> {
+        self.write_ordered(caller, correlation_id, None, f)
+    }
+
+    /// The one write path: under the write lock, commit `f`, then patch the index. With
+    /// `refusal`, a 4xx failure leaves a `failure` audit record.
+    fn write_ordered<T>(
+        &self,
+        caller: &Caller,
+        correlation_id: &str,
+        refusal: Option<Operation>,
+        f: impl FnOnce(&mut dyn Tx, &OpContext) -> Result<(T, Vec<AccessChange>)>,
+    ) -> Result<T> {
+        // A panic under this lock leaves nothing half-written (the transaction rolled
+        // back while unwinding), so a poisoned lock is safe to take over.
+        let _order = self.write_order.lock().unwrap_or_else(|e| e.into_inner());
+        let new_id = || uuid::Uuid::new_v4().to_string();
+        let view = self.access_view();
+        let ctx = OpContext {
+            caller,
+            access: &view,
+            now: self.clock.now(),
+            correlation_id,
+            new_id: &new_id,
+        };
+        let (value, changes) = match store::write(self.store.as_ref(), |tx| f(tx, &ctx)) {
+            Ok(done) => done,
+            Err(e) => {
+                let status = e.code.status();
+                if let Some(op) = refusal
+                    && (400..500).contains(&status)
+                    && status != 409
+                {
+                    let record = op.refusal(&ctx, &e);
+                    if let Err(audit) =
+                        store::write(self.store.as_ref(), |tx| tx.append_audit(&record))
+                    {
+                        tracing::warn!(error = %audit, "could not audit a refused write");
                     }
-                    return Err(e);
                 }
-            };
-            if !changes.is_empty() {
-                state
-                    .access
-                    .write()
-                    .map_err(|_| DomainError::internal("access index lock poisoned"))?
-                    .apply(&changes);
+                return Err(e);
             }
-            Ok(value)
-        })
-        .await
+        };
+        if !changes.is_empty() {
+            self.access
+                .write()
+                .map_err(|_| DomainError::internal("access index lock poisoned"))?
+                .apply(&changes);
+        }
+        Ok(value)
     }
 }
 
 /// What a write does, for the audit record of a refusal.
-#[derive(Debug, Clone, Copy)]
+#[derive(Debug, Clone)]
 pub struct Operation {
     category: &'static str,
     activity: &'static str,
+    about: rolegate_core::audit::About,
 }
 
 impl Operation {
     /// An operation of audit `category` named `activity`.
     pub const fn new(category: &'static str, activity: &'static str) -> Self {
-        Self { category, activity }
+        Self {
+            category,
+            activity,
+            about: rolegate_core::audit::About::NOTHING,
+        }
+    }
+
+    /// The same operation, whose refusal record names what it was about.
+    pub fn about(mut self, about: rolegate_core::audit::About) -> Self {
+        self.about = about;
+        self
     }
 
     fn refusal(&self, ctx: &OpContext, e: &DomainError) -> rolegate_core::audit::AuditRecord {
-        rolegate_core::audit::AuditRecord {
-            id: (ctx.new_id)(),
-            category: self.category.into(),
-            correlation_id: ctx.correlation_id.to_string(),
-            result: "failure".into(),
-            result_reason: e.message.clone(),
-            activity_display_name: self.activity.into(),
-            activity_date_time: ctx.now,
-            operation_type: "Refused".into(),
-            initiated_by: ctx.initiator(),
-            target_resources: Vec::new(),
-            additional_details: vec![("errorCode".into(), e.code.as_str().into())],
-        }
+        rolegate_core::audit::refusal(ctx, self.category, self.activity, e, self.about.clone())
     }
 }
 

@@ -18,6 +18,7 @@ pub mod request;
 pub mod resource;
 pub mod role;
 pub mod schedule;
+pub mod scheduler;
 pub mod scope;
 pub mod store;
 

@@ -94,6 +94,19 @@ pub enum Filter {
         /// The string searched for.
         arg: Operand,
     },
+    /// `collection/any(v: v/property eq value)`: some member of a collection property has
+    /// `property` equal to `value`. The only lambda form supported (no `all`, no other
+    /// operator or nesting inside the lambda).
+    Any {
+        /// The collection property's path, e.g. `targetResources`.
+        collection: Vec<String>,
+        /// The range variable, e.g. `t`.
+        variable: String,
+        /// The member property's path below the variable, e.g. `id`.
+        property: Vec<String>,
+        /// The value compared with.
+        value: Literal,
+    },
 }
 
 /// A value inside a comparison or a function call.
@@ -379,6 +392,8 @@ enum Tok {
     RParen,
     Comma,
     Slash,
+    /// `:` after a lambda's range variable.
+    Colon,
     Ident(String),
     Lit(Literal),
     Eof,
@@ -435,6 +450,7 @@ fn lex(input: &str) -> Result<Vec<Token>> {
             ')' => Tok::RParen,
             ',' => Tok::Comma,
             '/' => Tok::Slash,
+            ':' => Tok::Colon,
             '\'' => {
                 let mut s = String::new();
                 loop {
@@ -667,6 +683,18 @@ impl Parser {
         }
         let left = self.operand("at the start of the expression")?;
         let tok = self.peek().clone();
+        if let (Operand::Property(path), Tok::LParen) = (&left, &tok.tok)
+            && let Some((last, collection)) = path.split_last()
+            && !collection.is_empty()
+        {
+            if last.eq_ignore_ascii_case("any") {
+                let collection = collection.to_vec();
+                return self.nested(|p| p.lambda(collection));
+            }
+            if last.eq_ignore_ascii_case("all") {
+                return Err(syntax(tok.pos, "only `any` lambdas are supported"));
+            }
+        }
         if let Some(op) = self.keyword().and_then(CompareOp::from_name) {
             self.i += 1;
             let right = self.operand(&format!("after `{}`", tok.text))?;
@@ -694,6 +722,43 @@ impl Parser {
         Ok(Filter::In {
             operand: left,
             values,
+        })
+    }
+
+    /// The rest of `collection/any(v: v/property eq 'value')`, from the `(`.
+    fn lambda(&mut self, collection: Vec<String>) -> Result<Filter> {
+        self.expect_token(Tok::LParen, "`(`", "`any`")?;
+        let var = self.bump();
+        let variable = match var.tok {
+            Tok::Ident(v) if !is_reserved(&v) => v,
+            _ => return Err(syntax(var.pos, "expected a range variable after `any(`")),
+        };
+        self.expect_token(Tok::Colon, "`:`", &format!("`any({variable}`"))?;
+        let at = self.peek().pos;
+        let expected = || {
+            syntax(
+                at,
+                format!("expected `{variable}/property eq value` in `any`"),
+            )
+        };
+        let property = match self.operand(&format!("after `{variable}:`"))? {
+            Operand::Property(path) if path.len() > 1 && path[0] == variable => path[1..].to_vec(),
+            _ => return Err(expected()),
+        };
+        if !self.eat_keyword("eq") {
+            let pos = self.peek().pos;
+            return Err(syntax(pos, "only `eq` is supported inside `any`"));
+        }
+        let tok = self.bump();
+        let value =
+            literal(&tok).ok_or_else(|| syntax(tok.pos, "expected a literal after `eq`"))?;
+        self.expect_token(Tok::RParen, "`)`", "the `any` expression")?;
+        self.node()?;
+        Ok(Filter::Any {
+            collection,
+            variable,
+            property,
+            value,
         })
     }
 
@@ -803,6 +868,17 @@ impl fmt::Display for Filter {
                 f.write_str(")")
             }
             Filter::Function { func, target, arg } => write!(f, "{func}({target}, {arg})"),
+            Filter::Any {
+                collection,
+                variable,
+                property,
+                value,
+            } => write!(
+                f,
+                "{}/any({variable}: {variable}/{} eq {value})",
+                collection.join("/"),
+                property.join("/")
+            ),
         }
     }
 }
@@ -860,6 +936,11 @@ pub enum FieldType {
     Bool,
     /// An integer.
     Int,
+    /// A text property of the members of a collection property (path `collection/property`),
+    /// matched only by `collection/any(x: x/property eq 'value')`. Its `column` is a boolean
+    /// SQL predicate with one `?` placeholder for the value, true when some member of the
+    /// row's collection has that value.
+    AnyText,
 }
 
 /// One filterable and sortable property of a collection.
@@ -939,6 +1020,7 @@ impl Kind {
                 Some(FieldType::Timestamp) => Ok(Kind::Timestamp),
                 Some(FieldType::Bool) => Ok(Kind::Bool),
                 Some(FieldType::Int) => Ok(Kind::Number),
+                Some(FieldType::AnyText) => Err(collection_member(path)),
             },
             Operand::Literal(value) => Ok(Kind::of_literal(value)),
             Operand::ToLower(inner) | Operand::ToUpper(inner) => match Kind::of(inner, fields)? {
@@ -950,6 +1032,18 @@ impl Kind {
             },
         }
     }
+}
+
+/// Refuses a collection member's property used outside an `any` lambda.
+fn collection_member(path: &[String]) -> DomainError {
+    let (collection, property) = match path.split_last() {
+        Some((last, rest)) if !rest.is_empty() => (rest.join("/"), last.as_str()),
+        _ => (path.join("/"), "id"),
+    };
+    bad!(
+        "`{}` belongs to the members of a collection: filter it with `{collection}/any(x: x/{property} eq '…')`",
+        path.join("/")
+    )
 }
 
 fn mismatch(filter: &Filter, a: Kind, b: Kind) -> DomainError {
@@ -985,6 +1079,25 @@ pub fn validate(filter: &Filter, fields: &EntityFields) -> Result<()> {
                 None => Ok(()),
             }
         }
+        Filter::Any {
+            collection,
+            property,
+            value,
+            ..
+        } => {
+            let path: Vec<String> = collection.iter().chain(property).cloned().collect();
+            match fields.resolve(&path).map(|f| f.ty) {
+                None => Err(bad!("unknown property `{}` in $filter", path.join("/"))),
+                Some(FieldType::AnyText) => match Kind::of_literal(value) {
+                    Kind::Text => Ok(()),
+                    other => Err(mismatch(filter, Kind::Text, other)),
+                },
+                Some(_) => Err(bad!(
+                    "`{}` is not a collection: `any` cannot be used on it",
+                    collection.join("/")
+                )),
+            }
+        }
         Filter::Function { func, target, arg } => {
             for operand in [target, arg] {
                 let kind = Kind::of(operand, fields)?;
@@ -1002,10 +1115,19 @@ pub fn validate(filter: &Filter, fields: &EntityFields) -> Result<()> {
 
 /// Checks that every `$orderby` property is in the whitelist.
 pub fn validate_orderby(orderby: &[OrderBy], fields: &EntityFields) -> Result<()> {
-    match orderby.iter().find(|o| fields.resolve(&o.path).is_none()) {
-        Some(o) => Err(bad!("unknown property `{}` in $orderby", o.path.join("/"))),
-        None => Ok(()),
+    for o in orderby {
+        match fields.resolve(&o.path).map(|f| f.ty) {
+            None => return Err(bad!("unknown property `{}` in $orderby", o.path.join("/"))),
+            Some(FieldType::AnyText) => {
+                let path = o.path.join("/");
+                return Err(bad!(
+                    "cannot $orderby `{path}`: it belongs to the members of a collection"
+                ));
+            }
+            Some(_) => {}
+        }
     }
+    Ok(())
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -1518,6 +1640,144 @@ mod tests {
     }
 
     #[test]
+    fn parses_any_lambdas() {
+        let any = |collection: &str, variable: &str, property: &str, value: Literal| Filter::Any {
+            collection: strings(&collection.split('/').collect::<Vec<_>>()),
+            variable: variable.into(),
+            property: strings(&property.split('/').collect::<Vec<_>>()),
+            value,
+        };
+        let guid = "8e3af657-a8ff-443c-a75c-2fe8c4bcb635";
+        let cases = [
+            (
+                "targetResources/any(t: t/id eq 'abc')",
+                any("targetResources", "t", "id", text("abc")),
+            ),
+            (
+                "targetResources/ANY(x:x/id eq 8e3af657-a8ff-443c-a75c-2fe8c4bcb635)",
+                any("targetResources", "x", "id", text(guid)),
+            ),
+            (
+                "a/b/any( t : t/c/d eq 1 ) and not (targetResources/any(t: t/id eq 'x'))",
+                and(
+                    any("a/b", "t", "c/d", Literal::Int(1)),
+                    not(any("targetResources", "t", "id", text("x"))),
+                ),
+            ),
+        ];
+        for (input, expected) in cases {
+            let parsed = parse(input);
+            assert_eq!(parsed, expected, "{input}");
+            assert_eq!(parse(&parsed.to_string()), parsed, "{input}");
+        }
+        assert_eq!(
+            parse("targetResources/any(t:t/id eq 'O''B')").to_string(),
+            "targetResources/any(t: t/id eq 'O''B')"
+        );
+        for (input, message) in [
+            (
+                "targetResources/all(t: t/id eq 'x')",
+                "only `any` lambdas are supported",
+            ),
+            (
+                "targetResources/any(t t/id eq 'x')",
+                "expected `:` after `any(t`",
+            ),
+            (
+                "targetResources/any(: t/id eq 'x')",
+                "expected a range variable",
+            ),
+            (
+                "targetResources/any(t: x/id eq 'x')",
+                "expected `t/property eq value` in `any`",
+            ),
+            (
+                "targetResources/any(t: t eq 'x')",
+                "expected `t/property eq value`",
+            ),
+            (
+                "targetResources/any(t: t/id ne 'x')",
+                "only `eq` is supported inside `any`",
+            ),
+            (
+                "targetResources/any(t: t/id eq t/x)",
+                "expected a literal after `eq`",
+            ),
+            (
+                "targetResources/any(t: t/id eq 'x'",
+                "expected `)` after the `any` expression",
+            ),
+            ("targetResources/any()", "expected a range variable"),
+            ("any(t: t/id eq 'x')", "unsupported function `any`"),
+            ("a : b", "expected a comparison operator"),
+        ] {
+            let e = parse_filter(input).unwrap_err();
+            assert!(e.message.contains(message), "{input}: {}", e.message);
+        }
+    }
+
+    #[test]
+    fn validates_any_lambdas() {
+        const AUDIT: EntityFields = EntityFields {
+            entity: "audit",
+            fields: &[
+                Field::new("category", "c", FieldType::Text),
+                Field::new("targetResources/id", "t IN (?)", FieldType::AnyText),
+            ],
+        };
+        for ok in [
+            "targetResources/any(t: t/id eq 'x')",
+            "category eq 'Policy' or not targetResources/any(T: T/ID eq 'x')",
+        ] {
+            assert_eq!(validate(&parse(ok), &AUDIT), Ok(()), "{ok}");
+        }
+        for (input, message) in [
+            (
+                "targetResources/id eq 'x'",
+                "`targetResources/id` belongs to the members of a collection: filter it with `targetResources/any(x: x/id eq '…')`",
+            ),
+            (
+                "contains(targetResources/id, 'x')",
+                "belongs to the members of a collection",
+            ),
+            (
+                "targetResources/any(t: t/id eq 1)",
+                "compares a string with a number",
+            ),
+            (
+                "targetResources/any(t: t/name eq 'x')",
+                "unknown property `targetResources/name` in $filter",
+            ),
+            (
+                "category/any(t: t/id eq 'x')",
+                "unknown property `category/id`",
+            ),
+        ] {
+            let e = validate(&parse(input), &AUDIT).unwrap_err();
+            assert!(e.message.contains(message), "{input}: {}", e.message);
+        }
+        const PLAIN: EntityFields = EntityFields {
+            entity: "plain",
+            fields: &[Field::new("a/id", "x", FieldType::Text)],
+        };
+        let e = validate(&parse("a/any(t: t/id eq 'x')"), &PLAIN).unwrap_err();
+        assert_eq!(
+            e.message,
+            "`a` is not a collection: `any` cannot be used on it"
+        );
+        let ob = OrderBy {
+            path: strings(&["targetResources", "id"]),
+            descending: false,
+        };
+        let e = validate_orderby(&[ob], &AUDIT).unwrap_err();
+        assert!(
+            e.message.contains("cannot $orderby `targetResources/id`"),
+            "{}",
+            e.message
+        );
+    }
+
+    #[test]
     fn finds_and_maps_equalities() {
         let pair = |p: &str, v: &str| (p.to_string(), v.to_string());
         let f = parse("resourceId eq 'x' and (a eq 1 or b eq 'y')");
@@ -1628,6 +1888,18 @@ mod tests {
             (o(), values).prop_map(|(operand, values)| Filter::In { operand, values }),
             (prop::sample::select(funcs.to_vec()), o(), o())
                 .prop_map(|(func, target, arg)| Filter::Function { func, target, arg }),
+            (
+                prop::collection::vec(ident(), 1..3),
+                ident(),
+                prop::collection::vec(ident(), 1..3),
+                literal_strategy()
+            )
+                .prop_map(|(collection, variable, property, value)| Filter::Any {
+                    collection,
+                    variable,
+                    property,
+                    value
+                }),
         ];
         leaf.prop_recursive(5, 24, 2, |inner| {
             prop_oneof![

@@ -186,3 +186,24 @@ pub const ROLE_ASSIGNMENT_REQUEST_FIELDS: EntityFields = EntityFields {
         f("schedule/endDateTime", "q.end_at", FieldType::Timestamp),
     ],
 };
+
+/// Filterable fields of `directoryAudit` (decisions.md §11). `targetResources/id` is
+/// matched through `targetResources/any(t: t/id eq '…')` against the indexed target table.
+pub const DIRECTORY_AUDIT_FIELDS: EntityFields = EntityFields {
+    entity: "directoryAudit",
+    fields: &[
+        f("id", "l.id", FieldType::Text),
+        f("activityDateTime", "l.at", FieldType::Timestamp),
+        f("category", "l.category", FieldType::Text),
+        f("activityDisplayName", "l.activity", FieldType::Text),
+        f("result", "l.result", FieldType::Text),
+        f("correlationId", "l.correlation_id", FieldType::Text),
+        f("initiatedBy/user/id", "l.initiator_id", FieldType::Text),
+        f("loggedByService", "'PIM'", FieldType::Text),
+        f(
+            "targetResources/id",
+            "l.seq IN (SELECT audit_seq FROM audit_targets WHERE target_id = ?)",
+            FieldType::AnyText,
+        ),
+    ],
+};

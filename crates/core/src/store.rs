@@ -4,7 +4,7 @@
 //! Backends: SQLite (embedded, default) and PostgreSQL implement these traits.
 
 use crate::assignment::{AssignmentState, EndReason, RoleAssignment};
-use crate::audit::AuditRecord;
+use crate::audit::{AuditEntry, AuditRecord, ChainLink};
 use crate::directory::Subject;
 use crate::error::{DomainError, Result};
 use crate::query::{ListQuery, Page};
@@ -159,8 +159,56 @@ pub trait Tx {
     /// Records one approval decision.
     fn insert_approval(&mut self, a: &Approval) -> Result<()>;
 
-    /// Appends an audit record.
+    // The background scheduler's work (crate::scheduler). Each query below finds due rows
+    // through an index, earliest first; each `claim_*` is a guarded update that
+    // changes the row only if it is still in the state the query saw, and says whether it
+    // did, so a row is processed exactly once. On SQLite writes are serialised, so the claim
+    // always wins inside the transaction that found the row. PostgreSQL will select with
+    // `FOR UPDATE SKIP LOCKED` (concurrent nodes then take disjoint batches without
+    // waiting), and the guarded claim keeps a row from being processed twice even by a
+    // node that read it before another committed.
+
+    /// Requests stored `Granted` whose start is at or before `now`, earliest start first,
+    /// at most `limit`.
+    fn due_grants(&mut self, now: Timestamp, limit: u32) -> Result<Vec<RoleAssignmentRequest>>;
+    /// Marks request `id` `Provisioned` (bumping its version) if it is still stored
+    /// `Granted` with its start at or before `now`; whether it did.
+    fn claim_due_grant(&mut self, id: &str, now: Timestamp) -> Result<bool>;
+    /// Requests stored `PendingApproval` whose approval deadline is at or before `now`,
+    /// earliest deadline first, at most `limit`.
+    fn expired_approvals(
+        &mut self,
+        now: Timestamp,
+        limit: u32,
+    ) -> Result<Vec<RoleAssignmentRequest>>;
+    /// Marks request `id` `TimedOut` (bumping its version) if it is still stored
+    /// `PendingApproval` with its deadline at or before `now`; whether it did.
+    fn claim_expired_approval(&mut self, id: &str, now: Timestamp) -> Result<bool>;
+    /// Assignments (not yet in history) whose end is at or before `now`, earliest end
+    /// first, at most `limit`.
+    fn ended_assignments(&mut self, now: Timestamp, limit: u32) -> Result<Vec<RoleAssignment>>;
+    /// Locks assignment `id` for moving to history if it is still in the live set with its
+    /// end at or before `now`; whether it is (the caller then calls [`Tx::end_assignment`]).
+    fn claim_ended_assignment(&mut self, id: &str, now: Timestamp) -> Result<bool>;
+
+    /// Appends an audit record: its `directoryAudit` document, the columns of
+    /// [`crate::audit::AuditIndex`] (with one indexed row per target id), and its place in the
+    /// hash chain (the previous record's hash and [`crate::audit::chain_hash`]), all in this
+    /// transaction.
     fn append_audit(&mut self, rec: &AuditRecord) -> Result<()>;
+    /// Lists audit records, newest first unless `$orderby` says otherwise (restrictions:
+    /// [`crate::query::Restriction::ResourceUnder`] on the record's resource).
+    fn list_audit(&mut self, q: &ListQuery) -> Result<Page<AuditEntry>>;
+    /// One audit record by id.
+    fn audit_entry(&mut self, id: &str) -> Result<Option<AuditEntry>>;
+    /// Up to `limit` audit records after position `after_seq` (0 = from the start), oldest
+    /// first, as stored, with their chain hashes; with `since`, only records at or after it.
+    fn audit_chain(
+        &mut self,
+        after_seq: i64,
+        since: Option<Timestamp>,
+        limit: u32,
+    ) -> Result<Vec<ChainLink>>;
 }
 
 /// A database holding Rolegate's state.

@@ -1,7 +1,9 @@
 //! `rolegate`: the server and its admin commands, in one binary. This file only wires
 //! things together; the rules live in `rolegate-core`.
 
+mod audit;
 mod demo;
+mod scheduler;
 mod seed;
 
 use anyhow::{Context, bail};
@@ -33,6 +35,9 @@ enum Command {
     Token(TokenArgs),
     /// Builds a large synthetic tenant in an empty database, for benchmarks.
     Seed(SeedArgs),
+    /// Checks or exports the audit log.
+    #[command(subcommand)]
+    Audit(audit::AuditCommand),
 }
 
 #[derive(clap::Args, Debug)]
@@ -85,6 +90,15 @@ struct ServeArgs {
     /// SQLite durability: `full` survives power loss; `normal` is ~10x faster to commit.
     #[arg(long, value_enum, default_value_t = SyncMode::Full)]
     sqlite_synchronous: SyncMode,
+    /// Seconds between background scheduler passes (provisioning future-start grants,
+    /// expiring assignments, timing out approvals); fractions allowed, e.g. `0.5`.
+    #[arg(
+        long,
+        env = "ROLEGATE_SCHEDULER_INTERVAL",
+        default_value = "5",
+        value_parser = scheduler::parse_interval
+    )]
+    scheduler_interval: std::time::Duration,
 }
 
 #[derive(Debug, Clone, Copy, ValueEnum)]
@@ -197,9 +211,25 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
     }
     println!("rolegate listening on http://{addr}");
     tracing::info!(%addr, database = %path.display(), "rolegate listening");
-    axum::serve(listener, router(state))
-        .with_graceful_shutdown(shutdown_signal())
-        .await?;
+    // The scheduler stops when the shutdown signal arrives, or when serving ends for any
+    // other reason (the signal future, and with it `stop`, is dropped then).
+    let (stop, stopped) = tokio::sync::watch::channel(false);
+    let jobs = tokio::spawn(scheduler::run(
+        Arc::clone(&state),
+        args.scheduler_interval,
+        stopped,
+    ));
+    let signal = async move {
+        shutdown_signal().await;
+        let _ = stop.send(true);
+    };
+    let served = axum::serve(listener, router(state))
+        .with_graceful_shutdown(signal)
+        .await;
+    if let Err(e) = jobs.await {
+        tracing::error!(error = %e, "scheduler task failed");
+    }
+    served?;
     tracing::info!("rolegate stopped");
     Ok(())
 }
@@ -249,6 +279,12 @@ fn main() -> anyhow::Result<()> {
                 assignments: a.assignments,
             };
             seed::seed(&store, size, SystemClock.now(), &a.manifest)
+        }
+        Command::Audit(a) => {
+            if !audit::run(a)? {
+                std::process::exit(1);
+            }
+            Ok(())
         }
         Command::Token(t) => {
             println!(

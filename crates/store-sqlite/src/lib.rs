@@ -14,7 +14,11 @@ use std::sync::Mutex;
 use std::sync::atomic::{AtomicUsize, Ordering};
 
 /// Versioned migrations, applied in order, each in its own transaction.
-const MIGRATIONS: &[(i64, &str)] = &[(1, include_str!("../migrations/0001_initial.sql"))];
+const MIGRATIONS: &[(i64, &str)] = &[
+    (1, include_str!("../migrations/0001_initial.sql")),
+    (2, include_str!("../migrations/0002_scheduler.sql")),
+    (3, include_str!("../migrations/0003_audit_chain.sql")),
+];
 
 /// How hard SQLite works to make a commit durable (decisions.md §1).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
@@ -71,6 +75,7 @@ impl SqliteStore {
         }
         configure(&writer, sync)?;
         migrate(&writer)?;
+        tx::seal_legacy_audit(&writer)?;
         // Fold a large WAL left by a bulk load or a crash back into the database file, so
         // reads don't search it, and let SQLite refresh its planner statistics.
         writer

@@ -218,6 +218,26 @@ fn write_filter(
             };
             out.template(template, &target, &list);
         }
+        Filter::Any {
+            collection,
+            property,
+            value,
+            ..
+        } => {
+            let path: Vec<String> = collection.iter().chain(property).cloned().collect();
+            let field = resolve(&path, fields, "$filter")?;
+            if field.ty != FieldType::AnyText {
+                return Err(DomainError::bad_request(format!(
+                    "`{}` is not a collection: `any` cannot be used on it",
+                    collection.join("/")
+                )));
+            }
+            // The whitelisted predicate, with the value bound to its one placeholder.
+            out.sql.push('(');
+            out.sql.push_str(field.column);
+            out.sql.push(')');
+            out.params.extend(param(value).params);
+        }
         Filter::Function { func, target, arg } => {
             let (a, b) = operands(target, arg, fields)?;
             let template = match func {
@@ -252,6 +272,11 @@ mod tests {
                 "coalesce(t.sub, t.name)",
                 FieldType::Text,
             ),
+            Field::new(
+                "tags/name",
+                "t.id IN (SELECT item FROM tags WHERE name = ?)",
+                FieldType::AnyText,
+            ),
         ],
     };
 
@@ -263,7 +288,9 @@ mod tests {
              INSERT INTO t VALUES (1, 'alice', 'ResourceGroup', NULL, 1, 5, 'PendingApproval'),
                                   (2, 'O''Brien', 'subscription', NULL, 0, 10, NULL),
                                   (3, NULL, 'Subscription', NULL, 1, NULL, 'Granted'),
-                                  (4, 'bob', 'managementGroup', NULL, 0, -3, 'Provisioned');",
+                                  (4, 'bob', 'managementGroup', NULL, 0, -3, 'Provisioned');
+             CREATE TABLE tags (item INTEGER, name TEXT);
+             INSERT INTO tags VALUES (1, 'red'), (1, 'blue'), (2, 'red'), (4, 'green');",
         )
         .unwrap();
         for (id, at) in [
@@ -348,6 +375,17 @@ mod tests {
                 "type eq 'subscription' and not (displayName ne null) or count lt 0",
                 &[3, 4],
             ),
+            ("tags/any(x: x/name eq 'red')", &[1, 2]),
+            (
+                "tags/any(x: x/name eq 'green') or tags/any(t: t/name eq 'blue')",
+                &[1, 4],
+            ),
+            ("not tags/any(x: x/name eq 'red')", &[3, 4]),
+            ("tags/any(x: x/name eq 'none')", &[]),
+            (
+                "tags/any(x: x/name eq 'red') and displayName eq 'alice'",
+                &[1],
+            ),
         ];
         for (filter, expected) in cases {
             assert_eq!(ids(&conn, filter), *expected, "{filter}");
@@ -379,6 +417,14 @@ mod tests {
             ("nope eq 1", "unknown property `nope` in $filter"),
             ("startDateTime eq 'x'", "type mismatch"),
             ("contains(count, 'x')", "takes strings"),
+            (
+                "tags/name eq 'red'",
+                "belongs to the members of a collection",
+            ),
+            (
+                "displayName/any(x: x/y eq 'a')",
+                "unknown property `displayName/y`",
+            ),
         ] {
             let e = filter_to_sql(&parse_filter(filter).unwrap(), &FIELDS).unwrap_err();
             assert!(e.message.contains(message), "{filter}: {}", e.message);
@@ -422,7 +468,9 @@ mod tests {
         let at = (0i64..4_000_000_000)
             .prop_map(|s| Literal::DateTime(jiff::Timestamp::from_second(s).unwrap()));
         match ty {
-            Some(FieldType::Text | FieldType::TextCaseInsensitive) => string.boxed(),
+            Some(FieldType::Text | FieldType::TextCaseInsensitive | FieldType::AnyText) => {
+                string.boxed()
+            }
             Some(FieldType::Timestamp) => at.boxed(),
             Some(FieldType::Bool) => bool.boxed(),
             Some(FieldType::Int) => prop_oneof![int, float].boxed(),
@@ -488,6 +536,12 @@ mod tests {
                 .prop_map(|(left, op, right)| Filter::Compare { left, op, right }),
             1 => (func, operand_strategy(), operand_strategy())
                 .prop_map(|(func, target, arg)| Filter::Function { func, target, arg }),
+            1 => literal(None).prop_map(|value| Filter::Any {
+                collection: vec!["tags".into()],
+                variable: "x".into(),
+                property: vec!["name".into()],
+                value,
+            }),
         ];
         leaf.prop_recursive(3, 8, 2, |inner| {
             let boxed = |a| Box::new(a);

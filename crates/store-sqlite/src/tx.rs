@@ -4,14 +4,16 @@
 use crate::odata_sql::{SqlFragment, filter_to_sql, orderby_to_sql};
 use jiff::Timestamp;
 use rolegate_core::assignment::{AssignmentState, EndReason, RoleAssignment};
-use rolegate_core::audit::AuditRecord;
+use rolegate_core::audit::{
+    AuditEntry, AuditIndex, AuditRecord, ChainLink, GENESIS_HASH, chain_hash,
+};
 use rolegate_core::directory::{Subject, SubjectKind};
 use rolegate_core::error::{DomainError, ErrorCode, Result};
 use rolegate_core::odata::EntityFields;
 use rolegate_core::policy::{RoleRules, RuleResult, RuleSetting, TicketInfo};
 use rolegate_core::query::{
-    ListQuery, Page, RESOURCE_FIELDS, ROLE_ASSIGNMENT_FIELDS, ROLE_ASSIGNMENT_REQUEST_FIELDS,
-    ROLE_DEFINITION_FIELDS, ROLE_SETTING_FIELDS, Restriction,
+    DIRECTORY_AUDIT_FIELDS, ListQuery, Page, RESOURCE_FIELDS, ROLE_ASSIGNMENT_FIELDS,
+    ROLE_ASSIGNMENT_REQUEST_FIELDS, ROLE_DEFINITION_FIELDS, ROLE_SETTING_FIELDS, Restriction,
 };
 use rolegate_core::request::{Approval, RequestType, RoleAssignmentRequest, SubStatus};
 use rolegate_core::resource::{Resource, ResourceStatus};
@@ -270,6 +272,157 @@ const REQUESTS: Shape = Shape {
     subject: Some("q.subject_id"),
     fields: &ROLE_ASSIGNMENT_REQUEST_FIELDS,
 };
+const AUDITS: Shape = Shape {
+    from: "audit_log l",
+    from_with_roles: None,
+    order: "l.seq DESC",
+    cols: AUDIT_COLS,
+    resource: "l.resource_id",
+    subject: None,
+    fields: &DIRECTORY_AUDIT_FIELDS,
+};
+
+const AUDIT_COLS: &str = "l.record, l.resource_id";
+
+fn audit_row(row: &Row) -> rusqlite::Result<AuditEntry> {
+    let text: String = row.get(0)?;
+    let document = serde_json::from_str(&text).map_err(json_err)?;
+    Ok(AuditEntry {
+        document,
+        resource_id: row.get(1)?,
+    })
+}
+
+const CHAIN_COLS: &str = "l.seq, l.id, l.record, l.prev_hash, l.hash, l.at, l.category, l.activity, l.result, \
+     l.correlation_id, l.initiator_id, l.resource_id";
+
+/// A chain link as stored; its target ids are filled in afterwards.
+fn chain_row(row: &Row) -> rusqlite::Result<ChainLink> {
+    let columns = Timestamp::from_microsecond(row.get(5)?)
+        .ok()
+        .map(|at| -> rusqlite::Result<AuditIndex> {
+            Ok(AuditIndex {
+                id: row.get(1)?,
+                at,
+                category: row.get(6)?,
+                activity: row.get(7)?,
+                result: row.get(8)?,
+                correlation_id: row.get(9)?,
+                initiator_id: row.get(10)?,
+                resource_id: row.get(11)?,
+                target_ids: Vec::new(),
+            })
+        })
+        .transpose()?;
+    Ok(ChainLink {
+        seq: row.get(0)?,
+        id: row.get(1)?,
+        document: row.get(2)?,
+        prev_hash: row.get(3)?,
+        hash: row.get(4)?,
+        columns,
+    })
+}
+
+/// Writes `doc` as the next record of the chain, with its index columns and targets.
+fn insert_audit_document(c: &Connection, doc: &serde_json::Value) -> Result<()> {
+    let ix = AuditIndex::of(doc)?;
+    let prev = last_audit_hash(c)?;
+    let hash = chain_hash(&prev, doc);
+    let mut stmt = c
+        .prepare_cached(
+            "INSERT INTO audit_log (id, at, category, activity, result, correlation_id, initiator_id, record, resource_id, prev_hash, hash) \
+             VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+        )
+        .map_err(db)?;
+    stmt.execute(params![
+        ix.id,
+        us(ix.at),
+        ix.category,
+        ix.activity,
+        ix.result,
+        ix.correlation_id,
+        ix.initiator_id,
+        doc.to_string(),
+        ix.resource_id,
+        prev,
+        hash
+    ])
+    .map_err(db)?;
+    insert_audit_targets(c, c.last_insert_rowid(), &ix.target_ids)
+}
+
+fn insert_audit_targets(c: &Connection, seq: i64, targets: &[String]) -> Result<()> {
+    let mut stmt = c
+        .prepare_cached("INSERT OR IGNORE INTO audit_targets (target_id, audit_seq) VALUES (?, ?)")
+        .map_err(db)?;
+    for t in targets {
+        stmt.execute(params![t, seq]).map_err(db)?;
+    }
+    Ok(())
+}
+
+/// The hash of the newest record ([`GENESIS_HASH`] for an empty log). A newest record with
+/// no hash (the chain was tampered with) also yields the genesis hash, so writes go on and
+/// `rolegate audit verify` reports the break.
+fn last_audit_hash(c: &Connection) -> Result<String> {
+    let mut stmt = c
+        .prepare_cached("SELECT hash FROM audit_log ORDER BY seq DESC LIMIT 1")
+        .map_err(db)?;
+    let last: Option<Option<String>> = stmt.query_row([], |r| r.get(0)).optional().map_err(db)?;
+    Ok(last.flatten().unwrap_or_else(|| GENESIS_HASH.to_string()))
+}
+
+/// Seals audit records written before the hash chain existed (schema v3): fills their
+/// index columns, targets and hashes in seq order. Runs only while every unsealed record
+/// is older than every sealed one, so clearing the hash of a record in a sealed chain never
+/// gets it re-sealed (verification reports it instead). Returns how many it sealed.
+pub(crate) fn seal_legacy_audit(conn: &Connection) -> Result<u64> {
+    let txn = conn.unchecked_transaction().map_err(db)?;
+    let sealed = seal_unsealed(&txn)?;
+    txn.commit().map_err(db)?;
+    Ok(sealed)
+}
+
+fn seal_unsealed(c: &Connection) -> Result<u64> {
+    let (unsealed_max, sealed_min): (Option<i64>, Option<i64>) = c
+        .query_row(
+            "SELECT (SELECT max(seq) FROM audit_log WHERE hash IS NULL), (SELECT min(seq) FROM audit_log WHERE hash IS NOT NULL)",
+            [],
+            |r| Ok((r.get(0)?, r.get(1)?)),
+        )
+        .map_err(db)?;
+    let Some(unsealed_max) = unsealed_max else {
+        return Ok(0);
+    };
+    if sealed_min.is_some() {
+        return Ok(0);
+    }
+    let rows: Vec<(i64, String)> = {
+        let mut stmt = c
+            .prepare("SELECT seq, record FROM audit_log WHERE seq <= ? ORDER BY seq")
+            .map_err(db)?;
+        let rows = stmt
+            .query_map([unsealed_max], |r| Ok((r.get(0)?, r.get(1)?)))
+            .map_err(db)?;
+        rows.collect::<rusqlite::Result<_>>().map_err(db)?
+    };
+    let mut prev = GENESIS_HASH.to_string();
+    for (seq, text) in &rows {
+        let doc: serde_json::Value = serde_json::from_str(text)
+            .map_err(|e| DomainError::internal(format!("audit record {seq} is not JSON: {e}")))?;
+        let ix = AuditIndex::of(&doc)?;
+        let hash = chain_hash(&prev, &doc);
+        c.execute(
+            "UPDATE audit_log SET at = ?, resource_id = ?, prev_hash = ?, hash = ? WHERE seq = ?",
+            params![us(ix.at), ix.resource_id, prev, hash, seq],
+        )
+        .map_err(db)?;
+        insert_audit_targets(c, *seq, &ix.target_ids)?;
+        prev = hash;
+    }
+    Ok(rows.len() as u64)
+}
 
 /// Whether `sql` refers to a column of table alias `alias` (`d.x`, not `linked.x`).
 fn mentions_alias(sql: &str, alias: char) -> bool {
@@ -528,6 +681,17 @@ impl SqliteTx<'_> {
         self.exec(sql, params_from_iter(p.iter()))
     }
 }
+
+// The scheduler's candidate queries, after `SELECT … FROM requests q` or `… assignments a`.
+// The status literals are constants, not input: SQLite uses a partial index
+// (0002_scheduler.sql) only when the query repeats its WHERE term literally. Every value
+// is a bound parameter.
+const DUE_GRANTS: &str =
+    "WHERE q.sub_status = 'Granted' AND q.start_at <= ? ORDER BY q.start_at LIMIT ?";
+const EXPIRED_APPROVALS: &str = "WHERE q.sub_status = 'PendingApproval' AND q.approval_deadline <= ? \
+     ORDER BY q.approval_deadline LIMIT ?";
+const ENDED_ASSIGNMENTS: &str =
+    "WHERE a.end_at IS NOT NULL AND a.end_at <= ? ORDER BY a.end_at LIMIT ?";
 
 impl Tx for SqliteTx<'_> {
     fn resource(&mut self, id: &str) -> Result<Option<Resource>> {
@@ -1043,43 +1207,172 @@ impl Tx for SqliteTx<'_> {
         Ok(())
     }
 
-    fn append_audit(&mut self, rec: &AuditRecord) -> Result<()> {
-        let record = audit_json(rec);
-        self.exec(
-            "INSERT INTO audit_log (id, at, category, activity, result, correlation_id, initiator_id, record) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+    fn due_grants(&mut self, now: Timestamp, limit: u32) -> Result<Vec<RoleAssignmentRequest>> {
+        self.many(
+            &format!("SELECT {REQUEST_COLS} FROM requests q {DUE_GRANTS}"),
+            params![us(now), i64::from(limit)],
+            request_row,
+        )
+    }
+
+    fn claim_due_grant(&mut self, id: &str, now: Timestamp) -> Result<bool> {
+        let to = SubStatus::Provisioned;
+        let n = self.exec(
+            "UPDATE requests SET sub_status = ?, status = ?, version = version + 1 \
+             WHERE id = ? AND sub_status = ? AND start_at <= ?",
             params![
-                rec.id,
-                us(rec.activity_date_time),
-                rec.category,
-                rec.activity_display_name,
-                rec.result,
-                rec.correlation_id,
-                rec.initiated_by.id,
-                record.to_string()
+                to.as_str(),
+                to.coarse(),
+                id,
+                SubStatus::Granted.as_str(),
+                us(now)
             ],
         )?;
-        Ok(())
+        Ok(n == 1)
+    }
+
+    fn expired_approvals(
+        &mut self,
+        now: Timestamp,
+        limit: u32,
+    ) -> Result<Vec<RoleAssignmentRequest>> {
+        self.many(
+            &format!("SELECT {REQUEST_COLS} FROM requests q {EXPIRED_APPROVALS}"),
+            params![us(now), i64::from(limit)],
+            request_row,
+        )
+    }
+
+    fn claim_expired_approval(&mut self, id: &str, now: Timestamp) -> Result<bool> {
+        let to = SubStatus::TimedOut;
+        let n = self.exec(
+            "UPDATE requests SET sub_status = ?, status = ?, version = version + 1 \
+             WHERE id = ? AND sub_status = ? AND approval_deadline <= ?",
+            params![
+                to.as_str(),
+                to.coarse(),
+                id,
+                SubStatus::PendingApproval.as_str(),
+                us(now)
+            ],
+        )?;
+        Ok(n == 1)
+    }
+
+    fn ended_assignments(&mut self, now: Timestamp, limit: u32) -> Result<Vec<RoleAssignment>> {
+        self.many(
+            &format!("SELECT {ASSIGNMENT_COLS} FROM assignments a {ENDED_ASSIGNMENTS}"),
+            params![us(now), i64::from(limit)],
+            assignment_row,
+        )
+    }
+
+    fn claim_ended_assignment(&mut self, id: &str, now: Timestamp) -> Result<bool> {
+        // A no-op update: it matches only a row that is still live and ended, and takes the
+        // row lock (PostgreSQL), so a second node re-checks after the first commits and
+        // finds nothing.
+        let n = self.exec(
+            "UPDATE assignments SET end_at = end_at WHERE id = ? AND end_at IS NOT NULL AND end_at <= ?",
+            params![id, us(now)],
+        )?;
+        Ok(n == 1)
+    }
+
+    fn append_audit(&mut self, rec: &AuditRecord) -> Result<()> {
+        insert_audit_document(self.c, &rec.to_document())
+    }
+
+    fn list_audit(&mut self, q: &ListQuery) -> Result<Page<AuditEntry>> {
+        self.list(&AUDITS, q, audit_row)
+    }
+
+    fn audit_entry(&mut self, id: &str) -> Result<Option<AuditEntry>> {
+        self.one(
+            &format!("SELECT {AUDIT_COLS} FROM audit_log l WHERE l.id = ?"),
+            [id],
+            audit_row,
+        )
+    }
+
+    fn audit_chain(
+        &mut self,
+        after_seq: i64,
+        since: Option<Timestamp>,
+        limit: u32,
+    ) -> Result<Vec<ChainLink>> {
+        let mut links = match since {
+            None => self.many(
+                &format!("SELECT {CHAIN_COLS} FROM audit_log l WHERE l.seq > ? ORDER BY l.seq LIMIT ?"),
+                params![after_seq, i64::from(limit)],
+                chain_row,
+            )?,
+            Some(t) => self.many(
+                &format!(
+                    "SELECT {CHAIN_COLS} FROM audit_log l WHERE l.seq > ? AND l.at >= ? ORDER BY l.seq LIMIT ?"
+                ),
+                params![after_seq, us(t), i64::from(limit)],
+                chain_row,
+            )?,
+        };
+        let (Some(first), Some(last)) = (links.first(), links.last()) else {
+            return Ok(links);
+        };
+        let targets: Vec<(i64, String)> = self.many(
+            "SELECT audit_seq, target_id FROM audit_targets WHERE audit_seq BETWEEN ? AND ? ORDER BY audit_seq, target_id",
+            params![first.seq, last.seq],
+            |r| Ok((r.get(0)?, r.get(1)?)),
+        )?;
+        let mut targets = targets.into_iter().peekable();
+        for link in &mut links {
+            while targets.next_if(|(seq, _)| *seq < link.seq).is_some() {}
+            while let Some((_, id)) = targets.next_if(|(seq, _)| *seq == link.seq) {
+                if let Some(c) = link.columns.as_mut() {
+                    c.target_ids.push(id);
+                }
+            }
+        }
+        Ok(links)
     }
 }
 
-/// The record in Graph's `directoryAudit` shape.
-fn audit_json(rec: &AuditRecord) -> serde_json::Value {
-    use serde_json::json;
-    json!({
-        "id": rec.id,
-        "category": rec.category,
-        "correlationId": rec.correlation_id,
-        "result": rec.result,
-        "resultReason": rec.result_reason,
-        "activityDisplayName": rec.activity_display_name,
-        "activityDateTime": rolegate_core::schedule::format_datetime(rec.activity_date_time),
-        "loggedByService": "PIM",
-        "operationType": rec.operation_type,
-        "initiatedBy": {"user": {"id": rec.initiated_by.id, "displayName": rec.initiated_by.display_name, "userPrincipalName": rec.initiated_by.user_principal_name}},
-        "targetResources": rec.target_resources.iter().map(|t| json!({
-            "id": t.id, "displayName": t.display_name, "type": t.kind,
-            "modifiedProperties": t.modified_properties.iter().map(|m| json!({"displayName": m.display_name, "oldValue": m.old_value, "newValue": m.new_value})).collect::<Vec<_>>(),
-        })).collect::<Vec<_>>(),
-        "additionalDetails": rec.additional_details.iter().map(|(k, v)| json!({"key": k, "value": v})).collect::<Vec<_>>(),
-    })
+#[cfg(test)]
+mod scheduler_tests {
+    use super::*;
+
+    /// Each scheduler query is one range scan of its index, already in due order: no
+    /// table scan, no sort, whatever the size of the tables.
+    #[test]
+    fn scheduler_queries_scan_their_index_in_due_order() -> Result<()> {
+        let c = Connection::open_in_memory().map_err(db)?;
+        crate::migrate(&c)?;
+        for (sql, index) in [
+            (
+                format!("SELECT {REQUEST_COLS} FROM requests q {DUE_GRANTS}"),
+                "requests_granted_start",
+            ),
+            (
+                format!("SELECT {REQUEST_COLS} FROM requests q {EXPIRED_APPROVALS}"),
+                "requests_approval_deadline",
+            ),
+            (
+                format!("SELECT {ASSIGNMENT_COLS} FROM assignments a {ENDED_ASSIGNMENTS}"),
+                "assignments_end",
+            ),
+        ] {
+            let mut stmt = c
+                .prepare(&format!("EXPLAIN QUERY PLAN {sql}"))
+                .map_err(db)?;
+            let plan: Vec<String> = stmt
+                .query_map(params![0, 10], |r| r.get(3))
+                .map_err(db)?
+                .collect::<rusqlite::Result<_>>()
+                .map_err(db)?;
+            assert_eq!(plan.len(), 1, "{sql}: {plan:?}");
+            assert!(
+                plan[0].contains(&format!("USING INDEX {index}")),
+                "{sql}: {plan:?}"
+            );
+        }
+        Ok(())
+    }
 }

@@ -45,6 +45,9 @@ struct Args {
     /// Client threads.
     #[arg(long, default_value_t = 4)]
     threads: usize,
+    /// Calls to skip at the start of each scenario (activations already used by a run).
+    #[arg(long, default_value_t = 0)]
+    skip: usize,
     /// The server's pid, to report its memory.
     #[arg(long)]
     server_pid: Option<u32>,
@@ -128,7 +131,7 @@ fn calls(args: &Args, manifest: &Value, scenario: Scenario) -> anyhow::Result<Ve
 
 fn run(args: &Args, scenario: Scenario, calls: Vec<Call>) {
     let calls = Arc::new(calls);
-    let next = Arc::new(AtomicUsize::new(0));
+    let next = Arc::new(AtomicUsize::new(args.skip));
     let samples = Arc::new(Mutex::new(Vec::<u64>::new()));
     let errors = Arc::new(AtomicUsize::new(0));
     let deadline = Instant::now() + Duration::from_secs(args.seconds);

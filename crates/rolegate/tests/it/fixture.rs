@@ -38,7 +38,12 @@ impl Tenant {
     /// Starts a server and registers `/subscriptions/{guid}/resourceGroups/rg-app`
     /// (which registers the subscription too).
     pub fn start() -> Tenant {
-        let s = Server::start();
+        Self::start_with(&[])
+    }
+
+    /// [`Tenant::start`] with extra `serve` arguments.
+    pub fn start_with(args: &[&str]) -> Tenant {
+        let s = Server::start_with(args);
         let admin = token(ADMIN, true);
         let sub_arm = format!("/subscriptions/{}", guid());
         let rg_arm = format!("{sub_arm}/resourceGroups/rg-app");

@@ -87,12 +87,18 @@ impl Server {
     }
 
     /// Stops this server gracefully and starts a new one on the same database file.
-    pub fn restart(mut self) -> Server {
+    pub fn restart(self) -> Server {
+        self.restart_with(&[])
+    }
+
+    /// Stops this server gracefully and starts a new one on the same database file, with
+    /// extra `serve` arguments.
+    pub fn restart_with(mut self, args: &[&str]) -> Server {
         self.keep_dir = true;
         self.stop();
         let (dir, db) = (self.dir.clone(), self.db.clone());
         drop(self);
-        Self::spawn(dir, db, false, &[])
+        Self::spawn(dir, db, false, args)
     }
 
     fn spawn(dir: PathBuf, db: PathBuf, keep_dir: bool, extra: &[&str]) -> Server {

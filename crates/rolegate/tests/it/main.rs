@@ -2,10 +2,12 @@
 //! One test binary (each file under tests/ would be another link step); one module per area.
 
 mod approvals;
+mod audit;
 mod authz;
 mod durability;
 mod fixture;
 mod harness;
+mod lifecycle;
 mod odata;
 mod python_client;
 mod reads;

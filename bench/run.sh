@@ -1,0 +1,24 @@
+#!/usr/bin/env bash
+# Rolegate's HTTP benchmark (docs/benchmarks.md): starts the release server on a database
+# seeded by `rolegate seed`, then runs the load generator at 1 and 4 client threads.
+# Usage: cargo build --release -p rolegate -p rolegate-bench
+#        rolegate seed --database sqlite://$DB --manifest manifest.json   (once; ~1 min)
+#        DB=... bench/run.sh        (run from the directory holding manifest.json)
+set -euo pipefail
+BIN=${BIN:-${CARGO_TARGET_DIR:-target}/release}
+DB=${DB:-bench.db}
+SECRET=benchsecret0123456789
+"$BIN/rolegate" serve --database "sqlite://$DB" --auth-hs256-secret $SECRET --admin bench-admin --listen 127.0.0.1:18090 > server.out 2> server.log &
+PID=$!
+start=$(date +%s.%N)
+until grep -q listening server.out 2>/dev/null; do sleep 0.1; done
+echo "startup (migrate + index build): $(echo "$(date +%s.%N) - $start" | bc) s; RSS $(grep VmRSS /proc/$PID/status)"
+for threads in 1 4; do
+  echo "## $threads client thread(s)"
+  "$BIN/rolegate-load" --origin http://127.0.0.1:18090 --secret $SECRET --manifest manifest.json --seconds ${SECONDS_PER:-20} --threads $threads --server-pid $PID --scenario my-assignments --scenario resource-assignments
+done
+# Each activation uses a seeded eligible assignment once: the 4-thread run starts after the
+# ones the 1-thread run used.
+"$BIN/rolegate-load" --origin http://127.0.0.1:18090 --secret $SECRET --manifest manifest.json --seconds 10 --threads 1 --server-pid $PID --scenario activate
+"$BIN/rolegate-load" --origin http://127.0.0.1:18090 --secret $SECRET --manifest manifest.json --seconds 10 --threads 4 --server-pid $PID --scenario activate --skip 10000
+kill -TERM $PID; wait $PID || true

@@ -221,6 +221,9 @@ struct Shape {
     from_with_roles: Option<&'static str>,
     /// Stable row order (and paging tie-breaker).
     order: &'static str,
+    /// A unique column: the page is chosen on it first (from indexes alone), then only the
+    /// page's rows are read.
+    key: &'static str,
     cols: &'static str,
     resource: &'static str,
     subject: Option<&'static str>,
@@ -231,6 +234,7 @@ const RESOURCES: Shape = Shape {
     from: "resources r",
     from_with_roles: None,
     order: "r.id",
+    key: "r.id",
     cols: RESOURCE_COLS,
     resource: "r.id",
     subject: None,
@@ -240,6 +244,7 @@ const ROLE_DEFINITIONS: Shape = Shape {
     from: "role_definitions d",
     from_with_roles: None,
     order: "d.id",
+    key: "d.id",
     cols: ROLE_COLS,
     resource: "d.resource_id",
     subject: None,
@@ -249,6 +254,7 @@ const ROLE_SETTINGS: Shape = Shape {
     from: "role_settings s",
     from_with_roles: None,
     order: "s.id",
+    key: "s.id",
     cols: SETTING_COLS,
     resource: "s.resource_id",
     subject: None,
@@ -258,6 +264,7 @@ const ASSIGNMENTS: Shape = Shape {
     from: "assignments a",
     from_with_roles: Some("assignments a JOIN role_definitions d ON d.id = a.role_definition_id"),
     order: "a.seq",
+    key: "a.seq",
     cols: ASSIGNMENT_COLS,
     resource: "a.resource_id",
     subject: Some("a.subject_id"),
@@ -267,6 +274,7 @@ const REQUESTS: Shape = Shape {
     from: "requests q",
     from_with_roles: None,
     order: "q.seq",
+    key: "q.seq",
     cols: REQUEST_COLS,
     resource: "q.resource_id",
     subject: Some("q.subject_id"),
@@ -276,6 +284,7 @@ const AUDITS: Shape = Shape {
     from: "audit_log l",
     from_with_roles: None,
     order: "l.seq DESC",
+    key: "l.seq",
     cols: AUDIT_COLS,
     resource: "l.resource_id",
     subject: None,
@@ -576,14 +585,16 @@ impl SqliteTx<'_> {
             }
             _ => shape.from,
         };
+        // Pick the page's keys first: filter and order usually run on an index alone, so
+        // only the rows of the page are read from the table.
         let sql = format!(
-            "SELECT {} FROM {}{} ORDER BY {} LIMIT {} OFFSET {}",
-            shape.cols,
-            from,
-            where_sql,
-            order,
-            u64::from(q.top) + 1,
-            q.skip
+            "SELECT {cols} FROM {from} WHERE {key} IN \
+             (SELECT {key} FROM {from}{where_sql} ORDER BY {order} LIMIT {limit} OFFSET {skip}) \
+             ORDER BY {order}",
+            cols = shape.cols,
+            key = shape.key,
+            limit = u64::from(q.top) + 1,
+            skip = q.skip
         );
         let mut items = self.many(&sql, params_from_iter(wh.params.iter()), map)?;
         let more = items.len() > q.top as usize;

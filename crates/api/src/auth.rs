@@ -1,7 +1,9 @@
 //! Authentication (decisions.md §2): bearer JWTs, the caller's subject from `oid` or `sub`,
 //! MFA from `amr`, tenant administrators named at start. Development mode verifies HS256
-//! tokens with a shared secret; `rolegate token` mints them.
+//! tokens with a shared secret; `rolegate token` mints them. Production mode verifies
+//! RS256/ES256 tokens against an OIDC issuer's key set ([`crate::oidc`]).
 
+use crate::oidc::OidcVerifier;
 use jsonwebtoken::{Algorithm, DecodingKey, EncodingKey, Header, Validation};
 use rolegate_core::error::{DomainError, ErrorCode, Result};
 use serde::{Deserialize, Serialize};
@@ -34,7 +36,17 @@ pub struct Claims {
     pub iss: Option<String>,
     /// Audience.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub aud: Option<String>,
+    pub aud: Option<Audience>,
+}
+
+/// The `aud` claim: one string or an array of them.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(untagged)]
+pub enum Audience {
+    /// `"aud": "x"`.
+    One(String),
+    /// `"aud": ["x", "y"]`.
+    Many(Vec<String>),
 }
 
 impl Claims {
@@ -52,23 +64,63 @@ impl Claims {
     }
 }
 
+/// How tokens are verified.
+#[allow(clippy::large_enum_variant, reason = "one per server")]
+enum Mode {
+    /// Development: HS256 with a shared secret.
+    Hs256 {
+        key: DecodingKey,
+        validation: Validation,
+    },
+    /// Production: RS256/ES256 against an issuer's key set.
+    Oidc(OidcVerifier),
+}
+
 /// Verifies bearer tokens and knows the tenant administrators.
 pub struct Authenticator {
-    key: DecodingKey,
-    validation: Validation,
+    mode: Mode,
     admins: HashSet<String>,
 }
 
 impl std::fmt::Debug for Authenticator {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let mode = match &self.mode {
+            Mode::Hs256 { .. } => "hs256",
+            Mode::Oidc(_) => "oidc",
+        };
         f.debug_struct("Authenticator")
+            .field("mode", &mode)
             .field("admins", &self.admins)
             .finish_non_exhaustive()
     }
 }
 
-fn unauthorized(msg: impl Into<String>) -> DomainError {
+pub(crate) fn unauthorized(msg: impl Into<String>) -> DomainError {
     DomainError::new(ErrorCode::InvalidAuthenticationToken, msg)
+}
+
+/// A token's verification failure as a `401`, saying why without echoing the token.
+pub(crate) fn token_error(e: &jsonwebtoken::errors::Error) -> DomainError {
+    use jsonwebtoken::errors::ErrorKind;
+    let why = match e.kind() {
+        ErrorKind::ExpiredSignature => "the token has expired",
+        ErrorKind::ImmatureSignature => "the token is not valid yet",
+        ErrorKind::InvalidSignature => "the token's signature is not valid",
+        ErrorKind::InvalidAudience => "the token is for another audience",
+        ErrorKind::InvalidIssuer => "the token is from another issuer",
+        ErrorKind::InvalidAlgorithm => "the token's algorithm is not accepted",
+        ErrorKind::MissingRequiredClaim(_) => "the token lacks a required claim",
+        _ => "the token is malformed",
+    };
+    unauthorized(why)
+}
+
+fn admin_set(admins: impl IntoIterator<Item = String>) -> HashSet<String> {
+    admins
+        .into_iter()
+        .map(|a| a.trim().to_string())
+        .filter(|a| !a.is_empty())
+        .collect()
 }
 
 impl Authenticator {
@@ -96,19 +148,26 @@ impl Authenticator {
             validation.set_issuer(&[i]);
         }
         Ok(Self {
-            key: DecodingKey::from_secret(secret)
-                .map_err(|e| DomainError::bad_request(format!("invalid HS256 secret: {e}")))?,
-            validation,
-            admins: admins
-                .into_iter()
-                .map(|a| a.trim().to_string())
-                .filter(|a| !a.is_empty())
-                .collect(),
+            mode: Mode::Hs256 {
+                key: DecodingKey::from_secret(secret)
+                    .map_err(|e| DomainError::bad_request(format!("invalid HS256 secret: {e}")))?,
+                validation,
+            },
+            admins: admin_set(admins),
         })
     }
 
-    /// Verifies an `Authorization` header value and returns the claims.
-    pub fn verify(&self, header: Option<&str>) -> Result<Claims> {
+    /// Production mode: RS256/ES256 tokens checked by `verifier`.
+    pub fn oidc(verifier: OidcVerifier, admins: impl IntoIterator<Item = String>) -> Self {
+        Self {
+            mode: Mode::Oidc(verifier),
+            admins: admin_set(admins),
+        }
+    }
+
+    /// Verifies an `Authorization` header value and returns the claims. Production mode
+    /// may fetch the issuer's key set (on a blocking thread) when the token's `kid` is new.
+    pub async fn verify(&self, header: Option<&str>) -> Result<Claims> {
         let header = header.ok_or_else(|| unauthorized("the request has no bearer token"))?;
         let token = header
             .strip_prefix("Bearer ")
@@ -116,21 +175,12 @@ impl Authenticator {
             .map(str::trim)
             .filter(|t| !t.is_empty())
             .ok_or_else(|| unauthorized("the Authorization header must be `Bearer <token>`"))?;
+        let (key, validation) = match &self.mode {
+            Mode::Hs256 { key, validation } => (key, validation),
+            Mode::Oidc(verifier) => return verifier.verify(token).await,
+        };
         let data =
-            jsonwebtoken::decode::<Claims>(token, &self.key, &self.validation).map_err(|e| {
-                use jsonwebtoken::errors::ErrorKind;
-                let why = match e.kind() {
-                    ErrorKind::ExpiredSignature => "the token has expired",
-                    ErrorKind::ImmatureSignature => "the token is not valid yet",
-                    ErrorKind::InvalidSignature => "the token's signature is not valid",
-                    ErrorKind::InvalidAudience => "the token is for another audience",
-                    ErrorKind::InvalidIssuer => "the token is from another issuer",
-                    ErrorKind::InvalidAlgorithm => "the token's algorithm is not accepted",
-                    ErrorKind::MissingRequiredClaim(_) => "the token lacks a required claim",
-                    _ => "the token is malformed",
-                };
-                unauthorized(why)
-            })?;
+            jsonwebtoken::decode::<Claims>(token, key, validation).map_err(|e| token_error(&e))?;
         if data.claims.subject().trim().is_empty() {
             return Err(unauthorized("the token names no subject"));
         }

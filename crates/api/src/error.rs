@@ -44,11 +44,15 @@ impl IntoResponse for ApiError {
             self.error.message
         };
         let body = if self.scim {
-            json!({
+            let mut b = json!({
                 "schemas": ["urn:ietf:params:scim:api:messages:2.0:Error"],
                 "status": status.as_u16().to_string(),
                 "detail": message,
-            })
+            });
+            if let ErrorCode::Scim(t) = code {
+                b["scimType"] = json!(t.as_str());
+            }
+            b
         } else {
             // The request id and date are filled in by the request-id middleware.
             json!({"error": {"code": code.as_str(), "message": message, "innerError": {}}})

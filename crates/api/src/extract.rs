@@ -39,7 +39,7 @@ pub async fn authenticate(parts: &Parts, state: &Arc<AppState>) -> Result<Caller
         .headers
         .get(axum::http::header::AUTHORIZATION)
         .and_then(|h| h.to_str().ok());
-    let claims = state.auth.verify(header)?;
+    let claims = state.auth.verify(header).await?;
     let token_subject = claims.subject().to_string();
     let lookup = token_subject.clone();
     let subject = state.read(move |tx, _| tx.subject(&lookup)).await?;

@@ -1,5 +1,5 @@
 //! Rolegate's HTTP layer: one axum router for the Graph PIM routes under `/beta`, the
-//! minimal SCIM directory under `/scim/v2`, and `/healthz`, `/readyz`. Every response gets
+//! SCIM 2.0 directory under `/scim/v2`, and `/healthz`, `/readyz`. Every response gets
 //! a `request-id`; every error gets the Graph (or SCIM) error envelope.
 
 pub mod auth;
@@ -7,6 +7,7 @@ pub mod error;
 pub mod extract;
 pub mod graph;
 pub mod metrics;
+pub mod oidc;
 pub mod render;
 pub mod scim;
 pub mod state;
@@ -125,10 +126,23 @@ pub fn router(state: S) -> Router {
             item_route(Collection::DirectoryAudits),
         );
     r = r
+        .route(
+            "/scim/v2/ServiceProviderConfig",
+            get(scim::service_provider_config),
+        )
+        .route("/scim/v2/ResourceTypes", get(scim::resource_types))
+        .route("/scim/v2/ResourceTypes/{id}", get(scim::resource_type))
+        .route("/scim/v2/Schemas", get(scim::schemas))
+        .route("/scim/v2/Schemas/{id}", get(scim::schema))
+        .route("/scim/v2/.search", post(scim::search_all))
         .route("/scim/v2/{coll}", get(scim::list).post(scim::create))
+        .route("/scim/v2/{coll}/.search", post(scim::search))
         .route(
             "/scim/v2/{coll}/{id}",
-            get(scim::get).put(scim::replace).delete(scim::delete),
+            get(scim::get)
+                .put(scim::replace)
+                .patch(scim::patch)
+                .delete(scim::delete),
         );
     r.fallback(|| async { (StatusCode::NOT_FOUND, "") })
         .method_not_allowed_fallback(|| async { (StatusCode::METHOD_NOT_ALLOWED, "") })

@@ -1,28 +1,96 @@
-//! A minimal SCIM 2.0 service (RFC 7643/7644) for the directory: Users and Groups with
-//! create, get, list (with `attr eq "value"` filters), replace and delete. Only tenant
-//! administrators may call it; errors use the SCIM error body.
+//! The SCIM 2.0 service provider's HTTP surface (RFC 7644): `/scim/v2/Users` and
+//! `/scim/v2/Groups` (create, get, list and `/.search` with filters, paging, sorting and
+//! attribute projection, PUT, PATCH, DELETE, ETags), discovery (`/ServiceProviderConfig`,
+//! `/ResourceTypes`, `/Schemas`) and provisioning-client authentication. The rules live in
+//! `rolegate_core::scim`; these handlers parse HTTP and render replies.
+//!
+//! Callers: tenant administrators (bearer JWT), or a provisioning client presenting the
+//! long-lived secret of `--scim-token-file` (accepted on `/scim` only). Every error is a
+//! SCIM error body (RFC 7644 §3.12) with `application/scim+json`.
 
 use crate::error::{ApiError, ApiResult};
-use crate::extract::{Fields, JsonObject, RequestId, authenticate};
+use crate::extract::{JsonObject, RequestId, authenticate, query_pairs};
 use crate::state::{AppState, Operation};
-use axum::extract::{FromRequestParts, Path, Query, State};
+use axum::extract::{FromRequestParts, Path, RawQuery, State};
 use axum::http::request::Parts;
-use axum::http::{HeaderMap, StatusCode, header};
+use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use rolegate_core::access::Caller;
-use rolegate_core::directory::{self, Subject, SubjectKind};
-use rolegate_core::error::{DomainError, ErrorCode, Result};
-use serde_json::{Map, Value, json};
+use rolegate_core::error::{DomainError, ErrorCode, ScimType};
+use rolegate_core::scim::{self, ListParams, Shown, schema::ResourceType};
+use serde_json::{Map, Value};
+use sha2::{Digest, Sha256};
 use std::collections::HashMap;
 use std::sync::Arc;
 
-const USER_SCHEMA: &str = "urn:ietf:params:scim:schemas:core:2.0:User";
-const GROUP_SCHEMA: &str = "urn:ietf:params:scim:schemas:core:2.0:Group";
-const ENTERPRISE_SCHEMA: &str = "urn:ietf:params:scim:schemas:extension:enterprise:2.0:User";
-const LIST_SCHEMA: &str = "urn:ietf:params:scim:api:messages:2.0:ListResponse";
+/// The id (and display name) audit records give a provisioning client.
+pub const PROVISIONING_CALLER: &str = "scim-provisioning";
 
-/// A tenant administrator calling `/scim`.
+/// The provisioning secret of `--scim-token-file`: only its SHA-256 digest is kept, and a
+/// presented token is compared digest to digest in constant time. Never printed.
+pub struct ProvisioningToken {
+    digest: [u8; 32],
+}
+
+impl std::fmt::Debug for ProvisioningToken {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("ProvisioningToken(<redacted>)")
+    }
+}
+
+impl ProvisioningToken {
+    /// The shortest secret accepted, in bytes (after trimming).
+    pub const MIN_LEN: usize = 32;
+
+    /// A token from the secret text (surrounding whitespace trimmed). Refuses an empty or
+    /// short secret.
+    pub fn new(secret: &str) -> Result<Self, String> {
+        let s = secret.trim();
+        if s.is_empty() {
+            return Err("the SCIM token file is empty".into());
+        }
+        if s.len() < Self::MIN_LEN {
+            return Err(format!(
+                "the SCIM token must be at least {} bytes (it has {})",
+                Self::MIN_LEN,
+                s.len()
+            ));
+        }
+        Ok(Self {
+            digest: Sha256::digest(s.as_bytes()).into(),
+        })
+    }
+
+    /// Reads the secret from `path`.
+    pub fn from_file(path: &std::path::Path) -> Result<Self, String> {
+        let text = std::fs::read_to_string(path)
+            .map_err(|e| format!("reading the SCIM token file {}: {e}", path.display()))?;
+        Self::new(&text)
+    }
+
+    /// Whether `presented` is the secret. Compares SHA-256 digests in constant time, so
+    /// neither the secret's content nor its length leaks through timing.
+    pub fn matches(&self, presented: &str) -> bool {
+        let d: [u8; 32] = Sha256::digest(presented.as_bytes()).into();
+        let diff = d
+            .iter()
+            .zip(self.digest.iter())
+            .fold(0u8, |acc, (a, b)| acc | (a ^ b));
+        std::hint::black_box(diff) == 0
+    }
+}
+
+/// A caller of `/scim`: a tenant administrator or the provisioning client.
 pub struct ScimAdmin(pub Caller);
+
+fn bearer(parts: &Parts) -> Option<&str> {
+    let h = parts.headers.get(header::AUTHORIZATION)?.to_str().ok()?;
+    let (scheme, token) = h.split_once(' ')?;
+    scheme
+        .eq_ignore_ascii_case("bearer")
+        .then_some(token.trim())
+        .filter(|t| !t.is_empty())
+}
 
 impl FromRequestParts<Arc<AppState>> for ScimAdmin {
     type Rejection = ApiError;
@@ -31,12 +99,23 @@ impl FromRequestParts<Arc<AppState>> for ScimAdmin {
         parts: &mut Parts,
         state: &Arc<AppState>,
     ) -> Result<Self, Self::Rejection> {
+        if let Some(token) = &state.scim_token
+            && bearer(parts).is_some_and(|b| token.matches(b))
+        {
+            return Ok(ScimAdmin(Caller {
+                subject_id: PROVISIONING_CALLER.into(),
+                display_name: "SCIM provisioning client".into(),
+                principal_name: None,
+                is_tenant_admin: true,
+                mfa: false,
+            }));
+        }
         let caller = authenticate(parts, state)
             .await
             .map_err(|e| ApiError::scim(e.error))?;
         if !caller.is_tenant_admin {
             return Err(ApiError::scim(DomainError::denied(
-                "only tenant administrators may call /scim",
+                "only tenant administrators and the provisioning client may call /scim",
             )));
         }
         Ok(ScimAdmin(caller))
@@ -47,352 +126,321 @@ fn scim_err(e: ApiError) -> ApiError {
     ApiError::scim(e.error)
 }
 
-fn location(h: &HeaderMap, kind: SubjectKind, id: &str) -> String {
+/// A body that is not JSON is `invalidSyntax`.
+fn body_err(e: ApiError) -> ApiError {
+    if e.error.code == ErrorCode::BadRequest {
+        ApiError::scim(DomainError::scim(ScimType::InvalidSyntax, e.error.message))
+    } else {
+        scim_err(e)
+    }
+}
+
+/// `http(s)://HOST/scim/v2`, for `meta.location` and `$ref`.
+fn base(h: &HeaderMap) -> String {
     let host = h
         .get(header::HOST)
         .and_then(|v| v.to_str().ok())
         .unwrap_or("localhost");
-    let coll = if kind == SubjectKind::Group {
-        "Groups"
-    } else {
-        "Users"
-    };
-    format!("http://{host}/scim/v2/{coll}/{id}")
+    let proto = h
+        .get("x-forwarded-proto")
+        .and_then(|v| v.to_str().ok())
+        .filter(|p| *p == "https")
+        .unwrap_or("http");
+    format!("{proto}://{host}/scim/v2")
 }
 
-fn user_json(s: &Subject, h: &HeaderMap) -> Value {
-    let mut v = json!({
-        "schemas": [USER_SCHEMA],
-        "id": s.id,
-        "externalId": s.external_id,
-        "userName": s.principal_name,
-        "displayName": s.display_name,
-        "active": s.active,
-        "emails": s.email.as_ref().map(|e| vec![json!({"value": e, "primary": true, "type": "work"})]).unwrap_or_default(),
-        "meta": {"resourceType": "User", "location": location(h, s.kind, &s.id)},
-    });
-    if s.kind == SubjectKind::ServicePrincipal
-        && let Some(o) = v.as_object_mut()
-    {
-        o.insert("schemas".into(), json!([USER_SCHEMA, ENTERPRISE_SCHEMA]));
-        o.insert(
-            ENTERPRISE_SCHEMA.into(),
-            json!({"employeeType": "ServicePrincipal"}),
-        );
-    }
-    v
+fn header_str(h: &HeaderMap, name: header::HeaderName) -> Option<&str> {
+    h.get(name).and_then(|v| v.to_str().ok())
 }
 
-fn group_json(s: &Subject, members: &[String], h: &HeaderMap) -> Value {
-    json!({
-        "schemas": [GROUP_SCHEMA],
-        "id": s.id,
-        "externalId": s.external_id,
-        "displayName": s.display_name,
-        "members": members.iter().map(|m| json!({"value": m})).collect::<Vec<_>>(),
-        "meta": {"resourceType": "Group", "location": location(h, s.kind, &s.id)},
-    })
-}
-
-fn user_from(body: &Map<String, Value>, id: String) -> Result<Subject> {
-    let user_name = body
-        .opt_str("userName")?
-        .filter(|u| !u.trim().is_empty())
-        .ok_or_else(|| DomainError::bad_request("`userName` is required"))?;
-    let email = match body.get("emails") {
-        Some(Value::Array(list)) => {
-            let primary = list
-                .iter()
-                .find(|e| e.get("primary") == Some(&Value::Bool(true)))
-                .or(list.first());
-            primary
-                .and_then(|e| e.get("value"))
-                .and_then(Value::as_str)
-                .map(str::to_string)
-        }
-        _ => None,
-    };
-    let service = body
-        .get(ENTERPRISE_SCHEMA)
-        .and_then(|e| e.get("employeeType"))
-        .and_then(Value::as_str)
-        .is_some_and(|t| t.eq_ignore_ascii_case("ServicePrincipal"));
-    Ok(Subject {
-        id,
-        external_id: body.opt_str("externalId")?,
-        kind: if service {
-            SubjectKind::ServicePrincipal
-        } else {
-            SubjectKind::User
-        },
-        display_name: body
-            .opt_str("displayName")?
-            .filter(|d| !d.trim().is_empty())
-            .unwrap_or_else(|| user_name.clone()),
-        principal_name: Some(user_name),
-        email,
-        active: body.opt_bool("active")?.unwrap_or(true),
-    })
-}
-
-fn group_from(body: &Map<String, Value>, id: String) -> Result<(Subject, Vec<String>)> {
-    let name = body
-        .opt_str("displayName")?
-        .filter(|d| !d.trim().is_empty())
-        .ok_or_else(|| DomainError::bad_request("`displayName` is required"))?;
-    let members = match body.get("members") {
-        None | Some(Value::Null) => Vec::new(),
-        Some(Value::Array(list)) => list
-            .iter()
-            .map(|m| {
-                m.get("value")
-                    .and_then(Value::as_str)
-                    .map(str::to_string)
-                    .ok_or_else(|| DomainError::bad_request("each member needs a `value`"))
-            })
-            .collect::<Result<_>>()?,
-        Some(_) => return Err(DomainError::bad_request("`members` must be an array")),
-    };
-    let subject = Subject {
-        id,
-        external_id: body.opt_str("externalId")?,
-        kind: SubjectKind::Group,
-        display_name: name,
-        principal_name: None,
-        email: None,
-        active: true,
-    };
-    Ok((subject, members))
-}
-
-fn is_group(coll: &str) -> bool {
-    coll == "Groups"
-}
-
-fn collection(p: &HashMap<String, String>) -> Result<String> {
-    match p.get("coll").map(String::as_str) {
-        Some(c @ ("Users" | "Groups")) => Ok(c.to_string()),
-        _ => Err(DomainError::new(
-            ErrorCode::NotFound,
-            "unknown SCIM resource type",
-        )),
-    }
-}
-
-fn render(tx: &mut dyn rolegate_core::store::Tx, s: &Subject, h: &HeaderMap) -> Result<Value> {
-    Ok(if s.kind == SubjectKind::Group {
-        group_json(s, &tx.group_members(&s.id)?, h)
-    } else {
-        user_json(s, h)
-    })
-}
-
-/// `POST /scim/v2/{Users|Groups}`.
-pub async fn create(
-    State(st): State<Arc<AppState>>,
-    ScimAdmin(c): ScimAdmin,
-    Path(p): Path<HashMap<String, String>>,
-    RequestId(rid): RequestId,
-    h: HeaderMap,
-    body: Result<JsonObject, ApiError>,
-) -> ApiResult<Response> {
-    let coll = collection(&p).map_err(ApiError::scim)?;
-    let JsonObject(body) = body.map_err(scim_err)?;
-    let id = uuid::Uuid::new_v4().to_string();
-    let (subject, members) = if is_group(&coll) {
-        group_from(&body, id)
-    } else {
-        user_from(&body, id).map(|u| (u, Vec::new()))
-    }
-    .map_err(ApiError::scim)?;
-    let v = st
-        .write(
-            c,
-            rid,
-            Operation::new("UserManagement", "Add subject"),
-            move |tx, ctx| {
-                let (s, changes) = directory::create_subject(tx, ctx, subject, members)?;
-                Ok((render(tx, &s, &h)?, changes))
-            },
-        )
-        .await
-        .map_err(scim_err)?;
-    Ok((
-        StatusCode::CREATED,
-        [(header::CONTENT_TYPE, "application/scim+json")],
-        axum::Json(v),
-    )
-        .into_response())
-}
-
-/// `PUT /scim/v2/{Users|Groups}/{id}`: replace.
-pub async fn replace(
-    State(st): State<Arc<AppState>>,
-    ScimAdmin(c): ScimAdmin,
-    Path(p): Path<HashMap<String, String>>,
-    RequestId(rid): RequestId,
-    h: HeaderMap,
-    body: Result<JsonObject, ApiError>,
-) -> ApiResult<Response> {
-    let coll = collection(&p).map_err(ApiError::scim)?;
-    let JsonObject(body) = body.map_err(scim_err)?;
-    let id = p.get("id").cloned().unwrap_or_default();
-    let (subject, members) = if is_group(&coll) {
-        group_from(&body, id).map(|(g, m)| (g, Some(m)))
-    } else {
-        user_from(&body, id).map(|u| (u, None))
-    }
-    .map_err(ApiError::scim)?;
-    let v = st
-        .write(
-            c,
-            rid,
-            Operation::new("UserManagement", "Update subject"),
-            move |tx, ctx| {
-                // The path names the SCIM `id`, never an `externalId`.
-                let kind_matches = tx.subject(&subject.id)?.is_some_and(|s| {
-                    s.id == subject.id
-                        && (s.kind == SubjectKind::Group) == (subject.kind == SubjectKind::Group)
-                });
-                if !kind_matches {
-                    return Err(DomainError::new(
-                        ErrorCode::NotFound,
-                        format!("`{}` does not exist", subject.id),
-                    ));
-                }
-                let (s, changes) = directory::update_subject(tx, ctx, subject, members)?;
-                Ok((render(tx, &s, &h)?, changes))
-            },
-        )
-        .await
-        .map_err(scim_err)?;
-    Ok((
-        [(header::CONTENT_TYPE, "application/scim+json")],
-        axum::Json(v),
-    )
-        .into_response())
-}
-
-/// `GET /scim/v2/{Users|Groups}/{id}`.
-pub async fn get(
-    State(st): State<Arc<AppState>>,
-    ScimAdmin(_): ScimAdmin,
-    Path(p): Path<HashMap<String, String>>,
-    h: HeaderMap,
-) -> ApiResult<Response> {
-    let coll = collection(&p).map_err(ApiError::scim)?;
-    let id = p.get("id").cloned().unwrap_or_default();
-    let v = st
-        .read(move |tx, _| {
-            let s = tx
-                .subject(&id)?
-                .filter(|s| s.id == id && (s.kind == SubjectKind::Group) == is_group(&coll))
-                .ok_or_else(|| {
-                    DomainError::new(ErrorCode::NotFound, format!("`{id}` does not exist"))
-                })?;
-            render(tx, &s, &h)
+fn endpoint(p: &HashMap<String, String>) -> ApiResult<ResourceType> {
+    p.get("coll")
+        .and_then(|c| ResourceType::from_endpoint(c))
+        .ok_or_else(|| {
+            ApiError::scim(DomainError::new(
+                ErrorCode::NotFound,
+                "unknown SCIM endpoint: use /Users or /Groups",
+            ))
         })
+}
+
+fn reply(status: StatusCode, body: Value) -> Response {
+    (
+        status,
+        [(header::CONTENT_TYPE, "application/scim+json")],
+        axum::Json(body),
+    )
+        .into_response()
+}
+
+fn reply_resource(status: StatusCode, s: Shown) -> Response {
+    let mut r = reply(status, s.body);
+    if let Ok(v) = HeaderValue::from_str(&scim::etag(s.version)) {
+        r.headers_mut().insert(header::ETAG, v);
+    }
+    if status == StatusCode::CREATED
+        && let Ok(v) = HeaderValue::from_str(&s.location)
+    {
+        r.headers_mut().insert(header::LOCATION, v);
+    }
+    r
+}
+
+fn operation(rt: ResourceType, activity: &'static str) -> Operation {
+    Operation::new(
+        if rt == ResourceType::Group {
+            "GroupManagement"
+        } else {
+            "UserManagement"
+        },
+        activity,
+    )
+}
+
+fn params(raw: Option<&str>) -> ApiResult<ListParams> {
+    ListParams::from_query(&query_pairs(raw)).map_err(ApiError::scim)
+}
+
+/// `GET /scim/v2/ServiceProviderConfig`.
+pub async fn service_provider_config(ScimAdmin(_): ScimAdmin, h: HeaderMap) -> Response {
+    reply(
+        StatusCode::OK,
+        scim::schema::service_provider_config(&base(&h)),
+    )
+}
+
+/// `GET /scim/v2/ResourceTypes`.
+pub async fn resource_types(ScimAdmin(_): ScimAdmin, h: HeaderMap) -> ApiResult<Response> {
+    let v = scim::resource_types(None, &base(&h)).map_err(ApiError::scim)?;
+    Ok(reply(StatusCode::OK, v))
+}
+
+/// `GET /scim/v2/ResourceTypes/{id}`.
+pub async fn resource_type(
+    ScimAdmin(_): ScimAdmin,
+    Path(id): Path<String>,
+    h: HeaderMap,
+) -> ApiResult<Response> {
+    let v = scim::resource_types(Some(&id), &base(&h)).map_err(ApiError::scim)?;
+    Ok(reply(StatusCode::OK, v))
+}
+
+/// `GET /scim/v2/Schemas`.
+pub async fn schemas(ScimAdmin(_): ScimAdmin, h: HeaderMap) -> ApiResult<Response> {
+    let v = scim::schemas(None, &base(&h)).map_err(ApiError::scim)?;
+    Ok(reply(StatusCode::OK, v))
+}
+
+/// `GET /scim/v2/Schemas/{id}`.
+pub async fn schema(
+    ScimAdmin(_): ScimAdmin,
+    Path(id): Path<String>,
+    h: HeaderMap,
+) -> ApiResult<Response> {
+    let v = scim::schemas(Some(&id), &base(&h)).map_err(ApiError::scim)?;
+    Ok(reply(StatusCode::OK, v))
+}
+
+async fn run_list(
+    st: &Arc<AppState>,
+    rt: Option<ResourceType>,
+    lp: ListParams,
+    h: &HeaderMap,
+) -> ApiResult<Response> {
+    let base = base(h);
+    let v = st
+        .read(move |tx, _| scim::list(tx, rt, &lp, &base))
         .await
         .map_err(scim_err)?;
-    Ok((
-        [(header::CONTENT_TYPE, "application/scim+json")],
-        axum::Json(v),
-    )
-        .into_response())
+    Ok(reply(StatusCode::OK, v))
 }
 
-/// Parses `attr eq "value"`, the filter identity providers send to find a user or group.
-fn parse_filter(f: &str) -> Result<(String, String)> {
-    let bad = || {
-        DomainError::bad_request(format!(
-            "unsupported filter `{f}`: use `attribute eq \"value\"`"
-        ))
-    };
-    let (attr, rest) = f.trim().split_once(char::is_whitespace).ok_or_else(bad)?;
-    let (op, value) = rest
-        .trim()
-        .split_once(char::is_whitespace)
-        .ok_or_else(bad)?;
-    if !op.eq_ignore_ascii_case("eq") {
-        return Err(bad());
-    }
-    let value = value
-        .trim()
-        .strip_prefix('"')
-        .and_then(|v| v.strip_suffix('"'))
-        .ok_or_else(bad)?;
-    Ok((attr.to_string(), value.replace("\\\"", "\"")))
-}
-
-/// `GET /scim/v2/{Users|Groups}` with `filter`, `startIndex`, `count`.
+/// `GET /scim/v2/{Users|Groups}` with `filter`, `startIndex`, `count`, `sortBy`,
+/// `sortOrder`, `attributes`, `excludedAttributes`.
 pub async fn list(
     State(st): State<Arc<AppState>>,
     ScimAdmin(_): ScimAdmin,
     Path(p): Path<HashMap<String, String>>,
-    Query(q): Query<HashMap<String, String>>,
+    RawQuery(q): RawQuery,
     h: HeaderMap,
 ) -> ApiResult<Response> {
-    let coll = collection(&p).map_err(ApiError::scim)?;
-    let filter = q
-        .get("filter")
-        .map(|f| parse_filter(f))
-        .transpose()
-        .map_err(ApiError::scim)?;
-    let num = |name: &str, default: u32| -> Result<u32> {
-        q.get(name).map_or(Ok(default), |v| {
-            v.parse::<u32>().map_err(|_| {
-                DomainError::bad_request(format!("`{name}` must be a non-negative integer"))
-            })
-        })
-    };
-    let start = num("startIndex", 1).map_err(ApiError::scim)?.max(1);
-    let count = num("count", 100).map_err(ApiError::scim)?.min(1000);
-    let v = st
-        .read(move |tx, _| {
-            let kind = if is_group(&coll) { SubjectKind::Group } else { SubjectKind::User };
-            let page = tx.list_subjects(kind, filter.as_ref().map(|(a, v)| (a.as_str(), v.as_str())), start - 1, count)?;
-            let mut items = Vec::new();
-            for s in &page.items {
-                items.push(render(tx, s, &h)?);
-            }
-            Ok(json!({"schemas": [LIST_SCHEMA], "totalResults": page.total.unwrap_or(0), "startIndex": start, "itemsPerPage": items.len(), "Resources": items}))
+    let rt = endpoint(&p)?;
+    run_list(&st, Some(rt), params(q.as_deref())?, &h).await
+}
+
+/// `POST /scim/v2/{Users|Groups}/.search`.
+pub async fn search(
+    State(st): State<Arc<AppState>>,
+    ScimAdmin(_): ScimAdmin,
+    Path(p): Path<HashMap<String, String>>,
+    h: HeaderMap,
+    body: Result<JsonObject, ApiError>,
+) -> ApiResult<Response> {
+    let rt = endpoint(&p)?;
+    let JsonObject(body) = body.map_err(body_err)?;
+    let lp = ListParams::from_search(&body).map_err(ApiError::scim)?;
+    run_list(&st, Some(rt), lp, &h).await
+}
+
+/// `POST /scim/v2/.search`: Users and Groups at once.
+pub async fn search_all(
+    State(st): State<Arc<AppState>>,
+    ScimAdmin(_): ScimAdmin,
+    h: HeaderMap,
+    body: Result<JsonObject, ApiError>,
+) -> ApiResult<Response> {
+    let JsonObject(body) = body.map_err(body_err)?;
+    let lp = ListParams::from_search(&body).map_err(ApiError::scim)?;
+    run_list(&st, None, lp, &h).await
+}
+
+/// `GET /scim/v2/{Users|Groups}/{id}` (`304` when `If-None-Match` names its version).
+pub async fn get(
+    State(st): State<Arc<AppState>>,
+    ScimAdmin(_): ScimAdmin,
+    Path(p): Path<HashMap<String, String>>,
+    RawQuery(q): RawQuery,
+    h: HeaderMap,
+) -> ApiResult<Response> {
+    let rt = endpoint(&p)?;
+    let id = p.get("id").cloned().unwrap_or_default();
+    let proj = params(q.as_deref())?.projection(Some(rt));
+    let base = base(&h);
+    let shown = st
+        .read(move |tx, _| scim::get(tx, rt, &id, &base, &proj))
+        .await
+        .map_err(scim_err)?;
+    if scim::if_none_match(header_str(&h, header::IF_NONE_MATCH), shown.version) {
+        let mut r = StatusCode::NOT_MODIFIED.into_response();
+        if let Ok(v) = HeaderValue::from_str(&scim::etag(shown.version)) {
+            r.headers_mut().insert(header::ETAG, v);
+        }
+        return Ok(r);
+    }
+    Ok(reply_resource(StatusCode::OK, shown))
+}
+
+/// `POST /scim/v2/{Users|Groups}`: `201` with the resource, `Location` and `ETag`.
+pub async fn create(
+    State(st): State<Arc<AppState>>,
+    ScimAdmin(c): ScimAdmin,
+    Path(p): Path<HashMap<String, String>>,
+    RawQuery(q): RawQuery,
+    RequestId(rid): RequestId,
+    h: HeaderMap,
+    body: Result<JsonObject, ApiError>,
+) -> ApiResult<Response> {
+    let rt = endpoint(&p)?;
+    let JsonObject(body) = body.map_err(body_err)?;
+    let proj = params(q.as_deref())?.projection(Some(rt));
+    let base = base(&h);
+    let shown = st
+        .write(c, rid, operation(rt, "Add subject"), move |tx, ctx| {
+            scim::create(tx, ctx, rt, &body, &base, &proj)
         })
         .await
         .map_err(scim_err)?;
-    Ok((
-        [(header::CONTENT_TYPE, "application/scim+json")],
-        axum::Json(v),
-    )
-        .into_response())
+    Ok(reply_resource(StatusCode::CREATED, shown))
 }
 
-/// `DELETE /scim/v2/{Users|Groups}/{id}`: `204`.
+type Change = fn(
+    &mut dyn rolegate_core::store::Tx,
+    &rolegate_core::access::OpContext,
+    ResourceType,
+    &str,
+    &Map<String, Value>,
+    Option<&str>,
+    &str,
+    &scim::resource::Projection,
+)
+    -> rolegate_core::error::Result<(Shown, Vec<rolegate_core::access::AccessChange>)>;
+
+#[allow(clippy::too_many_arguments)]
+async fn change(
+    st: Arc<AppState>,
+    c: Caller,
+    p: HashMap<String, String>,
+    q: Option<String>,
+    rid: String,
+    h: HeaderMap,
+    body: Result<JsonObject, ApiError>,
+    activity: &'static str,
+    f: Change,
+) -> ApiResult<Response> {
+    let rt = endpoint(&p)?;
+    let JsonObject(body) = body.map_err(body_err)?;
+    let id = p.get("id").cloned().unwrap_or_default();
+    let proj = params(q.as_deref())?.projection(Some(rt));
+    let if_match = header_str(&h, header::IF_MATCH).map(str::to_string);
+    let base = base(&h);
+    let shown = st
+        .write(c, rid, operation(rt, activity), move |tx, ctx| {
+            f(tx, ctx, rt, &id, &body, if_match.as_deref(), &base, &proj)
+        })
+        .await
+        .map_err(scim_err)?;
+    Ok(reply_resource(StatusCode::OK, shown))
+}
+
+/// `PUT /scim/v2/{Users|Groups}/{id}`: replace (honours `If-Match`).
+pub async fn replace(
+    State(st): State<Arc<AppState>>,
+    ScimAdmin(c): ScimAdmin,
+    Path(p): Path<HashMap<String, String>>,
+    RawQuery(q): RawQuery,
+    RequestId(rid): RequestId,
+    h: HeaderMap,
+    body: Result<JsonObject, ApiError>,
+) -> ApiResult<Response> {
+    change(st, c, p, q, rid, h, body, "Update subject", scim::replace).await
+}
+
+/// `PATCH /scim/v2/{Users|Groups}/{id}` with a PatchOp (honours `If-Match`).
+pub async fn patch(
+    State(st): State<Arc<AppState>>,
+    ScimAdmin(c): ScimAdmin,
+    Path(p): Path<HashMap<String, String>>,
+    RawQuery(q): RawQuery,
+    RequestId(rid): RequestId,
+    h: HeaderMap,
+    body: Result<JsonObject, ApiError>,
+) -> ApiResult<Response> {
+    change(st, c, p, q, rid, h, body, "Update subject", scim::patch).await
+}
+
+/// `DELETE /scim/v2/{Users|Groups}/{id}`: `204` (honours `If-Match`).
 pub async fn delete(
     State(st): State<Arc<AppState>>,
     ScimAdmin(c): ScimAdmin,
     Path(p): Path<HashMap<String, String>>,
     RequestId(rid): RequestId,
+    h: HeaderMap,
 ) -> ApiResult<Response> {
-    let coll = collection(&p).map_err(ApiError::scim)?;
+    let rt = endpoint(&p)?;
     let id = p.get("id").cloned().unwrap_or_default();
-    st.write(
-        c,
-        rid,
-        Operation::new("UserManagement", "Delete subject"),
-        move |tx, ctx| {
-            let found = tx
-                .subject(&id)?
-                .is_some_and(|s| s.id == id && (s.kind == SubjectKind::Group) == is_group(&coll));
-            if !found {
-                return Err(DomainError::new(
-                    ErrorCode::NotFound,
-                    format!("`{id}` does not exist"),
-                ));
-            }
-            directory::delete_subject(tx, ctx, &id).map(|c| ((), c))
-        },
-    )
+    let if_match = header_str(&h, header::IF_MATCH).map(str::to_string);
+    st.write(c, rid, operation(rt, "Delete subject"), move |tx, ctx| {
+        scim::delete(tx, ctx, rt, &id, if_match.as_deref()).map(|c| ((), c))
+    })
     .await
     .map_err(scim_err)?;
     Ok(StatusCode::NO_CONTENT.into_response())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn provisioning_token_rules() {
+        assert!(ProvisioningToken::new("").is_err());
+        assert!(ProvisioningToken::new("   \n").is_err());
+        assert!(ProvisioningToken::new("short").is_err());
+        let secret = "0123456789abcdef0123456789abcdef";
+        let t = ProvisioningToken::new(&format!("  {secret}\n")).unwrap();
+        assert!(t.matches(secret));
+        assert!(!t.matches(&format!("{secret}x")));
+        assert!(!t.matches(""));
+        assert!(!format!("{t:?}").contains(secret));
+    }
 }

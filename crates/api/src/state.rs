@@ -23,6 +23,8 @@ pub struct AppState {
     pub clock: Arc<dyn Clock>,
     /// Token verification and tenant administrators.
     pub auth: Authenticator,
+    /// The provisioning secret accepted on `/scim` (`--scim-token-file`), if any.
+    pub scim_token: Option<crate::scim::ProvisioningToken>,
 }
 
 impl std::fmt::Debug for AppState {
@@ -68,7 +70,14 @@ impl AppState {
             write_order: Mutex::new(()),
             clock,
             auth,
+            scim_token: None,
         })
+    }
+
+    /// The same state, also accepting `token` (when given) on `/scim` routes.
+    pub fn with_scim_token(mut self, token: Option<crate::scim::ProvisioningToken>) -> Self {
+        self.scim_token = token;
+        self
     }
 
     /// Effective access as a view that locks per call.

@@ -166,26 +166,36 @@ fn set_members_inner(
     if group.kind != SubjectKind::Group {
         return Err(DomainError::bad_request("only groups have members"));
     }
+    let before = tx.group_members(&group.id)?;
+    let current: std::collections::HashSet<&String> = before.iter().collect();
     let mut resolved = Vec::new();
+    let mut seen = std::collections::HashSet::new();
     for m in &members {
-        let found = tx
-            .subject(m)?
-            .ok_or_else(|| DomainError::bad_request(format!("member `{m}` does not exist")))?;
-        if !resolved.contains(&found.id) {
-            resolved.push(found.id);
+        // Current members are known to exist; only new ones are looked up.
+        let id = if current.contains(m) {
+            m.clone()
+        } else {
+            tx.subject(m)?
+                .ok_or_else(|| DomainError::bad_request(format!("member `{m}` does not exist")))?
+                .id
+        };
+        if seen.insert(id.clone()) {
+            resolved.push(id);
         }
     }
-    let before = tx.group_members(&group.id)?;
     tx.set_group_members(&group.id, &resolved)?;
     let removed: Vec<String> = before
         .iter()
-        .filter(|m| !resolved.contains(m))
+        .filter(|m| !seen.contains(*m))
         .cloned()
         .collect();
-    let mut touched = before;
-    touched.extend(resolved);
-    touched.sort();
-    touched.dedup();
+    // Only members who joined or left have new direct groups.
+    let mut touched: Vec<String> = resolved
+        .iter()
+        .filter(|m| !current.contains(m))
+        .cloned()
+        .collect();
+    touched.extend(removed.iter().cloned());
     let mut changes = membership_changes(tx, &touched)?;
     let mut affected = Vec::new();
     for m in &removed {

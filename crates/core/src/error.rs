@@ -57,6 +57,10 @@ pub enum ErrorCode {
     MethodNotAllowed,
     /// A conflicting concurrent change; the client may retry (409).
     Conflict,
+    /// A SCIM request error with its RFC 7644 §3.12 `scimType` (400; `uniqueness` is 409).
+    Scim(ScimType),
+    /// `If-Match` names another version of the resource (412).
+    PreconditionFailed,
     /// The body is over the size limit (413).
     PayloadTooLarge,
     /// The database is unreachable (503).
@@ -96,6 +100,9 @@ impl ErrorCode {
             AuthorizationRequestDenied => "Authorization_RequestDenied",
             MethodNotAllowed => "MethodNotAllowed",
             Conflict => "Conflict",
+            Scim(ScimType::Uniqueness) => "Conflict",
+            Scim(_) => "BadRequest",
+            PreconditionFailed => "PreconditionFailed",
             PayloadTooLarge => "RequestEntityTooLarge",
             ServiceUnavailable => "ServiceUnavailable",
             InternalServerError => "InternalServerError",
@@ -115,11 +122,55 @@ impl ErrorCode {
             InvalidAuthenticationToken => 401,
             AuthorizationRequestDenied => 403,
             MethodNotAllowed => 405,
-            Conflict => 409,
+            Conflict | Scim(ScimType::Uniqueness) => 409,
+            PreconditionFailed => 412,
             PayloadTooLarge => 413,
             ServiceUnavailable => 503,
             InternalServerError => 500,
             _ => 400,
+        }
+    }
+}
+
+/// The `scimType` of a SCIM error (RFC 7644 §3.12).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum ScimType {
+    /// The filter syntax was invalid or names an unknown attribute.
+    InvalidFilter,
+    /// The filter yields more results than the server will process.
+    TooMany,
+    /// A value conflicts with a unique attribute (`userName`, `externalId`): 409.
+    Uniqueness,
+    /// The change would modify a read-only or immutable attribute.
+    Mutability,
+    /// The request body was not a valid SCIM message.
+    InvalidSyntax,
+    /// A PATCH `path` is malformed or names an unknown attribute.
+    InvalidPath,
+    /// A PATCH `path` or filter matched nothing to operate on.
+    NoTarget,
+    /// A value is missing or of the wrong type.
+    InvalidValue,
+    /// The SCIM protocol version is not supported.
+    InvalidVers,
+    /// The request cannot be completed because of sensitive information in the URI.
+    Sensitive,
+}
+
+impl ScimType {
+    /// The `scimType` string.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::InvalidFilter => "invalidFilter",
+            Self::TooMany => "tooMany",
+            Self::Uniqueness => "uniqueness",
+            Self::Mutability => "mutability",
+            Self::InvalidSyntax => "invalidSyntax",
+            Self::InvalidPath => "invalidPath",
+            Self::NoTarget => "noTarget",
+            Self::InvalidValue => "invalidValue",
+            Self::InvalidVers => "invalidVers",
+            Self::Sensitive => "sensitive",
         }
     }
 }
@@ -158,6 +209,11 @@ impl DomainError {
             ErrorCode::RoleAssignmentRequestPolicyValidationFailed,
             message,
         )
+    }
+
+    /// A SCIM error with `scimType` `kind` (400, or 409 for `uniqueness`).
+    pub fn scim(kind: ScimType, message: impl Into<String>) -> Self {
+        Self::new(ErrorCode::Scim(kind), message)
     }
 
     /// A `500`: an I/O failure or a broken invariant, never caused by input.

@@ -19,6 +19,7 @@ pub mod resource;
 pub mod role;
 pub mod schedule;
 pub mod scheduler;
+pub mod scim;
 pub mod scope;
 pub mod store;
 

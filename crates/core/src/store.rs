@@ -69,14 +69,16 @@ pub trait Tx {
     fn update_subject(&mut self, s: &Subject) -> Result<()>;
     /// Deletes a subject and its memberships (both as member and as group).
     fn delete_subject(&mut self, id: &str) -> Result<()>;
-    /// Subjects of one kind, ordered by display name, paged.
+    /// Subjects matching a SCIM list query, with their SCIM records, paged (`total` is
+    /// always counted). Filters run in the database with bound parameters.
     fn list_subjects(
         &mut self,
-        kind: crate::directory::SubjectKind,
-        filter: Option<(&str, &str)>,
-        skip: u32,
-        top: u32,
-    ) -> Result<Page<Subject>>;
+        q: &crate::scim::SubjectQuery,
+    ) -> Result<Page<(Subject, crate::scim::ScimRecord)>>;
+    /// The SCIM record of subject `id` (by id only).
+    fn subject_scim(&mut self, id: &str) -> Result<Option<crate::scim::ScimRecord>>;
+    /// Replaces the SCIM record of subject `id`.
+    fn set_subject_scim(&mut self, id: &str, rec: &crate::scim::ScimRecord) -> Result<()>;
     /// Direct members of a group.
     fn group_members(&mut self, group_id: &str) -> Result<Vec<String>>;
     /// Direct groups of a subject.

@@ -9,6 +9,8 @@ mod seed;
 use anyhow::{Context, bail};
 use clap::{Parser, Subcommand, ValueEnum};
 use rolegate_api::auth::{Authenticator, Claims, mint_hs256};
+use rolegate_api::oidc::{JwksSource, OidcConfig, OidcVerifier};
+use rolegate_api::scim::ProvisioningToken;
 use rolegate_api::{AppState, router};
 use rolegate_core::clock::{Clock, SystemClock};
 use rolegate_core::store::Store;
@@ -84,6 +86,21 @@ struct ServeArgs {
     /// Development authentication: verify HS256 tokens with this secret.
     #[arg(long, env = "ROLEGATE_AUTH_HS256_SECRET", hide_env_values = true)]
     auth_hs256_secret: Option<String>,
+    /// Production authentication: the issuer (`iss`) of RS256/ES256 tokens; needs
+    /// --oidc-audience. Without --jwks-file or --jwks-url the key set is found through
+    /// ISSUER/.well-known/openid-configuration.
+    #[arg(long, env = "ROLEGATE_OIDC_ISSUER")]
+    oidc_issuer: Option<String>,
+    /// Production authentication: the audience (`aud`) tokens must name.
+    #[arg(long, env = "ROLEGATE_OIDC_AUDIENCE")]
+    oidc_audience: Option<String>,
+    /// Production authentication: the issuer's JSON Web Key Set, from a file.
+    #[arg(long, env = "ROLEGATE_JWKS_FILE")]
+    jwks_file: Option<PathBuf>,
+    /// Production authentication: the issuer's JSON Web Key Set URL (https; plain http only
+    /// for loopback hosts).
+    #[arg(long, env = "ROLEGATE_JWKS_URL")]
+    jwks_url: Option<String>,
     /// A tenant administrator's subject id (repeatable; adds to ROLEGATE_ADMINS).
     #[arg(long = "admin")]
     admins: Vec<String>,
@@ -99,6 +116,11 @@ struct ServeArgs {
         value_parser = scheduler::parse_interval
     )]
     scheduler_interval: std::time::Duration,
+    /// SCIM provisioning clients (Entra ID, Okta): a file holding a long-lived bearer
+    /// secret (at least 32 bytes; surrounding whitespace trimmed) accepted on /scim only,
+    /// besides tenant administrators' tokens. The secret is never logged.
+    #[arg(long, env = "ROLEGATE_SCIM_TOKEN_FILE")]
+    scim_token_file: Option<PathBuf>,
 }
 
 #[derive(Debug, Clone, Copy, ValueEnum)]
@@ -168,7 +190,57 @@ fn mint(
     Ok(mint_hs256(secret.as_bytes(), &claims)?)
 }
 
+/// Production authentication settings, when any of its flags is given.
+fn oidc_config(args: &ServeArgs) -> anyhow::Result<Option<OidcConfig>> {
+    if args.oidc_issuer.is_none()
+        && args.oidc_audience.is_none()
+        && args.jwks_file.is_none()
+        && args.jwks_url.is_none()
+    {
+        return Ok(None);
+    }
+    let Some(issuer) = args.oidc_issuer.clone() else {
+        bail!("production authentication needs --oidc-issuer (or ROLEGATE_OIDC_ISSUER)");
+    };
+    let Some(audience) = args.oidc_audience.clone() else {
+        bail!("production authentication needs --oidc-audience (or ROLEGATE_OIDC_AUDIENCE)");
+    };
+    let source = match (&args.jwks_file, &args.jwks_url) {
+        (Some(_), Some(_)) => bail!("pass --jwks-file or --jwks-url, not both"),
+        (Some(f), None) => JwksSource::File(f.clone()),
+        (None, Some(u)) => JwksSource::Url(u.clone()),
+        (None, None) => JwksSource::Discovery,
+    };
+    Ok(Some(OidcConfig {
+        issuer,
+        audience,
+        source,
+    }))
+}
+
 async fn serve(args: ServeArgs) -> anyhow::Result<()> {
+    // Settle authentication before touching the database.
+    let oidc = oidc_config(&args)?;
+    let secret = match (&oidc, &args.auth_hs256_secret, args.demo) {
+        (Some(_), Some(_), _) => bail!(
+            "production authentication (--oidc-issuer, --oidc-audience, --jwks-file, --jwks-url) cannot be combined with --auth-hs256-secret (or ROLEGATE_AUTH_HS256_SECRET); pick one"
+        ),
+        (Some(_), None, true) => bail!(
+            "--demo prints development (HS256) tokens and cannot be combined with production authentication"
+        ),
+        (Some(_), None, false) => None,
+        (None, Some(s), _) => Some(s.clone()),
+        (None, None, true) => Some(format!("demo-{}", uuid::Uuid::new_v4().simple())),
+        (None, None, false) => bail!(
+            "no authentication configured: pass --oidc-issuer and --oidc-audience (production), --auth-hs256-secret (or ROLEGATE_AUTH_HS256_SECRET) for development, or --demo"
+        ),
+    };
+    let scim_token = args
+        .scim_token_file
+        .as_deref()
+        .map(ProvisioningToken::from_file)
+        .transpose()
+        .map_err(|e| anyhow::anyhow!("--scim-token-file: {e}"))?;
     let clock: Arc<dyn Clock> = Arc::new(SystemClock);
     let path = sqlite_path(&args.database)?;
     let sync = match args.sqlite_synchronous {
@@ -187,25 +259,37 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
                 .map(str::to_string),
         );
     }
-    let secret = match (&args.auth_hs256_secret, args.demo) {
-        (Some(s), _) => s.clone(),
-        (None, true) => format!("demo-{}", uuid::Uuid::new_v4().simple()),
-        (None, false) => bail!(
-            "no authentication configured: pass --auth-hs256-secret (or ROLEGATE_AUTH_HS256_SECRET), or --demo"
-        ),
-    };
     if args.demo {
         admins.push(demo::ADMIN.to_string());
         demo::seed(store.as_ref(), clock.as_ref())?;
     }
-    let auth = Authenticator::hs256(secret.as_bytes(), None, None, admins)?;
-    let state = Arc::new(AppState::new(Arc::clone(&store), Arc::clone(&clock), auth)?);
+    let auth = match (oidc, &secret) {
+        (Some(config), _) => {
+            let (issuer, audience) = (config.issuer.clone(), config.audience.clone());
+            let verifier = OidcVerifier::new(config, Arc::clone(&clock))
+                .await
+                .map_err(|e| anyhow::anyhow!("production authentication: {e}"))?;
+            tracing::info!(
+                %issuer,
+                %audience,
+                keys = verifier.key_count(),
+                "production authentication (RS256/ES256)"
+            );
+            Authenticator::oidc(verifier, admins)
+        }
+        (None, Some(secret)) => Authenticator::hs256(secret.as_bytes(), None, None, admins)?,
+        (None, None) => bail!("no authentication configured"),
+    };
+    let state = Arc::new(
+        AppState::new(Arc::clone(&store), Arc::clone(&clock), auth)?.with_scim_token(scim_token),
+    );
     let listener = tokio::net::TcpListener::bind(&args.listen)
         .await
         .with_context(|| format!("binding {}", args.listen))?;
     let addr = listener.local_addr()?;
     if args.demo
-        && let Err(e) = demo::print_guide(store.as_ref(), &secret, &addr.to_string(), clock.now())
+        && let Some(secret) = &secret
+        && let Err(e) = demo::print_guide(store.as_ref(), secret, &addr.to_string(), clock.now())
     {
         eprintln!("this database was not seeded by --demo, so there is no guide to print ({e})");
     }

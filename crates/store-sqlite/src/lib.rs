@@ -4,6 +4,7 @@
 //! the writer).
 
 pub mod odata_sql;
+mod scim_sql;
 mod tx;
 
 use rolegate_core::error::{DomainError, Result};
@@ -18,6 +19,7 @@ const MIGRATIONS: &[(i64, &str)] = &[
     (1, include_str!("../migrations/0001_initial.sql")),
     (2, include_str!("../migrations/0002_scheduler.sql")),
     (3, include_str!("../migrations/0003_audit_chain.sql")),
+    (4, include_str!("../migrations/0004_scim.sql")),
 ];
 
 /// How hard SQLite works to make a commit durable (decisions.md §1).

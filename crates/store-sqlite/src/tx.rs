@@ -19,6 +19,7 @@ use rolegate_core::request::{Approval, RequestType, RoleAssignmentRequest, SubSt
 use rolegate_core::resource::{Resource, ResourceStatus};
 use rolegate_core::role::{RoleDefinition, RoleSetting, is_access_admin_template};
 use rolegate_core::schedule::Schedule;
+use rolegate_core::scim::{ScimRecord, SubjectQuery};
 use rolegate_core::store::{AssignmentKey, Tx};
 use rusqlite::types::Value;
 use rusqlite::{Connection, OptionalExtension, Row, params, params_from_iter};
@@ -140,6 +141,28 @@ fn subject_row(row: &Row) -> rusqlite::Result<Subject> {
         email: row.get(5)?,
         active: row.get(6)?,
     })
+}
+
+const SCIM_SUBJECT_COLS: &str = "s.id, s.external_id, s.kind, s.display_name, s.principal_name, s.email, s.active, \
+     s.scim_attributes, s.created_at, s.modified_at, s.version";
+
+/// A subject and its SCIM record (the document synthesised when none is stored).
+fn scim_subject_row(row: &Row) -> rusqlite::Result<(Subject, ScimRecord)> {
+    let subject = subject_row(row)?;
+    let attributes = match row.get::<_, Option<String>>(7)? {
+        Some(text) => match serde_json::from_str(&text).map_err(json_err)? {
+            serde_json::Value::Object(o) => o,
+            _ => rolegate_core::scim::resource::synthesize(&subject),
+        },
+        None => rolegate_core::scim::resource::synthesize(&subject),
+    };
+    let rec = ScimRecord {
+        attributes,
+        created: row.get::<_, Option<i64>>(8)?.map(ts).transpose()?,
+        last_modified: row.get::<_, Option<i64>>(9)?.map(ts).transpose()?,
+        version: u64::try_from(row.get::<_, i64>(10)?).unwrap_or(1),
+    };
+    Ok((subject, rec))
 }
 
 const ASSIGNMENT_COLS: &str = "a.id, a.resource_id, a.role_definition_id, a.subject_id, a.state, a.linked_eligible_id, a.start_at, a.end_at, a.request_id";
@@ -874,8 +897,15 @@ impl Tx for SqliteTx<'_> {
     }
 
     fn insert_subject(&mut self, s: &Subject) -> Result<()> {
+        // A subject inserted outside SCIM (seeded) gets its directory attributes as its SCIM
+        // document; SCIM creation replaces it in the same transaction.
+        let doc = serde_json::to_string(&rolegate_core::scim::resource::synthesize(s))
+            .map_err(|e| DomainError::internal(format!("scim document: {e}")))?;
         self.exec(
-            &format!("INSERT INTO subjects ({SUBJECT_COLS}) VALUES (?, ?, ?, ?, ?, ?, ?)"),
+            &format!(
+                "INSERT INTO subjects ({SUBJECT_COLS}, scim_attributes, created_at, modified_at, version) \
+                 VALUES (?, ?, ?, ?, ?, ?, ?, ?, CAST(unixepoch('subsec') * 1000000 AS INTEGER), CAST(unixepoch('subsec') * 1000000 AS INTEGER), 1)"
+            ),
             params![
                 s.id,
                 s.external_id,
@@ -883,7 +913,8 @@ impl Tx for SqliteTx<'_> {
                 s.display_name,
                 s.principal_name,
                 s.email,
-                s.active
+                s.active,
+                doc
             ],
         )?;
         Ok(())
@@ -906,48 +937,53 @@ impl Tx for SqliteTx<'_> {
         Ok(())
     }
 
-    fn list_subjects(
-        &mut self,
-        kind: SubjectKind,
-        filter: Option<(&str, &str)>,
-        skip: u32,
-        top: u32,
-    ) -> Result<Page<Subject>> {
-        let (cond, value) = match filter {
-            None => (String::new(), None),
-            Some((attr, value)) => {
-                let col = match attr.to_ascii_lowercase().as_str() {
-                    "username" => "lower(principal_name)",
-                    "displayname" => "lower(display_name)",
-                    "externalid" => "lower(external_id)",
-                    "id" => "lower(id)",
-                    other => {
-                        return Err(DomainError::bad_request(format!(
-                            "filtering on `{other}` is not supported"
-                        )));
-                    }
-                };
-                (format!(" AND {col} = lower(?)"), Some(value.to_string()))
-            }
-        };
-        let p: Vec<Value> = std::iter::once(Value::Text(kind.as_str().into()))
-            .chain(value.map(Value::Text))
-            .collect();
-        let sql = format!(
-            "SELECT {SUBJECT_COLS} FROM subjects WHERE kind = ?{cond} ORDER BY display_name, id LIMIT {} OFFSET {skip}",
-            u64::from(top) + 1
-        );
-        let mut items = self.many(&sql, params_from_iter(p.iter()), subject_row)?;
-        let more = items.len() > top as usize;
-        items.truncate(top as usize);
+    fn list_subjects(&mut self, q: &SubjectQuery) -> Result<Page<(Subject, ScimRecord)>> {
+        let wh = crate::scim_sql::where_sql(q)?;
+        let order = crate::scim_sql::order_sql(q.sort.as_ref());
         let total = self
             .one(
-                &format!("SELECT count(*) FROM subjects WHERE kind = ?{cond}"),
-                params_from_iter(p.iter()),
+                &format!("SELECT count(*) FROM subjects s WHERE {}", wh.sql),
+                params_from_iter(wh.params.iter()),
                 |r| r.get::<_, i64>(0),
             )?
             .map(|n| n.max(0) as u64);
+        let mut p = wh.params.clone();
+        p.extend(order.params);
+        p.push(Value::Integer(i64::from(q.top) + 1));
+        p.push(Value::Integer(i64::try_from(q.skip).unwrap_or(i64::MAX)));
+        let sql = format!(
+            "SELECT {SCIM_SUBJECT_COLS} FROM subjects s WHERE {} ORDER BY {} LIMIT ? OFFSET ?",
+            wh.sql, order.sql
+        );
+        let mut items = self.many(&sql, params_from_iter(p.iter()), scim_subject_row)?;
+        let more = items.len() > q.top as usize;
+        items.truncate(q.top as usize);
         Ok(Page { items, total, more })
+    }
+
+    fn subject_scim(&mut self, id: &str) -> Result<Option<ScimRecord>> {
+        self.one(
+            &format!("SELECT {SCIM_SUBJECT_COLS} FROM subjects s WHERE s.id = ?"),
+            [id],
+            scim_subject_row,
+        )
+        .map(|r| r.map(|(_, rec)| rec))
+    }
+
+    fn set_subject_scim(&mut self, id: &str, rec: &ScimRecord) -> Result<()> {
+        let doc = serde_json::to_string(&rec.attributes)
+            .map_err(|e| DomainError::internal(format!("scim document: {e}")))?;
+        self.exec(
+            "UPDATE subjects SET scim_attributes = ?, created_at = ?, modified_at = ?, version = ? WHERE id = ?",
+            params![
+                doc,
+                rec.created.map(us),
+                rec.last_modified.map(us),
+                i64::try_from(rec.version).unwrap_or(i64::MAX),
+                id
+            ],
+        )?;
+        Ok(())
     }
 
     fn group_members(&mut self, group_id: &str) -> Result<Vec<String>> {
@@ -967,8 +1003,18 @@ impl Tx for SqliteTx<'_> {
     }
 
     fn set_group_members(&mut self, group_id: &str, members: &[String]) -> Result<()> {
-        self.exec("DELETE FROM group_members WHERE group_id = ?", [group_id])?;
-        for m in members {
+        // Only the difference is written: a PATCH adding one member to a large group
+        // touches one row.
+        let before: std::collections::HashSet<String> =
+            self.group_members(group_id)?.into_iter().collect();
+        let after: std::collections::HashSet<&String> = members.iter().collect();
+        for m in before.iter().filter(|m| !after.contains(m)) {
+            self.exec(
+                "DELETE FROM group_members WHERE group_id = ? AND member_id = ?",
+                params![group_id, m],
+            )?;
+        }
+        for m in members.iter().filter(|m| !before.contains(*m)) {
             self.exec(
                 "INSERT OR IGNORE INTO group_members (group_id, member_id) VALUES (?, ?)",
                 params![group_id, m],

@@ -719,7 +719,8 @@ fn scim_users_and_groups_lifecycle() {
     );
     let all = w.s.get("/scim/v2/Users", &w.admin);
     assert_eq!(all.json["totalResults"], 2);
-    assert_scim_error(&list("userName sw \"j\""), 400);
+    assert_eq!(list("userName sw \"j\"").json["totalResults"], 1);
+    assert_scim_error(&list("userName xx \"j\""), 400);
     // Groups.
     let r = post(
         "/scim/v2/Groups",
@@ -797,8 +798,10 @@ fn scim_users_and_groups_lifecycle() {
     );
     let g = w.s.get(&format!("/scim/v2/Groups/{platform}"), &w.admin);
     assert_eq!(
-        g.json["members"],
-        json!([{"value": bob}]),
+        g.json["members"]
+            .as_array()
+            .map(|m| m.iter().map(|x| x["value"].clone()).collect::<Vec<_>>()),
+        Some(vec![json!(bob)]),
         "a deleted user leaves its groups"
     );
     assert_error(

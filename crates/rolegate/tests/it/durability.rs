@@ -30,6 +30,18 @@ fn snapshot(w: &World, token: &str) -> Value {
             if let Some(meta) = r.get_mut("meta").and_then(Value::as_object_mut) {
                 meta.remove("location");
             }
+            for key in ["members", "groups"] {
+                for m in r
+                    .get_mut(key)
+                    .and_then(Value::as_array_mut)
+                    .into_iter()
+                    .flatten()
+                {
+                    if let Some(m) = m.as_object_mut() {
+                        m.remove("$ref");
+                    }
+                }
+            }
         }
         v
     };

@@ -86,6 +86,15 @@ impl Server {
         Self::spawn(dir, db, false, args)
     }
 
+    /// Starts a server on a fresh database with only `args` for authentication (no
+    /// development secret; the tenant administrator is still [`ADMIN`]).
+    pub fn start_without_dev_auth(args: &[&str]) -> Server {
+        let dir = std::env::temp_dir().join(format!("rolegate-it-{}", uuid_like()));
+        std::fs::create_dir_all(&dir).expect("temp dir");
+        let db = dir.join("rolegate.db");
+        Self::spawn_with_auth(dir, db, false, args, false)
+    }
+
     /// Stops this server gracefully and starts a new one on the same database file.
     pub fn restart(self) -> Server {
         self.restart_with(&[])
@@ -102,14 +111,33 @@ impl Server {
     }
 
     fn spawn(dir: PathBuf, db: PathBuf, keep_dir: bool, extra: &[&str]) -> Server {
+        Self::spawn_with_auth(dir, db, keep_dir, extra, true)
+    }
+
+    fn spawn_with_auth(
+        dir: PathBuf,
+        db: PathBuf,
+        keep_dir: bool,
+        extra: &[&str],
+        dev_auth: bool,
+    ) -> Server {
         let log = std::fs::File::create(dir.join("server.log")).expect("log file");
-        let mut child = Command::new(binary())
-            .args(["serve", "--listen", "127.0.0.1:0", "--database"])
+        let mut cmd = Command::new(binary());
+        cmd.args(["serve", "--listen", "127.0.0.1:0", "--database"])
             .arg(format!("sqlite://{}", db.display()))
-            .args(["--auth-hs256-secret", SECRET, "--admin", ADMIN])
+            .args(["--admin", ADMIN]);
+        if dev_auth {
+            cmd.args(["--auth-hs256-secret", SECRET]);
+        }
+        let mut child = cmd
             .args(extra)
             .env("RUST_LOG", "warn")
             .env_remove("ROLEGATE_ADMINS")
+            .env_remove("ROLEGATE_AUTH_HS256_SECRET")
+            .env_remove("ROLEGATE_OIDC_ISSUER")
+            .env_remove("ROLEGATE_OIDC_AUDIENCE")
+            .env_remove("ROLEGATE_JWKS_FILE")
+            .env_remove("ROLEGATE_JWKS_URL")
             .stdout(Stdio::piped())
             .stderr(log)
             .spawn()

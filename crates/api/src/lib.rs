@@ -171,6 +171,18 @@ async fn readyz(State(s): State<S>) -> Response {
     }
 }
 
+/// Headers every response carries unless the handler set them.
+const SECURITY_HEADERS: [(&str, &str); 5] = [
+    ("x-content-type-options", "nosniff"),
+    ("x-frame-options", "DENY"),
+    ("referrer-policy", "no-referrer"),
+    (
+        "content-security-policy",
+        "default-src 'none'; frame-ancestors 'none'",
+    ),
+    ("cache-control", "no-store"),
+];
+
 /// Gives every request an id, logs it, and completes error bodies: bare 404/405/413/500
 /// responses get the envelope, and every Graph error gets `innerError` with the date and
 /// the request id.
@@ -204,6 +216,12 @@ async fn request_context(mut req: Request, next: Next) -> Response {
     }
     if let Ok(v) = HeaderValue::from_str(&id) {
         resp.headers_mut().insert("request-id", v);
+    }
+    // API responses carry personal data and are never meant to be rendered or cached.
+    for (name, value) in SECURITY_HEADERS {
+        resp.headers_mut()
+            .entry(name)
+            .or_insert(HeaderValue::from_static(value));
     }
     if let Some(Ok(v)) = client_id.as_deref().map(HeaderValue::from_str) {
         resp.headers_mut().insert("client-request-id", v);

@@ -49,3 +49,29 @@ fn metrics_count_requests_in_prometheus_text() {
     assert!(value("rolegate_http_request_duration_seconds_count") >= 2);
     assert_eq!(value("rolegate_access_index_assignments"), 0);
 }
+
+#[test]
+fn every_response_carries_the_security_headers() {
+    let s = Server::start();
+    let admin = s.token(ADMIN, true);
+    for r in [
+        s.get(&s.pim("/resources"), &admin),
+        s.call("GET", &s.pim("/resources"), None, None),
+        s.call("GET", "/no/such/route", None, None),
+        s.call("GET", "/healthz", None, None),
+    ] {
+        assert_eq!(
+            r.header("x-content-type-options"),
+            Some("nosniff"),
+            "{:?}",
+            r.headers
+        );
+        assert_eq!(r.header("x-frame-options"), Some("DENY"));
+        assert_eq!(r.header("referrer-policy"), Some("no-referrer"));
+        assert_eq!(r.header("cache-control"), Some("no-store"));
+        assert!(
+            r.header("content-security-policy")
+                .is_some_and(|v| v.contains("default-src 'none'"))
+        );
+    }
+}

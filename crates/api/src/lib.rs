@@ -8,9 +8,12 @@ pub mod extract;
 pub mod graph;
 pub mod metrics;
 pub mod oidc;
+pub mod openapi;
 pub mod render;
 pub mod scim;
 pub mod state;
+pub mod subscriptions;
+pub mod webhook;
 
 use crate::extract::RequestId;
 use crate::graph::Collection;
@@ -46,11 +49,46 @@ fn item_route(c: Collection) -> MethodRouter<S> {
     get(move |s, a, o, p, h| graph::item_route(s, a, o, p, h, c))
 }
 
+/// A router that remembers the paths it registers (for the OpenAPI document's test).
+#[derive(Default)]
+struct Routes {
+    router: Router<S>,
+    paths: Vec<String>,
+}
+
+impl Routes {
+    fn route(mut self, path: &str, method_router: MethodRouter<S>) -> Self {
+        self.paths.push(path.to_string());
+        self.router = self.router.route(path, method_router);
+        self
+    }
+}
+
+/// Every path registered by [`router`], in registration order.
+pub fn route_paths() -> Vec<String> {
+    routes().paths
+}
+
 /// The whole HTTP surface.
 pub fn router(state: S) -> Router {
+    routes()
+        .router
+        .fallback(|| async { (StatusCode::NOT_FOUND, "") })
+        .method_not_allowed_fallback(|| async { (StatusCode::METHOD_NOT_ALLOWED, "") })
+        .layer(DefaultBodyLimit::max(MAX_BODY_BYTES))
+        .layer(tower_http::catch_panic::CatchPanicLayer::custom(|_| {
+            (StatusCode::INTERNAL_SERVER_ERROR, "").into_response()
+        }))
+        .layer(middleware::from_fn(request_context))
+        .with_state(state)
+}
+
+/// Every route, before the fallbacks, layers and state.
+fn routes() -> Routes {
     let p = "/beta/privilegedAccess/{provider}";
-    let mut r: Router<S> = Router::new()
+    let mut r = Routes::default()
         .route("/healthz", get(|| async { "ok" }))
+        .route("/openapi.json", get(openapi::serve))
         .route("/readyz", get(readyz))
         .route("/metrics", get(metrics_text))
         .route("/beta/privilegedAccess", get(graph::providers))
@@ -127,6 +165,17 @@ pub fn router(state: S) -> Router {
         );
     r = r
         .route(
+            "/beta/subscriptions",
+            get(subscriptions::list).post(subscriptions::create),
+        )
+        .route(
+            "/beta/subscriptions/{id}",
+            get(subscriptions::get)
+                .patch(subscriptions::renew)
+                .delete(subscriptions::delete),
+        );
+    r = r
+        .route(
             "/scim/v2/ServiceProviderConfig",
             get(scim::service_provider_config),
         )
@@ -144,14 +193,7 @@ pub fn router(state: S) -> Router {
                 .patch(scim::patch)
                 .delete(scim::delete),
         );
-    r.fallback(|| async { (StatusCode::NOT_FOUND, "") })
-        .method_not_allowed_fallback(|| async { (StatusCode::METHOD_NOT_ALLOWED, "") })
-        .layer(DefaultBodyLimit::max(MAX_BODY_BYTES))
-        .layer(tower_http::catch_panic::CatchPanicLayer::custom(|_| {
-            (StatusCode::INTERNAL_SERVER_ERROR, "").into_response()
-        }))
-        .layer(middleware::from_fn(request_context))
-        .with_state(state)
+    r
 }
 
 async fn metrics_text(State(s): State<S>) -> Response {

@@ -124,7 +124,7 @@ fn rules(list: &[RuleSetting]) -> Value {
 }
 
 /// The entity's own properties.
-fn properties(e: &Entity, now: Timestamp) -> Map<String, Value> {
+pub fn properties(e: &Entity, now: Timestamp) -> Map<String, Value> {
     let v = match e {
         Entity::Resource(r) => json!({
             "id": r.id, "externalId": r.external_id, "type": r.resource_type, "displayName": r.display_name,

@@ -25,6 +25,8 @@ pub struct AppState {
     pub auth: Authenticator,
     /// The provisioning secret accepted on `/scim` (`--scim-token-file`), if any.
     pub scim_token: Option<crate::scim::ProvisioningToken>,
+    /// Where change-notification webhooks may point (decisions.md §12).
+    pub webhooks: rolegate_core::notification::TargetPolicy,
 }
 
 impl std::fmt::Debug for AppState {
@@ -71,12 +73,22 @@ impl AppState {
             clock,
             auth,
             scim_token: None,
+            webhooks: rolegate_core::notification::TargetPolicy::default(),
         })
     }
 
     /// The same state, also accepting `token` (when given) on `/scim` routes.
     pub fn with_scim_token(mut self, token: Option<crate::scim::ProvisioningToken>) -> Self {
         self.scim_token = token;
+        self
+    }
+
+    /// The same state with webhook targets checked by `policy`.
+    pub fn with_webhook_policy(
+        mut self,
+        policy: rolegate_core::notification::TargetPolicy,
+    ) -> Self {
+        self.webhooks = policy;
         self
     }
 

@@ -67,6 +67,7 @@ pub fn group_closure(subject: &str, direct_groups: impl Fn(&str) -> Vec<String>)
 
 use crate::access::{AccessChange, OpContext};
 use crate::error::{DomainError, ErrorCode, Result};
+use crate::notification::{self, ChangeType};
 use crate::store::Tx;
 
 fn require_admin(ctx: &OpContext) -> Result<()> {
@@ -273,6 +274,7 @@ fn close_subject(
         }
         if activations_only && a.is_activation() {
             tx.end_assignment(&a, ctx.now, EndReason::Removed, None)?;
+            notification::assignment_changed(tx, ctx.now, &a, ChangeType::Deleted)?;
             changes.push(AccessChange::Remove {
                 subject_id: a.subject_id.clone(),
                 assignment_id: a.id.clone(),
@@ -299,6 +301,7 @@ fn close_subject(
                 .flatten()
         {
             tx.end_assignment(&a, ctx.now, EndReason::Canceled, Some(&r.id))?;
+            notification::assignment_changed(tx, ctx.now, &a, ChangeType::Deleted)?;
             changes.push(AccessChange::Remove {
                 subject_id: a.subject_id.clone(),
                 assignment_id: a.id.clone(),
@@ -311,6 +314,7 @@ fn close_subject(
         };
         r.version += 1;
         tx.update_request(&r)?;
+        notification::request_changed(tx, ctx.now, &r, ChangeType::Updated)?;
     }
     Ok(changes)
 }

@@ -9,6 +9,9 @@ use std::fmt;
 pub enum ErrorCode {
     /// Malformed input: bad JSON, a wrong type, an unsupported query option (400).
     BadRequest,
+    /// A change-notification subscription that cannot be made: bad fields, a refused
+    /// `notificationUrl`, or an endpoint that failed validation (400).
+    InvalidRequest,
     /// A malformed ARM id (400).
     InvalidResourceId,
     /// A role-setting rule whose `setting` is not valid for its rule (400).
@@ -75,6 +78,7 @@ impl ErrorCode {
         use ErrorCode::*;
         match self {
             BadRequest => "BadRequest",
+            InvalidRequest => "InvalidRequest",
             InvalidResourceId => "InvalidResourceId",
             InvalidRoleSetting => "InvalidRoleSetting",
             RoleSettingNotFoundForUpdate | RoleSettingNotFound => "RoleSettingNotFound",

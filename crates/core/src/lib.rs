@@ -11,6 +11,7 @@ pub mod audit;
 pub mod clock;
 pub mod directory;
 pub mod error;
+pub mod notification;
 pub mod odata;
 pub mod policy;
 pub mod query;

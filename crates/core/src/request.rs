@@ -8,6 +8,7 @@ use crate::access::{AccessChange, AccessView, OpContext};
 use crate::assignment::{AssignmentState, EndReason, RoleAssignment};
 use crate::audit::{AuditRecord, Target};
 use crate::error::{DomainError, ErrorCode, Result};
+use crate::notification::{self, ChangeType};
 use crate::policy::{ApproverKind, Policy, RequestFacts, RuleCollection, RuleResult, TicketInfo};
 use crate::resource::{Resource, ResourceStatus};
 use crate::role::{RoleDefinition, RoleSetting};
@@ -399,6 +400,7 @@ fn clear_ended(
             live.push(a);
         } else if let Some(end) = a.schedule.end {
             tx.end_assignment(&a, end, EndReason::Expired, None)?;
+            notification::assignment_changed(tx, now, &a, ChangeType::Deleted)?;
         }
     }
     Ok(live)
@@ -518,6 +520,7 @@ pub fn submit(tx: &mut dyn Tx, ctx: &OpContext, new: NewRequest) -> Result<Outco
         pending.sub_status = now_status;
         pending.version += 1;
         tx.update_request(&pending)?;
+        notification::request_changed(tx, ctx.now, &pending, ChangeType::Updated)?;
     }
     let effect = match kind {
         RequestType::AdminAdd => admin_add(tx, ctx, &new, &target, &key)?,
@@ -552,6 +555,7 @@ pub fn submit(tx: &mut dyn Tx, ctx: &OpContext, new: NewRequest) -> Result<Outco
         version: 1,
     };
     tx.insert_request(&request)?;
+    notification::request_changed(tx, ctx.now, &request, ChangeType::Created)?;
     if request.sub_status == SubStatus::PendingApproval {
         let policy = target.setting.rules.policy(RuleCollection::UserMember)?;
         let approvers: Vec<String> = policy
@@ -699,6 +703,7 @@ fn admin_add(
         request_id: String::new(),
     };
     tx.insert_assignment(&a)?;
+    notification::assignment_changed(tx, ctx.now, &a, ChangeType::Created)?;
     Ok(Effect {
         schedule: Some(schedule),
         sub_status: started(&schedule, ctx.now),
@@ -759,6 +764,7 @@ fn admin_change(
     details.extend(evaluate(&policy, &schedule, ctx, new)?);
     a.schedule = schedule;
     tx.update_assignment(&a)?;
+    notification::assignment_changed(tx, ctx.now, &a, ChangeType::Updated)?;
     let administers = t.role.administers_access();
     let bounded = bound_activations(tx, ctx, &a, administers)?;
     let mut changes = vec![AccessChange::Upsert(a.clone(), administers)];
@@ -834,13 +840,15 @@ fn renew_into_place(
     mut a: RoleAssignment,
     in_table: bool,
     schedule: Schedule,
+    now: Timestamp,
 ) -> Result<RoleAssignment> {
     a.schedule = schedule;
     if in_table {
-        tx.update_assignment(&a)?
+        tx.update_assignment(&a)?;
     } else {
-        tx.restore_assignment(&a)?
+        tx.restore_assignment(&a)?;
     }
+    notification::assignment_changed(tx, now, &a, ChangeType::Updated)?;
     Ok(a)
 }
 
@@ -865,7 +873,7 @@ fn admin_renew(
         .policy(collection_for(RequestType::AdminRenew, key.state))?;
     let mut details = vec![grant("AdminRequestRule")];
     details.extend(evaluate(&policy, &schedule, ctx, new)?);
-    let a = renew_into_place(tx, a, in_table, schedule)?;
+    let a = renew_into_place(tx, a, in_table, schedule, ctx.now)?;
     Ok(Effect {
         schedule: Some(schedule),
         sub_status: started(&schedule, ctx.now),
@@ -888,6 +896,7 @@ pub(crate) fn end_with_dependents(
 ) -> Result<Vec<AccessChange>> {
     let mut changes = Vec::new();
     tx.end_assignment(a, ctx.now, reason, None)?;
+    notification::assignment_changed(tx, ctx.now, a, ChangeType::Deleted)?;
     changes.push(AccessChange::Remove {
         subject_id: a.subject_id.clone(),
         assignment_id: a.id.clone(),
@@ -925,6 +934,7 @@ fn end_activation(
     activity: &str,
 ) -> Result<Vec<AccessChange>> {
     tx.end_assignment(x, ctx.now, EndReason::Removed, None)?;
+    notification::assignment_changed(tx, ctx.now, x, ChangeType::Deleted)?;
     audit_side_effect(tx, ctx, activity, "RoleAssignment", &x.id)?;
     Ok(vec![AccessChange::Remove {
         subject_id: x.subject_id.clone(),
@@ -942,6 +952,7 @@ fn cancel_side_effect(
     r.sub_status = SubStatus::Canceled;
     r.version += 1;
     tx.update_request(&r)?;
+    notification::request_changed(tx, ctx.now, &r, ChangeType::Updated)?;
     audit_side_effect(tx, ctx, activity, "Request", &r.id)
 }
 
@@ -1002,6 +1013,7 @@ fn bound_activations(
         {
             x.schedule.end = Some(limit);
             tx.update_assignment(&x)?;
+            notification::assignment_changed(tx, ctx.now, &x, ChangeType::Updated)?;
             audit_side_effect(
                 tx,
                 ctx,
@@ -1250,6 +1262,7 @@ fn user_add(
     }
     let a = activation(ctx, key, &eligible, schedule);
     tx.insert_assignment(&a)?;
+    notification::assignment_changed(tx, ctx.now, &a, ChangeType::Created)?;
     Ok(Effect {
         schedule: Some(schedule),
         sub_status: started(&schedule, ctx.now),
@@ -1391,6 +1404,7 @@ pub fn cancel(tx: &mut dyn Tx, ctx: &OpContext, id: &str) -> Result<Outcome> {
             .flatten()
     {
         tx.end_assignment(&a, ctx.now, EndReason::Canceled, Some(&r.id))?;
+        notification::assignment_changed(tx, ctx.now, &a, ChangeType::Deleted)?;
         changes.push(AccessChange::Remove {
             subject_id: a.subject_id.clone(),
             assignment_id: a.id.clone(),
@@ -1399,6 +1413,7 @@ pub fn cancel(tx: &mut dyn Tx, ctx: &OpContext, id: &str) -> Result<Outcome> {
     r.sub_status = SubStatus::Canceled;
     r.version += 1;
     tx.update_request(&r)?;
+    notification::request_changed(tx, ctx.now, &r, ChangeType::Updated)?;
     let (role, resource) = role_and_resource(tx, &r)?;
     tx.append_audit(&audit(
         ctx,
@@ -1523,6 +1538,7 @@ pub fn decide(
     }
     r.version += 1;
     tx.update_request(&r)?;
+    notification::request_changed(tx, ctx.now, &r, ChangeType::Updated)?;
     let what = if approve { "Approve" } else { "Deny" };
     tx.append_audit(&audit(
         ctx,
@@ -1642,6 +1658,7 @@ fn provision_approved_activation(
     r.schedule = Some(schedule);
     let a = activation(ctx, &key, &eligible, schedule);
     tx.insert_assignment(&a)?;
+    notification::assignment_changed(tx, ctx.now, &a, ChangeType::Created)?;
     r.assignment_id = Some(a.id.clone());
     Ok((
         started(&schedule, ctx.now),
@@ -1681,6 +1698,7 @@ fn apply_admin_decision(
             })?;
             a.schedule = schedule;
             tx.update_assignment(&a)?;
+            notification::assignment_changed(tx, ctx.now, &a, ChangeType::Updated)?;
             a
         }
         _ => {
@@ -1695,7 +1713,7 @@ fn apply_admin_decision(
                     "the assignment to renew no longer exists",
                 )
             })?;
-            renew_into_place(tx, a, in_table, schedule)?
+            renew_into_place(tx, a, in_table, schedule, ctx.now)?
         }
     };
     r.schedule = Some(schedule);

@@ -29,6 +29,7 @@ use crate::access::{AccessChange, Caller, OpContext};
 use crate::assignment::{EndReason, RoleAssignment};
 use crate::audit::{AuditRecord, Target};
 use crate::error::Result;
+use crate::notification::{self, ChangeType};
 use crate::request::{RoleAssignmentRequest, SubStatus};
 use crate::schedule::format_datetime;
 use crate::store::Tx;
@@ -154,6 +155,7 @@ pub fn provision_due_grants(tx: &mut dyn Tx, ctx: &OpContext, limit: u32) -> Res
         }
         r.sub_status = SubStatus::Provisioned;
         r.version += 1;
+        notification::request_changed(tx, ctx.now, &r, ChangeType::Updated)?;
         let record = request_record(tx, ctx, &r, PROVISION_ACTIVITY)?;
         tx.append_audit(&record)?;
         batch.done += 1;
@@ -172,6 +174,7 @@ pub fn time_out_approvals(tx: &mut dyn Tx, ctx: &OpContext, limit: u32) -> Resul
         }
         r.sub_status = SubStatus::TimedOut;
         r.version += 1;
+        notification::request_changed(tx, ctx.now, &r, ChangeType::Updated)?;
         let record = request_record(tx, ctx, &r, TIME_OUT_ACTIVITY)?;
         tx.append_audit(&record)?;
         batch.done += 1;
@@ -194,6 +197,7 @@ pub fn expire_ended_assignments(tx: &mut dyn Tx, ctx: &OpContext, limit: u32) ->
             continue;
         }
         tx.end_assignment(&a, end, EndReason::Expired, None)?;
+        notification::assignment_changed(tx, ctx.now, &a, ChangeType::Deleted)?;
         let record = assignment_record(tx, ctx, &a)?;
         tx.append_audit(&record)?;
         batch.changes.push(AccessChange::Remove {

@@ -193,6 +193,44 @@ pub trait Tx {
     /// end at or before `now`; whether it is (the caller then calls [`Tx::end_assignment`]).
     fn claim_ended_assignment(&mut self, id: &str, now: Timestamp) -> Result<bool>;
 
+    /// Stores a change-notification subscription.
+    fn insert_subscription(&mut self, s: &crate::notification::Subscription) -> Result<()>;
+    /// A subscription by id.
+    fn subscription(&mut self, id: &str) -> Result<Option<crate::notification::Subscription>>;
+    /// Every subscription, expired ones included, oldest first.
+    fn subscriptions(&mut self) -> Result<Vec<crate::notification::Subscription>>;
+    /// Moves a subscription's expiration to `expires_at`.
+    fn renew_subscription(&mut self, id: &str, expires_at: Timestamp) -> Result<()>;
+    /// Deletes a subscription with its undelivered notifications.
+    fn delete_subscription(&mut self, id: &str) -> Result<()>;
+    /// Writes one outbox row, due at `now`, for each subscription unexpired at `now` that
+    /// watches `entity`, wants `change` and has no resource filter or one naming
+    /// `resource_id` or an ancestor of it.
+    fn enqueue_notifications(
+        &mut self,
+        entity: crate::notification::Entity,
+        id: &str,
+        change: crate::notification::ChangeType,
+        resource_id: &str,
+        now: Timestamp,
+    ) -> Result<()>;
+    /// Leases up to `limit` outbox rows due at `now` and not leased by anyone (or whose
+    /// lease ran out) to `owner` until `lease_until`, with a guarded update, and returns
+    /// them, earliest due first. Rows of expired or deleted subscriptions are dropped.
+    fn claim_deliveries(
+        &mut self,
+        owner: &str,
+        now: Timestamp,
+        lease_until: Timestamp,
+        limit: u32,
+    ) -> Result<Vec<crate::notification::Delivery>>;
+    /// Removes delivered (or given-up) notification `id` if `owner` still holds its
+    /// lease; whether it did.
+    fn finish_delivery(&mut self, id: &str, owner: &str) -> Result<bool>;
+    /// Releases notification `id` held by `owner` for another attempt at `at`, counting
+    /// the failed one; whether it did.
+    fn retry_delivery(&mut self, id: &str, owner: &str, at: Timestamp) -> Result<bool>;
+
     /// Appends an audit record: its `directoryAudit` document, the columns of
     /// [`crate::audit::AuditIndex`] (with one indexed row per target id), and its place in the
     /// hash chain (the previous record's hash and [`crate::audit::chain_hash`]), all in this

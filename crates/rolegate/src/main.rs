@@ -3,6 +3,7 @@
 
 mod audit;
 mod demo;
+mod notify;
 mod scheduler;
 mod seed;
 
@@ -13,6 +14,7 @@ use rolegate_api::oidc::{JwksSource, OidcConfig, OidcVerifier};
 use rolegate_api::scim::ProvisioningToken;
 use rolegate_api::{AppState, router};
 use rolegate_core::clock::{Clock, SystemClock};
+use rolegate_core::notification::TargetPolicy;
 use rolegate_core::store::Store;
 use rolegate_store_sqlite::{SqliteStore, Synchronous};
 use std::path::PathBuf;
@@ -32,7 +34,7 @@ struct Cli {
 #[derive(Subcommand, Debug)]
 enum Command {
     /// Runs the server.
-    Serve(ServeArgs),
+    Serve(Box<ServeArgs>),
     /// Prints a development (HS256) bearer token.
     Token(TokenArgs),
     /// Builds a large synthetic tenant in an empty database, for benchmarks.
@@ -121,6 +123,37 @@ struct ServeArgs {
     /// besides tenant administrators' tokens. The secret is never logged.
     #[arg(long, env = "ROLEGATE_SCIM_TOKEN_FILE")]
     scim_token_file: Option<PathBuf>,
+    /// Hosts that change-notification webhooks may reach over plain http (comma-separated;
+    /// every other notificationUrl must be https).
+    #[arg(
+        long,
+        env = "ROLEGATE_WEBHOOK_ALLOW_HTTP_HOSTS",
+        value_delimiter = ',',
+        default_value = "localhost,127.0.0.1,::1"
+    )]
+    webhook_allow_http_hosts: Vec<String>,
+    /// Hosts that webhooks may reach although they resolve to private, loopback or
+    /// link-local addresses (comma-separated; the SSRF guard refuses them otherwise).
+    #[arg(
+        long,
+        env = "ROLEGATE_WEBHOOK_ALLOW_PRIVATE_HOSTS",
+        value_delimiter = ',',
+        default_value = "localhost,127.0.0.1,::1"
+    )]
+    webhook_allow_private_hosts: Vec<String>,
+    /// The `tenantId` carried by change notifications.
+    #[arg(
+        long,
+        env = "ROLEGATE_TENANT_ID",
+        default_value = "00000000-0000-0000-0000-000000000000"
+    )]
+    tenant_id: String,
+    /// The first webhook retry's delay in milliseconds (doubling after); for tests.
+    #[arg(long, hide = true, default_value_t = 5_000)]
+    webhook_retry_base_ms: u64,
+    /// How often the notification outbox is polled, in milliseconds; for tests.
+    #[arg(long, hide = true, default_value_t = 500)]
+    webhook_poll_ms: u64,
 }
 
 #[derive(Debug, Clone, Copy, ValueEnum)]
@@ -280,8 +313,20 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
         (None, Some(secret)) => Authenticator::hs256(secret.as_bytes(), None, None, admins)?,
         (None, None) => bail!("no authentication configured"),
     };
+    let hosts = |list: &[String]| -> Vec<String> {
+        list.iter()
+            .map(|h| h.trim().to_ascii_lowercase())
+            .filter(|h| !h.is_empty())
+            .collect()
+    };
+    let webhooks = TargetPolicy {
+        allow_http_hosts: hosts(&args.webhook_allow_http_hosts),
+        allow_private_hosts: hosts(&args.webhook_allow_private_hosts),
+    };
     let state = Arc::new(
-        AppState::new(Arc::clone(&store), Arc::clone(&clock), auth)?.with_scim_token(scim_token),
+        AppState::new(Arc::clone(&store), Arc::clone(&clock), auth)?
+            .with_scim_token(scim_token)
+            .with_webhook_policy(webhooks.clone()),
     );
     let listener = tokio::net::TcpListener::bind(&args.listen)
         .await
@@ -303,6 +348,17 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
         args.scheduler_interval,
         stopped,
     ));
+    let deliveries = tokio::spawn(notify::run(
+        Arc::clone(&state),
+        notify::Config {
+            policy: webhooks,
+            retry_base: std::time::Duration::from_millis(args.webhook_retry_base_ms.max(1)),
+            timeout: std::time::Duration::from_secs(5),
+            poll: std::time::Duration::from_millis(args.webhook_poll_ms.max(10)),
+            tenant_id: args.tenant_id.clone(),
+        },
+        stop.subscribe(),
+    ));
     let signal = async move {
         shutdown_signal().await;
         let _ = stop.send(true);
@@ -312,6 +368,9 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
         .await;
     if let Err(e) = jobs.await {
         tracing::error!(error = %e, "scheduler task failed");
+    }
+    if let Err(e) = deliveries.await {
+        tracing::error!(error = %e, "notification worker failed");
     }
     served?;
     tracing::info!("rolegate stopped");
@@ -353,7 +412,7 @@ fn main() -> anyhow::Result<()> {
         Command::Serve(args) => tokio::runtime::Builder::new_multi_thread()
             .enable_all()
             .build()?
-            .block_on(serve(args)),
+            .block_on(serve(*args)),
         Command::Seed(a) => {
             let store = SqliteStore::open(&sqlite_path(&a.database)?, Synchronous::Normal)?;
             let size = seed::SeedSize {

@@ -9,6 +9,9 @@ use rolegate_core::audit::{
 };
 use rolegate_core::directory::{Subject, SubjectKind};
 use rolegate_core::error::{DomainError, ErrorCode, Result};
+use rolegate_core::notification::{
+    self, ChangeType, Delivery, Entity as NotifiedEntity, Subscription,
+};
 use rolegate_core::odata::EntityFields;
 use rolegate_core::policy::{RoleRules, RuleResult, RuleSetting, TicketInfo};
 use rolegate_core::query::{
@@ -533,6 +536,44 @@ fn push_ids(out: &mut SqlFragment, ids: &[String]) {
     }
     out.params
         .extend(ids.iter().map(|i| Value::Text(i.clone())));
+}
+
+const SUBSCRIPTION_COLS: &str = "s.id, s.resource, s.entity, s.resource_id, s.change_types, s.notification_url, \
+     s.client_state, s.expires_at, s.creator_id, s.created_at";
+
+fn subscription_row(row: &Row) -> rusqlite::Result<Subscription> {
+    let entity: String = row.get(2)?;
+    let changes: String = row.get(4)?;
+    Ok(Subscription {
+        id: row.get(0)?,
+        resource: row.get(1)?,
+        entity: NotifiedEntity::parse(&entity)
+            .ok_or_else(|| bad_column("subscription entity", &entity))?,
+        resource_id: row.get(3)?,
+        change_types: notification::parse_change_types(&changes)
+            .map_err(|_| bad_column("subscription change types", &changes))?,
+        notification_url: row.get(5)?,
+        client_state: row.get(6)?,
+        expires_at: ts(row.get(7)?)?,
+        creator_id: row.get(8)?,
+        created_at: ts(row.get(9)?)?,
+    })
+}
+
+fn delivery_row(row: &Row) -> rusqlite::Result<Delivery> {
+    let entity: String = row.get(11)?;
+    let change: String = row.get(13)?;
+    Ok(Delivery {
+        subscription: subscription_row(row)?,
+        id: row.get(10)?,
+        entity: NotifiedEntity::parse(&entity)
+            .ok_or_else(|| bad_column("notification entity", &entity))?,
+        entity_id: row.get(12)?,
+        change: ChangeType::parse(&change)
+            .ok_or_else(|| bad_column("notification change type", &change))?,
+        first_due: ts(row.get(14)?)?,
+        attempts: row.get(15)?,
+    })
 }
 
 impl SqliteTx<'_> {
@@ -1335,6 +1376,131 @@ impl Tx for SqliteTx<'_> {
         Ok(n == 1)
     }
 
+    fn insert_subscription(&mut self, s: &Subscription) -> Result<()> {
+        self.exec(
+            "INSERT INTO subscriptions (id, resource, entity, resource_id, change_types, notification_url, \
+             client_state, expires_at, creator_id, created_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+            params![
+                s.id,
+                s.resource,
+                s.entity.as_str(),
+                s.resource_id,
+                s.change_type_list(),
+                s.notification_url,
+                s.client_state,
+                us(s.expires_at),
+                s.creator_id,
+                us(s.created_at)
+            ],
+        )?;
+        Ok(())
+    }
+
+    fn subscription(&mut self, id: &str) -> Result<Option<Subscription>> {
+        self.one(
+            &format!("SELECT {SUBSCRIPTION_COLS} FROM subscriptions s WHERE s.id = ?"),
+            params![id],
+            subscription_row,
+        )
+    }
+
+    fn subscriptions(&mut self) -> Result<Vec<Subscription>> {
+        self.many(
+            &format!("SELECT {SUBSCRIPTION_COLS} FROM subscriptions s ORDER BY s.created_at, s.id"),
+            [],
+            subscription_row,
+        )
+    }
+
+    fn renew_subscription(&mut self, id: &str, expires_at: Timestamp) -> Result<()> {
+        self.exec(
+            "UPDATE subscriptions SET expires_at = ? WHERE id = ?",
+            params![us(expires_at), id],
+        )?;
+        Ok(())
+    }
+
+    fn delete_subscription(&mut self, id: &str) -> Result<()> {
+        self.exec(
+            "DELETE FROM notification_outbox WHERE subscription_id = ?",
+            params![id],
+        )?;
+        self.exec("DELETE FROM subscriptions WHERE id = ?", params![id])?;
+        Ok(())
+    }
+
+    fn enqueue_notifications(
+        &mut self,
+        entity: NotifiedEntity,
+        id: &str,
+        change: ChangeType,
+        resource_id: &str,
+        now: Timestamp,
+    ) -> Result<()> {
+        self.exec(
+            "INSERT INTO notification_outbox (id, subscription_id, entity, entity_id, change_type, first_due, due_at) \
+             SELECT lower(hex(randomblob(4)) || '-' || hex(randomblob(2)) || '-4' || substr(hex(randomblob(2)), 2) \
+                    || '-' || hex(randomblob(2)) || '-' || hex(randomblob(6))), \
+                    s.id, ?1, ?2, ?3, ?4, ?4 \
+             FROM subscriptions s \
+             WHERE s.entity = ?1 AND s.expires_at > ?4 \
+               AND instr(',' || s.change_types || ',', ',' || ?3 || ',') > 0 \
+               AND (s.resource_id IS NULL OR s.resource_id IN \
+                    (SELECT ancestor_id FROM resource_ancestors WHERE resource_id = ?5))",
+            params![entity.as_str(), id, change.as_str(), us(now), resource_id],
+        )?;
+        Ok(())
+    }
+
+    fn claim_deliveries(
+        &mut self,
+        owner: &str,
+        now: Timestamp,
+        lease_until: Timestamp,
+        limit: u32,
+    ) -> Result<Vec<Delivery>> {
+        self.exec(
+            "DELETE FROM notification_outbox WHERE due_at <= ?1 AND subscription_id IN \
+             (SELECT id FROM subscriptions WHERE expires_at <= ?1)",
+            params![us(now)],
+        )?;
+        // The guard (`due_at <= now`) is repeated outside the subquery: a row another
+        // node leased in between has its `due_at` moved to its lease's end.
+        self.exec(
+            "UPDATE notification_outbox SET lease_owner = ?1, lease_until = ?2, due_at = ?2 \
+             WHERE rowid IN (SELECT rowid FROM notification_outbox WHERE due_at <= ?3 \
+                             ORDER BY due_at, rowid LIMIT ?4) \
+               AND due_at <= ?3",
+            params![owner, us(lease_until), us(now), i64::from(limit)],
+        )?;
+        self.many(
+            &format!(
+                "SELECT {SUBSCRIPTION_COLS}, o.id, o.entity, o.entity_id, o.change_type, o.first_due, o.attempts \
+                 FROM notification_outbox o JOIN subscriptions s ON s.id = o.subscription_id \
+                 WHERE o.due_at = ?2 AND o.lease_owner = ?1 ORDER BY o.first_due, o.rowid"
+            ),
+            params![owner, us(lease_until)],
+            delivery_row,
+        )
+    }
+
+    fn finish_delivery(&mut self, id: &str, owner: &str) -> Result<bool> {
+        let n = self.exec(
+            "DELETE FROM notification_outbox WHERE id = ? AND lease_owner = ?",
+            params![id, owner],
+        )?;
+        Ok(n == 1)
+    }
+
+    fn retry_delivery(&mut self, id: &str, owner: &str, at: Timestamp) -> Result<bool> {
+        let n = self.exec(
+            "UPDATE notification_outbox SET attempts = attempts + 1, due_at = ?3, \
+             lease_owner = NULL, lease_until = 0 WHERE id = ?1 AND lease_owner = ?2",
+            params![id, owner, us(at)],
+        )?;
+        Ok(n == 1)
+    }
+
     fn append_audit(&mut self, rec: &AuditRecord) -> Result<()> {
         insert_audit_document(self.c, &rec.to_document())
     }
@@ -1430,6 +1596,88 @@ mod scheduler_tests {
                 "{sql}: {plan:?}"
             );
         }
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod outbox_tests {
+    use super::*;
+
+    fn at(s: i64) -> Timestamp {
+        Timestamp::from_second(1_700_000_000 + s).unwrap_or(Timestamp::UNIX_EPOCH)
+    }
+
+    /// Leases are exclusive until they run out; only the holder acknowledges or retries;
+    /// retries wait; rows of expired subscriptions are dropped.
+    #[test]
+    fn outbox_rows_are_leased_to_one_worker_at_a_time() -> Result<()> {
+        let c = Connection::open_in_memory().map_err(db)?;
+        crate::migrate(&c)?;
+        let mut tx = SqliteTx::new(&c);
+        let sub = Subscription {
+            id: "s1".into(),
+            resource: "privilegedAccess/azureResources/roleAssignments".into(),
+            entity: NotifiedEntity::Assignment,
+            resource_id: None,
+            change_types: vec![ChangeType::Created],
+            notification_url: "https://example.com/hook".into(),
+            client_state: "k".into(),
+            expires_at: at(1000),
+            creator_id: "admin".into(),
+            created_at: at(0),
+        };
+        tx.insert_subscription(&sub)?;
+        tx.enqueue_notifications(
+            NotifiedEntity::Assignment,
+            "a1",
+            ChangeType::Created,
+            "r",
+            at(1),
+        )?;
+        // Not wanted: another change type, another entity.
+        tx.enqueue_notifications(
+            NotifiedEntity::Assignment,
+            "a1",
+            ChangeType::Updated,
+            "r",
+            at(1),
+        )?;
+        tx.enqueue_notifications(
+            NotifiedEntity::Request,
+            "q1",
+            ChangeType::Created,
+            "r",
+            at(1),
+        )?;
+        let got = tx.claim_deliveries("A", at(1), at(61), 10)?;
+        assert_eq!(got.len(), 1);
+        assert_eq!(got[0].entity_id, "a1");
+        assert_eq!(got[0].subscription, sub);
+        assert!(tx.claim_deliveries("B", at(2), at(62), 10)?.is_empty());
+        // A's lease ran out: B takes the row, and A can no longer settle it.
+        let again = tx.claim_deliveries("B", at(61), at(121), 10)?;
+        assert_eq!(again.len(), 1);
+        assert!(!tx.finish_delivery(&got[0].id, "A")?);
+        assert!(tx.retry_delivery(&got[0].id, "B", at(70))?);
+        assert!(tx.claim_deliveries("A", at(69), at(129), 10)?.is_empty());
+        let retried = tx.claim_deliveries("A", at(70), at(130), 10)?;
+        assert_eq!(retried.len(), 1);
+        assert_eq!(retried[0].attempts, 1);
+        assert_eq!(retried[0].first_due, at(1));
+        assert!(tx.finish_delivery(&retried[0].id, "A")?);
+        assert!(tx.claim_deliveries("A", at(999), at(1999), 10)?.is_empty());
+        // A row of a subscription that has expired is dropped, not delivered.
+        tx.enqueue_notifications(
+            NotifiedEntity::Assignment,
+            "a2",
+            ChangeType::Created,
+            "r",
+            at(5),
+        )?;
+        assert!(tx.claim_deliveries("A", at(1000), at(1060), 10)?.is_empty());
+        tx.renew_subscription("s1", at(5000))?;
+        assert!(tx.claim_deliveries("A", at(1000), at(1060), 10)?.is_empty());
         Ok(())
     }
 }

@@ -1,0 +1,174 @@
+//! `GET /openapi.json` (decisions.md §13): served without authentication, and the live
+//! server conforms to it. The conformance part runs schemathesis (pinned in
+//! tests/clients/requirements.txt) through tests/clients/run_schemathesis.sh as a tenant
+//! administrator over a small seeded tenant. It needs `ROLEGATE_PYTHON` pointing at a
+//! Python that has schemathesis (.ci/run sets it up); without one it says so and passes.
+
+use crate::fixture::{CONTRIBUTOR, Tenant, create_group, lasting};
+use crate::harness::{Server, uuid_like};
+use serde_json::Value;
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+const SCRIPT: &str = concat!(
+    env!("CARGO_MANIFEST_DIR"),
+    "/../../tests/clients/run_schemathesis.sh"
+);
+/// The run is bounded to about 90 s (`--max-time`); past this it is considered hung.
+const SCRIPT_TIMEOUT: Duration = Duration::from_secs(240);
+
+#[test]
+fn openapi_document_is_public_and_lists_the_routes() {
+    let s = Server::start();
+    let r = s.call("GET", "/openapi.json", None, None);
+    assert_eq!(r.status, 200, "{}", r.text);
+    assert!(
+        r.header("content-type")
+            .is_some_and(|c| c.starts_with("application/json")),
+        "{:?}",
+        r.header("content-type")
+    );
+    let doc: Value = serde_json::from_str(&r.text).expect("JSON");
+    assert_eq!(doc["openapi"], "3.0.3");
+    let paths = doc["paths"]
+        .as_object()
+        .unwrap_or_else(|| panic!("no paths"));
+    for p in [
+        "/beta/privilegedAccess/{provider}/resources/{rid}/roleAssignments/{id}",
+        "/beta/privilegedAccess/{provider}/roleAssignmentRequests/{id}/updateRequest",
+        "/beta/auditLogs/directoryAudits",
+        "/scim/v2/{coll}/{id}",
+        "/healthz",
+    ] {
+        assert!(paths.contains_key(p), "{p} is not documented");
+    }
+    assert_eq!(
+        doc["components"]["securitySchemes"]["bearer"]["scheme"],
+        "bearer"
+    );
+    assert_eq!(
+        paths["/openapi.json"]["get"]["security"],
+        serde_json::json!([])
+    );
+}
+
+/// The interpreter to use, or `None` (with the reason printed) when schemathesis is not there.
+fn python_with_schemathesis() -> Option<String> {
+    let skip = || {
+        eprintln!(
+            "SKIPPED openapi schemathesis: ROLEGATE_PYTHON is not set to a Python with schemathesis (see .ci/run)"
+        );
+        None
+    };
+    let Some(python) = std::env::var("ROLEGATE_PYTHON")
+        .ok()
+        .filter(|p| !p.is_empty())
+    else {
+        return skip();
+    };
+    let has = Command::new(&python)
+        .args(["-c", "import schemathesis"])
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .status()
+        .is_ok_and(|s| s.success());
+    if has { Some(python) } else { skip() }
+}
+
+/// A little of everything: a user eligible through a group, an active assignment, a
+/// pending and a closed request, a changed role setting, audit records.
+fn seed(t: &Tenant) {
+    let (alice, alice_token) = t.user("Alice Fuzz");
+    let (bob, _) = t.user("Bob Fuzz");
+    let group = create_group(&t.s, &t.admin, "Fuzzers", &[&bob]);
+    let contributor = t.role(&t.sub, CONTRIBUTOR);
+    let r = t.admin_add(&t.sub, &contributor, &alice, "Eligible", lasting("P30D"));
+    assert_eq!(r["status"]["subStatus"], "Provisioned", "{r}");
+    let r = t.admin_add(
+        &t.rg,
+        &t.role(&t.rg, CONTRIBUTOR),
+        &group,
+        "Eligible",
+        lasting("P30D"),
+    );
+    assert_eq!(r["status"]["subStatus"], "Provisioned", "{r}");
+    let r = t.admin_add(&t.sub, &contributor, &bob, "Active", lasting("PT8H"));
+    assert_eq!(r["status"]["subStatus"], "Provisioned", "{r}");
+    t.set_rule(
+        &contributor,
+        "userMemberSettings",
+        "ApprovalRule",
+        serde_json::json!({"Enabled": true, "Approvers": []}),
+    );
+    let eligible = t
+        .assignments(&t.sub)
+        .into_iter()
+        .find(|a| a["subjectId"] == alice.as_str() && a["assignmentState"] == "Eligible")
+        .and_then(|a| a["id"].as_str().map(str::to_string))
+        .unwrap_or_else(|| panic!("Alice's eligible assignment is not listed"));
+    let r = t.request(
+        &alice_token,
+        &serde_json::json!({
+            "resourceId": t.sub, "roleDefinitionId": contributor, "subjectId": alice,
+            "type": "UserAdd", "assignmentState": "Active", "reason": "fuzzing",
+            "linkedEligibleRoleAssignmentId": eligible,
+            "schedule": {"type": "Once", "duration": "PT1H"},
+        }),
+    );
+    assert_eq!(r.status, 201, "{}", r.text);
+}
+
+#[test]
+fn live_server_conforms_to_its_openapi_document() {
+    let Some(python) = python_with_schemathesis() else {
+        return;
+    };
+    let t = Tenant::start();
+    seed(&t);
+    let s: &Server = &t.s;
+    let dir = std::env::temp_dir().join(format!("rolegate-schemathesis-{}", uuid_like()));
+    std::fs::create_dir_all(&dir).expect("temp dir");
+    let (out_path, err_path) = (dir.join("stdout.txt"), dir.join("stderr.txt"));
+    let mut child = Command::new("bash")
+        .arg(SCRIPT)
+        .arg(&s.origin)
+        .arg(&t.admin)
+        .env("PYTHON", &python)
+        .env("PYTHONUNBUFFERED", "1")
+        .current_dir(&dir)
+        .stdin(Stdio::null())
+        .stdout(std::fs::File::create(&out_path).expect("stdout file"))
+        .stderr(std::fs::File::create(&err_path).expect("stderr file"))
+        .spawn()
+        .expect("start schemathesis");
+    let started = Instant::now();
+    let status = loop {
+        if let Some(status) = child.try_wait().expect("wait for schemathesis") {
+            break Some(status);
+        }
+        if started.elapsed() > SCRIPT_TIMEOUT {
+            let _ = child.kill();
+            let _ = child.wait();
+            break None;
+        }
+        std::thread::sleep(Duration::from_millis(200));
+    };
+    let stdout = std::fs::read_to_string(&out_path).unwrap_or_default();
+    let stderr = std::fs::read_to_string(&err_path).unwrap_or_default();
+    let _ = std::fs::remove_dir_all(&dir);
+    println!("{stdout}");
+    assert!(
+        status.is_some_and(|st| st.success()),
+        "schemathesis {}\n--- stdout ---\n{stdout}\n--- stderr ---\n{stderr}\n--- server log (tail) ---\n{}",
+        status.map_or_else(
+            || format!("timed out after {SCRIPT_TIMEOUT:?}"),
+            |st| format!("failed ({st})")
+        ),
+        tail(&s.log(), 200)
+    );
+}
+
+fn tail(text: &str, lines: usize) -> String {
+    let all: Vec<&str> = text.lines().collect();
+    all[all.len().saturating_sub(lines)..].join("\n")
+}

@@ -27,6 +27,8 @@ pub struct AppState {
     pub scim_token: Option<crate::scim::ProvisioningToken>,
     /// Where change-notification webhooks may point (decisions.md §12).
     pub webhooks: rolegate_core::notification::TargetPolicy,
+    /// E-mail notifications, when on (decisions.md §12).
+    pub mail: Option<rolegate_core::email::MailPolicy>,
 }
 
 impl std::fmt::Debug for AppState {
@@ -74,6 +76,7 @@ impl AppState {
             auth,
             scim_token: None,
             webhooks: rolegate_core::notification::TargetPolicy::default(),
+            mail: None,
         })
     }
 
@@ -89,6 +92,12 @@ impl AppState {
         policy: rolegate_core::notification::TargetPolicy,
     ) -> Self {
         self.webhooks = policy;
+        self
+    }
+
+    /// The same state, writing e-mail notifications to the outbox when `mail` is given.
+    pub fn with_mail(mut self, mail: Option<rolegate_core::email::MailPolicy>) -> Self {
+        self.mail = mail;
         self
     }
 
@@ -155,6 +164,7 @@ impl AppState {
             now: self.clock.now(),
             correlation_id,
             new_id: &new_id,
+            mail: self.mail.as_ref(),
         };
         let (value, changes) = match store::write(self.store.as_ref(), |tx| f(tx, &ctx)) {
             Ok(done) => done,

@@ -20,15 +20,19 @@ use std::sync::Arc;
 
 const CONTEXT: &str = "https://graph.microsoft.com/beta/$metadata#subscriptions";
 
-/// A subscription as Graph renders it.
-fn render(s: &Subscription) -> Value {
+/// A subscription as Graph renders it to `viewer`. `clientState` keys the HMAC of every
+/// delivery, so only its creator and tenant administrators see it: an R3 holder who may
+/// manage someone else's subscription must not be able to forge its deliveries.
+fn render(s: &Subscription, viewer: &Caller) -> Value {
+    let client_state = (viewer.is_tenant_admin || viewer.subject_id == s.creator_id)
+        .then_some(s.client_state.as_str());
     json!({
         "id": s.id,
         "resource": s.resource,
         "changeType": s.change_type_list(),
         "notificationUrl": s.notification_url,
         "expirationDateTime": format_datetime(s.expires_at),
-        "clientState": s.client_state,
+        "clientState": client_state,
         "creatorId": s.creator_id,
     })
 }
@@ -48,6 +52,7 @@ fn with_ctx<T>(
         now: s.clock.now(),
         correlation_id,
         new_id: &new_id,
+        mail: s.mail.as_ref(),
     })
 }
 
@@ -83,6 +88,7 @@ pub async fn create(
     JsonObject(body): JsonObject,
 ) -> ApiResult<Response> {
     let op = Operation::new("Notification", "Create subscription");
+    let viewer = c.clone();
     let new = match parse_new(&body) {
         Ok(new) => new,
         Err(e) => return Err(refuse(&s, c, rid, op, e).await),
@@ -112,7 +118,7 @@ pub async fn create(
             Ok((sub, Vec::new()))
         })
         .await?;
-    let mut v = render(&sub);
+    let mut v = render(&sub, &viewer);
     if let Some(obj) = v.as_object_mut() {
         obj.insert("@odata.context".into(), json!(format!("{CONTEXT}/$entity")));
     }
@@ -140,12 +146,13 @@ pub async fn list(
     Auth(c): Auth,
     RequestId(rid): RequestId,
 ) -> ApiResult<Json<Value>> {
+    let viewer = c.clone();
     let subs = s
         .read(move |tx, st| with_ctx(st, &c, &rid, |ctx| notification::list(tx, ctx)))
         .await?;
     Ok(Json(json!({
         "@odata.context": CONTEXT,
-        "value": subs.iter().map(render).collect::<Vec<_>>(),
+        "value": subs.iter().map(|x| render(x, &viewer)).collect::<Vec<_>>(),
     })))
 }
 
@@ -156,10 +163,11 @@ pub async fn get(
     RequestId(rid): RequestId,
     Path(id): Path<String>,
 ) -> ApiResult<Json<Value>> {
+    let viewer = c.clone();
     let sub = s
         .read(move |tx, st| with_ctx(st, &c, &rid, |ctx| notification::get(tx, ctx, &id)))
         .await?;
-    Ok(Json(render(&sub)))
+    Ok(Json(render(&sub, &viewer)))
 }
 
 /// `PATCH /beta/subscriptions/{id}`: renews it to `expirationDateTime`.
@@ -171,6 +179,7 @@ pub async fn renew(
     JsonObject(body): JsonObject,
 ) -> ApiResult<Json<Value>> {
     let op = Operation::new("Notification", "Renew subscription").about(about(&id));
+    let viewer = c.clone();
     let at = match body.opt_str("expirationDateTime") {
         Ok(Some(v)) => parse_datetime(&v),
         Ok(None) => Err(notification::invalid("`expirationDateTime` is required")),
@@ -185,7 +194,7 @@ pub async fn renew(
             Ok((notification::renew(tx, ctx, &id, at)?, Vec::new()))
         })
         .await?;
-    Ok(Json(render(&sub)))
+    Ok(Json(render(&sub, &viewer)))
 }
 
 /// `DELETE /beta/subscriptions/{id}`.

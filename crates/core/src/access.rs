@@ -534,6 +534,8 @@ pub struct OpContext<'a> {
     pub correlation_id: &'a str,
     /// Makes fresh GUIDs.
     pub new_id: &'a dyn Fn() -> String,
+    /// E-mail notifications, when on (decisions.md §12).
+    pub mail: Option<&'a crate::email::MailPolicy>,
 }
 
 impl OpContext<'_> {

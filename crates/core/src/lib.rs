@@ -10,6 +10,7 @@ pub mod assignment;
 pub mod audit;
 pub mod clock;
 pub mod directory;
+pub mod email;
 pub mod error;
 pub mod notification;
 pub mod odata;

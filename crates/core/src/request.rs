@@ -521,6 +521,9 @@ pub fn submit(tx: &mut dyn Tx, ctx: &OpContext, new: NewRequest) -> Result<Outco
         pending.version += 1;
         tx.update_request(&pending)?;
         notification::request_changed(tx, ctx.now, &pending, ChangeType::Updated)?;
+        if now_status == SubStatus::TimedOut {
+            crate::email::notify(tx, ctx, &pending, crate::email::Event::TimedOut)?;
+        }
     }
     let effect = match kind {
         RequestType::AdminAdd => admin_add(tx, ctx, &new, &target, &key)?,
@@ -565,6 +568,7 @@ pub fn submit(tx: &mut dyn Tx, ctx: &OpContext, new: NewRequest) -> Result<Outco
             .collect();
         tx.set_request_approvers(&request.id, &approvers)?;
     }
+    crate::email::submitted(tx, ctx, &request)?;
     tx.append_audit(&audit(
         ctx,
         &request,
@@ -1539,6 +1543,7 @@ pub fn decide(
     r.version += 1;
     tx.update_request(&r)?;
     notification::request_changed(tx, ctx.now, &r, ChangeType::Updated)?;
+    crate::email::decided(tx, ctx, &r)?;
     let what = if approve { "Approve" } else { "Deny" };
     tx.append_audit(&audit(
         ctx,

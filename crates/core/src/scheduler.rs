@@ -175,6 +175,7 @@ pub fn time_out_approvals(tx: &mut dyn Tx, ctx: &OpContext, limit: u32) -> Resul
         r.sub_status = SubStatus::TimedOut;
         r.version += 1;
         notification::request_changed(tx, ctx.now, &r, ChangeType::Updated)?;
+        crate::email::notify(tx, ctx, &r, crate::email::Event::TimedOut)?;
         let record = request_record(tx, ctx, &r, TIME_OUT_ACTIVITY)?;
         tx.append_audit(&record)?;
         batch.done += 1;

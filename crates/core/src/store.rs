@@ -230,6 +230,22 @@ pub trait Tx {
     /// Releases notification `id` held by `owner` for another attempt at `at`, counting
     /// the failed one; whether it did.
     fn retry_delivery(&mut self, id: &str, owner: &str, at: Timestamp) -> Result<bool>;
+    /// Writes one e-mail outbox row, due at its `first_due`.
+    fn enqueue_email(&mut self, e: &crate::email::Email) -> Result<()>;
+    /// Leases up to `limit` e-mail rows due at `now` and not leased by anyone (or whose
+    /// lease has run out) to `owner` until `until`, earliest first.
+    fn claim_emails(
+        &mut self,
+        owner: &str,
+        now: Timestamp,
+        until: Timestamp,
+        limit: u32,
+    ) -> Result<Vec<crate::email::Email>>;
+    /// Removes sent (or given-up) e-mail `id` if `owner` still holds its lease.
+    fn finish_email(&mut self, id: &str, owner: &str) -> Result<bool>;
+    /// Releases e-mail `id` held by `owner` for another attempt at `at`, counting the
+    /// failed one.
+    fn retry_email(&mut self, id: &str, owner: &str, at: Timestamp) -> Result<bool>;
 
     /// Appends an audit record: its `directoryAudit` document, the columns of
     /// [`crate::audit::AuditIndex`] (with one indexed row per target id), and its place in the

@@ -86,6 +86,7 @@ pub fn seed(store: &dyn Store, clock: &dyn Clock) -> anyhow::Result<()> {
         now: clock.now(),
         correlation_id: "demo-seed",
         new_id: &new_id,
+        mail: None,
     };
     store::write(store, |tx| {
         register(tx, &ctx, MG, Some("Contoso".into()), None)?;

@@ -3,6 +3,7 @@
 
 mod audit;
 mod demo;
+mod mail;
 mod notify;
 mod scheduler;
 mod seed;
@@ -154,6 +155,23 @@ struct ServeArgs {
     /// How often the notification outbox is polled, in milliseconds; for tests.
     #[arg(long, hide = true, default_value_t = 500)]
     webhook_poll_ms: u64,
+    /// E-mail notifications through this SMTP relay: `smtp://host:port` (plain) or
+    /// `smtps://host:port` (implicit TLS). Off when not set.
+    #[arg(long, env = "ROLEGATE_SMTP_URL")]
+    smtp_url: Option<String>,
+    /// The sender address of e-mail notifications (required with --smtp-url).
+    #[arg(long, env = "ROLEGATE_SMTP_FROM")]
+    smtp_from: Option<String>,
+    /// The URL clients reach this server at, for links in e-mail (default: http:// and the
+    /// listening address).
+    #[arg(long, env = "ROLEGATE_PUBLIC_URL")]
+    public_url: Option<String>,
+    /// The first e-mail retry's delay in milliseconds (doubling after); for tests.
+    #[arg(long, hide = true, default_value_t = 5_000)]
+    smtp_retry_base_ms: u64,
+    /// How often the e-mail outbox is polled, in milliseconds; for tests.
+    #[arg(long, hide = true, default_value_t = 500)]
+    smtp_poll_ms: u64,
 }
 
 #[derive(Debug, Clone, Copy, ValueEnum)]
@@ -296,6 +314,8 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
         admins.push(demo::ADMIN.to_string());
         demo::seed(store.as_ref(), clock.as_ref())?;
     }
+    // E-mail to tenant administrators (decisions.md §10) finds them by these ids.
+    let admin_ids = admins.clone();
     let auth = match (oidc, &secret) {
         (Some(config), _) => {
             let (issuer, audience) = (config.issuer.clone(), config.audience.clone());
@@ -323,10 +343,25 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
         allow_http_hosts: hosts(&args.webhook_allow_http_hosts),
         allow_private_hosts: hosts(&args.webhook_allow_private_hosts),
     };
+    let relay = match (&args.smtp_url, &args.smtp_from) {
+        (None, _) => None,
+        (Some(url), Some(from)) => {
+            let relay = mail::Relay::parse(url).map_err(|e| anyhow::anyhow!("--smtp-url: {e}"))?;
+            if !rolegate_core::email::valid_address(from.trim()) {
+                bail!("--smtp-from `{from}` is not an e-mail address");
+            }
+            Some((relay, from.trim().to_string()))
+        }
+        (Some(_), None) => bail!("--smtp-url needs --smtp-from (the sender address)"),
+    };
+    let mail_policy = relay
+        .as_ref()
+        .map(|_| rolegate_core::email::MailPolicy { admins: admin_ids });
     let state = Arc::new(
         AppState::new(Arc::clone(&store), Arc::clone(&clock), auth)?
             .with_scim_token(scim_token)
-            .with_webhook_policy(webhooks.clone()),
+            .with_webhook_policy(webhooks.clone())
+            .with_mail(mail_policy),
     );
     let listener = tokio::net::TcpListener::bind(&args.listen)
         .await
@@ -359,6 +394,33 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
         },
         stop.subscribe(),
     ));
+    let mailer = relay.map(|(relay, from)| {
+        let base_url = args
+            .public_url
+            .clone()
+            .map(|u| u.trim().trim_end_matches('/').to_string())
+            .unwrap_or_else(|| {
+                if addr.ip().is_unspecified() {
+                    tracing::warn!("listening on all interfaces: links in e-mail use localhost; set --public-url");
+                    format!("http://localhost:{}", addr.port())
+                } else {
+                    format!("http://{addr}")
+                }
+            });
+        tracing::info!(host = %relay.host, port = relay.port, tls = relay.tls, "e-mail notifications on");
+        tokio::spawn(mail::run(
+            Arc::clone(&state),
+            mail::Config {
+                relay,
+                from,
+                base_url,
+                retry_base: std::time::Duration::from_millis(args.smtp_retry_base_ms.max(1)),
+                timeout: std::time::Duration::from_secs(10),
+                poll: std::time::Duration::from_millis(args.smtp_poll_ms.max(10)),
+            },
+            stop.subscribe(),
+        ))
+    });
     let signal = async move {
         shutdown_signal().await;
         let _ = stop.send(true);
@@ -371,6 +433,11 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
     }
     if let Err(e) = deliveries.await {
         tracing::error!(error = %e, "notification worker failed");
+    }
+    if let Some(mailer) = mailer
+        && let Err(e) = mailer.await
+    {
+        tracing::error!(error = %e, "e-mail worker failed");
     }
     served?;
     tracing::info!("rolegate stopped");

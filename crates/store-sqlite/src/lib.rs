@@ -21,6 +21,7 @@ const MIGRATIONS: &[(i64, &str)] = &[
     (3, include_str!("../migrations/0003_audit_chain.sql")),
     (4, include_str!("../migrations/0004_scim.sql")),
     (5, include_str!("../migrations/0005_notifications.sql")),
+    (6, include_str!("../migrations/0006_email.sql")),
 ];
 
 /// How hard SQLite works to make a commit durable (decisions.md §1).

@@ -576,6 +576,20 @@ fn delivery_row(row: &Row) -> rusqlite::Result<Delivery> {
     })
 }
 
+fn email_row(row: &Row) -> rusqlite::Result<rolegate_core::email::Email> {
+    let event: String = row.get(2)?;
+    Ok(rolegate_core::email::Email {
+        id: row.get(0)?,
+        request_id: row.get(1)?,
+        event: rolegate_core::email::Event::parse(&event)
+            .ok_or_else(|| bad_column("e-mail event", &event))?,
+        recipient_id: row.get(3)?,
+        address: row.get(4)?,
+        first_due: ts(row.get(5)?)?,
+        attempts: row.get(6)?,
+    })
+}
+
 impl SqliteTx<'_> {
     fn one<T>(
         &self,
@@ -1501,6 +1515,62 @@ impl Tx for SqliteTx<'_> {
         Ok(n == 1)
     }
 
+    fn enqueue_email(&mut self, e: &rolegate_core::email::Email) -> Result<()> {
+        self.exec(
+            "INSERT INTO email_outbox (id, request_id, event, recipient_id, address, first_due, due_at) \
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?6)",
+            params![
+                e.id,
+                e.request_id,
+                e.event.as_str(),
+                e.recipient_id,
+                e.address,
+                us(e.first_due)
+            ],
+        )?;
+        Ok(())
+    }
+
+    fn claim_emails(
+        &mut self,
+        owner: &str,
+        now: Timestamp,
+        lease_until: Timestamp,
+        limit: u32,
+    ) -> Result<Vec<rolegate_core::email::Email>> {
+        // As for change notifications: the guard is repeated outside the subquery.
+        self.exec(
+            "UPDATE email_outbox SET lease_owner = ?1, lease_until = ?2, due_at = ?2 \
+             WHERE rowid IN (SELECT rowid FROM email_outbox WHERE due_at <= ?3 \
+                             ORDER BY due_at, rowid LIMIT ?4) \
+               AND due_at <= ?3",
+            params![owner, us(lease_until), us(now), i64::from(limit)],
+        )?;
+        self.many(
+            "SELECT id, request_id, event, recipient_id, address, first_due, attempts \
+             FROM email_outbox WHERE due_at = ?2 AND lease_owner = ?1 ORDER BY first_due, rowid",
+            params![owner, us(lease_until)],
+            email_row,
+        )
+    }
+
+    fn finish_email(&mut self, id: &str, owner: &str) -> Result<bool> {
+        let n = self.exec(
+            "DELETE FROM email_outbox WHERE id = ? AND lease_owner = ?",
+            params![id, owner],
+        )?;
+        Ok(n == 1)
+    }
+
+    fn retry_email(&mut self, id: &str, owner: &str, at: Timestamp) -> Result<bool> {
+        let n = self.exec(
+            "UPDATE email_outbox SET attempts = attempts + 1, due_at = ?3, \
+             lease_owner = NULL, lease_until = 0 WHERE id = ?1 AND lease_owner = ?2",
+            params![id, owner, us(at)],
+        )?;
+        Ok(n == 1)
+    }
+
     fn append_audit(&mut self, rec: &AuditRecord) -> Result<()> {
         insert_audit_document(self.c, &rec.to_document())
     }
@@ -1678,6 +1748,49 @@ mod outbox_tests {
         assert!(tx.claim_deliveries("A", at(1000), at(1060), 10)?.is_empty());
         tx.renew_subscription("s1", at(5000))?;
         assert!(tx.claim_deliveries("A", at(1000), at(1060), 10)?.is_empty());
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod email_outbox_tests {
+    use super::*;
+    use rolegate_core::email::{Email, Event};
+
+    fn at(s: i64) -> Timestamp {
+        Timestamp::from_second(1_700_000_000 + s).unwrap_or(Timestamp::UNIX_EPOCH)
+    }
+
+    /// E-mail rows are leased to one worker at a time; only the holder settles them; a
+    /// retried row waits for its time and counts the attempt.
+    #[test]
+    fn email_rows_are_leased_to_one_worker_at_a_time() -> Result<()> {
+        let c = Connection::open_in_memory().map_err(db)?;
+        crate::migrate(&c)?;
+        let mut tx = SqliteTx::new(&c);
+        let mail = Email {
+            id: "e1".into(),
+            request_id: "r1".into(),
+            event: Event::ApprovalNeeded,
+            recipient_id: "u1".into(),
+            address: "bob@example.com".into(),
+            first_due: at(1),
+            attempts: 0,
+        };
+        tx.enqueue_email(&mail)?;
+        assert!(tx.claim_emails("A", at(0), at(60), 10)?.is_empty());
+        let got = tx.claim_emails("A", at(1), at(61), 10)?;
+        assert_eq!(got, vec![mail.clone()]);
+        assert!(tx.claim_emails("B", at(2), at(62), 10)?.is_empty());
+        assert!(!tx.finish_email("e1", "B")?);
+        assert!(tx.retry_email("e1", "A", at(70))?);
+        assert!(tx.claim_emails("B", at(69), at(129), 10)?.is_empty());
+        let retried = tx.claim_emails("B", at(70), at(130), 10)?;
+        assert_eq!(retried.len(), 1);
+        assert_eq!(retried[0].attempts, 1);
+        assert_eq!(retried[0].first_due, at(1));
+        assert!(tx.finish_email("e1", "B")?);
+        assert!(tx.claim_emails("A", at(999), at(1999), 10)?.is_empty());
         Ok(())
     }
 }

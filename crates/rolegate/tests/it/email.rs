@@ -1,0 +1,396 @@
+//! E-mail notifications (decisions.md §10, §12): the approver is asked to approve, the
+//! requester hears of the decision, tenant administrators hear of emergency access, and a
+//! relay that is down delays mail without losing it. The relay is an SMTP sink: a plain
+//! `TcpListener` thread in this test process that accepts every message and records it.
+
+#![allow(clippy::expect_used, clippy::unwrap_used)]
+
+use crate::fixture::{Tenant, activation, decide, eligible_user, status_of};
+use crate::harness::{ADMIN, token};
+use serde_json::{Value, json};
+use std::io::{BufRead, BufReader, Write};
+use std::net::{TcpListener, TcpStream};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+/// One message the sink accepted.
+#[derive(Debug, Clone)]
+struct Mail {
+    rcpt: Vec<String>,
+    data: String,
+}
+
+impl Mail {
+    fn header(&self, name: &str) -> String {
+        let head = self.data.split("\r\n\r\n").next().unwrap_or("");
+        head.lines()
+            .find_map(|l| {
+                l.split_once(':')
+                    .filter(|(k, _)| k.eq_ignore_ascii_case(name))
+                    .map(|(_, v)| v.trim().to_string())
+            })
+            .unwrap_or_default()
+    }
+
+    fn subject(&self) -> String {
+        self.header("Subject")
+    }
+
+    /// The decoded body of the `text/{kind}` part.
+    fn part(&self, kind: &str) -> Option<String> {
+        let ct = self.header("Content-Type");
+        assert!(ct.starts_with("multipart/alternative"), "{ct}");
+        let boundary = ct.split("boundary=\"").nth(1)?.split('"').next()?;
+        self.data
+            .split(&format!("--{boundary}"))
+            .find(|p| p.contains(&format!("Content-Type: text/{kind}")))
+            .map(|p| {
+                let body = p.split_once("\r\n\r\n").map_or("", |(_, b)| b);
+                assert!(
+                    p.contains("Content-Transfer-Encoding: quoted-printable"),
+                    "{p}"
+                );
+                unquote(body)
+            })
+    }
+}
+
+/// Decodes quoted-printable text.
+fn unquote(s: &str) -> String {
+    let joined = s.replace("=\r\n", "");
+    let bytes = joined.as_bytes();
+    let mut out = Vec::new();
+    let mut i = 0;
+    while i < bytes.len() {
+        if bytes[i] == b'='
+            && i + 2 < bytes.len()
+            && let Ok(b) = u8::from_str_radix(&joined[i + 1..i + 3], 16)
+        {
+            out.push(b);
+            i += 3;
+        } else {
+            out.push(bytes[i]);
+            i += 1;
+        }
+    }
+    String::from_utf8(out).expect("utf-8 body")
+}
+
+/// An SMTP sink on `listener`.
+struct Sink {
+    mails: Arc<Mutex<Vec<Mail>>>,
+}
+
+impl Sink {
+    fn start() -> (Sink, String) {
+        let listener = TcpListener::bind("127.0.0.1:0").expect("bind");
+        let url = format!("smtp://{}", listener.local_addr().expect("addr"));
+        (Self::on(listener), url)
+    }
+
+    fn on(listener: TcpListener) -> Sink {
+        let mails = Arc::new(Mutex::new(Vec::new()));
+        let m = Arc::clone(&mails);
+        std::thread::spawn(move || {
+            for conn in listener.incoming().flatten() {
+                let m = Arc::clone(&m);
+                std::thread::spawn(move || {
+                    let _ = session(conn, &m);
+                });
+            }
+        });
+        Sink { mails }
+    }
+
+    /// Waits until a message to `address` whose subject starts with `prefix` arrives.
+    fn wait_for(&self, address: &str, prefix: &str, within: Duration) -> Mail {
+        let deadline = Instant::now() + within;
+        loop {
+            if let Some(m) =
+                self.mails.lock().unwrap().iter().find(|m| {
+                    m.rcpt.iter().any(|r| r == address) && m.subject().starts_with(prefix)
+                })
+            {
+                return m.clone();
+            }
+            assert!(
+                Instant::now() < deadline,
+                "no mail to {address} starting `{prefix}`; got {:#?}",
+                self.mails.lock().unwrap()
+            );
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+}
+
+fn session(conn: TcpStream, mails: &Mutex<Vec<Mail>>) -> std::io::Result<()> {
+    let mut w = conn.try_clone()?;
+    let mut r = BufReader::new(conn);
+    w.write_all(b"220 sink ESMTP\r\n")?;
+    let mut rcpt = Vec::new();
+    loop {
+        let mut line = String::new();
+        if r.read_line(&mut line)? == 0 {
+            return Ok(());
+        }
+        let upper = line.to_ascii_uppercase();
+        if upper.starts_with("EHLO") || upper.starts_with("HELO") {
+            w.write_all(b"250-sink\r\n250 8BITMIME\r\n")?;
+        } else if upper.starts_with("MAIL FROM:") {
+            rcpt.clear();
+            w.write_all(b"250 OK\r\n")?;
+        } else if upper.starts_with("RCPT TO:") {
+            let addr = line[8..]
+                .trim()
+                .trim_start_matches('<')
+                .trim_end_matches('>');
+            rcpt.push(addr.to_string());
+            w.write_all(b"250 OK\r\n")?;
+        } else if upper.starts_with("DATA") {
+            w.write_all(b"354 go ahead\r\n")?;
+            let mut data = String::new();
+            loop {
+                let mut l = String::new();
+                if r.read_line(&mut l)? == 0 {
+                    return Ok(());
+                }
+                if l == ".\r\n" {
+                    break;
+                }
+                data.push_str(l.strip_prefix('.').unwrap_or(&l));
+            }
+            mails.lock().unwrap().push(Mail {
+                rcpt: rcpt.clone(),
+                data,
+            });
+            w.write_all(b"250 queued\r\n")?;
+        } else if upper.starts_with("QUIT") {
+            w.write_all(b"221 bye\r\n")?;
+            return Ok(());
+        } else {
+            w.write_all(b"502 not implemented\r\n")?;
+        }
+    }
+}
+
+/// Server arguments for mail through `url`, polled often, retries from 200 ms.
+fn mail_args(url: &str) -> Vec<String> {
+    [
+        "--smtp-url",
+        url,
+        "--smtp-from",
+        "pim@rolegate.test",
+        "--smtp-poll-ms",
+        "50",
+        "--smtp-retry-base-ms",
+        "200",
+    ]
+    .iter()
+    .map(|s| s.to_string())
+    .collect()
+}
+
+fn start(args: &[String]) -> Tenant {
+    let args: Vec<&str> = args.iter().map(String::as_str).collect();
+    Tenant::start_with(&args)
+}
+
+/// The e-mail address the directory holds for `id`.
+fn address_of(t: &Tenant, id: &str) -> String {
+    let r =
+        t.s.call("GET", &format!("/scim/v2/Users/{id}"), Some(&t.admin), None);
+    assert_eq!(r.status, 200, "{}", r.text);
+    r.json["emails"][0]["value"]
+        .as_str()
+        .expect("email")
+        .to_string()
+}
+
+fn approval_by(approver: &str, extra: Value) -> Value {
+    let mut rule = json!({"Enabled": true, "Approvers": [{"Id": approver, "Type": "User"}]});
+    if let (Some(r), Some(e)) = (rule.as_object_mut(), extra.as_object()) {
+        r.extend(e.clone());
+    }
+    rule
+}
+
+fn link(t: &Tenant, request_id: &str) -> String {
+    format!(
+        "{}/beta/privilegedAccess/azureResources/roleAssignmentRequests/{request_id}",
+        t.s.origin
+    )
+}
+
+fn resource_name(t: &Tenant) -> String {
+    let r =
+        t.s.get(&t.s.pim(&format!("/resources/{}", t.sub)), &t.admin);
+    assert_eq!(r.status, 200, "{}", r.text);
+    r.json["displayName"].as_str().expect("name").to_string()
+}
+
+#[test]
+fn the_approver_is_asked_and_the_requester_hears_the_decision() {
+    let (sink, url) = Sink::start();
+    let t = start(&mail_args(&url));
+    let (bob, bob_t) = t.user("bob");
+    let (alice, alice_t, role, eligible) = eligible_user(&t, "alice", "P30D");
+    t.set_rule(
+        &role,
+        "userMemberSettings",
+        "ApprovalRule",
+        approval_by(&bob, json!({})),
+    );
+    let mut body = activation(&t.sub, &role, &alice, Some(&eligible), "PT1H");
+    body["reason"] = json!("deploy <hotfix> & verify");
+    let r = t.request(&alice_t, &body);
+    assert_eq!(r.status, 201, "{}", r.text);
+    assert_eq!(status_of(&r.json), ("InProgress", "PendingApproval"));
+    let id = r.json["id"].as_str().unwrap().to_string();
+    let resource = resource_name(&t);
+
+    let asked = sink.wait_for(
+        &address_of(&t, &bob),
+        "Approval needed:",
+        Duration::from_secs(15),
+    );
+    assert_eq!(
+        asked.subject(),
+        format!("Approval needed: alice requests Contributor on {resource}")
+    );
+    assert_eq!(asked.header("From"), "Rolegate <pim@rolegate.test>");
+    let text = asked.part("plain").expect("text part");
+    let html = asked.part("html").expect("html part");
+    assert!(text.contains(&link(&t, &id)), "{text}");
+    assert!(
+        text.contains("Justification: deploy <hotfix> & verify"),
+        "{text}"
+    );
+    assert!(
+        html.contains(&format!("href=\"{}\"", link(&t, &id))),
+        "{html}"
+    );
+    assert!(
+        html.contains("deploy &lt;hotfix&gt; &amp; verify"),
+        "{html}"
+    );
+
+    let d = decide(&t.s, &bob_t, &id, "AdminApproved");
+    assert_eq!(d.status, 200, "{}", d.text);
+    let told = sink.wait_for(
+        &address_of(&t, &alice),
+        "Approved:",
+        Duration::from_secs(15),
+    );
+    assert_eq!(
+        told.subject(),
+        format!("Approved: your request for Contributor on {resource}")
+    );
+    assert!(told.part("plain").unwrap().contains(&link(&t, &id)));
+    assert!(told.part("html").unwrap().contains(&link(&t, &id)));
+    // The approver is not asked again, and the requester never got an approval request.
+    let mails = sink.mails.lock().unwrap().clone();
+    let alice_addr = address_of(&t, &alice);
+    assert!(
+        !mails
+            .iter()
+            .any(|m| m.rcpt.contains(&alice_addr) && m.subject().starts_with("Approval needed")),
+        "{mails:#?}"
+    );
+}
+
+#[test]
+fn emergency_access_emails_the_tenant_administrator_and_the_approvers() {
+    let (sink, url) = Sink::start();
+    let mut args = mail_args(&url);
+    args.extend(["--admin".to_string(), "ops-lead".to_string()]);
+    let t = start(&args);
+    // The tenant administrator, known to the directory with an address.
+    let r = t.s.call(
+        "POST",
+        "/scim/v2/Users",
+        Some(&token(ADMIN, true)),
+        Some(&json!({
+            "schemas": ["urn:ietf:params:scim:schemas:core:2.0:User"],
+            "userName": "ops-lead@example.test",
+            "externalId": "ops-lead",
+            "displayName": "Ops Lead",
+            "emails": [{"value": "ops-lead@example.test", "primary": true}],
+        })),
+    );
+    assert_eq!(r.status, 201, "{}", r.text);
+    let (bob, _) = t.user("bob");
+    let (alice, alice_t, role, eligible) = eligible_user(&t, "alice", "P30D");
+    t.set_rule(
+        &role,
+        "userMemberSettings",
+        "ApprovalRule",
+        approval_by(&bob, json!({"AllowEmergencyBypass": true})),
+    );
+    let mut body = activation(&t.sub, &role, &alice, Some(&eligible), "PT20M");
+    body["emergency"] = json!(true);
+    body["reason"] = json!("production outage");
+    let r = t.request(&alice_t, &body);
+    assert_eq!(r.status, 201, "{}", r.text);
+    assert_eq!(status_of(&r.json), ("Closed", "Provisioned"));
+    let id = r.json["id"].as_str().unwrap().to_string();
+    let resource = resource_name(&t);
+    let subject = format!("Emergency access: alice activated Contributor on {resource}");
+    for to in ["ops-lead@example.test".to_string(), address_of(&t, &bob)] {
+        let m = sink.wait_for(&to, "Emergency access:", Duration::from_secs(15));
+        assert_eq!(m.subject(), subject);
+        assert!(m.part("plain").unwrap().contains(&link(&t, &id)));
+        assert!(m.part("html").unwrap().contains("production outage"));
+    }
+    let own = sink.wait_for(
+        &address_of(&t, &alice),
+        "Activated:",
+        Duration::from_secs(15),
+    );
+    assert_eq!(
+        own.subject(),
+        format!("Activated: Contributor on {resource}")
+    );
+}
+
+#[test]
+fn mail_waits_for_a_relay_that_is_down_and_is_delivered_once_it_is_up() {
+    // A port with nobody listening (yet).
+    let port = TcpListener::bind("127.0.0.1:0")
+        .expect("bind")
+        .local_addr()
+        .expect("addr")
+        .port();
+    let t = start(&mail_args(&format!("smtp://127.0.0.1:{port}")));
+    let (bob, bob_t) = t.user("bob");
+    let (alice, alice_t, role, eligible) = eligible_user(&t, "alice", "P30D");
+    t.set_rule(
+        &role,
+        "userMemberSettings",
+        "ApprovalRule",
+        approval_by(&bob, json!({})),
+    );
+    let r = t.request(
+        &alice_t,
+        &activation(&t.sub, &role, &alice, Some(&eligible), "PT1H"),
+    );
+    assert_eq!(r.status, 201, "{}", r.text);
+    let id = r.json["id"].as_str().unwrap().to_string();
+    std::thread::sleep(Duration::from_millis(800));
+    // The server keeps serving while mail cannot go out.
+    let d = decide(&t.s, &bob_t, &id, "AdminDenied");
+    assert_eq!(d.status, 200, "{}", d.text);
+    assert_eq!(t.s.call("GET", "/healthz", None, None).status, 200);
+
+    let sink = Sink::on(TcpListener::bind(("127.0.0.1", port)).expect("rebind"));
+    sink.wait_for(
+        &address_of(&t, &bob),
+        "Approval needed:",
+        Duration::from_secs(20),
+    );
+    let denied = sink.wait_for(&address_of(&t, &alice), "Denied:", Duration::from_secs(20));
+    assert!(denied.part("plain").unwrap().contains(&link(&t, &id)));
+    // Delivered once each.
+    std::thread::sleep(Duration::from_millis(500));
+    let mails = sink.mails.lock().unwrap().clone();
+    assert_eq!(mails.len(), 2, "{mails:#?}");
+}

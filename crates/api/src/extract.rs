@@ -43,10 +43,11 @@ pub async fn authenticate(parts: &Parts, state: &Arc<AppState>) -> Result<Caller
     let token_subject = claims.subject().to_string();
     let lookup = token_subject.clone();
     let subject = state.read(move |tx, _| tx.subject(&lookup)).await?;
+    // Tenant administrators are named by the token's subject or by the server-assigned
+    // subject id, never by `externalId`: a SCIM provisioning client can change that.
     let mut ids = vec![token_subject.as_str()];
     if let Some(s) = &subject {
         ids.push(s.id.as_str());
-        ids.extend(s.external_id.as_deref());
     }
     let is_tenant_admin = state.auth.is_admin(ids);
     match subject {

@@ -5,6 +5,7 @@
 //! The I/O (resolving hosts, the validation handshake, deliveries) lives outside `core`;
 //! the rules it applies are here.
 
+use crate::access::AccessView;
 use crate::access::OpContext;
 use crate::audit::{AuditRecord, Target};
 use crate::error::{DomainError, ErrorCode, Result};
@@ -230,6 +231,21 @@ pub fn authorize(ctx: &OpContext, resource_id: Option<&str>) -> Result<()> {
             "only tenant administrators may subscribe to all changes; filter by `resourceId`",
         )),
     }
+}
+
+/// Whether `s` may still deliver: its creator must still be a tenant administrator
+/// (`creator_is_admin`) or, for a subscription filtered to a resource, still administer that
+/// resource (R3). Rights lost after subscribing stop the deliveries.
+pub fn creator_still_entitled(
+    s: &Subscription,
+    creator_is_admin: bool,
+    access: &dyn AccessView,
+    now: Timestamp,
+) -> bool {
+    creator_is_admin
+        || s.resource_id
+            .as_deref()
+            .is_some_and(|r| access.administers(&s.creator_id, r, now))
 }
 
 /// Whether the caller may see, renew or delete `s`: tenant administrators, its creator, and
@@ -468,6 +484,8 @@ pub fn renew(
     expires_at: Timestamp,
 ) -> Result<Subscription> {
     let mut s = get(tx, ctx, id)?;
+    // Renewing is subscribing again: the caller needs the rights a new subscription needs.
+    authorize(ctx, s.resource_id.as_deref())?;
     check_expiration(expires_at, ctx.now)?;
     s.expires_at = expires_at;
     tx.renew_subscription(&s.id, expires_at)?;

@@ -143,6 +143,22 @@ fn body(state: &AppState, cfg: &Config, d: &Delivery) -> Result<Vec<u8>> {
 }
 
 fn deliver_one(state: &AppState, owner: &str, cfg: &Config, d: Delivery) {
+    let creator_is_admin = state.auth.is_admin([d.subscription.creator_id.as_str()]);
+    let entitled = state.access.read().is_ok_and(|ix| {
+        notification::creator_still_entitled(
+            &d.subscription,
+            creator_is_admin,
+            &*ix,
+            state.clock.now(),
+        )
+    });
+    if !entitled {
+        tracing::info!(notification = %d.id, subscription = %d.subscription.id, "the subscription's creator lost the rights it needs; notification dropped");
+        if let Err(e) = store::write(state.store.as_ref(), |tx| tx.finish_delivery(&d.id, owner)) {
+            tracing::warn!(notification = %d.id, error = %e, "could not drop a notification");
+        }
+        return;
+    }
     let outcome = body(state, cfg, &d).map_err(|e| e.message).and_then(|b| {
         webhook::deliver(
             &cfg.policy,

@@ -507,3 +507,61 @@ fn resource_administrators_subscribe_only_to_their_resources() {
         "the subscription's change is not theirs"
     );
 }
+
+#[test]
+fn a_creator_who_loses_the_rights_gets_nothing_more_and_cannot_renew() {
+    let t = Tenant::start_with(FAST);
+    let rx = Receiver::start(200);
+    let (owner, owner_tok) = t.user("uaa");
+    let uaa = t.role(&t.rg, USER_ACCESS_ADMIN);
+    t.admin_add(&t.rg, &uaa, &owner, "Active", lasting("P30D"));
+    let on_rg = format!("{ASSIGNMENTS}?$filter=resourceId eq '{}'", t.rg);
+    let sub = subscribe(&t, &owner_tok, &rx.url, &on_rg);
+    assert_eq!(sub.status, 201, "{}", sub.text);
+    let id = sub.json["id"].as_str().unwrap().to_string();
+    // While they administer the resource group, its changes reach them.
+    let (u1, _) = t.user("first");
+    let contributor = t.role(&t.rg, CONTRIBUTOR);
+    t.admin_add(&t.rg, &contributor, &u1, "Eligible", lasting("P30D"));
+    let subjects = || {
+        rx.notifications()
+            .into_iter()
+            .map(|(_, v)| v["value"][0]["resourceData"]["subjectId"].clone())
+            .collect::<Vec<_>>()
+    };
+    wait_until(10, "the first change arrives", || {
+        subjects().contains(&json!(u1))
+    });
+    // Their User Access Administrator assignment is removed.
+    let r = t.request(
+        &t.admin,
+        &crate::fixture::request_body("AdminRemove", "Active", &t.rg, &uaa, &owner),
+    );
+    assert_eq!(r.status, 201, "{}", r.text);
+    let (u2, _) = t.user("second");
+    t.admin_add(&t.rg, &contributor, &u2, "Eligible", lasting("P30D"));
+    // The administrator's own subscription proves the change was delivered somewhere.
+    let witness = Receiver::start(200);
+    assert_eq!(subscribe(&t, &t.admin, &witness.url, &on_rg).status, 201);
+    let (u3, _) = t.user("third");
+    t.admin_add(&t.rg, &contributor, &u3, "Eligible", lasting("P30D"));
+    wait_until(10, "the witness sees the third change", || {
+        witness
+            .notifications()
+            .iter()
+            .any(|(_, v)| v["value"][0]["resourceData"]["subjectId"] == json!(u3))
+    });
+    std::thread::sleep(Duration::from_millis(500));
+    let seen = subjects();
+    assert!(
+        !seen.contains(&json!(u2)) && !seen.contains(&json!(u3)),
+        "{seen:?}"
+    );
+    let renew = t.s.call(
+        "PATCH",
+        &format!("/beta/subscriptions/{id}"),
+        Some(&owner_tok),
+        Some(&json!({"expirationDateTime": from_now(7200).to_string()})),
+    );
+    assert!(renew.status == 403 || renew.status == 404, "{}", renew.text);
+}

@@ -254,3 +254,25 @@ fn a_group_cannot_sign_in() {
     assert_eq!(r.status, 403, "{}", r.text);
     assert_eq!(r.code(), "Authorization_RequestDenied");
 }
+
+#[test]
+fn an_external_id_never_makes_a_tenant_administrator() {
+    let t = Tenant::start();
+    // A provisioning client sets a user's externalId to an administrator's id.
+    let r = t.s.call(
+        "POST",
+        "/scim/v2/Users",
+        Some(&t.admin),
+        Some(&json!({"userName": "eve@example.test", "displayName": "Eve", "externalId": crate::harness::ADMIN})),
+    );
+    assert_eq!(r.status, 201, "{}", r.text);
+    let eve = r.json["id"].as_str().unwrap().to_string();
+    let r =
+        t.s.get("/beta/auditLogs/directoryAudits", &token(&eve, true));
+    assert_eq!(r.status, 403, "{}", r.text);
+    let r = t.s.get(
+        &t.s.pim(&format!("/resources/{}", t.sub)),
+        &token(&eve, true),
+    );
+    assert_eq!(r.status, 403, "{}", r.text);
+}

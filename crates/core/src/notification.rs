@@ -290,6 +290,9 @@ fn host_listed(list: &[String], host: &str) -> bool {
     })
 }
 
+/// The shortest `clientState` accepted (it is the deliveries' HMAC key).
+pub const MIN_CLIENT_STATE: usize = 12;
+
 /// Whether `ip` is not a public unicast address: loopback, private (10/8, 172.16/12,
 /// 192.168/16, fc00::/7), link-local (169.254/16, fe80::/10), shared (100.64/10),
 /// unspecified, multicast, broadcast, documentation or reserved ranges, and IPv4 mapped
@@ -315,12 +318,30 @@ pub fn is_private(ip: IpAddr) -> bool {
             if let Some(v4) = v6.to_ipv4_mapped() {
                 return is_private(IpAddr::V4(v4));
             }
-            let first = v6.segments()[0];
+            let seg = v6.segments();
+            let first = seg[0];
+            // IPv4 wrapped in IPv6: NAT64 (64:ff9b::/96), 6to4 (2002::/16) and the old
+            // IPv4-compatible form (::a.b.c.d) reach the embedded address.
+            let embedded = |hi: u16, lo: u16| {
+                let [a, b] = hi.to_be_bytes();
+                let [c, d] = lo.to_be_bytes();
+                IpAddr::V4(std::net::Ipv4Addr::new(a, b, c, d))
+            };
+            if first == 0x64 && seg[1] == 0xff9b && seg[2..6] == [0, 0, 0, 0] {
+                return is_private(embedded(seg[6], seg[7]));
+            }
+            if first == 0x2002 {
+                return is_private(embedded(seg[1], seg[2]));
+            }
+            if seg[..6] == [0, 0, 0, 0, 0, 0] && !v6.is_loopback() && !v6.is_unspecified() {
+                return is_private(embedded(seg[6], seg[7]));
+            }
             v6.is_loopback()
                 || v6.is_unspecified()
                 || v6.is_multicast()
                 || (first & 0xfe00) == 0xfc00
                 || (first & 0xffc0) == 0xfe80
+                || (first & 0xffc0) == 0xfec0
                 || first == 0x2001 && v6.segments()[1] == 0xdb8
         }
     }
@@ -423,6 +444,13 @@ pub fn prepare(ctx: &OpContext, new: &NewSubscription) -> Result<Subscription> {
         return Err(invalid("`notificationUrl` is required"));
     }
     let client_state = new.client_state.clone().unwrap_or_default();
+    // `clientState` keys the HMAC of every delivery: a short or empty one would let anyone
+    // sign forged notifications.
+    if client_state.chars().count() < MIN_CLIENT_STATE {
+        return Err(invalid(format!(
+            "`clientState` is the key deliveries are signed with: give at least {MIN_CLIENT_STATE} characters"
+        )));
+    }
     if client_state.len() > 255 {
         return Err(invalid("`clientState` may be at most 255 characters"));
     }
@@ -554,6 +582,23 @@ pub struct Delivery {
 
 #[cfg(test)]
 mod tests {
+    #[test]
+    fn ipv4_wrapped_in_ipv6_is_judged_by_the_ipv4_address() {
+        let private = [
+            "64:ff9b::a00:1",
+            "2002:c0a8:101::1",
+            "::10.0.0.1",
+            "fec0::1",
+            "::ffff:169.254.169.254",
+        ];
+        for ip in private {
+            assert!(is_private(ip.parse().unwrap()), "{ip}");
+        }
+        for ip in ["64:ff9b::808:808", "2002:808:808::1", "2606:4700::1111"] {
+            assert!(!is_private(ip.parse().unwrap()), "{ip}");
+        }
+    }
+
     use super::*;
 
     #[test]

@@ -565,3 +565,25 @@ fn a_creator_who_loses_the_rights_gets_nothing_more_and_cannot_renew() {
     );
     assert!(renew.status == 403 || renew.status == 404, "{}", renew.text);
 }
+
+#[test]
+fn a_short_or_missing_client_state_is_refused() {
+    let t = Tenant::start_with(FAST);
+    let rx = Receiver::start(200);
+    for state in [json!(null), json!(""), json!("short")] {
+        let r = t.s.post(
+            "/beta/subscriptions",
+            &t.admin,
+            &json!({
+                "changeType": "created",
+                "notificationUrl": rx.url,
+                "resource": ASSIGNMENTS,
+                "expirationDateTime": from_now(3600).to_string(),
+                "clientState": state,
+            }),
+        );
+        assert_eq!(r.status, 400, "{state}: {}", r.text);
+        assert!(r.text.contains("clientState"), "{}", r.text);
+    }
+    assert_eq!(rx.validations(), 0);
+}

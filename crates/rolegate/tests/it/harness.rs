@@ -5,7 +5,7 @@
 #![allow(dead_code, clippy::expect_used, clippy::disallowed_methods)]
 
 use serde_json::Value;
-use std::io::{BufRead, BufReader};
+use std::io::{BufRead, BufReader, Write};
 use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
 use std::sync::OnceLock;
@@ -312,4 +312,30 @@ pub fn uuid_like() -> String {
         nanos,
         N.fetch_add(1, Ordering::Relaxed)
     )
+}
+
+/// The interpreter named by `ROLEGATE_PYTHON` when it can run `import {imports}`; otherwise
+/// prints `SKIPPED {test}: …` to stderr and returns `None`, so tests that drive Python tools
+/// (the Graph SDK, scim2-tester, schemathesis) pass on machines without them.
+pub fn python_with(test: &str, package: &str, imports: &str) -> Option<String> {
+    let python = std::env::var("ROLEGATE_PYTHON")
+        .ok()
+        .filter(|p| !p.is_empty());
+    let usable = python.as_deref().is_some_and(|p| {
+        Command::new(p)
+            .args(["-c", &format!("import {imports}")])
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .status()
+            .is_ok_and(|s| s.success())
+    });
+    if !usable {
+        // Written past the test harness's output capture, so a plain `cargo test` shows it.
+        let _ = writeln!(
+            std::io::stderr().lock(),
+            "SKIPPED {test}: ROLEGATE_PYTHON is not set to a Python with {package} (see .ci/run)"
+        );
+        return None;
+    }
+    python
 }

@@ -52,29 +52,6 @@ fn openapi_document_is_public_and_lists_the_routes() {
     );
 }
 
-/// The interpreter to use, or `None` (with the reason printed) when schemathesis is not there.
-fn python_with_schemathesis() -> Option<String> {
-    let skip = || {
-        eprintln!(
-            "SKIPPED openapi schemathesis: ROLEGATE_PYTHON is not set to a Python with schemathesis (see .ci/run)"
-        );
-        None
-    };
-    let Some(python) = std::env::var("ROLEGATE_PYTHON")
-        .ok()
-        .filter(|p| !p.is_empty())
-    else {
-        return skip();
-    };
-    let has = Command::new(&python)
-        .args(["-c", "import schemathesis"])
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .status()
-        .is_ok_and(|s| s.success());
-    if has { Some(python) } else { skip() }
-}
-
 /// A little of everything: a user eligible through a group, an active assignment, a
 /// pending and a closed request, a changed role setting, audit records.
 fn seed(t: &Tenant) {
@@ -120,7 +97,9 @@ fn seed(t: &Tenant) {
 
 #[test]
 fn live_server_conforms_to_its_openapi_document() {
-    let Some(python) = python_with_schemathesis() else {
+    let Some(python) =
+        crate::harness::python_with("openapi schemathesis", "schemathesis", "schemathesis")
+    else {
         return;
     };
     let t = Tenant::start();

@@ -17,29 +17,6 @@ const SCRIPT: &str = concat!(
 /// The script normally takes a few seconds; past this it is considered hung.
 const SCRIPT_TIMEOUT: Duration = Duration::from_secs(180);
 
-/// The interpreter to use, or `None` (with the reason printed) when the SDK is not there.
-fn python_with_sdk() -> Option<String> {
-    let skip = || {
-        eprintln!(
-            "SKIPPED python_client: ROLEGATE_PYTHON is not set to a Python with msgraph-beta-sdk (see .ci/run)"
-        );
-        None
-    };
-    let Some(python) = std::env::var("ROLEGATE_PYTHON")
-        .ok()
-        .filter(|p| !p.is_empty())
-    else {
-        return skip();
-    };
-    let has_sdk = Command::new(&python)
-        .args(["-c", "import msgraph_beta"])
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .status()
-        .is_ok_and(|s| s.success());
-    if has_sdk { Some(python) } else { skip() }
-}
-
 /// Seeds what the script expects (`FIXTURE_KEYS` in graph_sdk_check.py): Alice, eligible
 /// for Contributor on a subscription, and Bob, a plain user. The script does the rest.
 fn seed(t: &Tenant) -> Value {
@@ -71,7 +48,9 @@ fn seed(t: &Tenant) -> Value {
 
 #[test]
 fn official_python_graph_client_works_against_the_server() {
-    let Some(python) = python_with_sdk() else {
+    let Some(python) =
+        crate::harness::python_with("python_client", "msgraph-beta-sdk", "msgraph_beta")
+    else {
         return;
     };
     let t = Tenant::start();

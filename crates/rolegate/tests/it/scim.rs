@@ -1139,32 +1139,13 @@ const CONFORMANCE: &str = concat!(
     "/../../tests/clients/scim_conformance.py"
 );
 
-/// The interpreter to use, or `None` (with the reason printed) when scim2-tester is absent.
-fn python_with_scim2_tester() -> Option<String> {
-    let skip = || {
-        eprintln!(
-            "SKIPPED scim2_tester_conformance: ROLEGATE_PYTHON is not set to a Python with scim2-tester (see .ci/run)"
-        );
-        None
-    };
-    let Some(python) = std::env::var("ROLEGATE_PYTHON")
-        .ok()
-        .filter(|p| !p.is_empty())
-    else {
-        return skip();
-    };
-    let ok = Command::new(&python)
-        .args(["-c", "import scim2_tester, scim2_client.engines.httpx2"])
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .status()
-        .is_ok_and(|s| s.success());
-    if ok { Some(python) } else { skip() }
-}
-
 #[test]
 fn scim2_tester_conformance() {
-    let Some(python) = python_with_scim2_tester() else {
+    let Some(python) = crate::harness::python_with(
+        "scim2_tester_conformance",
+        "scim2-tester",
+        "scim2_tester, scim2_client.engines.httpx2",
+    ) else {
         return;
     };
     let secret = format!("conformance-{}-0123456789abcdefghijkl", uuid_like());

@@ -86,13 +86,21 @@ impl Server {
         Self::spawn(dir, db, false, args)
     }
 
+    /// Starts a server (development auth) with extra environment variables.
+    pub fn start_with_env(env: &[(&str, &str)]) -> Server {
+        let dir = std::env::temp_dir().join(format!("rolegate-it-{}", uuid_like()));
+        std::fs::create_dir_all(&dir).expect("temp dir");
+        let db = dir.join("rolegate.db");
+        Self::spawn_with_auth(dir, db, false, &[], true, env)
+    }
+
     /// Starts a server on a fresh database with only `args` for authentication (no
     /// development secret; the tenant administrator is still [`ADMIN`]).
     pub fn start_without_dev_auth(args: &[&str]) -> Server {
         let dir = std::env::temp_dir().join(format!("rolegate-it-{}", uuid_like()));
         std::fs::create_dir_all(&dir).expect("temp dir");
         let db = dir.join("rolegate.db");
-        Self::spawn_with_auth(dir, db, false, args, false)
+        Self::spawn_with_auth(dir, db, false, args, false, &[])
     }
 
     /// Stops this server gracefully and starts a new one on the same database file.
@@ -111,7 +119,7 @@ impl Server {
     }
 
     fn spawn(dir: PathBuf, db: PathBuf, keep_dir: bool, extra: &[&str]) -> Server {
-        Self::spawn_with_auth(dir, db, keep_dir, extra, true)
+        Self::spawn_with_auth(dir, db, keep_dir, extra, true, &[])
     }
 
     fn spawn_with_auth(
@@ -120,6 +128,7 @@ impl Server {
         keep_dir: bool,
         extra: &[&str],
         dev_auth: bool,
+        env: &[(&str, &str)],
     ) -> Server {
         let log = std::fs::File::create(dir.join("server.log")).expect("log file");
         let mut cmd = Command::new(binary());
@@ -138,6 +147,7 @@ impl Server {
             .env_remove("ROLEGATE_OIDC_AUDIENCE")
             .env_remove("ROLEGATE_JWKS_FILE")
             .env_remove("ROLEGATE_JWKS_URL")
+            .envs(env.iter().copied())
             .stdout(Stdio::piped())
             .stderr(log)
             .spawn()
@@ -338,4 +348,60 @@ pub fn python_with(test: &str, package: &str, imports: &str) -> Option<String> {
         return None;
     }
     python
+}
+
+/// Runs a client tool to completion (proxy variables removed, output captured in files
+/// under `dir`, which is removed afterwards), killing it after `timeout`; asserts it exited
+/// successfully, showing its output and `server_log()` otherwise, and returns its stdout.
+pub fn run_tool(
+    name: &str,
+    mut cmd: Command,
+    dir: &std::path::Path,
+    timeout: std::time::Duration,
+    server_log: impl Fn() -> String,
+) -> String {
+    let (out_path, err_path) = (dir.join("stdout.txt"), dir.join("stderr.txt"));
+    for proxy in [
+        "HTTP_PROXY",
+        "HTTPS_PROXY",
+        "http_proxy",
+        "https_proxy",
+        "ALL_PROXY",
+        "all_proxy",
+    ] {
+        cmd.env_remove(proxy);
+    }
+    let mut child = cmd
+        .env("PYTHONUNBUFFERED", "1")
+        .stdin(Stdio::null())
+        .stdout(std::fs::File::create(&out_path).expect("stdout file"))
+        .stderr(std::fs::File::create(&err_path).expect("stderr file"))
+        .spawn()
+        .unwrap_or_else(|e| panic!("start {name}: {e}"));
+    let started = std::time::Instant::now();
+    let status = loop {
+        if let Some(status) = child.try_wait().expect("wait for the tool") {
+            break Some(status);
+        }
+        if started.elapsed() > timeout {
+            let _ = child.kill();
+            let _ = child.wait();
+            break None;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(100));
+    };
+    let stdout = std::fs::read_to_string(&out_path).unwrap_or_default();
+    let stderr = std::fs::read_to_string(&err_path).unwrap_or_default();
+    let _ = std::fs::remove_dir_all(dir);
+    println!("{stdout}");
+    assert!(
+        status.is_some_and(|st| st.success()),
+        "{name} {}\n--- stdout ---\n{stdout}\n--- stderr ---\n{stderr}\n--- server log ---\n{}",
+        status.map_or_else(
+            || format!("timed out after {timeout:?}"),
+            |st| format!("failed ({st})")
+        ),
+        server_log()
+    );
+    stdout
 }

@@ -7,8 +7,8 @@
 use crate::fixture::{CONTRIBUTOR, Tenant, create_group, lasting};
 use crate::harness::{Server, uuid_like};
 use serde_json::Value;
-use std::process::{Command, Stdio};
-use std::time::{Duration, Instant};
+use std::process::Command;
+use std::time::Duration;
 
 const SCRIPT: &str = concat!(
     env!("CARGO_MANIFEST_DIR"),
@@ -107,44 +107,15 @@ fn live_server_conforms_to_its_openapi_document() {
     let s: &Server = &t.s;
     let dir = std::env::temp_dir().join(format!("rolegate-schemathesis-{}", uuid_like()));
     std::fs::create_dir_all(&dir).expect("temp dir");
-    let (out_path, err_path) = (dir.join("stdout.txt"), dir.join("stderr.txt"));
-    let mut child = Command::new("bash")
-        .arg(SCRIPT)
+    let mut cmd = Command::new("bash");
+    cmd.arg(SCRIPT)
         .arg(&s.origin)
         .arg(&t.admin)
         .env("PYTHON", &python)
-        .env("PYTHONUNBUFFERED", "1")
-        .current_dir(&dir)
-        .stdin(Stdio::null())
-        .stdout(std::fs::File::create(&out_path).expect("stdout file"))
-        .stderr(std::fs::File::create(&err_path).expect("stderr file"))
-        .spawn()
-        .expect("start schemathesis");
-    let started = Instant::now();
-    let status = loop {
-        if let Some(status) = child.try_wait().expect("wait for schemathesis") {
-            break Some(status);
-        }
-        if started.elapsed() > SCRIPT_TIMEOUT {
-            let _ = child.kill();
-            let _ = child.wait();
-            break None;
-        }
-        std::thread::sleep(Duration::from_millis(200));
-    };
-    let stdout = std::fs::read_to_string(&out_path).unwrap_or_default();
-    let stderr = std::fs::read_to_string(&err_path).unwrap_or_default();
-    let _ = std::fs::remove_dir_all(&dir);
-    println!("{stdout}");
-    assert!(
-        status.is_some_and(|st| st.success()),
-        "schemathesis {}\n--- stdout ---\n{stdout}\n--- stderr ---\n{stderr}\n--- server log (tail) ---\n{}",
-        status.map_or_else(
-            || format!("timed out after {SCRIPT_TIMEOUT:?}"),
-            |st| format!("failed ({st})")
-        ),
+        .current_dir(&dir);
+    crate::harness::run_tool("schemathesis", cmd, &dir, SCRIPT_TIMEOUT, || {
         tail(&s.log(), 200)
-    );
+    });
 }
 
 fn tail(text: &str, lines: usize) -> String {

@@ -7,8 +7,8 @@
 use crate::fixture::{CONTRIBUTOR, OWNER, Tenant, lasting};
 use crate::harness::{Server, uuid_like};
 use serde_json::{Value, json};
-use std::process::{Command, Stdio};
-use std::time::{Duration, Instant};
+use std::process::Command;
+use std::time::Duration;
 
 const SCRIPT: &str = concat!(
     env!("CARGO_MANIFEST_DIR"),
@@ -61,46 +61,7 @@ fn official_python_graph_client_works_against_the_server() {
     std::fs::create_dir_all(&dir).expect("temp dir");
     let fixture_path = dir.join("fixture.json");
     std::fs::write(&fixture_path, fixture.to_string()).expect("write fixture");
-    let (out_path, err_path) = (dir.join("stdout.txt"), dir.join("stderr.txt"));
-    let mut child = Command::new(&python)
-        .arg(SCRIPT)
-        .arg(&s.origin)
-        .arg(&fixture_path)
-        .env("PYTHONUNBUFFERED", "1")
-        .env_remove("HTTP_PROXY")
-        .env_remove("HTTPS_PROXY")
-        .env_remove("http_proxy")
-        .env_remove("https_proxy")
-        .env_remove("ALL_PROXY")
-        .env_remove("all_proxy")
-        .stdin(Stdio::null())
-        .stdout(std::fs::File::create(&out_path).expect("stdout file"))
-        .stderr(std::fs::File::create(&err_path).expect("stderr file"))
-        .spawn()
-        .expect("start the Python SDK check");
-    let started = Instant::now();
-    let status = loop {
-        if let Some(status) = child.try_wait().expect("wait for the SDK check") {
-            break Some(status);
-        }
-        if started.elapsed() > SCRIPT_TIMEOUT {
-            let _ = child.kill();
-            let _ = child.wait();
-            break None;
-        }
-        std::thread::sleep(Duration::from_millis(100));
-    };
-    let stdout = std::fs::read_to_string(&out_path).unwrap_or_default();
-    let stderr = std::fs::read_to_string(&err_path).unwrap_or_default();
-    let _ = std::fs::remove_dir_all(&dir);
-    println!("{stdout}");
-    assert!(
-        status.is_some_and(|st| st.success()),
-        "graph_sdk_check.py {}\n--- stdout ---\n{stdout}\n--- stderr ---\n{stderr}\n--- server log ---\n{}",
-        status.map_or_else(
-            || format!("timed out after {SCRIPT_TIMEOUT:?}"),
-            |st| format!("failed ({st})")
-        ),
-        s.log()
-    );
+    let mut cmd = Command::new(&python);
+    cmd.arg(SCRIPT).arg(&s.origin).arg(&fixture_path);
+    crate::harness::run_tool("graph_sdk_check.py", cmd, &dir, SCRIPT_TIMEOUT, || s.log());
 }

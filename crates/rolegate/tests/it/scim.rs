@@ -1153,44 +1153,14 @@ fn scim2_tester_conformance() {
     let path_s = path.display().to_string();
     let s = Server::start_with(&["--scim-token-file", &path_s]);
     let dir = path.parent().unwrap().to_path_buf();
-    let (out_path, err_path) = (dir.join("stdout.txt"), dir.join("stderr.txt"));
-    let mut child = Command::new(&python)
-        .arg(CONFORMANCE)
-        .arg(&s.origin)
-        .arg(&secret)
-        .env("PYTHONUNBUFFERED", "1")
-        .env_remove("HTTP_PROXY")
-        .env_remove("HTTPS_PROXY")
-        .env_remove("http_proxy")
-        .env_remove("https_proxy")
-        .env_remove("ALL_PROXY")
-        .env_remove("all_proxy")
-        .stdin(Stdio::null())
-        .stdout(std::fs::File::create(&out_path).unwrap())
-        .stderr(std::fs::File::create(&err_path).unwrap())
-        .spawn()
-        .expect("start scim_conformance.py");
-    let started = Instant::now();
-    let status = loop {
-        if let Some(st) = child.try_wait().unwrap() {
-            break Some(st);
-        }
-        if started.elapsed() > Duration::from_secs(300) {
-            let _ = child.kill();
-            let _ = child.wait();
-            break None;
-        }
-        std::thread::sleep(Duration::from_millis(100));
-    };
-    let stdout = std::fs::read_to_string(&out_path).unwrap_or_default();
-    let stderr = std::fs::read_to_string(&err_path).unwrap_or_default();
-    let _ = std::fs::remove_dir_all(&dir);
-    println!("{stdout}");
-    assert!(
-        status.is_some_and(|st| st.success()),
-        "scim_conformance.py {}\n--- stdout ---\n{stdout}\n--- stderr ---\n{stderr}\n--- server log ---\n{}",
-        status.map_or_else(|| "timed out".to_string(), |st| format!("failed ({st})")),
-        s.log()
+    let mut cmd = Command::new(&python);
+    cmd.arg(CONFORMANCE).arg(&s.origin).arg(&secret);
+    let stdout = crate::harness::run_tool(
+        "scim_conformance.py",
+        cmd,
+        &dir,
+        Duration::from_secs(300),
+        || s.log(),
     );
     assert!(stdout.contains(" success"), "{stdout}");
 }

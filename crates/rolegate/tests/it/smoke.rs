@@ -75,3 +75,18 @@ fn every_response_carries_the_security_headers() {
         );
     }
 }
+
+#[test]
+fn admins_from_the_flag_and_the_environment_add_up() {
+    // The harness always passes `--admin it-admin`; the environment names two more.
+    let s = Server::start_with_env(&[("ROLEGATE_ADMINS", "env-admin-1, env-admin-2")]);
+    for admin in [ADMIN, "env-admin-1", "env-admin-2"] {
+        let r = s.get("/beta/auditLogs/directoryAudits", &s.token(admin, true));
+        assert_eq!(r.status, 200, "{admin}: {}", r.text);
+    }
+    let r = s.get(
+        "/beta/auditLogs/directoryAudits",
+        &s.token("someone-else", true),
+    );
+    assert_eq!(r.status, 403, "{}", r.text);
+}

@@ -143,7 +143,7 @@ pub fn create_subject(
             format!("externalId `{ext}` is already in use"),
         ));
     }
-    tx.insert_subject(&s)?;
+    tx.insert_subject(&s, ctx.now)?;
     let changes = set_members_inner(tx, ctx, &s, members)?;
     audit_subject(
         tx,

@@ -63,8 +63,8 @@ pub trait Tx {
 
     /// A subject by id or external id.
     fn subject(&mut self, id: &str) -> Result<Option<Subject>>;
-    /// Inserts a subject.
-    fn insert_subject(&mut self, s: &Subject) -> Result<()>;
+    /// Inserts a subject, created at `now`.
+    fn insert_subject(&mut self, s: &Subject, now: Timestamp) -> Result<()>;
     /// Replaces a subject's attributes.
     fn update_subject(&mut self, s: &Subject) -> Result<()>;
     /// Deletes a subject and its memberships (both as member and as group).
@@ -276,6 +276,11 @@ pub trait Store: Send + Sync {
     fn write_dyn(&self, f: &mut dyn FnMut(&mut dyn Tx) -> Result<()>) -> Result<()>;
     /// Whether the database answers.
     fn ping(&self) -> Result<()>;
+    /// Whether other processes may write the same database (several nodes on one
+    /// PostgreSQL), so in-memory state must catch up with the database's access log.
+    fn shared(&self) -> bool {
+        false
+    }
 }
 
 fn run<T>(

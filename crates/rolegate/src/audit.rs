@@ -2,13 +2,11 @@
 //! auditors' commands. The chain rules live in `rolegate_core::audit`; this only reads the
 //! database and prints.
 
-use anyhow::{Context, bail};
 use clap::{Subcommand, ValueEnum};
 use jiff::Timestamp;
 use rolegate_core::audit::{ChainReport, verify_log};
 use rolegate_core::error::DomainError;
 use rolegate_core::store::{self, Store};
-use rolegate_store_sqlite::{SqliteStore, Synchronous};
 use serde_json::Value;
 use std::io::Write;
 
@@ -24,7 +22,7 @@ pub enum AuditCommand {
 /// `rolegate audit verify`.
 #[derive(clap::Args, Debug)]
 pub struct VerifyArgs {
-    /// Database URL: `sqlite://PATH`.
+    /// Database URL: `sqlite://PATH` or `postgres://…[?schema=NAME]`.
     #[arg(
         long,
         env = "ROLEGATE_DATABASE_URL",
@@ -43,7 +41,7 @@ pub struct ExportArgs {
     /// date, meaning its midnight UTC).
     #[arg(long, value_parser = parse_since)]
     since: Option<Timestamp>,
-    /// Database URL: `sqlite://PATH`.
+    /// Database URL: `sqlite://PATH` or `postgres://…[?schema=NAME]`.
     #[arg(
         long,
         env = "ROLEGATE_DATABASE_URL",
@@ -78,20 +76,9 @@ pub fn run(cmd: AuditCommand) -> anyhow::Result<bool> {
     }
 }
 
-/// Opens an existing database (never creates one: an auditor pointing at the wrong path
-/// must not get an empty, "intact" log).
-fn open(url: &str) -> anyhow::Result<SqliteStore> {
-    let path = super::sqlite_path(url)?;
-    if !path.is_file() {
-        bail!("no database at {}", path.display());
-    }
-    SqliteStore::open(&path, Synchronous::Full)
-        .with_context(|| format!("opening {}", path.display()))
-}
-
 fn verify(url: &str) -> anyhow::Result<bool> {
-    let store = open(url)?;
-    match verify_log(&store)? {
+    let store = crate::database::Database::parse(url)?.open_existing()?;
+    match verify_log(store.as_ref())? {
         ChainReport::Intact { checked, head } => {
             println!("audit log intact: {checked} records checked");
             println!("newest record hash: {head}");
@@ -149,14 +136,14 @@ fn csv_row(doc: &Value) -> String {
 }
 
 fn export(url: &str, format: Format, since: Option<Timestamp>) -> anyhow::Result<()> {
-    let store = open(url)?;
+    let store = crate::database::Database::parse(url)?.open_existing()?;
     let stdout = std::io::stdout();
     let mut out = std::io::BufWriter::new(stdout.lock());
     let io = |e: std::io::Error| DomainError::internal(format!("writing the export: {e}"));
     if format == Format::Csv {
         write!(out, "{CSV_HEADER}\r\n").map_err(io)?;
     }
-    let store: &dyn Store = &store;
+    let store: &dyn Store = store.as_ref();
     store::read(store, |tx| {
         let mut after = 0;
         loop {

@@ -2,6 +2,7 @@
 //! things together; the rules live in `rolegate-core`.
 
 mod audit;
+mod database;
 mod demo;
 mod mail;
 mod notify;
@@ -10,6 +11,7 @@ mod seed;
 
 use anyhow::{Context, bail};
 use clap::{Parser, Subcommand, ValueEnum};
+use database::{Database, OpenOptions};
 use rolegate_api::auth::{Authenticator, Claims, mint_hs256};
 use rolegate_api::oidc::{JwksSource, OidcConfig, OidcVerifier};
 use rolegate_api::scim::ProvisioningToken;
@@ -17,7 +19,7 @@ use rolegate_api::{AppState, router};
 use rolegate_core::clock::{Clock, SystemClock};
 use rolegate_core::notification::TargetPolicy;
 use rolegate_core::store::Store;
-use rolegate_store_sqlite::{SqliteStore, Synchronous};
+use rolegate_store::Synchronous;
 use std::path::PathBuf;
 use std::sync::Arc;
 
@@ -43,11 +45,25 @@ enum Command {
     /// Checks or exports the audit log.
     #[command(subcommand)]
     Audit(audit::AuditCommand),
+    /// Creates the database schema or brings it to this build's version, then exits (for
+    /// operators who start `serve --no-migrate`).
+    Migrate(MigrateArgs),
+}
+
+#[derive(clap::Args, Debug)]
+struct MigrateArgs {
+    /// Database URL: `sqlite://PATH` or `postgres://…[?schema=NAME]`.
+    #[arg(
+        long,
+        env = "ROLEGATE_DATABASE_URL",
+        default_value = "sqlite://rolegate.db"
+    )]
+    database: String,
 }
 
 #[derive(clap::Args, Debug)]
 struct SeedArgs {
-    /// Database URL: `sqlite://PATH`.
+    /// Database URL: `sqlite://PATH` or `postgres://…[?schema=NAME]`.
     #[arg(
         long,
         env = "ROLEGATE_DATABASE_URL",
@@ -76,13 +92,21 @@ struct ServeArgs {
     /// Address to listen on (`127.0.0.1:0` picks a free port).
     #[arg(long, env = "ROLEGATE_LISTEN", default_value = "127.0.0.1:8080")]
     listen: String,
-    /// Database URL: `sqlite://PATH` (created and migrated on start).
+    /// Database URL: `sqlite://PATH` (created and migrated on start) or
+    /// `postgres://user:password@host:port/database[?schema=NAME]` (several nodes may share it).
     #[arg(
         long,
         env = "ROLEGATE_DATABASE_URL",
         default_value = "sqlite://rolegate.db"
     )]
     database: String,
+    /// PostgreSQL: the most connections this node holds.
+    #[arg(long, env = "ROLEGATE_DATABASE_POOL_SIZE", default_value_t = 16)]
+    database_pool_size: usize,
+    /// PostgreSQL: do not migrate on start; refuse a schema that `rolegate migrate` has not
+    /// brought to this build's version.
+    #[arg(long)]
+    no_migrate: bool,
     /// Seed a demo tenant (if the database is empty) and print tokens and example calls.
     #[arg(long)]
     demo: bool,
@@ -199,21 +223,6 @@ struct TokenArgs {
     name: Option<String>,
 }
 
-/// The SQLite file named by a `sqlite://` URL.
-fn sqlite_path(url: &str) -> anyhow::Result<PathBuf> {
-    if url.starts_with("postgres://") || url.starts_with("postgresql://") {
-        bail!("PostgreSQL is not supported by this build yet; use sqlite://PATH");
-    }
-    let path = url
-        .strip_prefix("sqlite://")
-        .or_else(|| url.strip_prefix("sqlite:"))
-        .with_context(|| format!("unsupported database URL `{url}`; use sqlite://PATH"))?;
-    if path.is_empty() {
-        bail!("the database URL `{url}` names no file");
-    }
-    Ok(PathBuf::from(path))
-}
-
 fn mint(
     secret: &str,
     subject: &str,
@@ -293,14 +302,19 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
         .transpose()
         .map_err(|e| anyhow::anyhow!("--scim-token-file: {e}"))?;
     let clock: Arc<dyn Clock> = Arc::new(SystemClock);
-    let path = sqlite_path(&args.database)?;
-    let sync = match args.sqlite_synchronous {
-        SyncMode::Full => Synchronous::Full,
-        SyncMode::Normal => Synchronous::Normal,
-    };
-    let store: Arc<dyn Store> = Arc::new(
-        SqliteStore::open(&path, sync).with_context(|| format!("opening {}", path.display()))?,
-    );
+    let database = Database::parse(&args.database)?;
+    // The stores are synchronous (the PostgreSQL client runs its own small runtime): call
+    // them off this runtime's worker.
+    let store: Arc<dyn Store> = tokio::task::block_in_place(|| {
+        database.open(OpenOptions {
+            sync: match args.sqlite_synchronous {
+                SyncMode::Full => Synchronous::Full,
+                SyncMode::Normal => Synchronous::Normal,
+            },
+            pool_size: args.database_pool_size,
+            migrate: !args.no_migrate,
+        })
+    })?;
     let mut admins = args.admins.clone();
     if let Ok(env) = std::env::var("ROLEGATE_ADMINS") {
         admins.extend(
@@ -312,7 +326,7 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
     }
     if args.demo {
         admins.push(demo::ADMIN.to_string());
-        demo::seed(store.as_ref(), clock.as_ref())?;
+        tokio::task::block_in_place(|| demo::seed(store.as_ref(), clock.as_ref()))?;
     }
     // E-mail to tenant administrators (decisions.md §10) finds them by these ids.
     let admin_ids = admins.clone();
@@ -358,10 +372,12 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
         .as_ref()
         .map(|_| rolegate_core::email::MailPolicy { admins: admin_ids });
     let state = Arc::new(
-        AppState::new(Arc::clone(&store), Arc::clone(&clock), auth)?
-            .with_scim_token(scim_token)
-            .with_webhook_policy(webhooks.clone())
-            .with_mail(mail_policy),
+        tokio::task::block_in_place(|| {
+            AppState::new(Arc::clone(&store), Arc::clone(&clock), auth)
+        })?
+        .with_scim_token(scim_token)
+        .with_webhook_policy(webhooks.clone())
+        .with_mail(mail_policy),
     );
     let listener = tokio::net::TcpListener::bind(&args.listen)
         .await
@@ -369,12 +385,14 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
     let addr = listener.local_addr()?;
     if args.demo
         && let Some(secret) = &secret
-        && let Err(e) = demo::print_guide(store.as_ref(), secret, &addr.to_string(), clock.now())
+        && let Err(e) = tokio::task::block_in_place(|| {
+            demo::print_guide(store.as_ref(), secret, &addr.to_string(), clock.now())
+        })
     {
         eprintln!("this database was not seeded by --demo, so there is no guide to print ({e})");
     }
     println!("rolegate listening on http://{addr}");
-    tracing::info!(%addr, database = %path.display(), "rolegate listening");
+    tracing::info!(%addr, database = %database.describe(), "rolegate listening");
     // The scheduler stops when the shutdown signal arrives, or when serving ends for any
     // other reason (the signal future, and with it `stop`, is dropped then).
     let (stop, stopped) = tokio::sync::watch::channel(false);
@@ -481,14 +499,23 @@ fn main() -> anyhow::Result<()> {
             .build()?
             .block_on(serve(*args)),
         Command::Seed(a) => {
-            let store = SqliteStore::open(&sqlite_path(&a.database)?, Synchronous::Normal)?;
+            let store = Database::parse(&a.database)?.open(OpenOptions {
+                sync: Synchronous::Normal,
+                ..OpenOptions::default()
+            })?;
             let size = seed::SeedSize {
                 resources: a.resources,
                 users: a.users,
                 groups: a.groups,
                 assignments: a.assignments,
             };
-            seed::seed(&store, size, SystemClock.now(), &a.manifest)
+            seed::seed(store.as_ref(), size, SystemClock.now(), &a.manifest)
+        }
+        Command::Migrate(a) => {
+            let database = Database::parse(&a.database)?;
+            database.open(OpenOptions::default())?;
+            println!("{}: schema up to date", database.describe());
+            Ok(())
         }
         Command::Audit(a) => {
             if !audit::run(a)? {

@@ -209,7 +209,7 @@ pub fn seed(
                     email: Some(format!("user{i:06}@bench.example")),
                     active: true,
                 };
-                tx.insert_subject(&s)?;
+                tx.insert_subject(&s, now)?;
                 users.push(s.id);
             }
             Ok(())
@@ -227,7 +227,7 @@ pub fn seed(
                 email: None,
                 active: true,
             };
-            tx.insert_subject(&s)?;
+            tx.insert_subject(&s, now)?;
             groups.push(s.id);
         }
         for (g, gid) in groups.iter().enumerate() {

@@ -3,11 +3,11 @@
 //! columns are read from the stored SCIM document with `json_extract`; multi-valued ones
 //! (`emails`, …) with `json_each`; group members and a user's groups from `group_members`.
 
-use crate::odata_sql::SqlFragment;
+use super::odata::SqlFragment;
+use super::{Dialect, Value};
 use rolegate_core::error::Result;
 use rolegate_core::scim::filter::{Collection, Column, Cond, Field, Op, Operand};
 use rolegate_core::scim::{Sort, SubjectQuery};
-use rusqlite::types::Value;
 
 /// Where an element field reads from inside `EXISTS (…)`.
 #[derive(Clone, Copy)]
@@ -18,18 +18,45 @@ enum Scope {
     Group,
 }
 
-fn json_path(segments: &[&str]) -> String {
-    let mut p = String::from("$");
-    for s in segments {
-        p.push_str(".\"");
-        p.push_str(&s.replace('"', "\\\""));
-        p.push('"');
+/// A path into a JSON document as the dialect spells it: `$."a"."b"` for SQLite's
+/// `json_extract`, the text array `{"a","b"}` for PostgreSQL's `#>>`.
+fn json_path(segments: &[&str], dialect: Dialect) -> Value {
+    let mut p = String::new();
+    match dialect {
+        Dialect::Sqlite => {
+            p.push('$');
+            for s in segments {
+                p.push_str(".\"");
+                p.push_str(&s.replace('"', "\\\""));
+                p.push('"');
+            }
+        }
+        Dialect::Postgres => {
+            p.push('{');
+            for (i, s) in segments.iter().enumerate() {
+                if i > 0 {
+                    p.push(',');
+                }
+                p.push('"');
+                p.push_str(&s.replace('\\', "\\\\").replace('"', "\\\""));
+                p.push('"');
+            }
+            p.push('}');
+        }
     }
-    p
+    Value::Text(p)
+}
+
+/// The scalar at `path` (a bound parameter) of the JSON document `doc`, as SQL text.
+fn json_scalar(doc: &str, dialect: Dialect) -> String {
+    match dialect {
+        Dialect::Sqlite => format!("json_extract({doc}, ?)"),
+        Dialect::Postgres => format!("(({doc})::jsonb #>> ?::text[])"),
+    }
 }
 
 /// The SQL expression of a field and the parameters it needs (a JSON path).
-fn field_sql(field: &Field, scope: Scope) -> (String, Vec<Value>) {
+fn field_sql(field: &Field, scope: Scope, dialect: Dialect) -> (String, Vec<Value>) {
     match (field, scope) {
         (Field::Column(c), _) => (
             match c {
@@ -46,16 +73,19 @@ fn field_sql(field: &Field, scope: Scope) -> (String, Vec<Value>) {
             Vec::new(),
         ),
         (Field::Doc(path), _) => (
-            "json_extract(s.scim_attributes, ?)".into(),
-            vec![Value::Text(json_path(path))],
+            json_scalar("s.scim_attributes", dialect),
+            vec![json_path(path, dialect)],
         ),
         (Field::Elem(_), Scope::Member) => ("gm.member_id".into(), Vec::new()),
         (Field::Elem(_), Scope::Group) => ("gm.group_id".into(), Vec::new()),
         (Field::Elem(Some(sub)), _) => (
-            "json_extract(e.value, ?)".into(),
-            vec![Value::Text(json_path(&[sub]))],
+            json_scalar("e.value", dialect),
+            vec![json_path(&[sub], dialect)],
         ),
-        (Field::Elem(None), _) => ("e.value".into(), Vec::new()),
+        (Field::Elem(None), _) => match dialect {
+            Dialect::Sqlite => ("e.value".into(), Vec::new()),
+            Dialect::Postgres => ("(e.value #>> '{}')".into(), Vec::new()),
+        },
     }
 }
 
@@ -94,12 +124,21 @@ fn test_sql(
     value: &Operand,
     case_exact: bool,
     scope: Scope,
+    dialect: Dialect,
 ) {
-    let (sql, params) = field_sql(field, scope);
+    let (sql, params) = field_sql(field, scope, dialect);
     let e = Expr { sql, params };
     let operand = match value {
         Operand::Text(t) => Some((Value::Text(t.clone()), true)),
-        Operand::Bool(b) => Some((Value::Integer(i64::from(*b)), false)),
+        // Flags are 0/1 columns; inside a document SQLite reads JSON booleans as 0/1 and
+        // PostgreSQL's `#>>` as the text `true`/`false`.
+        Operand::Bool(b) => Some((
+            match (field, dialect) {
+                (Field::Column(_), _) | (_, Dialect::Sqlite) => Value::Integer(i64::from(*b)),
+                (_, Dialect::Postgres) => Value::Text(b.to_string()),
+            },
+            false,
+        )),
         Operand::Time(t) => Some((
             match field {
                 Field::Column(_) => Value::Integer(t.as_microsecond()),
@@ -164,12 +203,12 @@ fn test_sql(
             push(
                 out,
                 &format!(
-                    "({0} IS NOT NULL AND (length({rhs}) = 0 OR substr({1}, -length({rhs})) = {rhs}))",
+                    "({0} IS NOT NULL AND substr({1}, length({1}) - length({rhs}) + 1) = {rhs})",
                     e.sql, lhs.sql
                 ),
                 e.params.clone(),
             );
-            out.params.push(v.clone());
+            out.params.extend(lhs.params.clone());
             out.params.extend(lhs.params.clone());
             out.params.push(v.clone());
             out.params.push(v);
@@ -178,39 +217,49 @@ fn test_sql(
     }
 }
 
-fn cond_sql(c: &Cond, scope: Scope, out: &mut SqlFragment) {
+fn cond_sql(c: &Cond, scope: Scope, dialect: Dialect, out: &mut SqlFragment) {
     match c {
         Cond::And(a, b) | Cond::Or(a, b) => {
             out.sql.push('(');
-            cond_sql(a, scope, out);
+            cond_sql(a, scope, dialect, out);
             out.sql.push_str(if matches!(c, Cond::And(..)) {
                 " AND "
             } else {
                 " OR "
             });
-            cond_sql(b, scope, out);
+            cond_sql(b, scope, dialect, out);
             out.sql.push(')');
         }
         Cond::Not(a) => {
             // An absent value makes a test NULL; `not` of it must be true.
-            out.sql.push_str("NOT ifnull((");
-            cond_sql(a, scope, out);
-            out.sql.push_str("), 0)");
+            out.sql.push_str("NOT coalesce((");
+            cond_sql(a, scope, dialect, out);
+            out.sql.push_str("), FALSE)");
         }
         Cond::Test {
             field,
             op,
             value,
             case_exact,
-        } => test_sql(out, field, *op, value, *case_exact, scope),
+        } => test_sql(out, field, *op, value, *case_exact, scope, dialect),
         Cond::Any { over, cond } => {
             let inner = match over {
                 Collection::Doc(path) => {
-                    push(
-                        out,
-                        "EXISTS (SELECT 1 FROM json_each(s.scim_attributes, ?) e WHERE ",
-                        [Value::Text(json_path(path))],
-                    );
+                    let elements = match dialect {
+                        Dialect::Sqlite => "json_each(s.scim_attributes, ?) e",
+                        // Anything but an array (absent, a string, an object) has no elements.
+                        Dialect::Postgres => {
+                            "jsonb_array_elements(CASE WHEN jsonb_typeof(s.scim_attributes::jsonb #> ?::text[]) = 'array' \
+                             THEN s.scim_attributes::jsonb #> ?::text[] ELSE '[]'::jsonb END) e(value)"
+                        }
+                    };
+                    out.sql.push_str("EXISTS (SELECT 1 FROM ");
+                    out.sql.push_str(elements);
+                    out.sql.push_str(" WHERE ");
+                    out.params.push(json_path(path, dialect));
+                    if dialect == Dialect::Postgres {
+                        out.params.push(json_path(path, dialect));
+                    }
                     Scope::JsonElement
                 }
                 Collection::Members => {
@@ -226,22 +275,23 @@ fn cond_sql(c: &Cond, scope: Scope, out: &mut SqlFragment) {
                     Scope::Group
                 }
             };
-            cond_sql(cond, inner, out);
+            cond_sql(cond, inner, dialect, out);
             out.sql.push(')');
         }
     }
 }
 
 /// `WHERE …` (without the keyword) for a query.
-pub(crate) fn where_sql(q: &SubjectQuery) -> Result<SqlFragment> {
+pub(crate) fn where_sql(q: &SubjectQuery, dialect: Dialect) -> Result<SqlFragment> {
     let mut out = SqlFragment {
         sql: String::new(),
         params: Vec::new(),
     };
     // Users are most of the table: reading it in rowid order (the default order) beats the
     // kind index plus a sort, so the index is left to groups.
-    if q.kinds
-        .contains(&rolegate_core::directory::SubjectKind::User)
+    if dialect == Dialect::Sqlite
+        && q.kinds
+            .contains(&rolegate_core::directory::SubjectKind::User)
     {
         out.sql.push('+');
     }
@@ -259,7 +309,7 @@ pub(crate) fn where_sql(q: &SubjectQuery) -> Result<SqlFragment> {
     out.sql.push(')');
     if let Some(f) = &q.filter {
         out.sql.push_str(" AND (");
-        cond_sql(f, Scope::Row, &mut out);
+        cond_sql(f, Scope::Row, dialect, &mut out);
         out.sql.push(')');
     }
     Ok(out)
@@ -267,13 +317,13 @@ pub(crate) fn where_sql(q: &SubjectQuery) -> Result<SqlFragment> {
 
 /// `ORDER BY …` (without the keyword): the sort key with unassigned values last, then
 /// creation order.
-pub(crate) fn order_sql(sort: Option<&Sort>) -> SqlFragment {
+pub(crate) fn order_sql(sort: Option<&Sort>, dialect: Dialect) -> SqlFragment {
     let mut out = SqlFragment {
         sql: String::new(),
         params: Vec::new(),
     };
     if let Some(s) = sort {
-        let (sql, params) = field_sql(&s.field, Scope::Row);
+        let (sql, params) = field_sql(&s.field, Scope::Row, dialect);
         let key = if s.case_exact
             || !matches!(
                 s.field,
@@ -296,7 +346,8 @@ pub(crate) fn order_sql(sort: Option<&Sort>) -> SqlFragment {
 
 #[cfg(test)]
 mod tests {
-    use crate::tx::SqliteTx;
+    use crate::sql::tx::SqlTx;
+    use crate::sqlite::SqliteConnection;
     use rolegate_core::directory::{Subject, SubjectKind};
     use rolegate_core::scim::filter::{parse, resolve};
     use rolegate_core::scim::schema::ResourceType;
@@ -310,7 +361,7 @@ mod tests {
     #[test]
     fn migration_backfills_documents() {
         let c = Connection::open_in_memory().unwrap();
-        for (_, sql) in crate::MIGRATIONS.iter().filter(|(v, _)| *v <= 3) {
+        for (_, sql) in crate::sqlite::MIGRATIONS.iter().filter(|(v, _)| *v <= 3) {
             c.execute_batch(sql).unwrap();
         }
         c.execute_batch(
@@ -322,10 +373,14 @@ mod tests {
              INSERT INTO group_members (group_id, member_id) VALUES ('g1', 'u1');",
         )
         .unwrap();
-        let (_, v4) = crate::MIGRATIONS.iter().find(|(v, _)| *v == 4).unwrap();
+        let (_, v4) = crate::sqlite::MIGRATIONS
+            .iter()
+            .find(|(v, _)| *v == 4)
+            .unwrap();
         c.execute_batch(v4).unwrap();
-        let mut tx = SqliteTx::new(&c);
-        let rec = |tx: &mut SqliteTx, id: &str| tx.subject_scim(id).unwrap().unwrap();
+        let conn = SqliteConnection(&c);
+        let mut tx = SqlTx::new(&conn);
+        let rec = |tx: &mut SqlTx, id: &str| tx.subject_scim(id).unwrap().unwrap();
         let u1 = rec(&mut tx, "u1");
         assert_eq!(
             serde_json::Value::Object(u1.attributes),
@@ -347,7 +402,7 @@ mod tests {
             json!({"displayName": "Team"})
         );
         // Filters over the migrated rows.
-        let ids = |tx: &mut SqliteTx, rt: ResourceType, f: &str| -> Vec<String> {
+        let ids = |tx: &mut SqlTx, rt: ResourceType, f: &str| -> Vec<String> {
             let kinds = if rt == ResourceType::Group {
                 vec![SubjectKind::Group]
             } else {
@@ -396,15 +451,18 @@ mod tests {
             ["sp"]
         );
         // A subject inserted afterwards (the seed tool's way) gets its document at once.
-        tx.insert_subject(&Subject {
-            id: "u3".into(),
-            external_id: None,
-            kind: SubjectKind::User,
-            display_name: "Uma".into(),
-            principal_name: Some("uma@x.test".into()),
-            email: Some("uma@x.test".into()),
-            active: true,
-        })
+        tx.insert_subject(
+            &Subject {
+                id: "u3".into(),
+                external_id: None,
+                kind: SubjectKind::User,
+                display_name: "Uma".into(),
+                principal_name: Some("uma@x.test".into()),
+                email: Some("uma@x.test".into()),
+                active: true,
+            },
+            jiff::Timestamp::UNIX_EPOCH,
+        )
         .unwrap();
         assert_eq!(
             ids(&mut tx, ResourceType::User, r#"emails eq "uma@x.test""#),
@@ -421,7 +479,7 @@ mod tests {
     #[test]
     fn common_lookups_use_indexes() {
         let c = Connection::open_in_memory().unwrap();
-        crate::migrate(&c).unwrap();
+        crate::sqlite::migrate(&c).unwrap();
         let plan = |rt: ResourceType, f: Option<&str>| -> String {
             let kinds = if rt == ResourceType::Group {
                 vec![SubjectKind::Group]
@@ -435,8 +493,8 @@ mod tests {
                 skip: 0,
                 top: 10,
             };
-            let wh = super::where_sql(&q).unwrap();
-            let order = super::order_sql(None);
+            let wh = super::where_sql(&q, super::Dialect::Sqlite).unwrap();
+            let order = super::order_sql(None, super::Dialect::Sqlite);
             let sql = format!(
                 "EXPLAIN QUERY PLAN SELECT s.id FROM subjects s WHERE {} ORDER BY {} LIMIT 10",
                 wh.sql, order.sql
@@ -497,8 +555,9 @@ mod tests {
             let rt = if group { ResourceType::Group } else { ResourceType::User };
             if let Some(cond) = parse(&text).ok().and_then(|f| resolve(&f, Some(rt)).ok()) {
                 let c = Connection::open_in_memory().unwrap();
-                crate::migrate(&c).unwrap();
-                let mut tx = SqliteTx::new(&c);
+                crate::sqlite::migrate(&c).unwrap();
+                let conn = SqliteConnection(&c);
+        let mut tx = SqlTx::new(&conn);
                 let r = tx.list_subjects(&SubjectQuery {
                     kinds: vec![SubjectKind::User, SubjectKind::Group],
                     filter: Some(cond),

@@ -9,7 +9,7 @@ use rolegate_core::audit::{AuditRecord, ChainReport, Initiator, Target, verify_l
 use rolegate_core::odata::parse_filter;
 use rolegate_core::query::ListQuery;
 use rolegate_core::store;
-use rolegate_store_sqlite::{SqliteStore, Synchronous};
+use rolegate_store::{SqliteStore, Synchronous};
 use std::path::{Path, PathBuf};
 
 fn temp_db() -> PathBuf {

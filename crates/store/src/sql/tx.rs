@@ -1,7 +1,8 @@
 //! The [`Tx`] implementation: SQL for every domain read and write, row mapping, and the
 //! translation of list queries (OData filter + server restrictions + paging) to SQL.
 
-use crate::odata_sql::{SqlFragment, filter_to_sql, orderby_to_sql};
+use super::odata::{SqlFragment, filter_to_sql, orderby_to_sql};
+use super::{Connection, Dialect, Row, Value, params};
 use jiff::Timestamp;
 use rolegate_core::assignment::{AssignmentState, EndReason, RoleAssignment};
 use rolegate_core::audit::{
@@ -24,58 +25,39 @@ use rolegate_core::role::{RoleDefinition, RoleSetting, is_access_admin_template}
 use rolegate_core::schedule::Schedule;
 use rolegate_core::scim::{ScimRecord, SubjectQuery};
 use rolegate_core::store::{AssignmentKey, Tx};
-use rusqlite::types::Value;
-use rusqlite::{Connection, OptionalExtension, Row, params, params_from_iter};
 
-pub(crate) struct SqliteTx<'c> {
-    c: &'c Connection,
+/// The [`Tx`] of one open transaction on a [`Connection`].
+pub struct SqlTx<'c> {
+    c: &'c dyn Connection,
 }
 
-impl<'c> SqliteTx<'c> {
-    pub(crate) fn new(c: &'c Connection) -> Self {
+impl<'c> SqlTx<'c> {
+    /// The domain's transaction over `c`, a connection inside an open transaction.
+    pub fn new(c: &'c dyn Connection) -> Self {
         Self { c }
     }
-}
-
-fn db(e: rusqlite::Error) -> DomainError {
-    if let rusqlite::Error::SqliteFailure(f, _) = &e
-        && f.code == rusqlite::ErrorCode::ConstraintViolation
-    {
-        return DomainError::new(
-            ErrorCode::Conflict,
-            "a concurrent change conflicts with this one; retry",
-        );
-    }
-    DomainError::internal(format!("sqlite: {e}"))
 }
 
 fn us(t: Timestamp) -> i64 {
     t.as_microsecond()
 }
 
-fn ts(v: i64) -> rusqlite::Result<Timestamp> {
-    Timestamp::from_microsecond(v).map_err(|e| {
-        rusqlite::Error::FromSqlConversionFailure(0, rusqlite::types::Type::Integer, Box::new(e))
-    })
+fn ts(v: i64) -> Result<Timestamp> {
+    Timestamp::from_microsecond(v)
+        .map_err(|e| DomainError::internal(format!("stored timestamp {v} is not valid: {e}")))
 }
 
-fn bad_column(what: &str, value: &str) -> rusqlite::Error {
-    rusqlite::Error::FromSqlConversionFailure(
-        0,
-        rusqlite::types::Type::Text,
-        Box::new(DomainError::internal(format!(
-            "stored {what} `{value}` is not valid"
-        ))),
-    )
+fn bad_column(what: &str, value: &str) -> DomainError {
+    DomainError::internal(format!("stored {what} `{value}` is not valid"))
 }
 
-fn json_err(e: serde_json::Error) -> rusqlite::Error {
-    rusqlite::Error::FromSqlConversionFailure(0, rusqlite::types::Type::Text, Box::new(e))
+fn json_err(e: serde_json::Error) -> DomainError {
+    DomainError::internal(format!("stored JSON is not valid: {e}"))
 }
 
 const RESOURCE_COLS: &str = "r.id, r.external_id, r.resource_type, r.display_name, r.status, r.registered_at, r.registered_root, r.parent_id";
 
-fn resource_row(row: &Row) -> rusqlite::Result<Resource> {
+fn resource_row(row: &Row) -> Result<Resource> {
     let status: String = row.get(4)?;
     Ok(Resource {
         id: row.get(0)?,
@@ -92,7 +74,7 @@ fn resource_row(row: &Row) -> rusqlite::Result<Resource> {
 
 const ROLE_COLS: &str = "d.id, d.resource_id, d.external_id, d.template_id, d.display_name";
 
-fn role_row(row: &Row) -> rusqlite::Result<RoleDefinition> {
+fn role_row(row: &Row) -> Result<RoleDefinition> {
     Ok(RoleDefinition {
         id: row.get(0)?,
         resource_id: row.get(1)?,
@@ -105,18 +87,18 @@ fn role_row(row: &Row) -> rusqlite::Result<RoleDefinition> {
 const SETTING_COLS: &str = "s.id, s.resource_id, s.role_definition_id, s.is_default, s.last_updated_at, s.last_updated_by, \
      s.admin_eligible, s.admin_member, s.user_eligible, s.user_member";
 
-fn rules_col(row: &Row, i: usize) -> rusqlite::Result<Vec<RuleSetting>> {
+fn rules_col(row: &Row, i: usize) -> Result<Vec<RuleSetting>> {
     let text: String = row.get(i)?;
     serde_json::from_str(&text).map_err(json_err)
 }
 
-fn setting_row(row: &Row) -> rusqlite::Result<RoleSetting> {
+fn setting_row(row: &Row) -> Result<RoleSetting> {
     Ok(RoleSetting {
         id: row.get(0)?,
         resource_id: row.get(1)?,
         role_definition_id: row.get(2)?,
         is_default: row.get(3)?,
-        last_updated_at: row.get::<_, Option<i64>>(4)?.map(ts).transpose()?,
+        last_updated_at: row.get::<Option<i64>>(4)?.map(ts).transpose()?,
         last_updated_by: row.get(5)?,
         rules: RoleRules {
             admin_eligible: rules_col(row, 6)?,
@@ -133,7 +115,7 @@ fn rules_json(rules: &[RuleSetting]) -> Result<String> {
 
 const SUBJECT_COLS: &str = "id, external_id, kind, display_name, principal_name, email, active";
 
-fn subject_row(row: &Row) -> rusqlite::Result<Subject> {
+fn subject_row(row: &Row) -> Result<Subject> {
     let kind: String = row.get(2)?;
     Ok(Subject {
         id: row.get(0)?,
@@ -150,9 +132,9 @@ const SCIM_SUBJECT_COLS: &str = "s.id, s.external_id, s.kind, s.display_name, s.
      s.scim_attributes, s.created_at, s.modified_at, s.version";
 
 /// A subject and its SCIM record (the document synthesised when none is stored).
-fn scim_subject_row(row: &Row) -> rusqlite::Result<(Subject, ScimRecord)> {
+fn scim_subject_row(row: &Row) -> Result<(Subject, ScimRecord)> {
     let subject = subject_row(row)?;
-    let attributes = match row.get::<_, Option<String>>(7)? {
+    let attributes = match row.get::<Option<String>>(7)? {
         Some(text) => match serde_json::from_str(&text).map_err(json_err)? {
             serde_json::Value::Object(o) => o,
             _ => rolegate_core::scim::resource::synthesize(&subject),
@@ -161,20 +143,20 @@ fn scim_subject_row(row: &Row) -> rusqlite::Result<(Subject, ScimRecord)> {
     };
     let rec = ScimRecord {
         attributes,
-        created: row.get::<_, Option<i64>>(8)?.map(ts).transpose()?,
-        last_modified: row.get::<_, Option<i64>>(9)?.map(ts).transpose()?,
-        version: u64::try_from(row.get::<_, i64>(10)?).unwrap_or(1),
+        created: row.get::<Option<i64>>(8)?.map(ts).transpose()?,
+        last_modified: row.get::<Option<i64>>(9)?.map(ts).transpose()?,
+        version: u64::try_from(row.get::<i64>(10)?).unwrap_or(1),
     };
     Ok((subject, rec))
 }
 
 const ASSIGNMENT_COLS: &str = "a.id, a.resource_id, a.role_definition_id, a.subject_id, a.state, a.linked_eligible_id, a.start_at, a.end_at, a.request_id";
 
-fn state(s: &str) -> rusqlite::Result<AssignmentState> {
+fn state(s: &str) -> Result<AssignmentState> {
     AssignmentState::parse(s).ok_or_else(|| bad_column("assignment state", s))
 }
 
-fn assignment_row(row: &Row) -> rusqlite::Result<RoleAssignment> {
+fn assignment_row(row: &Row) -> Result<RoleAssignment> {
     let st: String = row.get(4)?;
     Ok(RoleAssignment {
         id: row.get(0)?,
@@ -185,7 +167,7 @@ fn assignment_row(row: &Row) -> rusqlite::Result<RoleAssignment> {
         linked_eligible_id: row.get(5)?,
         schedule: Schedule {
             start: ts(row.get(6)?)?,
-            end: row.get::<_, Option<i64>>(7)?.map(ts).transpose()?,
+            end: row.get::<Option<i64>>(7)?.map(ts).transpose()?,
         },
         request_id: row.get(8)?,
     })
@@ -195,7 +177,7 @@ const REQUEST_COLS: &str = "q.id, q.resource_id, q.role_definition_id, q.subject
      q.has_schedule, q.start_at, q.end_at, q.reason, q.sub_status, q.status_details, q.linked_eligible_id, q.ticket, \
      q.requested_by, q.assignment_id, q.emergency, q.approval_deadline, q.version";
 
-fn request_row(row: &Row) -> rusqlite::Result<RoleAssignmentRequest> {
+fn request_row(row: &Row) -> Result<RoleAssignmentRequest> {
     let kind: String = row.get(4)?;
     let st: String = row.get(5)?;
     let sub: String = row.get(11)?;
@@ -203,15 +185,15 @@ fn request_row(row: &Row) -> rusqlite::Result<RoleAssignmentRequest> {
     let schedule = if has_schedule {
         Some(Schedule {
             start: ts(row.get(8)?)?,
-            end: row.get::<_, Option<i64>>(9)?.map(ts).transpose()?,
+            end: row.get::<Option<i64>>(9)?.map(ts).transpose()?,
         })
     } else {
         None
     };
     let details: Vec<(String, String)> =
-        serde_json::from_str(&row.get::<_, String>(12)?).map_err(json_err)?;
+        serde_json::from_str(&row.get::<String>(12)?).map_err(json_err)?;
     let ticket: Option<TicketInfo> = row
-        .get::<_, Option<String>>(14)?
+        .get::<Option<String>>(14)?
         .map(|t| serde_json::from_str(&t))
         .transpose()
         .map_err(json_err)?;
@@ -235,7 +217,7 @@ fn request_row(row: &Row) -> rusqlite::Result<RoleAssignmentRequest> {
         requested_by: row.get(15)?,
         assignment_id: row.get(16)?,
         emergency: row.get(17)?,
-        approval_deadline: row.get::<_, Option<i64>>(18)?.map(ts).transpose()?,
+        approval_deadline: row.get::<Option<i64>>(18)?.map(ts).transpose()?,
         version: row.get(19)?,
     })
 }
@@ -319,7 +301,7 @@ const AUDITS: Shape = Shape {
 
 const AUDIT_COLS: &str = "l.record, l.resource_id";
 
-fn audit_row(row: &Row) -> rusqlite::Result<AuditEntry> {
+fn audit_row(row: &Row) -> Result<AuditEntry> {
     let text: String = row.get(0)?;
     let document = serde_json::from_str(&text).map_err(json_err)?;
     Ok(AuditEntry {
@@ -332,10 +314,10 @@ const CHAIN_COLS: &str = "l.seq, l.id, l.record, l.prev_hash, l.hash, l.at, l.ca
      l.correlation_id, l.initiator_id, l.resource_id";
 
 /// A chain link as stored; its target ids are filled in afterwards.
-fn chain_row(row: &Row) -> rusqlite::Result<ChainLink> {
+fn chain_row(row: &Row) -> Result<ChainLink> {
     let columns = Timestamp::from_microsecond(row.get(5)?)
         .ok()
-        .map(|at| -> rusqlite::Result<AuditIndex> {
+        .map(|at| -> Result<AuditIndex> {
             Ok(AuditIndex {
                 id: row.get(1)?,
                 at,
@@ -360,39 +342,42 @@ fn chain_row(row: &Row) -> rusqlite::Result<ChainLink> {
 }
 
 /// Writes `doc` as the next record of the chain, with its index columns and targets.
-fn insert_audit_document(c: &Connection, doc: &serde_json::Value) -> Result<()> {
+fn insert_audit_document(c: &dyn Connection, doc: &serde_json::Value) -> Result<()> {
     let ix = AuditIndex::of(doc)?;
     let prev = last_audit_hash(c)?;
     let hash = chain_hash(&prev, doc);
-    let mut stmt = c
-        .prepare_cached(
-            "INSERT INTO audit_log (id, at, category, activity, result, correlation_id, initiator_id, record, resource_id, prev_hash, hash) \
-             VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
-        )
-        .map_err(db)?;
-    stmt.execute(params![
-        ix.id,
-        us(ix.at),
-        ix.category,
-        ix.activity,
-        ix.result,
-        ix.correlation_id,
-        ix.initiator_id,
-        doc.to_string(),
-        ix.resource_id,
-        prev,
-        hash
-    ])
-    .map_err(db)?;
-    insert_audit_targets(c, c.last_insert_rowid(), &ix.target_ids)
+    let mut seq = None;
+    c.query_each(
+        "INSERT INTO audit_log (id, at, category, activity, result, correlation_id, initiator_id, record, resource_id, prev_hash, hash) \
+         VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?) RETURNING seq",
+        &params![
+            ix.id,
+            us(ix.at),
+            ix.category,
+            ix.activity,
+            ix.result,
+            ix.correlation_id,
+            ix.initiator_id,
+            doc.to_string(),
+            ix.resource_id,
+            prev,
+            hash
+        ],
+        &mut |r| {
+            seq = Some(r.get::<i64>(0)?);
+            Ok(())
+        },
+    )?;
+    let seq = seq.ok_or_else(|| DomainError::internal("audit insert returned no seq"))?;
+    insert_audit_targets(c, seq, &ix.target_ids)
 }
 
-fn insert_audit_targets(c: &Connection, seq: i64, targets: &[String]) -> Result<()> {
-    let mut stmt = c
-        .prepare_cached("INSERT OR IGNORE INTO audit_targets (target_id, audit_seq) VALUES (?, ?)")
-        .map_err(db)?;
+fn insert_audit_targets(c: &dyn Connection, seq: i64, targets: &[String]) -> Result<()> {
     for t in targets {
-        stmt.execute(params![t, seq]).map_err(db)?;
+        c.execute(
+            "INSERT INTO audit_targets (target_id, audit_seq) VALUES (?, ?) ON CONFLICT DO NOTHING",
+            &params![t, seq],
+        )?;
     }
     Ok(())
 }
@@ -400,48 +385,42 @@ fn insert_audit_targets(c: &Connection, seq: i64, targets: &[String]) -> Result<
 /// The hash of the newest record ([`GENESIS_HASH`] for an empty log). A newest record with
 /// no hash (the chain was tampered with) also yields the genesis hash, so writes go on and
 /// `rolegate audit verify` reports the break.
-fn last_audit_hash(c: &Connection) -> Result<String> {
-    let mut stmt = c
-        .prepare_cached("SELECT hash FROM audit_log ORDER BY seq DESC LIMIT 1")
-        .map_err(db)?;
-    let last: Option<Option<String>> = stmt.query_row([], |r| r.get(0)).optional().map_err(db)?;
-    Ok(last.flatten().unwrap_or_else(|| GENESIS_HASH.to_string()))
+fn last_audit_hash(c: &dyn Connection) -> Result<String> {
+    let mut last: Option<String> = None;
+    c.query_each(
+        "SELECT hash FROM audit_log ORDER BY seq DESC LIMIT 1",
+        &[],
+        &mut |r| {
+            last = r.get(0)?;
+            Ok(())
+        },
+    )?;
+    Ok(last.unwrap_or_else(|| GENESIS_HASH.to_string()))
 }
 
 /// Seals audit records written before the hash chain existed (schema v3): fills their
 /// index columns, targets and hashes in seq order. Runs only while every unsealed record
 /// is older than every sealed one, so clearing the hash of a record in a sealed chain never
 /// gets it re-sealed (verification reports it instead). Returns how many it sealed.
-pub(crate) fn seal_legacy_audit(conn: &Connection) -> Result<u64> {
-    let txn = conn.unchecked_transaction().map_err(db)?;
-    let sealed = seal_unsealed(&txn)?;
-    txn.commit().map_err(db)?;
-    Ok(sealed)
-}
-
-fn seal_unsealed(c: &Connection) -> Result<u64> {
-    let (unsealed_max, sealed_min): (Option<i64>, Option<i64>) = c
-        .query_row(
+pub(crate) fn seal_unsealed(c: &dyn Connection) -> Result<u64> {
+    let (unsealed_max, sealed_min): (Option<i64>, Option<i64>) = SqlTx::new(c)
+        .one(
             "SELECT (SELECT max(seq) FROM audit_log WHERE hash IS NULL), (SELECT min(seq) FROM audit_log WHERE hash IS NOT NULL)",
-            [],
+            &[],
             |r| Ok((r.get(0)?, r.get(1)?)),
-        )
-        .map_err(db)?;
+        )?
+        .unwrap_or((None, None));
     let Some(unsealed_max) = unsealed_max else {
         return Ok(0);
     };
     if sealed_min.is_some() {
         return Ok(0);
     }
-    let rows: Vec<(i64, String)> = {
-        let mut stmt = c
-            .prepare("SELECT seq, record FROM audit_log WHERE seq <= ? ORDER BY seq")
-            .map_err(db)?;
-        let rows = stmt
-            .query_map([unsealed_max], |r| Ok((r.get(0)?, r.get(1)?)))
-            .map_err(db)?;
-        rows.collect::<rusqlite::Result<_>>().map_err(db)?
-    };
+    let rows: Vec<(i64, String)> = SqlTx::new(c).many(
+        "SELECT seq, record FROM audit_log WHERE seq <= ? ORDER BY seq",
+        &params![unsealed_max],
+        |r| Ok((r.get(0)?, r.get(1)?)),
+    )?;
     let mut prev = GENESIS_HASH.to_string();
     for (seq, text) in &rows {
         let doc: serde_json::Value = serde_json::from_str(text)
@@ -450,9 +429,8 @@ fn seal_unsealed(c: &Connection) -> Result<u64> {
         let hash = chain_hash(&prev, &doc);
         c.execute(
             "UPDATE audit_log SET at = ?, resource_id = ?, prev_hash = ?, hash = ? WHERE seq = ?",
-            params![us(ix.at), ix.resource_id, prev, hash, seq],
-        )
-        .map_err(db)?;
+            &params![us(ix.at), ix.resource_id, prev, hash, seq],
+        )?;
         insert_audit_targets(c, *seq, &ix.target_ids)?;
         prev = hash;
     }
@@ -500,7 +478,7 @@ fn restriction_sql(shape: &Shape, r: &Restriction, out: &mut SqlFragment) -> Res
         Restriction::AnyOf(list) => {
             out.sql.push('(');
             if list.is_empty() {
-                out.sql.push('0');
+                out.sql.push_str("1 = 0");
             }
             for (i, x) in list.iter().enumerate() {
                 if i > 0 {
@@ -541,7 +519,7 @@ fn push_ids(out: &mut SqlFragment, ids: &[String]) {
 const SUBSCRIPTION_COLS: &str = "s.id, s.resource, s.entity, s.resource_id, s.change_types, s.notification_url, \
      s.client_state, s.expires_at, s.creator_id, s.created_at";
 
-fn subscription_row(row: &Row) -> rusqlite::Result<Subscription> {
+fn subscription_row(row: &Row) -> Result<Subscription> {
     let entity: String = row.get(2)?;
     let changes: String = row.get(4)?;
     Ok(Subscription {
@@ -560,7 +538,7 @@ fn subscription_row(row: &Row) -> rusqlite::Result<Subscription> {
     })
 }
 
-fn delivery_row(row: &Row) -> rusqlite::Result<Delivery> {
+fn delivery_row(row: &Row) -> Result<Delivery> {
     let entity: String = row.get(11)?;
     let change: String = row.get(13)?;
     Ok(Delivery {
@@ -576,7 +554,7 @@ fn delivery_row(row: &Row) -> rusqlite::Result<Delivery> {
     })
 }
 
-fn email_row(row: &Row) -> rusqlite::Result<rolegate_core::email::Email> {
+fn email_row(row: &Row) -> Result<rolegate_core::email::Email> {
     let event: String = row.get(2)?;
     Ok(rolegate_core::email::Email {
         id: row.get(0)?,
@@ -590,38 +568,47 @@ fn email_row(row: &Row) -> rusqlite::Result<rolegate_core::email::Email> {
     })
 }
 
-impl SqliteTx<'_> {
+impl SqlTx<'_> {
     fn one<T>(
         &self,
         sql: &str,
-        p: impl rusqlite::Params,
-        map: impl FnOnce(&Row) -> rusqlite::Result<T>,
+        p: &[Value],
+        map: impl FnOnce(&Row) -> Result<T>,
     ) -> Result<Option<T>> {
-        let mut stmt = self.c.prepare_cached(sql).map_err(db)?;
-        stmt.query_row(p, map).optional().map_err(db)
+        let mut map = Some(map);
+        let mut out = None;
+        self.c.query_each(sql, p, &mut |row| {
+            if let Some(map) = map.take() {
+                out = Some(map(row)?);
+            }
+            Ok(())
+        })?;
+        Ok(out)
     }
 
     fn many<T>(
         &self,
         sql: &str,
-        p: impl rusqlite::Params,
-        map: impl FnMut(&Row) -> rusqlite::Result<T>,
+        p: &[Value],
+        mut map: impl FnMut(&Row) -> Result<T>,
     ) -> Result<Vec<T>> {
-        let mut stmt = self.c.prepare_cached(sql).map_err(db)?;
-        let rows = stmt.query_map(p, map).map_err(db)?;
-        rows.collect::<rusqlite::Result<Vec<T>>>().map_err(db)
+        let mut out = Vec::new();
+        self.c.query_each(sql, p, &mut |row| {
+            out.push(map(row)?);
+            Ok(())
+        })?;
+        Ok(out)
     }
 
-    fn exec(&self, sql: &str, p: impl rusqlite::Params) -> Result<usize> {
-        let mut stmt = self.c.prepare_cached(sql).map_err(db)?;
-        stmt.execute(p).map_err(db)
+    fn exec(&self, sql: &str, p: &[Value]) -> Result<u64> {
+        self.c.execute(sql, p)
     }
 
     fn list<T>(
         &self,
         shape: &Shape,
         q: &ListQuery,
-        map: impl FnMut(&Row) -> rusqlite::Result<T>,
+        map: impl FnMut(&Row) -> Result<T>,
     ) -> Result<Page<T>> {
         let mut wh = SqlFragment {
             sql: String::new(),
@@ -674,15 +661,13 @@ impl SqliteTx<'_> {
             limit = u64::from(q.top) + 1,
             skip = q.skip
         );
-        let mut items = self.many(&sql, params_from_iter(wh.params.iter()), map)?;
+        let mut items = self.many(&sql, &wh.params, map)?;
         let more = items.len() > q.top as usize;
         items.truncate(q.top as usize);
         let total = if q.count {
             let sql = format!("SELECT count(*) FROM {from}{where_sql}");
-            self.one(&sql, params_from_iter(wh.params.iter()), |r| {
-                r.get::<_, i64>(0)
-            })?
-            .map(|n| n.max(0) as u64)
+            self.one(&sql, &wh.params, |r| r.get::<i64>(0))?
+                .map(|n| n.max(0) as u64)
         } else {
             None
         };
@@ -696,7 +681,7 @@ impl SqliteTx<'_> {
         );
         self.exec(
             &sql,
-            params![
+            &params![
                 a.id,
                 a.resource_id,
                 a.role_definition_id,
@@ -711,7 +696,7 @@ impl SqliteTx<'_> {
         Ok(())
     }
 
-    fn write_request(&self, r: &RoleAssignmentRequest, insert: bool) -> Result<usize> {
+    fn write_request(&self, r: &RoleAssignmentRequest, insert: bool) -> Result<u64> {
         let details: Vec<(&str, &str)> = r
             .status_details
             .iter()
@@ -767,7 +752,7 @@ impl SqliteTx<'_> {
         if !insert {
             p.push(Value::Integer(r.version));
         }
-        self.exec(sql, params_from_iter(p.iter()))
+        self.exec(sql, &p)
     }
 }
 
@@ -782,11 +767,11 @@ const EXPIRED_APPROVALS: &str = "WHERE q.sub_status = 'PendingApproval' AND q.ap
 const ENDED_ASSIGNMENTS: &str =
     "WHERE a.end_at IS NOT NULL AND a.end_at <= ? ORDER BY a.end_at LIMIT ?";
 
-impl Tx for SqliteTx<'_> {
+impl Tx for SqlTx<'_> {
     fn resource(&mut self, id: &str) -> Result<Option<Resource>> {
         self.one(
             &format!("SELECT {RESOURCE_COLS} FROM resources r WHERE r.id = ?"),
-            [id],
+            &params![id],
             resource_row,
         )
     }
@@ -794,7 +779,7 @@ impl Tx for SqliteTx<'_> {
     fn resource_by_external_key(&mut self, key: &str) -> Result<Option<Resource>> {
         self.one(
             &format!("SELECT {RESOURCE_COLS} FROM resources r WHERE r.external_key = ?"),
-            [key],
+            &params![key],
             resource_row,
         )
     }
@@ -803,7 +788,7 @@ impl Tx for SqliteTx<'_> {
         self.exec(
             "INSERT INTO resources (id, external_id, external_key, resource_type, display_name, status, registered_at, registered_root, parent_id) \
              VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
-            params![
+            &params![
                 r.id,
                 r.external_id,
                 r.external_id.to_lowercase(),
@@ -817,12 +802,12 @@ impl Tx for SqliteTx<'_> {
         )?;
         self.exec(
             "INSERT INTO resource_ancestors (ancestor_id, resource_id, depth) VALUES (?, ?, 0)",
-            params![r.id, r.id],
+            &params![r.id, r.id],
         )?;
         for (depth, a) in ancestors.iter().enumerate() {
             self.exec(
                 "INSERT INTO resource_ancestors (ancestor_id, resource_id, depth) VALUES (?, ?, ?)",
-                params![a, r.id, depth as i64 + 1],
+                &params![a, r.id, depth as i64 + 1],
             )?;
         }
         Ok(())
@@ -836,15 +821,15 @@ impl Tx for SqliteTx<'_> {
         let assignments = self
             .one(
                 "SELECT count(*) FROM assignments WHERE resource_id = ? AND start_at <= ? AND (end_at IS NULL OR end_at > ?)",
-                params![id, us(now), us(now)],
-                |r| r.get::<_, i64>(0),
+                &params![id, us(now), us(now)],
+                |r| r.get::<i64>(0),
             )?
             .unwrap_or(0);
         let roles = self
             .one(
                 "SELECT count(*) FROM role_definitions WHERE resource_id = ?",
-                [id],
-                |r| r.get::<_, i64>(0),
+                &params![id],
+                |r| r.get::<i64>(0),
             )?
             .unwrap_or(0);
         Ok((assignments.max(0) as u64, roles.max(0) as u64))
@@ -853,7 +838,7 @@ impl Tx for SqliteTx<'_> {
     fn role_definition(&mut self, id: &str) -> Result<Option<RoleDefinition>> {
         self.one(
             &format!("SELECT {ROLE_COLS} FROM role_definitions d WHERE d.id = ?"),
-            [id],
+            &params![id],
             role_row,
         )
     }
@@ -865,7 +850,7 @@ impl Tx for SqliteTx<'_> {
     ) -> Result<Option<RoleDefinition>> {
         self.one(
             &format!("SELECT {ROLE_COLS} FROM role_definitions d WHERE d.resource_id = ? AND lower(d.template_id) = lower(?)"),
-            [resource_id, template_id],
+            &params![resource_id, template_id],
             role_row,
         )
     }
@@ -873,12 +858,12 @@ impl Tx for SqliteTx<'_> {
     fn insert_role_definition(&mut self, d: &RoleDefinition, s: &RoleSetting) -> Result<()> {
         self.exec(
             "INSERT INTO role_definitions (id, resource_id, external_id, template_id, display_name) VALUES (?, ?, ?, ?, ?)",
-            params![d.id, d.resource_id, d.external_id, d.template_id, d.display_name],
+            &params![d.id, d.resource_id, d.external_id, d.template_id, d.display_name],
         )?;
         self.exec(
             "INSERT INTO role_settings (id, resource_id, role_definition_id, is_default, last_updated_at, last_updated_by, \
              admin_eligible, admin_member, user_eligible, user_member) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
-            params![
+            &params![
                 s.id,
                 s.resource_id,
                 s.role_definition_id,
@@ -901,7 +886,7 @@ impl Tx for SqliteTx<'_> {
     fn role_setting(&mut self, id: &str) -> Result<Option<RoleSetting>> {
         self.one(
             &format!("SELECT {SETTING_COLS} FROM role_settings s WHERE s.id = ?"),
-            [id],
+            &params![id],
             setting_row,
         )
     }
@@ -909,7 +894,7 @@ impl Tx for SqliteTx<'_> {
     fn role_setting_of(&mut self, role_definition_id: &str) -> Result<Option<RoleSetting>> {
         self.one(
             &format!("SELECT {SETTING_COLS} FROM role_settings s WHERE s.role_definition_id = ?"),
-            [role_definition_id],
+            &params![role_definition_id],
             setting_row,
         )
     }
@@ -918,7 +903,7 @@ impl Tx for SqliteTx<'_> {
         self.exec(
             "UPDATE role_settings SET is_default = ?, last_updated_at = ?, last_updated_by = ?, admin_eligible = ?, admin_member = ?, \
              user_eligible = ?, user_member = ? WHERE id = ?",
-            params![
+            &params![
                 s.is_default,
                 s.last_updated_at.map(us),
                 s.last_updated_by,
@@ -939,29 +924,30 @@ impl Tx for SqliteTx<'_> {
     fn subject(&mut self, id: &str) -> Result<Option<Subject>> {
         match self.one(
             &format!("SELECT {SUBJECT_COLS} FROM subjects WHERE id = ?"),
-            [id],
+            &params![id],
             subject_row,
         )? {
             Some(s) => Ok(Some(s)),
             None => self.one(
                 &format!("SELECT {SUBJECT_COLS} FROM subjects WHERE external_id = ?"),
-                [id],
+                &params![id],
                 subject_row,
             ),
         }
     }
 
-    fn insert_subject(&mut self, s: &Subject) -> Result<()> {
+    fn insert_subject(&mut self, s: &Subject, now: Timestamp) -> Result<()> {
         // A subject inserted outside SCIM (seeded) gets its directory attributes as its SCIM
         // document; SCIM creation replaces it in the same transaction.
         let doc = serde_json::to_string(&rolegate_core::scim::resource::synthesize(s))
             .map_err(|e| DomainError::internal(format!("scim document: {e}")))?;
+        let now = us(now);
         self.exec(
             &format!(
                 "INSERT INTO subjects ({SUBJECT_COLS}, scim_attributes, created_at, modified_at, version) \
-                 VALUES (?, ?, ?, ?, ?, ?, ?, ?, CAST(unixepoch('subsec') * 1000000 AS INTEGER), CAST(unixepoch('subsec') * 1000000 AS INTEGER), 1)"
+                 VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, 1)"
             ),
-            params![
+            &params![
                 s.id,
                 s.external_id,
                 s.kind.as_str(),
@@ -969,7 +955,9 @@ impl Tx for SqliteTx<'_> {
                 s.principal_name,
                 s.email,
                 s.active,
-                doc
+                doc,
+                now,
+                now
             ],
         )?;
         Ok(())
@@ -978,7 +966,7 @@ impl Tx for SqliteTx<'_> {
     fn update_subject(&mut self, s: &Subject) -> Result<()> {
         self.exec(
             "UPDATE subjects SET external_id = ?, kind = ?, display_name = ?, principal_name = ?, email = ?, active = ? WHERE id = ?",
-            params![s.external_id, s.kind.as_str(), s.display_name, s.principal_name, s.email, s.active, s.id],
+            &params![s.external_id, s.kind.as_str(), s.display_name, s.principal_name, s.email, s.active, s.id],
         )?;
         Ok(())
     }
@@ -986,20 +974,20 @@ impl Tx for SqliteTx<'_> {
     fn delete_subject(&mut self, id: &str) -> Result<()> {
         self.exec(
             "DELETE FROM group_members WHERE group_id = ? OR member_id = ?",
-            params![id, id],
+            &params![id, id],
         )?;
-        self.exec("DELETE FROM subjects WHERE id = ?", [id])?;
+        self.exec("DELETE FROM subjects WHERE id = ?", &params![id])?;
         Ok(())
     }
 
     fn list_subjects(&mut self, q: &SubjectQuery) -> Result<Page<(Subject, ScimRecord)>> {
-        let wh = crate::scim_sql::where_sql(q)?;
-        let order = crate::scim_sql::order_sql(q.sort.as_ref());
+        let wh = crate::sql::scim::where_sql(q, self.c.dialect())?;
+        let order = crate::sql::scim::order_sql(q.sort.as_ref(), self.c.dialect());
         let total = self
             .one(
                 &format!("SELECT count(*) FROM subjects s WHERE {}", wh.sql),
-                params_from_iter(wh.params.iter()),
-                |r| r.get::<_, i64>(0),
+                &wh.params,
+                |r| r.get::<i64>(0),
             )?
             .map(|n| n.max(0) as u64);
         let mut p = wh.params.clone();
@@ -1010,7 +998,7 @@ impl Tx for SqliteTx<'_> {
             "SELECT {SCIM_SUBJECT_COLS} FROM subjects s WHERE {} ORDER BY {} LIMIT ? OFFSET ?",
             wh.sql, order.sql
         );
-        let mut items = self.many(&sql, params_from_iter(p.iter()), scim_subject_row)?;
+        let mut items = self.many(&sql, &p, scim_subject_row)?;
         let more = items.len() > q.top as usize;
         items.truncate(q.top as usize);
         Ok(Page { items, total, more })
@@ -1019,7 +1007,7 @@ impl Tx for SqliteTx<'_> {
     fn subject_scim(&mut self, id: &str) -> Result<Option<ScimRecord>> {
         self.one(
             &format!("SELECT {SCIM_SUBJECT_COLS} FROM subjects s WHERE s.id = ?"),
-            [id],
+            &params![id],
             scim_subject_row,
         )
         .map(|r| r.map(|(_, rec)| rec))
@@ -1030,7 +1018,7 @@ impl Tx for SqliteTx<'_> {
             .map_err(|e| DomainError::internal(format!("scim document: {e}")))?;
         self.exec(
             "UPDATE subjects SET scim_attributes = ?, created_at = ?, modified_at = ?, version = ? WHERE id = ?",
-            params![
+            &params![
                 doc,
                 rec.created.map(us),
                 rec.last_modified.map(us),
@@ -1044,7 +1032,7 @@ impl Tx for SqliteTx<'_> {
     fn group_members(&mut self, group_id: &str) -> Result<Vec<String>> {
         self.many(
             "SELECT member_id FROM group_members WHERE group_id = ? ORDER BY member_id",
-            [group_id],
+            &params![group_id],
             |r| r.get(0),
         )
     }
@@ -1052,7 +1040,7 @@ impl Tx for SqliteTx<'_> {
     fn groups_of(&mut self, member_id: &str) -> Result<Vec<String>> {
         self.many(
             "SELECT group_id FROM group_members WHERE member_id = ? ORDER BY group_id",
-            [member_id],
+            &params![member_id],
             |r| r.get(0),
         )
     }
@@ -1066,26 +1054,26 @@ impl Tx for SqliteTx<'_> {
         for m in before.iter().filter(|m| !after.contains(m)) {
             self.exec(
                 "DELETE FROM group_members WHERE group_id = ? AND member_id = ?",
-                params![group_id, m],
+                &params![group_id, m],
             )?;
         }
         for m in members.iter().filter(|m| !before.contains(*m)) {
             self.exec(
-                "INSERT OR IGNORE INTO group_members (group_id, member_id) VALUES (?, ?)",
-                params![group_id, m],
+                "INSERT INTO group_members (group_id, member_id) VALUES (?, ?) ON CONFLICT DO NOTHING",
+                &params![group_id, m],
             )?;
         }
         Ok(())
     }
 
     fn all_memberships(&mut self) -> Result<Vec<(String, String)>> {
-        self.many("SELECT group_id, member_id FROM group_members", [], |r| {
+        self.many("SELECT group_id, member_id FROM group_members", &[], |r| {
             Ok((r.get(0)?, r.get(1)?))
         })
     }
 
     fn all_resource_parents(&mut self) -> Result<Vec<(String, Option<String>)>> {
-        self.many("SELECT id, parent_id FROM resources", [], |r| {
+        self.many("SELECT id, parent_id FROM resources", &[], |r| {
             Ok((r.get(0)?, r.get(1)?))
         })
     }
@@ -1093,7 +1081,7 @@ impl Tx for SqliteTx<'_> {
     fn assignment(&mut self, id: &str) -> Result<Option<RoleAssignment>> {
         self.one(
             &format!("SELECT {ASSIGNMENT_COLS} FROM assignments a WHERE a.id = ?"),
-            [id],
+            &params![id],
             assignment_row,
         )
     }
@@ -1103,7 +1091,7 @@ impl Tx for SqliteTx<'_> {
             &format!(
                 "SELECT {ASSIGNMENT_COLS} FROM assignments a WHERE a.resource_id = ? AND a.role_definition_id = ? AND a.subject_id = ? AND a.state = ?"
             ),
-            params![key.resource_id, key.role_definition_id, key.subject_id, key.state.as_str()],
+            &params![key.resource_id, key.role_definition_id, key.subject_id, key.state.as_str()],
             assignment_row,
         )
     }
@@ -1118,7 +1106,7 @@ impl Tx for SqliteTx<'_> {
                 "SELECT {ASSIGNMENT_COLS} FROM assignment_history a WHERE a.resource_id = ? AND a.role_definition_id = ? AND a.subject_id = ? \
                  AND a.state = ? AND a.end_reason = 'Expired' AND a.end_at > ? ORDER BY a.end_at DESC LIMIT 10"
             ),
-            params![key.resource_id, key.role_definition_id, key.subject_id, key.state.as_str(), us(since)],
+            &params![key.resource_id, key.role_definition_id, key.subject_id, key.state.as_str(), us(since)],
             assignment_row,
         )
     }
@@ -1126,7 +1114,7 @@ impl Tx for SqliteTx<'_> {
     fn activations_of(&mut self, eligible_id: &str) -> Result<Vec<RoleAssignment>> {
         self.many(
             &format!("SELECT {ASSIGNMENT_COLS} FROM assignments a WHERE a.linked_eligible_id = ?"),
-            [eligible_id],
+            &params![eligible_id],
             assignment_row,
         )
     }
@@ -1149,7 +1137,7 @@ impl Tx for SqliteTx<'_> {
         push_ids(&mut p, subjects);
         push_ids(&mut p, resources);
         p.params.push(Value::Text(state.as_str().into()));
-        self.many(&sql, params_from_iter(p.params.iter()), assignment_row)
+        self.many(&sql, &p.params, assignment_row)
     }
 
     fn insert_assignment(&mut self, a: &RoleAssignment) -> Result<()> {
@@ -1159,7 +1147,7 @@ impl Tx for SqliteTx<'_> {
     fn update_assignment(&mut self, a: &RoleAssignment) -> Result<()> {
         self.exec(
             "UPDATE assignments SET start_at = ?, end_at = ?, request_id = ? WHERE id = ?",
-            params![
+            &params![
                 us(a.schedule.start),
                 a.schedule.end.map(us),
                 a.request_id,
@@ -1176,20 +1164,26 @@ impl Tx for SqliteTx<'_> {
         reason: EndReason,
         request_id: Option<&str>,
     ) -> Result<()> {
-        self.exec("DELETE FROM assignment_history WHERE id = ?", [&a.id])?;
+        self.exec(
+            "DELETE FROM assignment_history WHERE id = ?",
+            &params![a.id],
+        )?;
         self.exec(
             "INSERT INTO assignment_history (id, resource_id, role_definition_id, subject_id, state, linked_eligible_id, start_at, end_at, \
              request_id, ended_at, end_reason, ended_by_request) \
              SELECT id, resource_id, role_definition_id, subject_id, state, linked_eligible_id, start_at, end_at, request_id, ?, ?, ? \
              FROM assignments WHERE id = ?",
-            params![us(at), reason.as_str(), request_id, a.id],
+            &params![us(at), reason.as_str(), request_id, a.id],
         )?;
-        self.exec("DELETE FROM assignments WHERE id = ?", [&a.id])?;
+        self.exec("DELETE FROM assignments WHERE id = ?", &params![a.id])?;
         Ok(())
     }
 
     fn restore_assignment(&mut self, a: &RoleAssignment) -> Result<()> {
-        self.exec("DELETE FROM assignment_history WHERE id = ?", [&a.id])?;
+        self.exec(
+            "DELETE FROM assignment_history WHERE id = ?",
+            &params![a.id],
+        )?;
         self.insert_assignment_into("assignments", a)
     }
 
@@ -1206,20 +1200,18 @@ impl Tx for SqliteTx<'_> {
             "SELECT {ASSIGNMENT_COLS}, d.template_id FROM assignments a JOIN role_definitions d ON d.id = a.role_definition_id \
              WHERE a.end_at IS NULL OR a.end_at > ?"
         );
-        let mut stmt = self.c.prepare(&sql).map_err(db)?;
-        let mut rows = stmt.query([us(now)]).map_err(db)?;
-        while let Some(row) = rows.next().map_err(db)? {
-            let a = assignment_row(row).map_err(db)?;
-            let template: String = row.get(9).map_err(db)?;
+        self.c.query_each(&sql, &params![us(now)], &mut |row| {
+            let a = assignment_row(row)?;
+            let template: String = row.get(9)?;
             each(a, is_access_admin_template(&template));
-        }
-        Ok(())
+            Ok(())
+        })
     }
 
     fn request(&mut self, id: &str) -> Result<Option<RoleAssignmentRequest>> {
         self.one(
             &format!("SELECT {REQUEST_COLS} FROM requests q WHERE q.id = ?"),
-            [id],
+            &params![id],
             request_row,
         )
     }
@@ -1230,7 +1222,7 @@ impl Tx for SqliteTx<'_> {
                 "SELECT {REQUEST_COLS} FROM requests q WHERE q.resource_id = ? AND q.role_definition_id = ? AND q.subject_id = ? AND q.state = ? \
                  AND q.sub_status IN ('Granted', 'PendingApproval', 'PendingAdminDecision')"
             ),
-            params![key.resource_id, key.role_definition_id, key.subject_id, key.state.as_str()],
+            &params![key.resource_id, key.role_definition_id, key.subject_id, key.state.as_str()],
             request_row,
         )
     }
@@ -1243,7 +1235,7 @@ impl Tx for SqliteTx<'_> {
             &format!(
                 "SELECT {REQUEST_COLS} FROM requests q WHERE q.linked_eligible_id = ? AND q.sub_status IN ('PendingApproval', 'PendingAdminDecision')"
             ),
-            [eligible_id],
+            &params![eligible_id],
             request_row,
         )
     }
@@ -1271,7 +1263,7 @@ impl Tx for SqliteTx<'_> {
             &format!(
                 "SELECT {REQUEST_COLS} FROM requests q WHERE q.subject_id = ? AND q.sub_status IN ('Granted', 'PendingApproval', 'PendingAdminDecision')"
             ),
-            [subject_id],
+            &params![subject_id],
             request_row,
         )
     }
@@ -1279,7 +1271,7 @@ impl Tx for SqliteTx<'_> {
     fn live_assignments_of(&mut self, subject_id: &str) -> Result<Vec<RoleAssignment>> {
         self.many(
             &format!("SELECT {ASSIGNMENT_COLS} FROM assignments a WHERE a.subject_id = ?"),
-            [subject_id],
+            &params![subject_id],
             assignment_row,
         )
     }
@@ -1287,8 +1279,8 @@ impl Tx for SqliteTx<'_> {
     fn set_request_approvers(&mut self, request_id: &str, approvers: &[String]) -> Result<()> {
         for a in approvers {
             self.exec(
-                "INSERT OR IGNORE INTO request_approvers (request_id, approver_id) VALUES (?, ?)",
-                params![request_id, a],
+                "INSERT INTO request_approvers (request_id, approver_id) VALUES (?, ?) ON CONFLICT DO NOTHING",
+                &params![request_id, a],
             )?;
         }
         Ok(())
@@ -1297,7 +1289,7 @@ impl Tx for SqliteTx<'_> {
     fn approvals(&mut self, request_id: &str) -> Result<Vec<Approval>> {
         self.many(
             "SELECT request_id, approver_id, approver_name, approved, justification, at FROM approvals WHERE request_id = ? ORDER BY at",
-            [request_id],
+            &params![request_id],
             |r| {
                 Ok(Approval {
                     request_id: r.get(0)?,
@@ -1314,7 +1306,7 @@ impl Tx for SqliteTx<'_> {
     fn insert_approval(&mut self, a: &Approval) -> Result<()> {
         self.exec(
             "INSERT INTO approvals (request_id, approver_id, approver_name, approved, justification, at) VALUES (?, ?, ?, ?, ?, ?)",
-            params![a.request_id, a.approver_id, a.approver_name, a.approved, a.justification, us(a.at)],
+            &params![a.request_id, a.approver_id, a.approver_name, a.approved, a.justification, us(a.at)],
         )?;
         Ok(())
     }
@@ -1322,7 +1314,7 @@ impl Tx for SqliteTx<'_> {
     fn due_grants(&mut self, now: Timestamp, limit: u32) -> Result<Vec<RoleAssignmentRequest>> {
         self.many(
             &format!("SELECT {REQUEST_COLS} FROM requests q {DUE_GRANTS}"),
-            params![us(now), i64::from(limit)],
+            &params![us(now), i64::from(limit)],
             request_row,
         )
     }
@@ -1332,7 +1324,7 @@ impl Tx for SqliteTx<'_> {
         let n = self.exec(
             "UPDATE requests SET sub_status = ?, status = ?, version = version + 1 \
              WHERE id = ? AND sub_status = ? AND start_at <= ?",
-            params![
+            &params![
                 to.as_str(),
                 to.coarse(),
                 id,
@@ -1350,7 +1342,7 @@ impl Tx for SqliteTx<'_> {
     ) -> Result<Vec<RoleAssignmentRequest>> {
         self.many(
             &format!("SELECT {REQUEST_COLS} FROM requests q {EXPIRED_APPROVALS}"),
-            params![us(now), i64::from(limit)],
+            &params![us(now), i64::from(limit)],
             request_row,
         )
     }
@@ -1360,7 +1352,7 @@ impl Tx for SqliteTx<'_> {
         let n = self.exec(
             "UPDATE requests SET sub_status = ?, status = ?, version = version + 1 \
              WHERE id = ? AND sub_status = ? AND approval_deadline <= ?",
-            params![
+            &params![
                 to.as_str(),
                 to.coarse(),
                 id,
@@ -1374,7 +1366,7 @@ impl Tx for SqliteTx<'_> {
     fn ended_assignments(&mut self, now: Timestamp, limit: u32) -> Result<Vec<RoleAssignment>> {
         self.many(
             &format!("SELECT {ASSIGNMENT_COLS} FROM assignments a {ENDED_ASSIGNMENTS}"),
-            params![us(now), i64::from(limit)],
+            &params![us(now), i64::from(limit)],
             assignment_row,
         )
     }
@@ -1385,7 +1377,7 @@ impl Tx for SqliteTx<'_> {
         // finds nothing.
         let n = self.exec(
             "UPDATE assignments SET end_at = end_at WHERE id = ? AND end_at IS NOT NULL AND end_at <= ?",
-            params![id, us(now)],
+            &params![id, us(now)],
         )?;
         Ok(n == 1)
     }
@@ -1394,7 +1386,7 @@ impl Tx for SqliteTx<'_> {
         self.exec(
             "INSERT INTO subscriptions (id, resource, entity, resource_id, change_types, notification_url, \
              client_state, expires_at, creator_id, created_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
-            params![
+            &params![
                 s.id,
                 s.resource,
                 s.entity.as_str(),
@@ -1413,7 +1405,7 @@ impl Tx for SqliteTx<'_> {
     fn subscription(&mut self, id: &str) -> Result<Option<Subscription>> {
         self.one(
             &format!("SELECT {SUBSCRIPTION_COLS} FROM subscriptions s WHERE s.id = ?"),
-            params![id],
+            &params![id],
             subscription_row,
         )
     }
@@ -1421,7 +1413,7 @@ impl Tx for SqliteTx<'_> {
     fn subscriptions(&mut self) -> Result<Vec<Subscription>> {
         self.many(
             &format!("SELECT {SUBSCRIPTION_COLS} FROM subscriptions s ORDER BY s.created_at, s.id"),
-            [],
+            &[],
             subscription_row,
         )
     }
@@ -1429,7 +1421,7 @@ impl Tx for SqliteTx<'_> {
     fn renew_subscription(&mut self, id: &str, expires_at: Timestamp) -> Result<()> {
         self.exec(
             "UPDATE subscriptions SET expires_at = ? WHERE id = ?",
-            params![us(expires_at), id],
+            &params![us(expires_at), id],
         )?;
         Ok(())
     }
@@ -1437,9 +1429,9 @@ impl Tx for SqliteTx<'_> {
     fn delete_subscription(&mut self, id: &str) -> Result<()> {
         self.exec(
             "DELETE FROM notification_outbox WHERE subscription_id = ?",
-            params![id],
+            &params![id],
         )?;
-        self.exec("DELETE FROM subscriptions WHERE id = ?", params![id])?;
+        self.exec("DELETE FROM subscriptions WHERE id = ?", &params![id])?;
         Ok(())
     }
 
@@ -1451,17 +1443,22 @@ impl Tx for SqliteTx<'_> {
         resource_id: &str,
         now: Timestamp,
     ) -> Result<()> {
+        let uuid = match self.c.dialect() {
+            Dialect::Sqlite => {
+                "lower(hex(randomblob(4)) || '-' || hex(randomblob(2)) || '-4' || substr(hex(randomblob(2)), 2) \
+                 || '-' || hex(randomblob(2)) || '-' || hex(randomblob(6)))"
+            }
+            Dialect::Postgres => "gen_random_uuid()::text",
+        };
         self.exec(
-            "INSERT INTO notification_outbox (id, subscription_id, entity, entity_id, change_type, first_due, due_at) \
-             SELECT lower(hex(randomblob(4)) || '-' || hex(randomblob(2)) || '-4' || substr(hex(randomblob(2)), 2) \
-                    || '-' || hex(randomblob(2)) || '-' || hex(randomblob(6))), \
-                    s.id, ?1, ?2, ?3, ?4, ?4 \
+            &format!("INSERT INTO notification_outbox (id, subscription_id, entity, entity_id, change_type, first_due, due_at) \
+             SELECT {uuid}, s.id, ?1, ?2, ?3, ?4, ?4 \
              FROM subscriptions s \
              WHERE s.entity = ?1 AND s.expires_at > ?4 \
                AND instr(',' || s.change_types || ',', ',' || ?3 || ',') > 0 \
                AND (s.resource_id IS NULL OR s.resource_id IN \
-                    (SELECT ancestor_id FROM resource_ancestors WHERE resource_id = ?5))",
-            params![entity.as_str(), id, change.as_str(), us(now), resource_id],
+                    (SELECT ancestor_id FROM resource_ancestors WHERE resource_id = ?5))"),
+            &params![entity.as_str(), id, change.as_str(), us(now), resource_id],
         )?;
         Ok(())
     }
@@ -1476,7 +1473,7 @@ impl Tx for SqliteTx<'_> {
         self.exec(
             "DELETE FROM notification_outbox WHERE due_at <= ?1 AND subscription_id IN \
              (SELECT id FROM subscriptions WHERE expires_at <= ?1)",
-            params![us(now)],
+            &params![us(now)],
         )?;
         // The guard (`due_at <= now`) is repeated outside the subquery: a row another
         // node leased in between has its `due_at` moved to its lease's end.
@@ -1485,7 +1482,7 @@ impl Tx for SqliteTx<'_> {
              WHERE rowid IN (SELECT rowid FROM notification_outbox WHERE due_at <= ?3 \
                              ORDER BY due_at, rowid LIMIT ?4) \
                AND due_at <= ?3",
-            params![owner, us(lease_until), us(now), i64::from(limit)],
+            &params![owner, us(lease_until), us(now), i64::from(limit)],
         )?;
         self.many(
             &format!(
@@ -1493,7 +1490,7 @@ impl Tx for SqliteTx<'_> {
                  FROM notification_outbox o JOIN subscriptions s ON s.id = o.subscription_id \
                  WHERE o.due_at = ?2 AND o.lease_owner = ?1 ORDER BY o.first_due, o.rowid"
             ),
-            params![owner, us(lease_until)],
+            &params![owner, us(lease_until)],
             delivery_row,
         )
     }
@@ -1501,7 +1498,7 @@ impl Tx for SqliteTx<'_> {
     fn finish_delivery(&mut self, id: &str, owner: &str) -> Result<bool> {
         let n = self.exec(
             "DELETE FROM notification_outbox WHERE id = ? AND lease_owner = ?",
-            params![id, owner],
+            &params![id, owner],
         )?;
         Ok(n == 1)
     }
@@ -1510,7 +1507,7 @@ impl Tx for SqliteTx<'_> {
         let n = self.exec(
             "UPDATE notification_outbox SET attempts = attempts + 1, due_at = ?3, \
              lease_owner = NULL, lease_until = 0 WHERE id = ?1 AND lease_owner = ?2",
-            params![id, owner, us(at)],
+            &params![id, owner, us(at)],
         )?;
         Ok(n == 1)
     }
@@ -1519,7 +1516,7 @@ impl Tx for SqliteTx<'_> {
         self.exec(
             "INSERT INTO email_outbox (id, request_id, event, recipient_id, address, first_due, due_at) \
              VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?6)",
-            params![
+            &params![
                 e.id,
                 e.request_id,
                 e.event.as_str(),
@@ -1544,12 +1541,12 @@ impl Tx for SqliteTx<'_> {
              WHERE rowid IN (SELECT rowid FROM email_outbox WHERE due_at <= ?3 \
                              ORDER BY due_at, rowid LIMIT ?4) \
                AND due_at <= ?3",
-            params![owner, us(lease_until), us(now), i64::from(limit)],
+            &params![owner, us(lease_until), us(now), i64::from(limit)],
         )?;
         self.many(
             "SELECT id, request_id, event, recipient_id, address, first_due, attempts \
              FROM email_outbox WHERE due_at = ?2 AND lease_owner = ?1 ORDER BY first_due, rowid",
-            params![owner, us(lease_until)],
+            &params![owner, us(lease_until)],
             email_row,
         )
     }
@@ -1557,7 +1554,7 @@ impl Tx for SqliteTx<'_> {
     fn finish_email(&mut self, id: &str, owner: &str) -> Result<bool> {
         let n = self.exec(
             "DELETE FROM email_outbox WHERE id = ? AND lease_owner = ?",
-            params![id, owner],
+            &params![id, owner],
         )?;
         Ok(n == 1)
     }
@@ -1566,7 +1563,7 @@ impl Tx for SqliteTx<'_> {
         let n = self.exec(
             "UPDATE email_outbox SET attempts = attempts + 1, due_at = ?3, \
              lease_owner = NULL, lease_until = 0 WHERE id = ?1 AND lease_owner = ?2",
-            params![id, owner, us(at)],
+            &params![id, owner, us(at)],
         )?;
         Ok(n == 1)
     }
@@ -1582,7 +1579,7 @@ impl Tx for SqliteTx<'_> {
     fn audit_entry(&mut self, id: &str) -> Result<Option<AuditEntry>> {
         self.one(
             &format!("SELECT {AUDIT_COLS} FROM audit_log l WHERE l.id = ?"),
-            [id],
+            &params![id],
             audit_row,
         )
     }
@@ -1596,14 +1593,14 @@ impl Tx for SqliteTx<'_> {
         let mut links = match since {
             None => self.many(
                 &format!("SELECT {CHAIN_COLS} FROM audit_log l WHERE l.seq > ? ORDER BY l.seq LIMIT ?"),
-                params![after_seq, i64::from(limit)],
+                &params![after_seq, i64::from(limit)],
                 chain_row,
             )?,
             Some(t) => self.many(
                 &format!(
                     "SELECT {CHAIN_COLS} FROM audit_log l WHERE l.seq > ? AND l.at >= ? ORDER BY l.seq LIMIT ?"
                 ),
-                params![after_seq, us(t), i64::from(limit)],
+                &params![after_seq, us(t), i64::from(limit)],
                 chain_row,
             )?,
         };
@@ -1612,7 +1609,7 @@ impl Tx for SqliteTx<'_> {
         };
         let targets: Vec<(i64, String)> = self.many(
             "SELECT audit_seq, target_id FROM audit_targets WHERE audit_seq BETWEEN ? AND ? ORDER BY audit_seq, target_id",
-            params![first.seq, last.seq],
+            &params![first.seq, last.seq],
             |r| Ok((r.get(0)?, r.get(1)?)),
         )?;
         let mut targets = targets.into_iter().peekable();
@@ -1631,13 +1628,15 @@ impl Tx for SqliteTx<'_> {
 #[cfg(test)]
 mod scheduler_tests {
     use super::*;
+    use crate::sqlite::db;
+    use rusqlite::Connection;
 
     /// Each scheduler query is one range scan of its index, already in due order: no
     /// table scan, no sort, whatever the size of the tables.
     #[test]
     fn scheduler_queries_scan_their_index_in_due_order() -> Result<()> {
         let c = Connection::open_in_memory().map_err(db)?;
-        crate::migrate(&c)?;
+        crate::sqlite::migrate(&c)?;
         for (sql, index) in [
             (
                 format!("SELECT {REQUEST_COLS} FROM requests q {DUE_GRANTS}"),
@@ -1656,7 +1655,7 @@ mod scheduler_tests {
                 .prepare(&format!("EXPLAIN QUERY PLAN {sql}"))
                 .map_err(db)?;
             let plan: Vec<String> = stmt
-                .query_map(params![0, 10], |r| r.get(3))
+                .query_map([0, 10], |r| r.get(3))
                 .map_err(db)?
                 .collect::<rusqlite::Result<_>>()
                 .map_err(db)?;
@@ -1673,6 +1672,8 @@ mod scheduler_tests {
 #[cfg(test)]
 mod outbox_tests {
     use super::*;
+    use crate::sqlite::{SqliteConnection, db};
+    use rusqlite::Connection;
 
     fn at(s: i64) -> Timestamp {
         Timestamp::from_second(1_700_000_000 + s).unwrap_or(Timestamp::UNIX_EPOCH)
@@ -1683,8 +1684,9 @@ mod outbox_tests {
     #[test]
     fn outbox_rows_are_leased_to_one_worker_at_a_time() -> Result<()> {
         let c = Connection::open_in_memory().map_err(db)?;
-        crate::migrate(&c)?;
-        let mut tx = SqliteTx::new(&c);
+        crate::sqlite::migrate(&c)?;
+        let conn = SqliteConnection(&c);
+        let mut tx = SqlTx::new(&conn);
         let sub = Subscription {
             id: "s1".into(),
             resource: "privilegedAccess/azureResources/roleAssignments".into(),
@@ -1755,7 +1757,9 @@ mod outbox_tests {
 #[cfg(test)]
 mod email_outbox_tests {
     use super::*;
+    use crate::sqlite::{SqliteConnection, db};
     use rolegate_core::email::{Email, Event};
+    use rusqlite::Connection;
 
     fn at(s: i64) -> Timestamp {
         Timestamp::from_second(1_700_000_000 + s).unwrap_or(Timestamp::UNIX_EPOCH)
@@ -1766,8 +1770,9 @@ mod email_outbox_tests {
     #[test]
     fn email_rows_are_leased_to_one_worker_at_a_time() -> Result<()> {
         let c = Connection::open_in_memory().map_err(db)?;
-        crate::migrate(&c)?;
-        let mut tx = SqliteTx::new(&c);
+        crate::sqlite::migrate(&c)?;
+        let conn = SqliteConnection(&c);
+        let mut tx = SqlTx::new(&conn);
         let mail = Email {
             id: "e1".into(),
             request_id: "r1".into(),

@@ -1,28 +1,102 @@
-//! Rolegate's embedded SQLite store: one file, WAL mode, foreign keys on, versioned
-//! migrations applied on open. One writer connection serialises write transactions; a
-//! small pool of reader connections serves reads concurrently (WAL readers never block
-//! the writer).
+//! The embedded SQLite store: one file, WAL mode, foreign keys on, versioned migrations
+//! applied on open. One writer connection serialises write transactions; a small pool of
+//! reader connections serves reads concurrently (WAL readers never block the writer).
 
-pub mod odata_sql;
-mod scim_sql;
-mod tx;
-
-use rolegate_core::error::{DomainError, Result};
+use crate::sql::{self, Dialect, Row, SqlTx, Value};
+use rolegate_core::error::{DomainError, ErrorCode, Result};
 use rolegate_core::store::{Store, Tx};
-use rusqlite::{Connection, OpenFlags, TransactionBehavior};
+use rusqlite::types::{ToSqlOutput, ValueRef};
+use rusqlite::{Connection, OpenFlags, TransactionBehavior, params_from_iter};
 use std::path::{Path, PathBuf};
 use std::sync::Mutex;
 use std::sync::atomic::{AtomicUsize, Ordering};
 
 /// Versioned migrations, applied in order, each in its own transaction.
-const MIGRATIONS: &[(i64, &str)] = &[
-    (1, include_str!("../migrations/0001_initial.sql")),
-    (2, include_str!("../migrations/0002_scheduler.sql")),
-    (3, include_str!("../migrations/0003_audit_chain.sql")),
-    (4, include_str!("../migrations/0004_scim.sql")),
-    (5, include_str!("../migrations/0005_notifications.sql")),
-    (6, include_str!("../migrations/0006_email.sql")),
+pub(crate) const MIGRATIONS: &[(i64, &str)] = &[
+    (1, include_str!("../migrations/sqlite/0001_initial.sql")),
+    (2, include_str!("../migrations/sqlite/0002_scheduler.sql")),
+    (3, include_str!("../migrations/sqlite/0003_audit_chain.sql")),
+    (4, include_str!("../migrations/sqlite/0004_scim.sql")),
+    (
+        5,
+        include_str!("../migrations/sqlite/0005_notifications.sql"),
+    ),
+    (6, include_str!("../migrations/sqlite/0006_email.sql")),
 ];
+
+/// A SQLite connection inside an open transaction, as the SQL code sees it.
+pub(crate) struct SqliteConnection<'a>(pub(crate) &'a Connection);
+
+/// A SQLite error as a domain error: a constraint violation is a conflict (a concurrent
+/// change won), anything else is internal.
+pub(crate) fn db(e: rusqlite::Error) -> DomainError {
+    if let rusqlite::Error::SqliteFailure(f, _) = &e
+        && f.code == rusqlite::ErrorCode::ConstraintViolation
+    {
+        return DomainError::new(
+            ErrorCode::Conflict,
+            "a concurrent change conflicts with this one; retry",
+        );
+    }
+    DomainError::internal(format!("sqlite: {e}"))
+}
+
+impl rusqlite::ToSql for Value {
+    fn to_sql(&self) -> rusqlite::Result<ToSqlOutput<'_>> {
+        Ok(ToSqlOutput::Borrowed(match self {
+            Value::Null => ValueRef::Null,
+            Value::Integer(i) => ValueRef::Integer(*i),
+            Value::Real(f) => ValueRef::Real(*f),
+            Value::Text(t) => ValueRef::Text(t.as_bytes()),
+        }))
+    }
+}
+
+fn value(v: ValueRef<'_>) -> Result<Value> {
+    Ok(match v {
+        ValueRef::Null => Value::Null,
+        ValueRef::Integer(i) => Value::Integer(i),
+        ValueRef::Real(f) => Value::Real(f),
+        ValueRef::Text(t) => Value::Text(
+            std::str::from_utf8(t)
+                .map_err(|e| DomainError::internal(format!("sqlite: text is not UTF-8: {e}")))?
+                .to_string(),
+        ),
+        ValueRef::Blob(_) => return Err(DomainError::internal("sqlite: unexpected blob")),
+    })
+}
+
+impl sql::Connection for SqliteConnection<'_> {
+    fn dialect(&self) -> Dialect {
+        Dialect::Sqlite
+    }
+
+    fn query_each(
+        &self,
+        sql: &str,
+        params: &[Value],
+        each: &mut dyn FnMut(&Row) -> Result<()>,
+    ) -> Result<()> {
+        let mut stmt = self.0.prepare_cached(sql).map_err(db)?;
+        let n = stmt.column_count();
+        let mut rows = stmt.query(params_from_iter(params.iter())).map_err(db)?;
+        let mut row = Row(Vec::with_capacity(n));
+        while let Some(r) = rows.next().map_err(db)? {
+            row.0.clear();
+            for i in 0..n {
+                row.0.push(value(r.get_ref(i).map_err(db)?)?);
+            }
+            each(&row)?;
+        }
+        Ok(())
+    }
+
+    fn execute(&self, sql: &str, params: &[Value]) -> Result<u64> {
+        let mut stmt = self.0.prepare_cached(sql).map_err(db)?;
+        let n = stmt.execute(params_from_iter(params.iter())).map_err(db)?;
+        Ok(n as u64)
+    }
+}
 
 /// How hard SQLite works to make a commit durable (decisions.md §1).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
@@ -79,7 +153,7 @@ impl SqliteStore {
         }
         configure(&writer, sync)?;
         migrate(&writer)?;
-        tx::seal_legacy_audit(&writer)?;
+        seal_legacy_audit(&writer)?;
         // Fold a large WAL left by a bulk load or a crash back into the database file, so
         // reads don't search it, and let SQLite refresh its planner statistics.
         writer
@@ -118,7 +192,17 @@ impl SqliteStore {
     }
 }
 
-fn migrate(conn: &Connection) -> Result<()> {
+/// Seals audit records written before the hash chain existed (schema v3), in one
+/// transaction.
+fn seal_legacy_audit(conn: &Connection) -> Result<u64> {
+    let txn = conn.unchecked_transaction().map_err(db)?;
+    let sealed = crate::sql::tx::seal_unsealed(&SqliteConnection(&txn))?;
+    txn.commit().map_err(db)?;
+    Ok(sealed)
+}
+
+/// Applies the migrations `conn` has not seen yet.
+pub(crate) fn migrate(conn: &Connection) -> Result<()> {
     conn.execute_batch("CREATE TABLE IF NOT EXISTS schema_migrations (version INTEGER PRIMARY KEY, applied_at INTEGER NOT NULL)")
         .map_err(internal)?;
     let current: i64 = conn
@@ -160,7 +244,7 @@ impl Store for SqliteStore {
             })?;
         let mut conn = guard;
         let txn = conn.transaction().map_err(internal)?;
-        f(&mut tx::SqliteTx::new(&txn))?;
+        f(&mut SqlTx::new(&SqliteConnection(&txn)))?;
         txn.rollback().map_err(internal)
     }
 
@@ -171,7 +255,7 @@ impl Store for SqliteStore {
         let txn = conn
             .transaction_with_behavior(TransactionBehavior::Immediate)
             .map_err(internal)?;
-        f(&mut tx::SqliteTx::new(&txn))?;
+        f(&mut SqlTx::new(&SqliteConnection(&txn)))?;
         txn.commit().map_err(internal)
     }
 

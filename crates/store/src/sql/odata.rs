@@ -1,5 +1,5 @@
-//! Translates a `$filter` / `$orderby` AST ([`rolegate_core::odata`]) to SQLite SQL. User
-//! input only ever reaches SQLite as bound parameters; column expressions come from the
+//! Translates a `$filter` / `$orderby` AST ([`rolegate_core::odata`]) to SQL (the portable
+//! subset of SQLite and PostgreSQL). User input only ever reaches the database as bound parameters; column expressions come from the
 //! collection's [`EntityFields`] whitelist.
 //!
 //! Storage encodings: text as TEXT, timestamps as INTEGER microseconds since the Unix epoch,
@@ -7,12 +7,12 @@
 //! (`null eq null` is true, `x ne 'a'` holds for a null `x`), and `not` treats an unknown
 //! (SQL NULL) operand as false.
 
+use super::Value;
 use rolegate_core::error::DomainError;
 use rolegate_core::odata::{
     self, CompareOp, EntityFields, Field, FieldType, Filter, Literal, Operand, OrderBy,
     StringFunction,
 };
-use rusqlite::types::Value;
 
 /// A piece of SQL with the values of its `?` placeholders, in order.
 #[derive(Debug, Clone, PartialEq, Default)]

@@ -1,0 +1,518 @@
+//! The PostgreSQL store, for several `rolegate serve` nodes on one database.
+//!
+//! It runs the same SQL as SQLite ([`crate::sql`]); this module adapts placeholders and
+//! types, pools connections and keeps SQLite's transaction semantics across nodes:
+//! write transactions take one database-wide advisory lock, so they run one at a time
+//! over the whole cluster exactly as SQLite's single writer does (a PIM server writes
+//! little; reads scale out), and read transactions see one consistent snapshot
+//! (`REPEATABLE READ READ ONLY`). Uniqueness and the one-pending-request rule are unique
+//! indexes, so the database enforces them whatever a node believes.
+//!
+//! The URL is libpq's (`postgres://user:password@host:port/database?…`) plus Rolegate's own
+//! `schema=NAME` parameter: the schema to use, created when missing (default `public`).
+
+use crate::sql::{self, Dialect, Row, SqlTx, Value, rewrite_placeholders};
+use postgres::error::SqlState;
+use postgres::types::{IsNull, ToSql, Type, to_sql_checked};
+use postgres::{Client, Config, IsolationLevel, NoTls};
+use rolegate_core::error::{DomainError, ErrorCode, Result};
+use rolegate_core::store::{Store, Tx};
+use std::cell::RefCell;
+use std::str::FromStr;
+use std::sync::{Condvar, Mutex};
+use std::time::Duration;
+
+/// Versioned migrations, applied in order under an advisory lock (nodes starting together
+/// migrate once).
+const MIGRATIONS: &[(i64, &str)] = &[(1, include_str!("../migrations/postgres/0001_schema.sql"))];
+
+/// The advisory lock every write transaction holds (an arbitrary constant: "RLGT").
+const WRITE_LOCK: i64 = 0x524C_4754;
+/// The advisory lock migrations hold.
+const MIGRATION_LOCK: i64 = 0x524C_4D47;
+
+/// How long a request waits for a free pooled connection before it fails with 503.
+const POOL_WAIT: Duration = Duration::from_secs(10);
+
+/// The PostgreSQL store.
+pub struct PostgresStore {
+    config: Config,
+    schema: String,
+    pool: Pool,
+}
+
+impl std::fmt::Debug for PostgresStore {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("PostgresStore")
+            .field("schema", &self.schema)
+            .finish_non_exhaustive()
+    }
+}
+
+/// A small blocking connection pool: idle connections are reused, at most `max` are open.
+struct Pool {
+    state: Mutex<PoolState>,
+    freed: Condvar,
+    max: usize,
+}
+
+struct PoolState {
+    idle: Vec<Client>,
+    open: usize,
+}
+
+/// A pooled connection, returned to the pool when dropped unless it broke.
+struct Pooled<'p> {
+    client: Option<Client>,
+    pool: &'p Pool,
+}
+
+impl Drop for Pooled<'_> {
+    fn drop(&mut self) {
+        let mut state = self.pool.state.lock().unwrap_or_else(|e| e.into_inner());
+        match self.client.take() {
+            Some(c) if !c.is_closed() => state.idle.push(c),
+            _ => state.open = state.open.saturating_sub(1),
+        }
+        self.pool.freed.notify_one();
+    }
+}
+
+impl Pooled<'_> {
+    fn client(&mut self) -> Result<&mut Client> {
+        self.client
+            .as_mut()
+            .ok_or_else(|| DomainError::internal("postgres: pooled connection taken"))
+    }
+}
+
+/// A PostgreSQL error as a domain error: constraint violations and serialization
+/// failures are conflicts (retry), a lost or refused connection is 503, anything else
+/// internal.
+fn db(e: postgres::Error) -> DomainError {
+    if let Some(code) = e.code() {
+        if code.code().starts_with("23")
+            || *code == SqlState::T_R_SERIALIZATION_FAILURE
+            || *code == SqlState::T_R_DEADLOCK_DETECTED
+        {
+            return DomainError::new(
+                ErrorCode::Conflict,
+                "a concurrent change conflicts with this one; retry",
+            );
+        }
+        if code.code().starts_with("08")
+            || code.code().starts_with("57P")
+            || *code == SqlState::CANNOT_CONNECT_NOW
+        {
+            return unavailable(&e);
+        }
+        return DomainError::internal(format!("postgres: {e}"));
+    }
+    if e.is_closed() || std::error::Error::source(&e).is_some_and(|s| s.is::<std::io::Error>()) {
+        return unavailable(&e);
+    }
+    DomainError::internal(format!("postgres: {e}"))
+}
+
+/// A lost or refused connection: the operator sees why in the log, the client a 503.
+fn unavailable(e: &postgres::Error) -> DomainError {
+    tracing::warn!(error = %e, "postgres unavailable");
+    DomainError::new(
+        ErrorCode::ServiceUnavailable,
+        "the database is unavailable; retry later",
+    )
+}
+
+impl PostgresStore {
+    /// Connects to `url` with at most `max_connections` connections. With `migrate`, creates
+    /// the schema when missing and applies pending migrations; without, refuses a schema
+    /// that is not at the latest version (`rolegate migrate` brings it there).
+    pub fn open(url: &str, max_connections: usize, migrate: bool) -> Result<Self> {
+        let (config, schema) = parse_url(url)?;
+        let store = Self {
+            config,
+            schema,
+            pool: Pool {
+                state: Mutex::new(PoolState {
+                    idle: Vec::new(),
+                    open: 0,
+                }),
+                freed: Condvar::new(),
+                max: max_connections.max(1),
+            },
+        };
+        if migrate {
+            store.migrate()?;
+        } else {
+            let latest = MIGRATIONS.last().map_or(0, |(v, _)| *v);
+            let current = store.schema_version().map_err(|_| {
+                DomainError::new(
+                    ErrorCode::ServiceUnavailable,
+                    "the database has no Rolegate schema; run `rolegate migrate`",
+                )
+            })?;
+            if current != latest {
+                return Err(DomainError::new(
+                    ErrorCode::ServiceUnavailable,
+                    format!(
+                        "the database schema is at version {current}, this build needs {latest}; run `rolegate migrate`"
+                    ),
+                ));
+            }
+        }
+        Ok(store)
+    }
+
+    /// The schema version the database is at.
+    pub fn schema_version(&self) -> Result<i64> {
+        let mut conn = self.connection()?;
+        let row = conn
+            .client()?
+            .query_one(
+                "SELECT coalesce(max(version), 0) FROM schema_migrations",
+                &[],
+            )
+            .map_err(db)?;
+        row.try_get(0).map_err(db)
+    }
+
+    /// Drops the store's schema and everything in it (tests use one schema per run).
+    pub fn drop_schema(&self) -> Result<()> {
+        let mut conn = self.connection()?;
+        conn.client()?
+            .batch_execute(&format!(
+                "DROP SCHEMA IF EXISTS {} CASCADE",
+                quote_ident(&self.schema)
+            ))
+            .map_err(db)
+    }
+
+    fn connect(&self) -> Result<Client> {
+        let mut client = self.config.connect(NoTls).map_err(db)?;
+        client
+            .batch_execute(&format!(
+                "CREATE SCHEMA IF NOT EXISTS {0}; SET search_path TO {0}",
+                quote_ident(&self.schema)
+            ))
+            .or_else(|e| {
+                // Two nodes creating the schema at once: one wins, the other sets its path.
+                if e.code() == Some(&SqlState::UNIQUE_VIOLATION) {
+                    client
+                        .batch_execute(&format!("SET search_path TO {}", quote_ident(&self.schema)))
+                        .map_err(db)
+                } else {
+                    Err(db(e))
+                }
+            })?;
+        Ok(client)
+    }
+
+    fn connection(&self) -> Result<Pooled<'_>> {
+        let mut state = self.pool.state.lock().unwrap_or_else(|e| e.into_inner());
+        loop {
+            if let Some(client) = state.idle.pop() {
+                if client.is_closed() {
+                    state.open = state.open.saturating_sub(1);
+                    continue;
+                }
+                return Ok(Pooled {
+                    client: Some(client),
+                    pool: &self.pool,
+                });
+            }
+            if state.open < self.pool.max {
+                state.open += 1;
+                drop(state);
+                return match self.connect() {
+                    Ok(client) => Ok(Pooled {
+                        client: Some(client),
+                        pool: &self.pool,
+                    }),
+                    Err(e) => {
+                        let mut state = self.pool.state.lock().unwrap_or_else(|e| e.into_inner());
+                        state.open = state.open.saturating_sub(1);
+                        self.pool.freed.notify_one();
+                        Err(e)
+                    }
+                };
+            }
+            let (next, timeout) = self
+                .pool
+                .freed
+                .wait_timeout(state, POOL_WAIT)
+                .unwrap_or_else(|e| e.into_inner());
+            state = next;
+            if timeout.timed_out() && state.idle.is_empty() && state.open >= self.pool.max {
+                return Err(DomainError::new(
+                    ErrorCode::ServiceUnavailable,
+                    "all database connections are busy; retry later",
+                ));
+            }
+        }
+    }
+
+    fn migrate(&self) -> Result<()> {
+        let mut conn = self.connection()?;
+        let client = conn.client()?;
+        let mut txn = client.transaction().map_err(db)?;
+        txn.execute("SELECT pg_advisory_xact_lock($1)", &[&MIGRATION_LOCK])
+            .map_err(db)?;
+        txn.batch_execute(
+            "CREATE TABLE IF NOT EXISTS schema_migrations (version BIGINT PRIMARY KEY, applied_at BIGINT NOT NULL)",
+        )
+        .map_err(db)?;
+        let current: i64 = txn
+            .query_one(
+                "SELECT coalesce(max(version), 0) FROM schema_migrations",
+                &[],
+            )
+            .and_then(|r| r.try_get(0))
+            .map_err(db)?;
+        for (version, sql) in MIGRATIONS.iter().filter(|(v, _)| *v > current) {
+            txn.batch_execute(sql).map_err(|e| {
+                DomainError::internal(format!("postgres: migration {version} failed: {e}"))
+            })?;
+            txn.execute(
+                "INSERT INTO schema_migrations (version, applied_at) VALUES ($1, extract(epoch from now())::bigint)",
+                &[version],
+            )
+            .map_err(db)?;
+        }
+        txn.commit().map_err(db)
+    }
+
+    /// Runs `f` in a transaction: a read-only snapshot, or a write holding the cluster's
+    /// write lock.
+    fn run(&self, write: bool, f: &mut dyn FnMut(&mut dyn Tx) -> Result<()>) -> Result<()> {
+        let mut conn = self.connection()?;
+        let client = conn.client()?;
+        let mut txn = if write {
+            let mut txn = client.transaction().map_err(db)?;
+            txn.execute("SELECT pg_advisory_xact_lock($1)", &[&WRITE_LOCK])
+                .map_err(db)?;
+            txn
+        } else {
+            client
+                .build_transaction()
+                .isolation_level(IsolationLevel::RepeatableRead)
+                .read_only(true)
+                .start()
+                .map_err(db)?
+        };
+        let pg = PgConnection {
+            txn: RefCell::new(&mut txn),
+        };
+        f(&mut SqlTx::new(&pg))?;
+        txn.commit().map_err(db)
+    }
+}
+
+impl Store for PostgresStore {
+    fn read_dyn(&self, f: &mut dyn FnMut(&mut dyn Tx) -> Result<()>) -> Result<()> {
+        self.run(false, f)
+    }
+
+    fn write_dyn(&self, f: &mut dyn FnMut(&mut dyn Tx) -> Result<()>) -> Result<()> {
+        self.run(true, f)
+    }
+
+    fn ping(&self) -> Result<()> {
+        let mut conn = self.connection()?;
+        conn.client()?
+            .query_one("SELECT count(*) FROM schema_migrations", &[])
+            .map(|_| ())
+            .map_err(db)
+    }
+
+    fn shared(&self) -> bool {
+        true
+    }
+}
+
+/// Splits Rolegate's `schema=NAME` parameter off a libpq URL.
+fn parse_url(url: &str) -> Result<(Config, String)> {
+    let bad = |why: &str| {
+        DomainError::new(
+            ErrorCode::BadRequest,
+            format!("--database: not a usable PostgreSQL URL ({why})"),
+        )
+    };
+    let (base, query) = url.split_once('?').unwrap_or((url, ""));
+    let mut schema = String::from("public");
+    let mut rest = Vec::new();
+    for pair in query.split('&').filter(|p| !p.is_empty()) {
+        match pair.split_once('=') {
+            Some(("schema", name)) => {
+                if name.is_empty() || !name.chars().all(|c| c.is_ascii_alphanumeric() || c == '_') {
+                    return Err(bad("schema= takes letters, digits and _"));
+                }
+                schema = name.to_string();
+            }
+            _ => rest.push(pair),
+        }
+    }
+    let url = if rest.is_empty() {
+        base.to_string()
+    } else {
+        format!("{base}?{}", rest.join("&"))
+    };
+    let mut config = Config::from_str(&url).map_err(|e| bad(&e.to_string()))?;
+    if config.get_connect_timeout().is_none() {
+        config.connect_timeout(Duration::from_secs(5));
+    }
+    config.application_name("rolegate");
+    Ok((config, schema))
+}
+
+fn quote_ident(name: &str) -> String {
+    format!("\"{}\"", name.replace('"', "\"\""))
+}
+
+/// A transaction on one pooled connection, as the SQL code sees it.
+struct PgConnection<'t, 'c> {
+    txn: RefCell<&'t mut postgres::Transaction<'c>>,
+}
+
+impl ToSql for Value {
+    fn to_sql(
+        &self,
+        ty: &Type,
+        out: &mut postgres::types::private::BytesMut,
+    ) -> std::result::Result<IsNull, Box<dyn std::error::Error + Sync + Send>> {
+        match self {
+            Value::Null => Ok(IsNull::Yes),
+            Value::Integer(i) => i.to_sql(ty, out),
+            Value::Real(f) => f.to_sql(ty, out),
+            Value::Text(t) => t.as_str().to_sql(ty, out),
+        }
+    }
+
+    fn accepts(ty: &Type) -> bool {
+        <i64 as ToSql>::accepts(ty) || <f64 as ToSql>::accepts(ty) || <&str as ToSql>::accepts(ty)
+    }
+
+    to_sql_checked!();
+}
+
+/// `sql` with PostgreSQL placeholders and the parameters to bind with their types. A
+/// NULL parameter becomes the literal `NULL` (its type then comes from the context, as in
+/// SQLite); SQLite's implicit `rowid` is the `seq` column of the PostgreSQL schema.
+fn translate<'v>(sql: &str, params: &'v [Value]) -> (String, Vec<(&'v Value, Type)>) {
+    let mut bound: Vec<(&Value, Type)> = Vec::new();
+    let mut numbers: Vec<Option<usize>> = vec![None; params.len()];
+    let text = rewrite_placeholders(sql, |n, out| match params.get(n.wrapping_sub(1)) {
+        None | Some(Value::Null) => out.push_str("NULL"),
+        Some(v) => {
+            let k = match numbers[n - 1] {
+                Some(k) => k,
+                None => {
+                    let ty = match v {
+                        Value::Integer(_) => Type::INT8,
+                        Value::Real(_) => Type::FLOAT8,
+                        _ => Type::TEXT,
+                    };
+                    bound.push((v, ty));
+                    numbers[n - 1] = Some(bound.len());
+                    bound.len()
+                }
+            };
+            out.push('$');
+            out.push_str(&k.to_string());
+        }
+    });
+    (text.replace("rowid", "seq"), bound)
+}
+
+fn column(row: &postgres::Row, i: usize) -> std::result::Result<Value, postgres::Error> {
+    let ty = row.columns()[i].type_();
+    Ok(if *ty == Type::INT8 {
+        row.try_get::<_, Option<i64>>(i)?
+            .map_or(Value::Null, Value::Integer)
+    } else if *ty == Type::INT4 {
+        row.try_get::<_, Option<i32>>(i)?
+            .map_or(Value::Null, |v| Value::Integer(i64::from(v)))
+    } else if *ty == Type::INT2 {
+        row.try_get::<_, Option<i16>>(i)?
+            .map_or(Value::Null, |v| Value::Integer(i64::from(v)))
+    } else if *ty == Type::BOOL {
+        row.try_get::<_, Option<bool>>(i)?
+            .map_or(Value::Null, |v| Value::Integer(i64::from(v)))
+    } else if *ty == Type::FLOAT8 {
+        row.try_get::<_, Option<f64>>(i)?
+            .map_or(Value::Null, Value::Real)
+    } else {
+        row.try_get::<_, Option<String>>(i)?
+            .map_or(Value::Null, Value::Text)
+    })
+}
+
+impl sql::Connection for PgConnection<'_, '_> {
+    fn dialect(&self) -> Dialect {
+        Dialect::Postgres
+    }
+
+    fn query_each(
+        &self,
+        sql: &str,
+        params: &[Value],
+        each: &mut dyn FnMut(&Row) -> Result<()>,
+    ) -> Result<()> {
+        let (text, bound) = translate(sql, params);
+        let typed: Vec<(&(dyn ToSql + Sync), Type)> = bound
+            .iter()
+            .map(|(v, t)| (*v as &(dyn ToSql + Sync), t.clone()))
+            .collect();
+        let mut txn = self.txn.borrow_mut();
+        let rows = txn.query_typed(&text, &typed).map_err(db)?;
+        let mut row = Row::default();
+        for r in &rows {
+            row.0.clear();
+            for i in 0..r.len() {
+                row.0.push(column(r, i).map_err(db)?);
+            }
+            each(&row)?;
+        }
+        Ok(())
+    }
+
+    fn execute(&self, sql: &str, params: &[Value]) -> Result<u64> {
+        let (text, bound) = translate(sql, params);
+        let typed: Vec<(&(dyn ToSql + Sync), Type)> = bound
+            .iter()
+            .map(|(v, t)| (*v as &(dyn ToSql + Sync), t.clone()))
+            .collect();
+        self.txn
+            .borrow_mut()
+            .execute_typed(&text, &typed)
+            .map_err(db)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn placeholders_nulls_and_rowid_translate() {
+        let params = vec![Value::Text("a".into()), Value::Null, Value::Integer(3)];
+        let (sql, bound) = translate(
+            "SELECT rowid FROM t WHERE a = ?1 AND b IS ?2 AND c = ?3 AND d = ?1",
+            &params,
+        );
+        assert_eq!(
+            sql,
+            "SELECT seq FROM t WHERE a = $1 AND b IS NULL AND c = $2 AND d = $1"
+        );
+        assert_eq!(bound.len(), 2);
+        assert_eq!(bound[1].1, Type::INT8);
+    }
+
+    #[test]
+    fn the_schema_parameter_is_ours() -> Result<()> {
+        let (config, schema) = parse_url("postgres://u@127.0.0.1:5432/test?schema=rg_1")?;
+        assert_eq!(schema, "rg_1");
+        assert_eq!(config.get_dbname(), Some("test"));
+        assert!(parse_url("postgres://u@h/test?schema=x;drop").is_err());
+        Ok(())
+    }
+}

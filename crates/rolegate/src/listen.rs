@@ -11,6 +11,7 @@ use axum::Router;
 use axum::body::Body;
 use axum::extract::ConnectInfo;
 use axum::http::{HeaderValue, Request, header};
+use http_body_util::BodyExt;
 use hyper::body::Incoming;
 use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
 use hyper_util::server::conn::auto;
@@ -212,9 +213,16 @@ impl Connection {
             .map_future(move |response| {
                 let in_flight = InFlight::start(&counted);
                 async move {
-                    let response = response.await;
-                    drop(in_flight);
-                    response
+                    // The request stays in flight until its body is sent (or dropped): a
+                    // large answer to a slow reader is not an idle connection.
+                    response.await.map(|resp: axum::response::Response| {
+                        resp.map(|body| {
+                            Body::new(body.map_frame(move |frame| {
+                                let _sending = &in_flight;
+                                frame
+                            }))
+                        })
+                    })
                 }
             });
         let mut conn = std::pin::pin!(
@@ -328,6 +336,69 @@ mod tests {
         assert_eq!(activity.idle_for(), Duration::ZERO);
         drop(request);
         assert!(activity.idle_for() < Duration::from_millis(20));
+    }
+
+    /// A body that sends `first;`, pauses, then sends `second`.
+    struct SlowBody {
+        sent: u8,
+        pause: std::pin::Pin<Box<tokio::time::Sleep>>,
+    }
+
+    impl hyper::body::Body for SlowBody {
+        type Data = axum::body::Bytes;
+        type Error = std::convert::Infallible;
+
+        fn poll_frame(
+            mut self: std::pin::Pin<&mut Self>,
+            cx: &mut std::task::Context<'_>,
+        ) -> std::task::Poll<Option<Result<hyper::body::Frame<Self::Data>, Self::Error>>> {
+            use std::task::Poll;
+            let chunk = match self.sent {
+                0 => "first;",
+                1 => match self.pause.as_mut().poll(cx) {
+                    Poll::Pending => return Poll::Pending,
+                    Poll::Ready(()) => "second",
+                },
+                _ => return Poll::Ready(None),
+            };
+            self.sent += 1;
+            Poll::Ready(Some(Ok(hyper::body::Frame::data(chunk.into()))))
+        }
+    }
+
+    #[tokio::test]
+    async fn a_slow_answer_keeps_its_connection_open_past_the_idle_timeout() {
+        use tokio::io::{AsyncReadExt, AsyncWriteExt};
+        let app = Router::new().route(
+            "/slow",
+            axum::routing::get(|| async {
+                Body::new(SlowBody {
+                    sent: 0,
+                    pause: Box::pin(tokio::time::sleep(Duration::from_millis(800))),
+                })
+            }),
+        );
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        tokio::spawn(serve(
+            listener,
+            None,
+            app,
+            Duration::from_millis(100),
+            std::future::pending(),
+        ));
+        let mut client = tokio::net::TcpStream::connect(addr).await.unwrap();
+        client
+            .write_all(b"GET /slow HTTP/1.1\r\nHost: a\r\nConnection: close\r\n\r\n")
+            .await
+            .unwrap();
+        let mut answer = String::new();
+        tokio::time::timeout(Duration::from_secs(10), client.read_to_string(&mut answer))
+            .await
+            .unwrap()
+            .unwrap();
+        assert!(answer.contains("first;"), "{answer}");
+        assert!(answer.contains("second"), "{answer}");
     }
 
     #[test]

@@ -289,14 +289,16 @@ async fn request_context(mut req: Request, next: Next) -> Response {
         .and_then(|v| v.to_str().ok())
         .map(str::to_string);
     let scim = req.uri().path().starts_with("/scim");
-    // An error may be answered before the request body is read (401, 403, 405, 413); the
-    // connection is then closed, so say so instead of letting a keep-alive client reuse it.
+    // An error may be answered before the request body is read (401, 403, 405, 413, 429);
+    // an HTTP/1.x connection is then closed, so say so instead of letting a keep-alive
+    // client reuse it (HTTP/2 resets just the stream and has no `Connection` header).
     let has_body = req.headers().contains_key(header::TRANSFER_ENCODING)
         || req
             .headers()
             .get(header::CONTENT_LENGTH)
             .and_then(|v| v.to_str().ok())
             .is_some_and(|v| v.trim() != "0");
+    let close_after_error = has_body && req.version() < axum::http::Version::HTTP_2;
     req.extensions_mut().insert(RequestId(id.clone()));
     let span = tracing::info_span!("request", request_id = %id, method = %req.method(), path = %req.uri().path());
     let started = std::time::Instant::now();
@@ -304,7 +306,7 @@ async fn request_context(mut req: Request, next: Next) -> Response {
     let status = resp.status();
     if status.is_client_error() || status.is_server_error() {
         resp = complete_error(resp, &id, client_id.as_deref(), scim).await;
-        if has_body {
+        if close_after_error {
             resp.headers_mut()
                 .insert(header::CONNECTION, HeaderValue::from_static("close"));
         }

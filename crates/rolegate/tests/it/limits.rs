@@ -230,3 +230,23 @@ fn connections_without_a_complete_request_are_closed() {
     // A complete request on a fresh connection is served.
     assert_eq!(s.call("GET", "/healthz", None, None).status, 200);
 }
+
+#[test]
+fn bad_limit_settings_stop_the_server_with_a_clear_message() {
+    let auth = ["--auth-hs256-secret", crate::harness::SECRET];
+    let cases: [(&[&str], &str); 3] = [
+        (
+            &["--trusted-proxy", "proxy.example"],
+            "`proxy.example` is not an IP address",
+        ),
+        (
+            &["--trusted-proxy", "10.0.0.0/40"],
+            "the prefix length must be 0 to 32",
+        ),
+        (&["--request-timeout", "0"], "must be more than 0"),
+    ];
+    for (args, expected) in cases {
+        let stderr = crate::harness::refused_start(&[&auth[..], args].concat(), &[]);
+        assert!(stderr.contains(expected), "{args:?}: {stderr}");
+    }
+}

@@ -206,7 +206,7 @@ fn plain_http_accepts_http2_with_prior_knowledge() {
 
 #[test]
 fn bad_certificate_or_key_files_stop_the_server_with_a_clear_message() {
-    let auth = ["--auth-hs256-secret", "integration-test-secret-0123456789"];
+    let auth = ["--auth-hs256-secret", crate::harness::SECRET];
     let (cert, key, other) = (
         fixture("tls-cert.pem"),
         fixture("tls-key.pem"),

@@ -164,8 +164,8 @@ struct ServeArgs {
     /// The sender address of e-mail notifications (required with --smtp-url).
     #[arg(long, env = "ROLEGATE_SMTP_FROM")]
     smtp_from: Option<String>,
-    /// The URL clients reach this server at, for links in e-mail (default: http:// and the
-    /// listening address).
+    /// The URL clients reach this server at, for links in e-mail (default: http://, or
+    /// https:// with --tls-cert, and the listening address).
     #[arg(long, env = "ROLEGATE_PUBLIC_URL")]
     public_url: Option<String>,
     /// Serve HTTPS with this PEM certificate chain (needs --tls-key).

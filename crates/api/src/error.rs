@@ -14,18 +14,41 @@ pub struct ApiError {
     pub error: DomainError,
     /// Render the SCIM error body (RFC 7644 §3.12) instead of the Graph one.
     pub scim: bool,
+    /// Whole seconds for the `Retry-After` header (`429`, and `503` on a timeout).
+    pub retry_after_seconds: Option<u64>,
 }
 
 impl From<DomainError> for ApiError {
     fn from(error: DomainError) -> Self {
-        Self { error, scim: false }
+        Self {
+            error,
+            scim: false,
+            retry_after_seconds: None,
+        }
     }
 }
 
 impl ApiError {
     /// An error for a SCIM route.
     pub fn scim(error: DomainError) -> Self {
-        Self { error, scim: true }
+        Self {
+            error,
+            scim: true,
+            retry_after_seconds: None,
+        }
+    }
+
+    /// The same error rendered for a SCIM route (keeping its `Retry-After`).
+    pub fn into_scim(self) -> Self {
+        Self { scim: true, ..self }
+    }
+
+    /// The same error, telling the client to retry after `seconds`.
+    pub fn retry_after(self, seconds: u64) -> Self {
+        Self {
+            retry_after_seconds: Some(seconds),
+            ..self
+        }
     }
 }
 
@@ -61,6 +84,10 @@ impl IntoResponse for ApiError {
         if code == ErrorCode::InvalidAuthenticationToken {
             resp.headers_mut()
                 .insert(header::WWW_AUTHENTICATE, HeaderValue::from_static("Bearer"));
+        }
+        if let Some(seconds) = self.retry_after_seconds {
+            resp.headers_mut()
+                .insert(header::RETRY_AFTER, HeaderValue::from(seconds));
         }
         if self.scim {
             resp.headers_mut().insert(

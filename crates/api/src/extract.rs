@@ -40,6 +40,8 @@ pub async fn authenticate(parts: &Parts, state: &Arc<AppState>) -> Result<Caller
         .get(axum::http::header::AUTHORIZATION)
         .and_then(|h| h.to_str().ok());
     let claims = state.auth.verify(header).await?;
+    // Only a verified token names a subject: forged ones were counted per client address.
+    state.rate_limits.check_subject(claims.subject())?;
     let token_subject = claims.subject().to_string();
     let lookup = token_subject.clone();
     let subject = state.read(move |tx, _| tx.subject(&lookup)).await?;

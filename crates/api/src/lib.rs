@@ -6,6 +6,7 @@ pub mod auth;
 pub mod error;
 pub mod extract;
 pub mod graph;
+pub mod limits;
 pub mod metrics;
 pub mod oidc;
 pub mod openapi;
@@ -19,7 +20,7 @@ use crate::extract::RequestId;
 use crate::graph::Collection;
 use axum::Router;
 use axum::body::Body;
-use axum::extract::{DefaultBodyLimit, Path, Request, State};
+use axum::extract::{ConnectInfo, DefaultBodyLimit, Path, Request, State};
 use axum::http::{HeaderValue, StatusCode, header};
 use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
@@ -79,8 +80,60 @@ pub fn router(state: S) -> Router {
         .layer(tower_http::catch_panic::CatchPanicLayer::custom(|_| {
             (StatusCode::INTERNAL_SERVER_ERROR, "").into_response()
         }))
+        .layer(middleware::from_fn_with_state(
+            Arc::clone(&state),
+            request_timeout,
+        ))
+        .layer(middleware::from_fn_with_state(
+            Arc::clone(&state),
+            limit_per_client,
+        ))
         .layer(middleware::from_fn(request_context))
         .with_state(state)
+}
+
+/// Routes that load balancers and scrapers poll; never rate limited.
+const UNLIMITED_PATHS: [&str; 3] = ["/healthz", "/readyz", "/metrics"];
+
+/// The per-client-address rate limit, before authentication (so a request with a forged
+/// token still counts). The address is the TCP peer's, or the client a trusted proxy names;
+/// a router served without peer addresses (unit tests) limits nothing here.
+async fn limit_per_client(State(s): State<S>, req: Request, next: Next) -> Response {
+    if let Some(ConnectInfo(peer)) = req.extensions().get::<ConnectInfo<std::net::SocketAddr>>()
+        && !UNLIMITED_PATHS.contains(&req.uri().path())
+        && let Err(e) = s.rate_limits.check_client(peer.ip(), req.headers())
+    {
+        let e = if req.uri().path().starts_with("/scim") {
+            e.into_scim()
+        } else {
+            e
+        };
+        return e.into_response();
+    }
+    next.run(req).await
+}
+
+/// Answers `503 ServiceUnavailable` (with `Retry-After`) when the handler has not answered
+/// within the request timeout, reading the body included. Work already handed to the
+/// database finishes in the background: a timed-out write may still have been applied.
+async fn request_timeout(State(s): State<S>, req: Request, next: Next) -> Response {
+    let scim = req.uri().path().starts_with("/scim");
+    let limit = s.request_timeout;
+    match tokio::time::timeout(limit, next.run(req)).await {
+        Ok(resp) => resp,
+        Err(_) => {
+            tracing::warn!(timeout_s = limit.as_secs_f64(), "request timed out");
+            let e = error::ApiError::from(DomainError::new(
+                ErrorCode::ServiceUnavailable,
+                format!(
+                    "the request took longer than {} s and was abandoned; a change it asked for may still have been applied, so read before retrying",
+                    limit.as_secs_f64()
+                ),
+            ))
+            .retry_after(1);
+            if scim { e.into_scim() } else { e }.into_response()
+        }
+    }
 }
 
 /// Every route, before the fallbacks, layers and state.
@@ -236,14 +289,16 @@ async fn request_context(mut req: Request, next: Next) -> Response {
         .and_then(|v| v.to_str().ok())
         .map(str::to_string);
     let scim = req.uri().path().starts_with("/scim");
-    // An error may be answered before the request body is read (401, 403, 405, 413); the
-    // connection is then closed, so say so instead of letting a keep-alive client reuse it.
+    // An error may be answered before the request body is read (401, 403, 405, 413, 429);
+    // an HTTP/1.x connection is then closed, so say so instead of letting a keep-alive
+    // client reuse it (HTTP/2 resets just the stream and has no `Connection` header).
     let has_body = req.headers().contains_key(header::TRANSFER_ENCODING)
         || req
             .headers()
             .get(header::CONTENT_LENGTH)
             .and_then(|v| v.to_str().ok())
             .is_some_and(|v| v.trim() != "0");
+    let close_after_error = has_body && req.version() < axum::http::Version::HTTP_2;
     req.extensions_mut().insert(RequestId(id.clone()));
     let span = tracing::info_span!("request", request_id = %id, method = %req.method(), path = %req.uri().path());
     let started = std::time::Instant::now();
@@ -251,7 +306,7 @@ async fn request_context(mut req: Request, next: Next) -> Response {
     let status = resp.status();
     if status.is_client_error() || status.is_server_error() {
         resp = complete_error(resp, &id, client_id.as_deref(), scim).await;
-        if has_body {
+        if close_after_error {
             resp.headers_mut()
                 .insert(header::CONNECTION, HeaderValue::from_static("close"));
         }
@@ -301,9 +356,11 @@ async fn complete_error(resp: Response, id: &str, client_id: Option<&str>, scim:
                 "an internal error occurred; the server log has the details",
             ),
         };
-        let err = error::ApiError {
-            error: DomainError::new(code, msg),
-            scim,
+        let error = DomainError::new(code, msg);
+        let err = if scim {
+            error::ApiError::scim(error)
+        } else {
+            error::ApiError::from(error)
         };
         let (p2, b2) = err.into_response().into_parts();
         parts.headers.insert(

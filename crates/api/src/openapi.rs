@@ -191,6 +191,12 @@ fn error_description(code: u16) -> &'static str {
         409 => "Conflict",
         412 => "Precondition failed (If-Match)",
         413 => "Body larger than 1 MiB",
+        429 => {
+            "Too many requests from this client address or subject; retry after the Retry-After header's seconds"
+        }
+        503 => {
+            "The request took longer than the request timeout (or the database is unreachable); retry after the Retry-After header's seconds"
+        }
         _ => "Error",
     }
 }
@@ -213,7 +219,7 @@ impl Op {
             params: Vec::new(),
             body: None,
             ok: Vec::new(),
-            errors: vec![400, 401, 403, 404, 405],
+            errors: vec![400, 401, 403, 404, 405, 429, 503],
             scim: false,
             public: false,
         }
@@ -258,11 +264,17 @@ impl Op {
         if !self.public {
             for code in self.errors {
                 let d = error_description(code);
-                let r = if self.scim {
+                let mut r = if self.scim {
                     scim_error(d)
                 } else {
                     graph_error(d)
                 };
+                if matches!(code, 429 | 503) {
+                    r["headers"] = json!({"Retry-After": {
+                        "description": "Seconds to wait before retrying",
+                        "schema": {"type": "integer", "minimum": 1}
+                    }});
+                }
                 responses.insert(code.to_string(), r);
             }
         }

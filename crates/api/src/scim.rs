@@ -112,7 +112,7 @@ impl FromRequestParts<Arc<AppState>> for ScimAdmin {
         }
         let caller = authenticate(parts, state)
             .await
-            .map_err(|e| ApiError::scim(e.error))?;
+            .map_err(ApiError::into_scim)?;
         if !caller.is_tenant_admin {
             return Err(ApiError::scim(DomainError::denied(
                 "only tenant administrators and the provisioning client may call /scim",
@@ -123,7 +123,7 @@ impl FromRequestParts<Arc<AppState>> for ScimAdmin {
 }
 
 fn scim_err(e: ApiError) -> ApiError {
-    ApiError::scim(e.error)
+    e.into_scim()
 }
 
 /// A body that is not JSON is `invalidSyntax`.

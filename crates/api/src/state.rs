@@ -29,7 +29,14 @@ pub struct AppState {
     pub webhooks: rolegate_core::notification::TargetPolicy,
     /// E-mail notifications, when on (decisions.md §12).
     pub mail: Option<rolegate_core::email::MailPolicy>,
+    /// Rate limits per client address and per token subject (none by default).
+    pub rate_limits: crate::limits::RateLimits,
+    /// How long a request may take before it is answered `503 ServiceUnavailable`.
+    pub request_timeout: std::time::Duration,
 }
+
+/// The default of [`AppState::request_timeout`] (`--request-timeout`).
+pub const DEFAULT_REQUEST_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(30);
 
 impl std::fmt::Debug for AppState {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
@@ -77,6 +84,8 @@ impl AppState {
             scim_token: None,
             webhooks: rolegate_core::notification::TargetPolicy::default(),
             mail: None,
+            rate_limits: crate::limits::RateLimits::default(),
+            request_timeout: DEFAULT_REQUEST_TIMEOUT,
         })
     }
 
@@ -98,6 +107,18 @@ impl AppState {
     /// The same state, writing e-mail notifications to the outbox when `mail` is given.
     pub fn with_mail(mut self, mail: Option<rolegate_core::email::MailPolicy>) -> Self {
         self.mail = mail;
+        self
+    }
+
+    /// The same state with these rate limits.
+    pub fn with_rate_limits(mut self, limits: crate::limits::RateLimits) -> Self {
+        self.rate_limits = limits;
+        self
+    }
+
+    /// The same state answering `503` to requests that take longer than `timeout`.
+    pub fn with_request_timeout(mut self, timeout: std::time::Duration) -> Self {
+        self.request_timeout = timeout;
         self
     }
 

@@ -66,7 +66,10 @@ pub enum ErrorCode {
     PreconditionFailed,
     /// The body is over the size limit (413).
     PayloadTooLarge,
-    /// The database is unreachable (503).
+    /// The client sent more requests than its rate limit allows; it may retry after the
+    /// `Retry-After` delay (429).
+    TooManyRequests,
+    /// The database is unreachable, or the request took longer than the request timeout (503).
     ServiceUnavailable,
     /// A bug or an I/O failure; never caused by input (500).
     InternalServerError,
@@ -108,6 +111,7 @@ impl ErrorCode {
             Scim(_) => "BadRequest",
             PreconditionFailed => "PreconditionFailed",
             PayloadTooLarge => "RequestEntityTooLarge",
+            TooManyRequests => "TooManyRequests",
             ServiceUnavailable => "ServiceUnavailable",
             InternalServerError => "InternalServerError",
         }
@@ -129,6 +133,7 @@ impl ErrorCode {
             Conflict | Scim(ScimType::Uniqueness) => 409,
             PreconditionFailed => 412,
             PayloadTooLarge => 413,
+            TooManyRequests => 429,
             ServiceUnavailable => 503,
             InternalServerError => 500,
             _ => 400,

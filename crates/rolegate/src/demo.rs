@@ -160,7 +160,7 @@ pub fn seed(store: &dyn Store, clock: &dyn Clock) -> anyhow::Result<()> {
 pub fn print_guide(
     store: &dyn Store,
     secret: &str,
-    addr: &str,
+    origin: &str,
     now: jiff::Timestamp,
 ) -> anyhow::Result<()> {
     let (prod, contributor, eligible, alice) = store::read(store, |tx| {
@@ -189,7 +189,7 @@ pub fn print_guide(
         token("bob", "Bob Approver")?,
         token("dave", "Dave Oncall")?,
     );
-    let base = format!("http://{addr}/beta/privilegedAccess/azureResources");
+    let base = format!("{origin}/beta/privilegedAccess/azureResources");
     println!(
         r#"
 Rolegate demo tenant is ready. HS256 secret (for `rolegate token`): {secret}

@@ -4,6 +4,7 @@
 mod audit;
 mod database;
 mod demo;
+mod listen;
 mod mail;
 mod notify;
 mod scheduler;
@@ -13,6 +14,7 @@ use anyhow::{Context, bail};
 use clap::{Parser, Subcommand, ValueEnum};
 use database::{Database, OpenOptions};
 use rolegate_api::auth::{Authenticator, Claims, mint_hs256};
+use rolegate_api::limits::{IpRange, Rate, RateLimits};
 use rolegate_api::oidc::{JwksSource, OidcConfig, OidcVerifier};
 use rolegate_api::scim::ProvisioningToken;
 use rolegate_api::{AppState, router};
@@ -186,10 +188,45 @@ struct ServeArgs {
     /// The sender address of e-mail notifications (required with --smtp-url).
     #[arg(long, env = "ROLEGATE_SMTP_FROM")]
     smtp_from: Option<String>,
-    /// The URL clients reach this server at, for links in e-mail (default: http:// and the
-    /// listening address).
+    /// The URL clients reach this server at, for links in e-mail (default: http://, or
+    /// https:// with --tls-cert, and the listening address).
     #[arg(long, env = "ROLEGATE_PUBLIC_URL")]
     public_url: Option<String>,
+    /// Serve HTTPS with this PEM certificate chain (needs --tls-key).
+    #[arg(long, env = "ROLEGATE_TLS_CERT", requires = "tls_key")]
+    tls_cert: Option<PathBuf>,
+    /// The PEM private key of --tls-cert (PKCS#8, PKCS#1 or SEC1).
+    #[arg(long, env = "ROLEGATE_TLS_KEY", requires = "tls_cert")]
+    tls_key: Option<PathBuf>,
+    /// Seconds a request may take (reading its body included) before it is answered
+    /// `503 ServiceUnavailable`; fractions allowed.
+    #[arg(
+        long,
+        env = "ROLEGATE_REQUEST_TIMEOUT",
+        default_value = "30",
+        value_parser = scheduler::parse_interval
+    )]
+    request_timeout: std::time::Duration,
+    /// Requests a second one client address may make (bursts of twice that); `0` turns the
+    /// limit off. Counted before authentication.
+    #[arg(long, env = "ROLEGATE_RATE_LIMIT_PER_IP", default_value_t = 1000)]
+    rate_limit_per_ip: u32,
+    /// Requests a second one authenticated subject may make (bursts of twice that); `0`
+    /// turns the limit off.
+    #[arg(long, env = "ROLEGATE_RATE_LIMIT_PER_SUBJECT", default_value_t = 500)]
+    rate_limit_per_subject: u32,
+    /// A reverse proxy (address or network, e.g. `10.0.0.0/8`; repeatable) whose
+    /// `X-Forwarded-For` names the client for the per-address rate limit.
+    #[arg(
+        long = "trusted-proxy",
+        env = "ROLEGATE_TRUSTED_PROXIES",
+        value_delimiter = ','
+    )]
+    trusted_proxies: Vec<IpRange>,
+    /// Milliseconds a connection may go without a request in flight (a client still
+    /// sending its headers included) before it is closed; for tests.
+    #[arg(long, hide = true, default_value_t = 10_000)]
+    idle_timeout_ms: u64,
     /// The first e-mail retry's delay in milliseconds (doubling after); for tests.
     #[arg(long, hide = true, default_value_t = 5_000)]
     smtp_retry_base_ms: u64,
@@ -301,6 +338,12 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
         .map(ProvisioningToken::from_file)
         .transpose()
         .map_err(|e| anyhow::anyhow!("--scim-token-file: {e}"))?;
+    let tls = match (&args.tls_cert, &args.tls_key) {
+        (Some(cert), Some(key)) => Some(listen::tls_config(cert, key)?),
+        (None, None) => None,
+        _ => bail!("--tls-cert and --tls-key go together: pass both or neither"),
+    };
+    let scheme = if tls.is_some() { "https" } else { "http" };
     let clock: Arc<dyn Clock> = Arc::new(SystemClock);
     let database = Database::parse(&args.database)?;
     // The stores are synchronous (the PostgreSQL client runs its own small runtime): call
@@ -377,7 +420,13 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
         })?
         .with_scim_token(scim_token)
         .with_webhook_policy(webhooks.clone())
-        .with_mail(mail_policy),
+        .with_mail(mail_policy)
+        .with_request_timeout(args.request_timeout)
+        .with_rate_limits(RateLimits::new(
+            Rate::per_second(args.rate_limit_per_ip),
+            Rate::per_second(args.rate_limit_per_subject),
+            args.trusted_proxies.clone(),
+        )),
     );
     let listener = tokio::net::TcpListener::bind(&args.listen)
         .await
@@ -386,13 +435,18 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
     if args.demo
         && let Some(secret) = &secret
         && let Err(e) = tokio::task::block_in_place(|| {
-            demo::print_guide(store.as_ref(), secret, &addr.to_string(), clock.now())
+            demo::print_guide(
+                store.as_ref(),
+                secret,
+                &format!("{scheme}://{addr}"),
+                clock.now(),
+            )
         })
     {
         eprintln!("this database was not seeded by --demo, so there is no guide to print ({e})");
     }
-    println!("rolegate listening on http://{addr}");
-    tracing::info!(%addr, database = %database.describe(), "rolegate listening");
+    println!("rolegate listening on {scheme}://{addr}");
+    tracing::info!(%addr, %scheme, database = %database.describe(), "rolegate listening");
     // The scheduler stops when the shutdown signal arrives, or when serving ends for any
     // other reason (the signal future, and with it `stop`, is dropped then).
     let (stop, stopped) = tokio::sync::watch::channel(false);
@@ -420,9 +474,9 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
             .unwrap_or_else(|| {
                 if addr.ip().is_unspecified() {
                     tracing::warn!("listening on all interfaces: links in e-mail use localhost; set --public-url");
-                    format!("http://localhost:{}", addr.port())
+                    format!("{scheme}://localhost:{}", addr.port())
                 } else {
-                    format!("http://{addr}")
+                    format!("{scheme}://{addr}")
                 }
             });
         tracing::info!(host = %relay.host, port = relay.port, tls = relay.tls, "e-mail notifications on");
@@ -443,9 +497,14 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
         shutdown_signal().await;
         let _ = stop.send(true);
     };
-    let served = axum::serve(listener, router(state))
-        .with_graceful_shutdown(signal)
-        .await;
+    listen::serve(
+        listener,
+        tls,
+        router(state),
+        std::time::Duration::from_millis(args.idle_timeout_ms.max(1)),
+        signal,
+    )
+    .await;
     if let Err(e) = jobs.await {
         tracing::error!(error = %e, "scheduler task failed");
     }
@@ -457,7 +516,6 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
     {
         tracing::error!(error = %e, "e-mail worker failed");
     }
-    served?;
     tracing::info!("rolegate stopped");
     Ok(())
 }

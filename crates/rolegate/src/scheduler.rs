@@ -25,7 +25,7 @@ pub fn parse_interval(s: &str) -> Result<Duration, String> {
         .map_err(|_| format!("`{s}` is not a number of seconds"))?;
     if !secs.is_finite() || secs <= 0.0 || secs > 86_400.0 {
         return Err(format!(
-            "the scheduler interval must be more than 0 and at most 86400 seconds, not {s}"
+            "the number of seconds must be more than 0 and at most 86400, not {s}"
         ));
     }
     Duration::try_from_secs_f64(secs).map_err(|e| format!("`{s}`: {e}"))

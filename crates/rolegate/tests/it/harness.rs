@@ -405,3 +405,49 @@ pub fn run_tool(
     );
     stdout
 }
+
+/// Runs `rolegate serve` with `args`, expecting it to refuse to start; returns stderr.
+pub fn refused_start(args: &[&str], env: &[(&str, &str)]) -> String {
+    let dir = std::env::temp_dir().join(format!("rolegate-it-{}", uuid_like()));
+    std::fs::create_dir_all(&dir).expect("temp dir");
+    let db = format!("sqlite://{}", dir.join("rolegate.db").display());
+    let mut cmd = Command::new(binary());
+    cmd.args(["serve", "--listen", "127.0.0.1:0", "--database", &db])
+        .args(args)
+        .env("RUST_LOG", "warn");
+    for v in [
+        "ROLEGATE_AUTH_HS256_SECRET",
+        "ROLEGATE_OIDC_ISSUER",
+        "ROLEGATE_OIDC_AUDIENCE",
+        "ROLEGATE_JWKS_FILE",
+        "ROLEGATE_JWKS_URL",
+    ] {
+        cmd.env_remove(v);
+    }
+    for (k, v) in env {
+        cmd.env(k, v);
+    }
+    let mut child = cmd
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("start rolegate");
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+    let status = loop {
+        if let Some(status) = child.try_wait().expect("wait") {
+            break status;
+        }
+        if std::time::Instant::now() > deadline {
+            let _ = child.kill();
+            let _ = child.wait();
+            panic!("rolegate serve {args:?} started instead of refusing");
+        }
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    };
+    let mut stderr = String::new();
+    std::io::Read::read_to_string(&mut child.stderr.take().expect("stderr"), &mut stderr)
+        .expect("stderr");
+    assert!(!status.success(), "{args:?}: {stderr}");
+    std::fs::remove_dir_all(dir).ok();
+    stderr
+}

@@ -6,16 +6,16 @@
 // Setup failures are meant to panic; token times use the wall clock.
 #![allow(clippy::expect_used, clippy::disallowed_methods)]
 
-use crate::harness::{ADMIN, Reply, Server, binary, uuid_like};
+use crate::harness::{ADMIN, Reply, Server, refused_start, uuid_like};
 use jsonwebtoken::{Algorithm, EncodingKey, Header};
 use serde_json::{Value, json};
 use std::io::{BufRead, BufReader, Write};
 use std::net::{TcpListener, TcpStream};
 use std::path::{Path, PathBuf};
-use std::process::{Command, Stdio};
+use std::process::Command;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, OnceLock};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 const ISSUER: &str = "https://login.example.test/tenant-1/v2.0";
 const AUDIENCE: &str = "api://rolegate";
@@ -542,52 +542,6 @@ fn a_rotated_in_key_is_picked_up_on_first_use_through_discovery() {
     assert_accepted(&s, &k.ec.sign(Some("ec-2"), &c), "the other new key");
     assert_accepted(&s, &k.rsa.sign(Some("rsa-1"), &c), "the first key still");
     assert_eq!(idp.jwks_hits(), 2);
-}
-
-/// Runs `rolegate serve` with `args`, expecting it to refuse to start; returns stderr.
-fn refused_start(args: &[&str], env: &[(&str, &str)]) -> String {
-    let dir = std::env::temp_dir().join(format!("rolegate-it-{}", uuid_like()));
-    std::fs::create_dir_all(&dir).expect("temp dir");
-    let db = format!("sqlite://{}", dir.join("rolegate.db").display());
-    let mut cmd = Command::new(binary());
-    cmd.args(["serve", "--listen", "127.0.0.1:0", "--database", &db])
-        .args(args)
-        .env("RUST_LOG", "warn");
-    for v in [
-        "ROLEGATE_AUTH_HS256_SECRET",
-        "ROLEGATE_OIDC_ISSUER",
-        "ROLEGATE_OIDC_AUDIENCE",
-        "ROLEGATE_JWKS_FILE",
-        "ROLEGATE_JWKS_URL",
-    ] {
-        cmd.env_remove(v);
-    }
-    for (k, v) in env {
-        cmd.env(k, v);
-    }
-    let mut child = cmd
-        .stdout(Stdio::null())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("start rolegate");
-    let deadline = Instant::now() + Duration::from_secs(30);
-    let status = loop {
-        if let Some(status) = child.try_wait().expect("wait") {
-            break status;
-        }
-        if Instant::now() > deadline {
-            let _ = child.kill();
-            let _ = child.wait();
-            panic!("rolegate serve {args:?} started instead of refusing");
-        }
-        std::thread::sleep(Duration::from_millis(50));
-    };
-    let mut stderr = String::new();
-    std::io::Read::read_to_string(&mut child.stderr.take().expect("stderr"), &mut stderr)
-        .expect("stderr");
-    assert!(!status.success(), "{args:?}: {stderr}");
-    std::fs::remove_dir_all(dir).ok();
-    stderr
 }
 
 #[test]

@@ -149,11 +149,18 @@ fn send_one(state: &AppState, owner: &str, cfg: &Config, e: Email) {
         email::compose(tx, &e, &cfg.base_url)
     })
     .map_err(|err| err.message)
-    .and_then(|m| send(cfg, &m, state.clock.now()));
+    .and_then(|m| match m {
+        Some(m) => send(cfg, &m, state.clock.now()).map(|()| true),
+        None => Ok(false),
+    });
     let now = state.clock.now();
     let done = match outcome {
-        Ok(()) => {
-            tracing::info!(email = %e.id, request = %e.request_id, event = e.event.as_str(), "e-mail sent");
+        Ok(sent) => {
+            if sent {
+                tracing::info!(email = %e.id, request = %e.request_id, event = e.event.as_str(), "e-mail sent");
+            } else {
+                tracing::info!(email = %e.id, event = e.event.as_str(), "e-mail dropped: the assignment it reminds of has ended or changed");
+            }
             store::write(state.store.as_ref(), |tx| tx.finish_email(&e.id, owner))
         }
         Err(why) => {

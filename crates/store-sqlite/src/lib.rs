@@ -22,6 +22,7 @@ const MIGRATIONS: &[(i64, &str)] = &[
     (4, include_str!("../migrations/0004_scim.sql")),
     (5, include_str!("../migrations/0005_notifications.sql")),
     (6, include_str!("../migrations/0006_email.sql")),
+    (7, include_str!("../migrations/0007_reminders.sql")),
 ];
 
 /// How hard SQLite works to make a commit durable (decisions.md §1).

@@ -1,11 +1,15 @@
 //! E-mail notifications (decisions.md §10, §12): the approver is asked to approve, the
-//! requester hears of the decision, tenant administrators hear of emergency access, and a
-//! relay that is down delays mail without losing it. The relay is an SMTP sink: a plain
+//! requester hears of the decision, tenant administrators hear of emergency access, holders
+//! are reminded once before their assignments end, and a relay that is down delays mail
+//! without losing it. The relay is an SMTP sink: a plain
 //! `TcpListener` thread in this test process that accepts every message and records it.
 
 #![allow(clippy::expect_used, clippy::unwrap_used)]
 
-use crate::fixture::{Tenant, activation, decide, eligible_user, status_of};
+use crate::fixture::{
+    CONTRIBUTOR, OWNER, Tenant, USER_ACCESS_ADMIN, activation, create_group, decide, eligible_user,
+    enc, from_now, lasting, request_body, status_of,
+};
 use crate::harness::{ADMIN, token};
 use serde_json::{Value, json};
 use std::io::{BufRead, BufReader, Write};
@@ -100,6 +104,17 @@ impl Sink {
             }
         });
         Sink { mails }
+    }
+
+    /// The messages to `address` whose subject starts with `prefix`, so far.
+    fn to(&self, address: &str, prefix: &str) -> Vec<Mail> {
+        self.mails
+            .lock()
+            .unwrap()
+            .iter()
+            .filter(|m| m.rcpt.iter().any(|r| r == address) && m.subject().starts_with(prefix))
+            .cloned()
+            .collect()
     }
 
     /// Waits until a message to `address` whose subject starts with `prefix` arrives.
@@ -393,4 +408,217 @@ fn mail_waits_for_a_relay_that_is_down_and_is_delivered_once_it_is_up() {
     std::thread::sleep(Duration::from_millis(500));
     let mails = sink.mails.lock().unwrap().clone();
     assert_eq!(mails.len(), 2, "{mails:#?}");
+}
+
+/// The scheduler runs every 200 ms.
+const FAST_SCHEDULER: [&str; 2] = ["--scheduler-interval", "0.2"];
+
+/// The `Send reminder` audit records, as the administrator sees them.
+fn reminder_audits(t: &Tenant) -> Vec<Value> {
+    let r = t.s.get(
+        &format!(
+            "/beta/auditLogs/directoryAudits?$top=999&$filter={}",
+            enc("activityDisplayName eq 'Send reminder'")
+        ),
+        &t.admin,
+    );
+    assert_eq!(r.status, 200, "{}", r.text);
+    r.json["value"].as_array().cloned().unwrap_or_default()
+}
+
+fn detail(record: &Value, key: &str) -> String {
+    record["additionalDetails"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .find(|d| d["key"] == key)
+        .and_then(|d| d["value"].as_str())
+        .unwrap_or_default()
+        .to_string()
+}
+
+/// The activation `request` made, as listed on the subscription.
+fn activation_of(t: &Tenant, user: &str) -> Value {
+    t.assignments(&t.sub)
+        .into_iter()
+        .find(|a| a["subjectId"] == user && a["assignmentState"] == "Active")
+        .expect("activation listed")
+}
+
+#[test]
+fn an_activation_ending_within_15_minutes_is_reminded_once_even_across_a_restart() {
+    let (sink, url) = Sink::start();
+    let mut args = mail_args(&url);
+    args.extend(FAST_SCHEDULER.map(String::from));
+    let t = start(&args);
+    let (alice, alice_t, role, eligible) = eligible_user(&t, "alice", "P30D");
+    let r = t.request(
+        &alice_t,
+        &activation(&t.sub, &role, &alice, Some(&eligible), "PT10M"),
+    );
+    assert_eq!(r.status, 201, "{}", r.text);
+    let active = activation_of(&t, &alice);
+    let active_id = active["id"].as_str().unwrap().to_string();
+    let end = active["endDateTime"].as_str().unwrap().to_string();
+    let resource = resource_name(&t);
+    let alice_addr = address_of(&t, &alice);
+
+    let m = sink.wait_for(&alice_addr, "Reminder:", Duration::from_secs(15));
+    assert_eq!(
+        m.subject(),
+        format!(
+            "Reminder: your activation of Contributor on {resource} ends in 15 minutes ({})",
+            m.part("plain")
+                .unwrap()
+                .lines()
+                .find_map(|l| l.strip_prefix("End: "))
+                .expect("end in the body")
+        )
+    );
+    let text = m.part("plain").unwrap();
+    assert!(
+        text.contains(&format!(
+            "{}/beta/privilegedAccess/azureResources/roleAssignments/{active_id}",
+            t.s.origin
+        )),
+        "{text}"
+    );
+    // The body's end is the assignment's end (to the second).
+    assert!(end.starts_with(&text.lines().find_map(|l| l.strip_prefix("End: ")).unwrap()[..19]));
+
+    // Many scheduler passes, then a restart on the same database: still one reminder.
+    std::thread::sleep(Duration::from_millis(1500));
+    let Tenant {
+        s,
+        admin,
+        sub,
+        sub_arm,
+        rg,
+    } = t;
+    let t = Tenant {
+        s: s.restart_with(&args.iter().map(String::as_str).collect::<Vec<_>>()),
+        admin,
+        sub,
+        sub_arm,
+        rg,
+    };
+    std::thread::sleep(Duration::from_millis(1500));
+    assert_eq!(sink.to(&alice_addr, "Reminder:").len(), 1);
+    // The eligible assignment (30 days left) is not reminded yet.
+    let audits = reminder_audits(&t);
+    assert_eq!(audits.len(), 1, "{audits:#?}");
+    assert_eq!(detail(&audits[0], "assignmentId"), active_id);
+    assert_eq!(detail(&audits[0], "reminder"), "PT15M");
+    assert_eq!(audits[0]["initiatedBy"]["user"]["id"], "rolegate-scheduler");
+}
+
+#[test]
+fn a_group_eligibility_ending_soon_reminds_its_members_once() {
+    let (sink, url) = Sink::start();
+    let mut args = mail_args(&url);
+    args.extend(FAST_SCHEDULER.map(String::from));
+    let t = start(&args);
+    let (carol, _) = t.user("carol");
+    let (dave, _) = t.user("dave");
+    let group = create_group(&t.s, &t.admin, "Operators", &[&carol, &dave]);
+    let role = t.role(&t.sub, CONTRIBUTOR);
+    // Ten days left: within the 14-day reminder, not yet the 1-day one.
+    t.admin_add(&t.sub, &role, &group, "Eligible", lasting("P10D"));
+    let resource = resource_name(&t);
+    for user in [&carol, &dave] {
+        let m = sink.wait_for(&address_of(&t, user), "Reminder:", Duration::from_secs(15));
+        assert!(
+            m.subject().starts_with(&format!(
+                "Reminder: your eligible assignment of Contributor on {resource} through the group Operators ends in 14 days ("
+            )),
+            "{}",
+            m.subject()
+        );
+        assert!(m.part("plain").unwrap().contains("Held by: Operators"));
+    }
+    std::thread::sleep(Duration::from_millis(1000));
+    for user in [&carol, &dave] {
+        assert_eq!(sink.to(&address_of(&t, user), "Reminder:").len(), 1);
+    }
+    let audits = reminder_audits(&t);
+    assert_eq!(audits.len(), 1, "{audits:#?}");
+    assert_eq!(detail(&audits[0], "reminder"), "P14D");
+    assert_eq!(detail(&audits[0], "recipients"), "2");
+}
+
+#[test]
+fn without_listed_approvers_the_resources_administrators_are_asked() {
+    let (sink, url) = Sink::start();
+    let t = start(&mail_args(&url));
+    // bob: active Owner on the subscription; carol: active User Access Administrator
+    // through a group; dave: Owner of the resource group below (not an ancestor); erin:
+    // eligible Owner only. Only bob and carol hold R3 on the subscription.
+    let (bob, _) = t.user("bob");
+    let (carol, _) = t.user("carol");
+    let (dave, _) = t.user("dave");
+    let (erin, _) = t.user("erin");
+    let admins = create_group(&t.s, &t.admin, "Access admins", &[&carol]);
+    let owner = t.role(&t.sub, OWNER);
+    let uaa = t.role(&t.sub, USER_ACCESS_ADMIN);
+    t.admin_add(&t.sub, &owner, &bob, "Active", lasting("P30D"));
+    t.admin_add(&t.sub, &uaa, &admins, "Active", lasting("P30D"));
+    t.admin_add(
+        &t.rg,
+        &t.role(&t.rg, OWNER),
+        &dave,
+        "Active",
+        lasting("P30D"),
+    );
+    t.admin_add(&t.sub, &owner, &erin, "Eligible", lasting("P30D"));
+    let (alice, alice_t, role, eligible) = eligible_user(&t, "alice", "P10D");
+    t.set_rule(
+        &role,
+        "userMemberSettings",
+        "ApprovalRule",
+        json!({"Enabled": true, "Approvers": []}),
+    );
+
+    // An activation that needs approval from nobody in particular.
+    let r = t.request(
+        &alice_t,
+        &activation(&t.sub, &role, &alice, Some(&eligible), "PT1H"),
+    );
+    assert_eq!(r.status, 201, "{}", r.text);
+    assert_eq!(status_of(&r.json), ("InProgress", "PendingApproval"));
+    let resource = resource_name(&t);
+    for to in [&bob, &carol] {
+        let m = sink.wait_for(
+            &address_of(&t, to),
+            "Approval needed:",
+            Duration::from_secs(15),
+        );
+        assert_eq!(
+            m.subject(),
+            format!("Approval needed: alice requests Contributor on {resource}")
+        );
+    }
+
+    // An extension of the eligible assignment waits for an administrator's decision.
+    let mut body = request_body("UserExtend", "Eligible", &t.sub, &role, &alice);
+    let new_end = from_now(40 * 86_400)
+        .round(jiff::Unit::Second)
+        .expect("round");
+    body["schedule"] = json!({"type": "Once", "endDateTime": new_end.to_string()});
+    let r = t.request(&alice_t, &body);
+    assert_eq!(r.status, 201, "{}", r.text);
+    assert_eq!(status_of(&r.json), ("InProgress", "PendingAdminDecision"));
+    for to in [&bob, &carol] {
+        sink.wait_for(
+            &address_of(&t, to),
+            "Decision needed:",
+            Duration::from_secs(15),
+        );
+    }
+    std::thread::sleep(Duration::from_millis(500));
+    for to in [&dave, &erin, &alice] {
+        let addr = address_of(&t, to);
+        assert!(sink.to(&addr, "Approval needed:").is_empty(), "{to}");
+        assert!(sink.to(&addr, "Decision needed:").is_empty(), "{to}");
+    }
+    assert_eq!(sink.to(&address_of(&t, &bob), "Approval needed:").len(), 1);
 }

@@ -22,6 +22,10 @@ use std::time::{Duration, Instant};
 struct Mail {
     rcpt: Vec<String>,
     data: String,
+    /// The user the client authenticated as, if it did.
+    user: Option<String>,
+    /// Whether the message came over TLS (after STARTTLS).
+    over_tls: bool,
 }
 
 impl Mail {
@@ -80,6 +84,16 @@ fn unquote(s: &str) -> String {
     String::from_utf8(out).expect("utf-8 body")
 }
 
+/// What the sink asks of its clients.
+#[derive(Clone, Default)]
+struct SinkRules {
+    /// AUTH mechanisms to offer (`"PLAIN LOGIN"`) and the one user and password accepted;
+    /// mail before a successful AUTH is refused.
+    auth: Option<(&'static str, &'static str, &'static str)>,
+    /// Offer STARTTLS with this certificate.
+    tls: Option<Arc<rustls::ServerConfig>>,
+}
+
 /// An SMTP sink on `listener`.
 struct Sink {
     mails: Arc<Mutex<Vec<Mail>>>,
@@ -87,19 +101,29 @@ struct Sink {
 
 impl Sink {
     fn start() -> (Sink, String) {
+        Self::start_with(SinkRules::default())
+    }
+
+    /// A sink with `rules`; the URL without credentials.
+    fn start_with(rules: SinkRules) -> (Sink, String) {
         let listener = TcpListener::bind("127.0.0.1:0").expect("bind");
         let url = format!("smtp://{}", listener.local_addr().expect("addr"));
-        (Self::on(listener), url)
+        (Self::on_with(listener, rules), url)
     }
 
     fn on(listener: TcpListener) -> Sink {
+        Self::on_with(listener, SinkRules::default())
+    }
+
+    fn on_with(listener: TcpListener, rules: SinkRules) -> Sink {
         let mails = Arc::new(Mutex::new(Vec::new()));
         let m = Arc::clone(&mails);
         std::thread::spawn(move || {
             for conn in listener.incoming().flatten() {
                 let m = Arc::clone(&m);
+                let rules = rules.clone();
                 std::thread::spawn(move || {
-                    let _ = session(conn, &m);
+                    let _ = serve(conn, &m, &rules);
                 });
             }
         });
@@ -138,20 +162,109 @@ impl Sink {
     }
 }
 
-fn session(conn: TcpStream, mails: &Mutex<Vec<Mail>>) -> std::io::Result<()> {
-    let mut w = conn.try_clone()?;
-    let mut r = BufReader::new(conn);
-    w.write_all(b"220 sink ESMTP\r\n")?;
-    let mut rcpt = Vec::new();
-    loop {
-        let mut line = String::new();
-        if r.read_line(&mut line)? == 0 {
-            return Ok(());
+/// One connection: in the clear, then (after STARTTLS) over TLS.
+fn serve(conn: TcpStream, mails: &Mutex<Vec<Mail>>, rules: &SinkRules) -> std::io::Result<()> {
+    let mut conn = BufReader::new(conn);
+    conn.get_mut().write_all(b"220 sink ESMTP\r\n")?;
+    if let Some(tcp) = session(conn, mails, rules, false)?
+        && let Some(config) = &rules.tls
+    {
+        let tls =
+            rustls::ServerConnection::new(Arc::clone(config)).map_err(std::io::Error::other)?;
+        let stream = rustls::StreamOwned::new(tls, tcp);
+        session(BufReader::new(stream), mails, rules, true)?;
+    }
+    Ok(())
+}
+
+/// Decodes standard base64 (test input only).
+fn unbase64(s: &str) -> Vec<u8> {
+    const ALPHABET: &[u8] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
+    let mut out = Vec::new();
+    let (mut acc, mut bits) = (0u32, 0);
+    for c in s.trim().bytes().filter(|c| *c != b'=') {
+        let v = ALPHABET.iter().position(|a| *a == c).expect("base64") as u32;
+        acc = (acc << 6) | v;
+        bits += 6;
+        if bits >= 8 {
+            bits -= 8;
+            out.push((acc >> bits) as u8);
+            acc &= (1 << bits) - 1;
         }
+    }
+    out
+}
+
+/// Reads one line; `None` at the end of the stream.
+fn line_of<S: std::io::Read>(r: &mut BufReader<S>) -> std::io::Result<Option<String>> {
+    let mut line = String::new();
+    Ok((r.read_line(&mut line)? > 0).then_some(line))
+}
+
+/// Speaks SMTP until QUIT or the end of the stream; returns the stream when the client
+/// asked for STARTTLS.
+fn session<S: std::io::Read + Write>(
+    mut r: BufReader<S>,
+    mails: &Mutex<Vec<Mail>>,
+    rules: &SinkRules,
+    over_tls: bool,
+) -> std::io::Result<Option<S>> {
+    let mut rcpt = Vec::new();
+    let mut user: Option<String> = None;
+    let credentials_ok =
+        |u: &str, p: &str| rules.auth.is_some_and(|(_, eu, ep)| u == eu && p == ep);
+    loop {
+        let Some(line) = line_of(&mut r)? else {
+            return Ok(None);
+        };
         let upper = line.to_ascii_uppercase();
+        let w = r.get_mut();
         if upper.starts_with("EHLO") || upper.starts_with("HELO") {
-            w.write_all(b"250-sink\r\n250 8BITMIME\r\n")?;
+            let mut caps = String::from("250-sink\r\n");
+            if rules.tls.is_some() && !over_tls {
+                caps.push_str("250-STARTTLS\r\n");
+            }
+            if let Some((mechanisms, _, _)) = rules.auth {
+                caps.push_str(&format!("250-AUTH {mechanisms}\r\n"));
+            }
+            caps.push_str("250 8BITMIME\r\n");
+            w.write_all(caps.as_bytes())?;
+        } else if upper.starts_with("STARTTLS") && rules.tls.is_some() && !over_tls {
+            w.write_all(b"220 ready\r\n")?;
+            w.flush()?;
+            return Ok(Some(r.into_inner()));
+        } else if let Some(token) = upper.strip_prefix("AUTH PLAIN ").map(|_| &line[11..]) {
+            let decoded = unbase64(token);
+            let parts: Vec<String> = decoded
+                .split(|b| *b == 0)
+                .map(|p| String::from_utf8_lossy(p).to_string())
+                .collect();
+            if parts.len() == 3 && credentials_ok(&parts[1], &parts[2]) {
+                user = Some(parts[1].clone());
+                w.write_all(b"235 ok\r\n")?;
+            } else {
+                w.write_all(b"535 bad credentials\r\n")?;
+            }
+        } else if upper.trim_end() == "AUTH LOGIN" {
+            w.write_all(b"334 VXNlcm5hbWU6\r\n")?;
+            let u = line_of(&mut r)?.map(|l| unbase64(&l)).unwrap_or_default();
+            r.get_mut().write_all(b"334 UGFzc3dvcmQ6\r\n")?;
+            let p = line_of(&mut r)?.map(|l| unbase64(&l)).unwrap_or_default();
+            let (u, p) = (
+                String::from_utf8_lossy(&u).to_string(),
+                String::from_utf8_lossy(&p).to_string(),
+            );
+            if credentials_ok(&u, &p) {
+                user = Some(u);
+                r.get_mut().write_all(b"235 ok\r\n")?;
+            } else {
+                r.get_mut().write_all(b"535 bad credentials\r\n")?;
+            }
         } else if upper.starts_with("MAIL FROM:") {
+            if rules.auth.is_some() && user.is_none() {
+                w.write_all(b"530 authentication required\r\n")?;
+                continue;
+            }
             rcpt.clear();
             w.write_all(b"250 OK\r\n")?;
         } else if upper.starts_with("RCPT TO:") {
@@ -165,10 +278,9 @@ fn session(conn: TcpStream, mails: &Mutex<Vec<Mail>>) -> std::io::Result<()> {
             w.write_all(b"354 go ahead\r\n")?;
             let mut data = String::new();
             loop {
-                let mut l = String::new();
-                if r.read_line(&mut l)? == 0 {
-                    return Ok(());
-                }
+                let Some(l) = line_of(&mut r)? else {
+                    return Ok(None);
+                };
                 if l == ".\r\n" {
                     break;
                 }
@@ -177,11 +289,13 @@ fn session(conn: TcpStream, mails: &Mutex<Vec<Mail>>) -> std::io::Result<()> {
             mails.lock().unwrap().push(Mail {
                 rcpt: rcpt.clone(),
                 data,
+                user: user.clone(),
+                over_tls,
             });
-            w.write_all(b"250 queued\r\n")?;
+            r.get_mut().write_all(b"250 queued\r\n")?;
         } else if upper.starts_with("QUIT") {
             w.write_all(b"221 bye\r\n")?;
-            return Ok(());
+            return Ok(None);
         } else {
             w.write_all(b"502 not implemented\r\n")?;
         }
@@ -621,4 +735,148 @@ fn without_listed_approvers_the_resources_administrators_are_asked() {
         assert!(sink.to(&addr, "Decision needed:").is_empty(), "{to}");
     }
     assert_eq!(sink.to(&address_of(&t, &bob), "Approval needed:").len(), 1);
+}
+
+/// The directory of the sink's test certificates.
+fn tls_dir() -> std::path::PathBuf {
+    std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/it/tls")
+}
+
+/// The sink's TLS configuration: `localhost`, signed by the test CA.
+fn sink_tls() -> Arc<rustls::ServerConfig> {
+    use rustls::pki_types::pem::PemObject;
+    use rustls::pki_types::{CertificateDer, PrivateKeyDer};
+    let certs = CertificateDer::pem_file_iter(tls_dir().join("relay.pem"))
+        .expect("relay.pem")
+        .collect::<Result<Vec<_>, _>>()
+        .expect("relay certificate");
+    let key = PrivateKeyDer::from_pem_file(tls_dir().join("relay.key")).expect("relay.key");
+    let config = rustls::ServerConfig::builder_with_provider(Arc::new(
+        rustls::crypto::aws_lc_rs::default_provider(),
+    ))
+    .with_safe_default_protocol_versions()
+    .expect("protocol versions")
+    .with_no_client_auth()
+    .with_single_cert(certs, key)
+    .expect("server config");
+    Arc::new(config)
+}
+
+/// Starts a server with `args`, asks bob to approve alice's activation, and returns the
+/// message the sink received for bob.
+fn approval_mail_through(sink: &Sink, args: &[String]) -> Mail {
+    let t = start(args);
+    let (bob, _) = t.user("bob");
+    let (alice, alice_t, role, eligible) = eligible_user(&t, "alice", "P30D");
+    t.set_rule(
+        &role,
+        "userMemberSettings",
+        "ApprovalRule",
+        approval_by(&bob, json!({})),
+    );
+    let r = t.request(
+        &alice_t,
+        &activation(&t.sub, &role, &alice, Some(&eligible), "PT1H"),
+    );
+    assert_eq!(r.status, 201, "{}", r.text);
+    sink.wait_for(
+        &address_of(&t, &bob),
+        "Approval needed:",
+        Duration::from_secs(15),
+    )
+}
+
+/// `smtp://user:password@host:port…` from the sink's `smtp://host:port`.
+fn with_credentials(url: &str, userinfo: &str, query: &str) -> String {
+    format!(
+        "smtp://{userinfo}@{}{query}",
+        url.trim_start_matches("smtp://")
+    )
+}
+
+#[test]
+fn the_relay_is_authenticated_with_plain_or_login() {
+    for mechanisms in ["PLAIN LOGIN", "LOGIN"] {
+        let (sink, url) = Sink::start_with(SinkRules {
+            auth: Some((mechanisms, "pim@corp", "s3cr:et")),
+            tls: None,
+        });
+        let m = approval_mail_through(
+            &sink,
+            &mail_args(&with_credentials(&url, "pim%40corp:s3cr%3Aet", "")),
+        );
+        assert_eq!(m.user.as_deref(), Some("pim@corp"), "{mechanisms}");
+        assert!(!m.over_tls);
+    }
+}
+
+#[test]
+fn wrong_credentials_deliver_nothing() {
+    let (sink, url) = Sink::start_with(SinkRules {
+        auth: Some(("PLAIN LOGIN", "pim", "right")),
+        tls: None,
+    });
+    let t = start(&mail_args(&with_credentials(&url, "pim:pw-Zq81x", "")));
+    let (bob, _) = t.user("bob");
+    let (alice, alice_t, role, eligible) = eligible_user(&t, "alice", "P30D");
+    t.set_rule(
+        &role,
+        "userMemberSettings",
+        "ApprovalRule",
+        approval_by(&bob, json!({})),
+    );
+    let r = t.request(
+        &alice_t,
+        &activation(&t.sub, &role, &alice, Some(&eligible), "PT1H"),
+    );
+    assert_eq!(r.status, 201, "{}", r.text);
+    std::thread::sleep(Duration::from_millis(1500));
+    assert!(sink.mails.lock().unwrap().is_empty());
+    assert!(!t.s.log().contains("pw-Zq81x"), "{}", t.s.log());
+}
+
+#[test]
+fn starttls_upgrades_the_connection_before_authenticating() {
+    let (sink, url) = Sink::start_with(SinkRules {
+        auth: Some(("PLAIN", "pim", "tls-only")),
+        tls: Some(sink_tls()),
+    });
+    // The certificate names `localhost`.
+    let url = url.replace("127.0.0.1", "localhost");
+    let mut args = mail_args(&with_credentials(
+        &url,
+        "pim:tls-only",
+        "?starttls=required",
+    ));
+    args.extend([
+        "--smtp-ca-file".to_string(),
+        tls_dir().join("ca.pem").display().to_string(),
+    ]);
+    let m = approval_mail_through(&sink, &args);
+    assert!(m.over_tls);
+    assert_eq!(m.user.as_deref(), Some("pim"));
+
+    // A relay that does not offer STARTTLS gets nothing when the URL requires it.
+    let (plain, plain_url) = Sink::start();
+    let url = with_credentials(
+        &plain_url.replace("127.0.0.1", "localhost"),
+        "pim:x",
+        "?starttls=required",
+    );
+    let t = start(&mail_args(&url));
+    let (bob, _) = t.user("bob");
+    let (alice, alice_t, role, eligible) = eligible_user(&t, "alice", "P30D");
+    t.set_rule(
+        &role,
+        "userMemberSettings",
+        "ApprovalRule",
+        approval_by(&bob, json!({})),
+    );
+    let r = t.request(
+        &alice_t,
+        &activation(&t.sub, &role, &alice, Some(&eligible), "PT1H"),
+    );
+    assert_eq!(r.status, 201, "{}", r.text);
+    std::thread::sleep(Duration::from_millis(1500));
+    assert!(plain.mails.lock().unwrap().is_empty());
 }

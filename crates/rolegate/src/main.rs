@@ -111,7 +111,8 @@ struct ServeArgs {
     #[arg(long, value_enum, default_value_t = SyncMode::Full)]
     sqlite_synchronous: SyncMode,
     /// Seconds between background scheduler passes (provisioning future-start grants,
-    /// expiring assignments, timing out approvals); fractions allowed, e.g. `0.5`.
+    /// expiring assignments, timing out approvals, sending reminders); fractions allowed,
+    /// e.g. `0.5`.
     #[arg(
         long,
         env = "ROLEGATE_SCHEDULER_INTERVAL",

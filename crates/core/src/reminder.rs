@@ -76,11 +76,6 @@ impl Reminder {
         }
     }
 
-    /// The stored name back.
-    pub fn parse(s: &str) -> Option<Reminder> {
-        Self::ALL.into_iter().find(|r| r.as_str() == s)
-    }
-
     /// How the subject line says when: `14 days`, `1 day`, `15 minutes`.
     pub fn phrase(self) -> &'static str {
         match self {
@@ -312,7 +307,10 @@ mod tests {
             vec![Reminder::FourteenDays]
         );
         for r in Reminder::ALL {
-            assert_eq!(Reminder::parse(r.as_str()), Some(r));
+            assert_eq!(
+                Event::parse(Event::Ending(r).as_str()),
+                Some(Event::Ending(r))
+            );
         }
     }
 

@@ -92,6 +92,8 @@ struct SinkRules {
     auth: Option<(&'static str, &'static str, &'static str)>,
     /// Offer STARTTLS with this certificate.
     tls: Option<Arc<rustls::ServerConfig>>,
+    /// Speak TLS from the first byte (as an `smtps://` relay) with `tls` instead.
+    implicit_tls: bool,
 }
 
 /// An SMTP sink on `listener`.
@@ -164,6 +166,14 @@ impl Sink {
 
 /// One connection: in the clear, then (after STARTTLS) over TLS.
 fn serve(conn: TcpStream, mails: &Mutex<Vec<Mail>>, rules: &SinkRules) -> std::io::Result<()> {
+    if let Some(config) = rules.tls.as_ref().filter(|_| rules.implicit_tls) {
+        let tls =
+            rustls::ServerConnection::new(Arc::clone(config)).map_err(std::io::Error::other)?;
+        let mut stream = BufReader::new(rustls::StreamOwned::new(tls, conn));
+        stream.get_mut().write_all(b"220 sink ESMTP\r\n")?;
+        session(stream, mails, rules, true)?;
+        return Ok(());
+    }
     let mut conn = BufReader::new(conn);
     conn.get_mut().write_all(b"220 sink ESMTP\r\n")?;
     if let Some(tcp) = session(conn, mails, rules, false)?
@@ -799,7 +809,7 @@ fn the_relay_is_authenticated_with_plain_or_login() {
     for mechanisms in ["PLAIN LOGIN", "LOGIN"] {
         let (sink, url) = Sink::start_with(SinkRules {
             auth: Some((mechanisms, "pim@corp", "s3cr:et")),
-            tls: None,
+            ..SinkRules::default()
         });
         let m = approval_mail_through(
             &sink,
@@ -814,7 +824,7 @@ fn the_relay_is_authenticated_with_plain_or_login() {
 fn wrong_credentials_deliver_nothing() {
     let (sink, url) = Sink::start_with(SinkRules {
         auth: Some(("PLAIN LOGIN", "pim", "right")),
-        tls: None,
+        ..SinkRules::default()
     });
     let t = start(&mail_args(&with_credentials(&url, "pim:pw-Zq81x", "")));
     let (bob, _) = t.user("bob");
@@ -840,6 +850,7 @@ fn starttls_upgrades_the_connection_before_authenticating() {
     let (sink, url) = Sink::start_with(SinkRules {
         auth: Some(("PLAIN", "pim", "tls-only")),
         tls: Some(sink_tls()),
+        implicit_tls: false,
     });
     // The certificate names `localhost`.
     let url = url.replace("127.0.0.1", "localhost");
@@ -879,4 +890,23 @@ fn starttls_upgrades_the_connection_before_authenticating() {
     assert_eq!(r.status, 201, "{}", r.text);
     std::thread::sleep(Duration::from_millis(1500));
     assert!(plain.mails.lock().unwrap().is_empty());
+}
+
+#[test]
+fn smtps_speaks_tls_from_the_first_byte() {
+    let (sink, url) = Sink::start_with(SinkRules {
+        auth: Some(("LOGIN", "pim", "implicit")),
+        tls: Some(sink_tls()),
+        implicit_tls: true,
+    });
+    let url = with_credentials(&url.replace("127.0.0.1", "localhost"), "pim:implicit", "")
+        .replacen("smtp://", "smtps://", 1);
+    let mut args = mail_args(&url);
+    args.extend([
+        "--smtp-ca-file".to_string(),
+        tls_dir().join("ca.pem").display().to_string(),
+    ]);
+    let m = approval_mail_through(&sink, &args);
+    assert!(m.over_tls);
+    assert_eq!(m.user.as_deref(), Some("pim"));
 }

@@ -3,15 +3,21 @@
 //! change (one per recipient); a worker outside `core` sends them over SMTP with retries.
 //!
 //! Recipients: a request that needs approval → its approvers (listed users, members of
-//! listed groups; with none listed, the tenant administrators); one that needs an
-//! administrator's decision → the tenant administrators; every decision, timeout and
-//! activation → the requester; an emergency activation → the approvers and the tenant
-//! administrators. Only subjects with an e-mail address are written to.
+//! listed groups; with none listed, the tenant administrators and the R3 holders of the
+//! resource); one that needs an administrator's decision → the tenant administrators and
+//! the R3 holders; every decision, timeout and activation → the requester; an emergency
+//! activation → the approvers and the tenant administrators; a reminder before an
+//! assignment ends ([`crate::reminder`]) → its holder (a group's members). R3 holders are
+//! the subjects with a current active Owner or User Access Administrator assignment on the
+//! resource or an ancestor, directly or through a group (a group's members are written
+//! to). Only subjects with an e-mail address are written to; groups are expanded to their
+//! members, nested groups included.
 
 use crate::access::OpContext;
 use crate::directory::{Subject, SubjectKind};
 use crate::error::{DomainError, Result};
 use crate::policy::{ApproverKind, RuleCollection};
+use crate::reminder::{self, Reminder};
 use crate::request::{RequestType, RoleAssignmentRequest, SubStatus};
 use crate::schedule::format_datetime;
 use crate::store::Tx;
@@ -43,6 +49,9 @@ pub enum Event {
     Activated,
     /// Someone used emergency access on a role the recipient approves or administers.
     EmergencyActivated,
+    /// An assignment the recipient holds (or a group of theirs holds) ends within the
+    /// reminder's lead.
+    Ending(Reminder),
 }
 
 impl Event {
@@ -57,6 +66,9 @@ impl Event {
             Event::TimedOut => "timed_out",
             Event::Activated => "activated",
             Event::EmergencyActivated => "emergency_activated",
+            Event::Ending(Reminder::FourteenDays) => "ending_in_14_days",
+            Event::Ending(Reminder::OneDay) => "ending_in_1_day",
+            Event::Ending(Reminder::FifteenMinutes) => "ending_in_15_minutes",
         }
     }
 
@@ -73,6 +85,7 @@ impl Event {
             Event::EmergencyActivated,
         ]
         .into_iter()
+        .chain(Reminder::ALL.map(Event::Ending))
         .find(|e| e.as_str() == s)
     }
 }
@@ -82,8 +95,11 @@ impl Event {
 pub struct Email {
     /// The row's id.
     pub id: String,
-    /// The request it is about.
+    /// The request it is about (for a reminder: the request that made or last changed the
+    /// assignment; it may be empty).
     pub request_id: String,
+    /// The assignment a reminder is about; `None` for e-mail about a request.
+    pub assignment_id: Option<String>,
     /// What happened.
     pub event: Event,
     /// The recipient's subject id.
@@ -127,21 +143,59 @@ fn address_of(s: &Subject) -> Option<String> {
         .map(str::to_string)
 }
 
-/// Adds `id`'s address (a user; a group's members) to `out`, once each.
+/// At most this many groups are expanded for one subject (nested groups included).
+const MAX_EXPANDED_GROUPS: usize = 1024;
+
+/// Adds `id`'s address (a user; a group's members, nested groups included) to `out`, once
+/// each.
 fn add_subject(tx: &mut dyn Tx, id: &str, out: &mut Vec<(String, String)>) -> Result<()> {
     let Some(s) = tx.subject(id)? else {
         return Ok(());
     };
-    if s.kind == SubjectKind::Group {
-        for m in tx.group_members(&s.id)? {
-            if let Some(member) = tx.subject(&m)?
-                && member.kind != SubjectKind::Group
-            {
+    if s.kind != SubjectKind::Group {
+        push(out, &s);
+        return Ok(());
+    }
+    let mut groups = vec![s.id];
+    let mut i = 0;
+    while let Some(group) = groups.get(i).cloned() {
+        i += 1;
+        for m in tx.group_members(&group)? {
+            let Some(member) = tx.subject(&m)? else {
+                continue;
+            };
+            if member.kind != SubjectKind::Group {
                 push(out, &member);
+            } else if !groups.contains(&member.id) && groups.len() < MAX_EXPANDED_GROUPS {
+                groups.push(member.id);
             }
         }
-    } else {
-        push(out, &s);
+    }
+    Ok(())
+}
+
+/// The people who hold an assignment of `subject_id`: the subject itself if it is a user
+/// or service principal, a group's members (nested groups included) otherwise; as
+/// `(subject id, address)` pairs, only those with an address, each once.
+pub fn holders(tx: &mut dyn Tx, subject_id: &str) -> Result<Vec<(String, String)>> {
+    let mut out = Vec::new();
+    add_subject(tx, subject_id, &mut out)?;
+    Ok(out)
+}
+
+/// Adds the R3 holders of `r`'s resource at `ctx.now`: subjects with a current active
+/// Owner or User Access Administrator assignment on it or an ancestor (a group's members).
+fn add_access_administrators(
+    tx: &mut dyn Tx,
+    ctx: &OpContext,
+    r: &RoleAssignmentRequest,
+    out: &mut Vec<(String, String)>,
+) -> Result<()> {
+    let scopes = ctx.access.ancestors_or_self(&r.resource_id);
+    for a in tx.access_administrators(&scopes, ctx.now)? {
+        if a.is_current(ctx.now) {
+            add_subject(tx, &a.subject_id, out)?;
+        }
     }
     Ok(())
 }
@@ -182,13 +236,15 @@ struct Approver {
 
 fn add_approvers(
     tx: &mut dyn Tx,
+    ctx: &OpContext,
     r: &RoleAssignmentRequest,
     mail: &MailPolicy,
     out: &mut Vec<(String, String)>,
 ) -> Result<()> {
     let listed = approvers(tx, r)?;
     if listed.is_empty() {
-        return add_admins(tx, mail, out);
+        add_admins(tx, mail, out)?;
+        return add_access_administrators(tx, ctx, r, out);
     }
     for a in listed {
         let before = out.len();
@@ -221,22 +277,31 @@ fn add_admins(tx: &mut dyn Tx, mail: &MailPolicy, out: &mut Vec<(String, String)
     Ok(())
 }
 
-/// Who is told about `event` on `r`: `(subject id, address)` pairs, each once.
+/// Who is told about `event` on `r` at `ctx.now`: `(subject id, address)` pairs, each once.
 pub fn recipients(
     tx: &mut dyn Tx,
+    ctx: &OpContext,
     mail: &MailPolicy,
     r: &RoleAssignmentRequest,
     event: Event,
 ) -> Result<Vec<(String, String)>> {
     let mut out = Vec::new();
     match event {
-        Event::ApprovalNeeded => add_approvers(tx, r, mail, &mut out)?,
-        Event::DecisionNeeded => add_admins(tx, mail, &mut out)?,
+        Event::ApprovalNeeded => add_approvers(tx, ctx, r, mail, &mut out)?,
+        Event::DecisionNeeded => {
+            add_admins(tx, mail, &mut out)?;
+            add_access_administrators(tx, ctx, r, &mut out)?;
+        }
         Event::EmergencyActivated => {
-            add_approvers(tx, r, mail, &mut out)?;
+            add_approvers(tx, ctx, r, mail, &mut out)?;
             add_admins(tx, mail, &mut out)?;
         }
-        Event::Approved | Event::Denied | Event::Failed | Event::TimedOut | Event::Activated => {
+        Event::Approved
+        | Event::Denied
+        | Event::Failed
+        | Event::TimedOut
+        | Event::Activated
+        | Event::Ending(_) => {
             add_subject(tx, &r.subject_id, &mut out)?;
         }
     }
@@ -261,10 +326,11 @@ pub fn notify(
     let Some(mail) = ctx.mail else {
         return Ok(());
     };
-    for (id, address) in recipients(tx, mail, r, event)? {
+    for (id, address) in recipients(tx, ctx, mail, r, event)? {
         tx.enqueue_email(&Email {
             id: (ctx.new_id)(),
             request_id: r.id.clone(),
+            assignment_id: None,
             event,
             recipient_id: id,
             address,
@@ -326,9 +392,116 @@ fn one_line(s: &str) -> String {
         .collect()
 }
 
-/// Renders `e` (with the request, role, resource and people as they are now). The link
-/// points at `{base_url}/beta/privilegedAccess/azureResources/roleAssignmentRequests/{id}`.
-pub fn compose(tx: &mut dyn Tx, e: &Email, base_url: &str) -> Result<Message> {
+/// Renders `e` (with the request or assignment, role, resource and people as they are
+/// now). The link points at
+/// `{base_url}/beta/privilegedAccess/azureResources/roleAssignmentRequests/{id}`, or for a
+/// reminder at `…/roleAssignments/{id}`. `None`: there is nothing to send any more (the
+/// assignment a reminder is about has ended or changed its end since).
+pub fn compose(tx: &mut dyn Tx, e: &Email, base_url: &str) -> Result<Option<Message>> {
+    match e.event {
+        Event::Ending(reminder) => {
+            let assignment_id = e.assignment_id.as_deref().ok_or_else(|| {
+                DomainError::internal(format!("reminder `{}` names no assignment", e.id))
+            })?;
+            compose_reminder(tx, e, reminder, assignment_id, base_url)
+        }
+        _ => compose_request(tx, e, base_url).map(Some),
+    }
+}
+
+fn name_of_role_and_resource(
+    tx: &mut dyn Tx,
+    role_definition_id: &str,
+    resource_id: &str,
+) -> Result<(String, String)> {
+    let role = tx
+        .role_definition(role_definition_id)?
+        .map(|d| d.display_name)
+        .unwrap_or_else(|| role_definition_id.to_string());
+    let resource = tx
+        .resource(resource_id)?
+        .map(|x| x.display_name)
+        .unwrap_or_else(|| resource_id.to_string());
+    Ok((one_line(&role), one_line(&resource)))
+}
+
+fn compose_reminder(
+    tx: &mut dyn Tx,
+    e: &Email,
+    reminder: Reminder,
+    assignment_id: &str,
+    base_url: &str,
+) -> Result<Option<Message>> {
+    let Some(a) = tx.assignment(assignment_id)? else {
+        return Ok(None);
+    };
+    // Extended since (or made permanent): this reminder no longer says the truth.
+    let Some(end) = a
+        .schedule
+        .end
+        .filter(|end| e.first_due.duration_until(*end) <= reminder.lead())
+    else {
+        return Ok(None);
+    };
+    let (role, resource) = name_of_role_and_resource(tx, &a.role_definition_id, &a.resource_id)?;
+    let what = if reminder::is_activation(&a) {
+        "your activation of"
+    } else if a.state == crate::assignment::AssignmentState::Eligible {
+        "your eligible assignment of"
+    } else {
+        "your active assignment of"
+    };
+    // A group's assignment reaches its members: name the group.
+    let group = if a.subject_id == e.recipient_id {
+        None
+    } else {
+        let name = tx
+            .subject(&a.subject_id)?
+            .map(|s| s.display_name)
+            .unwrap_or_else(|| a.subject_id.clone());
+        Some(one_line(&name))
+    };
+    let through = group
+        .as_ref()
+        .map_or_else(String::new, |g| format!(" through the group {g}"));
+    let end_text = format_datetime(end);
+    let subject = format!(
+        "Reminder: {what} {role} on {resource}{through} ends in {} ({end_text})",
+        reminder.phrase()
+    );
+    let mut lead = format!(
+        "{what} the {role} role on {resource}{through} ends at {end_text}, in {} or less.{}",
+        reminder.phrase(),
+        if reminder::is_activation(&a) {
+            " Activate the role again if you still need it."
+        } else {
+            " Ask an administrator to extend it, or request an extension, if you still need it."
+        }
+    );
+    lead[..1].make_ascii_uppercase();
+    let link = format!(
+        "{}/beta/privilegedAccess/azureResources/roleAssignments/{}",
+        base_url.trim_end_matches('/'),
+        a.id
+    );
+    let mut facts: Vec<(&str, String)> = vec![("Role", role), ("Resource", resource)];
+    if let Some(g) = group {
+        facts.push(("Held by", g));
+    }
+    facts.push(("Start", format_datetime(a.schedule.start)));
+    facts.push(("End", end_text));
+    facts.push(("Assignment", a.id.clone()));
+    Ok(Some(render(
+        e,
+        &subject,
+        &lead,
+        &facts,
+        "View the assignment",
+        &link,
+    )))
+}
+
+fn compose_request(tx: &mut dyn Tx, e: &Email, base_url: &str) -> Result<Message> {
     let r = tx
         .request(&e.request_id)?
         .ok_or_else(|| DomainError::internal(format!("request `{}` is gone", e.request_id)))?;
@@ -399,6 +572,11 @@ pub fn compose(tx: &mut dyn Tx, e: &Email, base_url: &str) -> Result<Message> {
             ),
             "Review the request",
         ),
+        Event::Ending(_) => {
+            return Err(DomainError::internal(
+                "a reminder is rendered from its assignment, not a request",
+            ));
+        }
     };
     let subject = subject.replace("  ", " ");
     let lead = lead.replace("  ", " ");
@@ -424,8 +602,20 @@ pub fn compose(tx: &mut dyn Tx, e: &Email, base_url: &str) -> Result<Message> {
         facts.push(("Justification", reason.trim().to_string()));
     }
     facts.push(("Request", r.id.clone()));
+    Ok(render(e, &subject, &lead, &facts, action, &link))
+}
+
+/// The message: the lead, the facts as a list (text) or table (HTML), and the link.
+fn render(
+    e: &Email,
+    subject: &str,
+    lead: &str,
+    facts: &[(&str, String)],
+    action: &str,
+    link: &str,
+) -> Message {
     let mut text = format!("{lead}\n\n");
-    for (k, v) in &facts {
+    for (k, v) in facts {
         text.push_str(&format!("{k}: {}\n", one_line(v)));
     }
     text.push_str(&format!("\n{action}: {link}\n\n-- \nRolegate\n"));
@@ -434,9 +624,9 @@ pub fn compose(tx: &mut dyn Tx, e: &Email, base_url: &str) -> Result<Message> {
     );
     html.push_str(&format!(
         "<p>{}</p>\n<table cellpadding=\"4\">\n",
-        html_escape(&lead)
+        html_escape(lead)
     ));
-    for (k, v) in &facts {
+    for (k, v) in facts {
         html.push_str(&format!(
             "<tr><td style=\"color: #666;\">{}</td><td>{}</td></tr>\n",
             html_escape(k),
@@ -445,15 +635,15 @@ pub fn compose(tx: &mut dyn Tx, e: &Email, base_url: &str) -> Result<Message> {
     }
     html.push_str(&format!(
         "</table>\n<p><a href=\"{}\">{}</a></p>\n<p style=\"color: #888; font-size: 12px;\">Rolegate</p>\n</body></html>\n",
-        html_escape(&link),
+        html_escape(link),
         html_escape(action)
     ));
-    Ok(Message {
+    Message {
         to: e.address.clone(),
-        subject: one_line(&subject),
+        subject: one_line(subject),
         text,
         html,
-    })
+    }
 }
 
 #[cfg(test)]

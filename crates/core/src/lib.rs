@@ -16,6 +16,7 @@ pub mod notification;
 pub mod odata;
 pub mod policy;
 pub mod query;
+pub mod reminder;
 pub mod request;
 pub mod resource;
 pub mod role;

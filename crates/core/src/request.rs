@@ -521,6 +521,17 @@ pub fn submit(tx: &mut dyn Tx, ctx: &OpContext, new: NewRequest) -> Result<Outco
         pending.version += 1;
         tx.update_request(&pending)?;
         notification::request_changed(tx, ctx.now, &pending, ChangeType::Updated)?;
+        // The stored state catches up with the clock here, before the scheduler got to it:
+        // audited as the scheduler would have (a cancellation is audited above).
+        let caught_up = match now_status {
+            SubStatus::TimedOut => Some(crate::scheduler::TIME_OUT_ACTIVITY),
+            SubStatus::Provisioned => Some(crate::scheduler::PROVISION_ACTIVITY),
+            _ => None,
+        };
+        if let Some(activity) = caught_up {
+            let record = crate::scheduler::request_record(tx, ctx, &pending, activity)?;
+            tx.append_audit(&record)?;
+        }
         if now_status == SubStatus::TimedOut {
             crate::email::notify(tx, ctx, &pending, crate::email::Event::TimedOut)?;
         }

@@ -12,6 +12,7 @@
 //! | [`Job::TimeOutApprovals`] | `PendingApproval` → `TimedOut` | `Time out approval` |
 //! | [`Job::ProvisionGrants`] | `Granted` → `Provisioned` | `Provision scheduled grant` |
 //! | [`Job::ExpireAssignments`] | ended assignment → history (`Expired`) | `Expire assignment` |
+//! | [`Job::SendReminders`] | `reminders_sent` row, e-mail outbox rows ([`crate::reminder`]) | `Send reminder` |
 //!
 //! Each call of [`Job::run`] handles one batch inside the caller's write transaction and
 //! writes one audit record per row in that same transaction. Rows are found with indexed
@@ -112,14 +113,17 @@ pub enum Job {
     ProvisionGrants,
     /// Assignments past their end move to history.
     ExpireAssignments,
+    /// Holders of assignments ending soon are reminded by e-mail (when e-mail is on).
+    SendReminders,
 }
 
 impl Job {
     /// Every job, in the order a pass runs them.
-    pub const ALL: [Job; 3] = [
+    pub const ALL: [Job; 4] = [
         Job::TimeOutApprovals,
         Job::ProvisionGrants,
         Job::ExpireAssignments,
+        Job::SendReminders,
     ];
 
     /// A short name for logs and metrics.
@@ -128,6 +132,7 @@ impl Job {
             Self::TimeOutApprovals => "time_out_approvals",
             Self::ProvisionGrants => "provision_grants",
             Self::ExpireAssignments => "expire_assignments",
+            Self::SendReminders => "send_reminders",
         }
     }
 
@@ -138,6 +143,7 @@ impl Job {
             Self::TimeOutApprovals => time_out_approvals(tx, ctx, limit),
             Self::ProvisionGrants => provision_due_grants(tx, ctx, limit),
             Self::ExpireAssignments => expire_ended_assignments(tx, ctx, limit),
+            Self::SendReminders => crate::reminder::send_due_reminders(tx, ctx, limit),
         }
     }
 }
@@ -212,7 +218,7 @@ pub fn expire_ended_assignments(tx: &mut dyn Tx, ctx: &OpContext, limit: u32) ->
 
 /// Role and resource targets (with display names when they still resolve) and their ids
 /// as additional details.
-fn role_and_resource(
+pub(crate) fn role_and_resource(
     tx: &mut dyn Tx,
     role_definition_id: &str,
     resource_id: &str,
@@ -232,7 +238,8 @@ fn role_and_resource(
     Ok(())
 }
 
-fn record(
+/// A successful scheduler record of `activity` initiated by `ctx`'s caller.
+pub(crate) fn record(
     ctx: &OpContext,
     activity: &str,
     operation: &str,
@@ -255,7 +262,9 @@ fn record(
     }
 }
 
-fn request_record(
+/// The audit record of a stored status change of `r` (time-out or provisioning) made to
+/// catch up with the clock, by the scheduler or by [`crate::request::submit`].
+pub(crate) fn request_record(
     tx: &mut dyn Tx,
     ctx: &OpContext,
     r: &RoleAssignmentRequest,
@@ -547,7 +556,8 @@ mod tests {
             [
                 "time_out_approvals",
                 "provision_grants",
-                "expire_assignments"
+                "expire_assignments",
+                "send_reminders"
             ]
         );
     }

@@ -265,6 +265,41 @@ pub trait Tx {
         since: Option<Timestamp>,
         limit: u32,
     ) -> Result<Vec<ChainLink>>;
+
+    // --- reminders and approver e-mail (crate::reminder, crate::email) ---
+
+    /// Live assignments that have started at or before `now` and end after `now` and at or
+    /// before `until`, that are activations (active and linked to an eligible assignment)
+    /// or not as `activations` says, and that have no reminder `threshold` recorded for
+    /// their current end; earliest end first, at most `limit`.
+    fn unreminded_assignments(
+        &mut self,
+        threshold: &str,
+        activations: bool,
+        now: Timestamp,
+        until: Timestamp,
+        limit: u32,
+    ) -> Result<Vec<RoleAssignment>>;
+    /// Records that reminder `threshold` of assignment `assignment_id` ending at `end` was
+    /// sent at `now`, unless it already is (a unique key: assignment, threshold, end);
+    /// whether this call recorded it. Concurrent claims of one key record it once.
+    fn claim_reminder(
+        &mut self,
+        assignment_id: &str,
+        threshold: &str,
+        end: Timestamp,
+        now: Timestamp,
+    ) -> Result<bool>;
+    /// Forgets the reminders of ends at or before `now` (they can never be due again).
+    fn forget_reminders_ending_by(&mut self, now: Timestamp) -> Result<()>;
+    /// Active assignments current at `now` on any of `resources` whose role is Owner or
+    /// User Access Administrator (the R3 holders of decisions.md §7, before expanding
+    /// groups).
+    fn access_administrators(
+        &mut self,
+        resources: &[String],
+        now: Timestamp,
+    ) -> Result<Vec<RoleAssignment>>;
 }
 
 /// A database holding Rolegate's state.

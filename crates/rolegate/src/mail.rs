@@ -1,8 +1,20 @@
 //! The e-mail worker (decisions.md §12): it leases due rows of the durable e-mail outbox
 //! (as the change-notification worker does), renders each message with the rules of
-//! `rolegate_core::email`, and sends it over SMTP with a minimal client (EHLO, MAIL FROM,
-//! RCPT TO, DATA, QUIT; plain TCP for `smtp://`, implicit TLS with rustls for `smtps://`)
-//! on a blocking thread with a short timeout. A `250` after the data acknowledges (the row
+//! `rolegate_core::email`, and sends it over SMTP with a minimal client (EHLO, STARTTLS,
+//! AUTH PLAIN or LOGIN, MAIL FROM, RCPT TO, DATA, QUIT) on a blocking thread with a short
+//! timeout. The relay URL says how:
+//!
+//! | `--smtp-url` | connection |
+//! |---|---|
+//! | `smtp://host[:port]` (port 25) | plain TCP |
+//! | `smtp://host[:port]?starttls=required` | plain TCP upgraded with STARTTLS; a relay that does not offer it is an error |
+//! | `smtps://host[:port]` (port 465) | implicit TLS |
+//!
+//! Any of them may carry `user:password@` (percent-encoded) to authenticate with AUTH PLAIN
+//! (or LOGIN when the relay offers only that), after TLS. Credentials are sent only over
+//! TLS, or in the clear to a loopback relay; they are never logged nor shown in errors.
+//! TLS is rustls (the aws-lc-rs provider the rest of the binary uses) with the webpki roots,
+//! plus the certificates of `--smtp-ca-file` when given. A `250` after the data acknowledges (the row
 //! is deleted); anything else is retried with exponential backoff until four hours have
 //! passed since the change, then given up. Message bodies are never logged.
 
@@ -12,7 +24,7 @@ use rolegate_core::error::Result;
 use rolegate_core::notification;
 use rolegate_core::store;
 use std::io::{BufRead, BufReader, Read, Write};
-use std::net::{TcpStream, ToSocketAddrs};
+use std::net::{IpAddr, TcpStream, ToSocketAddrs};
 use std::sync::Arc;
 use std::time::Duration;
 use tokio::sync::watch;
@@ -20,35 +32,133 @@ use tokio::sync::watch;
 /// At most this many e-mails are claimed per poll.
 const BATCH: u32 = 16;
 
+/// How the connection to the relay is secured.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Security {
+    /// Plain TCP (`smtp://`).
+    Plain,
+    /// Plain TCP upgraded with STARTTLS before anything else is sent
+    /// (`smtp://…?starttls=required`).
+    StartTls,
+    /// TLS from the first byte (`smtps://`).
+    Implicit,
+}
+
+impl Security {
+    /// A short name for logs.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Plain => "none",
+            Self::StartTls => "starttls",
+            Self::Implicit => "implicit",
+        }
+    }
+}
+
+/// A user name and password for SMTP AUTH. Its `Debug` form hides both.
+#[derive(Clone, PartialEq, Eq)]
+pub struct Credentials {
+    /// The user name.
+    pub user: String,
+    /// The password.
+    pub password: String,
+}
+
+impl std::fmt::Debug for Credentials {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("Credentials(<redacted>)")
+    }
+}
+
 /// Where and how mail is sent (`--smtp-url`, `--smtp-from`).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Relay {
-    /// Implicit TLS (`smtps://`).
-    pub tls: bool,
+    /// How the connection is secured.
+    pub security: Security,
     /// The relay's host name or address.
     pub host: String,
     /// Its port (default 25, or 465 for `smtps://`).
     pub port: u16,
+    /// Who to authenticate as, if anyone.
+    pub credentials: Option<Credentials>,
+}
+
+/// Decodes `%XX` escapes (URL userinfo).
+fn percent_decode(s: &str) -> Result<String, String> {
+    let bytes = s.as_bytes();
+    let mut out = Vec::with_capacity(bytes.len());
+    let mut i = 0;
+    while let Some(&b) = bytes.get(i) {
+        if b == b'%' {
+            let hex = bytes
+                .get(i + 1..i + 3)
+                .and_then(|h| std::str::from_utf8(h).ok())
+                .and_then(|h| u8::from_str_radix(h, 16).ok())
+                .ok_or("the credentials hold a malformed %-escape")?;
+            out.push(hex);
+            i += 3;
+        } else {
+            out.push(b);
+            i += 1;
+        }
+    }
+    String::from_utf8(out).map_err(|_| "the credentials are not UTF-8".to_string())
+}
+
+fn is_loopback(host: &str) -> bool {
+    host.eq_ignore_ascii_case("localhost")
+        || host.parse::<IpAddr>().is_ok_and(|ip| ip.is_loopback())
 }
 
 impl Relay {
-    /// Parses `smtp://host[:port]` or `smtps://host[:port]`.
+    /// Parses `smtp://[user:password@]host[:port][?starttls=required]` or
+    /// `smtps://[user:password@]host[:port]`. Errors never repeat the URL (it may hold a
+    /// password).
     pub fn parse(url: &str) -> std::result::Result<Relay, String> {
         let url = url.trim();
-        let (tls, rest) = if let Some(r) = url.strip_prefix("smtp://") {
+        let (implicit, rest) = if let Some(r) = url.strip_prefix("smtp://") {
             (false, r)
         } else if let Some(r) = url.strip_prefix("smtps://") {
             (true, r)
         } else {
-            return Err(format!(
-                "`{url}` is not an smtp:// or smtps:// URL (smtp://host:port)"
-            ));
+            return Err(
+                "not an smtp:// or smtps:// URL (smtp://[user:password@]host[:port][?starttls=required])"
+                    .into(),
+            );
+        };
+        let (rest, query) = match rest.split_once('?') {
+            Some((r, q)) => (r, Some(q)),
+            None => (rest, None),
+        };
+        let starttls = match query {
+            None => false,
+            Some("starttls=required") if !implicit => true,
+            Some("starttls=required") => {
+                return Err("smtps:// is TLS already; ?starttls=required is for smtp://".into());
+            }
+            Some(_) => return Err("the only query the SMTP URL takes is ?starttls=required".into()),
+        };
+        let (userinfo, rest) = match rest.rsplit_once('@') {
+            Some((u, r)) => (Some(u), r),
+            None => (None, rest),
         };
         let rest = rest.trim_end_matches('/');
-        if rest.contains('@') || rest.contains('/') || rest.contains('?') {
-            return Err("the SMTP URL takes a host and port only (no credentials or path)".into());
+        if rest.contains('/') {
+            return Err("the SMTP URL takes no path".into());
         }
-        let default = if tls { 465 } else { 25 };
+        let credentials = userinfo
+            .map(|u| {
+                let (user, password) = u
+                    .split_once(':')
+                    .ok_or("the SMTP URL's credentials must be user:password")?;
+                let (user, password) = (percent_decode(user)?, percent_decode(password)?);
+                if user.is_empty() {
+                    return Err("the SMTP URL's user name is empty".to_string());
+                }
+                Ok(Credentials { user, password })
+            })
+            .transpose()?;
+        let default = if implicit { 465 } else { 25 };
         let port_of = |p: &str| {
             p.parse::<u16>()
                 .map_err(|_| format!("`{p}` is not a port number"))
@@ -71,12 +181,57 @@ impl Relay {
         if host.is_empty() {
             return Err("the SMTP URL names no host".into());
         }
+        let security = match (implicit, starttls) {
+            (true, _) => Security::Implicit,
+            (false, true) => Security::StartTls,
+            (false, false) => Security::Plain,
+        };
+        if credentials.is_some() && security == Security::Plain && !is_loopback(host) {
+            return Err(
+                "credentials are sent only over TLS: use smtps:// or ?starttls=required (or a loopback relay)"
+                    .into(),
+            );
+        }
         Ok(Relay {
-            tls,
+            security,
             host: host.to_string(),
             port,
+            credentials,
         })
     }
+}
+
+/// The TLS client configuration for the relay: the webpki roots, plus the PEM
+/// certificates in `ca_file` when given (a private relay's CA, or a test certificate).
+pub fn tls_config(
+    ca_file: Option<&std::path::Path>,
+) -> std::result::Result<Arc<rustls::ClientConfig>, String> {
+    use rustls::pki_types::CertificateDer;
+    use rustls::pki_types::pem::PemObject;
+    let mut roots = rustls::RootCertStore::empty();
+    roots.extend(webpki_roots::TLS_SERVER_ROOTS.iter().cloned());
+    if let Some(path) = ca_file {
+        let certs = CertificateDer::pem_file_iter(path)
+            .map_err(|e| format!("{}: {e}", path.display()))?
+            .collect::<std::result::Result<Vec<_>, _>>()
+            .map_err(|e| format!("{}: {e}", path.display()))?;
+        if certs.is_empty() {
+            return Err(format!("{}: no PEM certificate in it", path.display()));
+        }
+        for c in certs {
+            roots
+                .add(c)
+                .map_err(|e| format!("{}: {e}", path.display()))?;
+        }
+    }
+    let config = rustls::ClientConfig::builder_with_provider(Arc::new(
+        rustls::crypto::aws_lc_rs::default_provider(),
+    ))
+    .with_safe_default_protocol_versions()
+    .map_err(|e| format!("TLS: {e}"))?
+    .with_root_certificates(roots)
+    .with_no_client_auth();
+    Ok(Arc::new(config))
 }
 
 /// How the worker sends.
@@ -84,6 +239,8 @@ impl Relay {
 pub struct Config {
     /// The relay.
     pub relay: Relay,
+    /// TLS settings for `smtps://` and STARTTLS ([`tls_config`]).
+    pub tls: Arc<rustls::ClientConfig>,
     /// The envelope and `From:` address.
     pub from: String,
     /// The public base URL of this server (links in messages).
@@ -149,11 +306,18 @@ fn send_one(state: &AppState, owner: &str, cfg: &Config, e: Email) {
         email::compose(tx, &e, &cfg.base_url)
     })
     .map_err(|err| err.message)
-    .and_then(|m| send(cfg, &m, state.clock.now()));
+    .and_then(|m| match m {
+        Some(m) => send(cfg, &m, state.clock.now()).map(|()| true),
+        None => Ok(false),
+    });
     let now = state.clock.now();
     let done = match outcome {
-        Ok(()) => {
-            tracing::info!(email = %e.id, request = %e.request_id, event = e.event.as_str(), "e-mail sent");
+        Ok(sent) => {
+            if sent {
+                tracing::info!(email = %e.id, request = %e.request_id, event = e.event.as_str(), "e-mail sent");
+            } else {
+                tracing::info!(email = %e.id, event = e.event.as_str(), "e-mail dropped: the assignment it reminds of has ended or changed");
+            }
             store::write(state.store.as_ref(), |tx| tx.finish_email(&e.id, owner))
         }
         Err(why) => {
@@ -200,36 +364,61 @@ pub fn send(cfg: &Config, m: &Message, now: jiff::Timestamp) -> std::result::Res
         .and_then(|()| tcp.set_write_timeout(Some(cfg.timeout)))
         .map_err(|e| format!("socket: {e}"))?;
     let data = mime(&cfg.from, m, now);
-    if relay.tls {
-        let stream = tls(&relay.host, tcp)?;
-        converse(stream, &cfg.from, &m.to, &data)
-    } else {
-        converse(tcp, &cfg.from, &m.to, &data)
+    let creds = relay.credentials.as_ref();
+    let envelope = Envelope {
+        from: &cfg.from,
+        to: &m.to,
+        data: &data,
+    };
+    match relay.security {
+        Security::Implicit => {
+            let mut conn = BufReader::new(tls(&cfg.tls, &relay.host, tcp)?);
+            expect_greeting(&mut conn)?;
+            let caps = ehlo(&mut conn)?;
+            converse(conn, &caps, creds, &envelope)
+        }
+        Security::Plain => {
+            let mut conn = BufReader::new(tcp);
+            expect_greeting(&mut conn)?;
+            let caps = ehlo(&mut conn)?;
+            converse(conn, &caps, creds, &envelope)
+        }
+        Security::StartTls => {
+            let mut conn = BufReader::new(tcp);
+            expect_greeting(&mut conn)?;
+            let caps = ehlo(&mut conn)?;
+            if !caps.iter().any(|c| c.eq_ignore_ascii_case("STARTTLS")) {
+                return Err("the relay does not offer STARTTLS, which the URL requires".into());
+            }
+            step(&mut conn, "STARTTLS\r\n", &[220])?;
+            // Anything the relay sent past its reply would be read as if it came over TLS
+            // (a STARTTLS injection): refuse.
+            if !conn.buffer().is_empty() {
+                return Err("the relay sent data before the TLS handshake".into());
+            }
+            let mut conn = BufReader::new(tls(&cfg.tls, &relay.host, conn.into_inner())?);
+            // The capabilities heard in the clear are discarded (RFC 3207).
+            let caps = ehlo(&mut conn)?;
+            converse(conn, &caps, creds, &envelope)
+        }
     }
 }
 
 fn tls(
+    config: &Arc<rustls::ClientConfig>,
     host: &str,
     tcp: TcpStream,
 ) -> std::result::Result<rustls::StreamOwned<rustls::ClientConnection, TcpStream>, String> {
-    let mut roots = rustls::RootCertStore::empty();
-    roots.extend(webpki_roots::TLS_SERVER_ROOTS.iter().cloned());
-    let config = rustls::ClientConfig::builder_with_provider(Arc::new(
-        rustls::crypto::aws_lc_rs::default_provider(),
-    ))
-    .with_safe_default_protocol_versions()
-    .map_err(|e| format!("TLS: {e}"))?
-    .with_root_certificates(roots)
-    .with_no_client_auth();
     let name = rustls::pki_types::ServerName::try_from(host.to_string())
         .map_err(|e| format!("TLS server name `{host}`: {e}"))?;
     let conn =
-        rustls::ClientConnection::new(Arc::new(config), name).map_err(|e| format!("TLS: {e}"))?;
+        rustls::ClientConnection::new(Arc::clone(config), name).map_err(|e| format!("TLS: {e}"))?;
     Ok(rustls::StreamOwned::new(conn, tcp))
 }
 
-/// Reads one (possibly multi-line) reply; returns its code.
-fn reply<R: BufRead>(r: &mut R) -> std::result::Result<u16, String> {
+/// Reads one (possibly multi-line) reply: its code and the text of each line.
+fn reply<R: BufRead>(r: &mut R) -> std::result::Result<(u16, Vec<String>), String> {
+    let mut lines = Vec::new();
     loop {
         let mut line = String::new();
         let n = r
@@ -241,48 +430,159 @@ fn reply<R: BufRead>(r: &mut R) -> std::result::Result<u16, String> {
         let code = line
             .get(..3)
             .and_then(|c| c.parse::<u16>().ok())
-            .ok_or_else(|| format!("unexpected reply `{}`", line.trim_end()))?;
+            .ok_or_else(|| format!("unexpected reply `{}`", one_line_prefix(&line)))?;
+        lines.push(line.get(4..).unwrap_or("").trim_end().to_string());
         if line.as_bytes().get(3) != Some(&b'-') {
-            return Ok(code);
+            return Ok((code, lines));
         }
     }
 }
 
+/// The start of an unexpected reply, safe to put in a log line.
+fn one_line_prefix(line: &str) -> String {
+    line.chars()
+        .take(60)
+        .map(|c| if c.is_control() { ' ' } else { c })
+        .collect::<String>()
+        .trim_end()
+        .to_string()
+}
+
+/// Sends `command` and reads the reply, which must have one of the `ok` codes; errors name
+/// the command's verb only.
 fn step<S: Read + Write>(
     conn: &mut BufReader<S>,
     command: &str,
     ok: &[u16],
-) -> std::result::Result<(), String> {
+) -> std::result::Result<Vec<String>, String> {
+    let verb = command.split([' ', ':', '\r']).next().unwrap_or("");
+    exchange(conn, command, ok, verb)
+}
+
+/// Sends `command` and reads the reply; errors call it `name` (credentials never appear).
+fn exchange<S: Read + Write>(
+    conn: &mut BufReader<S>,
+    command: &str,
+    ok: &[u16],
+    name: &str,
+) -> std::result::Result<Vec<String>, String> {
     conn.get_mut()
         .write_all(command.as_bytes())
         .and_then(|()| conn.get_mut().flush())
         .map_err(|e| format!("writing to the relay: {e}"))?;
-    let code = reply(conn)?;
+    let (code, lines) = reply(conn)?;
     if ok.contains(&code) {
-        Ok(())
+        Ok(lines)
     } else {
-        let verb = command.split([' ', ':', '\r']).next().unwrap_or("");
-        Err(format!("the relay answered {code} to {verb}"))
+        Err(format!("the relay answered {code} to {name}"))
     }
 }
 
-fn converse<S: Read + Write>(
-    stream: S,
-    from: &str,
-    to: &str,
-    data: &str,
-) -> std::result::Result<(), String> {
-    let mut conn = BufReader::new(stream);
-    let greeting = reply(&mut conn)?;
+fn expect_greeting<S: Read + Write>(conn: &mut BufReader<S>) -> std::result::Result<(), String> {
+    let (greeting, _) = reply(conn)?;
     if greeting != 220 {
         return Err(format!("the relay greeted with {greeting}"));
     }
-    step(&mut conn, "EHLO rolegate\r\n", &[250])?;
-    step(&mut conn, &format!("MAIL FROM:<{from}>\r\n"), &[250])?;
-    step(&mut conn, &format!("RCPT TO:<{to}>\r\n"), &[250, 251])?;
+    Ok(())
+}
+
+/// EHLO; the relay's capability lines (without the greeting line).
+fn ehlo<S: Read + Write>(conn: &mut BufReader<S>) -> std::result::Result<Vec<String>, String> {
+    let lines = step(conn, "EHLO rolegate\r\n", &[250])?;
+    Ok(lines.into_iter().skip(1).collect())
+}
+
+/// Standard base64 with padding (RFC 4648), for AUTH.
+fn base64(bytes: &[u8]) -> String {
+    const ALPHABET: &[u8; 64] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
+    let mut out = String::with_capacity(bytes.len().div_ceil(3) * 4);
+    for chunk in bytes.chunks(3) {
+        let b = [
+            chunk[0],
+            chunk.get(1).copied().unwrap_or(0),
+            chunk.get(2).copied().unwrap_or(0),
+        ];
+        let n = (u32::from(b[0]) << 16) | (u32::from(b[1]) << 8) | u32::from(b[2]);
+        for (i, shift) in [18, 12, 6, 0].into_iter().enumerate() {
+            if i <= chunk.len() {
+                out.push(char::from(ALPHABET[((n >> shift) & 63) as usize]));
+            } else {
+                out.push('=');
+            }
+        }
+    }
+    out
+}
+
+/// AUTH with `creds`: PLAIN when the relay offers it, else LOGIN.
+fn authenticate<S: Read + Write>(
+    conn: &mut BufReader<S>,
+    caps: &[String],
+    creds: &Credentials,
+) -> std::result::Result<(), String> {
+    let mechanisms: Vec<String> = caps
+        .iter()
+        .filter_map(|c| {
+            let upper = c.to_ascii_uppercase();
+            upper
+                .strip_prefix("AUTH ")
+                .or_else(|| upper.strip_prefix("AUTH="))
+                .map(str::to_string)
+        })
+        .flat_map(|m| m.split_whitespace().map(str::to_string).collect::<Vec<_>>())
+        .collect();
+    if mechanisms.iter().any(|m| m == "PLAIN") {
+        let token = base64(format!("\0{}\0{}", creds.user, creds.password).as_bytes());
+        exchange(
+            conn,
+            &format!("AUTH PLAIN {token}\r\n"),
+            &[235],
+            "AUTH PLAIN",
+        )?;
+    } else if mechanisms.iter().any(|m| m == "LOGIN") {
+        exchange(conn, "AUTH LOGIN\r\n", &[334], "AUTH LOGIN")?;
+        let user = base64(creds.user.as_bytes());
+        exchange(
+            conn,
+            &format!("{user}\r\n"),
+            &[334],
+            "AUTH LOGIN (user name)",
+        )?;
+        let password = base64(creds.password.as_bytes());
+        exchange(
+            conn,
+            &format!("{password}\r\n"),
+            &[235],
+            "AUTH LOGIN (password)",
+        )?;
+    } else {
+        return Err("the relay offers neither AUTH PLAIN nor AUTH LOGIN".into());
+    }
+    Ok(())
+}
+
+/// One message's envelope and content.
+struct Envelope<'a> {
+    from: &'a str,
+    to: &'a str,
+    data: &'a str,
+}
+
+/// After EHLO (and TLS): AUTH when there are credentials, then the message.
+fn converse<S: Read + Write>(
+    mut conn: BufReader<S>,
+    caps: &[String],
+    creds: Option<&Credentials>,
+    m: &Envelope,
+) -> std::result::Result<(), String> {
+    if let Some(creds) = creds {
+        authenticate(&mut conn, caps, creds)?;
+    }
+    step(&mut conn, &format!("MAIL FROM:<{}>\r\n", m.from), &[250])?;
+    step(&mut conn, &format!("RCPT TO:<{}>\r\n", m.to), &[250, 251])?;
     step(&mut conn, "DATA\r\n", &[354])?;
-    let mut body = String::with_capacity(data.len() + 64);
-    for line in data.split("\r\n") {
+    let mut body = String::with_capacity(m.data.len() + 64);
+    for line in m.data.split("\r\n") {
         if line.starts_with('.') {
             body.push('.');
         }
@@ -385,21 +685,68 @@ mod tests {
         assert_eq!(
             Relay::parse("smtp://127.0.0.1:2525"),
             Ok(Relay {
-                tls: false,
+                security: Security::Plain,
                 host: "127.0.0.1".into(),
-                port: 2525
+                port: 2525,
+                credentials: None,
             })
         );
         assert_eq!(
             Relay::parse("smtps://mail.example.com"),
             Ok(Relay {
-                tls: true,
+                security: Security::Implicit,
                 host: "mail.example.com".into(),
-                port: 465
+                port: 465,
+                credentials: None,
             })
         );
-        for bad in ["http://x", "smtp://", "smtp://u:p@host", "smtp://host:x"] {
-            assert!(Relay::parse(bad).is_err(), "{bad}");
+        assert_eq!(
+            Relay::parse("smtp://pim%40corp:p%3Ass@mail.example.com:587?starttls=required"),
+            Ok(Relay {
+                security: Security::StartTls,
+                host: "mail.example.com".into(),
+                port: 587,
+                credentials: Some(Credentials {
+                    user: "pim@corp".into(),
+                    password: "p:ss".into()
+                }),
+            })
+        );
+        // Credentials in the clear only to a loopback relay.
+        assert!(Relay::parse("smtp://u:p@127.0.0.1:2525").is_ok());
+        assert!(Relay::parse("smtp://u:p@[::1]:2525").is_ok());
+        for bad in [
+            "http://x",
+            "smtp://",
+            "smtp://host:x",
+            "smtp://u:secret@mail.example.com",
+            "smtp://u@localhost",
+            "smtp://:p@localhost",
+            "smtps://host?starttls=required",
+            "smtp://host?starttls=optional",
+            "smtp://host/path",
+            "smtp://u:%zz@localhost",
+        ] {
+            let err = Relay::parse(bad).expect_err(bad);
+            assert!(!err.contains("secret"), "{err}");
+        }
+        let relay = Relay::parse("smtps://u:hunter2@mail.example.com").unwrap();
+        assert!(!format!("{relay:?}").contains("hunter2"));
+    }
+
+    #[test]
+    fn base64_matches_rfc_4648() {
+        for (plain, encoded) in [
+            ("", ""),
+            ("f", "Zg=="),
+            ("fo", "Zm8="),
+            ("foo", "Zm9v"),
+            ("foob", "Zm9vYg=="),
+            ("fooba", "Zm9vYmE="),
+            ("foobar", "Zm9vYmFy"),
+            ("\0user\0pass", "AHVzZXIAcGFzcw=="),
+        ] {
+            assert_eq!(base64(plain.as_bytes()), encoded);
         }
     }
 

@@ -137,7 +137,8 @@ struct ServeArgs {
     #[arg(long, value_enum, default_value_t = SyncMode::Full)]
     sqlite_synchronous: SyncMode,
     /// Seconds between background scheduler passes (provisioning future-start grants,
-    /// expiring assignments, timing out approvals); fractions allowed, e.g. `0.5`.
+    /// expiring assignments, timing out approvals, sending reminders); fractions allowed,
+    /// e.g. `0.5`.
     #[arg(
         long,
         env = "ROLEGATE_SCHEDULER_INTERVAL",
@@ -181,10 +182,17 @@ struct ServeArgs {
     /// How often the notification outbox is polled, in milliseconds; for tests.
     #[arg(long, hide = true, default_value_t = 500)]
     webhook_poll_ms: u64,
-    /// E-mail notifications through this SMTP relay: `smtp://host:port` (plain) or
-    /// `smtps://host:port` (implicit TLS). Off when not set.
-    #[arg(long, env = "ROLEGATE_SMTP_URL")]
+    /// E-mail notifications through this SMTP relay: `smtp://host:port` (plain),
+    /// `smtp://host:port?starttls=required` (STARTTLS) or `smtps://host:port` (implicit
+    /// TLS), each optionally with `user:password@` (percent-encoded) for AUTH PLAIN/LOGIN;
+    /// credentials go only over TLS or to a loopback relay. Prefer the environment variable
+    /// when the URL holds a password. Off when not set.
+    #[arg(long, env = "ROLEGATE_SMTP_URL", hide_env_values = true)]
     smtp_url: Option<String>,
+    /// Also trust the PEM certificates in this file for the SMTP relay's TLS (a private
+    /// CA, or a self-signed relay certificate).
+    #[arg(long, env = "ROLEGATE_SMTP_CA_FILE")]
+    smtp_ca_file: Option<PathBuf>,
     /// The sender address of e-mail notifications (required with --smtp-url).
     #[arg(long, env = "ROLEGATE_SMTP_FROM")]
     smtp_from: Option<String>,
@@ -407,7 +415,9 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
             if !rolegate_core::email::valid_address(from.trim()) {
                 bail!("--smtp-from `{from}` is not an e-mail address");
             }
-            Some((relay, from.trim().to_string()))
+            let tls = mail::tls_config(args.smtp_ca_file.as_deref())
+                .map_err(|e| anyhow::anyhow!("--smtp-ca-file: {e}"))?;
+            Some((relay, tls, from.trim().to_string()))
         }
         (Some(_), None) => bail!("--smtp-url needs --smtp-from (the sender address)"),
     };
@@ -466,7 +476,7 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
         },
         stop.subscribe(),
     ));
-    let mailer = relay.map(|(relay, from)| {
+    let mailer = relay.map(|(relay, tls, from)| {
         let base_url = args
             .public_url
             .clone()
@@ -479,11 +489,18 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
                     format!("{scheme}://{addr}")
                 }
             });
-        tracing::info!(host = %relay.host, port = relay.port, tls = relay.tls, "e-mail notifications on");
+        tracing::info!(
+            host = %relay.host,
+            port = relay.port,
+            tls = relay.security.as_str(),
+            auth = relay.credentials.is_some(),
+            "e-mail notifications on"
+        );
         tokio::spawn(mail::run(
             Arc::clone(&state),
             mail::Config {
                 relay,
+                tls,
                 from,
                 base_url,
                 retry_base: std::time::Duration::from_millis(args.smtp_retry_base_ms.max(1)),

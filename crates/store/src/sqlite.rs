@@ -22,6 +22,7 @@ pub(crate) const MIGRATIONS: &[(i64, &str)] = &[
         include_str!("../migrations/sqlite/0005_notifications.sql"),
     ),
     (6, include_str!("../migrations/sqlite/0006_email.sql")),
+    (7, include_str!("../migrations/sqlite/0007_reminders.sql")),
 ];
 
 /// A SQLite connection inside an open transaction, as the SQL code sees it.

@@ -343,6 +343,44 @@ fn due_work_runs_on_the_first_pass_after_a_restart() {
 }
 
 #[test]
+fn a_request_that_catches_a_stale_grant_up_audits_it_like_the_scheduler() {
+    // The scheduler ran at start and waits an hour: the grant stays stored `Granted`.
+    let t = Tenant::start_with(AT_START_ONLY);
+    let (gina, _) = t.user("gina");
+    let role = t.role(&t.sub, READER);
+    let start = from_now(2);
+    let grant = id_of(&t.admin_add(&t.sub, &role, &gina, "Eligible", starting(start, "PT1H")));
+    sleep_past(start);
+    assert_eq!(stored_sub_status(&t.s.db, &grant), "Granted");
+    assert!(audits(&t.s.db, "Provision scheduled grant", "requestId", &grant).is_empty());
+
+    // Removing the assignment first stores the grant as provisioned, with its record.
+    let r = t.request(
+        &t.admin,
+        &request_body("AdminRemove", "Eligible", &t.sub, &role, &gina),
+    );
+    assert_eq!(r.status, 201, "{}", r.text);
+    assert_eq!(stored_sub_status(&t.s.db, &grant), "Provisioned");
+    let records = audits(&t.s.db, "Provision scheduled grant", "requestId", &grant);
+    assert_eq!(records.len(), 1, "{records:#?}");
+    let rec = &records[0];
+    assert_eq!(rec["category"], "RoleManagement", "{rec}");
+    assert_eq!(detail(rec, "subStatus"), Some("Provisioned"), "{rec}");
+    assert!(detail(rec, "resourceId").is_some(), "{rec}");
+    // Initiated by the caller whose request did it, in that request's transaction.
+    assert_eq!(
+        rec["initiatedBy"]["user"]["id"],
+        crate::harness::ADMIN,
+        "{rec}"
+    );
+    assert_eq!(
+        rec["correlationId"].as_str(),
+        r.header("request-id"),
+        "{rec}"
+    );
+}
+
+#[test]
 fn a_fast_scheduler_stops_with_the_server() {
     let t = Tenant::start_with(FAST);
     let (frank, _) = t.user("frank");

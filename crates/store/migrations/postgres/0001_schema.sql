@@ -1,4 +1,4 @@
--- Rolegate on PostgreSQL: the schema SQLite reaches after its migrations 0001-0006, in
+-- Rolegate on PostgreSQL: the schema SQLite reaches after its migrations 0001-0007, in
 -- one step. The encodings are SQLite's, so one text of every statement serves both:
 -- timestamps are BIGINT microseconds since the Unix epoch, flags BIGINT 0/1, JSON TEXT.
 -- SQLite's implicit `rowid` is the explicit `seq` column here.
@@ -236,9 +236,19 @@ CREATE TABLE email_outbox (
     due_at       BIGINT NOT NULL,
     attempts     BIGINT NOT NULL DEFAULT 0,
     lease_owner  TEXT,
-    lease_until  BIGINT NOT NULL DEFAULT 0
+    lease_until  BIGINT NOT NULL DEFAULT 0,
+    assignment_id TEXT
 );
 CREATE INDEX email_outbox_due ON email_outbox(due_at);
+
+CREATE TABLE reminders_sent (
+    assignment_id TEXT NOT NULL,
+    threshold     TEXT NOT NULL,
+    end_at        BIGINT NOT NULL,
+    sent_at       BIGINT NOT NULL,
+    PRIMARY KEY (assignment_id, threshold, end_at)
+);
+CREATE INDEX reminders_sent_end ON reminders_sent(end_at);
 
 -- Multi-node: every committed change to effective access, in commit order, so each
 -- node's in-memory access index catches up before it decides (see postgres.rs).

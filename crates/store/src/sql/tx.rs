@@ -565,6 +565,7 @@ fn email_row(row: &Row) -> Result<rolegate_core::email::Email> {
         address: row.get(4)?,
         first_due: ts(row.get(5)?)?,
         attempts: row.get(6)?,
+        assignment_id: row.get(7)?,
     })
 }
 
@@ -1514,15 +1515,16 @@ impl Tx for SqlTx<'_> {
 
     fn enqueue_email(&mut self, e: &rolegate_core::email::Email) -> Result<()> {
         self.exec(
-            "INSERT INTO email_outbox (id, request_id, event, recipient_id, address, first_due, due_at) \
-             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?6)",
+            "INSERT INTO email_outbox (id, request_id, event, recipient_id, address, first_due, due_at, assignment_id) \
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?6, ?7)",
             &params![
                 e.id,
                 e.request_id,
                 e.event.as_str(),
                 e.recipient_id,
                 e.address,
-                us(e.first_due)
+                us(e.first_due),
+                e.assignment_id
             ],
         )?;
         Ok(())
@@ -1544,7 +1546,7 @@ impl Tx for SqlTx<'_> {
             &params![owner, us(lease_until), us(now), i64::from(limit)],
         )?;
         self.many(
-            "SELECT id, request_id, event, recipient_id, address, first_due, attempts \
+            "SELECT id, request_id, event, recipient_id, address, first_due, attempts, assignment_id \
              FROM email_outbox WHERE due_at = ?2 AND lease_owner = ?1 ORDER BY first_due, rowid",
             &params![owner, us(lease_until)],
             email_row,
@@ -1622,6 +1624,88 @@ impl Tx for SqlTx<'_> {
             }
         }
         Ok(links)
+    }
+
+    // --- reminders and approver e-mail ---
+
+    fn unreminded_assignments(
+        &mut self,
+        threshold: &str,
+        activations: bool,
+        now: Timestamp,
+        until: Timestamp,
+        limit: u32,
+    ) -> Result<Vec<RoleAssignment>> {
+        // Through `assignments_end`: the range of ends (now, until], earliest first.
+        let kind = if activations {
+            "a.state = 'Active' AND a.linked_eligible_id IS NOT NULL"
+        } else {
+            "(a.state <> 'Active' OR a.linked_eligible_id IS NULL)"
+        };
+        self.many(
+            &format!(
+                "SELECT {ASSIGNMENT_COLS} FROM assignments a \
+                 WHERE a.end_at IS NOT NULL AND a.end_at > ?1 AND a.end_at <= ?2 AND a.start_at <= ?1 AND {kind} \
+                 AND NOT EXISTS (SELECT 1 FROM reminders_sent s \
+                                 WHERE s.assignment_id = a.id AND s.threshold = ?3 AND s.end_at = a.end_at) \
+                 ORDER BY a.end_at LIMIT ?4"
+            ),
+            &params![us(now), us(until), threshold, i64::from(limit)],
+            assignment_row,
+        )
+    }
+
+    fn claim_reminder(
+        &mut self,
+        assignment_id: &str,
+        threshold: &str,
+        end: Timestamp,
+        now: Timestamp,
+    ) -> Result<bool> {
+        let n = self.exec(
+            "INSERT INTO reminders_sent (assignment_id, threshold, end_at, sent_at) VALUES (?, ?, ?, ?) \
+             ON CONFLICT DO NOTHING",
+            &params![assignment_id, threshold, us(end), us(now)],
+        )?;
+        Ok(n == 1)
+    }
+
+    fn forget_reminders_ending_by(&mut self, now: Timestamp) -> Result<()> {
+        self.exec(
+            "DELETE FROM reminders_sent WHERE end_at <= ?",
+            &params![us(now)],
+        )?;
+        Ok(())
+    }
+
+    fn access_administrators(
+        &mut self,
+        resources: &[String],
+        now: Timestamp,
+    ) -> Result<Vec<RoleAssignment>> {
+        if resources.is_empty() {
+            return Ok(Vec::new());
+        }
+        let sql = format!(
+            "SELECT {ASSIGNMENT_COLS}, d.template_id FROM assignments a JOIN role_definitions d ON d.id = a.role_definition_id \
+             WHERE a.resource_id IN ({}) AND a.state = 'Active' AND a.start_at <= ? AND (a.end_at IS NULL OR a.end_at > ?)",
+            placeholders(resources.len())
+        );
+        let mut p = SqlFragment {
+            sql: String::new(),
+            params: Vec::new(),
+        };
+        push_ids(&mut p, resources);
+        p.params.push(Value::Integer(us(now)));
+        p.params.push(Value::Integer(us(now)));
+        let rows = self.many(&sql, &p.params, |row| {
+            Ok((assignment_row(row)?, row.get::<String>(9)?))
+        })?;
+        Ok(rows
+            .into_iter()
+            .filter(|(_, template)| is_access_admin_template(template))
+            .map(|(a, _)| a)
+            .collect())
     }
 }
 
@@ -1776,6 +1860,7 @@ mod email_outbox_tests {
         let mail = Email {
             id: "e1".into(),
             request_id: "r1".into(),
+            assignment_id: None,
             event: Event::ApprovalNeeded,
             recipient_id: "u1".into(),
             address: "bob@example.com".into(),
@@ -1796,6 +1881,28 @@ mod email_outbox_tests {
         assert_eq!(retried[0].first_due, at(1));
         assert!(tx.finish_email("e1", "B")?);
         assert!(tx.claim_emails("A", at(999), at(1999), 10)?.is_empty());
+        Ok(())
+    }
+
+    #[test]
+    fn a_reminder_is_claimed_once_per_assignment_threshold_and_end() -> Result<()> {
+        let c = Connection::open_in_memory().map_err(db)?;
+        crate::sqlite::migrate(&c)?;
+        let conn = SqliteConnection(&c);
+        let mut tx = SqlTx::new(&conn);
+        assert!(tx.claim_reminder("a1", "P1D", at(100), at(10))?);
+        assert!(!tx.claim_reminder("a1", "P1D", at(100), at(11))?);
+        // Another threshold, another end (an extension), another assignment: new keys.
+        assert!(tx.claim_reminder("a1", "P14D", at(100), at(10))?);
+        assert!(tx.claim_reminder("a1", "P1D", at(200), at(12))?);
+        assert!(tx.claim_reminder("a2", "P1D", at(100), at(10))?);
+        // Ends that have passed are forgotten; later ones are kept.
+        tx.forget_reminders_ending_by(at(100))?;
+        assert!(!tx.claim_reminder("a1", "P1D", at(200), at(101))?);
+        let left: i64 = c
+            .query_row("SELECT count(*) FROM reminders_sent", [], |r| r.get(0))
+            .map_err(db)?;
+        assert_eq!(left, 1);
         Ok(())
     }
 }

@@ -17,6 +17,9 @@ pub struct AppState {
     pub store: Arc<dyn Store>,
     /// Effective access, patched on every commit.
     pub access: RwLock<AccessIndex>,
+    /// With a shared store: how far the index has caught up with the access log, and when
+    /// it last did.
+    access_log: Mutex<AccessLogPosition>,
     /// Serialises write transactions with their index updates.
     write_order: Mutex<()>,
     /// The clock.
@@ -71,13 +74,28 @@ impl AccessView for LockedIndex<'_> {
     }
 }
 
+/// Where an index stands in the access log of a shared store.
+#[derive(Debug, Clone, Copy)]
+struct AccessLogPosition {
+    /// The newest entry applied.
+    seq: i64,
+    /// When the index last caught up.
+    at: jiff::Timestamp,
+}
+
+/// Entries of the access log are kept this long; a node that has not caught up for half
+/// of it rebuilds its index instead (it may have missed pruned entries).
+const ACCESS_LOG_RETENTION: jiff::SignedDuration = jiff::SignedDuration::from_hours(1);
+
 impl AppState {
     /// State over `store`, with the access index built from it.
     pub fn new(store: Arc<dyn Store>, clock: Arc<dyn Clock>, auth: Authenticator) -> Result<Self> {
-        let index = build_index(store.as_ref(), clock.now())?;
+        let now = clock.now();
+        let (index, seq) = build_index(store.as_ref(), now)?;
         Ok(Self {
             store,
             access: RwLock::new(index),
+            access_log: Mutex::new(AccessLogPosition { seq, at: now }),
             write_order: Mutex::new(()),
             clock,
             auth,
@@ -133,7 +151,80 @@ impl AppState {
         f: impl FnOnce(&mut dyn Tx, &AppState) -> Result<T> + Send + 'static,
     ) -> Result<T, ApiError> {
         let state = Arc::clone(self);
-        blocking(move || store::read(state.store.as_ref(), |tx| f(tx, &state))).await
+        blocking(move || {
+            store::read(state.store.as_ref(), |tx| {
+                state.catch_up(tx)?;
+                f(tx, &state)
+            })
+        })
+        .await
+    }
+
+    /// With a store other nodes write too: applies the access-log entries this node has not
+    /// seen to the index, so a decision here reflects every change committed anywhere
+    /// before this transaction began. A node that fell too far behind rebuilds its index.
+    /// Does nothing on a store of its own (every change went through this process).
+    fn catch_up(&self, tx: &mut dyn Tx) -> Result<()> {
+        if !self.store.shared() {
+            return Ok(());
+        }
+        let now = self.clock.now();
+        let position = || {
+            self.access_log
+                .lock()
+                .map_err(|_| DomainError::internal("access log position lock poisoned"))
+        };
+        let index = || {
+            self.access
+                .write()
+                .map_err(|_| DomainError::internal("access index lock poisoned"))
+        };
+        // The database work runs outside the locks; applying takes them and skips what
+        // another thread applied meanwhile, so entries are applied once and in order.
+        let (mut after, last_at) = {
+            let p = position()?;
+            (p.seq, p.at)
+        };
+        if now.duration_since(last_at) > ACCESS_LOG_RETENTION / 2 {
+            let mut fresh = AccessIndex::new();
+            let seq = fill_index(tx, &mut fresh, now)?;
+            let mut p = position()?;
+            if seq >= p.seq {
+                *index()? = fresh;
+                *p = AccessLogPosition { seq, at: now };
+            }
+            return Ok(());
+        }
+        loop {
+            let entries = tx.access_changes_since(after, 1000)?;
+            let mut p = position()?;
+            if !entries.is_empty() {
+                let mut ix = index()?;
+                for e in &entries {
+                    if e.seq > p.seq {
+                        ix.apply(&e.changes);
+                        p.seq = e.seq;
+                    }
+                }
+            }
+            p.at = now;
+            match entries.last() {
+                Some(last) if entries.len() == 1000 => after = last.seq,
+                _ => return Ok(()),
+            }
+        }
+    }
+
+    /// Catches the index up with the access log in a read transaction of its own (the
+    /// scheduler calls it, so an idle node never falls behind), and on a shared store
+    /// prunes entries past their retention.
+    pub fn refresh_access(&self) -> Result<()> {
+        if !self.store.shared() {
+            return Ok(());
+        }
+        store::read(self.store.as_ref(), |tx| self.catch_up(tx))?;
+        let before = self.clock.now() - ACCESS_LOG_RETENTION;
+        store::write(self.store.as_ref(), |tx| tx.prune_access_log(before))
     }
 
     /// Runs `f` in a write transaction on a blocking thread, then applies the access
@@ -187,7 +278,20 @@ impl AppState {
             new_id: &new_id,
             mail: self.mail.as_ref(),
         };
-        let (value, changes) = match store::write(self.store.as_ref(), |tx| f(tx, &ctx)) {
+        let shared = self.store.shared();
+        let outcome = store::write(self.store.as_ref(), |tx| {
+            // On a shared store the transaction holds the cluster's write lock: catch up
+            // first, so `f` decides on every change committed before it, then log its own.
+            self.catch_up(tx)?;
+            let (value, changes) = f(tx, &ctx)?;
+            let seq = if shared && !changes.is_empty() {
+                Some(tx.log_access_changes(&changes, ctx.now)?)
+            } else {
+                None
+            };
+            Ok((value, changes, seq))
+        });
+        let (value, changes, seq) = match outcome {
             Ok(done) => done,
             Err(e) => {
                 let status = e.code.status();
@@ -206,10 +310,21 @@ impl AppState {
             }
         };
         if !changes.is_empty() {
-            self.access
-                .write()
-                .map_err(|_| DomainError::internal("access index lock poisoned"))?
-                .apply(&changes);
+            let mut position = self
+                .access_log
+                .lock()
+                .map_err(|_| DomainError::internal("access log position lock poisoned"))?;
+            // A read that caught up after this commit has applied these changes already
+            // (with any later ones): apply them only when it has not.
+            if seq.is_none_or(|seq| seq > position.seq) {
+                self.access
+                    .write()
+                    .map_err(|_| DomainError::internal("access index lock poisoned"))?
+                    .apply(&changes);
+                if let Some(seq) = seq {
+                    position.seq = seq;
+                }
+            }
         }
         Ok(value)
     }
@@ -253,17 +368,26 @@ async fn blocking<T: Send + 'static>(
     }
 }
 
-/// Builds the access index from the store: resources, memberships, live assignments.
-pub fn build_index(store: &dyn Store, now: jiff::Timestamp) -> Result<AccessIndex> {
+/// Builds the access index from the store (resources, memberships, live assignments) and
+/// returns it with the access-log position it reflects.
+pub fn build_index(store: &dyn Store, now: jiff::Timestamp) -> Result<(AccessIndex, i64)> {
     store::read(store, |tx| {
         let mut ix = AccessIndex::new();
-        for (id, parent) in tx.all_resource_parents()? {
-            ix.add_resource(&id, parent.as_deref());
-        }
-        for (group, member) in tx.all_memberships()? {
-            ix.add_membership(&group, &member);
-        }
-        tx.for_each_live_assignment(now, &mut |a, admin| ix.upsert(&a, admin))?;
-        Ok(ix)
+        let seq = fill_index(tx, &mut ix, now)?;
+        Ok((ix, seq))
     })
+}
+
+/// Fills `ix` from one transaction's view of the store; returns the access-log position
+/// that view includes.
+fn fill_index(tx: &mut dyn Tx, ix: &mut AccessIndex, now: jiff::Timestamp) -> Result<i64> {
+    let seq = tx.access_log_head()?;
+    for (id, parent) in tx.all_resource_parents()? {
+        ix.add_resource(&id, parent.as_deref());
+    }
+    for (group, member) in tx.all_memberships()? {
+        ix.add_membership(&group, &member);
+    }
+    tx.for_each_live_assignment(now, &mut |a, admin| ix.upsert(&a, admin))?;
+    Ok(seq)
 }

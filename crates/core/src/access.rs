@@ -472,7 +472,7 @@ impl Caller {
 }
 
 /// A committed change the access index must learn about.
-#[derive(Debug, Clone, PartialEq)]
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
 pub enum AccessChange {
     /// An assignment was created or changed; the flag says whether its role administers access.
     Upsert(RoleAssignment, bool),

@@ -6,7 +6,7 @@ use crate::schedule::Schedule;
 use jiff::{SignedDuration, Timestamp};
 
 /// Eligible (may activate) or active (holds the access).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, serde::Serialize, serde::Deserialize)]
 pub enum AssignmentState {
     /// A standing right to activate the role.
     Eligible,
@@ -54,7 +54,7 @@ impl MemberType {
 }
 
 /// A grant of a role on a resource to a subject.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct RoleAssignment {
     /// GUID.
     pub id: String,

@@ -209,7 +209,7 @@ pub struct ScheduleInput {
 }
 
 /// A resolved schedule: when it starts and, unless permanent, when it ends.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct Schedule {
     /// The first instant covered.
     pub start: Timestamp,

@@ -300,6 +300,30 @@ pub trait Tx {
         resources: &[String],
         now: Timestamp,
     ) -> Result<Vec<RoleAssignment>>;
+
+    // Access log: how nodes sharing a database keep their access indexes current.
+    /// Appends the changes to effective access this transaction made, written at `at`;
+    /// returns the entry's position.
+    fn log_access_changes(
+        &mut self,
+        changes: &[crate::access::AccessChange],
+        at: Timestamp,
+    ) -> Result<i64>;
+    /// Up to `limit` access-log entries after position `after`, oldest first.
+    fn access_changes_since(&mut self, after: i64, limit: u32) -> Result<Vec<AccessLogEntry>>;
+    /// The position of the newest access-log entry (0 for none).
+    fn access_log_head(&mut self) -> Result<i64>;
+    /// Deletes access-log entries written before `before`.
+    fn prune_access_log(&mut self, before: Timestamp) -> Result<()>;
+}
+
+/// One entry of the access log: the changes to effective access one write committed.
+#[derive(Debug, Clone, PartialEq)]
+pub struct AccessLogEntry {
+    /// Its position in commit order.
+    pub seq: i64,
+    /// The changes, in the order they were made.
+    pub changes: Vec<crate::access::AccessChange>,
 }
 
 /// A database holding Rolegate's state.

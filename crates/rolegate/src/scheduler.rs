@@ -62,6 +62,10 @@ fn stopping(stop: &watch::Receiver<bool>) -> bool {
 /// One pass: every job, batch after batch, until nothing due is left or `stop()` says so.
 /// A failing batch is rolled back and logged; the job is tried again at the next pass.
 pub fn pass(state: &AppState, stop: &dyn Fn() -> bool) {
+    // Nodes sharing a database: keep this node's access index current even when idle.
+    if let Err(e) = state.refresh_access() {
+        tracing::warn!(error = %e, "could not catch up with the access log");
+    }
     let caller = scheduler::caller();
     for job in Job::ALL {
         loop {

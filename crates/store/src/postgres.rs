@@ -106,21 +106,48 @@ fn db(e: postgres::Error) -> DomainError {
         {
             return unavailable(&e);
         }
-        return DomainError::internal(format!("postgres: {e}"));
+        return DomainError::internal(format!("postgres: {}", detail(&e)));
     }
     if e.is_closed() || std::error::Error::source(&e).is_some_and(|s| s.is::<std::io::Error>()) {
         return unavailable(&e);
     }
-    DomainError::internal(format!("postgres: {e}"))
+    DomainError::internal(format!("postgres: {}", detail(&e)))
 }
 
 /// A lost or refused connection: the operator sees why in the log, the client a 503.
+/// The server's message (and code) when there is one: `postgres::Error`'s own text is
+/// only "db error".
+fn detail(e: &postgres::Error) -> String {
+    match e.as_db_error() {
+        Some(d) => format!("{} ({})", d.message(), d.code().code()),
+        None => e.to_string(),
+    }
+}
+
 fn unavailable(e: &postgres::Error) -> DomainError {
-    tracing::warn!(error = %e, "postgres unavailable");
+    tracing::warn!(error = %detail(e), "postgres unavailable");
     DomainError::new(
         ErrorCode::ServiceUnavailable,
         "the database is unavailable; retry later",
     )
+}
+
+impl Drop for PostgresStore {
+    /// Closes the idle connections on a thread of its own: closing blocks on the client's
+    /// runtime, which must not happen on a thread driving the server's.
+    fn drop(&mut self) {
+        let idle = std::mem::take(
+            &mut self
+                .pool
+                .state
+                .lock()
+                .unwrap_or_else(|e| e.into_inner())
+                .idle,
+        );
+        if !idle.is_empty() {
+            let _ = std::thread::spawn(move || drop(idle)).join();
+        }
+    }
 }
 
 impl PostgresStore {

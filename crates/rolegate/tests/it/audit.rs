@@ -508,13 +508,13 @@ fn r3_holders_read_their_resources_and_others_are_refused() {
     let _ = eligible_owner;
 }
 
-/// Runs `rolegate audit …` on the tenant's database; `(exit success, stdout)`.
-fn cli(db: &std::path::Path, args: &[&str]) -> (bool, String) {
+/// Runs `rolegate audit …` on the database at `url`; `(exit success, stdout)`.
+fn cli(url: &str, args: &[&str]) -> (bool, String) {
     let out = Command::new(binary())
         .arg("audit")
         .args(args)
         .arg("--database")
-        .arg(format!("sqlite://{}", db.display()))
+        .arg(url)
         .env_remove("ROLEGATE_DATABASE_URL")
         .output()
         .expect("rolegate audit");
@@ -525,28 +525,6 @@ fn cli(db: &std::path::Path, args: &[&str]) -> (bool, String) {
         String::from_utf8_lossy(&out.stderr)
     );
     (out.status.success(), stdout)
-}
-
-/// Runs Python's `sqlite3` module on `db` with `script` (which sees `db` and `arg`).
-fn python_sqlite(db: &std::path::Path, script: &str, arg: &str) -> String {
-    let python = std::env::var("ROLEGATE_PYTHON")
-        .ok()
-        .filter(|p| !p.is_empty())
-        .unwrap_or_else(|| "python3".into());
-    let prelude = "import sqlite3, sys\ndb = sqlite3.connect(sys.argv[1])\narg = sys.argv[2]\n";
-    let out = Command::new(python)
-        .arg("-c")
-        .arg(format!("{prelude}{script}\ndb.commit()\ndb.close()\n"))
-        .arg(db)
-        .arg(arg)
-        .output()
-        .expect("python3");
-    assert!(
-        out.status.success(),
-        "python: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    String::from_utf8_lossy(&out.stdout).trim().to_string()
 }
 
 #[test]
@@ -565,25 +543,19 @@ fn verify_and_export_on_the_database_file() {
     assert_eq!(ok.status, 201, "{}", ok.text);
     let listed = all_pages(&t.s, &t.admin, "$top=999");
     assert!(t.s.stop(), "server did not stop cleanly");
-    let db = t.s.db.clone();
-    let rows: usize = python_sqlite(
-        &db,
-        "print(db.execute('SELECT count(*) FROM audit_log').fetchone()[0])",
-        "",
-    )
-    .parse()
-    .expect("count");
+    let db = t.s.database_url();
+    let rows = t.s.sql("SELECT id FROM audit_log", &[]).len();
     assert_eq!(rows, listed.len());
 
     // verify: exit 0 and the number of records checked.
     let (intact, out) = cli(&db, &["verify"]);
     assert!(intact, "{out}");
     assert!(out.contains(&format!("{rows} records checked")), "{out}");
-    let head = python_sqlite(
-        &db,
-        "print(db.execute('SELECT hash FROM audit_log ORDER BY seq DESC LIMIT 1').fetchone()[0])",
-        "",
-    );
+    let head =
+        t.s.sql("SELECT hash FROM audit_log ORDER BY seq DESC LIMIT 1", &[])[0][0]
+            .as_str()
+            .expect("hash")
+            .to_string();
     assert_eq!(head.len(), 64, "{head}");
     assert!(
         out.contains(&format!("newest record hash: {head}")),
@@ -650,18 +622,16 @@ fn verify_and_export_on_the_database_file() {
     // Alter one record by hand: verify fails and names it.
     let victim = &exported[exported.len() / 2];
     let victim_id = victim["id"].as_str().expect("id");
-    python_sqlite(
-        &db,
-        "row = db.execute('SELECT record FROM audit_log WHERE id = ?', (arg,)).fetchone()\n\
-         altered = row[0].replace('\"loggedByService\":\"PIM\"', '\"loggedByService\":\"Someone\"')\n\
-         db.execute('UPDATE audit_log SET record = ? WHERE id = ?', (altered, arg))",
-        victim_id,
+    t.s.sql(
+        "UPDATE audit_log SET record = replace(record, '\"loggedByService\":\"PIM\"', '\"loggedByService\":\"Someone\"') \
+         WHERE id = ?",
+        &[victim_id],
     );
-    let changed = python_sqlite(
-        &db,
-        "print(db.execute('SELECT record FROM audit_log WHERE id = ?', (arg,)).fetchone()[0])",
-        victim_id,
-    );
+    let changed =
+        t.s.sql("SELECT record FROM audit_log WHERE id = ?", &[victim_id])[0][0]
+            .as_str()
+            .expect("record")
+            .to_string();
     assert!(
         changed.contains("\"loggedByService\":\"Someone\""),
         "not altered: {changed}"

@@ -1,4 +1,7 @@
-//! Starts the real `rolegate` binary on a temporary SQLite file and talks to it over HTTP.
+//! Starts the real `rolegate` binary on a fresh database and talks to it over HTTP. The
+//! database is a temporary SQLite file, or (in the `it_postgres` test binary) a fresh schema
+//! of the PostgreSQL server at `ROLEGATE_TEST_POSTGRES_URL`
+//! (default `postgres://postgres@127.0.0.1:5432/test`).
 
 // Not every test module uses every helper; setup failures are meant to panic; temp names
 // use the wall clock.
@@ -15,13 +18,61 @@ pub const ADMIN: &str = "it-admin";
 /// The HS256 secret every test server verifies with.
 pub const SECRET: &str = "integration-test-secret-0123456789";
 
+/// The database the servers of this test binary run on.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Backend {
+    /// A temporary SQLite file per server.
+    Sqlite,
+    /// A fresh schema per server on the test PostgreSQL server.
+    Postgres,
+}
+
+/// The PostgreSQL server tests use.
+pub fn postgres_url() -> String {
+    std::env::var("ROLEGATE_TEST_POSTGRES_URL")
+        .ok()
+        .filter(|u| !u.is_empty())
+        .unwrap_or_else(|| "postgres://postgres@127.0.0.1:5432/test".into())
+}
+
+/// A client of the test PostgreSQL server, or why there is none.
+pub fn postgres_client() -> Result<postgres::Client, String> {
+    postgres::Client::connect(&postgres_url(), postgres::NoTls).map_err(|e| e.to_string())
+}
+
+/// The backend servers start on: the test binary's, except that the PostgreSQL binary
+/// falls back to SQLite (saying so once, past the output capture) when no PostgreSQL
+/// server answers, so the README's test command passes on a machine without one.
+pub fn backend() -> Backend {
+    static CHOSEN: OnceLock<Backend> = OnceLock::new();
+    *CHOSEN.get_or_init(|| match crate::BACKEND {
+        Backend::Sqlite => Backend::Sqlite,
+        Backend::Postgres => match postgres_client() {
+            Ok(_) => Backend::Postgres,
+            Err(e) => {
+                let _ = writeln!(
+                    std::io::stderr().lock(),
+                    "SKIPPED the PostgreSQL run of the integration tests: no PostgreSQL at {} ({e}); \
+                     these tests ran on SQLite instead. Set ROLEGATE_TEST_POSTGRES_URL to run them on PostgreSQL.",
+                    postgres_url()
+                );
+                Backend::Sqlite
+            }
+        },
+    })
+}
+
 /// A running server process.
 pub struct Server {
     child: Option<Child>,
     /// `http://127.0.0.1:PORT`.
     pub origin: String,
-    /// The SQLite file.
+    /// The SQLite file (SQLite backend).
     pub db: PathBuf,
+    /// The PostgreSQL schema (PostgreSQL backend).
+    schema: Option<String>,
+    /// Whether dropping this server drops its database (not for a second node on it).
+    owns_database: bool,
     dir: PathBuf,
     keep_dir: bool,
 }
@@ -113,9 +164,9 @@ impl Server {
     pub fn restart_with(mut self, args: &[&str]) -> Server {
         self.keep_dir = true;
         self.stop();
-        let (dir, db) = (self.dir.clone(), self.db.clone());
+        let (dir, db, schema) = (self.dir.clone(), self.db.clone(), self.schema.take());
         drop(self);
-        Self::spawn(dir, db, false, args)
+        Self::spawn_on(dir, db, schema, false, args, true, &[])
     }
 
     fn spawn(dir: PathBuf, db: PathBuf, keep_dir: bool, extra: &[&str]) -> Server {
@@ -130,11 +181,32 @@ impl Server {
         dev_auth: bool,
         env: &[(&str, &str)],
     ) -> Server {
+        Self::spawn_on(dir, db, None, keep_dir, extra, dev_auth, env)
+    }
+
+    fn spawn_on(
+        dir: PathBuf,
+        db: PathBuf,
+        schema: Option<String>,
+        keep_dir: bool,
+        extra: &[&str],
+        dev_auth: bool,
+        env: &[(&str, &str)],
+    ) -> Server {
+        // A new server gets a new schema; a restarted one keeps its predecessor's.
+        let schema = match (backend(), schema) {
+            (Backend::Postgres, None) => Some(format!("it_{}", uuid_like().replace('-', "_"))),
+            (_, schema) => schema,
+        };
+        let database = database_url(&db, schema.as_deref());
         let log = std::fs::File::create(dir.join("server.log")).expect("log file");
         let mut cmd = Command::new(binary());
-        cmd.args(["serve", "--listen", "127.0.0.1:0", "--database"])
-            .arg(format!("sqlite://{}", db.display()))
-            .args(["--admin", ADMIN]);
+        cmd.args(["serve", "--listen", "127.0.0.1:0"]);
+        // A second node may reach the database another way (through a proxy).
+        if !extra.contains(&"--database") {
+            cmd.args(["--database", &database]);
+        }
+        cmd.args(["--admin", ADMIN]);
         if dev_auth {
             cmd.args(["--auth-hs256-secret", SECRET]);
         }
@@ -161,17 +233,132 @@ impl Server {
                 break;
             }
         }
-        assert!(
-            !origin.is_empty(),
-            "server did not start; log: {}",
-            std::fs::read_to_string(dir.join("server.log")).unwrap_or_default()
-        );
-        Server {
+        let server = Server {
             child: Some(child),
             origin,
             db,
+            schema,
+            owns_database: true,
             dir,
             keep_dir,
+        };
+        assert!(
+            !server.origin.is_empty(),
+            "server did not start; log: {}",
+            server.log()
+        );
+        server
+    }
+
+    /// Another node on this server's database (PostgreSQL), with extra `serve` arguments
+    /// and `database` in place of the shared database URL when given (a proxy in front of
+    /// it, say). Dropping it leaves the database to this server.
+    pub fn sibling(&self, args: &[&str], database: Option<&str>) -> Server {
+        let dir = std::env::temp_dir().join(format!("rolegate-it-{}", uuid_like()));
+        std::fs::create_dir_all(&dir).expect("temp dir");
+        let url = database.map_or_else(|| self.database_url(), str::to_string);
+        let mut extra = vec!["--database", url.as_str()];
+        extra.extend_from_slice(args);
+        let mut node = Self::spawn_on(
+            dir,
+            self.db.clone(),
+            self.schema.clone(),
+            false,
+            &extra,
+            true,
+            &[],
+        );
+        node.owns_database = false;
+        node
+    }
+
+    /// The server's process id, while it runs.
+    pub fn pid(&self) -> Option<u32> {
+        self.child.as_ref().map(Child::id)
+    }
+
+    /// Kills the process with SIGKILL (no shutdown at all) and waits for it.
+    pub fn kill(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+
+    /// The `--database` URL of this server's database.
+    pub fn database_url(&self) -> String {
+        database_url(&self.db, self.schema.as_deref())
+    }
+
+    /// Runs `sql` (with `?` placeholders bound to the text `args`) directly on the
+    /// server's database and returns its rows, columns as JSON (integers and flags as
+    /// numbers). For tests that look underneath the API or alter stored state by hand.
+    pub fn sql(&self, sql: &str, args: &[&str]) -> Vec<Vec<Value>> {
+        match &self.schema {
+            None => {
+                let c = rusqlite::Connection::open(&self.db).expect("open database");
+                c.busy_timeout(std::time::Duration::from_secs(5))
+                    .expect("busy timeout");
+                let mut stmt = c.prepare(sql).expect("prepare");
+                let n = stmt.column_count();
+                let rows = stmt
+                    .query_map(rusqlite::params_from_iter(args.iter()), |r| {
+                        (0..n)
+                            .map(|i| {
+                                Ok(match r.get_ref(i)? {
+                                    rusqlite::types::ValueRef::Integer(v) => Value::from(v),
+                                    rusqlite::types::ValueRef::Real(v) => Value::from(v),
+                                    rusqlite::types::ValueRef::Text(t) => {
+                                        Value::from(String::from_utf8_lossy(t).into_owned())
+                                    }
+                                    _ => Value::Null,
+                                })
+                            })
+                            .collect::<rusqlite::Result<Vec<Value>>>()
+                    })
+                    .expect("query");
+                rows.collect::<rusqlite::Result<_>>().expect("rows")
+            }
+            Some(schema) => {
+                let mut c = postgres_client().expect("postgres");
+                c.batch_execute(&format!("SET search_path TO {schema}"))
+                    .expect("search_path");
+                let mut n = 0;
+                let sql: String = sql
+                    .chars()
+                    .map(|ch| {
+                        if ch == '?' {
+                            n += 1;
+                            format!("${n}")
+                        } else {
+                            ch.to_string()
+                        }
+                    })
+                    .collect();
+                let params: Vec<&(dyn postgres::types::ToSql + Sync)> = args
+                    .iter()
+                    .map(|a| a as &(dyn postgres::types::ToSql + Sync))
+                    .collect();
+                let rows = c.query(&sql, &params).expect("query");
+                rows.iter()
+                    .map(|r| {
+                        (0..r.len())
+                            .map(|i| {
+                                let ty = r.columns()[i].type_().clone();
+                                if ty == postgres::types::Type::INT8 {
+                                    r.get::<_, Option<i64>>(i).map_or(Value::Null, Value::from)
+                                } else if ty == postgres::types::Type::BOOL {
+                                    r.get::<_, Option<bool>>(i)
+                                        .map_or(Value::Null, |b| Value::from(i64::from(b)))
+                                } else {
+                                    r.get::<_, Option<String>>(i)
+                                        .map_or(Value::Null, Value::from)
+                                }
+                            })
+                            .collect()
+                    })
+                    .collect()
+            }
         }
     }
 
@@ -227,7 +414,51 @@ impl Server {
         body: Option<&str>,
         headers: &[(&str, &str)],
     ) -> Reply {
-        let url = format!("{}{}", self.origin, path);
+        self.try_raw(method, path, token, body, headers)
+            .unwrap_or_else(|e| panic!("{method} {path}: {e}"))
+    }
+
+    /// [`Server::call`], or why no response came (the server is gone, say).
+    pub fn try_call(
+        &self,
+        method: &str,
+        path: &str,
+        token: Option<&str>,
+        body: Option<&Value>,
+    ) -> Result<Reply, String> {
+        self.try_raw(
+            method,
+            path,
+            token,
+            body.map(|b| b.to_string()).as_deref(),
+            &[],
+        )
+    }
+
+    /// [`Server::raw`], or why no response came.
+    pub fn try_raw(
+        &self,
+        method: &str,
+        path: &str,
+        token: Option<&str>,
+        body: Option<&str>,
+        headers: &[(&str, &str)],
+    ) -> Result<Reply, String> {
+        http(&self.origin, method, path, token, body, headers)
+    }
+}
+
+/// One HTTP request to `origin` (`http://host:port`), read whole; or why no response came.
+pub fn http(
+    origin: &str,
+    method: &str,
+    path: &str,
+    token: Option<&str>,
+    body: Option<&str>,
+    headers: &[(&str, &str)],
+) -> Result<Reply, String> {
+    {
+        let url = format!("{origin}{path}");
         let mut req = ureq::http::Request::builder().method(method).uri(&url);
         if let Some(t) = token {
             req = req.header("Authorization", format!("Bearer {t}"));
@@ -238,10 +469,10 @@ impl Server {
         if body.is_some() {
             req = req.header("Content-Type", "application/json");
         }
-        let req = req.body(body.unwrap_or("").to_string()).expect("request");
-        let mut resp = agent()
-            .run(req)
-            .unwrap_or_else(|e| panic!("{method} {path}: {e}"));
+        let req = req
+            .body(body.unwrap_or("").to_string())
+            .map_err(|e| e.to_string())?;
+        let mut resp = agent().run(req).map_err(|e| e.to_string())?;
         let status = resp.status().as_u16();
         let headers = resp
             .headers()
@@ -250,14 +481,16 @@ impl Server {
             .collect();
         let text = resp.body_mut().read_to_string().unwrap_or_default();
         let json = serde_json::from_str(&text).unwrap_or(Value::Null);
-        Reply {
+        Ok(Reply {
             status,
             json,
             text,
             headers,
-        }
+        })
     }
+}
 
+impl Server {
     /// GET with a token.
     pub fn get(&self, path: &str, token: &str) -> Reply {
         self.call("GET", path, Some(token), None)
@@ -277,7 +510,25 @@ impl Drop for Server {
         }
         if !self.keep_dir {
             let _ = std::fs::remove_dir_all(&self.dir);
+            if let Some(schema) = &self.schema
+                && self.owns_database
+                && let Ok(mut c) = postgres_client()
+            {
+                let _ = c.batch_execute(&format!("DROP SCHEMA IF EXISTS {schema} CASCADE"));
+            }
         }
+    }
+}
+
+/// The `--database` URL of an SQLite file or of a schema on the test PostgreSQL server.
+fn database_url(db: &std::path::Path, schema: Option<&str>) -> String {
+    match schema {
+        Some(schema) => {
+            let base = postgres_url();
+            let sep = if base.contains('?') { '&' } else { '?' };
+            format!("{base}{sep}schema={schema}")
+        }
+        None => format!("sqlite://{}", db.display()),
     }
 }
 
@@ -322,6 +573,11 @@ pub fn uuid_like() -> String {
         nanos,
         N.fetch_add(1, Ordering::Relaxed)
     )
+}
+
+/// Says, past the test harness's output capture, that `test` was skipped and why.
+pub fn skip(test: &str, why: &str) {
+    let _ = writeln!(std::io::stderr().lock(), "SKIPPED {test}: {why}");
 }
 
 /// The interpreter named by `ROLEGATE_PYTHON` when it can run `import {imports}`; otherwise
@@ -450,4 +706,72 @@ pub fn refused_start(args: &[&str], env: &[(&str, &str)]) -> String {
     assert!(!status.success(), "{args:?}: {stderr}");
     std::fs::remove_dir_all(dir).ok();
     stderr
+}
+
+/// A TCP proxy in front of a server (the test PostgreSQL), which a test can cut: every
+/// open connection is closed and new ones are refused until it is resumed. Stands in for
+/// a database that restarts or a network that fails, without touching the real server.
+pub struct TcpProxy {
+    /// The local port it listens on.
+    pub port: u16,
+    up: std::sync::Arc<std::sync::atomic::AtomicBool>,
+    open: std::sync::Arc<std::sync::Mutex<Vec<std::net::TcpStream>>>,
+}
+
+impl TcpProxy {
+    /// Starts a proxy to `target` (`host:port`).
+    pub fn start(target: &str) -> TcpProxy {
+        use std::net::{TcpListener, TcpStream};
+        use std::sync::atomic::Ordering;
+        let listener = TcpListener::bind("127.0.0.1:0").expect("bind proxy");
+        let port = listener.local_addr().expect("proxy addr").port();
+        let up = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(true));
+        let open: std::sync::Arc<std::sync::Mutex<Vec<TcpStream>>> = Default::default();
+        let (up2, open2, target) = (up.clone(), open.clone(), target.to_string());
+        std::thread::spawn(move || {
+            for client in listener.incoming() {
+                let Ok(client) = client else { continue };
+                if !up2.load(Ordering::SeqCst) {
+                    drop(client);
+                    continue;
+                }
+                let Ok(server) = TcpStream::connect(&target) else {
+                    continue;
+                };
+                let pipe = |mut from: TcpStream, mut to: TcpStream| {
+                    std::thread::spawn(move || {
+                        let _ = std::io::copy(&mut from, &mut to);
+                        let _ = to.shutdown(std::net::Shutdown::Both);
+                    });
+                };
+                if let (Ok(c2), Ok(s2)) = (client.try_clone(), server.try_clone())
+                    && let Ok(mut list) = open2.lock()
+                {
+                    list.push(c2);
+                    list.push(s2);
+                    pipe(
+                        client.try_clone().expect("clone"),
+                        server.try_clone().expect("clone"),
+                    );
+                    pipe(server, client);
+                }
+            }
+        });
+        TcpProxy { port, up, open }
+    }
+
+    /// Closes every connection and refuses new ones.
+    pub fn cut(&self) {
+        self.up.store(false, std::sync::atomic::Ordering::SeqCst);
+        if let Ok(mut list) = self.open.lock() {
+            for s in list.drain(..) {
+                let _ = s.shutdown(std::net::Shutdown::Both);
+            }
+        }
+    }
+
+    /// Accepts connections again.
+    pub fn resume(&self) {
+        self.up.store(true, std::sync::atomic::Ordering::SeqCst);
+    }
 }

@@ -13,9 +13,7 @@ use crate::fixture::{
 };
 use crate::harness::{SECRET, Server, binary};
 use jiff::Timestamp;
-use rusqlite::{Connection, OpenFlags, OptionalExtension};
 use serde_json::{Value, json};
-use std::path::Path;
 use std::process::Command;
 use std::time::{Duration, Instant};
 
@@ -33,58 +31,45 @@ fn wait_until(secs: u64, what: &str, mut f: impl FnMut() -> bool) {
     }
 }
 
-/// A read-only connection to the server's database (WAL: reads don't disturb it).
-fn db(path: &Path) -> Connection {
-    let c =
-        Connection::open_with_flags(path, OpenFlags::SQLITE_OPEN_READ_ONLY).expect("open database");
-    c.busy_timeout(Duration::from_secs(5))
-        .expect("busy timeout");
-    c
-}
-
-/// The stored `sub_status` of request `id` (not the one reads derive from the clock).
-fn stored_sub_status(path: &Path, id: &str) -> String {
-    db(path)
-        .query_row("SELECT sub_status FROM requests WHERE id = ?", [id], |r| {
-            r.get(0)
-        })
+/// The stored `sub_status` of request `id`, as the database holds it.
+fn stored_sub_status(s: &Server, id: &str) -> String {
+    let rows = s.sql("SELECT sub_status FROM requests WHERE id = ?", &[id]);
+    rows.first()
+        .and_then(|r| r[0].as_str())
         .expect("request row")
+        .to_string()
 }
 
 /// `(end_reason, ended_at == end_at)` of assignment `id` in history, if it is there.
-fn in_history(path: &Path, id: &str) -> Option<(String, bool)> {
-    db(path)
-        .query_row(
-            "SELECT end_reason, ended_at = end_at FROM assignment_history WHERE id = ?",
-            [id],
-            |r| Ok((r.get(0)?, r.get(1)?)),
+fn in_history(s: &Server, id: &str) -> Option<(String, bool)> {
+    let rows = s.sql(
+        "SELECT end_reason, ended_at = end_at FROM assignment_history WHERE id = ?",
+        &[id],
+    );
+    rows.first().map(|r| {
+        (
+            r[0].as_str().expect("end_reason").to_string(),
+            r[1].as_i64() == Some(1),
         )
-        .optional()
-        .expect("history query")
+    })
 }
 
 /// Whether assignment `id` is still in the live table.
-fn in_live_table(path: &Path, id: &str) -> bool {
-    db(path)
-        .query_row("SELECT count(*) FROM assignments WHERE id = ?", [id], |r| {
-            r.get::<_, i64>(0)
-        })
-        .expect("assignments query")
-        > 0
+fn in_live_table(s: &Server, id: &str) -> bool {
+    !s.sql("SELECT id FROM assignments WHERE id = ?", &[id])
+        .is_empty()
 }
 
 /// The audit records named `activity` whose `additionalDetails` has `key` = `value`.
-fn audits(path: &Path, activity: &str, key: &str, value: &str) -> Vec<Value> {
-    let c = db(path);
-    let mut stmt = c
-        .prepare("SELECT record FROM audit_log WHERE activity = ? ORDER BY seq")
-        .expect("audit query");
-    let rows = stmt
-        .query_map([activity], |r| r.get::<_, String>(0))
-        .expect("audit rows");
-    rows.map(|r| serde_json::from_str::<Value>(&r.expect("row")).expect("record json"))
-        .filter(|rec| detail(rec, key) == Some(value))
-        .collect()
+fn audits(s: &Server, activity: &str, key: &str, value: &str) -> Vec<Value> {
+    s.sql(
+        "SELECT record FROM audit_log WHERE activity = ? ORDER BY seq",
+        &[activity],
+    )
+    .into_iter()
+    .map(|r| serde_json::from_str::<Value>(r[0].as_str().expect("record")).expect("record json"))
+    .filter(|rec| detail(rec, key) == Some(value))
+    .collect()
 }
 
 fn detail<'a>(record: &'a Value, key: &str) -> Option<&'a str> {
@@ -164,7 +149,7 @@ fn a_future_start_grant_is_provisioned_when_its_start_passes() {
     let id = id_of(&r);
     assert_eq!(status_of(&r), ("InProgress", "Granted"), "{r}");
     assert_eq!(status_of(&t.get_request(&id)), ("InProgress", "Granted"));
-    assert_eq!(stored_sub_status(&t.s.db, &id), "Granted");
+    assert_eq!(stored_sub_status(&t.s, &id), "Granted");
     assert!(requests_stored_as(&t, "Granted").contains(&id));
     assert!(listed_for(&t, &t.sub, &alice).is_none(), "not current yet");
     let before =
@@ -177,7 +162,7 @@ fn a_future_start_grant_is_provisioned_when_its_start_passes() {
 
     sleep_past(start);
     wait_until(5, "the grant is stored as provisioned", || {
-        stored_sub_status(&t.s.db, &id) == "Provisioned"
+        stored_sub_status(&t.s, &id) == "Provisioned"
     });
     let got = t.get_request(&id);
     assert_eq!(status_of(&got), ("Closed", "Provisioned"), "{got}");
@@ -190,7 +175,7 @@ fn a_future_start_grant_is_provisioned_when_its_start_passes() {
         t.s.get(&t.s.pim(&format!("/resources/{}", t.sub)), &alice_t);
     assert_eq!(after.status, 200, "R1 after the start: {}", after.text);
 
-    let recs = audits(&t.s.db, "Provision scheduled grant", "requestId", &id);
+    let recs = audits(&t.s, "Provision scheduled grant", "requestId", &id);
     assert_eq!(
         recs.len(),
         1,
@@ -230,20 +215,20 @@ fn ended_assignments_leave_lists_checks_and_the_live_table() {
 
     sleep_past(ts(&brief["endDateTime"]).max(ts(&active["endDateTime"])));
     wait_until(5, "both are moved to history", || {
-        in_history(&t.s.db, &brief_id).is_some() && in_history(&t.s.db, &active_id).is_some()
+        in_history(&t.s, &brief_id).is_some() && in_history(&t.s, &active_id).is_some()
     });
     for id in [&brief_id, &active_id] {
         assert_eq!(
-            in_history(&t.s.db, id),
+            in_history(&t.s, id),
             Some(("Expired".to_string(), true)),
             "expired at its scheduled end"
         );
-        assert!(!in_live_table(&t.s.db, id));
+        assert!(!in_live_table(&t.s, id));
         let got =
             t.s.get(&t.s.pim(&format!("/roleAssignments/{id}")), &t.admin);
         assert_eq!(got.status, 404, "{}", got.text);
         assert_eq!(got.code(), "RoleAssignmentNotFound");
-        let recs = audits(&t.s.db, "Expire assignment", "assignmentId", id);
+        let recs = audits(&t.s, "Expire assignment", "assignmentId", id);
         assert_eq!(recs.len(), 1, "{recs:?}");
         assert_scheduler_record(&recs[0]);
     }
@@ -260,7 +245,7 @@ fn ended_assignments_leave_lists_checks_and_the_live_table() {
         "the activation is gone"
     );
     // The eligibility it came from is untouched.
-    assert!(in_live_table(&t.s.db, &eligible));
+    assert!(in_live_table(&t.s, &eligible));
     let denied = t.s.get(&rg_path, &bob_t);
     assert_eq!(denied.status, 403, "no R1 after the end: {}", denied.text);
     assert_eq!(denied.code(), "Authorization_RequestDenied");
@@ -276,7 +261,7 @@ fn an_expired_assignment_is_renewed_from_history() {
     let id = id_of(&listed);
     sleep_past(ts(&listed["endDateTime"]));
     wait_until(5, "the assignment is in history", || {
-        in_history(&t.s.db, &id).is_some()
+        in_history(&t.s, &id).is_some()
     });
     assert!(listed_for(&t, &t.sub, &carol).is_none());
 
@@ -288,13 +273,13 @@ fn an_expired_assignment_is_renewed_from_history() {
     let renewed = listed_for(&t, &t.sub, &carol).expect("listed again");
     assert_eq!(id_of(&renewed), id, "the same assignment comes back");
     assert!(ts(&renewed["endDateTime"]) > from_now(29 * 86_400));
-    assert!(in_history(&t.s.db, &id).is_none());
+    assert!(in_history(&t.s, &id).is_none());
     let got =
         t.s.get(&t.s.pim(&format!("/resources/{}", t.sub)), &carol_t);
     assert_eq!(got.status, 200, "R1 again: {}", got.text);
     // A renewed assignment is live again: the scheduler leaves it alone.
     std::thread::sleep(Duration::from_millis(600));
-    assert!(in_live_table(&t.s.db, &id));
+    assert!(in_live_table(&t.s, &id));
 }
 
 #[test]
@@ -323,19 +308,19 @@ fn due_work_runs_on_the_first_pass_after_a_restart() {
     );
     sleep_past(start.max(ts(&ending["endDateTime"])));
     // Nothing ran while it was down.
-    assert_eq!(stored_sub_status(&s.db, &grant), "Granted");
-    assert!(in_live_table(&s.db, &ending_id));
+    assert_eq!(stored_sub_status(&s, &grant), "Granted");
+    assert!(in_live_table(&s, &ending_id));
 
     let s: Server = s.restart_with(AT_START_ONLY);
     wait_until(5, "the start pass has done the due work", || {
-        stored_sub_status(&s.db, &grant) == "Provisioned" && in_history(&s.db, &ending_id).is_some()
+        stored_sub_status(&s, &grant) == "Provisioned" && in_history(&s, &ending_id).is_some()
     });
     assert_eq!(
-        audits(&s.db, "Provision scheduled grant", "requestId", &grant).len(),
+        audits(&s, "Provision scheduled grant", "requestId", &grant).len(),
         1
     );
     assert_eq!(
-        audits(&s.db, "Expire assignment", "assignmentId", &ending_id).len(),
+        audits(&s, "Expire assignment", "assignmentId", &ending_id).len(),
         1
     );
     let mut s = s;
@@ -351,8 +336,8 @@ fn a_request_that_catches_a_stale_grant_up_audits_it_like_the_scheduler() {
     let start = from_now(2);
     let grant = id_of(&t.admin_add(&t.sub, &role, &gina, "Eligible", starting(start, "PT1H")));
     sleep_past(start);
-    assert_eq!(stored_sub_status(&t.s.db, &grant), "Granted");
-    assert!(audits(&t.s.db, "Provision scheduled grant", "requestId", &grant).is_empty());
+    assert_eq!(stored_sub_status(&t.s, &grant), "Granted");
+    assert!(audits(&t.s, "Provision scheduled grant", "requestId", &grant).is_empty());
 
     // Removing the assignment first stores the grant as provisioned, with its record.
     let r = t.request(
@@ -360,8 +345,8 @@ fn a_request_that_catches_a_stale_grant_up_audits_it_like_the_scheduler() {
         &request_body("AdminRemove", "Eligible", &t.sub, &role, &gina),
     );
     assert_eq!(r.status, 201, "{}", r.text);
-    assert_eq!(stored_sub_status(&t.s.db, &grant), "Provisioned");
-    let records = audits(&t.s.db, "Provision scheduled grant", "requestId", &grant);
+    assert_eq!(stored_sub_status(&t.s, &grant), "Provisioned");
+    let records = audits(&t.s, "Provision scheduled grant", "requestId", &grant);
     assert_eq!(records.len(), 1, "{records:#?}");
     let rec = &records[0];
     assert_eq!(rec["category"], "RoleManagement", "{rec}");
@@ -428,7 +413,7 @@ fn approvals_nobody_decides_time_out() {
             .unwrap(),
     );
     wait_until(5, "the approval is stored as timed out", || {
-        stored_sub_status(&t.s.db, &id) == "TimedOut"
+        stored_sub_status(&t.s, &id) == "TimedOut"
     });
     assert_eq!(status_of(&t.get_request(&id)), ("Closed", "TimedOut"));
     assert!(requests_stored_as(&t, "TimedOut").contains(&id));
@@ -436,7 +421,7 @@ fn approvals_nobody_decides_time_out() {
     let d = decide(&t.s, &hank_t, &id, "AdminApproved");
     assert_eq!(d.status, 400, "{}", d.text);
     assert_eq!(d.code(), "RequestCannotBeUpdated");
-    let recs = audits(&t.s.db, "Time out approval", "requestId", &id);
+    let recs = audits(&t.s, "Time out approval", "requestId", &id);
     assert_eq!(recs.len(), 1, "{recs:?}");
     assert_scheduler_record(&recs[0]);
     assert!(

@@ -1,5 +1,9 @@
 //! Rolegate's integration tests: the real binary, a real SQLite file, real HTTP.
-//! One test binary (each file under tests/ would be another link step); one module per area.
+//! One test binary per backend (each file under tests/ would be another link step): this
+//! one on SQLite, `tests/it_postgres.rs` the same modules on PostgreSQL; one module per area.
+
+/// The database this binary's servers run on.
+pub const BACKEND: harness::Backend = harness::Backend::Sqlite;
 
 mod approvals;
 mod audit;

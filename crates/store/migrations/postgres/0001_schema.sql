@@ -1,4 +1,4 @@
--- Rolegate on PostgreSQL: the schema SQLite reaches after its migrations 0001-0007, in
+-- Rolegate on PostgreSQL: the schema SQLite reaches after its migrations 0001-0008, in
 -- one step. The encodings are SQLite's, so one text of every statement serves both:
 -- timestamps are BIGINT microseconds since the Unix epoch, flags BIGINT 0/1, JSON TEXT.
 -- SQLite's implicit `rowid` is the explicit `seq` column here.
@@ -257,3 +257,4 @@ CREATE TABLE access_log (
     at      BIGINT NOT NULL,
     changes TEXT NOT NULL
 );
+CREATE INDEX access_log_at ON access_log(at);

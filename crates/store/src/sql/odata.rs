@@ -173,7 +173,7 @@ fn write_filter(
         Filter::Not(inner) => {
             out.sql.push_str("NOT coalesce(");
             write_filter(inner, fields, out)?;
-            out.sql.push_str(", 0)");
+            out.sql.push_str(", FALSE)");
         }
         Filter::Compare { left, op, right } => {
             let null = |o: &Operand| matches!(o, Operand::Literal(Literal::Null));
@@ -184,7 +184,7 @@ fn write_filter(
                 CompareOp::Ne if null(right) => "{a} IS NOT NULL",
                 CompareOp::Ne if null(left) => "{b} IS NOT NULL",
                 CompareOp::Eq => "{a} = {b}",
-                CompareOp::Ne => "{a} IS NOT {b}",
+                CompareOp::Ne => "{a} IS DISTINCT FROM {b}",
                 CompareOp::Gt => "{a} > {b}",
                 CompareOp::Ge => "{a} >= {b}",
                 CompareOp::Lt => "{a} < {b}",
@@ -214,7 +214,7 @@ fn write_filter(
                 (false, false) => "{a} IN ({b})",
                 (true, false) => "({a} IS NULL OR {a} IN ({b}))",
                 (true, true) => "{a} IS NULL",
-                (false, true) => "0",
+                (false, true) => "1 = 0",
             };
             out.template(template, &target, &list);
         }

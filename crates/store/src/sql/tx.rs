@@ -4,6 +4,7 @@
 use super::odata::{SqlFragment, filter_to_sql, orderby_to_sql};
 use super::{Connection, Dialect, Row, Value, params};
 use jiff::Timestamp;
+use rolegate_core::access::AccessChange;
 use rolegate_core::assignment::{AssignmentState, EndReason, RoleAssignment};
 use rolegate_core::audit::{
     AuditEntry, AuditIndex, AuditRecord, ChainLink, GENESIS_HASH, chain_hash,
@@ -24,7 +25,7 @@ use rolegate_core::resource::{Resource, ResourceStatus};
 use rolegate_core::role::{RoleDefinition, RoleSetting, is_access_admin_template};
 use rolegate_core::schedule::Schedule;
 use rolegate_core::scim::{ScimRecord, SubjectQuery};
-use rolegate_core::store::{AssignmentKey, Tx};
+use rolegate_core::store::{AccessLogEntry, AssignmentKey, Tx};
 
 /// The [`Tx`] of one open transaction on a [`Connection`].
 pub struct SqlTx<'c> {
@@ -1706,6 +1707,46 @@ impl Tx for SqlTx<'_> {
             .filter(|(_, template)| is_access_admin_template(template))
             .map(|(a, _)| a)
             .collect())
+    }
+
+    // --- access log ---
+
+    fn log_access_changes(&mut self, changes: &[AccessChange], at: Timestamp) -> Result<i64> {
+        let json = serde_json::to_string(changes)
+            .map_err(|e| DomainError::internal(format!("access changes: {e}")))?;
+        self.one(
+            "INSERT INTO access_log (at, changes) VALUES (?, ?) RETURNING seq",
+            &params![us(at), json],
+            |r| r.get::<i64>(0),
+        )?
+        .ok_or_else(|| DomainError::internal("access log insert returned no seq"))
+    }
+
+    fn access_changes_since(&mut self, after: i64, limit: u32) -> Result<Vec<AccessLogEntry>> {
+        self.many(
+            "SELECT seq, changes FROM access_log WHERE seq > ? ORDER BY seq LIMIT ?",
+            &params![after, limit],
+            |r| {
+                let text: String = r.get(1)?;
+                Ok(AccessLogEntry {
+                    seq: r.get(0)?,
+                    changes: serde_json::from_str(&text).map_err(json_err)?,
+                })
+            },
+        )
+    }
+
+    fn access_log_head(&mut self) -> Result<i64> {
+        Ok(self
+            .one("SELECT coalesce(max(seq), 0) FROM access_log", &[], |r| {
+                r.get::<i64>(0)
+            })?
+            .unwrap_or(0))
+    }
+
+    fn prune_access_log(&mut self, before: Timestamp) -> Result<()> {
+        self.exec("DELETE FROM access_log WHERE at < ?", &params![us(before)])?;
+        Ok(())
     }
 }
 

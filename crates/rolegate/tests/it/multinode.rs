@@ -1,0 +1,329 @@
+//! Several `rolegate serve` nodes on one PostgreSQL database (issue 5): the database, not a
+//! node's memory, decides races; scheduler jobs run once; a change committed through one
+//! node is enforced by the other at once; a node killed mid-load loses nothing it
+//! acknowledged; a database outage answers `503` and service comes back with the database.
+//! These run in the `it_postgres` test binary only, and are skipped without PostgreSQL.
+
+#![allow(clippy::expect_used, clippy::unwrap_used)]
+
+use crate::fixture::{
+    CONTRIBUTOR, Tenant, activation, decide, eligible_user, lasting, list_assignments,
+    request_body, status_of,
+};
+use crate::harness::{Backend, Server, TcpProxy, backend, postgres_url, skip};
+use serde_json::{Value, json};
+use std::time::{Duration, Instant};
+
+/// Whether the servers run on PostgreSQL; says why the test is skipped when not.
+fn on_postgres(test: &str) -> bool {
+    let on = backend() == Backend::Postgres;
+    if !on {
+        skip(test, "several nodes need a shared PostgreSQL database");
+    }
+    on
+}
+
+/// Polls `done` every 100 ms for up to `secs` seconds.
+fn wait_until(secs: u64, what: &str, mut done: impl FnMut() -> bool) {
+    let deadline = Instant::now() + Duration::from_secs(secs);
+    while !done() {
+        assert!(Instant::now() < deadline, "timed out waiting until {what}");
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}
+
+#[test]
+fn racing_identical_admin_adds_through_two_nodes_create_one_assignment() {
+    if !on_postgres("racing_identical_admin_adds_through_two_nodes_create_one_assignment") {
+        return;
+    }
+    let t = Tenant::start();
+    let b = t.s.sibling(&[], None);
+    let role = t.role(&t.sub, CONTRIBUTOR);
+    for round in 0..3 {
+        let (user, _) = t.user(&format!("racer-{round}"));
+        let mut body = request_body("AdminAdd", "Eligible", &t.sub, &role, &user);
+        body["schedule"] = lasting("P30D");
+        let statuses: Vec<u16> = std::thread::scope(|scope| {
+            let handles: Vec<_> = (0..8)
+                .map(|i| {
+                    let node = if i % 2 == 0 { &t.s } else { &b };
+                    let (body, admin) = (&body, &t.admin);
+                    scope.spawn(move || {
+                        node.post(&node.pim("/roleAssignmentRequests"), admin, body)
+                            .status
+                    })
+                })
+                .collect();
+            handles.into_iter().map(|h| h.join().unwrap()).collect()
+        });
+        assert_eq!(
+            statuses.iter().filter(|s| **s == 201).count(),
+            1,
+            "one AdminAdd wins: {statuses:?}"
+        );
+        assert!(
+            statuses.iter().all(|s| *s == 201 || (400..500).contains(s)),
+            "the others are refused, never a 5xx: {statuses:?}"
+        );
+        for node in [&t.s, &b] {
+            let held = list_assignments(node, &t.admin, &t.sub)
+                .iter()
+                .filter(|a| a["subjectId"] == user.as_str())
+                .count();
+            assert_eq!(held, 1, "both nodes list exactly one assignment");
+        }
+    }
+}
+
+#[test]
+fn racing_decisions_through_two_nodes_give_one_decision() {
+    if !on_postgres("racing_decisions_through_two_nodes_give_one_decision") {
+        return;
+    }
+    let t = Tenant::start();
+    let b = t.s.sibling(&[], None);
+    let (bob, bob_t) = t.user("bob");
+    let (carol, carol_t) = t.user("carol");
+    for round in 0..3 {
+        let (alice, alice_t, role, eligible) = eligible_user(&t, &format!("alice-{round}"), "P30D");
+        t.set_rule(
+            &role,
+            "userMemberSettings",
+            "ApprovalRule",
+            json!({"Enabled": true, "Approvers": [
+                {"Id": bob, "Type": "User", "DisplayName": "bob"},
+                {"Id": carol, "Type": "User", "DisplayName": "carol"}]}),
+        );
+        let r = t.request(
+            &alice_t,
+            &activation(&t.sub, &role, &alice, Some(&eligible), "PT1H"),
+        );
+        assert_eq!(r.status, 201, "{}", r.text);
+        let id = r.json["id"].as_str().expect("id").to_string();
+        // Bob approves through one node while Carol denies through the other.
+        let (approve, deny) = std::thread::scope(|scope| {
+            let a = scope.spawn(|| decide(&t.s, &bob_t, &id, "AdminApproved").status);
+            let d = scope.spawn(|| decide(&b, &carol_t, &id, "AdminDenied").status);
+            (a.join().unwrap(), d.join().unwrap())
+        });
+        let won = [approve, deny]
+            .iter()
+            .filter(|s| (200..300).contains(*s))
+            .count();
+        assert_eq!(won, 1, "one decision: approve {approve}, deny {deny}");
+        assert!(
+            [approve, deny].iter().all(|s| *s < 500),
+            "approve {approve}, deny {deny}"
+        );
+        let request = t.get_request(&id);
+        let active = list_assignments(&b, &t.admin, &t.sub)
+            .iter()
+            .filter(|a| a["subjectId"] == alice.as_str() && a["assignmentState"] == "Active")
+            .count();
+        if (200..300).contains(&approve) {
+            assert_eq!(status_of(&request).1, "Provisioned", "{request}");
+            assert_eq!(active, 1);
+        } else {
+            assert_eq!(status_of(&request), ("Closed", "AdminDenied"), "{request}");
+            assert_eq!(active, 0);
+        }
+    }
+}
+
+#[test]
+fn scheduler_jobs_run_once_with_two_schedulers() {
+    if !on_postgres("scheduler_jobs_run_once_with_two_schedulers") {
+        return;
+    }
+    let fast = ["--scheduler-interval", "0.1"];
+    let t = Tenant::start_with(&fast);
+    let b = t.s.sibling(&fast, None);
+    let role = t.role(&t.sub, CONTRIBUTOR);
+    let start = crate::fixture::from_now(3);
+    let mut ids = Vec::new();
+    for i in 0..6 {
+        let (user, _) = t.user(&format!("later-{i}"));
+        let mut body = request_body("AdminAdd", "Eligible", &t.sub, &role, &user);
+        body["schedule"] =
+            json!({"type": "Once", "startDateTime": start.to_string(), "duration": "P30D"});
+        let node = if i % 2 == 0 { &t.s } else { &b };
+        let r = node.post(&node.pim("/roleAssignmentRequests"), &t.admin, &body);
+        assert_eq!(r.status, 201, "{}", r.text);
+        assert_eq!(status_of(&r.json).1, "Granted", "{}", r.text);
+        ids.push(r.json["id"].as_str().expect("id").to_string());
+    }
+    wait_until(15, "every grant is provisioned", || {
+        ids.iter().all(|id| {
+            t.s.sql("SELECT sub_status FROM requests WHERE id = ?", &[id])
+                .first()
+                .is_some_and(|r| r[0] == "Provisioned")
+        })
+    });
+    // A few more passes on both nodes: still one record per grant.
+    std::thread::sleep(Duration::from_millis(500));
+    let records: Vec<Value> =
+        t.s.sql(
+            "SELECT record FROM audit_log WHERE activity = 'Provision scheduled grant'",
+            &[],
+        )
+        .into_iter()
+        .map(|r| serde_json::from_str(r[0].as_str().expect("record")).expect("json"))
+        .collect();
+    for id in &ids {
+        let n = records
+            .iter()
+            .filter(|rec| rec.to_string().contains(id.as_str()))
+            .count();
+        assert_eq!(n, 1, "grant {id} provisioned once");
+    }
+}
+
+#[test]
+fn a_revocation_through_one_node_is_enforced_by_the_other_at_once() {
+    if !on_postgres("a_revocation_through_one_node_is_enforced_by_the_other_at_once") {
+        return;
+    }
+    let t = Tenant::start();
+    let b = t.s.sibling(&[], None);
+    let resource = b.pim(&format!("/resources/{}", t.sub));
+    for round in 0..3 {
+        let (user, user_t, role, _) = eligible_user(&t, &format!("leaver-{round}"), "P30D");
+        // Granted through node A: node B sees it at once.
+        assert_eq!(b.get(&resource, &user_t).status, 200);
+        let r = t.request(
+            &t.admin,
+            &request_body("AdminRemove", "Eligible", &t.sub, &role, &user),
+        );
+        assert!(r.status < 300, "AdminRemove: {}", r.text);
+        // Revoked through node A: node B refuses the very next request.
+        let after = b.get(&resource, &user_t);
+        assert_eq!(after.status, 403, "{}", after.text);
+    }
+}
+
+#[test]
+fn a_node_killed_mid_load_loses_no_acknowledged_request() {
+    if !on_postgres("a_node_killed_mid_load_loses_no_acknowledged_request") {
+        return;
+    }
+    let t = Tenant::start();
+    let mut a = t.s.sibling(&[], None);
+    let b = t.s.sibling(&[], None);
+    let stop = std::sync::atomic::AtomicBool::new(false);
+    let killed = std::sync::atomic::AtomicBool::new(false);
+    let (acknowledged, served_after_kill) = std::thread::scope(|scope| {
+        let workers: Vec<_> = (0..4)
+            .map(|w| {
+                let (a, b, t, stop, killed) = (&a, &b, &t, &stop, &killed);
+                scope.spawn(move || {
+                    let mut acked = Vec::new();
+                    let mut after_kill = 0;
+                    let mut n = 0;
+                    while !stop.load(std::sync::atomic::Ordering::SeqCst) {
+                        n += 1;
+                        let node: &Server = if n % 2 == 0 { a } else { b };
+                        let was_killed = killed.load(std::sync::atomic::Ordering::SeqCst);
+                        let name = format!("load-{w}-{n}");
+                        let Ok(r) = node.try_call(
+                            "POST",
+                            "/scim/v2/Users",
+                            Some(&t.admin),
+                            Some(&json!({
+                                "schemas": ["urn:ietf:params:scim:schemas:core:2.0:User"],
+                                "userName": format!("{name}@example.test"),
+                                "displayName": name,
+                            })),
+                        ) else {
+                            continue;
+                        };
+                        if r.status == 201 {
+                            acked.push(r.json["id"].as_str().expect("id").to_string());
+                            if was_killed {
+                                after_kill += 1;
+                            }
+                        }
+                    }
+                    (acked, after_kill)
+                })
+            })
+            .collect();
+        std::thread::sleep(Duration::from_millis(1500));
+        // Mid-load, without any shutdown: SIGKILL.
+        let pid = a.pid().expect("node a runs").to_string();
+        let status = std::process::Command::new("kill")
+            .args(["-KILL", &pid])
+            .status()
+            .expect("kill");
+        assert!(status.success());
+        killed.store(true, std::sync::atomic::Ordering::SeqCst);
+        std::thread::sleep(Duration::from_millis(1500));
+        stop.store(true, std::sync::atomic::Ordering::SeqCst);
+        let mut all = Vec::new();
+        let mut after = 0;
+        for h in workers {
+            let (acked, n) = h.join().unwrap();
+            all.extend(acked);
+            after += n;
+        }
+        (all, after)
+    });
+    a.kill();
+    assert!(acknowledged.len() > 20, "load ran: {}", acknowledged.len());
+    assert!(
+        served_after_kill > 0,
+        "the surviving node kept serving while the other was gone"
+    );
+    for id in &acknowledged {
+        let r = b.get(&format!("/scim/v2/Users/{id}"), &t.admin);
+        assert_eq!(r.status, 200, "acknowledged user {id} is there: {}", r.text);
+    }
+}
+
+#[test]
+fn a_database_outage_answers_503_and_service_returns_with_the_database() {
+    if !on_postgres("a_database_outage_answers_503_and_service_returns_with_the_database") {
+        return;
+    }
+    let t = Tenant::start();
+    let config: postgres::Config = postgres_url().parse().expect("test url");
+    let host = match config.get_hosts().first() {
+        Some(postgres::config::Host::Tcp(h)) => h.clone(),
+        _ => "127.0.0.1".into(),
+    };
+    let port = config.get_ports().first().copied().unwrap_or(5432);
+    let proxy = TcpProxy::start(&format!("{host}:{port}"));
+    let url = t.s.database_url().replacen(
+        &format!("{host}:{port}"),
+        &format!("127.0.0.1:{}", proxy.port),
+        1,
+    );
+    let b = t.s.sibling(&[], Some(&url));
+    let resources = b.pim("/resources");
+    assert_eq!(b.get(&resources, &t.admin).status, 200);
+    assert_eq!(b.get("/readyz", &t.admin).status, 200);
+
+    proxy.cut();
+    let mut outage = Vec::new();
+    for _ in 0..5 {
+        outage.push(b.get(&resources, &t.admin).status);
+    }
+    assert!(
+        outage.iter().all(|s| *s == 503),
+        "503 while the database is gone, never a 500: {outage:?}"
+    );
+    assert_eq!(b.get("/readyz", &t.admin).status, 503);
+
+    proxy.resume();
+    wait_until(15, "service returns", || {
+        b.get(&resources, &t.admin).status == 200
+    });
+    assert_eq!(b.get("/readyz", &t.admin).status, 200);
+    // Writes work again, and what was there before is intact.
+    let (user, _) = t.user("after-outage");
+    let role = t.role(&t.sub, CONTRIBUTOR);
+    let mut body = request_body("AdminAdd", "Eligible", &t.sub, &role, &user);
+    body["schedule"] = lasting("P30D");
+    let r = b.post(&b.pim("/roleAssignmentRequests"), &t.admin, &body);
+    assert_eq!(r.status, 201, "{}", r.text);
+}

@@ -20,7 +20,7 @@ pub struct Server {
     child: Option<Child>,
     /// `http://127.0.0.1:PORT`.
     pub origin: String,
-    /// The SQLite file.
+    /// The SQLite file (unused by a server started with [`Server::start_on`]).
     pub db: PathBuf,
     dir: PathBuf,
     keep_dir: bool,
@@ -103,6 +103,15 @@ impl Server {
         Self::spawn_with_auth(dir, db, false, args, false, &[])
     }
 
+    /// Starts a server on the database `url` (a PostgreSQL schema, or an SQLite file that
+    /// outlives the server) with extra `serve` arguments.
+    pub fn start_on(url: &str, args: &[&str]) -> Server {
+        let dir = std::env::temp_dir().join(format!("rolegate-it-{}", uuid_like()));
+        std::fs::create_dir_all(&dir).expect("temp dir");
+        let db = dir.join("rolegate.db");
+        Self::spawn_on(dir, db, url, false, args, true, &[])
+    }
+
     /// Stops this server gracefully and starts a new one on the same database file.
     pub fn restart(self) -> Server {
         self.restart_with(&[])
@@ -130,10 +139,22 @@ impl Server {
         dev_auth: bool,
         env: &[(&str, &str)],
     ) -> Server {
+        let url = format!("sqlite://{}", db.display());
+        Self::spawn_on(dir, db, &url, keep_dir, extra, dev_auth, env)
+    }
+
+    fn spawn_on(
+        dir: PathBuf,
+        db: PathBuf,
+        url: &str,
+        keep_dir: bool,
+        extra: &[&str],
+        dev_auth: bool,
+        env: &[(&str, &str)],
+    ) -> Server {
         let log = std::fs::File::create(dir.join("server.log")).expect("log file");
         let mut cmd = Command::new(binary());
-        cmd.args(["serve", "--listen", "127.0.0.1:0", "--database"])
-            .arg(format!("sqlite://{}", db.display()))
+        cmd.args(["serve", "--listen", "127.0.0.1:0", "--database", url])
             .args(["--admin", ADMIN]);
         if dev_auth {
             cmd.args(["--auth-hs256-secret", SECRET]);

@@ -4,6 +4,7 @@
 mod approvals;
 mod audit;
 mod authz;
+mod copy;
 mod durability;
 mod email;
 mod fixture;

@@ -282,6 +282,44 @@ fn a_sqlite_tenant_copied_to_postgres_verifies_and_lists_the_same_and_keeps_work
     );
 }
 
+/// A PostgreSQL migration that adds a table or a column without adding it to
+/// `rolegate_store::TABLES` fails this test (a copy would drop its data).
+#[test]
+fn the_copy_names_every_table_and_column_of_the_postgres_schema() {
+    use rolegate_store::SqlStore;
+    let Some(schema) =
+        Schema::fresh("the_copy_names_every_table_and_column_of_the_postgres_schema")
+    else {
+        return;
+    };
+    let store = rolegate_store::PostgresStore::open(&schema.url, 1, true).expect("open");
+    let mut found = std::collections::BTreeSet::new();
+    store
+        .read_sql(&mut |c| {
+            c.query_each(
+                "SELECT table_name, column_name FROM information_schema.columns \
+                 WHERE table_schema = current_schema() \
+                 AND table_name NOT IN ('schema_migrations', 'access_log')",
+                &[],
+                &mut |row| {
+                    found.insert((row.get::<String>(0)?, row.get::<String>(1)?));
+                    Ok(())
+                },
+            )
+        })
+        .expect("read the catalog");
+    let copied: std::collections::BTreeSet<(String, String)> = rolegate_store::TABLES
+        .iter()
+        .flat_map(|t| {
+            t.columns.iter().map(|c| {
+                let column = if *c == "rowid" { "seq" } else { *c };
+                (t.name.to_string(), column.to_string())
+            })
+        })
+        .collect();
+    assert_eq!(found, copied);
+}
+
 #[test]
 fn a_postgres_tenant_copies_back_to_sqlite() {
     let Some(schema) = Schema::fresh("a_postgres_tenant_copies_back_to_sqlite") else {

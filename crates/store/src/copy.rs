@@ -570,4 +570,39 @@ mod tests {
             let _ = std::fs::remove_dir_all(path.parent().unwrap());
         }
     }
+
+    #[test]
+    fn a_copy_spans_pages_and_partial_batches() {
+        let (source_path, destination_path) = (temp_db("pages"), temp_db("pages-copy"));
+        let source = SqliteStore::open(&source_path, Synchronous::Normal).unwrap();
+        let total = 2 * PAGE_ROWS + 150;
+        source
+            .write_sql(&mut |c| {
+                c.execute(
+                    "WITH RECURSIVE n(i) AS (SELECT 1 UNION ALL SELECT i + 1 FROM n WHERE i < ?) \
+                     INSERT INTO subjects (id, kind, display_name, active) \
+                     SELECT 'u' || i, 'User', 'User ' || i, 1 FROM n",
+                    &[Value::Integer(total)],
+                )?;
+                c.execute("DELETE FROM subjects WHERE rowid % 7 = 0", &[])?;
+                Ok(())
+            })
+            .unwrap();
+        let destination = SqliteStore::open(&destination_path, Synchronous::Normal).unwrap();
+
+        let counts = copy(&source, &destination).unwrap();
+        let kept = total - total / 7;
+        assert!(kept > PAGE_ROWS, "more than one page");
+        assert!(
+            counts
+                .iter()
+                .any(|c| c.table == "subjects" && c.rows == kept as u64),
+            "{counts:?}"
+        );
+        let listed = "SELECT rowid, id FROM subjects ORDER BY rowid";
+        assert_eq!(seqs(&destination, listed), seqs(&source, listed));
+        for path in [source_path, destination_path] {
+            let _ = std::fs::remove_dir_all(path.parent().unwrap());
+        }
+    }
 }

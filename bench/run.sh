@@ -4,11 +4,13 @@
 # Usage: cargo build --release -p rolegate -p rolegate-bench
 #        rolegate seed --database sqlite://$DB --manifest manifest.json   (once; ~1 min)
 #        DB=... bench/run.sh        (run from the directory holding manifest.json)
+#        DATABASE=postgres://…?schema=… bench/run.sh   (PostgreSQL instead of the SQLite $DB)
 set -euo pipefail
 BIN=${BIN:-${CARGO_TARGET_DIR:-target}/release}
 DB=${DB:-bench.db}
+DATABASE=${DATABASE:-sqlite://$DB}
 SECRET=benchsecret0123456789
-"$BIN/rolegate" serve --database "sqlite://$DB" --auth-hs256-secret $SECRET --admin bench-admin --listen 127.0.0.1:18090 --rate-limit-per-ip 0 --rate-limit-per-subject 0 > server.out 2> server.log &
+"$BIN/rolegate" serve --database "$DATABASE" --auth-hs256-secret $SECRET --admin bench-admin --listen 127.0.0.1:18090 --rate-limit-per-ip 0 --rate-limit-per-subject 0 > server.out 2> server.log &
 PID=$!
 start=$(date +%s.%N)
 until grep -q listening server.out 2>/dev/null; do sleep 0.1; done

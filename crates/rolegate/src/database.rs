@@ -2,8 +2,7 @@
 //! `postgres://…` (several nodes on one database).
 
 use anyhow::{Context, bail};
-use rolegate_core::store::Store;
-use rolegate_store::{PostgresStore, SqliteStore, Synchronous};
+use rolegate_store::{PostgresStore, SqlStore, SqliteStore, Synchronous};
 use std::path::PathBuf;
 use std::sync::Arc;
 
@@ -64,7 +63,7 @@ impl Database {
     }
 
     /// Opens the database, creating and migrating it as `options` say.
-    pub fn open(&self, options: OpenOptions) -> anyhow::Result<Arc<dyn Store>> {
+    pub fn open(&self, options: OpenOptions) -> anyhow::Result<Arc<dyn SqlStore>> {
         Ok(match self {
             Self::Sqlite(path) => Arc::new(
                 SqliteStore::open(path, options.sync)
@@ -79,7 +78,7 @@ impl Database {
 
     /// Opens a database that must exist already (an auditor pointing at the wrong path
     /// must not get an empty, "intact" log).
-    pub fn open_existing(&self) -> anyhow::Result<Arc<dyn Store>> {
+    pub fn open_existing(&self) -> anyhow::Result<Arc<dyn SqlStore>> {
         if let Self::Sqlite(path) = self
             && !path.is_file()
         {
@@ -89,6 +88,22 @@ impl Database {
             migrate: false,
             ..OpenOptions::default()
         })
+    }
+}
+
+/// `url` without the password of its user info, for commands an operator copies (the
+/// tool then asks, or reads `PGPASSWORD` or `~/.pgpass`).
+pub fn without_password(url: &str) -> String {
+    let Some((scheme, rest)) = url.split_once("://") else {
+        return url.to_string();
+    };
+    let (authority, tail) = rest.split_at(rest.find(['/', '?']).unwrap_or(rest.len()));
+    match authority.rsplit_once('@') {
+        Some((user_info, host)) => match user_info.split_once(':') {
+            Some((user, _)) => format!("{scheme}://{user}@{host}{tail}"),
+            None => url.to_string(),
+        },
+        None => url.to_string(),
     }
 }
 
@@ -122,6 +137,11 @@ mod tests {
         let pg = Database::parse("postgres://rg:s3cret@db:5432/rolegate?schema=a")?;
         assert_eq!(pg.describe(), "postgres://rg:***@db:5432/rolegate?schema=a");
         assert!(!pg.describe().contains("s3cret"));
+        assert_eq!(
+            without_password("postgres://rg:s3cret@db:5432/rolegate?sslmode=require"),
+            "postgres://rg@db:5432/rolegate?sslmode=require"
+        );
+        assert_eq!(without_password("postgres://rg@db/x"), "postgres://rg@db/x");
         Ok(())
     }
 }

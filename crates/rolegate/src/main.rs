@@ -6,6 +6,7 @@ mod database;
 mod demo;
 mod listen;
 mod mail;
+mod maintenance;
 mod notify;
 mod scheduler;
 mod seed;
@@ -50,6 +51,12 @@ enum Command {
     /// Creates the database schema or brings it to this build's version, then exits (for
     /// operators who start `serve --no-migrate`).
     Migrate(MigrateArgs),
+    /// Writes a consistent copy of a SQLite database to a new file, safe while servers run
+    /// on it (PostgreSQL: prints the `pg_dump` command to use).
+    Backup(maintenance::BackupArgs),
+    /// Copies a whole tenant into an empty database, e.g. SQLite to PostgreSQL: every row,
+    /// audit hash chain and list order included. Stop the servers first.
+    Copy(maintenance::CopyArgs),
 }
 
 #[derive(clap::Args, Debug)]
@@ -592,6 +599,8 @@ fn main() -> anyhow::Result<()> {
             println!("{}: schema up to date", database.describe());
             Ok(())
         }
+        Command::Backup(a) => maintenance::backup(&a),
+        Command::Copy(a) => maintenance::copy(&a),
         Command::Audit(a) => {
             if !audit::run(a)? {
                 std::process::exit(1);

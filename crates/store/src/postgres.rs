@@ -11,6 +11,7 @@
 //! The URL is libpq's (`postgres://user:password@host:port/database?…`) plus Rolegate's own
 //! `schema=NAME` parameter: the schema to use, created when missing (default `public`).
 
+use crate::SqlStore;
 use crate::sql::{self, Dialect, Row, SqlTx, Value, rewrite_placeholders};
 use postgres::error::SqlState;
 use postgres::types::{IsNull, ToSql, Type, to_sql_checked};
@@ -310,7 +311,11 @@ impl PostgresStore {
 
     /// Runs `f` in a transaction: a read-only snapshot, or a write holding the cluster's
     /// write lock.
-    fn run(&self, write: bool, f: &mut dyn FnMut(&mut dyn Tx) -> Result<()>) -> Result<()> {
+    fn run(
+        &self,
+        write: bool,
+        f: &mut dyn FnMut(&dyn sql::Connection) -> Result<()>,
+    ) -> Result<()> {
         let mut conn = self.connection()?;
         let client = conn.client()?;
         let mut txn = if write {
@@ -329,18 +334,28 @@ impl PostgresStore {
         let pg = PgConnection {
             txn: RefCell::new(&mut txn),
         };
-        f(&mut SqlTx::new(&pg))?;
+        f(&pg)?;
         txn.commit().map_err(db)
+    }
+}
+
+impl SqlStore for PostgresStore {
+    fn read_sql(&self, f: &mut dyn FnMut(&dyn sql::Connection) -> Result<()>) -> Result<()> {
+        self.run(false, f)
+    }
+
+    fn write_sql(&self, f: &mut dyn FnMut(&dyn sql::Connection) -> Result<()>) -> Result<()> {
+        self.run(true, f)
     }
 }
 
 impl Store for PostgresStore {
     fn read_dyn(&self, f: &mut dyn FnMut(&mut dyn Tx) -> Result<()>) -> Result<()> {
-        self.run(false, f)
+        self.run(false, &mut |c| f(&mut SqlTx::new(c)))
     }
 
     fn write_dyn(&self, f: &mut dyn FnMut(&mut dyn Tx) -> Result<()>) -> Result<()> {
-        self.run(true, f)
+        self.run(true, &mut |c| f(&mut SqlTx::new(c)))
     }
 
     fn ping(&self) -> Result<()> {
@@ -356,14 +371,9 @@ impl Store for PostgresStore {
     }
 }
 
-/// Splits Rolegate's `schema=NAME` parameter off a libpq URL.
-fn parse_url(url: &str) -> Result<(Config, String)> {
-    let bad = |why: &str| {
-        DomainError::new(
-            ErrorCode::BadRequest,
-            format!("--database: not a usable PostgreSQL URL ({why})"),
-        )
-    };
+/// Splits Rolegate's `schema=NAME` parameter off a PostgreSQL URL: the libpq URL that is
+/// left (what `psql` and `pg_dump` take) and the schema (`public` when not named).
+pub fn split_schema(url: &str) -> Result<(String, String)> {
     let (base, query) = url.split_once('?').unwrap_or((url, ""));
     let mut schema = String::from("public");
     let mut rest = Vec::new();
@@ -371,7 +381,7 @@ fn parse_url(url: &str) -> Result<(Config, String)> {
         match pair.split_once('=') {
             Some(("schema", name)) => {
                 if name.is_empty() || !name.chars().all(|c| c.is_ascii_alphanumeric() || c == '_') {
-                    return Err(bad("schema= takes letters, digits and _"));
+                    return Err(bad_url("schema= takes letters, digits and _"));
                 }
                 schema = name.to_string();
             }
@@ -383,7 +393,20 @@ fn parse_url(url: &str) -> Result<(Config, String)> {
     } else {
         format!("{base}?{}", rest.join("&"))
     };
-    let mut config = Config::from_str(&url).map_err(|e| bad(&e.to_string()))?;
+    Ok((url, schema))
+}
+
+fn bad_url(why: &str) -> DomainError {
+    DomainError::new(
+        ErrorCode::BadRequest,
+        format!("--database: not a usable PostgreSQL URL ({why})"),
+    )
+}
+
+/// The connection settings and schema of a Rolegate PostgreSQL URL.
+fn parse_url(url: &str) -> Result<(Config, String)> {
+    let (url, schema) = split_schema(url)?;
+    let mut config = Config::from_str(&url).map_err(|e| bad_url(&e.to_string()))?;
     if config.get_connect_timeout().is_none() {
         config.connect_timeout(Duration::from_secs(5));
     }
@@ -540,6 +563,14 @@ mod tests {
         assert_eq!(schema, "rg_1");
         assert_eq!(config.get_dbname(), Some("test"));
         assert!(parse_url("postgres://u@h/test?schema=x;drop").is_err());
+        assert_eq!(
+            split_schema("postgres://u@h/test?sslmode=disable&schema=a_1")?,
+            (
+                "postgres://u@h/test?sslmode=disable".to_string(),
+                "a_1".to_string()
+            )
+        );
+        assert_eq!(split_schema("postgres://u@h/test")?.1, "public");
         Ok(())
     }
 }

@@ -2,9 +2,11 @@
 //! applied on open. One writer connection serialises write transactions; a small pool of
 //! reader connections serves reads concurrently (WAL readers never block the writer).
 
+use crate::SqlStore;
 use crate::sql::{self, Dialect, Row, SqlTx, Value};
 use rolegate_core::error::{DomainError, ErrorCode, Result};
 use rolegate_core::store::{Store, Tx};
+use rusqlite::backup::{Backup, StepResult};
 use rusqlite::types::{ToSqlOutput, ValueRef};
 use rusqlite::{Connection, OpenFlags, TransactionBehavior, params_from_iter};
 use std::path::{Path, PathBuf};
@@ -194,6 +196,78 @@ impl SqliteStore {
     }
 }
 
+/// Tries of a backup whose source stays locked (a checkpoint or recovery in progress).
+const BACKUP_TRIES: u32 = 100;
+
+impl SqliteStore {
+    /// Writes a consistent copy of the SQLite database at `database` into the new file
+    /// `to`, with SQLite's online backup: one read transaction copies every page, so the
+    /// copy is the database as of one commit, and servers using `database` keep reading
+    /// and writing meanwhile (WAL readers do not block the writer). Refuses a `to` that
+    /// exists; removes `to` again when the copy fails. `database` is only read: not
+    /// created, migrated or sealed. (It is opened read-write all the same, so that, as
+    /// any connection does, the last one to close folds the WAL back and removes it.)
+    pub fn backup(database: &Path, to: &Path) -> Result<()> {
+        if !database.is_file() {
+            return Err(DomainError::new(
+                ErrorCode::BadRequest,
+                format!("no database at {}", database.display()),
+            ));
+        }
+        let source = Connection::open_with_flags(
+            database,
+            OpenFlags::SQLITE_OPEN_READ_WRITE | OpenFlags::SQLITE_OPEN_NO_MUTEX,
+        )
+        .map_err(internal)?;
+        source
+            .busy_timeout(std::time::Duration::from_secs(5))
+            .map_err(internal)?;
+        // Claiming the name first makes "never overwrite" hold against a concurrent writer
+        // of the same path too.
+        std::fs::OpenOptions::new()
+            .write(true)
+            .create_new(true)
+            .open(to)
+            .map_err(|e| {
+                if e.kind() == std::io::ErrorKind::AlreadyExists {
+                    DomainError::new(
+                        ErrorCode::Conflict,
+                        format!(
+                            "{} already exists; a backup never overwrites a file",
+                            to.display()
+                        ),
+                    )
+                } else {
+                    DomainError::new(
+                        ErrorCode::BadRequest,
+                        format!("cannot create {}: {e}", to.display()),
+                    )
+                }
+            })?;
+        let copied = copy_pages(&source, to);
+        if copied.is_err() {
+            let _ = std::fs::remove_file(to);
+        }
+        copied
+    }
+}
+
+/// Copies every page of `source` into the (empty) database file `to` in one step.
+fn copy_pages(source: &Connection, to: &Path) -> Result<()> {
+    let mut destination = Connection::open(to).map_err(internal)?;
+    let backup = Backup::new(source, &mut destination).map_err(internal)?;
+    for _ in 0..BACKUP_TRIES {
+        match backup.step(-1).map_err(internal)? {
+            StepResult::Done => return Ok(()),
+            _ => std::thread::sleep(std::time::Duration::from_millis(100)),
+        }
+    }
+    Err(DomainError::new(
+        ErrorCode::ServiceUnavailable,
+        "the database stayed locked; retry the backup",
+    ))
+}
+
 /// Seals audit records written before the hash chain existed (schema v3), in one
 /// transaction.
 fn seal_legacy_audit(conn: &Connection) -> Result<u64> {
@@ -226,8 +300,8 @@ pub(crate) fn migrate(conn: &Connection) -> Result<()> {
     Ok(())
 }
 
-impl Store for SqliteStore {
-    fn read_dyn(&self, f: &mut dyn FnMut(&mut dyn Tx) -> Result<()>) -> Result<()> {
+impl SqlStore for SqliteStore {
+    fn read_sql(&self, f: &mut dyn FnMut(&dyn sql::Connection) -> Result<()>) -> Result<()> {
         let n = self.readers.len().max(1);
         let start = self.next_reader.fetch_add(1, Ordering::Relaxed);
         let guard = (0..n)
@@ -246,19 +320,29 @@ impl Store for SqliteStore {
             })?;
         let mut conn = guard;
         let txn = conn.transaction().map_err(internal)?;
-        f(&mut SqlTx::new(&SqliteConnection(&txn)))?;
+        f(&SqliteConnection(&txn))?;
         txn.rollback().map_err(internal)
     }
 
-    fn write_dyn(&self, f: &mut dyn FnMut(&mut dyn Tx) -> Result<()>) -> Result<()> {
+    fn write_sql(&self, f: &mut dyn FnMut(&dyn sql::Connection) -> Result<()>) -> Result<()> {
         // A panic inside a transaction rolled it back while unwinding; the connection is
         // fine to reuse.
         let mut conn = self.writer.lock().unwrap_or_else(|e| e.into_inner());
         let txn = conn
             .transaction_with_behavior(TransactionBehavior::Immediate)
             .map_err(internal)?;
-        f(&mut SqlTx::new(&SqliteConnection(&txn)))?;
+        f(&SqliteConnection(&txn))?;
         txn.commit().map_err(internal)
+    }
+}
+
+impl Store for SqliteStore {
+    fn read_dyn(&self, f: &mut dyn FnMut(&mut dyn Tx) -> Result<()>) -> Result<()> {
+        self.read_sql(&mut |c| f(&mut SqlTx::new(c)))
+    }
+
+    fn write_dyn(&self, f: &mut dyn FnMut(&mut dyn Tx) -> Result<()>) -> Result<()> {
+        self.write_sql(&mut |c| f(&mut SqlTx::new(c)))
     }
 
     fn ping(&self) -> Result<()> {

@@ -67,7 +67,7 @@ pub struct Server {
     child: Option<Child>,
     /// `http://127.0.0.1:PORT`.
     pub origin: String,
-    /// The SQLite file (SQLite backend).
+    /// The SQLite file (SQLite backend; unused by a server started with [`Server::start_on`]).
     pub db: PathBuf,
     /// The PostgreSQL schema (PostgreSQL backend).
     schema: Option<String>,
@@ -152,6 +152,21 @@ impl Server {
         std::fs::create_dir_all(&dir).expect("temp dir");
         let db = dir.join("rolegate.db");
         Self::spawn_with_auth(dir, db, false, args, false, &[])
+    }
+
+    /// Starts a server on the database `url` (a PostgreSQL schema, or an SQLite file that
+    /// outlives the server) with extra `serve` arguments.
+    pub fn start_on(url: &str, args: &[&str]) -> Server {
+        let dir = std::env::temp_dir().join(format!("rolegate-it-{}", uuid_like()));
+        std::fs::create_dir_all(&dir).expect("temp dir");
+        let db = dir.join("rolegate.db");
+        let mut extra = vec!["--database", url];
+        extra.extend_from_slice(args);
+        let mut server = Self::spawn_on(dir, db, None, false, &extra, true, &[]);
+        // The database is the caller's: this server neither names nor drops a schema.
+        server.schema = None;
+        server.owns_database = false;
+        server
     }
 
     /// Stops this server gracefully and starts a new one on the same database file.

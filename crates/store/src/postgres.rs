@@ -15,10 +15,11 @@ use crate::SqlStore;
 use crate::sql::{self, Dialect, Row, SqlTx, Value, rewrite_placeholders};
 use postgres::error::SqlState;
 use postgres::types::{IsNull, ToSql, Type, to_sql_checked};
-use postgres::{Client, Config, IsolationLevel, NoTls};
+use postgres::{Client, Config, IsolationLevel, NoTls, Statement};
 use rolegate_core::error::{DomainError, ErrorCode, Result};
 use rolegate_core::store::{Store, Tx};
 use std::cell::RefCell;
+use std::collections::HashMap;
 use std::str::FromStr;
 use std::sync::{Condvar, Mutex};
 use std::time::Duration;
@@ -27,10 +28,31 @@ use std::time::Duration;
 /// migrate once).
 const MIGRATIONS: &[(i64, &str)] = &[(1, include_str!("../migrations/postgres/0001_schema.sql"))];
 
-/// The advisory lock every write transaction holds (an arbitrary constant: "RLGT").
-const WRITE_LOCK: i64 = 0x524C_4754;
-/// The advisory lock migrations hold.
-const MIGRATION_LOCK: i64 = 0x524C_4D47;
+/// The advisory lock every write transaction on `schema` holds: one per schema, so
+/// tenants sharing a database don't wait for each other.
+fn write_lock(schema: &str) -> i64 {
+    advisory_key("write", schema)
+}
+
+/// The advisory lock migrations of `schema` hold (taken before the schema exists).
+fn migration_lock(schema: &str) -> i64 {
+    advisory_key("migrate", schema)
+}
+
+/// A stable 64-bit key (FNV-1a) for a named lock on a schema.
+fn advisory_key(purpose: &str, schema: &str) -> i64 {
+    let mut h: u64 = 0xcbf2_9ce4_8422_2325;
+    for b in "rolegate:"
+        .bytes()
+        .chain(purpose.bytes())
+        .chain([b':'])
+        .chain(schema.bytes())
+    {
+        h ^= u64::from(b);
+        h = h.wrapping_mul(0x0100_0000_01b3);
+    }
+    i64::from_ne_bytes(h.to_ne_bytes())
+}
 
 /// How long a request waits for a free pooled connection before it fails with 503.
 const POOL_WAIT: Duration = Duration::from_secs(10);
@@ -58,13 +80,13 @@ struct Pool {
 }
 
 struct PoolState {
-    idle: Vec<Client>,
+    idle: Vec<PgClient>,
     open: usize,
 }
 
 /// A pooled connection, returned to the pool when dropped unless it broke.
 struct Pooled<'p> {
-    client: Option<Client>,
+    client: Option<PgClient>,
     pool: &'p Pool,
 }
 
@@ -72,15 +94,29 @@ impl Drop for Pooled<'_> {
     fn drop(&mut self) {
         let mut state = self.pool.state.lock().unwrap_or_else(|e| e.into_inner());
         match self.client.take() {
-            Some(c) if !c.is_closed() => state.idle.push(c),
+            Some(c) if !c.client.is_closed() => state.idle.push(c),
             _ => state.open = state.open.saturating_sub(1),
         }
         self.pool.freed.notify_one();
     }
 }
 
+/// A connection and the statements prepared on it.
+struct PgClient {
+    client: Client,
+    statements: HashMap<String, Statement>,
+}
+
+/// Prepared statements kept per connection; past this many the cache starts over (OData
+/// filters make statement texts without end).
+const STATEMENT_CACHE: usize = 512;
+
 impl Pooled<'_> {
     fn client(&mut self) -> Result<&mut Client> {
+        Ok(&mut self.parts()?.client)
+    }
+
+    fn parts(&mut self) -> Result<&mut PgClient> {
         self.client
             .as_mut()
             .ok_or_else(|| DomainError::internal("postgres: pooled connection taken"))
@@ -215,31 +251,22 @@ impl PostgresStore {
             .map_err(db)
     }
 
-    fn connect(&self) -> Result<Client> {
+    fn connect(&self) -> Result<PgClient> {
         let mut client = self.config.connect(NoTls).map_err(db)?;
         client
-            .batch_execute(&format!(
-                "CREATE SCHEMA IF NOT EXISTS {0}; SET search_path TO {0}",
-                quote_ident(&self.schema)
-            ))
-            .or_else(|e| {
-                // Two nodes creating the schema at once: one wins, the other sets its path.
-                if e.code() == Some(&SqlState::UNIQUE_VIOLATION) {
-                    client
-                        .batch_execute(&format!("SET search_path TO {}", quote_ident(&self.schema)))
-                        .map_err(db)
-                } else {
-                    Err(db(e))
-                }
-            })?;
-        Ok(client)
+            .batch_execute(&format!("SET search_path TO {}", quote_ident(&self.schema)))
+            .map_err(db)?;
+        Ok(PgClient {
+            client,
+            statements: HashMap::new(),
+        })
     }
 
     fn connection(&self) -> Result<Pooled<'_>> {
         let mut state = self.pool.state.lock().unwrap_or_else(|e| e.into_inner());
         loop {
             if let Some(client) = state.idle.pop() {
-                if client.is_closed() {
+                if client.client.is_closed() {
                     state.open = state.open.saturating_sub(1);
                     continue;
                 }
@@ -283,8 +310,24 @@ impl PostgresStore {
         let mut conn = self.connection()?;
         let client = conn.client()?;
         let mut txn = client.transaction().map_err(db)?;
-        txn.execute("SELECT pg_advisory_xact_lock($1)", &[&MIGRATION_LOCK])
-            .map_err(db)?;
+        txn.execute(
+            "SELECT pg_advisory_xact_lock($1)",
+            &[&migration_lock(&self.schema)],
+        )
+        .map_err(db)?;
+        // Create the schema only when missing: an operator role may use a schema made for
+        // it without the right to create one.
+        let exists = txn
+            .query_opt(
+                "SELECT 1 FROM pg_namespace WHERE nspname = $1",
+                &[&self.schema],
+            )
+            .map_err(db)?
+            .is_some();
+        if !exists {
+            txn.batch_execute(&format!("CREATE SCHEMA {}", quote_ident(&self.schema)))
+                .map_err(db)?;
+        }
         txn.batch_execute(
             "CREATE TABLE IF NOT EXISTS schema_migrations (version BIGINT PRIMARY KEY, applied_at BIGINT NOT NULL)",
         )
@@ -317,11 +360,14 @@ impl PostgresStore {
         f: &mut dyn FnMut(&dyn sql::Connection) -> Result<()>,
     ) -> Result<()> {
         let mut conn = self.connection()?;
-        let client = conn.client()?;
+        let PgClient { client, statements } = conn.parts()?;
         let mut txn = if write {
             let mut txn = client.transaction().map_err(db)?;
-            txn.execute("SELECT pg_advisory_xact_lock($1)", &[&WRITE_LOCK])
-                .map_err(db)?;
+            txn.execute(
+                "SELECT pg_advisory_xact_lock($1)",
+                &[&write_lock(&self.schema)],
+            )
+            .map_err(db)?;
             txn
         } else {
             client
@@ -333,6 +379,7 @@ impl PostgresStore {
         };
         let pg = PgConnection {
             txn: RefCell::new(&mut txn),
+            statements: RefCell::new(statements),
         };
         f(&pg)?;
         txn.commit().map_err(db)
@@ -421,6 +468,34 @@ fn quote_ident(name: &str) -> String {
 /// A transaction on one pooled connection, as the SQL code sees it.
 struct PgConnection<'t, 'c> {
     txn: RefCell<&'t mut postgres::Transaction<'c>>,
+    statements: RefCell<&'t mut HashMap<String, Statement>>,
+}
+
+impl PgConnection<'_, '_> {
+    /// The prepared statement of `text` with parameters of `types`, prepared once per
+    /// connection.
+    fn statement(&self, text: &str, types: &[Type]) -> Result<Statement> {
+        let mut key = String::with_capacity(text.len() + 8 * types.len());
+        key.push_str(text);
+        for t in types {
+            key.push('\u{0}');
+            key.push_str(t.name());
+        }
+        let mut statements = self.statements.borrow_mut();
+        if let Some(s) = statements.get(&key) {
+            return Ok(s.clone());
+        }
+        let s = self
+            .txn
+            .borrow_mut()
+            .prepare_typed(text, types)
+            .map_err(db)?;
+        if statements.len() >= STATEMENT_CACHE {
+            statements.clear();
+        }
+        statements.insert(key, s.clone());
+        Ok(s)
+    }
 }
 
 impl ToSql for Value {
@@ -508,12 +583,17 @@ impl sql::Connection for PgConnection<'_, '_> {
         each: &mut dyn FnMut(&Row) -> Result<()>,
     ) -> Result<()> {
         let (text, bound) = translate(sql, params);
-        let typed: Vec<(&(dyn ToSql + Sync), Type)> = bound
+        let types: Vec<Type> = bound.iter().map(|(_, t)| t.clone()).collect();
+        let values: Vec<&(dyn ToSql + Sync)> = bound
             .iter()
-            .map(|(v, t)| (*v as &(dyn ToSql + Sync), t.clone()))
+            .map(|(v, _)| *v as &(dyn ToSql + Sync))
             .collect();
-        let mut txn = self.txn.borrow_mut();
-        let rows = txn.query_typed(&text, &typed).map_err(db)?;
+        let statement = self.statement(&text, &types)?;
+        let rows = self
+            .txn
+            .borrow_mut()
+            .query(&statement, &values)
+            .map_err(db)?;
         let mut row = Row::default();
         for r in &rows {
             row.0.clear();
@@ -527,13 +607,15 @@ impl sql::Connection for PgConnection<'_, '_> {
 
     fn execute(&self, sql: &str, params: &[Value]) -> Result<u64> {
         let (text, bound) = translate(sql, params);
-        let typed: Vec<(&(dyn ToSql + Sync), Type)> = bound
+        let types: Vec<Type> = bound.iter().map(|(_, t)| t.clone()).collect();
+        let values: Vec<&(dyn ToSql + Sync)> = bound
             .iter()
-            .map(|(v, t)| (*v as &(dyn ToSql + Sync), t.clone()))
+            .map(|(v, _)| *v as &(dyn ToSql + Sync))
             .collect();
+        let statement = self.statement(&text, &types)?;
         self.txn
             .borrow_mut()
-            .execute_typed(&text, &typed)
+            .execute(&statement, &values)
             .map_err(db)
     }
 }
@@ -555,6 +637,13 @@ mod tests {
         );
         assert_eq!(bound.len(), 2);
         assert_eq!(bound[1].1, Type::INT8);
+    }
+
+    #[test]
+    fn each_schema_has_its_own_locks() {
+        assert_eq!(write_lock("a"), write_lock("a"));
+        assert_ne!(write_lock("a"), write_lock("b"));
+        assert_ne!(write_lock("a"), migration_lock("a"));
     }
 
     #[test]

@@ -592,7 +592,12 @@ pub fn uuid_like() -> String {
 
 /// Says, past the test harness's output capture, that `test` was skipped and why.
 pub fn skip(test: &str, why: &str) {
-    let _ = writeln!(std::io::stderr().lock(), "SKIPPED {test}: {why}");
+    say(&format!("SKIPPED {test}: {why}"));
+}
+
+/// Writes `line` past the test harness's output capture (a plain `cargo test` shows it).
+pub fn say(line: &str) {
+    let _ = writeln!(std::io::stderr().lock(), "{line}");
 }
 
 /// The interpreter named by `ROLEGATE_PYTHON` when it can run `import {imports}`; otherwise

@@ -10,7 +10,7 @@ use crate::fixture::{
     CONTRIBUTOR, Tenant, activation, decide, eligible_user, lasting, list_assignments,
     request_body, status_of,
 };
-use crate::harness::{Backend, Server, TcpProxy, backend, postgres_url, skip};
+use crate::harness::{Backend, Server, TcpProxy, backend, postgres_url, say, skip};
 use serde_json::{Value, json};
 use std::time::{Duration, Instant};
 
@@ -326,4 +326,119 @@ fn a_database_outage_answers_503_and_service_returns_with_the_database() {
     body["schedule"] = lasting("P30D");
     let r = b.post(&b.pim("/roleAssignmentRequests"), &t.admin, &body);
     assert_eq!(r.status, 201, "{}", r.text);
+}
+
+/// A real PostgreSQL restart in the middle of a load on two nodes. It restarts the shared
+/// server, so it runs only on request: `.ci/run` runs it after the suite with
+/// `ROLEGATE_TEST_POSTGRES_RESTART` set to the restart command (`pg_ctlcluster 15 main
+/// restart` on the CI machine) and `--ignored`.
+#[test]
+#[ignore = "restarts the PostgreSQL server: run alone, with ROLEGATE_TEST_POSTGRES_RESTART"]
+fn a_postgres_restart_under_load_gives_503s_then_full_service_and_intact_state() {
+    let test = "a_postgres_restart_under_load_gives_503s_then_full_service_and_intact_state";
+    let Some(restart) = std::env::var("ROLEGATE_TEST_POSTGRES_RESTART")
+        .ok()
+        .filter(|c| !c.is_empty())
+    else {
+        skip(
+            test,
+            "ROLEGATE_TEST_POSTGRES_RESTART names no restart command",
+        );
+        return;
+    };
+    if !on_postgres(test) {
+        return;
+    }
+    let t = Tenant::start();
+    let b = t.s.sibling(&[], None);
+    let stop = std::sync::atomic::AtomicBool::new(false);
+    let (statuses, acknowledged) = std::thread::scope(|scope| {
+        let workers: Vec<_> = (0..4)
+            .map(|w| {
+                let (b, t, stop) = (&b, &t, &stop);
+                scope.spawn(move || {
+                    let mut statuses = Vec::new();
+                    let mut acked = Vec::new();
+                    let mut n = 0;
+                    while !stop.load(std::sync::atomic::Ordering::SeqCst) {
+                        n += 1;
+                        let node: &Server = if n % 2 == 0 { &t.s } else { b };
+                        let reply = if n % 3 == 0 {
+                            let name = format!("restart-{w}-{n}");
+                            node.try_call(
+                                "POST",
+                                "/scim/v2/Users",
+                                Some(&t.admin),
+                                Some(&json!({
+                                    "schemas": ["urn:ietf:params:scim:schemas:core:2.0:User"],
+                                    "userName": format!("{name}@example.test"),
+                                    "displayName": name,
+                                })),
+                            )
+                        } else {
+                            node.try_call("GET", &node.pim("/resources"), Some(&t.admin), None)
+                        };
+                        if let Ok(r) = reply {
+                            if r.status == 201 {
+                                acked.push(r.json["id"].as_str().expect("id").to_string());
+                            }
+                            statuses.push(r.status);
+                        }
+                        std::thread::sleep(Duration::from_millis(5));
+                    }
+                    (statuses, acked)
+                })
+            })
+            .collect();
+        std::thread::sleep(Duration::from_secs(2));
+        let done = std::process::Command::new("sh")
+            .args(["-c", &restart])
+            .status()
+            .expect("restart command");
+        assert!(done.success(), "`{restart}` failed");
+        std::thread::sleep(Duration::from_secs(3));
+        stop.store(true, std::sync::atomic::Ordering::SeqCst);
+        let mut statuses = Vec::new();
+        let mut acked = Vec::new();
+        for h in workers {
+            let (s, a) = h.join().unwrap();
+            statuses.extend(s);
+            acked.extend(a);
+        }
+        (statuses, acked)
+    });
+    assert!(
+        statuses.iter().all(|s| [200, 201, 503].contains(s)),
+        "only successes and 503s: {:?}",
+        statuses
+            .iter()
+            .filter(|s| ![200, 201, 503].contains(*s))
+            .collect::<Vec<_>>()
+    );
+    say(&format!(
+        "{test}: {} requests, {} answered 503 during the restart",
+        statuses.len(),
+        statuses.iter().filter(|s| **s == 503).count()
+    ));
+    // Full service afterwards on both nodes, and nothing acknowledged lost.
+    wait_until(15, "both nodes serve again", || {
+        [&t.s, &b]
+            .iter()
+            .all(|n| n.get(&n.pim("/resources"), &t.admin).status == 200)
+    });
+    for id in &acknowledged {
+        let r = b.get(&format!("/scim/v2/Users/{id}"), &t.admin);
+        assert_eq!(r.status, 200, "acknowledged user {id}: {}", r.text);
+    }
+    // The audit chain is intact.
+    let out = std::process::Command::new(crate::harness::binary())
+        .args(["audit", "verify", "--database", &t.s.database_url()])
+        .env_remove("ROLEGATE_DATABASE_URL")
+        .output()
+        .expect("rolegate audit verify");
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stdout)
+    );
 }

@@ -1,6 +1,8 @@
 //! `$filter`: the input is one option value. It is parsed, validated against every
 //! collection's field whitelist and translated to SQL for the ones it is valid for.
-//! Properties: nothing panics, and a filter that validates always translates.
+//! Properties: nothing panics; the canonical printing of a filter parses back to the same
+//! filter (unless printing took it past a size or nesting limit); a filter that validates
+//! always translates.
 #![no_main]
 
 use libfuzzer_sys::fuzz_target;
@@ -29,6 +31,16 @@ fuzz_target!(|data: &[u8]| {
     let Ok(filter) = odata::parse_filter(s) else {
         return;
     };
+    let printed = filter.to_string();
+    match odata::parse_filter(&printed) {
+        Ok(again) => assert_eq!(again, filter, "`{s}` printed as `{printed}`"),
+        Err(e) => assert!(
+            ["longer than", "nested deeper", "nodes"]
+                .iter()
+                .any(|limit| e.message.contains(limit)),
+            "`{s}` printed as `{printed}`, which does not parse: {e}"
+        ),
+    }
     for fields in COLLECTIONS {
         if odata::validate(&filter, fields).is_ok() {
             let sql = filter_to_sql(&filter, fields);

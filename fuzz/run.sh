@@ -59,7 +59,7 @@ for t in "${targets[@]}"; do
 done
 
 if [ "${#failed[@]}" -gt 0 ]; then
-  echo "fuzzing found crashes in: ${failed[*]} (inputs under fuzz/artifacts/)" >&2
+  echo "fuzzing failed for: ${failed[*]} (a crashing input is under fuzz/artifacts/<target>/)" >&2
   exit 1
 fi
 echo "fuzzing: ${#targets[@]} target(s) ran ${seconds}s each without a crash"

@@ -138,17 +138,24 @@ impl<S: Send + Sync> FromRequest<S> for JsonObject {
                 DomainError::bad_request(format!("could not read the request body: {e}"))
             }
         })?;
-        if bytes.iter().all(u8::is_ascii_whitespace) {
-            return Ok(JsonObject(Map::new()));
-        }
-        match serde_json::from_slice::<Value>(&bytes) {
-            Ok(Value::Object(m)) => Ok(JsonObject(m)),
-            Ok(_) => Err(DomainError::bad_request("the request body must be a JSON object").into()),
-            Err(e) => Err(DomainError::bad_request(format!(
-                "the request body is not valid JSON: {e}"
-            ))
-            .into()),
-        }
+        Ok(JsonObject(decode_json_object(&bytes)?))
+    }
+}
+
+/// Decodes a request body as [`JsonObject`] does: an empty or all-whitespace body is an empty
+/// object; malformed JSON or anything but an object is `400 BadRequest`.
+pub fn decode_json_object(bytes: &[u8]) -> Result<Map<String, Value>, DomainError> {
+    if bytes.iter().all(u8::is_ascii_whitespace) {
+        return Ok(Map::new());
+    }
+    match serde_json::from_slice::<Value>(bytes) {
+        Ok(Value::Object(m)) => Ok(m),
+        Ok(_) => Err(DomainError::bad_request(
+            "the request body must be a JSON object",
+        )),
+        Err(e) => Err(DomainError::bad_request(format!(
+            "the request body is not valid JSON: {e}"
+        ))),
     }
 }
 

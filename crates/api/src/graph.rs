@@ -709,6 +709,17 @@ fn rule_list(body: &Map<String, Value>, name: &str) -> Result<Option<Vec<RuleSet
     }
 }
 
+/// Decodes the body of a role-setting `PATCH` (the rule lists it names; the rules
+/// themselves are validated when the patch is applied).
+pub fn role_rules_patch(body: &Map<String, Value>) -> Result<RoleRulesPatch> {
+    Ok(RoleRulesPatch {
+        admin_eligible: rule_list(body, "adminEligibleSettings")?,
+        admin_member: rule_list(body, "adminMemberSettings")?,
+        user_eligible: rule_list(body, "userEligibleSettings")?,
+        user_member: rule_list(body, "userMemberSettings")?,
+    })
+}
+
 /// `PATCH …/roleSettings/{id}`: merge by rule, `204`.
 pub async fn patch_role_setting(
     State(s): State<Arc<AppState>>,
@@ -719,12 +730,7 @@ pub async fn patch_role_setting(
 ) -> ApiResult<Response> {
     provider(&p)?;
     let id = p.get("id").cloned().unwrap_or_default();
-    let patch = RoleRulesPatch {
-        admin_eligible: rule_list(&body, "adminEligibleSettings")?,
-        admin_member: rule_list(&body, "adminMemberSettings")?,
-        user_eligible: rule_list(&body, "userEligibleSettings")?,
-        user_member: rule_list(&body, "userMemberSettings")?,
-    };
+    let patch = role_rules_patch(&body)?;
     let nested = p.get("rid").cloned();
     s.write(
         c,
@@ -789,16 +795,10 @@ fn request_json(
     Ok(Value::Object(body))
 }
 
-/// `POST …/roleAssignmentRequests`: `201` with the request.
-pub async fn create_request(
-    State(s): State<Arc<AppState>>,
-    Auth(c): Auth,
-    Path(p): Params,
-    RequestId(rid): RequestId,
-    h: HeaderMap,
-    JsonObject(body): JsonObject,
-) -> ApiResult<Response> {
-    provider(&p)?;
+/// Decodes the body of a `POST …/roleAssignmentRequests`. `path_resource` is the resource
+/// of a nested route (`resources/{rid}/…`): it fills a missing `resourceId` and must equal a
+/// given one.
+pub fn new_request(body: &Map<String, Value>, path_resource: Option<&str>) -> Result<NewRequest> {
     let text = |name: &str| body.opt_str(name).map(Option::unwrap_or_default);
     let kind = match body.opt_str("type")? {
         Some(t) => Some(RequestType::parse(&t).ok_or_else(|| {
@@ -827,7 +827,7 @@ pub async fn create_request(
         subject_id: text("subjectId")?,
         kind,
         state,
-        schedule: schedule_input(&body)?,
+        schedule: schedule_input(body)?,
         reason: body.opt_str("reason")?,
         linked_eligible_id: body
             .opt_str("linkedEligibleRoleAssignmentId")?
@@ -835,16 +835,29 @@ pub async fn create_request(
         ticket,
         emergency: body.opt_bool("emergency")?.unwrap_or(false),
     };
-    if let Some(r) = p.get("rid") {
+    if let Some(r) = path_resource {
         if new.resource_id.is_empty() {
-            new.resource_id = r.clone();
-        } else if &new.resource_id != r {
+            new.resource_id = r.to_string();
+        } else if new.resource_id != r {
             return Err(DomainError::bad_request(
                 "`resourceId` differs from the resource in the path",
-            )
-            .into());
+            ));
         }
     }
+    Ok(new)
+}
+
+/// `POST …/roleAssignmentRequests`: `201` with the request.
+pub async fn create_request(
+    State(s): State<Arc<AppState>>,
+    Auth(c): Auth,
+    Path(p): Params,
+    RequestId(rid): RequestId,
+    h: HeaderMap,
+    JsonObject(body): JsonObject,
+) -> ApiResult<Response> {
+    provider(&p)?;
+    let new = new_request(&body, p.get("rid").map(String::as_str))?;
     let base = base_url(&h);
     let caller = c.clone();
     let state_ref = Arc::clone(&s);
@@ -890,6 +903,25 @@ pub async fn cancel_request(
     Ok(StatusCode::NO_CONTENT.into_response())
 }
 
+/// Decodes the body of a `POST …/roleAssignmentRequests/{id}/updateRequest`.
+pub fn decision_input(body: &Map<String, Value>) -> Result<DecisionInput> {
+    let input = DecisionInput {
+        decision: body.opt_str("decision")?.ok_or_else(|| {
+            DomainError::bad_request("`decision` is required (`AdminApproved` or `AdminDenied`)")
+        })?,
+        reason: body.opt_str("reason")?,
+        schedule: schedule_input(body)?,
+    };
+    if let Some(st) = body.opt_str("assignmentState")? {
+        AssignmentState::parse(&st).ok_or_else(|| {
+            DomainError::bad_request(format!(
+                "`assignmentState` must be `Eligible` or `Active`, not `{st}`"
+            ))
+        })?;
+    }
+    Ok(input)
+}
+
 /// `POST …/roleAssignmentRequests/{id}/updateRequest`: `200` with the request.
 pub async fn update_request(
     State(s): State<Arc<AppState>>,
@@ -901,20 +933,7 @@ pub async fn update_request(
 ) -> ApiResult<Response> {
     provider(&p)?;
     let id = p.get("id").cloned().unwrap_or_default();
-    let input = DecisionInput {
-        decision: body.opt_str("decision")?.ok_or_else(|| {
-            DomainError::bad_request("`decision` is required (`AdminApproved` or `AdminDenied`)")
-        })?,
-        reason: body.opt_str("reason")?,
-        schedule: schedule_input(&body)?,
-    };
-    if let Some(st) = body.opt_str("assignmentState")? {
-        AssignmentState::parse(&st).ok_or_else(|| {
-            DomainError::bad_request(format!(
-                "`assignmentState` must be `Eligible` or `Active`, not `{st}`"
-            ))
-        })?;
-    }
+    let input = decision_input(&body)?;
     let base = base_url(&h);
     let caller = c.clone();
     let state_ref = Arc::clone(&s);

@@ -70,7 +70,7 @@ pub struct RoleAssignment {
     pub linked_eligible_id: Option<String>,
     /// When it starts and ends.
     pub schedule: Schedule,
-    /// The request that created it or last changed it.
+    /// The request that created it.
     pub request_id: String,
 }
 

@@ -95,8 +95,8 @@ impl Event {
 pub struct Email {
     /// The row's id.
     pub id: String,
-    /// The request it is about (for a reminder: the request that made or last changed the
-    /// assignment; it may be empty).
+    /// The request it is about (for a reminder: the request that made the assignment; empty
+    /// for assignments made before requests were recorded on them).
     pub request_id: String,
     /// The assignment a reminder is about; `None` for e-mail about a request.
     pub assignment_id: Option<String>,

@@ -536,20 +536,22 @@ pub fn submit(tx: &mut dyn Tx, ctx: &OpContext, new: NewRequest) -> Result<Outco
             crate::email::notify(tx, ctx, &pending, crate::email::Event::TimedOut)?;
         }
     }
+    // Known before the effect, so an assignment the request creates names it.
+    let request_id = (ctx.new_id)();
     let effect = match kind {
-        RequestType::AdminAdd => admin_add(tx, ctx, &new, &target, &key)?,
+        RequestType::AdminAdd => admin_add(tx, ctx, &new, &target, &key, &request_id)?,
         RequestType::AdminUpdate | RequestType::AdminExtend => {
             admin_change(tx, ctx, &new, kind, &target, &key)?
         }
         RequestType::AdminRenew => admin_renew(tx, ctx, &new, &target, &key)?,
         RequestType::AdminRemove => remove(tx, ctx, &key, false, None)?,
-        RequestType::UserAdd => user_add(tx, ctx, &new, &target, &key)?,
+        RequestType::UserAdd => user_add(tx, ctx, &new, &target, &key, &request_id)?,
         RequestType::UserRemove => remove(tx, ctx, &key, true, new.linked_eligible_id.as_deref())?,
         RequestType::UserExtend => user_extend(tx, ctx, &new, &target, &key)?,
         RequestType::UserRenew => user_renew(tx, ctx, &new, &target, &key)?,
     };
     let request = RoleAssignmentRequest {
-        id: (ctx.new_id)(),
+        id: request_id,
         resource_id: key.resource_id.clone(),
         role_definition_id: key.role_definition_id.clone(),
         subject_id: key.subject_id.clone(),
@@ -687,6 +689,7 @@ fn admin_add(
     new: &NewRequest,
     t: &Target3,
     key: &AssignmentKey,
+    request_id: &str,
 ) -> Result<Effect> {
     let schedule = resolve_schedule(new.schedule.as_ref(), RequestType::AdminAdd, ctx.now)?;
     let policy = t
@@ -715,7 +718,7 @@ fn admin_add(
         state: key.state,
         linked_eligible_id: None,
         schedule,
-        request_id: String::new(),
+        request_id: request_id.to_string(),
     };
     tx.insert_assignment(&a)?;
     notification::assignment_changed(tx, ctx.now, &a, ChangeType::Created)?;
@@ -1200,6 +1203,7 @@ fn user_add(
     new: &NewRequest,
     t: &Target3,
     key: &AssignmentKey,
+    request_id: &str,
 ) -> Result<Effect> {
     if key.state != AssignmentState::Active {
         return Err(DomainError::bad_request(
@@ -1275,7 +1279,7 @@ fn user_add(
     } else if policy.approval.is_some() {
         details.push(grant("ApprovalRule"));
     }
-    let a = activation(ctx, key, &eligible, schedule);
+    let a = activation(ctx, key, &eligible, schedule, request_id);
     tx.insert_assignment(&a)?;
     notification::assignment_changed(tx, ctx.now, &a, ChangeType::Created)?;
     Ok(Effect {
@@ -1290,11 +1294,13 @@ fn user_add(
     })
 }
 
+/// The activation of `eligible` that request `request_id` creates.
 fn activation(
     ctx: &OpContext,
     key: &AssignmentKey,
     eligible: &RoleAssignment,
     schedule: Schedule,
+    request_id: &str,
 ) -> RoleAssignment {
     RoleAssignment {
         id: (ctx.new_id)(),
@@ -1304,7 +1310,7 @@ fn activation(
         state: AssignmentState::Active,
         linked_eligible_id: Some(eligible.id.clone()),
         schedule,
-        request_id: String::new(),
+        request_id: request_id.to_string(),
     }
 }
 
@@ -1672,7 +1678,7 @@ fn provision_approved_activation(
     };
     let schedule = Schedule { start, end };
     r.schedule = Some(schedule);
-    let a = activation(ctx, &key, &eligible, schedule);
+    let a = activation(ctx, &key, &eligible, schedule, &r.id);
     tx.insert_assignment(&a)?;
     notification::assignment_changed(tx, ctx.now, &a, ChangeType::Created)?;
     r.assignment_id = Some(a.id.clone());

@@ -192,7 +192,7 @@ fn ended_assignments_leave_lists_checks_and_the_live_table() {
     // An admin-assigned active role on the resource group: bob's only access there.
     let (bob, bob_t) = t.user("bob");
     let reader = t.role(&t.rg, READER);
-    t.admin_add(&t.rg, &reader, &bob, "Active", lasting("PT2S"));
+    let bob_request = t.admin_add(&t.rg, &reader, &bob, "Active", lasting("PT2S"));
     // An activation of 2 seconds on the subscription.
     let (alice, alice_t, role, eligible) = eligible_user(&t, "alice", "P30D");
     let r = t.request(
@@ -217,7 +217,8 @@ fn ended_assignments_leave_lists_checks_and_the_live_table() {
     wait_until(5, "both are moved to history", || {
         in_history(&t.s, &brief_id).is_some() && in_history(&t.s, &active_id).is_some()
     });
-    for id in [&brief_id, &active_id] {
+    // Each assignment names the request that created it: the expiry record carries it.
+    for (id, request) in [(&brief_id, &bob_request), (&active_id, &r.json)] {
         assert_eq!(
             in_history(&t.s, id),
             Some(("Expired".to_string(), true)),
@@ -231,6 +232,12 @@ fn ended_assignments_leave_lists_checks_and_the_live_table() {
         let recs = audits(&t.s, "Expire assignment", "assignmentId", id);
         assert_eq!(recs.len(), 1, "{recs:?}");
         assert_scheduler_record(&recs[0]);
+        assert_eq!(
+            detail(&recs[0], "requestId"),
+            request["id"].as_str(),
+            "{}",
+            recs[0]
+        );
     }
     assert_eq!(
         indexed_assignments(&t.s),

@@ -16,5 +16,5 @@ CREATE TABLE reminders_sent (
 CREATE INDEX reminders_sent_end ON reminders_sent(end_at);
 
 -- A reminder e-mail is about an assignment (rendered from it when sent); `request_id`
--- then holds the request that made or last changed it.
+-- then holds the request that made it.
 ALTER TABLE email_outbox ADD COLUMN assignment_id TEXT;

@@ -4,29 +4,15 @@
 // Setup failures are meant to panic; temp names use the wall clock.
 #![allow(clippy::unwrap_used, clippy::disallowed_methods)]
 
+mod common;
+
 use jiff::Timestamp;
 use rolegate_core::audit::{AuditRecord, ChainReport, Initiator, Target, verify_log};
 use rolegate_core::odata::parse_filter;
 use rolegate_core::query::ListQuery;
 use rolegate_core::store;
 use rolegate_store::{SqliteStore, Synchronous};
-use std::path::{Path, PathBuf};
-
-fn temp_db() -> PathBuf {
-    use std::sync::atomic::{AtomicU64, Ordering};
-    static N: AtomicU64 = AtomicU64::new(0);
-    let nanos = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map(|d| d.as_nanos())
-        .unwrap_or(0);
-    let dir = std::env::temp_dir().join(format!(
-        "rolegate-audit-{}-{nanos}-{}",
-        std::process::id(),
-        N.fetch_add(1, Ordering::Relaxed)
-    ));
-    std::fs::create_dir_all(&dir).unwrap();
-    dir.join("audit.db")
-}
+use std::path::Path;
 
 fn record(n: u32, target: &str) -> AuditRecord {
     AuditRecord {
@@ -85,7 +71,7 @@ fn open(db: &Path) -> SqliteStore {
 
 #[test]
 fn appends_lists_and_verifies() {
-    let db = temp_db();
+    let db = common::temp_db("audit");
     let store = open(&db);
     append(
         &store,
@@ -135,7 +121,7 @@ fn appends_lists_and_verifies() {
 
 #[test]
 fn a_column_edit_or_a_deletion_breaks_the_chain() {
-    let db = temp_db();
+    let db = common::temp_db("audit");
     append(
         &open(&db),
         &[record(1, "r"), record(2, "r"), record(3, "r")],
@@ -158,7 +144,7 @@ fn a_column_edit_or_a_deletion_breaks_the_chain() {
         "DELETE FROM audit_targets WHERE audit_seq = (SELECT seq FROM audit_log WHERE id = 'rec-1')",
     );
     assert_eq!(broken(&db), "rec-1");
-    let db = temp_db();
+    let db = common::temp_db("audit");
     append(
         &open(&db),
         &[record(1, "r"), record(2, "r"), record(3, "r")],
@@ -173,7 +159,7 @@ fn a_column_edit_or_a_deletion_breaks_the_chain() {
 
 #[test]
 fn records_from_before_the_chain_are_sealed_once() {
-    let db = temp_db();
+    let db = common::temp_db("audit");
     append(&open(&db), &[record(1, "r-a"), record(2, "r-b")]);
     // As a schema v1 database left them: no chain, no resource column, no targets.
     sql(

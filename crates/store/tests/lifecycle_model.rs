@@ -19,6 +19,8 @@
 // Setup failures are meant to panic; temp names use the wall clock.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::disallowed_methods)]
 
+mod common;
+
 use jiff::{SignedDuration, Timestamp};
 use proptest::prelude::*;
 use rolegate_core::access::{AccessChange, AccessIndex, Caller, OpContext};
@@ -119,22 +121,6 @@ fn step() -> impl Strategy<Value = Step> {
     ]
 }
 
-fn temp_db() -> PathBuf {
-    use std::sync::atomic::{AtomicU64, Ordering};
-    static N: AtomicU64 = AtomicU64::new(0);
-    let nanos = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map(|d| d.as_nanos())
-        .unwrap_or(0);
-    let dir = std::env::temp_dir().join(format!(
-        "rolegate-model-{}-{nanos}-{}",
-        std::process::id(),
-        N.fetch_add(1, Ordering::Relaxed)
-    ));
-    std::fs::create_dir_all(&dir).unwrap();
-    dir.join("model.db")
-}
-
 fn caller(id: &str, admin: bool) -> Caller {
     Caller {
         subject_id: id.into(),
@@ -168,7 +154,7 @@ struct World {
 
 impl World {
     fn new() -> World {
-        let path = temp_db();
+        let path = common::temp_db("model");
         let store = SqliteStore::open(&path, Synchronous::Normal).unwrap();
         let mut w = World {
             store,

@@ -7,6 +7,8 @@
 // Setup failures are meant to panic; temp names use the wall clock.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::disallowed_methods)]
 
+mod common;
+
 use jiff::{SignedDuration, Timestamp};
 use rolegate_core::access::{AccessIndex, Caller, OpContext};
 use rolegate_core::assignment::AssignmentState;
@@ -23,22 +25,6 @@ use std::cell::Cell;
 use std::path::PathBuf;
 
 const CONTRIBUTOR: &str = "b24988ac-6180-42a0-ab88-20f7382dd24c";
-
-fn temp_db() -> PathBuf {
-    use std::sync::atomic::{AtomicU64, Ordering};
-    static N: AtomicU64 = AtomicU64::new(0);
-    let nanos = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map(|d| d.as_nanos())
-        .unwrap_or(0);
-    let dir = std::env::temp_dir().join(format!(
-        "rolegate-reminders-{}-{nanos}-{}",
-        std::process::id(),
-        N.fetch_add(1, Ordering::Relaxed)
-    ));
-    std::fs::create_dir_all(&dir).unwrap();
-    dir.join("reminders.db")
-}
 
 struct Fixture {
     path: PathBuf,
@@ -71,7 +57,7 @@ fn admin() -> Caller {
 impl Fixture {
     /// A subscription, and `members` users (`u0`, `u1`, …) with addresses, in a group `g`.
     fn new(at: Timestamp) -> Fixture {
-        let path = temp_db();
+        let path = common::temp_db("reminders");
         let store = SqliteStore::open(&path, Synchronous::Normal).unwrap();
         let mut f = Fixture {
             path,

@@ -176,10 +176,11 @@ pub fn enc(expr: &str) -> String {
         .replace('\'', "%27")
 }
 
-/// Creates a SCIM user named `name` (unique `userName`) and returns its subject id.
-pub fn create_user(s: &Server, admin: &str, name: &str) -> String {
+/// POSTs a SCIM user named `name` (unique `userName`); the reply, or why none came (the
+/// server is gone).
+pub fn try_create_user(s: &Server, admin: &str, name: &str) -> Result<Reply, String> {
     let user_name = format!("{name}-{}@example.test", uuid_like());
-    let r = s.call(
+    s.try_call(
         "POST",
         "/scim/v2/Users",
         Some(admin),
@@ -189,7 +190,12 @@ pub fn create_user(s: &Server, admin: &str, name: &str) -> String {
             "displayName": name,
             "emails": [{"value": user_name, "primary": true}],
         })),
-    );
+    )
+}
+
+/// Creates a SCIM user named `name` (unique `userName`) and returns its subject id.
+pub fn create_user(s: &Server, admin: &str, name: &str) -> String {
+    let r = try_create_user(s, admin, name).expect("SCIM create user");
     assert_eq!(r.status, 201, "SCIM create user: {}", r.text);
     r.json["id"].as_str().expect("user id").to_string()
 }

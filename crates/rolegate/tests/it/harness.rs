@@ -590,6 +590,18 @@ pub fn uuid_like() -> String {
     )
 }
 
+/// Polls `f` every 50 ms until it holds, or fails after `secs` seconds naming `what`.
+pub fn wait_until(secs: u64, what: &str, mut f: impl FnMut() -> bool) {
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(secs);
+    while !f() {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "timed out waiting until {what}"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    }
+}
+
 /// Says, past the test harness's output capture, that `test` was skipped and why.
 pub fn skip(test: &str, why: &str) {
     say(&format!("SKIPPED {test}: {why}"));

@@ -11,7 +11,7 @@ use crate::fixture::{
     CONTRIBUTOR, READER, Tenant, activation, decide, eligible_user, enc, from_now, lasting,
     request_body, sleep_past, status_of, ts,
 };
-use crate::harness::{SECRET, Server, binary};
+use crate::harness::{SECRET, Server, binary, wait_until};
 use jiff::Timestamp;
 use serde_json::{Value, json};
 use std::process::Command;
@@ -21,15 +21,6 @@ use std::time::{Duration, Instant};
 const FAST: &[&str] = &["--scheduler-interval", "0.2"];
 /// Arguments for a server whose scheduler, after its first pass at start, waits an hour.
 const AT_START_ONLY: &[&str] = &["--scheduler-interval", "3600"];
-
-/// Polls `f` every 50 ms until it holds, or fails after `secs` seconds naming `what`.
-fn wait_until(secs: u64, what: &str, mut f: impl FnMut() -> bool) {
-    let deadline = Instant::now() + Duration::from_secs(secs);
-    while !f() {
-        assert!(Instant::now() < deadline, "timed out waiting until {what}");
-        std::thread::sleep(Duration::from_millis(50));
-    }
-}
 
 /// The stored `sub_status` of request `id`, as the database holds it.
 fn stored_sub_status(s: &Server, id: &str) -> String {

@@ -8,11 +8,11 @@
 
 use crate::fixture::{
     CONTRIBUTOR, Tenant, activation, decide, eligible_user, lasting, list_assignments,
-    request_body, status_of,
+    request_body, status_of, try_create_user,
 };
-use crate::harness::{Backend, Server, TcpProxy, backend, postgres_url, say, skip};
+use crate::harness::{Backend, Server, TcpProxy, backend, postgres_url, say, skip, wait_until};
 use serde_json::{Value, json};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 /// Whether the servers run on PostgreSQL; says why the test is skipped when not.
 fn on_postgres(test: &str) -> bool {
@@ -21,15 +21,6 @@ fn on_postgres(test: &str) -> bool {
         skip(test, "several nodes need a shared PostgreSQL database");
     }
     on
-}
-
-/// Polls `done` every 100 ms for up to `secs` seconds.
-fn wait_until(secs: u64, what: &str, mut done: impl FnMut() -> bool) {
-    let deadline = Instant::now() + Duration::from_secs(secs);
-    while !done() {
-        assert!(Instant::now() < deadline, "timed out waiting until {what}");
-        std::thread::sleep(Duration::from_millis(100));
-    }
 }
 
 #[test]
@@ -225,16 +216,7 @@ fn a_node_killed_mid_load_loses_no_acknowledged_request() {
                         let node: &Server = if n % 2 == 0 { a } else { b };
                         let was_killed = killed.load(std::sync::atomic::Ordering::SeqCst);
                         let name = format!("load-{w}-{n}");
-                        let Ok(r) = node.try_call(
-                            "POST",
-                            "/scim/v2/Users",
-                            Some(&t.admin),
-                            Some(&json!({
-                                "schemas": ["urn:ietf:params:scim:schemas:core:2.0:User"],
-                                "userName": format!("{name}@example.test"),
-                                "displayName": name,
-                            })),
-                        ) else {
+                        let Ok(r) = try_create_user(node, &t.admin, &name) else {
                             continue;
                         };
                         if r.status == 201 {
@@ -304,14 +286,21 @@ fn a_database_outage_answers_503_and_service_returns_with_the_database() {
     assert_eq!(b.get("/readyz", &t.admin).status, 200);
 
     proxy.cut();
-    let mut outage = Vec::new();
     for _ in 0..5 {
-        outage.push(b.get(&resources, &t.admin).status);
+        let r = b.get(&resources, &t.admin);
+        assert_eq!(
+            r.status, 503,
+            "503 while the database is gone, never a 500: {}",
+            r.text
+        );
+        // The Graph error envelope of decisions.md §8, with the request id.
+        assert_eq!(r.code(), "ServiceUnavailable", "{}", r.text);
+        assert!(
+            r.json["error"]["innerError"]["request-id"].is_string(),
+            "{}",
+            r.text
+        );
     }
-    assert!(
-        outage.iter().all(|s| *s == 503),
-        "503 while the database is gone, never a 500: {outage:?}"
-    );
     assert_eq!(b.get("/readyz", &t.admin).status, 503);
 
     proxy.resume();
@@ -364,17 +353,7 @@ fn a_postgres_restart_under_load_gives_503s_then_full_service_and_intact_state()
                         n += 1;
                         let node: &Server = if n % 2 == 0 { &t.s } else { b };
                         let reply = if n % 3 == 0 {
-                            let name = format!("restart-{w}-{n}");
-                            node.try_call(
-                                "POST",
-                                "/scim/v2/Users",
-                                Some(&t.admin),
-                                Some(&json!({
-                                    "schemas": ["urn:ietf:params:scim:schemas:core:2.0:User"],
-                                    "userName": format!("{name}@example.test"),
-                                    "displayName": name,
-                                })),
-                            )
+                            try_create_user(node, &t.admin, &format!("restart-{w}-{n}"))
                         } else {
                             node.try_call("GET", &node.pim("/resources"), Some(&t.admin), None)
                         };

@@ -9,6 +9,7 @@
 use crate::fixture::{
     CONTRIBUTOR, Tenant, USER_ACCESS_ADMIN, activation, eligible_user, enc, from_now, lasting,
 };
+use crate::harness::wait_until;
 use hmac::{Hmac, Mac};
 use serde_json::{Value, json};
 use sha2::Sha256;
@@ -147,15 +148,6 @@ fn serve(conn: TcpStream, seen: &Mutex<Vec<Seen>>, status: &AtomicU16, validatio
         return;
     }
     let _ = out.write_all(reply.as_bytes());
-}
-
-/// Polls `f` every 50 ms until it holds, or fails after `secs` seconds naming `what`.
-fn wait_until(secs: u64, what: &str, mut f: impl FnMut() -> bool) {
-    let deadline = Instant::now() + Duration::from_secs(secs);
-    while !f() {
-        assert!(Instant::now() < deadline, "timed out waiting until {what}");
-        std::thread::sleep(Duration::from_millis(50));
-    }
 }
 
 fn subscribe(t: &Tenant, token: &str, url: &str, resource: &str) -> crate::harness::Reply {

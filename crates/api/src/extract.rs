@@ -7,8 +7,8 @@ use axum::body::Bytes;
 use axum::extract::{FromRequest, FromRequestParts, Request};
 use axum::http::request::Parts;
 use rolegate_core::access::Caller;
-use rolegate_core::directory::SubjectKind;
 use rolegate_core::error::{DomainError, ErrorCode};
+use rolegate_core::visibility::{self, TokenIdentity};
 use rolegate_core::odata::{QueryOptions, parse_query};
 use serde_json::{Map, Value};
 use std::sync::Arc;
@@ -42,40 +42,16 @@ pub async fn authenticate(parts: &Parts, state: &Arc<AppState>) -> Result<Caller
     let claims = state.auth.verify(header).await?;
     // Only a verified token names a subject: forged ones were counted per client address.
     state.rate_limits.check_subject(claims.subject())?;
-    let token_subject = claims.subject().to_string();
-    let lookup = token_subject.clone();
+    let lookup = claims.subject().to_string();
     let subject = state.read(move |tx, _| tx.subject(&lookup)).await?;
-    // Tenant administrators are named by the token's subject or by the server-assigned
-    // subject id, never by `externalId`: a SCIM provisioning client can change that.
-    let mut ids = vec![token_subject.as_str()];
-    if let Some(s) = &subject {
-        ids.push(s.id.as_str());
-    }
-    let is_tenant_admin = state.auth.is_admin(ids);
-    match subject {
-        Some(s) if s.kind == SubjectKind::Group => {
-            Err(DomainError::denied("a group cannot sign in; use a member's token").into())
-        }
-        Some(s) if s.active || is_tenant_admin => Ok(Caller {
-            subject_id: s.id,
-            display_name: s.display_name,
-            principal_name: s.principal_name,
-            is_tenant_admin,
-            mfa: claims.mfa(),
-        }),
-        Some(_) => Err(DomainError::denied("the caller's account is disabled").into()),
-        None if is_tenant_admin => Ok(Caller {
-            display_name: claims.name.clone().unwrap_or_else(|| token_subject.clone()),
-            subject_id: token_subject,
-            principal_name: None,
-            is_tenant_admin,
-            mfa: claims.mfa(),
-        }),
-        None => Err(DomainError::denied(format!(
-            "the token's subject `{token_subject}` is not in the directory"
-        ))
-        .into()),
-    }
+    let token = TokenIdentity {
+        subject: claims.subject(),
+        name: claims.name.as_deref(),
+        mfa: claims.mfa(),
+    };
+    Ok(visibility::sign_in(&token, subject, |id| {
+        state.auth.is_admin([id])
+    })?)
 }
 
 impl FromRequestParts<Arc<AppState>> for Auth {

@@ -1,7 +1,7 @@
 //! The Graph PIM routes (graph-pim-v2.md §6): resources, role definitions, role settings,
 //! role assignments and role assignment requests, at provider level and nested under
 //! `resources/{id}/…`. Handlers translate between HTTP and the domain; who may do what is
-//! decided by `rolegate_core` (and, for reads, by [`ReadScope`] here, from decisions.md §7).
+//! decided by `rolegate_core` (for reads, by `rolegate_core::visibility`: decisions.md §7).
 
 use crate::error::ApiResult;
 use crate::extract::{Auth, Fields, JsonObject, OData, RequestId};
@@ -11,74 +11,33 @@ use axum::extract::{Path, State};
 use axum::http::{HeaderMap, StatusCode, Uri, header};
 use axum::response::{IntoResponse, Response};
 use rolegate_core::access::{AccessView, Caller};
-use rolegate_core::assignment::{AssignmentState, MemberType, RoleAssignment};
+use rolegate_core::assignment::AssignmentState;
 use rolegate_core::audit;
 use rolegate_core::error::{DomainError, ErrorCode, Result};
-use rolegate_core::odata::{self, EntityFields, Filter, Literal, Operand, QueryOptions};
+use rolegate_core::odata::{self, QueryOptions};
 use rolegate_core::policy::{RoleRulesPatch, RuleSetting, TicketInfo};
-use rolegate_core::query::{self, ListQuery, Page, Restriction};
+use rolegate_core::query::ListQuery;
 use rolegate_core::request::{self, DecisionInput, NewRequest, RequestType};
 use rolegate_core::schedule::ScheduleInput;
 use rolegate_core::store::Tx;
+use rolegate_core::visibility;
 use serde_json::{Map, Value, json};
 use std::collections::HashMap;
 use std::sync::Arc;
 
 type Params = Path<HashMap<String, String>>;
 
-/// The collections below a provider (and below a resource).
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Collection {
-    /// `resources`.
-    Resources,
-    /// `roleDefinitions`.
-    RoleDefinitions,
-    /// `roleSettings`.
-    RoleSettings,
-    /// `roleAssignments`.
-    RoleAssignments,
-    /// `roleAssignmentRequests`.
-    RoleAssignmentRequests,
-    /// `/beta/auditLogs/directoryAudits` (not below a provider).
-    DirectoryAudits,
-}
+pub use rolegate_core::visibility::Collection;
 
-impl Collection {
-    fn fields(self) -> &'static EntityFields {
-        match self {
-            Self::Resources => &query::RESOURCE_FIELDS,
-            Self::RoleDefinitions => &query::ROLE_DEFINITION_FIELDS,
-            Self::RoleSettings => &query::ROLE_SETTING_FIELDS,
-            Self::RoleAssignments => &query::ROLE_ASSIGNMENT_FIELDS,
-            Self::RoleAssignmentRequests => &query::ROLE_ASSIGNMENT_REQUEST_FIELDS,
-            Self::DirectoryAudits => &query::DIRECTORY_AUDIT_FIELDS,
-        }
-    }
-
-    fn entity_set(self) -> &'static str {
-        match self {
-            Self::Resources => "governanceResources",
-            Self::RoleDefinitions => "governanceRoleDefinitions",
-            Self::RoleSettings => "governanceRoleSettings",
-            Self::RoleAssignments => "governanceRoleAssignments",
-            Self::RoleAssignmentRequests => "governanceRoleAssignmentRequests",
-            Self::DirectoryAudits => "auditLogs/directoryAudits",
-        }
-    }
-
-    fn not_found(self, id: &str) -> DomainError {
-        let (code, what) = match self {
-            Self::Resources => (ErrorCode::ResourceNotFound, "resource"),
-            Self::RoleDefinitions => (ErrorCode::RoleDefinitionNotFound, "role definition"),
-            Self::RoleSettings => (ErrorCode::RoleSettingNotFound, "role setting"),
-            Self::RoleAssignments => (ErrorCode::RoleAssignmentNotFound, "role assignment"),
-            Self::RoleAssignmentRequests => (
-                ErrorCode::RoleAssignmentRequestNotFound,
-                "role assignment request",
-            ),
-            Self::DirectoryAudits => (ErrorCode::NotFound, "audit record"),
-        };
-        DomainError::new(code, format!("{what} `{id}` does not exist"))
+/// The Graph entity set a collection's items belong to (`@odata.context`).
+fn entity_set_of(coll: Collection) -> &'static str {
+    match coll {
+        Collection::Resources => "governanceResources",
+        Collection::RoleDefinitions => "governanceRoleDefinitions",
+        Collection::RoleSettings => "governanceRoleSettings",
+        Collection::RoleAssignments => "governanceRoleAssignments",
+        Collection::RoleAssignmentRequests => "governanceRoleAssignmentRequests",
+        Collection::DirectoryAudits => "auditLogs/directoryAudits",
     }
 }
 
@@ -134,181 +93,6 @@ fn next_link(headers: &HeaderMap, uri: &Uri, skip: u64) -> String {
     format!("{origin}{}?{}", uri.path(), query.join("&"))
 }
 
-/// What a read is scoped to, and how assignment rows are shown to this viewer.
-struct ReadScope {
-    restrictions: Vec<Restriction>,
-    filter: Option<Filter>,
-    /// The resource whose assignments are listed (rows from ancestors are `Inherited`).
-    viewed_resource: Option<String>,
-    /// The subjects the listing is "for" (rows held through their groups are `Group`).
-    viewers: Vec<String>,
-}
-
-fn in_list(path: &str, values: &[String]) -> Filter {
-    Filter::In {
-        operand: Operand::Property(path.split('/').map(str::to_string).collect()),
-        values: values.iter().map(|v| Literal::String(v.clone())).collect(),
-    }
-}
-
-const RESOURCE_PATHS: [&str; 3] = ["resourceid", "resource/id", "roledefinition/resource/id"];
-const SUBJECT_PATHS: [&str; 2] = ["subjectid", "subject/id"];
-
-/// Works out the restrictions of a list call (decisions.md §6, §7): R1 on a named
-/// resource, "mine" by subject, or everything the caller can see; for assignments, the
-/// group and inheritance expansions behind `memberType`.
-fn read_scope(
-    coll: Collection,
-    rid: Option<&str>,
-    filter: Option<Filter>,
-    caller: &Caller,
-    access: &dyn AccessView,
-    now: jiff::Timestamp,
-) -> Result<ReadScope> {
-    if coll == Collection::DirectoryAudits {
-        return Ok(ReadScope {
-            restrictions: audit::read_restriction(caller, access, now)?
-                .into_iter()
-                .collect(),
-            filter,
-            viewed_resource: None,
-            viewers: Vec::new(),
-        });
-    }
-    let equalities = filter
-        .as_ref()
-        .map(odata::top_level_equalities)
-        .unwrap_or_default();
-    let pinned_resource = rid.map(str::to_string).or_else(|| {
-        let paths: &[&str] = if coll == Collection::Resources {
-            &["id"]
-        } else {
-            &RESOURCE_PATHS
-        };
-        equalities
-            .iter()
-            .find(|(p, _)| paths.contains(&p.as_str()))
-            .map(|(_, v)| v.clone())
-    });
-    let pinned_subject = equalities
-        .iter()
-        .find(|(p, _)| SUBJECT_PATHS.contains(&p.as_str()))
-        .map(|(_, v)| v.clone());
-    let mut scope = ReadScope {
-        restrictions: Vec::new(),
-        filter,
-        viewed_resource: None,
-        viewers: Vec::new(),
-    };
-    let me_and_groups = || {
-        let mut v = vec![caller.subject_id.clone()];
-        v.extend(access.groups_of(&caller.subject_id));
-        v
-    };
-    let visible = || Restriction::ResourceUnder(access_anchors(caller, access, now));
-    if let Some(r) = &pinned_resource {
-        if !caller.may_read(access, r, now) {
-            return Err(DomainError::denied(format!(
-                "the caller has no access to resource `{r}`"
-            )));
-        }
-        if coll == Collection::RoleAssignments {
-            let lineage = access.ancestors_or_self(r);
-            scope
-                .restrictions
-                .push(Restriction::ResourceIn(lineage.clone()));
-            scope.filter = scope.filter.map(|f| {
-                odata::map_equalities(f, &mut |path, literal| {
-                    (RESOURCE_PATHS.contains(&path) && literal == r.as_str())
-                        .then(|| in_list("resourceId", &lineage))
-                })
-            });
-            scope.viewed_resource = Some(r.clone());
-        } else if let Some(rid) = rid {
-            scope
-                .restrictions
-                .push(Restriction::ResourceIn(vec![rid.to_string()]));
-        }
-    } else {
-        let mine = pinned_subject.as_deref() == Some(caller.subject_id.as_str());
-        if !caller.is_tenant_admin && !mine {
-            scope.restrictions.push(match coll {
-                Collection::RoleAssignments => {
-                    Restriction::AnyOf(vec![visible(), Restriction::SubjectIn(me_and_groups())])
-                }
-                // Listed approvers also find the activations awaiting their decision.
-                Collection::RoleAssignmentRequests => Restriction::AnyOf(vec![
-                    visible(),
-                    Restriction::SubjectIn(me_and_groups()),
-                    Restriction::AwaitingApproverIn(me_and_groups()),
-                ]),
-                _ => visible(),
-            });
-        }
-    }
-    if coll == Collection::RoleAssignments {
-        if let Some(s) = &pinned_subject {
-            let mut with_groups = vec![s.clone()];
-            with_groups.extend(access.groups_of(s));
-            scope.filter = scope.filter.map(|f| {
-                odata::map_equalities(f, &mut |path, literal| {
-                    (SUBJECT_PATHS.contains(&path) && literal == s.as_str())
-                        .then(|| in_list("subjectId", &with_groups))
-                })
-            });
-            scope.viewers.push(s.clone());
-        }
-        scope.restrictions.push(Restriction::CurrentAt(now));
-    }
-    Ok(scope)
-}
-
-fn access_anchors(caller: &Caller, access: &dyn AccessView, now: jiff::Timestamp) -> Vec<String> {
-    access.anchors(&caller.subject_id, now)
-}
-
-fn member_type(a: &RoleAssignment, scope: &ReadScope) -> MemberType {
-    if scope
-        .viewed_resource
-        .as_deref()
-        .is_some_and(|r| r != a.resource_id)
-    {
-        MemberType::Inherited
-    } else if !scope.viewers.is_empty() && !scope.viewers.contains(&a.subject_id) {
-        MemberType::Group
-    } else {
-        MemberType::Direct
-    }
-}
-
-fn list_page(
-    tx: &mut dyn Tx,
-    coll: Collection,
-    q: &ListQuery,
-    scope: &ReadScope,
-) -> Result<Page<Entity>> {
-    fn map<T>(p: Page<T>, f: impl FnMut(T) -> Entity) -> Page<Entity> {
-        Page {
-            items: p.items.into_iter().map(f).collect(),
-            total: p.total,
-            more: p.more,
-        }
-    }
-    Ok(match coll {
-        Collection::Resources => map(tx.list_resources(q)?, Entity::Resource),
-        Collection::RoleDefinitions => map(tx.list_role_definitions(q)?, Entity::RoleDefinition),
-        Collection::RoleSettings => map(tx.list_role_settings(q)?, Entity::RoleSetting),
-        Collection::RoleAssignments => map(tx.list_assignments(q)?, |a| {
-            let m = member_type(&a, scope);
-            Entity::Assignment(a, m)
-        }),
-        Collection::RoleAssignmentRequests => map(tx.list_requests(q)?, Entity::Request),
-        Collection::DirectoryAudits => {
-            map(tx.list_audit(q)?, |e| Entity::DirectoryAudit(e.document))
-        }
-    })
-}
-
 fn validate_options(coll: Collection, opts: &QueryOptions) -> Result<()> {
     if let Some(f) = &opts.filter {
         odata::validate(f, coll.fields())?;
@@ -354,7 +138,7 @@ async fn list(
             let access = st.access_view();
             validate_options(coll, &opts)?;
             ensure_resource(tx, rid.as_deref())?;
-            let scope = read_scope(
+            let scope = visibility::read_scope(
                 coll,
                 rid.as_deref(),
                 opts.filter.clone(),
@@ -375,7 +159,7 @@ async fn list(
                 skip,
                 count: opts.count || count_only,
             };
-            let page = list_page(tx, coll, &q, &scope)?;
+            let page = visibility::list(tx, coll, &q, &scope)?.map(Entity::from);
             if count_only {
                 let n = page.total.unwrap_or(0).to_string();
                 return Ok(
@@ -391,7 +175,7 @@ async fn list(
             let mut body = Map::new();
             body.insert(
                 "@odata.context".into(),
-                context(&base, coll.entity_set(), false),
+                context(&base, entity_set_of(coll), false),
             );
             if let Some(total) = page.total {
                 body.insert("@odata.count".into(), json!(total));
@@ -404,103 +188,6 @@ async fn list(
             Ok(axum::Json(Value::Object(body)).into_response())
         })
         .await
-}
-
-/// Loads one item the caller may read, as seen through `rid` when nested.
-fn load_item(
-    tx: &mut dyn Tx,
-    coll: Collection,
-    id: &str,
-    rid: Option<&str>,
-    caller: &Caller,
-    access: &dyn AccessView,
-    now: jiff::Timestamp,
-) -> Result<Entity> {
-    let nf = || coll.not_found(id);
-    let deny = || {
-        DomainError::denied(format!(
-            "the caller has no access to this {}",
-            coll.entity_set()
-        ))
-    };
-    let check = |resource: &str| {
-        if caller.may_read(access, resource, now) {
-            Ok(())
-        } else {
-            Err(deny())
-        }
-    };
-    let under = |resource: &str| rid.is_none_or(|r| r == resource);
-    match coll {
-        Collection::Resources => {
-            let r = tx.resource(id)?.ok_or_else(nf)?;
-            check(&r.id)?;
-            Ok(Entity::Resource(r))
-        }
-        Collection::RoleDefinitions => {
-            let d = tx
-                .role_definition(id)?
-                .filter(|d| under(&d.resource_id))
-                .ok_or_else(nf)?;
-            check(&d.resource_id)?;
-            Ok(Entity::RoleDefinition(d))
-        }
-        Collection::RoleSettings => {
-            let s = tx
-                .role_setting(id)?
-                .filter(|s| under(&s.resource_id))
-                .ok_or_else(nf)?;
-            check(&s.resource_id)?;
-            Ok(Entity::RoleSetting(s))
-        }
-        Collection::RoleAssignments => {
-            let a = tx
-                .assignment(id)?
-                .filter(|a| a.is_current(now))
-                .ok_or_else(nf)?;
-            if let Some(r) = rid
-                && !access.ancestors_or_self(r).contains(&a.resource_id)
-            {
-                return Err(nf());
-            }
-            let groups = access.groups_of(&caller.subject_id);
-            let own = a.subject_id == caller.subject_id || groups.contains(&a.subject_id);
-            if !own && !caller.may_read(access, rid.unwrap_or(&a.resource_id), now) {
-                return Err(deny());
-            }
-            let member = if rid.is_some_and(|r| r != a.resource_id) {
-                MemberType::Inherited
-            } else if groups.contains(&a.subject_id) {
-                MemberType::Group
-            } else {
-                MemberType::Direct
-            };
-            Ok(Entity::Assignment(a, member))
-        }
-        Collection::RoleAssignmentRequests => {
-            let r = tx
-                .request(id)?
-                .filter(|r| under(&r.resource_id))
-                .ok_or_else(nf)?;
-            let own = r.subject_id == caller.subject_id || r.requested_by == caller.subject_id;
-            if !own
-                && !caller.may_read(access, &r.resource_id, now)
-                && !request::is_approver_of(tx, &caller.subject_id, access, &r)?
-            {
-                return Err(deny());
-            }
-            Ok(Entity::Request(r))
-        }
-        Collection::DirectoryAudits => {
-            // Who may not read the log at all learns nothing about which ids exist.
-            audit::read_restriction(caller, access, now)?;
-            let e = tx.audit_entry(id)?.ok_or_else(nf)?;
-            if !audit::may_read(caller, access, e.resource_id.as_deref(), now) {
-                return Err(deny());
-            }
-            Ok(Entity::DirectoryAudit(e.document))
-        }
-    }
 }
 
 /// Gets one item, or follows up to two single-valued navigations from it.
@@ -533,7 +220,9 @@ async fn get_item(
             }
             let scope_rid = if nested { rid.as_deref() } else { None };
             ensure_resource(tx, scope_rid)?;
-            let mut entity = load_item(tx, coll, &id, scope_rid, &caller, &access, now)?;
+            let mut entity = Entity::from(visibility::load_item(
+                tx, coll, &id, scope_rid, &caller, &access, now,
+            )?);
             for nav in &navs {
                 entity = navigate(tx, &entity, nav)?.ok_or_else(|| {
                     DomainError::new(ErrorCode::NotFound, format!("`{nav}` of `{id}` is empty"))
@@ -541,12 +230,8 @@ async fn get_item(
                 // `parent` leads to another resource, which needs R1 of its own.
                 if let Entity::Resource(r) = &entity
                     && nav.eq_ignore_ascii_case("parent")
-                    && !caller.may_read(&access, &r.id, now)
                 {
-                    return Err(DomainError::denied(format!(
-                        "the caller has no access to resource `{}`",
-                        r.id
-                    )));
+                    visibility::may_read_resource(&caller, &access, &r.id, now)?;
                 }
             }
             let viewer = Viewer::new(&caller, &access, now);
@@ -1049,7 +734,7 @@ pub async fn export(
         let access = st.access_view();
         validate_options(Collection::RoleAssignments, &opts)?;
         ensure_resource(tx, rid.as_deref())?;
-        let scope = read_scope(Collection::RoleAssignments, rid.as_deref(), opts.filter.clone(), &c, &access, now)?;
+        let scope = visibility::read_scope(Collection::RoleAssignments, rid.as_deref(), opts.filter.clone(), &c, &access, now)?;
         let mut lines = vec![EXPORT_HEADER.to_string()];
         let mut names = NameCache::default();
         let mut skip = opts.skip.unwrap_or(0);

@@ -14,6 +14,7 @@ use rolegate_core::resource::Resource;
 use rolegate_core::role::{RoleDefinition, RoleSetting};
 use rolegate_core::schedule::{format_datetime, format_duration};
 use rolegate_core::store::Tx;
+use rolegate_core::visibility::{self, AccessLevel, Item};
 use serde_json::{Map, Value, json};
 use std::cell::RefCell;
 use std::collections::HashMap;
@@ -35,6 +36,19 @@ pub enum Entity {
     Subject(Subject),
     /// `directoryAudit`: the stored document, rendered as is.
     DirectoryAudit(Map<String, Value>),
+}
+
+impl From<Item> for Entity {
+    fn from(item: Item) -> Self {
+        match item {
+            Item::Resource(r) => Self::Resource(r),
+            Item::RoleDefinition(d) => Self::RoleDefinition(d),
+            Item::RoleSetting(s) => Self::RoleSetting(s),
+            Item::Assignment(a, m) => Self::Assignment(a, m),
+            Item::Request(r) => Self::Request(r),
+            Item::AuditEntry(e) => Self::DirectoryAudit(e.document),
+        }
+    }
 }
 
 /// Who is looking, and when: for time-derived fields and `permissions`.
@@ -266,7 +280,9 @@ fn expand_one(
     let value = match viewer.navigate_cached(tx, e, name)? {
         // A parent the viewer may not read (R1) expands to null.
         Some(Entity::Resource(r))
-            if *name == "parent" && !viewer.caller.may_read(viewer.access, &r.id, viewer.now) =>
+            if *name == "parent"
+                && visibility::may_read_resource(viewer.caller, viewer.access, &r.id, viewer.now)
+                    .is_err() =>
         {
             Value::Null
         }
@@ -346,18 +362,17 @@ fn resource_extra(tx: &mut dyn Tx, r: &Resource, name: &str, viewer: &Viewer) ->
         "roleAssignmentCount" => json!(tx.resource_counts(&r.id, viewer.now)?.0),
         "roleDefinitionCount" => json!(tx.resource_counts(&r.id, viewer.now)?.1),
         _ => {
-            let admin = viewer
-                .caller
-                .may_administer(viewer.access, &r.id, viewer.now);
-            let any = viewer.caller.may_read(viewer.access, &r.id, viewer.now);
-            let level = if admin {
-                "AdminReadWrite"
-            } else if any {
-                "UserRead"
-            } else {
-                "None"
+            let level = visibility::access_level(viewer.caller, viewer.access, &r.id, viewer.now);
+            let name = match level {
+                AccessLevel::AdminReadWrite => "AdminReadWrite",
+                AccessLevel::UserRead => "UserRead",
+                AccessLevel::None => "None",
             };
-            json!({"accessLevel": level, "isActive": admin, "isEligible": any && !admin})
+            json!({
+                "accessLevel": name,
+                "isActive": level == AccessLevel::AdminReadWrite,
+                "isEligible": level == AccessLevel::UserRead,
+            })
         }
     })
 }

@@ -18,6 +18,7 @@ use axum::response::{IntoResponse, Response};
 use rolegate_core::access::Caller;
 use rolegate_core::error::{DomainError, ErrorCode, ScimType};
 use rolegate_core::scim::{self, ListParams, Shown, schema::ResourceType};
+use rolegate_core::visibility;
 use serde_json::{Map, Value};
 use sha2::{Digest, Sha256};
 use std::collections::HashMap;
@@ -113,11 +114,7 @@ impl FromRequestParts<Arc<AppState>> for ScimAdmin {
         let caller = authenticate(parts, state)
             .await
             .map_err(ApiError::into_scim)?;
-        if !caller.is_tenant_admin {
-            return Err(ApiError::scim(DomainError::denied(
-                "only tenant administrators and the provisioning client may call /scim",
-            )));
-        }
+        visibility::may_provision(&caller).map_err(ApiError::scim)?;
         Ok(ScimAdmin(caller))
     }
 }

@@ -14,17 +14,17 @@ use rolegate_core::access::{AccessChange, Caller, OpContext};
 use rolegate_core::audit::About;
 use rolegate_core::error::{DomainError, Result};
 use rolegate_core::notification::{self, NewSubscription, Subscription, VALIDATION_TIMEOUT};
+use rolegate_core::visibility;
 use rolegate_core::schedule::{format_datetime, parse_datetime};
 use serde_json::{Value, json};
 use std::sync::Arc;
 
 const CONTEXT: &str = "https://graph.microsoft.com/beta/$metadata#subscriptions";
 
-/// A subscription as Graph renders it to `viewer`. `clientState` keys the HMAC of every
-/// delivery, so only its creator and tenant administrators see it: an R3 holder who may
-/// manage someone else's subscription must not be able to forge its deliveries.
+/// A subscription as Graph renders it to `viewer` (`clientState` only where
+/// [`visibility::sees_client_state`]).
 fn render(s: &Subscription, viewer: &Caller) -> Value {
-    let client_state = (viewer.is_tenant_admin || viewer.subject_id == s.creator_id)
+    let client_state = visibility::sees_client_state(viewer, s)
         .then_some(s.client_state.as_str());
     json!({
         "id": s.id,

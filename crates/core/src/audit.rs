@@ -4,12 +4,10 @@
 //! Besides the record itself this module owns everything every store must do the same way:
 //! the `directoryAudit` document ([`AuditRecord::to_document`]), the columns a store indexes
 //! for it ([`AuditIndex`]), the canonical form and hash chain ([`canonical_json`],
-//! [`chain_hash`], [`ChainVerifier`]), and who may read which records ([`read_restriction`],
-//! [`may_read`]).
+//! [`chain_hash`], [`ChainVerifier`]). Who may read which records is a read rule like the
+//! others: [`crate::visibility::audit_restriction`].
 
-use crate::access::{AccessView, Caller};
 use crate::error::{DomainError, Result};
-use crate::query::Restriction;
 use jiff::Timestamp;
 use serde_json::{Value, json};
 use sha2::{Digest, Sha256};
@@ -517,49 +515,9 @@ pub struct AuditEntry {
     pub resource_id: Option<String>,
 }
 
-/// Which audit records `caller` may list (decisions.md §11): every record for tenant
-/// administrators (`None`), the records about resources it administers (R3: active Owner or
-/// User Access Administrator on the resource or an ancestor) for others. Anyone else is
-/// refused with `403 Authorization_RequestDenied`.
-pub fn read_restriction(
-    caller: &Caller,
-    access: &dyn AccessView,
-    now: Timestamp,
-) -> Result<Option<Restriction>> {
-    if caller.is_tenant_admin {
-        return Ok(None);
-    }
-    // Every resource a subject administers is at or under one of its anchors that it
-    // administers: the resource of the Owner / User Access Administrator grant is one.
-    let administered: Vec<String> = access
-        .anchors(&caller.subject_id, now)
-        .into_iter()
-        .filter(|r| access.administers(&caller.subject_id, r, now))
-        .collect();
-    if administered.is_empty() {
-        return Err(DomainError::denied(
-            "reading the audit log needs tenant administration or an active Owner or User Access Administrator assignment",
-        ));
-    }
-    Ok(Some(Restriction::ResourceUnder(administered)))
-}
-
-/// Whether `caller` may read one audit record about `resource_id` (see [`read_restriction`]).
-pub fn may_read(
-    caller: &Caller,
-    access: &dyn AccessView,
-    resource_id: Option<&str>,
-    now: Timestamp,
-) -> bool {
-    caller.is_tenant_admin || resource_id.is_some_and(|r| caller.may_administer(access, r, now))
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::access::AccessIndex;
-    use crate::assignment::{AssignmentState, RoleAssignment};
-    use crate::schedule::Schedule;
 
     fn record(id: &str, resource: &str) -> AuditRecord {
         AuditRecord {
@@ -687,55 +645,5 @@ mod tests {
         let mut garbage = links;
         garbage[3].document = "{not json".into();
         assert_eq!(run(&garbage).unwrap_err().id, "r3");
-    }
-
-    #[test]
-    fn readers_are_tenant_admins_and_r3_holders() {
-        let now: Timestamp = "2024-05-01T10:00:00Z".parse().unwrap();
-        let mut ix = AccessIndex::new();
-        ix.add_resource("sub", None);
-        ix.add_resource("rg", Some("sub"));
-        ix.add_resource("other", None);
-        let grant = |id: &str, subject: &str, state| RoleAssignment {
-            id: id.into(),
-            resource_id: "rg".into(),
-            role_definition_id: "role".into(),
-            subject_id: subject.into(),
-            state,
-            linked_eligible_id: None,
-            schedule: Schedule {
-                start: "2024-01-01T00:00:00Z".parse().unwrap(),
-                end: None,
-            },
-            request_id: "req".into(),
-        };
-        ix.upsert(&grant("a1", "owner", AssignmentState::Active), true);
-        ix.upsert(
-            &grant("a2", "eligible-owner", AssignmentState::Eligible),
-            true,
-        );
-        ix.upsert(&grant("a3", "reader", AssignmentState::Active), false);
-        let caller = |id: &str, admin: bool| Caller {
-            subject_id: id.into(),
-            display_name: id.into(),
-            principal_name: None,
-            is_tenant_admin: admin,
-            mfa: true,
-        };
-        assert_eq!(read_restriction(&caller("root", true), &ix, now), Ok(None));
-        assert_eq!(
-            read_restriction(&caller("owner", false), &ix, now),
-            Ok(Some(Restriction::ResourceUnder(vec!["rg".into()])))
-        );
-        for who in ["eligible-owner", "reader", "nobody"] {
-            let e = read_restriction(&caller(who, false), &ix, now).unwrap_err();
-            assert_eq!(e.code, crate::error::ErrorCode::AuthorizationRequestDenied);
-        }
-        let owner = caller("owner", false);
-        assert!(may_read(&owner, &ix, Some("rg"), now));
-        assert!(!may_read(&owner, &ix, Some("sub"), now));
-        assert!(!may_read(&owner, &ix, Some("other"), now));
-        assert!(!may_read(&owner, &ix, None, now));
-        assert!(may_read(&caller("root", true), &ix, None, now));
     }
 }

@@ -25,5 +25,6 @@ pub mod scheduler;
 pub mod scim;
 pub mod scope;
 pub mod store;
+pub mod visibility;
 
 pub use error::{DomainError, ErrorCode, Result};

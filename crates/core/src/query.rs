@@ -51,6 +51,17 @@ pub struct Page<T> {
     pub more: bool,
 }
 
+impl<T> Page<T> {
+    /// The same page with each row mapped by `f`.
+    pub fn map<U>(self, f: impl FnMut(T) -> U) -> Page<U> {
+        Page {
+            items: self.items.into_iter().map(f).collect(),
+            total: self.total,
+            more: self.more,
+        }
+    }
+}
+
 const fn f(path: &'static str, column: &'static str, ty: FieldType) -> Field {
     Field { path, column, ty }
 }

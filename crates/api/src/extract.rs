@@ -8,8 +8,8 @@ use axum::extract::{FromRequest, FromRequestParts, Request};
 use axum::http::request::Parts;
 use rolegate_core::access::Caller;
 use rolegate_core::error::{DomainError, ErrorCode};
-use rolegate_core::visibility::{self, TokenIdentity};
 use rolegate_core::odata::{QueryOptions, parse_query};
+use rolegate_core::visibility::{self, TokenIdentity};
 use serde_json::{Map, Value};
 use std::sync::Arc;
 

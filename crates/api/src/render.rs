@@ -281,8 +281,13 @@ fn expand_one(
         // A parent the viewer may not read (R1) expands to null.
         Some(Entity::Resource(r))
             if *name == "parent"
-                && visibility::may_read_resource(viewer.caller, viewer.access, &r.id, viewer.now)
-                    .is_err() =>
+                && visibility::may_read_resource(
+                    viewer.caller,
+                    viewer.access,
+                    &r.id,
+                    viewer.now,
+                )
+                .is_err() =>
         {
             Value::Null
         }

@@ -14,8 +14,8 @@ use rolegate_core::access::{AccessChange, Caller, OpContext};
 use rolegate_core::audit::About;
 use rolegate_core::error::{DomainError, Result};
 use rolegate_core::notification::{self, NewSubscription, Subscription, VALIDATION_TIMEOUT};
-use rolegate_core::visibility;
 use rolegate_core::schedule::{format_datetime, parse_datetime};
+use rolegate_core::visibility;
 use serde_json::{Value, json};
 use std::sync::Arc;
 
@@ -24,8 +24,7 @@ const CONTEXT: &str = "https://graph.microsoft.com/beta/$metadata#subscriptions"
 /// A subscription as Graph renders it to `viewer` (`clientState` only where
 /// [`visibility::sees_client_state`]).
 fn render(s: &Subscription, viewer: &Caller) -> Value {
-    let client_state = visibility::sees_client_state(viewer, s)
-        .then_some(s.client_state.as_str());
+    let client_state = visibility::sees_client_state(viewer, s).then_some(s.client_state.as_str());
     json!({
         "id": s.id,
         "resource": s.resource,

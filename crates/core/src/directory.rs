@@ -67,7 +67,6 @@ pub fn group_closure(subject: &str, direct_groups: impl Fn(&str) -> Vec<String>)
 
 use crate::access::{AccessChange, OpContext};
 use crate::error::{DomainError, ErrorCode, Result};
-use crate::notification::{self, ChangeType};
 use crate::store::Tx;
 
 fn require_admin(ctx: &OpContext) -> Result<()> {
@@ -256,7 +255,10 @@ pub fn update_subject(
     Ok((s, changes))
 }
 
-/// Ends a subject's activations (or all its assignments) and cancels its pending requests.
+/// Ends a subject's activations (or all its assignments) and cancels its pending requests,
+/// each audited: requests the clock has already closed catch up as the scheduler would
+/// ([`crate::scheduler::catch_up`]), open ones are canceled (a granted assignment that has
+/// not started ends with its request).
 fn close_subject(
     tx: &mut dyn Tx,
     ctx: &OpContext,
@@ -264,7 +266,11 @@ fn close_subject(
     activations_only: bool,
 ) -> Result<Vec<AccessChange>> {
     use crate::assignment::EndReason;
-    use crate::request::SubStatus;
+    let why = if activations_only {
+        "account disabled"
+    } else {
+        "subject deleted"
+    };
     let mut changes = Vec::new();
     for a in tx.live_assignments_of(id)? {
         // An earlier iteration may have ended it already (an activation of an eligible
@@ -273,12 +279,12 @@ fn close_subject(
             continue;
         }
         if activations_only && a.is_activation() {
-            tx.end_assignment(&a, ctx.now, EndReason::Removed, None)?;
-            notification::assignment_changed(tx, ctx.now, &a, ChangeType::Deleted)?;
-            changes.push(AccessChange::Remove {
-                subject_id: a.subject_id.clone(),
-                assignment_id: a.id.clone(),
-            });
+            changes.extend(crate::request::end_activation(
+                tx,
+                ctx,
+                &a,
+                &format!("Deactivate role ({why})"),
+            )?);
         } else if !activations_only {
             // Ends the activations made through it (by this subject or, for a group, by its
             // members) too.
@@ -290,31 +296,13 @@ fn close_subject(
             )?);
         }
     }
-    for mut r in tx.pending_requests_of(id)? {
-        let now_status = r.status_at(ctx.now);
-        if now_status == SubStatus::Granted
-            && let Some(a) = r
-                .assignment_id
-                .as_deref()
-                .map(|a| tx.assignment(a))
-                .transpose()?
-                .flatten()
-        {
-            tx.end_assignment(&a, ctx.now, EndReason::Canceled, Some(&r.id))?;
-            notification::assignment_changed(tx, ctx.now, &a, ChangeType::Deleted)?;
-            changes.push(AccessChange::Remove {
-                subject_id: a.subject_id.clone(),
-                assignment_id: a.id.clone(),
-            });
-        }
-        r.sub_status = if now_status.is_open() {
-            SubStatus::Canceled
-        } else {
-            now_status
-        };
-        r.version += 1;
-        tx.update_request(&r)?;
-        notification::request_changed(tx, ctx.now, &r, ChangeType::Updated)?;
+    for r in tx.pending_requests_of(id)? {
+        changes.extend(crate::request::close_pending(
+            tx,
+            ctx,
+            r,
+            &format!("Cancel request ({why})"),
+        )?);
     }
     Ok(changes)
 }

@@ -18,7 +18,7 @@ use crate::directory::{Subject, SubjectKind};
 use crate::error::{DomainError, Result};
 use crate::policy::{ApproverKind, RuleCollection};
 use crate::reminder::{self, Reminder};
-use crate::request::{RequestType, RoleAssignmentRequest, SubStatus};
+use crate::request::{RequestType, RoleAssignmentRequest};
 use crate::schedule::format_datetime;
 use crate::store::Tx;
 use jiff::Timestamp;
@@ -341,34 +341,6 @@ pub fn notify(
     Ok(())
 }
 
-/// The e-mails a newly submitted request sends: approval or decision needed, or (for an
-/// activation granted at once) the activation, and for emergency access the alert.
-pub fn submitted(tx: &mut dyn Tx, ctx: &OpContext, r: &RoleAssignmentRequest) -> Result<()> {
-    match r.sub_status {
-        SubStatus::PendingApproval => notify(tx, ctx, r, Event::ApprovalNeeded),
-        SubStatus::PendingAdminDecision => notify(tx, ctx, r, Event::DecisionNeeded),
-        SubStatus::Provisioned | SubStatus::Granted if r.kind == RequestType::UserAdd => {
-            notify(tx, ctx, r, Event::Activated)?;
-            if r.emergency {
-                notify(tx, ctx, r, Event::EmergencyActivated)?;
-            }
-            Ok(())
-        }
-        _ => Ok(()),
-    }
-}
-
-/// The e-mail a decision sends the requester, once the request is no longer pending.
-pub fn decided(tx: &mut dyn Tx, ctx: &OpContext, r: &RoleAssignmentRequest) -> Result<()> {
-    let event = match r.sub_status {
-        SubStatus::Provisioned | SubStatus::Granted => Event::Approved,
-        SubStatus::AdminDenied => Event::Denied,
-        SubStatus::Failed => Event::Failed,
-        _ => return Ok(()),
-    };
-    notify(tx, ctx, r, event)
-}
-
 /// Escapes text for HTML.
 pub fn html_escape(s: &str) -> String {
     let mut out = String::with_capacity(s.len());
@@ -414,15 +386,8 @@ fn name_of_role_and_resource(
     role_definition_id: &str,
     resource_id: &str,
 ) -> Result<(String, String)> {
-    let role = tx
-        .role_definition(role_definition_id)?
-        .map(|d| d.display_name)
-        .unwrap_or_else(|| role_definition_id.to_string());
-    let resource = tx
-        .resource(resource_id)?
-        .map(|x| x.display_name)
-        .unwrap_or_else(|| resource_id.to_string());
-    Ok((one_line(&role), one_line(&resource)))
+    let names = crate::scheduler::Names::load(tx, role_definition_id, resource_id)?;
+    Ok((one_line(&names.role), one_line(&names.resource)))
 }
 
 fn compose_reminder(

@@ -8,6 +8,7 @@
 pub mod access;
 pub mod assignment;
 pub mod audit;
+pub mod change;
 pub mod clock;
 pub mod directory;
 pub mod email;

@@ -194,13 +194,8 @@ fn reminder_record(
     }
     details.push(("assignmentState".into(), a.state.as_str().into()));
     details.push(("reminder".into(), reminder.as_str().into()));
-    crate::scheduler::role_and_resource(
-        tx,
-        &a.role_definition_id,
-        &a.resource_id,
-        &mut targets,
-        &mut details,
-    )?;
+    crate::scheduler::Names::load(tx, &a.role_definition_id, &a.resource_id)?
+        .describe(&mut targets, &mut details);
     targets.push(Target::new("Subject", &a.subject_id, &a.subject_id));
     details.push((
         "endDateTime".into(),

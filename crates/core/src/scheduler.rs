@@ -16,12 +16,12 @@
 //!
 //! Each call of [`Job::run`] handles one batch inside the caller's write transaction and
 //! writes one audit record per row in that same transaction. Rows are found with indexed
-//! store queries and then *claimed* with a guarded update that affects the row only if it
-//! is still in the state the query saw ([`Tx::claim_due_grant`] and friends), so a row is
-//! processed once even when several nodes run the scheduler against one database, and a
-//! batch that runs again (after a crash, or twice) changes nothing. Every step is therefore
-//! idempotent, and work that fell due while the server was down is simply due at the next
-//! pass.
+//! store queries inside the write transaction; writes are serialised (SQLite's one writer,
+//! PostgreSQL's per-schema advisory lock), so what the query finds is current, and a
+//! request row is written back with its version checked. A row is therefore processed once
+//! even when several nodes run the scheduler against one database, and a batch that runs
+//! again (after a crash, or twice) finds nothing to do. Every step is idempotent, and work
+//! that fell due while the server was down is simply due at the next pass.
 //!
 //! The functions here are pure over the [`Tx`] trait: no clock, no I/O of their own; `now`
 //! comes in through the [`OpContext`].
@@ -29,9 +29,12 @@
 use crate::access::{AccessChange, Caller, OpContext};
 use crate::assignment::{EndReason, RoleAssignment};
 use crate::audit::{AuditRecord, Target};
+use crate::change::{Change, apply};
+use crate::email::Event;
 use crate::error::Result;
-use crate::notification::{self, ChangeType};
 use crate::request::{RoleAssignmentRequest, SubStatus};
+use crate::resource::Resource;
+use crate::role::RoleDefinition;
 use crate::schedule::format_datetime;
 use crate::store::Tx;
 use jiff::Timestamp;
@@ -153,40 +156,65 @@ impl Job {
 /// so only the stored status changes; no access change results.
 pub fn provision_due_grants(tx: &mut dyn Tx, ctx: &OpContext, limit: u32) -> Result<Batch> {
     let due = tx.due_grants(ctx.now, limit)?;
-    let found = due.len();
-    let mut batch = Batch::default();
-    for mut r in due {
-        if !grant_is_due(&r, ctx.now) || !tx.claim_due_grant(&r.id, ctx.now)? {
-            continue;
-        }
-        r.sub_status = SubStatus::Provisioned;
-        r.version += 1;
-        notification::request_changed(tx, ctx.now, &r, ChangeType::Updated)?;
-        let record = request_record(tx, ctx, &r, PROVISION_ACTIVITY)?;
-        tx.append_audit(&record)?;
-        batch.done += 1;
-    }
-    Ok(batch.finish(found, limit))
+    catch_up_batch(tx, ctx, due, limit)
 }
 
 /// Marks up to `limit` pending approvals whose deadline has passed as `TimedOut`.
 pub fn time_out_approvals(tx: &mut dyn Tx, ctx: &OpContext, limit: u32) -> Result<Batch> {
     let expired = tx.expired_approvals(ctx.now, limit)?;
-    let found = expired.len();
+    catch_up_batch(tx, ctx, expired, limit)
+}
+
+/// Catches up each of `found` (loaded in this write transaction, so current: writes are
+/// serialised) and applies the changes.
+fn catch_up_batch(
+    tx: &mut dyn Tx,
+    ctx: &OpContext,
+    found: Vec<RoleAssignmentRequest>,
+    limit: u32,
+) -> Result<Batch> {
     let mut batch = Batch::default();
-    for mut r in expired {
-        if !approval_has_expired(&r, ctx.now) || !tx.claim_expired_approval(&r.id, ctx.now)? {
-            continue;
+    let count = found.len();
+    for r in found {
+        let names = Names::load(tx, &r.role_definition_id, &r.resource_id)?;
+        if let Some((_, changes)) = catch_up(ctx, &r, &names) {
+            batch.changes.extend(apply(tx, ctx, changes)?);
+            batch.done += 1;
         }
-        r.sub_status = SubStatus::TimedOut;
-        r.version += 1;
-        notification::request_changed(tx, ctx.now, &r, ChangeType::Updated)?;
-        crate::email::notify(tx, ctx, &r, crate::email::Event::TimedOut)?;
-        let record = request_record(tx, ctx, &r, TIME_OUT_ACTIVITY)?;
-        tx.append_audit(&record)?;
-        batch.done += 1;
     }
-    Ok(batch.finish(found, limit))
+    Ok(batch.finish(count, limit))
+}
+
+/// The one copy of the transitions that make a request's stored state catch up with the
+/// clock (decisions.md §10, §13): a pending approval past its deadline becomes `TimedOut`
+/// (audited `Time out approval`, the requester told by e-mail), a granted request whose
+/// start has come becomes `Provisioned` (audited `Provision scheduled grant`). Used by the
+/// scheduler, by a new request that finds a stale pending one for its key, and when a
+/// subject is disabled or deleted. `None` when `r` is not behind the clock.
+pub fn catch_up(
+    ctx: &OpContext,
+    r: &RoleAssignmentRequest,
+    names: &Names,
+) -> Option<(RoleAssignmentRequest, Vec<Change>)> {
+    let (status, activity) = if approval_has_expired(r, ctx.now) {
+        (SubStatus::TimedOut, TIME_OUT_ACTIVITY)
+    } else if grant_is_due(r, ctx.now) {
+        (SubStatus::Provisioned, PROVISION_ACTIVITY)
+    } else {
+        return None;
+    };
+    let mut r = r.clone();
+    r.sub_status = status;
+    r.version += 1;
+    let mut changes = vec![Change::UpdateRequest(r.clone())];
+    if status == SubStatus::TimedOut {
+        changes.push(Change::Email {
+            request: r.clone(),
+            event: Event::TimedOut,
+        });
+    }
+    changes.push(Change::Audit(request_record(ctx, &r, activity, names)));
+    Some((r, changes))
 }
 
 /// Moves up to `limit` assignments whose end has passed to history (reason `Expired`, ended
@@ -203,39 +231,69 @@ pub fn expire_ended_assignments(tx: &mut dyn Tx, ctx: &OpContext, limit: u32) ->
         if !assignment_has_ended(&a, ctx.now) || !tx.claim_ended_assignment(&a.id, ctx.now)? {
             continue;
         }
-        tx.end_assignment(&a, end, EndReason::Expired, None)?;
-        notification::assignment_changed(tx, ctx.now, &a, ChangeType::Deleted)?;
-        let record = assignment_record(tx, ctx, &a)?;
-        tx.append_audit(&record)?;
-        batch.changes.push(AccessChange::Remove {
-            subject_id: a.subject_id.clone(),
-            assignment_id: a.id.clone(),
-        });
+        let names = Names::load(tx, &a.role_definition_id, &a.resource_id)?;
+        let record = assignment_record(ctx, &a, &names);
+        let changes = vec![
+            Change::EndAssignment {
+                assignment: a,
+                at: end,
+                reason: EndReason::Expired,
+                request_id: None,
+            },
+            Change::Audit(record),
+        ];
+        batch.changes.extend(apply(tx, ctx, changes)?);
         batch.done += 1;
     }
     Ok(batch.finish(found, limit))
 }
 
-/// Role and resource targets (with display names when they still resolve) and their ids
-/// as additional details.
-pub(crate) fn role_and_resource(
-    tx: &mut dyn Tx,
-    role_definition_id: &str,
-    resource_id: &str,
-    targets: &mut Vec<Target>,
-    details: &mut Vec<(String, String)>,
-) -> Result<()> {
-    let role_name = tx
-        .role_definition(role_definition_id)?
-        .map_or_else(|| role_definition_id.to_string(), |d| d.display_name);
-    let resource_name = tx
-        .resource(resource_id)?
-        .map_or_else(|| resource_id.to_string(), |r| r.display_name);
-    targets.push(Target::new("Role", role_definition_id, &role_name));
-    targets.push(Target::new("Resource", resource_id, &resource_name));
-    details.push(("roleDefinitionId".into(), role_definition_id.into()));
-    details.push(("resourceId".into(), resource_id.into()));
-    Ok(())
+/// The display names an audit record shows for a role and a resource (their ids when they
+/// no longer resolve).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Names {
+    /// The role definition's id.
+    pub role_id: String,
+    /// Its display name.
+    pub role: String,
+    /// The resource's id.
+    pub resource_id: String,
+    /// Its display name.
+    pub resource: String,
+}
+
+impl Names {
+    /// Loads the names of role definition `role_id` and resource `resource_id`.
+    pub fn load(tx: &mut dyn Tx, role_id: &str, resource_id: &str) -> Result<Names> {
+        Ok(Names {
+            role_id: role_id.to_string(),
+            role: tx
+                .role_definition(role_id)?
+                .map_or_else(|| role_id.to_string(), |d| d.display_name),
+            resource_id: resource_id.to_string(),
+            resource: tx
+                .resource(resource_id)?
+                .map_or_else(|| resource_id.to_string(), |r| r.display_name),
+        })
+    }
+
+    /// The names of a role definition and its resource, as loaded.
+    pub fn of(role: &RoleDefinition, resource: &Resource) -> Names {
+        Names {
+            role_id: role.id.clone(),
+            role: role.display_name.clone(),
+            resource_id: resource.id.clone(),
+            resource: resource.display_name.clone(),
+        }
+    }
+
+    /// Role and resource targets, and their ids as additional details.
+    pub(crate) fn describe(&self, targets: &mut Vec<Target>, details: &mut Vec<(String, String)>) {
+        targets.push(Target::new("Role", &self.role_id, &self.role));
+        targets.push(Target::new("Resource", &self.resource_id, &self.resource));
+        details.push(("roleDefinitionId".into(), self.role_id.clone()));
+        details.push(("resourceId".into(), self.resource_id.clone()));
+    }
 }
 
 /// A successful scheduler record of `activity` initiated by `ctx`'s caller.
@@ -263,13 +321,13 @@ pub(crate) fn record(
 }
 
 /// The audit record of a stored status change of `r` (time-out or provisioning) made to
-/// catch up with the clock, by the scheduler or by [`crate::request::submit`].
-pub(crate) fn request_record(
-    tx: &mut dyn Tx,
+/// catch up with the clock ([`catch_up`]).
+fn request_record(
     ctx: &OpContext,
     r: &RoleAssignmentRequest,
     activity: &str,
-) -> Result<AuditRecord> {
+    names: &Names,
+) -> AuditRecord {
     let mut targets = vec![Target::new("Request", &r.id, &r.id)];
     let mut details = vec![("requestId".to_string(), r.id.clone())];
     if let Some(a) = &r.assignment_id {
@@ -278,13 +336,7 @@ pub(crate) fn request_record(
     }
     details.push(("requestType".into(), r.kind.as_str().into()));
     details.push(("subStatus".into(), r.sub_status.as_str().into()));
-    role_and_resource(
-        tx,
-        &r.role_definition_id,
-        &r.resource_id,
-        &mut targets,
-        &mut details,
-    )?;
+    names.describe(&mut targets, &mut details);
     targets.push(Target::new("Subject", &r.subject_id, &r.subject_id));
     if let Some(s) = &r.schedule {
         details.push(("startDateTime".into(), format_datetime(s.start)));
@@ -299,17 +351,17 @@ pub(crate) fn request_record(
     {
         details.push(("approvalDeadline".into(), format_datetime(d)));
     }
-    Ok(record(
+    record(
         ctx,
         activity,
         "Update",
         r.sub_status.as_str(),
         targets,
         details,
-    ))
+    )
 }
 
-fn assignment_record(tx: &mut dyn Tx, ctx: &OpContext, a: &RoleAssignment) -> Result<AuditRecord> {
+fn assignment_record(ctx: &OpContext, a: &RoleAssignment, names: &Names) -> AuditRecord {
     let mut targets = vec![Target::new("RoleAssignment", &a.id, &a.id)];
     let mut details = vec![("assignmentId".to_string(), a.id.clone())];
     if !a.request_id.is_empty() {
@@ -319,27 +371,21 @@ fn assignment_record(tx: &mut dyn Tx, ctx: &OpContext, a: &RoleAssignment) -> Re
     if let Some(e) = &a.linked_eligible_id {
         details.push(("linkedEligibleRoleAssignmentId".into(), e.clone()));
     }
-    role_and_resource(
-        tx,
-        &a.role_definition_id,
-        &a.resource_id,
-        &mut targets,
-        &mut details,
-    )?;
+    names.describe(&mut targets, &mut details);
     targets.push(Target::new("Subject", &a.subject_id, &a.subject_id));
     details.push(("startDateTime".into(), format_datetime(a.schedule.start)));
     details.push((
         "endDateTime".into(),
         a.schedule.end.map(format_datetime).unwrap_or_default(),
     ));
-    Ok(record(
+    record(
         ctx,
         EXPIRE_ACTIVITY,
         "Delete",
         EndReason::Expired.as_str(),
         targets,
         details,
-    ))
+    )
 }
 
 #[cfg(test)]

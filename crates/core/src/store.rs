@@ -162,20 +162,13 @@ pub trait Tx {
     fn insert_approval(&mut self, a: &Approval) -> Result<()>;
 
     // The background scheduler's work (crate::scheduler). Each query below finds due rows
-    // through an index, earliest first; each `claim_*` is a guarded update that
-    // changes the row only if it is still in the state the query saw, and says whether it
-    // did, so a row is processed exactly once. On SQLite writes are serialised, so the claim
-    // always wins inside the transaction that found the row. PostgreSQL will select with
-    // `FOR UPDATE SKIP LOCKED` (concurrent nodes then take disjoint batches without
-    // waiting), and the guarded claim keeps a row from being processed twice even by a
-    // node that read it before another committed.
+    // through an index, earliest first, inside the scheduler's write transaction; writes
+    // are serialised on both backends, so what it finds is current, and request rows are
+    // written back with their version checked.
 
     /// Requests stored `Granted` whose start is at or before `now`, earliest start first,
     /// at most `limit`.
     fn due_grants(&mut self, now: Timestamp, limit: u32) -> Result<Vec<RoleAssignmentRequest>>;
-    /// Marks request `id` `Provisioned` (bumping its version) if it is still stored
-    /// `Granted` with its start at or before `now`; whether it did.
-    fn claim_due_grant(&mut self, id: &str, now: Timestamp) -> Result<bool>;
     /// Requests stored `PendingApproval` whose approval deadline is at or before `now`,
     /// earliest deadline first, at most `limit`.
     fn expired_approvals(
@@ -183,9 +176,6 @@ pub trait Tx {
         now: Timestamp,
         limit: u32,
     ) -> Result<Vec<RoleAssignmentRequest>>;
-    /// Marks request `id` `TimedOut` (bumping its version) if it is still stored
-    /// `PendingApproval` with its deadline at or before `now`; whether it did.
-    fn claim_expired_approval(&mut self, id: &str, now: Timestamp) -> Result<bool>;
     /// Assignments (not yet in history) whose end is at or before `now`, earliest end
     /// first, at most `limit`.
     fn ended_assignments(&mut self, now: Timestamp, limit: u32) -> Result<Vec<RoleAssignment>>;

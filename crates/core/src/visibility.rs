@@ -654,8 +654,15 @@ mod tests {
         );
         // R1 on the named resource is needed.
         let bob = caller("bob", false);
-        let e = read_scope(Collection::RoleAssignments, Some("rg"), None, &bob, &ix, now)
-            .unwrap_err();
+        let e = read_scope(
+            Collection::RoleAssignments,
+            Some("rg"),
+            None,
+            &bob,
+            &ix,
+            now,
+        )
+        .unwrap_err();
         assert_eq!(e.code, ErrorCode::AuthorizationRequestDenied);
         assert_eq!(access_level(&alice, &ix, "rg", now), AccessLevel::UserRead);
         assert_eq!(access_level(&alice, &ix, "other", now), AccessLevel::None);

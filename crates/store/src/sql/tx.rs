@@ -1321,22 +1321,6 @@ impl Tx for SqlTx<'_> {
         )
     }
 
-    fn claim_due_grant(&mut self, id: &str, now: Timestamp) -> Result<bool> {
-        let to = SubStatus::Provisioned;
-        let n = self.exec(
-            "UPDATE requests SET sub_status = ?, status = ?, version = version + 1 \
-             WHERE id = ? AND sub_status = ? AND start_at <= ?",
-            &params![
-                to.as_str(),
-                to.coarse(),
-                id,
-                SubStatus::Granted.as_str(),
-                us(now)
-            ],
-        )?;
-        Ok(n == 1)
-    }
-
     fn expired_approvals(
         &mut self,
         now: Timestamp,
@@ -1347,22 +1331,6 @@ impl Tx for SqlTx<'_> {
             &params![us(now), i64::from(limit)],
             request_row,
         )
-    }
-
-    fn claim_expired_approval(&mut self, id: &str, now: Timestamp) -> Result<bool> {
-        let to = SubStatus::TimedOut;
-        let n = self.exec(
-            "UPDATE requests SET sub_status = ?, status = ?, version = version + 1 \
-             WHERE id = ? AND sub_status = ? AND approval_deadline <= ?",
-            &params![
-                to.as_str(),
-                to.coarse(),
-                id,
-                SubStatus::PendingApproval.as_str(),
-                us(now)
-            ],
-        )?;
-        Ok(n == 1)
     }
 
     fn ended_assignments(&mut self, now: Timestamp, limit: u32) -> Result<Vec<RoleAssignment>> {

@@ -19,7 +19,7 @@ use rolegate_core::policy::{RoleRulesPatch, RuleSetting, TicketInfo};
 use rolegate_core::query::ListQuery;
 use rolegate_core::request::{self, DecisionInput, NewRequest, RequestType};
 use rolegate_core::schedule::ScheduleInput;
-use rolegate_core::store::Tx;
+use rolegate_core::store::{ReadTx, Tx};
 use rolegate_core::visibility;
 use serde_json::{Map, Value, json};
 use std::collections::HashMap;
@@ -100,7 +100,7 @@ fn validate_options(coll: Collection, opts: &QueryOptions) -> Result<()> {
     odata::validate_orderby(&opts.orderby, coll.fields())
 }
 
-fn ensure_resource(tx: &mut dyn Tx, rid: Option<&str>) -> Result<()> {
+fn ensure_resource(tx: &mut dyn ReadTx, rid: Option<&str>) -> Result<()> {
     match rid {
         Some(r) if tx.resource(r)?.is_none() => Err(Collection::Resources.not_found(r)),
         _ => Ok(()),
@@ -346,7 +346,7 @@ pub async fn register(
         rid,
         Operation::new("ResourceManagement", "Register resource"),
         move |tx, ctx| {
-            let (_, changes) = rolegate_core::resource::register(
+            let (_, changes) = rolegate_core::operation::resource::register(
                 tx,
                 ctx,
                 &external_id,
@@ -434,7 +434,8 @@ pub async fn patch_role_setting(
                     format!("role setting `{id}` does not exist on resource `{r}`"),
                 ));
             }
-            rolegate_core::role::update_role_setting(tx, ctx, &id, patch).map(|_| ((), Vec::new()))
+            rolegate_core::operation::role::update_role_setting(tx, ctx, &id, patch)
+                .map(|_| ((), Vec::new()))
         },
     )
     .await?;
@@ -550,7 +551,7 @@ pub async fn create_request(
         .about(audit::About::request(&new));
     let body = s
         .write(c, rid, op, move |tx, ctx| {
-            let out = request::submit(tx, ctx, new)?;
+            let out = rolegate_core::operation::request::submit(tx, ctx, new)?;
             let json = request_json(
                 &base,
                 &out.request,
@@ -582,7 +583,9 @@ pub async fn cancel_request(
             &id,
             "requestId",
         )),
-        move |tx, ctx| request::cancel(tx, ctx, &id).map(|o| ((), o.changes)),
+        move |tx, ctx| {
+            rolegate_core::operation::request::cancel(tx, ctx, &id).map(|o| ((), o.changes))
+        },
     )
     .await?;
     Ok(StatusCode::NO_CONTENT.into_response())
@@ -632,7 +635,7 @@ pub async fn update_request(
                 "requestId",
             )),
             move |tx, ctx| {
-                let out = request::decide(tx, ctx, &id, &input)?;
+                let out = rolegate_core::operation::request::decide(tx, ctx, &id, &input)?;
                 let json = request_json(
                     &base,
                     &out.request,
@@ -675,7 +678,7 @@ struct NameCache {
 }
 
 impl NameCache {
-    fn resource(&mut self, tx: &mut dyn Tx, id: &str) -> Result<String> {
+    fn resource(&mut self, tx: &mut dyn ReadTx, id: &str) -> Result<String> {
         if let Some(v) = self.resources.get(id) {
             return Ok(v.clone());
         }
@@ -684,7 +687,7 @@ impl NameCache {
         Ok(v)
     }
 
-    fn role(&mut self, tx: &mut dyn Tx, id: &str) -> Result<String> {
+    fn role(&mut self, tx: &mut dyn ReadTx, id: &str) -> Result<String> {
         if let Some(v) = self.roles.get(id) {
             return Ok(v.clone());
         }
@@ -696,7 +699,7 @@ impl NameCache {
         Ok(v)
     }
 
-    fn subject(&mut self, tx: &mut dyn Tx, id: &str) -> Result<(String, String)> {
+    fn subject(&mut self, tx: &mut dyn ReadTx, id: &str) -> Result<(String, String)> {
         if let Some(v) = self.subjects.get(id) {
             return Ok(v.clone());
         }

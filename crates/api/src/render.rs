@@ -13,7 +13,7 @@ use rolegate_core::request::RoleAssignmentRequest;
 use rolegate_core::resource::Resource;
 use rolegate_core::role::{RoleDefinition, RoleSetting};
 use rolegate_core::schedule::{format_datetime, format_duration};
-use rolegate_core::store::Tx;
+use rolegate_core::store::ReadTx;
 use rolegate_core::visibility::{self, AccessLevel, Item};
 use serde_json::{Map, Value, json};
 use std::cell::RefCell;
@@ -76,7 +76,12 @@ impl<'a> Viewer<'a> {
     }
 
     /// `navigate`, remembered for the rest of the response by the entity it leads to.
-    fn navigate_cached(&self, tx: &mut dyn Tx, e: &Entity, nav: &str) -> Result<Option<Entity>> {
+    fn navigate_cached(
+        &self,
+        tx: &mut dyn ReadTx,
+        e: &Entity,
+        nav: &str,
+    ) -> Result<Option<Entity>> {
         let Some(key) = nav_key(e, nav) else {
             return navigate(tx, e, nav);
         };
@@ -219,7 +224,7 @@ fn navigations(e: &Entity) -> &'static [&'static str] {
 }
 
 /// The entity a single-valued navigation leads to (`None` = the navigation is empty).
-pub fn navigate(tx: &mut dyn Tx, e: &Entity, nav: &str) -> Result<Option<Entity>> {
+pub fn navigate(tx: &mut dyn ReadTx, e: &Entity, nav: &str) -> Result<Option<Entity>> {
     let name = navigations(e)
         .iter()
         .find(|n| n.eq_ignore_ascii_case(nav))
@@ -229,13 +234,13 @@ pub fn navigate(tx: &mut dyn Tx, e: &Entity, nav: &str) -> Result<Option<Entity>
                 entity_set(e)
             ))
         })?;
-    let resource = |tx: &mut dyn Tx, id: &str| -> Result<Option<Entity>> {
+    let resource = |tx: &mut dyn ReadTx, id: &str| -> Result<Option<Entity>> {
         Ok(tx.resource(id)?.map(Entity::Resource))
     };
-    let role = |tx: &mut dyn Tx, id: &str| -> Result<Option<Entity>> {
+    let role = |tx: &mut dyn ReadTx, id: &str| -> Result<Option<Entity>> {
         Ok(tx.role_definition(id)?.map(Entity::RoleDefinition))
     };
-    let subject = |tx: &mut dyn Tx, id: &str| -> Result<Option<Entity>> {
+    let subject = |tx: &mut dyn ReadTx, id: &str| -> Result<Option<Entity>> {
         Ok(tx.subject(id)?.map(Entity::Subject))
     };
     match (e, *name) {
@@ -264,7 +269,7 @@ pub fn navigate(tx: &mut dyn Tx, e: &Entity, nav: &str) -> Result<Option<Entity>
 }
 
 fn expand_one(
-    tx: &mut dyn Tx,
+    tx: &mut dyn ReadTx,
     e: &Entity,
     x: &Expand,
     viewer: &Viewer,
@@ -300,7 +305,7 @@ fn expand_one(
 
 /// Renders `e` with `$expand` and `$select` of `opts` applied.
 pub fn shape(
-    tx: &mut dyn Tx,
+    tx: &mut dyn ReadTx,
     e: &Entity,
     opts: &QueryOptions,
     viewer: &Viewer,
@@ -309,7 +314,7 @@ pub fn shape(
 }
 
 fn shape_at(
-    tx: &mut dyn Tx,
+    tx: &mut dyn ReadTx,
     e: &Entity,
     opts: &QueryOptions,
     viewer: &Viewer,
@@ -362,7 +367,7 @@ fn shape_at(
     Ok(picked)
 }
 
-fn resource_extra(tx: &mut dyn Tx, r: &Resource, name: &str, viewer: &Viewer) -> Result<Value> {
+fn resource_extra(tx: &mut dyn ReadTx, r: &Resource, name: &str, viewer: &Viewer) -> Result<Value> {
     Ok(match name {
         "roleAssignmentCount" => json!(tx.resource_counts(&r.id, viewer.now)?.0),
         "roleDefinitionCount" => json!(tx.resource_counts(&r.id, viewer.now)?.1),

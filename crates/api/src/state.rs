@@ -8,7 +8,7 @@ use crate::error::ApiError;
 use rolegate_core::access::{AccessChange, AccessIndex, AccessView, Caller, OpContext};
 use rolegate_core::clock::Clock;
 use rolegate_core::error::{DomainError, Result};
-use rolegate_core::store::{self, Store, Tx};
+use rolegate_core::store::{self, ReadTx, Store, Tx};
 use std::sync::{Arc, Mutex, RwLock};
 
 /// Everything the handlers share.
@@ -148,7 +148,7 @@ impl AppState {
     /// Runs `f` in a read transaction on a blocking thread.
     pub async fn read<T: Send + 'static>(
         self: &Arc<Self>,
-        f: impl FnOnce(&mut dyn Tx, &AppState) -> Result<T> + Send + 'static,
+        f: impl FnOnce(&mut dyn ReadTx, &AppState) -> Result<T> + Send + 'static,
     ) -> Result<T, ApiError> {
         let state = Arc::clone(self);
         blocking(move || {
@@ -164,7 +164,7 @@ impl AppState {
     /// seen to the index, so a decision here reflects every change committed anywhere
     /// before this transaction began. A node that fell too far behind rebuilds its index.
     /// Does nothing on a store of its own (every change went through this process).
-    fn catch_up(&self, tx: &mut dyn Tx) -> Result<()> {
+    fn catch_up(&self, tx: &mut dyn ReadTx) -> Result<()> {
         if !self.store.shared() {
             return Ok(());
         }
@@ -380,7 +380,7 @@ pub fn build_index(store: &dyn Store, now: jiff::Timestamp) -> Result<(AccessInd
 
 /// Fills `ix` from one transaction's view of the store; returns the access-log position
 /// that view includes.
-fn fill_index(tx: &mut dyn Tx, ix: &mut AccessIndex, now: jiff::Timestamp) -> Result<i64> {
+fn fill_index(tx: &mut dyn ReadTx, ix: &mut AccessIndex, now: jiff::Timestamp) -> Result<i64> {
     let seq = tx.access_log_head()?;
     for (id, parent) in tx.all_resource_parents()? {
         ix.add_resource(&id, parent.as_deref());

@@ -113,7 +113,7 @@ pub async fn create(
     }
     let sub = s
         .write(c, rid, op.about(about(&sub.id)), move |tx, ctx| {
-            notification::create(tx, ctx, &sub)?;
+            rolegate_core::operation::subscription::create(tx, ctx, &sub)?;
             Ok((sub, Vec::new()))
         })
         .await?;
@@ -147,7 +147,11 @@ pub async fn list(
 ) -> ApiResult<Json<Value>> {
     let viewer = c.clone();
     let subs = s
-        .read(move |tx, st| with_ctx(st, &c, &rid, |ctx| notification::list(tx, ctx)))
+        .read(move |tx, st| {
+            with_ctx(st, &c, &rid, |ctx| {
+                rolegate_core::operation::subscription::list(tx, ctx)
+            })
+        })
         .await?;
     Ok(Json(json!({
         "@odata.context": CONTEXT,
@@ -164,7 +168,11 @@ pub async fn get(
 ) -> ApiResult<Json<Value>> {
     let viewer = c.clone();
     let sub = s
-        .read(move |tx, st| with_ctx(st, &c, &rid, |ctx| notification::get(tx, ctx, &id)))
+        .read(move |tx, st| {
+            with_ctx(st, &c, &rid, |ctx| {
+                rolegate_core::operation::subscription::get(tx, ctx, &id)
+            })
+        })
         .await?;
     Ok(Json(render(&sub, &viewer)))
 }
@@ -190,7 +198,10 @@ pub async fn renew(
     };
     let sub = s
         .write(c, rid, op, move |tx, ctx| {
-            Ok((notification::renew(tx, ctx, &id, at)?, Vec::new()))
+            Ok((
+                rolegate_core::operation::subscription::renew(tx, ctx, &id, at)?,
+                Vec::new(),
+            ))
         })
         .await?;
     Ok(Json(render(&sub, &viewer)))
@@ -205,7 +216,7 @@ pub async fn delete(
 ) -> ApiResult<Response> {
     let op = Operation::new("Notification", "Delete subscription").about(about(&id));
     s.write(c, rid, op, move |tx, ctx| {
-        notification::delete(tx, ctx, &id)?;
+        rolegate_core::operation::subscription::delete(tx, ctx, &id)?;
         Ok(((), Vec::new()))
     })
     .await?;

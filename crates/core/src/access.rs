@@ -183,17 +183,13 @@ impl AccessIndex {
     }
 
     fn closure(&self, subject: u32) -> Vec<u32> {
-        let mut out = vec![subject];
-        let mut i = 0;
-        while let Some(next) = out.get(i).copied() {
-            for g in self.groups_of.get(&next).into_iter().flatten() {
-                if !out.contains(g) {
-                    out.push(*g);
-                }
-            }
-            i += 1;
+        let direct = |s: &u32| {
+            Ok::<_, std::convert::Infallible>(self.groups_of.get(s).cloned().unwrap_or_default())
+        };
+        match crate::directory::closure(subject, direct) {
+            Ok(all) => all,
+            Err(never) => match never {},
         }
-        out
     }
 
     /// The groups `subject` belongs to, directly or through nesting (not itself).

@@ -131,3 +131,16 @@ impl EndReason {
         }
     }
 }
+
+/// What identifies "the same assignment" for uniqueness: resource, role, subject, state.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub struct AssignmentKey {
+    /// Resource id.
+    pub resource_id: String,
+    /// Role definition id.
+    pub role_definition_id: String,
+    /// Subject id.
+    pub subject_id: String,
+    /// Eligible or active.
+    pub state: AssignmentState,
+}

@@ -373,7 +373,7 @@ impl ChainVerifier {
     }
 }
 
-/// The outcome of checking a whole log with [`verify_log`].
+/// The outcome of checking a whole log with [`crate::operation::audit::verify_log`].
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum ChainReport {
     /// Every record holds.
@@ -390,32 +390,6 @@ pub enum ChainReport {
         /// The first record that does not hold.
         link: BrokenLink,
     },
-}
-
-/// Checks the whole audit log of `store`, oldest record first, in one read transaction.
-pub fn verify_log(store: &dyn crate::store::Store) -> Result<ChainReport> {
-    crate::store::read(store, |tx| {
-        let mut verifier = ChainVerifier::new();
-        let mut after = 0;
-        loop {
-            let links = tx.audit_chain(after, None, 1000)?;
-            if links.is_empty() {
-                return Ok(ChainReport::Intact {
-                    checked: verifier.checked(),
-                    head: verifier.head().to_string(),
-                });
-            }
-            for link in &links {
-                if let Err(broken) = verifier.check(link) {
-                    return Ok(ChainReport::Broken {
-                        checked: verifier.checked(),
-                        link: broken,
-                    });
-                }
-                after = link.seq;
-            }
-        }
-    })
 }
 
 /// What a refused write was about, for its `failure` record: the entities it named and

@@ -15,6 +15,7 @@ pub mod email;
 pub mod error;
 pub mod notification;
 pub mod odata;
+pub mod operation;
 pub mod policy;
 pub mod query;
 pub mod reminder;

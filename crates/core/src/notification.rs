@@ -1,15 +1,14 @@
 //! Change notifications (decisions.md §12): subscriptions to changes of role assignment
-//! requests and role assignments, who may hold them, where they may point (the SSRF rules),
-//! and the outbox rows written in the same transaction as each change.
+//! requests and role assignments, who may hold them and where they may point (the SSRF
+//! rules). Managing subscriptions and writing the outbox rows in the same transaction as
+//! each change are operations ([`crate::operation::subscription`], [`crate::operation::apply`]).
 //!
 //! The I/O (resolving hosts, the validation handshake, deliveries) lives outside `core`;
 //! the rules it applies are here.
 
 use crate::access::AccessView;
 use crate::access::OpContext;
-use crate::audit::{AuditRecord, Target};
 use crate::error::{DomainError, ErrorCode, Result};
-use crate::store::Tx;
 use jiff::{SignedDuration, Timestamp};
 use std::net::IpAddr;
 use std::time::Duration;
@@ -403,36 +402,8 @@ pub fn retry_at(
     (at <= deadline).then_some(at)
 }
 
-fn audit(ctx: &OpContext, s: &Subscription, activity: &str, operation: &str) -> AuditRecord {
-    let mut details = vec![
-        ("subscriptionId".to_string(), s.id.clone()),
-        ("resource".to_string(), s.resource.clone()),
-        ("changeType".to_string(), s.change_type_list()),
-        (
-            "expirationDateTime".to_string(),
-            crate::schedule::format_datetime(s.expires_at),
-        ),
-    ];
-    if let Some(r) = &s.resource_id {
-        details.push(("resourceId".to_string(), r.clone()));
-    }
-    AuditRecord {
-        id: (ctx.new_id)(),
-        category: "Notification".into(),
-        correlation_id: ctx.correlation_id.to_string(),
-        result: "success".into(),
-        result_reason: String::new(),
-        activity_display_name: activity.into(),
-        activity_date_time: ctx.now,
-        operation_type: operation.into(),
-        initiated_by: ctx.initiator(),
-        target_resources: vec![Target::new("Subscription", &s.id, &s.resource)],
-        additional_details: details,
-    }
-}
-
 /// Validates a new subscription and checks who asks (no I/O: the caller validated the
-/// endpoint). Returns it ready to [`create`].
+/// endpoint). Returns it ready to [`crate::operation::subscription::create`].
 pub fn prepare(ctx: &OpContext, new: &NewSubscription) -> Result<Subscription> {
     let change_types = parse_change_types(&new.change_type)?;
     let (entity, resource_id) = parse_resource(&new.resource)?;
@@ -467,98 +438,6 @@ pub fn prepare(ctx: &OpContext, new: &NewSubscription) -> Result<Subscription> {
         creator_id: ctx.caller.subject_id.clone(),
         created_at: ctx.now,
     })
-}
-
-/// Stores a prepared subscription (authorization checked again) with its audit record.
-pub fn create(tx: &mut dyn Tx, ctx: &OpContext, s: &Subscription) -> Result<()> {
-    authorize(ctx, s.resource_id.as_deref())?;
-    if let Some(r) = &s.resource_id
-        && tx.resource(r)?.is_none()
-    {
-        return Err(invalid(format!("resource `{r}` does not exist")));
-    }
-    tx.insert_subscription(s)?;
-    tx.append_audit(&audit(ctx, s, "Create subscription", "Add"))
-}
-
-fn not_found(id: &str) -> DomainError {
-    DomainError::new(
-        ErrorCode::NotFound,
-        format!("subscription `{id}` not found"),
-    )
-}
-
-/// A subscription the caller may manage; others are not found.
-pub fn get(tx: &mut dyn Tx, ctx: &OpContext, id: &str) -> Result<Subscription> {
-    tx.subscription(id)?
-        .filter(|s| may_manage(ctx, s))
-        .ok_or_else(|| not_found(id))
-}
-
-/// The subscriptions the caller may manage.
-pub fn list(tx: &mut dyn Tx, ctx: &OpContext) -> Result<Vec<Subscription>> {
-    Ok(tx
-        .subscriptions()?
-        .into_iter()
-        .filter(|s| may_manage(ctx, s))
-        .collect())
-}
-
-/// Renews a subscription to `expires_at` (at most [`MAX_LIFETIME`] ahead).
-pub fn renew(
-    tx: &mut dyn Tx,
-    ctx: &OpContext,
-    id: &str,
-    expires_at: Timestamp,
-) -> Result<Subscription> {
-    let mut s = get(tx, ctx, id)?;
-    // Renewing is subscribing again: the caller needs the rights a new subscription needs.
-    authorize(ctx, s.resource_id.as_deref())?;
-    check_expiration(expires_at, ctx.now)?;
-    s.expires_at = expires_at;
-    tx.renew_subscription(&s.id, expires_at)?;
-    tx.append_audit(&audit(ctx, &s, "Renew subscription", "Update"))?;
-    Ok(s)
-}
-
-/// Deletes a subscription and its undelivered notifications.
-pub fn delete(tx: &mut dyn Tx, ctx: &OpContext, id: &str) -> Result<()> {
-    let s = get(tx, ctx, id)?;
-    tx.delete_subscription(&s.id)?;
-    tx.append_audit(&audit(ctx, &s, "Delete subscription", "Delete"))
-}
-
-/// Records that `entity` `id` on resource `resource_id` had `change`: one outbox row per
-/// live subscription that wants it, in the caller's transaction.
-pub fn changed(
-    tx: &mut dyn Tx,
-    now: Timestamp,
-    entity: Entity,
-    id: &str,
-    change: ChangeType,
-    resource_id: &str,
-) -> Result<()> {
-    tx.enqueue_notifications(entity, id, change, resource_id, now)
-}
-
-/// Records a change of request `r` (see [`changed`]).
-pub fn request_changed(
-    tx: &mut dyn Tx,
-    now: Timestamp,
-    r: &crate::request::RoleAssignmentRequest,
-    change: ChangeType,
-) -> Result<()> {
-    changed(tx, now, Entity::Request, &r.id, change, &r.resource_id)
-}
-
-/// Records a change of assignment `a` (see [`changed`]).
-pub fn assignment_changed(
-    tx: &mut dyn Tx,
-    now: Timestamp,
-    a: &crate::assignment::RoleAssignment,
-    change: ChangeType,
-) -> Result<()> {
-    changed(tx, now, Entity::Assignment, &a.id, change, &a.resource_id)
 }
 
 /// One notification to deliver, claimed by a worker.

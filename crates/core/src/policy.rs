@@ -519,22 +519,9 @@ impl Policy {
                 result: "Grant".into(),
             });
         };
-        if let Some(rule) = &self.expiration {
-            match (facts.duration, self.max_duration()) {
-                (None, _) if !rule.permanent_assignment => {
-                    return Err(DomainError::policy(
-                        "ExpirationRule: a permanent assignment is not allowed; give an end",
-                    ));
-                }
-                (Some(d), Some(max)) if d > max => {
-                    return Err(DomainError::policy(format!(
-                        "ExpirationRule: the requested duration `{}` exceeds the maximum of {} minutes",
-                        format_duration(d),
-                        rule.maximum_grant_period_in_minutes
-                    )));
-                }
-                _ => grant(EXPIRATION),
-            }
+        if self.expiration.is_some() {
+            self.check_expiration(facts.duration)?;
+            grant(EXPIRATION);
         }
         if let Some(rule) = &self.mfa {
             if rule.mfa_required && !facts.mfa {
@@ -579,9 +566,30 @@ impl Policy {
         )
     }
 
-    /// Whether approval is needed (ApprovalRule present and Enabled).
-    pub fn needs_approval(&self) -> bool {
-        self.approval.as_ref().is_some_and(|a| a.enabled)
+    /// The ExpirationRule (the one place it is judged): a grant of `duration` (`None` =
+    /// permanent) must end when permanent grants are not allowed, and last at most the
+    /// maximum grant period.
+    pub fn check_expiration(&self, duration: Option<SignedDuration>) -> Result<()> {
+        let Some(rule) = &self.expiration else {
+            return Ok(());
+        };
+        match (duration, self.max_duration()) {
+            (None, _) if !rule.permanent_assignment => Err(DomainError::policy(
+                "ExpirationRule: a permanent assignment is not allowed; give an end",
+            )),
+            (Some(d), Some(max)) if d > max => Err(DomainError::policy(format!(
+                "ExpirationRule: the requested duration `{}` exceeds the maximum of {} minutes",
+                format_duration(d),
+                rule.maximum_grant_period_in_minutes
+            ))),
+            _ => Ok(()),
+        }
+    }
+
+    /// The ApprovalRule when it is on (present and `Enabled`): activations then wait for
+    /// approval, unless an allowed emergency bypasses it.
+    pub fn approval_required(&self) -> Option<&ApprovalRule> {
+        self.approval.as_ref().filter(|a| a.enabled)
     }
 }
 
@@ -653,7 +661,7 @@ mod tests {
         );
         let um = d.policy(RuleCollection::UserMember).unwrap();
         assert_eq!(um.max_duration(), Some(SignedDuration::from_hours(8)));
-        assert!(!um.needs_approval());
+        assert!(um.approval_required().is_none());
         assert_eq!(um.approval.unwrap().approvers, vec![]);
     }
 
@@ -737,7 +745,7 @@ mod tests {
     #[test]
     fn approval_parsing_with_defaults() {
         let p = policy_of(&[("ApprovalRule", r#"{"Enabled":true}"#)]);
-        assert!(p.needs_approval());
+        assert!(p.approval_required().is_some());
         assert_eq!(
             p.approval,
             Some(ApprovalRule {

@@ -1,5 +1,6 @@
 //! Registered resources (`governanceResource`) and the registration rules of
-//! decisions.md §4: type and parent from the ARM id, implicit ancestors, idempotence.
+//! decisions.md §4: type and parent from the ARM id, implicit ancestors, idempotence
+//! (carried out by [`crate::operation::resource`]).
 
 use crate::error::{DomainError, ErrorCode, Result};
 use crate::scope::{ArmId, ScopeKind};
@@ -137,124 +138,6 @@ pub fn plan_registration(
         above = Some(created);
     }
     Ok(plan)
-}
-
-/// Registers `external_id` (and its unregistered ARM ancestors) with the built-in role
-/// definitions and default role settings, and audits it. Only tenant administrators, or
-/// callers with R3 on a registered ancestor (or on the management group named as parent),
-/// may register. Returns whether anything was created, and the access changes.
-pub fn register(
-    tx: &mut dyn crate::store::Tx,
-    ctx: &crate::access::OpContext,
-    external_id: &str,
-    display_name: Option<String>,
-    parent_external_id: Option<&str>,
-) -> Result<(bool, Vec<crate::access::AccessChange>)> {
-    use crate::access::AccessChange;
-    use crate::role::{BUILT_IN_ROLES, RoleDefinition, RoleSetting};
-    let arm = ArmId::parse(external_id)?;
-    let parent = match parent_external_id.filter(|p| !p.trim().is_empty()) {
-        Some(p) => {
-            let key = ArmId::parse(p)?.key();
-            Some(tx.resource_by_external_key(&key)?.ok_or_else(|| {
-                DomainError::new(
-                    ErrorCode::InvalidResourceId,
-                    format!("parentExternalId `{p}` is not registered"),
-                )
-            })?)
-        }
-        None => None,
-    };
-    let mut anchors: Vec<Resource> = Vec::new();
-    for a in arm.ancestors().iter().chain(std::iter::once(&arm)) {
-        if let Some(r) = tx.resource_by_external_key(&a.key())? {
-            anchors.push(r);
-        }
-    }
-    // The management group named as parent does not count: owning a management group must
-    // not let anyone claim an unregistered subscription into it. New subscriptions and
-    // management groups are registered by tenant administrators.
-    let allowed = ctx.caller.is_tenant_admin
-        || anchors
-            .iter()
-            .any(|r| ctx.caller.may_administer(ctx.access, &r.id, ctx.now));
-    if !allowed {
-        return Err(DomainError::denied(
-            "registering needs an active Owner or User Access Administrator assignment on an ancestor",
-        ));
-    }
-    let reg = Registration {
-        external_id: arm,
-        display_name,
-        parent,
-    };
-    let mut known: Vec<Resource> = Vec::new();
-    let plan = plan_registration(
-        &reg,
-        |a| tx.resource_by_external_key(&a.key()),
-        || (ctx.new_id)(),
-        ctx.now,
-    )?;
-    let mut changes = Vec::new();
-    for r in &plan {
-        let mut ancestors = Vec::new();
-        let mut at = r.parent_id.clone();
-        while let Some(p) = at {
-            let parent = match known.iter().find(|k| k.id == p) {
-                Some(k) => Some(k.clone()),
-                None => tx.resource(&p)?,
-            };
-            ancestors.push(p);
-            at = parent.and_then(|x| x.parent_id);
-            if ancestors.len() > 64 {
-                return Err(DomainError::new(
-                    ErrorCode::InvalidResourceId,
-                    "the resource tree is too deep",
-                ));
-            }
-        }
-        tx.insert_resource(r, &ancestors)?;
-        for role in BUILT_IN_ROLES {
-            let d = RoleDefinition::built_in((ctx.new_id)(), &r.id, &r.external_id, role);
-            let s = RoleSetting {
-                id: (ctx.new_id)(),
-                resource_id: r.id.clone(),
-                role_definition_id: d.id.clone(),
-                is_default: true,
-                last_updated_at: None,
-                last_updated_by: None,
-                rules: crate::policy::RoleRules::defaults(),
-            };
-            tx.insert_role_definition(&d, &s)?;
-        }
-        tx.append_audit(&crate::audit::AuditRecord {
-            id: (ctx.new_id)(),
-            category: "ResourceManagement".into(),
-            correlation_id: ctx.correlation_id.to_string(),
-            result: "success".into(),
-            result_reason: String::new(),
-            activity_display_name: "Register resource".into(),
-            activity_date_time: ctx.now,
-            operation_type: "Add".into(),
-            initiated_by: ctx.initiator(),
-            target_resources: vec![crate::audit::Target::new(
-                "Resource",
-                &r.id,
-                &r.display_name,
-            )],
-            additional_details: vec![
-                ("resourceId".into(), r.id.clone()),
-                ("externalId".into(), r.external_id.clone()),
-                ("type".into(), r.resource_type.clone()),
-            ],
-        })?;
-        changes.push(AccessChange::Resource {
-            id: r.id.clone(),
-            parent_id: r.parent_id.clone(),
-        });
-        known.push(r.clone());
-    }
-    Ok((!plan.is_empty(), changes))
 }
 
 #[cfg(test)]

@@ -1,4 +1,5 @@
-//! Role definitions: the built-in Azure roles every registered resource gets.
+//! Role definitions: the built-in Azure roles every registered resource gets, and role
+//! settings (changed by [`crate::operation::role`]).
 
 /// Template id of the built-in Owner role.
 pub const OWNER: &str = "8e3af657-a8ff-443c-a75c-2fe8c4bcb635";
@@ -115,72 +116,4 @@ pub struct RoleSetting {
     pub last_updated_by: Option<String>,
     /// The four rule collections.
     pub rules: crate::policy::RoleRules,
-}
-
-/// Applies a PATCH to a role setting (decisions.md §5): R3 on its resource, merge by
-/// `ruleIdentifier`, all or nothing, audited. An unknown id is `400 RoleSettingNotFound`.
-pub fn update_role_setting(
-    tx: &mut dyn crate::store::Tx,
-    ctx: &crate::access::OpContext,
-    id: &str,
-    patch: crate::policy::RoleRulesPatch,
-) -> crate::error::Result<RoleSetting> {
-    use crate::error::{DomainError, ErrorCode};
-    let mut s = tx.role_setting(id)?.ok_or_else(|| {
-        DomainError::new(
-            ErrorCode::RoleSettingNotFoundForUpdate,
-            format!("role setting `{id}` does not exist"),
-        )
-    })?;
-    if !ctx
-        .caller
-        .may_administer(ctx.access, &s.resource_id, ctx.now)
-    {
-        return Err(DomainError::denied(
-            "changing a role setting needs an active Owner or User Access Administrator assignment on the resource",
-        ));
-    }
-    let before = s.rules.clone();
-    s.rules.apply_patch(patch)?;
-    s.is_default = false;
-    s.last_updated_at = Some(ctx.now);
-    s.last_updated_by = Some(ctx.caller.display_name.clone());
-    tx.update_role_setting(&s)?;
-    let mut modified = Vec::new();
-    for c in crate::policy::RuleCollection::ALL {
-        let (old, new) = (before.collection(c), s.rules.collection(c));
-        if old != new {
-            let text = |rules: &[crate::policy::RuleSetting]| {
-                rules
-                    .iter()
-                    .map(|r| format!("{}={}", r.rule_identifier, r.setting))
-                    .collect::<Vec<_>>()
-                    .join("; ")
-            };
-            modified.push(crate::audit::ModifiedProperty {
-                display_name: c.name().to_string(),
-                old_value: Some(text(old)),
-                new_value: Some(text(new)),
-            });
-        }
-    }
-    let mut target = crate::audit::Target::new("RoleSetting", &s.id, &s.role_definition_id);
-    target.modified_properties = modified;
-    tx.append_audit(&crate::audit::AuditRecord {
-        id: (ctx.new_id)(),
-        category: "Policy".into(),
-        correlation_id: ctx.correlation_id.to_string(),
-        result: "success".into(),
-        result_reason: String::new(),
-        activity_display_name: "Update role setting".into(),
-        activity_date_time: ctx.now,
-        operation_type: "Update".into(),
-        initiated_by: ctx.initiator(),
-        target_resources: vec![target],
-        additional_details: vec![
-            ("resourceId".into(), s.resource_id.clone()),
-            ("roleDefinitionId".into(), s.role_definition_id.clone()),
-        ],
-    })?;
-    Ok(s)
 }

@@ -14,7 +14,7 @@
 //! | [`Job::ExpireAssignments`] | ended assignment → history (`Expired`) | `Expire assignment` |
 //! | [`Job::SendReminders`] | `reminders_sent` row, e-mail outbox rows ([`crate::reminder`]) | `Send reminder` |
 //!
-//! Each call of [`Job::run`] handles one batch inside the caller's write transaction and
+//! Each call of [`crate::operation::scheduler::run`] handles one batch inside the caller's write transaction and
 //! writes one audit record per row in that same transaction. Rows are found with indexed
 //! store queries inside the write transaction; writes are serialised (SQLite's one writer,
 //! PostgreSQL's per-schema advisory lock), so what the query finds is current, and a
@@ -23,20 +23,19 @@
 //! again (after a crash, or twice) finds nothing to do. Every step is idempotent, and work
 //! that fell due while the server was down is simply due at the next pass.
 //!
-//! The functions here are pure over the [`Tx`] trait: no clock, no I/O of their own; `now`
-//! comes in through the [`OpContext`].
+//! The functions here are pure: they decide on loaded facts ([`catch_up`], the due
+//! predicates, the audit records); the jobs that load and apply are
+//! [`crate::operation::scheduler`]. `now` comes in through the [`OpContext`].
 
 use crate::access::{AccessChange, Caller, OpContext};
 use crate::assignment::{EndReason, RoleAssignment};
 use crate::audit::{AuditRecord, Target};
-use crate::change::{Change, apply};
+use crate::change::Change;
 use crate::email::Event;
-use crate::error::Result;
 use crate::request::{RoleAssignmentRequest, SubStatus};
 use crate::resource::Resource;
 use crate::role::RoleDefinition;
 use crate::schedule::format_datetime;
-use crate::store::Tx;
 use jiff::Timestamp;
 
 /// Rows handled per write transaction: large enough to keep up with bulk expiries, small
@@ -97,7 +96,8 @@ pub struct Batch {
 }
 
 impl Batch {
-    fn finish(mut self, found: usize, limit: u32) -> Self {
+    /// Sets `more` after a batch that found `found` rows with room for `limit`.
+    pub fn finish(mut self, found: usize, limit: u32) -> Self {
         // A full batch that changed nothing (every row claimed elsewhere, or the query and
         // the predicate disagree) must not make the caller spin.
         self.more = found >= limit as usize && self.done > 0;
@@ -138,51 +138,6 @@ impl Job {
             Self::SendReminders => "send_reminders",
         }
     }
-
-    /// Runs one batch of at most `limit` rows inside the write transaction `tx`, at
-    /// `ctx.now`.
-    pub fn run(self, tx: &mut dyn Tx, ctx: &OpContext, limit: u32) -> Result<Batch> {
-        match self {
-            Self::TimeOutApprovals => time_out_approvals(tx, ctx, limit),
-            Self::ProvisionGrants => provision_due_grants(tx, ctx, limit),
-            Self::ExpireAssignments => expire_ended_assignments(tx, ctx, limit),
-            Self::SendReminders => crate::reminder::send_due_reminders(tx, ctx, limit),
-        }
-    }
-}
-
-/// Marks up to `limit` granted requests whose start has come as `Provisioned`. Their
-/// assignments already exist with their future start (the access index honours the start),
-/// so only the stored status changes; no access change results.
-pub fn provision_due_grants(tx: &mut dyn Tx, ctx: &OpContext, limit: u32) -> Result<Batch> {
-    let due = tx.due_grants(ctx.now, limit)?;
-    catch_up_batch(tx, ctx, due, limit)
-}
-
-/// Marks up to `limit` pending approvals whose deadline has passed as `TimedOut`.
-pub fn time_out_approvals(tx: &mut dyn Tx, ctx: &OpContext, limit: u32) -> Result<Batch> {
-    let expired = tx.expired_approvals(ctx.now, limit)?;
-    catch_up_batch(tx, ctx, expired, limit)
-}
-
-/// Catches up each of `found` (loaded in this write transaction, so current: writes are
-/// serialised) and applies the changes.
-fn catch_up_batch(
-    tx: &mut dyn Tx,
-    ctx: &OpContext,
-    found: Vec<RoleAssignmentRequest>,
-    limit: u32,
-) -> Result<Batch> {
-    let mut batch = Batch::default();
-    let count = found.len();
-    for r in found {
-        let names = Names::load(tx, &r.role_definition_id, &r.resource_id)?;
-        if let Some((_, changes)) = catch_up(ctx, &r, &names) {
-            batch.changes.extend(apply(tx, ctx, changes)?);
-            batch.done += 1;
-        }
-    }
-    Ok(batch.finish(count, limit))
 }
 
 /// The one copy of the transitions that make a request's stored state catch up with the
@@ -217,37 +172,6 @@ pub fn catch_up(
     Some((r, changes))
 }
 
-/// Moves up to `limit` assignments whose end has passed to history (reason `Expired`, ended
-/// at their scheduled end) and removes them from the access index. An expired assignment
-/// can still be renewed: renewal finds it in history.
-pub fn expire_ended_assignments(tx: &mut dyn Tx, ctx: &OpContext, limit: u32) -> Result<Batch> {
-    let ended = tx.ended_assignments(ctx.now, limit)?;
-    let found = ended.len();
-    let mut batch = Batch::default();
-    for a in ended {
-        let Some(end) = a.schedule.end else {
-            continue;
-        };
-        if !assignment_has_ended(&a, ctx.now) || !tx.claim_ended_assignment(&a.id, ctx.now)? {
-            continue;
-        }
-        let names = Names::load(tx, &a.role_definition_id, &a.resource_id)?;
-        let record = assignment_record(ctx, &a, &names);
-        let changes = vec![
-            Change::EndAssignment {
-                assignment: a,
-                at: end,
-                reason: EndReason::Expired,
-                request_id: None,
-            },
-            Change::Audit(record),
-        ];
-        batch.changes.extend(apply(tx, ctx, changes)?);
-        batch.done += 1;
-    }
-    Ok(batch.finish(found, limit))
-}
-
 /// The display names an audit record shows for a role and a resource (their ids when they
 /// no longer resolve).
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -263,20 +187,6 @@ pub struct Names {
 }
 
 impl Names {
-    /// Loads the names of role definition `role_id` and resource `resource_id`.
-    pub fn load(tx: &mut dyn Tx, role_id: &str, resource_id: &str) -> Result<Names> {
-        Ok(Names {
-            role_id: role_id.to_string(),
-            role: tx
-                .role_definition(role_id)?
-                .map_or_else(|| role_id.to_string(), |d| d.display_name),
-            resource_id: resource_id.to_string(),
-            resource: tx
-                .resource(resource_id)?
-                .map_or_else(|| resource_id.to_string(), |r| r.display_name),
-        })
-    }
-
     /// The names of a role definition and its resource, as loaded.
     pub fn of(role: &RoleDefinition, resource: &Resource) -> Names {
         Names {
@@ -288,7 +198,7 @@ impl Names {
     }
 
     /// Role and resource targets, and their ids as additional details.
-    pub(crate) fn describe(&self, targets: &mut Vec<Target>, details: &mut Vec<(String, String)>) {
+    pub fn describe(&self, targets: &mut Vec<Target>, details: &mut Vec<(String, String)>) {
         targets.push(Target::new("Role", &self.role_id, &self.role));
         targets.push(Target::new("Resource", &self.resource_id, &self.resource));
         details.push(("roleDefinitionId".into(), self.role_id.clone()));
@@ -297,7 +207,7 @@ impl Names {
 }
 
 /// A successful scheduler record of `activity` initiated by `ctx`'s caller.
-pub(crate) fn record(
+pub fn record(
     ctx: &OpContext,
     activity: &str,
     operation: &str,
@@ -361,7 +271,7 @@ fn request_record(
     )
 }
 
-fn assignment_record(ctx: &OpContext, a: &RoleAssignment, names: &Names) -> AuditRecord {
+pub fn assignment_record(ctx: &OpContext, a: &RoleAssignment, names: &Names) -> AuditRecord {
     let mut targets = vec![Target::new("RoleAssignment", &a.id, &a.id)];
     let mut details = vec![("assignmentId".to_string(), a.id.clone())];
     if !a.request_id.is_empty() {

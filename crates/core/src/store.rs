@@ -1,8 +1,12 @@
 //! The storage the domain needs, phrased in domain terms. A [`Store`] runs closures inside
-//! transactions; a [`Tx`] reads and writes within one. Every state change happens in one
+//! transactions: a [`ReadTx`] has only the reads, a [`Tx`] adds the writes. Both are made
+//! of small traits, one read and one write trait per aggregate (directory, catalog,
+//! assignments, requests, subscriptions, audit log, access log), plus the scheduler's
+//! [`DueWork`] and the [`Outbox`]es, which only write transactions have. Every state change happens in one
 //! write transaction together with its audit record, so a change is all there or not at all.
 //! Backends: SQLite (embedded, default) and PostgreSQL implement these traits.
 
+pub use crate::assignment::AssignmentKey;
 use crate::assignment::{AssignmentState, EndReason, RoleAssignment};
 use crate::audit::{AuditEntry, AuditRecord, ChainLink};
 use crate::directory::Subject;
@@ -13,32 +17,52 @@ use crate::resource::Resource;
 use crate::role::{RoleDefinition, RoleSetting};
 use jiff::Timestamp;
 
-/// What identifies "the same assignment" for uniqueness: resource, role, subject, state.
-#[derive(Debug, Clone, PartialEq, Eq, Hash)]
-pub struct AssignmentKey {
-    /// Resource id.
-    pub resource_id: String,
-    /// Role definition id.
-    pub role_definition_id: String,
-    /// Subject id.
-    pub subject_id: String,
-    /// Eligible or active.
-    pub state: AssignmentState,
+/// Reads of the directory: subjects, their SCIM records, group membership.
+pub trait DirectoryRead {
+    /// A subject by id or external id.
+    fn subject(&mut self, id: &str) -> Result<Option<Subject>>;
+    /// Subjects matching a SCIM list query, with their SCIM records, paged (`total` is
+    /// always counted). Filters run in the database with bound parameters.
+    fn list_subjects(
+        &mut self,
+        q: &crate::scim::record::SubjectQuery,
+    ) -> Result<Page<(Subject, crate::scim::record::ScimRecord)>>;
+    /// The SCIM record of subject `id` (by id only).
+    fn subject_scim(&mut self, id: &str) -> Result<Option<crate::scim::record::ScimRecord>>;
+    /// Direct members of a group.
+    fn group_members(&mut self, group_id: &str) -> Result<Vec<String>>;
+    /// Direct groups of a subject.
+    fn groups_of(&mut self, member_id: &str) -> Result<Vec<String>>;
+    /// Every (group, member) pair, for building the access index.
+    fn all_memberships(&mut self) -> Result<Vec<(String, String)>>;
 }
 
-/// One transaction. Methods that write fail on a read-only transaction.
-pub trait Tx {
+/// Writes of the directory.
+pub trait DirectoryWrite {
+    /// Inserts a subject, created at `now`.
+    fn insert_subject(&mut self, s: &Subject, now: Timestamp) -> Result<()>;
+    /// Replaces a subject's attributes.
+    fn update_subject(&mut self, s: &Subject) -> Result<()>;
+    /// Deletes a subject and its memberships (both as member and as group).
+    fn delete_subject(&mut self, id: &str) -> Result<()>;
+    /// Replaces the SCIM record of subject `id`.
+    fn set_subject_scim(&mut self, id: &str, rec: &crate::scim::record::ScimRecord) -> Result<()>;
+    /// Replaces a group's direct members.
+    fn set_group_members(&mut self, group_id: &str, members: &[String]) -> Result<()>;
+}
+
+/// Reads of the catalog: resources, role definitions and role settings.
+pub trait CatalogRead {
     /// A resource by id.
     fn resource(&mut self, id: &str) -> Result<Option<Resource>>;
     /// A resource by ARM id key (lower-cased canonical ARM id).
     fn resource_by_external_key(&mut self, key: &str) -> Result<Option<Resource>>;
-    /// Inserts a resource; `ancestors` are its ancestors' ids, nearest first.
-    fn insert_resource(&mut self, r: &Resource, ancestors: &[String]) -> Result<()>;
     /// Lists resources.
     fn list_resources(&mut self, q: &ListQuery) -> Result<Page<Resource>>;
     /// Number of live assignments and role definitions on a resource.
     fn resource_counts(&mut self, id: &str, now: Timestamp) -> Result<(u64, u64)>;
-
+    /// Every (resource, parent) pair, for building the access index.
+    fn all_resource_parents(&mut self) -> Result<Vec<(String, Option<String>)>>;
     /// A role definition by id.
     fn role_definition(&mut self, id: &str) -> Result<Option<RoleDefinition>>;
     /// The role definition with `template_id` on `resource_id`.
@@ -47,49 +71,28 @@ pub trait Tx {
         resource_id: &str,
         template_id: &str,
     ) -> Result<Option<RoleDefinition>>;
-    /// Inserts a role definition and its role setting.
-    fn insert_role_definition(&mut self, d: &RoleDefinition, s: &RoleSetting) -> Result<()>;
     /// Lists role definitions.
     fn list_role_definitions(&mut self, q: &ListQuery) -> Result<Page<RoleDefinition>>;
-
     /// A role setting by id.
     fn role_setting(&mut self, id: &str) -> Result<Option<RoleSetting>>;
     /// The role setting of a role definition.
     fn role_setting_of(&mut self, role_definition_id: &str) -> Result<Option<RoleSetting>>;
-    /// Replaces a role setting's rules and metadata.
-    fn update_role_setting(&mut self, s: &RoleSetting) -> Result<()>;
     /// Lists role settings.
     fn list_role_settings(&mut self, q: &ListQuery) -> Result<Page<RoleSetting>>;
+}
 
-    /// A subject by id or external id.
-    fn subject(&mut self, id: &str) -> Result<Option<Subject>>;
-    /// Inserts a subject, created at `now`.
-    fn insert_subject(&mut self, s: &Subject, now: Timestamp) -> Result<()>;
-    /// Replaces a subject's attributes.
-    fn update_subject(&mut self, s: &Subject) -> Result<()>;
-    /// Deletes a subject and its memberships (both as member and as group).
-    fn delete_subject(&mut self, id: &str) -> Result<()>;
-    /// Subjects matching a SCIM list query, with their SCIM records, paged (`total` is
-    /// always counted). Filters run in the database with bound parameters.
-    fn list_subjects(
-        &mut self,
-        q: &crate::scim::SubjectQuery,
-    ) -> Result<Page<(Subject, crate::scim::ScimRecord)>>;
-    /// The SCIM record of subject `id` (by id only).
-    fn subject_scim(&mut self, id: &str) -> Result<Option<crate::scim::ScimRecord>>;
-    /// Replaces the SCIM record of subject `id`.
-    fn set_subject_scim(&mut self, id: &str, rec: &crate::scim::ScimRecord) -> Result<()>;
-    /// Direct members of a group.
-    fn group_members(&mut self, group_id: &str) -> Result<Vec<String>>;
-    /// Direct groups of a subject.
-    fn groups_of(&mut self, member_id: &str) -> Result<Vec<String>>;
-    /// Replaces a group's direct members.
-    fn set_group_members(&mut self, group_id: &str, members: &[String]) -> Result<()>;
-    /// Every (group, member) pair, for building the access index.
-    fn all_memberships(&mut self) -> Result<Vec<(String, String)>>;
-    /// Every (resource, parent) pair, for building the access index.
-    fn all_resource_parents(&mut self) -> Result<Vec<(String, Option<String>)>>;
+/// Writes of the catalog.
+pub trait CatalogWrite {
+    /// Inserts a resource; `ancestors` are its ancestors' ids, nearest first.
+    fn insert_resource(&mut self, r: &Resource, ancestors: &[String]) -> Result<()>;
+    /// Inserts a role definition and its role setting.
+    fn insert_role_definition(&mut self, d: &RoleDefinition, s: &RoleSetting) -> Result<()>;
+    /// Replaces a role setting's rules and metadata.
+    fn update_role_setting(&mut self, s: &RoleSetting) -> Result<()>;
+}
 
+/// Reads of role assignments, live and in history.
+pub trait AssignmentRead {
     /// An assignment by id (live or ended but not yet moved to history).
     fn assignment(&mut self, id: &str) -> Result<Option<RoleAssignment>>;
     /// Assignments (live or ended, not in history) with this key.
@@ -109,6 +112,29 @@ pub trait Tx {
         resources: &[String],
         state: AssignmentState,
     ) -> Result<Vec<RoleAssignment>>;
+    /// Live assignments of a subject.
+    fn live_assignments_of(&mut self, subject_id: &str) -> Result<Vec<RoleAssignment>>;
+    /// Lists assignments (joined with their role definitions for filtering).
+    fn list_assignments(&mut self, q: &ListQuery) -> Result<Page<RoleAssignment>>;
+    /// Calls `each` for every assignment not ended at `now`, for building the access index,
+    /// with whether its role administers access.
+    fn for_each_live_assignment(
+        &mut self,
+        now: Timestamp,
+        each: &mut dyn FnMut(RoleAssignment, bool),
+    ) -> Result<()>;
+    /// Active assignments current at `now` on any of `resources` whose role is Owner or
+    /// User Access Administrator (the R3 holders of decisions.md §7, before expanding
+    /// groups).
+    fn access_administrators(
+        &mut self,
+        resources: &[String],
+        now: Timestamp,
+    ) -> Result<Vec<RoleAssignment>>;
+}
+
+/// Writes of role assignments (only [`crate::operation::apply`] calls them).
+pub trait AssignmentWrite {
     /// Inserts an assignment.
     fn insert_assignment(&mut self, a: &RoleAssignment) -> Result<()>;
     /// Replaces an assignment's schedule and request id.
@@ -123,16 +149,10 @@ pub trait Tx {
     ) -> Result<()>;
     /// Moves a history row back into the live set (renewal of an expired assignment).
     fn restore_assignment(&mut self, a: &RoleAssignment) -> Result<()>;
-    /// Lists assignments (joined with their role definitions for filtering).
-    fn list_assignments(&mut self, q: &ListQuery) -> Result<Page<RoleAssignment>>;
-    /// Calls `each` for every assignment not ended at `now`, for building the access index,
-    /// with whether its role administers access.
-    fn for_each_live_assignment(
-        &mut self,
-        now: Timestamp,
-        each: &mut dyn FnMut(RoleAssignment, bool),
-    ) -> Result<()>;
+}
 
+/// Reads of role assignment requests and their approvals.
+pub trait RequestRead {
     /// A request by id.
     fn request(&mut self, id: &str) -> Result<Option<RoleAssignmentRequest>>;
     /// The pending request with this key, if any.
@@ -142,30 +162,33 @@ pub trait Tx {
         &mut self,
         eligible_id: &str,
     ) -> Result<Vec<RoleAssignmentRequest>>;
+    /// Pending requests of a subject (for cancelling them when it is deleted or disabled).
+    fn pending_requests_of(&mut self, subject_id: &str) -> Result<Vec<RoleAssignmentRequest>>;
+    /// Lists requests.
+    fn list_requests(&mut self, q: &ListQuery) -> Result<Page<RoleAssignmentRequest>>;
+    /// Approval decisions recorded for a request.
+    fn approvals(&mut self, request_id: &str) -> Result<Vec<Approval>>;
+}
+
+/// Writes of role assignment requests (only [`crate::operation::apply`] calls them).
+pub trait RequestWrite {
     /// Inserts a request.
     fn insert_request(&mut self, r: &RoleAssignmentRequest) -> Result<()>;
     /// Replaces a request whose stored version is `r.version - 1` (optimistic concurrency);
     /// a mismatch fails with `Conflict`.
     fn update_request(&mut self, r: &RoleAssignmentRequest) -> Result<()>;
-    /// Lists requests.
-    fn list_requests(&mut self, q: &ListQuery) -> Result<Page<RoleAssignmentRequest>>;
-    /// Pending requests of a subject (for cancelling them when it is deleted or disabled).
-    fn pending_requests_of(&mut self, subject_id: &str) -> Result<Vec<RoleAssignmentRequest>>;
-    /// Live assignments of a subject.
-    fn live_assignments_of(&mut self, subject_id: &str) -> Result<Vec<RoleAssignment>>;
     /// Records who may approve a pending request (the ApprovalRule's users and groups), so
     /// approvers can find it.
     fn set_request_approvers(&mut self, request_id: &str, approvers: &[String]) -> Result<()>;
-    /// Approval decisions recorded for a request.
-    fn approvals(&mut self, request_id: &str) -> Result<Vec<Approval>>;
     /// Records one approval decision.
     fn insert_approval(&mut self, a: &Approval) -> Result<()>;
+}
 
-    // The background scheduler's work (crate::scheduler). Each query below finds due rows
-    // through an index, earliest first, inside the scheduler's write transaction; writes
-    // are serialised on both backends, so what it finds is current, and request rows are
-    // written back with their version checked.
-
+/// The background scheduler's work ([`crate::operation::scheduler`]), in write transactions
+/// only. Each query finds due rows through an index, earliest first; writes are serialised
+/// on both backends, so what it finds is current, and request rows are written back with
+/// their version checked.
+pub trait DueWork {
     /// Requests stored `Granted` whose start is at or before `now`, earliest start first,
     /// at most `limit`.
     fn due_grants(&mut self, now: Timestamp, limit: u32) -> Result<Vec<RoleAssignmentRequest>>;
@@ -180,19 +203,54 @@ pub trait Tx {
     /// first, at most `limit`.
     fn ended_assignments(&mut self, now: Timestamp, limit: u32) -> Result<Vec<RoleAssignment>>;
     /// Locks assignment `id` for moving to history if it is still in the live set with its
-    /// end at or before `now`; whether it is (the caller then calls [`Tx::end_assignment`]).
+    /// end at or before `now`; whether it is (the caller then calls [`AssignmentWrite::end_assignment`]).
     fn claim_ended_assignment(&mut self, id: &str, now: Timestamp) -> Result<bool>;
+    /// Live assignments that have started at or before `now` and end after `now` and at or
+    /// before `until`, that are activations (active and linked to an eligible assignment)
+    /// or not as `activations` says, and that have no reminder `threshold` recorded for
+    /// their current end; earliest end first, at most `limit`.
+    fn unreminded_assignments(
+        &mut self,
+        threshold: &str,
+        activations: bool,
+        now: Timestamp,
+        until: Timestamp,
+        limit: u32,
+    ) -> Result<Vec<RoleAssignment>>;
+    /// Records that reminder `threshold` of assignment `assignment_id` ending at `end` was
+    /// sent at `now`, unless it already is (a unique key: assignment, threshold, end);
+    /// whether this call recorded it. Concurrent claims of one key record it once.
+    fn claim_reminder(
+        &mut self,
+        assignment_id: &str,
+        threshold: &str,
+        end: Timestamp,
+        now: Timestamp,
+    ) -> Result<bool>;
+    /// Forgets the reminders of ends at or before `now` (they can never be due again).
+    fn forget_reminders_ending_by(&mut self, now: Timestamp) -> Result<()>;
+}
 
-    /// Stores a change-notification subscription.
-    fn insert_subscription(&mut self, s: &crate::notification::Subscription) -> Result<()>;
+/// Reads of change-notification subscriptions.
+pub trait SubscriptionRead {
     /// A subscription by id.
     fn subscription(&mut self, id: &str) -> Result<Option<crate::notification::Subscription>>;
     /// Every subscription, expired ones included, oldest first.
     fn subscriptions(&mut self) -> Result<Vec<crate::notification::Subscription>>;
+}
+
+/// Writes of change-notification subscriptions.
+pub trait SubscriptionWrite {
+    /// Stores a change-notification subscription.
+    fn insert_subscription(&mut self, s: &crate::notification::Subscription) -> Result<()>;
     /// Moves a subscription's expiration to `expires_at`.
     fn renew_subscription(&mut self, id: &str, expires_at: Timestamp) -> Result<()>;
     /// Deletes a subscription with its undelivered notifications.
     fn delete_subscription(&mut self, id: &str) -> Result<()>;
+}
+
+/// The durable outboxes of change notifications and e-mail: rows written in the transaction of the change, leased by workers.
+pub trait Outbox {
     /// Writes one outbox row, due at `now`, for each subscription unexpired at `now` that
     /// watches `entity`, wants `change` and has no resource filter or one naming
     /// `resource_id` or an ancestor of it.
@@ -236,12 +294,10 @@ pub trait Tx {
     /// Releases e-mail `id` held by `owner` for another attempt at `at`, counting the
     /// failed one.
     fn retry_email(&mut self, id: &str, owner: &str, at: Timestamp) -> Result<bool>;
+}
 
-    /// Appends an audit record: its `directoryAudit` document, the columns of
-    /// [`crate::audit::AuditIndex`] (with one indexed row per target id), and its place in the
-    /// hash chain (the previous record's hash and [`crate::audit::chain_hash`]), all in this
-    /// transaction.
-    fn append_audit(&mut self, rec: &AuditRecord) -> Result<()>;
+/// Reads of the audit log.
+pub trait AuditRead {
     /// Lists audit records, newest first unless `$orderby` says otherwise (restrictions:
     /// [`crate::query::Restriction::ResourceUnder`] on the record's resource).
     fn list_audit(&mut self, q: &ListQuery) -> Result<Page<AuditEntry>>;
@@ -255,43 +311,27 @@ pub trait Tx {
         since: Option<Timestamp>,
         limit: u32,
     ) -> Result<Vec<ChainLink>>;
+}
 
-    // --- reminders and approver e-mail (crate::reminder, crate::email) ---
+/// Appends to the audit log.
+pub trait AuditWrite {
+    /// Appends an audit record: its `directoryAudit` document, the columns of
+    /// [`crate::audit::AuditIndex`] (with one indexed row per target id), and its place in the
+    /// hash chain (the previous record's hash and [`crate::audit::chain_hash`]), all in this
+    /// transaction.
+    fn append_audit(&mut self, rec: &AuditRecord) -> Result<()>;
+}
 
-    /// Live assignments that have started at or before `now` and end after `now` and at or
-    /// before `until`, that are activations (active and linked to an eligible assignment)
-    /// or not as `activations` says, and that have no reminder `threshold` recorded for
-    /// their current end; earliest end first, at most `limit`.
-    fn unreminded_assignments(
-        &mut self,
-        threshold: &str,
-        activations: bool,
-        now: Timestamp,
-        until: Timestamp,
-        limit: u32,
-    ) -> Result<Vec<RoleAssignment>>;
-    /// Records that reminder `threshold` of assignment `assignment_id` ending at `end` was
-    /// sent at `now`, unless it already is (a unique key: assignment, threshold, end);
-    /// whether this call recorded it. Concurrent claims of one key record it once.
-    fn claim_reminder(
-        &mut self,
-        assignment_id: &str,
-        threshold: &str,
-        end: Timestamp,
-        now: Timestamp,
-    ) -> Result<bool>;
-    /// Forgets the reminders of ends at or before `now` (they can never be due again).
-    fn forget_reminders_ending_by(&mut self, now: Timestamp) -> Result<()>;
-    /// Active assignments current at `now` on any of `resources` whose role is Owner or
-    /// User Access Administrator (the R3 holders of decisions.md §7, before expanding
-    /// groups).
-    fn access_administrators(
-        &mut self,
-        resources: &[String],
-        now: Timestamp,
-    ) -> Result<Vec<RoleAssignment>>;
+/// Reads of the access log: how nodes sharing a database keep their access indexes current.
+pub trait AccessLogRead {
+    /// Up to `limit` access-log entries after position `after`, oldest first.
+    fn access_changes_since(&mut self, after: i64, limit: u32) -> Result<Vec<AccessLogEntry>>;
+    /// The position of the newest access-log entry (0 for none).
+    fn access_log_head(&mut self) -> Result<i64>;
+}
 
-    // Access log: how nodes sharing a database keep their access indexes current.
+/// Writes of the access log.
+pub trait AccessLogWrite {
     /// Appends the changes to effective access this transaction made, written at `at`;
     /// returns the entry's position.
     fn log_access_changes(
@@ -299,12 +339,65 @@ pub trait Tx {
         changes: &[crate::access::AccessChange],
         at: Timestamp,
     ) -> Result<i64>;
-    /// Up to `limit` access-log entries after position `after`, oldest first.
-    fn access_changes_since(&mut self, after: i64, limit: u32) -> Result<Vec<AccessLogEntry>>;
-    /// The position of the newest access-log entry (0 for none).
-    fn access_log_head(&mut self) -> Result<i64>;
     /// Deletes access-log entries written before `before`.
     fn prune_access_log(&mut self, before: Timestamp) -> Result<()>;
+}
+
+/// A read transaction: every read, nothing that writes, so a write in a read path does not
+/// compile.
+pub trait ReadTx:
+    DirectoryRead
+    + CatalogRead
+    + AssignmentRead
+    + RequestRead
+    + SubscriptionRead
+    + AuditRead
+    + AccessLogRead
+{
+}
+
+impl<
+    T: ?Sized
+        + DirectoryRead
+        + CatalogRead
+        + AssignmentRead
+        + RequestRead
+        + SubscriptionRead
+        + AuditRead
+        + AccessLogRead,
+> ReadTx for T
+{
+}
+
+/// A write transaction: every read and every write.
+pub trait Tx:
+    ReadTx
+    + DirectoryWrite
+    + CatalogWrite
+    + AssignmentWrite
+    + RequestWrite
+    + DueWork
+    + SubscriptionWrite
+    + Outbox
+    + AuditWrite
+    + AccessLogWrite
+{
+}
+
+impl<
+    T: ?Sized
+        + ReadTx
+        + DirectoryWrite
+        + CatalogWrite
+        + AssignmentWrite
+        + RequestWrite
+        + DueWork
+        + SubscriptionWrite
+        + Outbox
+        + AuditWrite
+        + AccessLogWrite,
+> Tx for T
+{
 }
 
 /// One entry of the access log: the changes to effective access one write committed.
@@ -319,7 +412,7 @@ pub struct AccessLogEntry {
 /// A database holding Rolegate's state.
 pub trait Store: Send + Sync {
     /// Runs `f` in a read-only transaction.
-    fn read_dyn(&self, f: &mut dyn FnMut(&mut dyn Tx) -> Result<()>) -> Result<()>;
+    fn read_dyn(&self, f: &mut dyn FnMut(&mut dyn ReadTx) -> Result<()>) -> Result<()>;
     /// Runs `f` in a write transaction, committed when `f` returns `Ok`, rolled back otherwise.
     /// Write transactions are serialised.
     fn write_dyn(&self, f: &mut dyn FnMut(&mut dyn Tx) -> Result<()>) -> Result<()>;
@@ -332,28 +425,45 @@ pub trait Store: Send + Sync {
     }
 }
 
-fn run<T>(
-    runner: impl FnOnce(&mut dyn FnMut(&mut dyn Tx) -> Result<()>) -> Result<()>,
-    f: impl FnOnce(&mut dyn Tx) -> Result<T>,
-) -> Result<T> {
-    let mut f = Some(f);
-    let mut out = None;
-    runner(&mut |tx| {
-        let f = f
+/// A transaction body that must run exactly once, and its value.
+struct Body<F, T> {
+    f: Option<F>,
+    out: Option<T>,
+}
+
+impl<F, T> Body<F, T> {
+    fn new(f: F) -> Self {
+        Self {
+            f: Some(f),
+            out: None,
+        }
+    }
+
+    fn call(&mut self, run: impl FnOnce(F) -> Result<T>) -> Result<()> {
+        let f = self
+            .f
             .take()
             .ok_or_else(|| DomainError::internal("transaction body ran twice"))?;
-        out = Some(f(tx)?);
+        self.out = Some(run(f)?);
         Ok(())
-    })?;
-    out.ok_or_else(|| DomainError::internal("transaction body did not run"))
+    }
+
+    fn value(self) -> Result<T> {
+        self.out
+            .ok_or_else(|| DomainError::internal("transaction body did not run"))
+    }
 }
 
 /// Runs `f` in a read transaction of `store` and returns its value.
-pub fn read<T>(store: &dyn Store, f: impl FnOnce(&mut dyn Tx) -> Result<T>) -> Result<T> {
-    run(|body| store.read_dyn(body), f)
+pub fn read<T>(store: &dyn Store, f: impl FnOnce(&mut dyn ReadTx) -> Result<T>) -> Result<T> {
+    let mut body = Body::new(f);
+    store.read_dyn(&mut |tx| body.call(|f| f(tx)))?;
+    body.value()
 }
 
 /// Runs `f` in a write transaction of `store` and returns its value.
 pub fn write<T>(store: &dyn Store, f: impl FnOnce(&mut dyn Tx) -> Result<T>) -> Result<T> {
-    run(|body| store.write_dyn(body), f)
+    let mut body = Body::new(f);
+    store.write_dyn(&mut |tx| body.call(|f| f(tx)))?;
+    body.value()
 }

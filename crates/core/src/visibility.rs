@@ -13,10 +13,10 @@ use crate::error::{DomainError, ErrorCode, Result};
 use crate::notification::Subscription;
 use crate::odata::{self, EntityFields, Filter, Literal, Operand};
 use crate::query::{self, ListQuery, Page, Restriction};
-use crate::request::{self, RoleAssignmentRequest};
+use crate::request::RoleAssignmentRequest;
 use crate::resource::Resource;
 use crate::role::{RoleDefinition, RoleSetting};
-use crate::store::Tx;
+use crate::store::ReadTx;
 use jiff::Timestamp;
 
 /// What a verified token says about its bearer.
@@ -317,7 +317,7 @@ pub fn read_scope(
 /// Lists `coll` with `q` (built from a [`read_scope`]), assignment rows with their
 /// `memberType` for this viewer.
 pub fn list(
-    tx: &mut dyn Tx,
+    tx: &mut dyn ReadTx,
     coll: Collection,
     q: &ListQuery,
     scope: &ReadScope,
@@ -355,7 +355,7 @@ pub fn may_read_resource(
 /// Loads item `id` of `coll` if `caller` may read it, as seen through resource `rid` when
 /// the item is addressed below a resource (an item of another resource is not found there).
 pub fn load_item(
-    tx: &mut dyn Tx,
+    tx: &mut dyn ReadTx,
     coll: Collection,
     id: &str,
     rid: Option<&str>,
@@ -426,7 +426,7 @@ pub fn load_item(
             let own = r.subject_id == caller.subject_id || r.requested_by == caller.subject_id;
             if !own
                 && !caller.may_read(access, &r.resource_id, now)
-                && !request::is_approver_of(tx, &caller.subject_id, access, &r)?
+                && !crate::operation::request::is_approver_of(tx, &caller.subject_id, access, &r)?
             {
                 return Err(coll.denied());
             }

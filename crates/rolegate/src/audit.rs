@@ -4,8 +4,9 @@
 
 use clap::{Subcommand, ValueEnum};
 use jiff::Timestamp;
-use rolegate_core::audit::{ChainReport, verify_log};
+use rolegate_core::audit::ChainReport;
 use rolegate_core::error::DomainError;
+use rolegate_core::operation::audit::verify_log;
 use rolegate_core::store::{self, Store};
 use serde_json::Value;
 use std::io::Write;

@@ -7,14 +7,15 @@ use anyhow::Context;
 use rolegate_core::access::{AccessIndex, Caller, OpContext};
 use rolegate_core::assignment::AssignmentState;
 use rolegate_core::clock::Clock;
-use rolegate_core::directory::{self, Subject, SubjectKind};
+use rolegate_core::directory::{Subject, SubjectKind};
+use rolegate_core::operation::resource::register;
+use rolegate_core::operation::role::update_role_setting;
 use rolegate_core::policy::{RoleRulesPatch, RuleSetting};
 use rolegate_core::query::ListQuery;
-use rolegate_core::request::{self, NewRequest, RequestType};
-use rolegate_core::resource::register;
-use rolegate_core::role::{OWNER, update_role_setting};
+use rolegate_core::request::{NewRequest, RequestType};
+use rolegate_core::role::OWNER;
 use rolegate_core::schedule::ScheduleInput;
-use rolegate_core::store::{self, Store, Tx};
+use rolegate_core::store::{self, ReadTx, Store};
 
 /// The demo tenant administrator's subject id.
 pub const ADMIN: &str = "demo-admin";
@@ -25,7 +26,7 @@ const DEV: &str = "/subscriptions/7a9c1e3f-5b7d-4f9a-8c2e-1b3d5f7a9c02";
 const CONTRIBUTOR: &str = "b24988ac-6180-42a0-ab88-20f7382dd24c";
 const READER: &str = "acdd72a7-3385-48ef-bd42-f606fba81ae7";
 
-fn resource_id(tx: &mut dyn Tx, arm: &str) -> rolegate_core::Result<String> {
+fn resource_id(tx: &mut dyn ReadTx, arm: &str) -> rolegate_core::Result<String> {
     tx.resource_by_external_key(&arm.to_lowercase())?
         .map(|r| r.id)
         .ok_or_else(|| {
@@ -33,13 +34,13 @@ fn resource_id(tx: &mut dyn Tx, arm: &str) -> rolegate_core::Result<String> {
         })
 }
 
-fn role_id(tx: &mut dyn Tx, resource: &str, template: &str) -> rolegate_core::Result<String> {
+fn role_id(tx: &mut dyn ReadTx, resource: &str, template: &str) -> rolegate_core::Result<String> {
     tx.role_definition_by_template(resource, template)?
         .map(|d| d.id)
         .ok_or_else(|| rolegate_core::DomainError::internal("demo role missing"))
 }
 
-fn subject_id(tx: &mut dyn Tx, external: &str) -> rolegate_core::Result<String> {
+fn subject_id(tx: &mut dyn ReadTx, external: &str) -> rolegate_core::Result<String> {
     tx.subject(external)?
         .map(|s| s.id)
         .ok_or_else(|| rolegate_core::DomainError::internal("demo subject missing"))
@@ -101,7 +102,7 @@ pub fn seed(store: &dyn Store, clock: &dyn Clock) -> anyhow::Result<()> {
             register(tx, &ctx, &arm, name, None)?;
         }
         for (ext, name) in [("alice", "Alice Engineer"), ("bob", "Bob Approver"), ("carol", "Carol Auditor"), ("dave", "Dave Oncall")] {
-            directory::create_subject(tx, &ctx, person(ext, name), Vec::new())?;
+            rolegate_core::operation::directory::create_subject(tx, &ctx, person(ext, name), Vec::new())?;
         }
         let group = Subject {
             id: uuid::Uuid::new_v4().to_string(),
@@ -113,7 +114,7 @@ pub fn seed(store: &dyn Store, clock: &dyn Clock) -> anyhow::Result<()> {
             active: true,
         };
         let members = vec![subject_id(tx, "alice")?, subject_id(tx, "dave")?];
-        directory::create_subject(tx, &ctx, group, members)?;
+        rolegate_core::operation::directory::create_subject(tx, &ctx, group, members)?;
         let (prod, dev, mg) = (resource_id(tx, PROD)?, resource_id(tx, DEV)?, resource_id(tx, MG)?);
         let bob = subject_id(tx, "bob")?;
         // Owner on Development needs Bob's approval when activated.
@@ -135,7 +136,7 @@ pub fn seed(store: &dyn Store, clock: &dyn Clock) -> anyhow::Result<()> {
         for (resource, template, who, state, days) in grants {
             let role = role_id(tx, &resource, template)?;
             let subject = subject_id(tx, who)?;
-            request::submit(
+            rolegate_core::operation::request::submit(
                 tx,
                 &ctx,
                 NewRequest {

@@ -303,7 +303,7 @@ fn claim(state: &AppState, owner: &str, cfg: &Config) -> Result<Vec<Email>> {
 
 fn send_one(state: &AppState, owner: &str, cfg: &Config, e: Email) {
     let outcome = store::read(state.store.as_ref(), |tx| {
-        email::compose(tx, &e, &cfg.base_url)
+        rolegate_core::operation::email::compose(tx, &e, &cfg.base_url)
     })
     .map_err(|err| err.message)
     .and_then(|m| match m {

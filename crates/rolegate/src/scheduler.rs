@@ -74,7 +74,7 @@ pub fn pass(state: &AppState, stop: &dyn Fn() -> bool) {
             }
             let correlation_id = uuid::Uuid::new_v4().to_string();
             let batch = state.write_as_system(&caller, &correlation_id, |tx: &mut dyn Tx, ctx| {
-                let mut b = job.run(tx, ctx, BATCH_SIZE)?;
+                let mut b = rolegate_core::operation::scheduler::run(job, tx, ctx, BATCH_SIZE)?;
                 let changes = std::mem::take(&mut b.changes);
                 Ok((b, changes))
             });

@@ -17,7 +17,7 @@ use postgres::error::SqlState;
 use postgres::types::{IsNull, ToSql, Type, to_sql_checked};
 use postgres::{Client, Config, IsolationLevel, NoTls, Statement};
 use rolegate_core::error::{DomainError, ErrorCode, Result};
-use rolegate_core::store::{Store, Tx};
+use rolegate_core::store::{ReadTx, Store, Tx};
 use std::cell::RefCell;
 use std::collections::HashMap;
 use std::str::FromStr;
@@ -397,7 +397,7 @@ impl SqlStore for PostgresStore {
 }
 
 impl Store for PostgresStore {
-    fn read_dyn(&self, f: &mut dyn FnMut(&mut dyn Tx) -> Result<()>) -> Result<()> {
+    fn read_dyn(&self, f: &mut dyn FnMut(&mut dyn ReadTx) -> Result<()>) -> Result<()> {
         self.run(false, &mut |c| f(&mut SqlTx::new(c)))
     }
 

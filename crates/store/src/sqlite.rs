@@ -5,7 +5,7 @@
 use crate::SqlStore;
 use crate::sql::{self, Dialect, Row, SqlTx, Value};
 use rolegate_core::error::{DomainError, ErrorCode, Result};
-use rolegate_core::store::{Store, Tx};
+use rolegate_core::store::{ReadTx, Store, Tx};
 use rusqlite::backup::{Backup, StepResult};
 use rusqlite::types::{ToSqlOutput, ValueRef};
 use rusqlite::{Connection, OpenFlags, TransactionBehavior, params_from_iter};
@@ -337,7 +337,7 @@ impl SqlStore for SqliteStore {
 }
 
 impl Store for SqliteStore {
-    fn read_dyn(&self, f: &mut dyn FnMut(&mut dyn Tx) -> Result<()>) -> Result<()> {
+    fn read_dyn(&self, f: &mut dyn FnMut(&mut dyn ReadTx) -> Result<()>) -> Result<()> {
         self.read_sql(&mut |c| f(&mut SqlTx::new(c)))
     }
 

@@ -7,8 +7,9 @@
 mod common;
 
 use jiff::Timestamp;
-use rolegate_core::audit::{AuditRecord, ChainReport, Initiator, Target, verify_log};
+use rolegate_core::audit::{AuditRecord, ChainReport, Initiator, Target};
 use rolegate_core::odata::parse_filter;
+use rolegate_core::operation::audit::verify_log;
 use rolegate_core::query::ListQuery;
 use rolegate_core::store;
 use rolegate_store::{SqliteStore, Synchronous};

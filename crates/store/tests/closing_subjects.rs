@@ -12,12 +12,12 @@ mod common;
 use jiff::{SignedDuration, Timestamp};
 use rolegate_core::access::{AccessChange, AccessIndex, Caller, OpContext};
 use rolegate_core::assignment::AssignmentState;
-use rolegate_core::directory::{self, Subject, SubjectKind};
+use rolegate_core::directory::{Subject, SubjectKind};
 use rolegate_core::email::{Event, MailPolicy};
+use rolegate_core::operation::role::update_role_setting;
 use rolegate_core::policy::{RoleRulesPatch, RuleSetting};
 use rolegate_core::query::ListQuery;
 use rolegate_core::request::{self, NewRequest, RequestType, SubStatus};
-use rolegate_core::role::update_role_setting;
 use rolegate_core::schedule::ScheduleInput;
 use rolegate_core::store;
 use rolegate_store::{SqliteStore, Synchronous};
@@ -107,9 +107,9 @@ impl Fixture {
                     email: Some(format!("{id}@example.test")),
                     active: true,
                 };
-                directory::create_subject(tx, ctx, s, Vec::new())?;
+                rolegate_core::operation::directory::create_subject(tx, ctx, s, Vec::new())?;
             }
-            Ok(rolegate_core::resource::register(tx, ctx, arm, None, None)?.1)
+            Ok(rolegate_core::operation::resource::register(tx, ctx, arm, None, None)?.1)
         });
         let (resource, roles) = store::read(&f.store, |tx| {
             let r = tx.resource_by_external_key(arm)?.unwrap();
@@ -140,7 +140,7 @@ impl Fixture {
                 60 * 24,
             );
             f.run(t(0), &admin(), |tx, ctx| {
-                request::submit(tx, ctx, new).map(|o| o.changes)
+                rolegate_core::operation::request::submit(tx, ctx, new).map(|o| o.changes)
             });
         }
         f
@@ -202,7 +202,7 @@ impl Fixture {
         );
         let mut out = None;
         self.run(at, &user("u0"), |tx, ctx| {
-            let o = request::submit(tx, ctx, new)?;
+            let o = rolegate_core::operation::request::submit(tx, ctx, new)?;
             out = Some(o.request);
             Ok(o.changes)
         });
@@ -265,7 +265,7 @@ fn deleting_a_subject_times_out_its_stale_approval_as_the_scheduler_would() {
     // Two minutes later nobody has decided: the approval has timed out by the clock, and
     // no scheduler pass has run.
     f.run(t(3), &admin(), |tx, ctx| {
-        directory::delete_subject(tx, ctx, "u0")
+        rolegate_core::operation::directory::delete_subject(tx, ctx, "u0")
     });
     assert_eq!(f.stored(&r.id), SubStatus::TimedOut);
     let recs = f.audits("Time out approval");
@@ -291,7 +291,7 @@ fn disabling_a_subject_audits_what_it_cancels_and_ends() {
     let changes = f.run(t(1), &admin(), |tx, ctx| {
         let mut s = tx.subject("u0")?.expect("u0");
         s.active = false;
-        directory::update_subject(tx, ctx, s, None).map(|(_, c)| c)
+        rolegate_core::operation::directory::update_subject(tx, ctx, s, None).map(|(_, c)| c)
     });
     assert!(
         changes.iter().any(|c| matches!(

@@ -27,9 +27,9 @@ use rolegate_core::access::{AccessChange, AccessIndex, Caller, OpContext};
 use rolegate_core::assignment::AssignmentState;
 use rolegate_core::directory::{Subject, SubjectKind};
 use rolegate_core::error::Result;
+use rolegate_core::operation::role::update_role_setting;
 use rolegate_core::policy::{RoleRulesPatch, RuleSetting};
-use rolegate_core::request::{self, DecisionInput, NewRequest, RequestType, SubStatus};
-use rolegate_core::role::update_role_setting;
+use rolegate_core::request::{DecisionInput, NewRequest, RequestType, SubStatus};
 use rolegate_core::schedule::{ScheduleInput, format_datetime};
 use rolegate_core::scheduler::{self, BATCH_SIZE, Job};
 use rolegate_core::store::{self, Tx};
@@ -211,14 +211,15 @@ impl World {
                 active: true,
             };
             self.write(&admin, |tx, ctx| {
-                rolegate_core::directory::create_subject(tx, ctx, subject, Vec::new())
+                rolegate_core::operation::directory::create_subject(tx, ctx, subject, Vec::new())
                     .map(|(_, c)| ((), c))
             })
             .unwrap();
         }
         let arm = "/subscriptions/7d2a4f4e-8c0b-4a55-9f3e-1b2c3d4e5f60";
         self.write(&admin, |tx, ctx| {
-            rolegate_core::resource::register(tx, ctx, arm, None, None).map(|(_, c)| ((), c))
+            rolegate_core::operation::resource::register(tx, ctx, arm, None, None)
+                .map(|(_, c)| ((), c))
         })
         .unwrap();
         let (resource, roles) = store::read(&self.store, |tx| {
@@ -279,7 +280,7 @@ impl World {
 
     fn submit(&mut self, who: &Caller, new: NewRequest) {
         let outcome = self.write(who, |tx, ctx| {
-            request::submit(tx, ctx, new).map(|o| (o.request, o.changes))
+            rolegate_core::operation::request::submit(tx, ctx, new).map(|o| (o.request, o.changes))
         });
         if let Some(r) = accept(outcome) {
             self.record(&r);
@@ -351,7 +352,8 @@ impl World {
                     schedule: None,
                 };
                 let outcome = self.write(&who, |tx, ctx| {
-                    request::decide(tx, ctx, &id, &input).map(|o| (o.request, o.changes))
+                    rolegate_core::operation::request::decide(tx, ctx, &id, &input)
+                        .map(|o| (o.request, o.changes))
                 });
                 if let Some(r) = accept(outcome) {
                     if approve && who.subject_id == APPROVER && r.kind == RequestType::UserAdd {
@@ -366,7 +368,8 @@ impl World {
                 };
                 let who = self.who(who);
                 let outcome = self.write(&who, |tx, ctx| {
-                    request::cancel(tx, ctx, &id).map(|o| (o.request, o.changes))
+                    rolegate_core::operation::request::cancel(tx, ctx, &id)
+                        .map(|o| (o.request, o.changes))
                 });
                 accept(outcome);
             }
@@ -423,7 +426,8 @@ impl World {
             loop {
                 let more = self
                     .write(&system, |tx, ctx| {
-                        let mut b = job.run(tx, ctx, BATCH_SIZE)?;
+                        let mut b =
+                            rolegate_core::operation::scheduler::run(job, tx, ctx, BATCH_SIZE)?;
                         let changes = std::mem::take(&mut b.changes);
                         Ok((b.more, changes))
                     })

@@ -16,7 +16,7 @@ use rolegate_core::directory::{Subject, SubjectKind};
 use rolegate_core::email::{Event, MailPolicy};
 use rolegate_core::query::ListQuery;
 use rolegate_core::reminder::Reminder;
-use rolegate_core::request::{self, NewRequest, RequestType};
+use rolegate_core::request::{NewRequest, RequestType};
 use rolegate_core::schedule::{ScheduleInput, format_datetime};
 use rolegate_core::scheduler::{self, Job};
 use rolegate_core::store;
@@ -80,7 +80,7 @@ impl Fixture {
                     email: Some(format!("{id}@example.test")),
                     active: true,
                 };
-                rolegate_core::directory::create_subject(tx, ctx, s, Vec::new())?;
+                rolegate_core::operation::directory::create_subject(tx, ctx, s, Vec::new())?;
             }
             let g = Subject {
                 id: "g".into(),
@@ -91,13 +91,14 @@ impl Fixture {
                 email: None,
                 active: true,
             };
-            let (_, mut changes) = rolegate_core::directory::create_subject(
+            let (_, mut changes) = rolegate_core::operation::directory::create_subject(
                 tx,
                 ctx,
                 g,
                 vec!["u0".into(), "u1".into()],
             )?;
-            changes.extend(rolegate_core::resource::register(tx, ctx, arm, None, None)?.1);
+            changes
+                .extend(rolegate_core::operation::resource::register(tx, ctx, arm, None, None)?.1);
             Ok(changes)
         });
         let (resource, role) = store::read(&f.store, |tx| {
@@ -159,14 +160,15 @@ impl Fixture {
             emergency: false,
         };
         self.run(at, &admin(), false, |tx, ctx| {
-            request::submit(tx, ctx, new).map(|o| o.changes)
+            rolegate_core::operation::request::submit(tx, ctx, new).map(|o| o.changes)
         });
     }
 
     /// One reminder pass at `at` (any scheduler instance's: they share the database).
     fn remind(&mut self, at: Timestamp, mail: bool) {
         self.run(at, &scheduler::caller(), mail, |tx, ctx| {
-            Job::SendReminders.run(tx, ctx, 10).map(|b| b.changes)
+            rolegate_core::operation::scheduler::run(Job::SendReminders, tx, ctx, 10)
+                .map(|b| b.changes)
         });
     }
 

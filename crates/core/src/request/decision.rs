@@ -3,13 +3,14 @@
 //! [`CancelFacts`], [`DecisionFacts`], [`Dependents`], [`PendingFacts`]) and never reads
 //! the store, so every rule of graph-pim-v2.md §6.15/§7.2 and decisions.md §6, §10 and §13
 //! is testable without a database. The caller applies the changes with
-//! [`crate::change::apply`].
+//! [`crate::operation::apply`].
 
 use super::{
     Approval, DecisionInput, EXTEND_WINDOW, NewRequest, RENEW_WINDOW, RequestType,
     RoleAssignmentRequest, SubStatus,
 };
 use crate::access::OpContext;
+use crate::assignment::AssignmentKey;
 use crate::assignment::{AssignmentState, EndReason, RoleAssignment};
 use crate::audit::{AuditRecord, Target};
 use crate::change::Change;
@@ -21,7 +22,6 @@ use crate::resource::{Resource, ResourceStatus};
 use crate::role::{RoleDefinition, RoleSetting};
 use crate::schedule::{Schedule, ScheduleInput, format_datetime};
 use crate::scheduler::{self, Names};
-use crate::store::AssignmentKey;
 use jiff::{SignedDuration, Timestamp};
 
 /// The resource, role definition and role setting a request targets.
@@ -1063,7 +1063,7 @@ fn user_add(
         )));
     }
     let mut emergency = false;
-    if let Some(rule) = policy.approval.as_ref().filter(|r| r.enabled) {
+    if let Some(rule) = policy.approval_required() {
         let bypass = new.emergency && rule.allow_emergency_bypass;
         if !bypass {
             let deadline = ctx
@@ -1482,14 +1482,10 @@ fn carry_out_admin_decision(
             .schedule
             .ok_or_else(|| DomainError::internal("pending request without schedule"))?,
     };
-    let policy = t.setting.rules.policy(collection_for(r.kind, r.state))?;
-    if let Some(max) = policy.max_duration()
-        && schedule.duration().is_none_or(|d| d > max)
-    {
-        return Err(DomainError::policy(
-            "ExpirationRule: the approved schedule exceeds the maximum grant period",
-        ));
-    }
+    t.setting
+        .rules
+        .policy(collection_for(r.kind, r.state))?
+        .check_expiration(schedule.duration())?;
     let administers = t.role.administers_access();
     let (a, changes) = match r.kind {
         RequestType::UserExtend => {

@@ -11,57 +11,20 @@
 
 pub mod filter;
 pub mod patch;
+pub mod record;
 pub mod resource;
 pub mod schema;
 
 use crate::access::{AccessChange, OpContext};
 use crate::directory::{self, Subject, SubjectKind};
 use crate::error::{DomainError, ErrorCode, Result, ScimType};
-use crate::store::Tx;
+use crate::store::{ReadTx, Tx};
 use filter::{Column, Cond, Field, Op, Operand};
 use jiff::Timestamp;
+pub use record::{ScimRecord, Sort, SubjectQuery};
 use resource::Projection;
 use schema::{AttrType, ResourceType};
 use serde_json::{Map, Value, json};
-
-/// What the store keeps of a subject for SCIM.
-#[derive(Debug, Clone, PartialEq)]
-pub struct ScimRecord {
-    /// The document's attributes (without `id`, `meta`, `schemas`, group members).
-    pub attributes: Map<String, Value>,
-    /// `meta.created`.
-    pub created: Option<Timestamp>,
-    /// `meta.lastModified`.
-    pub last_modified: Option<Timestamp>,
-    /// `meta.version`: 1 at creation, +1 per change.
-    pub version: u64,
-}
-
-/// Sort key of a list.
-#[derive(Debug, Clone, PartialEq)]
-pub struct Sort {
-    /// What to sort by ([`Field::Column`] or [`Field::Doc`]).
-    pub field: Field,
-    /// Text sorts case-sensitively.
-    pub case_exact: bool,
-    /// Descending.
-    pub descending: bool,
-}
-
-/// A SCIM list query for the store.
-#[derive(Debug, Clone, PartialEq)]
-pub struct SubjectQuery {
-    /// Subjects of these kinds.
-    pub kinds: Vec<SubjectKind>,
-    /// Matching this.
-    pub filter: Option<Cond>,
-    /// Ordered by this (else by creation).
-    pub sort: Option<Sort>,
-    /// Rows to skip.
-    pub skip: u64,
-    /// Page size.
-    pub top: u32,
-}
 
 /// `W/"n"`, the ETag of version `n`.
 pub fn etag(version: u64) -> String {
@@ -262,7 +225,7 @@ fn scimify(e: DomainError) -> DomainError {
     }
 }
 
-fn record_of(tx: &mut dyn Tx, s: &Subject) -> Result<ScimRecord> {
+fn record_of(tx: &mut dyn ReadTx, s: &Subject) -> Result<ScimRecord> {
     Ok(tx.subject_scim(&s.id)?.unwrap_or_else(|| ScimRecord {
         attributes: resource::synthesize(s),
         created: None,
@@ -272,7 +235,7 @@ fn record_of(tx: &mut dyn Tx, s: &Subject) -> Result<ScimRecord> {
 }
 
 /// The subject with SCIM id `id` served as `rt` (never by `externalId`), with its record.
-fn load(tx: &mut dyn Tx, rt: ResourceType, id: &str) -> Result<(Subject, ScimRecord)> {
+fn load(tx: &mut dyn ReadTx, rt: ResourceType, id: &str) -> Result<(Subject, ScimRecord)> {
     let s = tx
         .subject(id)?
         .filter(|s| s.id == id && resource::resource_type_of(s.kind) == rt)
@@ -287,7 +250,7 @@ fn location(base: &str, rt: ResourceType, id: &str) -> String {
 
 /// Renders a subject as its SCIM resource.
 pub fn render(
-    tx: &mut dyn Tx,
+    tx: &mut dyn ReadTx,
     s: &Subject,
     rec: &ScimRecord,
     base: &str,
@@ -328,16 +291,7 @@ pub fn render(
         }
         ResourceType::User if proj.wants("groups") => {
             let direct = tx.groups_of(&s.id)?;
-            let mut all: Vec<String> = direct.clone();
-            let mut i = 0;
-            while let Some(g) = all.get(i).cloned() {
-                for parent in tx.groups_of(&g)? {
-                    if parent != s.id && !all.contains(&parent) {
-                        all.push(parent);
-                    }
-                }
-                i += 1;
-            }
+            let all = directory::group_closure(&s.id, |g| tx.groups_of(g))?;
             let mut groups = Vec::new();
             for g in all {
                 let Some(gs) = tx.subject(&g)? else { continue };
@@ -370,7 +324,7 @@ pub fn render(
 }
 
 fn shown(
-    tx: &mut dyn Tx,
+    tx: &mut dyn ReadTx,
     s: &Subject,
     rec: &ScimRecord,
     base: &str,
@@ -386,7 +340,7 @@ fn shown(
 
 /// `GET /{Users|Groups}/{id}`.
 pub fn get(
-    tx: &mut dyn Tx,
+    tx: &mut dyn ReadTx,
     rt: ResourceType,
     id: &str,
     base: &str,
@@ -448,7 +402,7 @@ fn sort_of(rt: Option<ResourceType>, by: &str, descending: bool) -> Result<Sort>
 
 /// `GET /{Users|Groups}` and `POST …/.search`; `rt` `None` is `POST /.search` over both.
 pub fn list(
-    tx: &mut dyn Tx,
+    tx: &mut dyn ReadTx,
     rt: Option<ResourceType>,
     p: &ListParams,
     base: &str,
@@ -484,7 +438,7 @@ pub fn list(
 }
 
 /// Refuses a `userName` or `externalId` another subject has: `409 uniqueness`.
-fn ensure_unique(tx: &mut dyn Tx, s: &Subject) -> Result<()> {
+fn ensure_unique(tx: &mut dyn ReadTx, s: &Subject) -> Result<()> {
     let taken = |what: &str, v: &str| {
         DomainError::scim(
             ScimType::Uniqueness,
@@ -534,8 +488,9 @@ pub fn create(
     let id = (ctx.new_id)();
     let (subject, members) = resource::to_subject(rt, &id, &doc);
     ensure_unique(tx, &subject)?;
-    let (s, changes) = directory::create_subject(tx, ctx, subject, members.unwrap_or_default())
-        .map_err(scimify)?;
+    let (s, changes) =
+        crate::operation::directory::create_subject(tx, ctx, subject, members.unwrap_or_default())
+            .map_err(scimify)?;
     let rec = ScimRecord {
         attributes: stored(doc),
         created: Some(ctx.now),
@@ -562,7 +517,8 @@ fn store_update(
 ) -> Result<(Shown, Vec<AccessChange>)> {
     let (subject, _) = resource::to_subject(rt, id, &doc);
     ensure_unique(tx, &subject)?;
-    let (s, changes) = directory::update_subject(tx, ctx, subject, members).map_err(scimify)?;
+    let (s, changes) =
+        crate::operation::directory::update_subject(tx, ctx, subject, members).map_err(scimify)?;
     let rec = ScimRecord {
         attributes: stored(doc),
         created: rec.created,
@@ -660,7 +616,7 @@ pub fn delete(
     let (s, rec) = load(tx, rt, id)?;
     check_if_match(if_match, rec.version)?;
     let parents = tx.groups_of(&s.id)?;
-    let changes = directory::delete_subject(tx, ctx, &s.id).map_err(scimify)?;
+    let changes = crate::operation::directory::delete_subject(tx, ctx, &s.id).map_err(scimify)?;
     for g in parents {
         touch(tx, &g, ctx.now)?;
     }

@@ -4,7 +4,15 @@
 //! [`Connection`] adapts the few spellings that differ (placeholders, `rowid`). The rare
 //! statement that cannot be portable asks [`Connection::dialect`].
 
+mod access_log;
+mod assignments;
+mod audit;
+mod catalog;
+mod directory;
+mod due_work;
 pub mod odata;
+mod outbox;
+mod requests;
 pub(crate) mod scim;
 pub(crate) mod tx;
 pub use tx::SqlTx;

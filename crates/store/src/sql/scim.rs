@@ -352,7 +352,7 @@ mod tests {
     use rolegate_core::scim::filter::{parse, resolve};
     use rolegate_core::scim::schema::ResourceType;
     use rolegate_core::scim::{ScimRecord, SubjectQuery};
-    use rolegate_core::store::Tx;
+    use rolegate_core::store::{DirectoryRead, DirectoryWrite};
     use rusqlite::Connection;
     use serde_json::json;
 

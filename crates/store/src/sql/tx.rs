@@ -1,35 +1,38 @@
-//! The [`Tx`] implementation: SQL for every domain read and write, row mapping, and the
-//! translation of list queries (OData filter + server restrictions + paging) to SQL.
+//! The transaction every backend runs ([`SqlTx`]): row mapping, the translation of list
+//! queries (OData filter + server restrictions + paging) to SQL, and the helpers the
+//! storage port's implementations share. The port itself is implemented one aggregate per
+//! file beside this one (`directory.rs`, `catalog.rs`, `assignments.rs`, `requests.rs`,
+//! `due_work.rs`, `outbox.rs`, `audit.rs`, `access_log.rs`).
 
-use super::odata::{SqlFragment, filter_to_sql, orderby_to_sql};
-use super::{Connection, Dialect, Row, Value, params};
-use jiff::Timestamp;
-use rolegate_core::access::AccessChange;
-use rolegate_core::assignment::{AssignmentState, EndReason, RoleAssignment};
-use rolegate_core::audit::{
+pub(super) use super::odata::{SqlFragment, filter_to_sql, orderby_to_sql};
+pub(super) use super::{Connection, Dialect, Row, Value, params};
+pub(super) use jiff::Timestamp;
+pub(super) use rolegate_core::access::AccessChange;
+pub(super) use rolegate_core::assignment::{AssignmentState, EndReason, RoleAssignment};
+pub(super) use rolegate_core::audit::{
     AuditEntry, AuditIndex, AuditRecord, ChainLink, GENESIS_HASH, chain_hash,
 };
-use rolegate_core::directory::{Subject, SubjectKind};
-use rolegate_core::error::{DomainError, ErrorCode, Result};
-use rolegate_core::notification::{
+pub(super) use rolegate_core::directory::{Subject, SubjectKind};
+pub(super) use rolegate_core::error::{DomainError, ErrorCode, Result};
+pub(super) use rolegate_core::notification::{
     self, ChangeType, Delivery, Entity as NotifiedEntity, Subscription,
 };
-use rolegate_core::odata::EntityFields;
-use rolegate_core::policy::{RoleRules, RuleResult, RuleSetting, TicketInfo};
-use rolegate_core::query::{
+pub(super) use rolegate_core::odata::EntityFields;
+pub(super) use rolegate_core::policy::{RoleRules, RuleResult, RuleSetting, TicketInfo};
+pub(super) use rolegate_core::query::{
     DIRECTORY_AUDIT_FIELDS, ListQuery, Page, RESOURCE_FIELDS, ROLE_ASSIGNMENT_FIELDS,
     ROLE_ASSIGNMENT_REQUEST_FIELDS, ROLE_DEFINITION_FIELDS, ROLE_SETTING_FIELDS, Restriction,
 };
-use rolegate_core::request::{Approval, RequestType, RoleAssignmentRequest, SubStatus};
-use rolegate_core::resource::{Resource, ResourceStatus};
-use rolegate_core::role::{RoleDefinition, RoleSetting, is_access_admin_template};
-use rolegate_core::schedule::Schedule;
-use rolegate_core::scim::{ScimRecord, SubjectQuery};
-use rolegate_core::store::{AccessLogEntry, AssignmentKey, Tx};
+pub(super) use rolegate_core::request::{Approval, RequestType, RoleAssignmentRequest, SubStatus};
+pub(super) use rolegate_core::resource::{Resource, ResourceStatus};
+pub(super) use rolegate_core::role::{RoleDefinition, RoleSetting, is_access_admin_template};
+pub(super) use rolegate_core::schedule::Schedule;
+pub(super) use rolegate_core::scim::{ScimRecord, SubjectQuery};
+pub(super) use rolegate_core::store::*;
 
 /// The [`Tx`] of one open transaction on a [`Connection`].
 pub struct SqlTx<'c> {
-    c: &'c dyn Connection,
+    pub(super) c: &'c dyn Connection,
 }
 
 impl<'c> SqlTx<'c> {
@@ -39,26 +42,26 @@ impl<'c> SqlTx<'c> {
     }
 }
 
-fn us(t: Timestamp) -> i64 {
+pub(super) fn us(t: Timestamp) -> i64 {
     t.as_microsecond()
 }
 
-fn ts(v: i64) -> Result<Timestamp> {
+pub(super) fn ts(v: i64) -> Result<Timestamp> {
     Timestamp::from_microsecond(v)
         .map_err(|e| DomainError::internal(format!("stored timestamp {v} is not valid: {e}")))
 }
 
-fn bad_column(what: &str, value: &str) -> DomainError {
+pub(super) fn bad_column(what: &str, value: &str) -> DomainError {
     DomainError::internal(format!("stored {what} `{value}` is not valid"))
 }
 
-fn json_err(e: serde_json::Error) -> DomainError {
+pub(super) fn json_err(e: serde_json::Error) -> DomainError {
     DomainError::internal(format!("stored JSON is not valid: {e}"))
 }
 
-const RESOURCE_COLS: &str = "r.id, r.external_id, r.resource_type, r.display_name, r.status, r.registered_at, r.registered_root, r.parent_id";
+pub(super) const RESOURCE_COLS: &str = "r.id, r.external_id, r.resource_type, r.display_name, r.status, r.registered_at, r.registered_root, r.parent_id";
 
-fn resource_row(row: &Row) -> Result<Resource> {
+pub(super) fn resource_row(row: &Row) -> Result<Resource> {
     let status: String = row.get(4)?;
     Ok(Resource {
         id: row.get(0)?,
@@ -73,9 +76,10 @@ fn resource_row(row: &Row) -> Result<Resource> {
     })
 }
 
-const ROLE_COLS: &str = "d.id, d.resource_id, d.external_id, d.template_id, d.display_name";
+pub(super) const ROLE_COLS: &str =
+    "d.id, d.resource_id, d.external_id, d.template_id, d.display_name";
 
-fn role_row(row: &Row) -> Result<RoleDefinition> {
+pub(super) fn role_row(row: &Row) -> Result<RoleDefinition> {
     Ok(RoleDefinition {
         id: row.get(0)?,
         resource_id: row.get(1)?,
@@ -85,15 +89,15 @@ fn role_row(row: &Row) -> Result<RoleDefinition> {
     })
 }
 
-const SETTING_COLS: &str = "s.id, s.resource_id, s.role_definition_id, s.is_default, s.last_updated_at, s.last_updated_by, \
+pub(super) const SETTING_COLS: &str = "s.id, s.resource_id, s.role_definition_id, s.is_default, s.last_updated_at, s.last_updated_by, \
      s.admin_eligible, s.admin_member, s.user_eligible, s.user_member";
 
-fn rules_col(row: &Row, i: usize) -> Result<Vec<RuleSetting>> {
+pub(super) fn rules_col(row: &Row, i: usize) -> Result<Vec<RuleSetting>> {
     let text: String = row.get(i)?;
     serde_json::from_str(&text).map_err(json_err)
 }
 
-fn setting_row(row: &Row) -> Result<RoleSetting> {
+pub(super) fn setting_row(row: &Row) -> Result<RoleSetting> {
     Ok(RoleSetting {
         id: row.get(0)?,
         resource_id: row.get(1)?,
@@ -110,13 +114,14 @@ fn setting_row(row: &Row) -> Result<RoleSetting> {
     })
 }
 
-fn rules_json(rules: &[RuleSetting]) -> Result<String> {
+pub(super) fn rules_json(rules: &[RuleSetting]) -> Result<String> {
     serde_json::to_string(rules).map_err(|e| DomainError::internal(format!("rules: {e}")))
 }
 
-const SUBJECT_COLS: &str = "id, external_id, kind, display_name, principal_name, email, active";
+pub(super) const SUBJECT_COLS: &str =
+    "id, external_id, kind, display_name, principal_name, email, active";
 
-fn subject_row(row: &Row) -> Result<Subject> {
+pub(super) fn subject_row(row: &Row) -> Result<Subject> {
     let kind: String = row.get(2)?;
     Ok(Subject {
         id: row.get(0)?,
@@ -129,11 +134,11 @@ fn subject_row(row: &Row) -> Result<Subject> {
     })
 }
 
-const SCIM_SUBJECT_COLS: &str = "s.id, s.external_id, s.kind, s.display_name, s.principal_name, s.email, s.active, \
+pub(super) const SCIM_SUBJECT_COLS: &str = "s.id, s.external_id, s.kind, s.display_name, s.principal_name, s.email, s.active, \
      s.scim_attributes, s.created_at, s.modified_at, s.version";
 
 /// A subject and its SCIM record (the document synthesised when none is stored).
-fn scim_subject_row(row: &Row) -> Result<(Subject, ScimRecord)> {
+pub(super) fn scim_subject_row(row: &Row) -> Result<(Subject, ScimRecord)> {
     let subject = subject_row(row)?;
     let attributes = match row.get::<Option<String>>(7)? {
         Some(text) => match serde_json::from_str(&text).map_err(json_err)? {
@@ -151,13 +156,13 @@ fn scim_subject_row(row: &Row) -> Result<(Subject, ScimRecord)> {
     Ok((subject, rec))
 }
 
-const ASSIGNMENT_COLS: &str = "a.id, a.resource_id, a.role_definition_id, a.subject_id, a.state, a.linked_eligible_id, a.start_at, a.end_at, a.request_id";
+pub(super) const ASSIGNMENT_COLS: &str = "a.id, a.resource_id, a.role_definition_id, a.subject_id, a.state, a.linked_eligible_id, a.start_at, a.end_at, a.request_id";
 
-fn state(s: &str) -> Result<AssignmentState> {
+pub(super) fn state(s: &str) -> Result<AssignmentState> {
     AssignmentState::parse(s).ok_or_else(|| bad_column("assignment state", s))
 }
 
-fn assignment_row(row: &Row) -> Result<RoleAssignment> {
+pub(super) fn assignment_row(row: &Row) -> Result<RoleAssignment> {
     let st: String = row.get(4)?;
     Ok(RoleAssignment {
         id: row.get(0)?,
@@ -174,11 +179,11 @@ fn assignment_row(row: &Row) -> Result<RoleAssignment> {
     })
 }
 
-const REQUEST_COLS: &str = "q.id, q.resource_id, q.role_definition_id, q.subject_id, q.kind, q.state, q.requested_at, \
+pub(super) const REQUEST_COLS: &str = "q.id, q.resource_id, q.role_definition_id, q.subject_id, q.kind, q.state, q.requested_at, \
      q.has_schedule, q.start_at, q.end_at, q.reason, q.sub_status, q.status_details, q.linked_eligible_id, q.ticket, \
      q.requested_by, q.assignment_id, q.emergency, q.approval_deadline, q.version";
 
-fn request_row(row: &Row) -> Result<RoleAssignmentRequest> {
+pub(super) fn request_row(row: &Row) -> Result<RoleAssignmentRequest> {
     let kind: String = row.get(4)?;
     let st: String = row.get(5)?;
     let sub: String = row.get(11)?;
@@ -224,7 +229,7 @@ fn request_row(row: &Row) -> Result<RoleAssignmentRequest> {
 }
 
 /// Where a collection keeps the columns that restrictions refer to.
-struct Shape {
+pub(super) struct Shape {
     from: &'static str,
     /// `from` joined with the role definitions, for filters on `roleDefinition/…`.
     from_with_roles: Option<&'static str>,
@@ -239,7 +244,7 @@ struct Shape {
     fields: &'static EntityFields,
 }
 
-const RESOURCES: Shape = Shape {
+pub(super) const RESOURCES: Shape = Shape {
     from: "resources r",
     from_with_roles: None,
     order: "r.id",
@@ -249,7 +254,7 @@ const RESOURCES: Shape = Shape {
     subject: None,
     fields: &RESOURCE_FIELDS,
 };
-const ROLE_DEFINITIONS: Shape = Shape {
+pub(super) const ROLE_DEFINITIONS: Shape = Shape {
     from: "role_definitions d",
     from_with_roles: None,
     order: "d.id",
@@ -259,7 +264,7 @@ const ROLE_DEFINITIONS: Shape = Shape {
     subject: None,
     fields: &ROLE_DEFINITION_FIELDS,
 };
-const ROLE_SETTINGS: Shape = Shape {
+pub(super) const ROLE_SETTINGS: Shape = Shape {
     from: "role_settings s",
     from_with_roles: None,
     order: "s.id",
@@ -269,7 +274,7 @@ const ROLE_SETTINGS: Shape = Shape {
     subject: None,
     fields: &ROLE_SETTING_FIELDS,
 };
-const ASSIGNMENTS: Shape = Shape {
+pub(super) const ASSIGNMENTS: Shape = Shape {
     from: "assignments a",
     from_with_roles: Some("assignments a JOIN role_definitions d ON d.id = a.role_definition_id"),
     order: "a.seq",
@@ -279,7 +284,7 @@ const ASSIGNMENTS: Shape = Shape {
     subject: Some("a.subject_id"),
     fields: &ROLE_ASSIGNMENT_FIELDS,
 };
-const REQUESTS: Shape = Shape {
+pub(super) const REQUESTS: Shape = Shape {
     from: "requests q",
     from_with_roles: None,
     order: "q.seq",
@@ -289,7 +294,7 @@ const REQUESTS: Shape = Shape {
     subject: Some("q.subject_id"),
     fields: &ROLE_ASSIGNMENT_REQUEST_FIELDS,
 };
-const AUDITS: Shape = Shape {
+pub(super) const AUDITS: Shape = Shape {
     from: "audit_log l",
     from_with_roles: None,
     order: "l.seq DESC",
@@ -300,9 +305,9 @@ const AUDITS: Shape = Shape {
     fields: &DIRECTORY_AUDIT_FIELDS,
 };
 
-const AUDIT_COLS: &str = "l.record, l.resource_id";
+pub(super) const AUDIT_COLS: &str = "l.record, l.resource_id";
 
-fn audit_row(row: &Row) -> Result<AuditEntry> {
+pub(super) fn audit_row(row: &Row) -> Result<AuditEntry> {
     let text: String = row.get(0)?;
     let document = serde_json::from_str(&text).map_err(json_err)?;
     Ok(AuditEntry {
@@ -311,11 +316,11 @@ fn audit_row(row: &Row) -> Result<AuditEntry> {
     })
 }
 
-const CHAIN_COLS: &str = "l.seq, l.id, l.record, l.prev_hash, l.hash, l.at, l.category, l.activity, l.result, \
+pub(super) const CHAIN_COLS: &str = "l.seq, l.id, l.record, l.prev_hash, l.hash, l.at, l.category, l.activity, l.result, \
      l.correlation_id, l.initiator_id, l.resource_id";
 
 /// A chain link as stored; its target ids are filled in afterwards.
-fn chain_row(row: &Row) -> Result<ChainLink> {
+pub(super) fn chain_row(row: &Row) -> Result<ChainLink> {
     let columns = Timestamp::from_microsecond(row.get(5)?)
         .ok()
         .map(|at| -> Result<AuditIndex> {
@@ -343,7 +348,7 @@ fn chain_row(row: &Row) -> Result<ChainLink> {
 }
 
 /// Writes `doc` as the next record of the chain, with its index columns and targets.
-fn insert_audit_document(c: &dyn Connection, doc: &serde_json::Value) -> Result<()> {
+pub(super) fn insert_audit_document(c: &dyn Connection, doc: &serde_json::Value) -> Result<()> {
     let ix = AuditIndex::of(doc)?;
     let prev = last_audit_hash(c)?;
     let hash = chain_hash(&prev, doc);
@@ -373,7 +378,7 @@ fn insert_audit_document(c: &dyn Connection, doc: &serde_json::Value) -> Result<
     insert_audit_targets(c, seq, &ix.target_ids)
 }
 
-fn insert_audit_targets(c: &dyn Connection, seq: i64, targets: &[String]) -> Result<()> {
+pub(super) fn insert_audit_targets(c: &dyn Connection, seq: i64, targets: &[String]) -> Result<()> {
     for t in targets {
         c.execute(
             "INSERT INTO audit_targets (target_id, audit_seq) VALUES (?, ?) ON CONFLICT DO NOTHING",
@@ -386,7 +391,7 @@ fn insert_audit_targets(c: &dyn Connection, seq: i64, targets: &[String]) -> Res
 /// The hash of the newest record ([`GENESIS_HASH`] for an empty log). A newest record with
 /// no hash (the chain was tampered with) also yields the genesis hash, so writes go on and
 /// `rolegate audit verify` reports the break.
-fn last_audit_hash(c: &dyn Connection) -> Result<String> {
+pub(super) fn last_audit_hash(c: &dyn Connection) -> Result<String> {
     let mut last: Option<String> = None;
     c.query_each(
         "SELECT hash FROM audit_log ORDER BY seq DESC LIMIT 1",
@@ -439,18 +444,18 @@ pub(crate) fn seal_unsealed(c: &dyn Connection) -> Result<u64> {
 }
 
 /// Whether `sql` refers to a column of table alias `alias` (`d.x`, not `linked.x`).
-fn mentions_alias(sql: &str, alias: char) -> bool {
+pub(super) fn mentions_alias(sql: &str, alias: char) -> bool {
     let b = sql.as_bytes();
     b.windows(3).any(|w| {
         w[1] == alias as u8 && w[2] == b'.' && !(w[0].is_ascii_alphanumeric() || w[0] == b'_')
     }) || sql.starts_with(&format!("{alias}."))
 }
 
-fn placeholders(n: usize) -> String {
+pub(super) fn placeholders(n: usize) -> String {
     vec!["?"; n].join(", ")
 }
 
-fn restriction_sql(shape: &Shape, r: &Restriction, out: &mut SqlFragment) -> Result<()> {
+pub(super) fn restriction_sql(shape: &Shape, r: &Restriction, out: &mut SqlFragment) -> Result<()> {
     match r {
         Restriction::ResourceIn(ids) => {
             out.sql.push_str(&format!(
@@ -509,7 +514,7 @@ fn restriction_sql(shape: &Shape, r: &Restriction, out: &mut SqlFragment) -> Res
     Ok(())
 }
 
-fn push_ids(out: &mut SqlFragment, ids: &[String]) {
+pub(super) fn push_ids(out: &mut SqlFragment, ids: &[String]) {
     if ids.is_empty() {
         out.params.push(Value::Null);
     }
@@ -517,10 +522,10 @@ fn push_ids(out: &mut SqlFragment, ids: &[String]) {
         .extend(ids.iter().map(|i| Value::Text(i.clone())));
 }
 
-const SUBSCRIPTION_COLS: &str = "s.id, s.resource, s.entity, s.resource_id, s.change_types, s.notification_url, \
+pub(super) const SUBSCRIPTION_COLS: &str = "s.id, s.resource, s.entity, s.resource_id, s.change_types, s.notification_url, \
      s.client_state, s.expires_at, s.creator_id, s.created_at";
 
-fn subscription_row(row: &Row) -> Result<Subscription> {
+pub(super) fn subscription_row(row: &Row) -> Result<Subscription> {
     let entity: String = row.get(2)?;
     let changes: String = row.get(4)?;
     Ok(Subscription {
@@ -539,7 +544,7 @@ fn subscription_row(row: &Row) -> Result<Subscription> {
     })
 }
 
-fn delivery_row(row: &Row) -> Result<Delivery> {
+pub(super) fn delivery_row(row: &Row) -> Result<Delivery> {
     let entity: String = row.get(11)?;
     let change: String = row.get(13)?;
     Ok(Delivery {
@@ -555,7 +560,7 @@ fn delivery_row(row: &Row) -> Result<Delivery> {
     })
 }
 
-fn email_row(row: &Row) -> Result<rolegate_core::email::Email> {
+pub(super) fn email_row(row: &Row) -> Result<rolegate_core::email::Email> {
     let event: String = row.get(2)?;
     Ok(rolegate_core::email::Email {
         id: row.get(0)?,
@@ -571,7 +576,7 @@ fn email_row(row: &Row) -> Result<rolegate_core::email::Email> {
 }
 
 impl SqlTx<'_> {
-    fn one<T>(
+    pub(super) fn one<T>(
         &self,
         sql: &str,
         p: &[Value],
@@ -588,7 +593,7 @@ impl SqlTx<'_> {
         Ok(out)
     }
 
-    fn many<T>(
+    pub(super) fn many<T>(
         &self,
         sql: &str,
         p: &[Value],
@@ -602,11 +607,11 @@ impl SqlTx<'_> {
         Ok(out)
     }
 
-    fn exec(&self, sql: &str, p: &[Value]) -> Result<u64> {
+    pub(super) fn exec(&self, sql: &str, p: &[Value]) -> Result<u64> {
         self.c.execute(sql, p)
     }
 
-    fn list<T>(
+    pub(super) fn list<T>(
         &self,
         shape: &Shape,
         q: &ListQuery,
@@ -676,7 +681,7 @@ impl SqlTx<'_> {
         Ok(Page { items, total, more })
     }
 
-    fn insert_assignment_into(&self, table: &str, a: &RoleAssignment) -> Result<()> {
+    pub(super) fn insert_assignment_into(&self, table: &str, a: &RoleAssignment) -> Result<()> {
         let sql = format!(
             "INSERT INTO {table} (id, resource_id, role_definition_id, subject_id, state, linked_eligible_id, start_at, end_at, request_id) \
              VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)"
@@ -698,7 +703,7 @@ impl SqlTx<'_> {
         Ok(())
     }
 
-    fn write_request(&self, r: &RoleAssignmentRequest, insert: bool) -> Result<u64> {
+    pub(super) fn write_request(&self, r: &RoleAssignmentRequest, insert: bool) -> Result<u64> {
         let details: Vec<(&str, &str)> = r
             .status_details
             .iter()
@@ -762,961 +767,12 @@ impl SqlTx<'_> {
 // The status literals are constants, not input: SQLite uses a partial index
 // (0002_scheduler.sql) only when the query repeats its WHERE term literally. Every value
 // is a bound parameter.
-const DUE_GRANTS: &str =
+pub(super) const DUE_GRANTS: &str =
     "WHERE q.sub_status = 'Granted' AND q.start_at <= ? ORDER BY q.start_at LIMIT ?";
-const EXPIRED_APPROVALS: &str = "WHERE q.sub_status = 'PendingApproval' AND q.approval_deadline <= ? \
+pub(super) const EXPIRED_APPROVALS: &str = "WHERE q.sub_status = 'PendingApproval' AND q.approval_deadline <= ? \
      ORDER BY q.approval_deadline LIMIT ?";
-const ENDED_ASSIGNMENTS: &str =
+pub(super) const ENDED_ASSIGNMENTS: &str =
     "WHERE a.end_at IS NOT NULL AND a.end_at <= ? ORDER BY a.end_at LIMIT ?";
-
-impl Tx for SqlTx<'_> {
-    fn resource(&mut self, id: &str) -> Result<Option<Resource>> {
-        self.one(
-            &format!("SELECT {RESOURCE_COLS} FROM resources r WHERE r.id = ?"),
-            &params![id],
-            resource_row,
-        )
-    }
-
-    fn resource_by_external_key(&mut self, key: &str) -> Result<Option<Resource>> {
-        self.one(
-            &format!("SELECT {RESOURCE_COLS} FROM resources r WHERE r.external_key = ?"),
-            &params![key],
-            resource_row,
-        )
-    }
-
-    fn insert_resource(&mut self, r: &Resource, ancestors: &[String]) -> Result<()> {
-        self.exec(
-            "INSERT INTO resources (id, external_id, external_key, resource_type, display_name, status, registered_at, registered_root, parent_id) \
-             VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
-            &params![
-                r.id,
-                r.external_id,
-                r.external_id.to_lowercase(),
-                r.resource_type,
-                r.display_name,
-                r.status.as_str(),
-                us(r.registered_at),
-                r.registered_root,
-                r.parent_id
-            ],
-        )?;
-        self.exec(
-            "INSERT INTO resource_ancestors (ancestor_id, resource_id, depth) VALUES (?, ?, 0)",
-            &params![r.id, r.id],
-        )?;
-        for (depth, a) in ancestors.iter().enumerate() {
-            self.exec(
-                "INSERT INTO resource_ancestors (ancestor_id, resource_id, depth) VALUES (?, ?, ?)",
-                &params![a, r.id, depth as i64 + 1],
-            )?;
-        }
-        Ok(())
-    }
-
-    fn list_resources(&mut self, q: &ListQuery) -> Result<Page<Resource>> {
-        self.list(&RESOURCES, q, resource_row)
-    }
-
-    fn resource_counts(&mut self, id: &str, now: Timestamp) -> Result<(u64, u64)> {
-        let assignments = self
-            .one(
-                "SELECT count(*) FROM assignments WHERE resource_id = ? AND start_at <= ? AND (end_at IS NULL OR end_at > ?)",
-                &params![id, us(now), us(now)],
-                |r| r.get::<i64>(0),
-            )?
-            .unwrap_or(0);
-        let roles = self
-            .one(
-                "SELECT count(*) FROM role_definitions WHERE resource_id = ?",
-                &params![id],
-                |r| r.get::<i64>(0),
-            )?
-            .unwrap_or(0);
-        Ok((assignments.max(0) as u64, roles.max(0) as u64))
-    }
-
-    fn role_definition(&mut self, id: &str) -> Result<Option<RoleDefinition>> {
-        self.one(
-            &format!("SELECT {ROLE_COLS} FROM role_definitions d WHERE d.id = ?"),
-            &params![id],
-            role_row,
-        )
-    }
-
-    fn role_definition_by_template(
-        &mut self,
-        resource_id: &str,
-        template_id: &str,
-    ) -> Result<Option<RoleDefinition>> {
-        self.one(
-            &format!("SELECT {ROLE_COLS} FROM role_definitions d WHERE d.resource_id = ? AND lower(d.template_id) = lower(?)"),
-            &params![resource_id, template_id],
-            role_row,
-        )
-    }
-
-    fn insert_role_definition(&mut self, d: &RoleDefinition, s: &RoleSetting) -> Result<()> {
-        self.exec(
-            "INSERT INTO role_definitions (id, resource_id, external_id, template_id, display_name) VALUES (?, ?, ?, ?, ?)",
-            &params![d.id, d.resource_id, d.external_id, d.template_id, d.display_name],
-        )?;
-        self.exec(
-            "INSERT INTO role_settings (id, resource_id, role_definition_id, is_default, last_updated_at, last_updated_by, \
-             admin_eligible, admin_member, user_eligible, user_member) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
-            &params![
-                s.id,
-                s.resource_id,
-                s.role_definition_id,
-                s.is_default,
-                s.last_updated_at.map(us),
-                s.last_updated_by,
-                rules_json(&s.rules.admin_eligible)?,
-                rules_json(&s.rules.admin_member)?,
-                rules_json(&s.rules.user_eligible)?,
-                rules_json(&s.rules.user_member)?
-            ],
-        )?;
-        Ok(())
-    }
-
-    fn list_role_definitions(&mut self, q: &ListQuery) -> Result<Page<RoleDefinition>> {
-        self.list(&ROLE_DEFINITIONS, q, role_row)
-    }
-
-    fn role_setting(&mut self, id: &str) -> Result<Option<RoleSetting>> {
-        self.one(
-            &format!("SELECT {SETTING_COLS} FROM role_settings s WHERE s.id = ?"),
-            &params![id],
-            setting_row,
-        )
-    }
-
-    fn role_setting_of(&mut self, role_definition_id: &str) -> Result<Option<RoleSetting>> {
-        self.one(
-            &format!("SELECT {SETTING_COLS} FROM role_settings s WHERE s.role_definition_id = ?"),
-            &params![role_definition_id],
-            setting_row,
-        )
-    }
-
-    fn update_role_setting(&mut self, s: &RoleSetting) -> Result<()> {
-        self.exec(
-            "UPDATE role_settings SET is_default = ?, last_updated_at = ?, last_updated_by = ?, admin_eligible = ?, admin_member = ?, \
-             user_eligible = ?, user_member = ? WHERE id = ?",
-            &params![
-                s.is_default,
-                s.last_updated_at.map(us),
-                s.last_updated_by,
-                rules_json(&s.rules.admin_eligible)?,
-                rules_json(&s.rules.admin_member)?,
-                rules_json(&s.rules.user_eligible)?,
-                rules_json(&s.rules.user_member)?,
-                s.id
-            ],
-        )?;
-        Ok(())
-    }
-
-    fn list_role_settings(&mut self, q: &ListQuery) -> Result<Page<RoleSetting>> {
-        self.list(&ROLE_SETTINGS, q, setting_row)
-    }
-
-    fn subject(&mut self, id: &str) -> Result<Option<Subject>> {
-        match self.one(
-            &format!("SELECT {SUBJECT_COLS} FROM subjects WHERE id = ?"),
-            &params![id],
-            subject_row,
-        )? {
-            Some(s) => Ok(Some(s)),
-            None => self.one(
-                &format!("SELECT {SUBJECT_COLS} FROM subjects WHERE external_id = ?"),
-                &params![id],
-                subject_row,
-            ),
-        }
-    }
-
-    fn insert_subject(&mut self, s: &Subject, now: Timestamp) -> Result<()> {
-        // A subject inserted outside SCIM (seeded) gets its directory attributes as its SCIM
-        // document; SCIM creation replaces it in the same transaction.
-        let doc = serde_json::to_string(&rolegate_core::scim::resource::synthesize(s))
-            .map_err(|e| DomainError::internal(format!("scim document: {e}")))?;
-        let now = us(now);
-        self.exec(
-            &format!(
-                "INSERT INTO subjects ({SUBJECT_COLS}, scim_attributes, created_at, modified_at, version) \
-                 VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, 1)"
-            ),
-            &params![
-                s.id,
-                s.external_id,
-                s.kind.as_str(),
-                s.display_name,
-                s.principal_name,
-                s.email,
-                s.active,
-                doc,
-                now,
-                now
-            ],
-        )?;
-        Ok(())
-    }
-
-    fn update_subject(&mut self, s: &Subject) -> Result<()> {
-        self.exec(
-            "UPDATE subjects SET external_id = ?, kind = ?, display_name = ?, principal_name = ?, email = ?, active = ? WHERE id = ?",
-            &params![s.external_id, s.kind.as_str(), s.display_name, s.principal_name, s.email, s.active, s.id],
-        )?;
-        Ok(())
-    }
-
-    fn delete_subject(&mut self, id: &str) -> Result<()> {
-        self.exec(
-            "DELETE FROM group_members WHERE group_id = ? OR member_id = ?",
-            &params![id, id],
-        )?;
-        self.exec("DELETE FROM subjects WHERE id = ?", &params![id])?;
-        Ok(())
-    }
-
-    fn list_subjects(&mut self, q: &SubjectQuery) -> Result<Page<(Subject, ScimRecord)>> {
-        let wh = crate::sql::scim::where_sql(q, self.c.dialect())?;
-        let order = crate::sql::scim::order_sql(q.sort.as_ref(), self.c.dialect());
-        let total = self
-            .one(
-                &format!("SELECT count(*) FROM subjects s WHERE {}", wh.sql),
-                &wh.params,
-                |r| r.get::<i64>(0),
-            )?
-            .map(|n| n.max(0) as u64);
-        let mut p = wh.params.clone();
-        p.extend(order.params);
-        p.push(Value::Integer(i64::from(q.top) + 1));
-        p.push(Value::Integer(i64::try_from(q.skip).unwrap_or(i64::MAX)));
-        let sql = format!(
-            "SELECT {SCIM_SUBJECT_COLS} FROM subjects s WHERE {} ORDER BY {} LIMIT ? OFFSET ?",
-            wh.sql, order.sql
-        );
-        let mut items = self.many(&sql, &p, scim_subject_row)?;
-        let more = items.len() > q.top as usize;
-        items.truncate(q.top as usize);
-        Ok(Page { items, total, more })
-    }
-
-    fn subject_scim(&mut self, id: &str) -> Result<Option<ScimRecord>> {
-        self.one(
-            &format!("SELECT {SCIM_SUBJECT_COLS} FROM subjects s WHERE s.id = ?"),
-            &params![id],
-            scim_subject_row,
-        )
-        .map(|r| r.map(|(_, rec)| rec))
-    }
-
-    fn set_subject_scim(&mut self, id: &str, rec: &ScimRecord) -> Result<()> {
-        let doc = serde_json::to_string(&rec.attributes)
-            .map_err(|e| DomainError::internal(format!("scim document: {e}")))?;
-        self.exec(
-            "UPDATE subjects SET scim_attributes = ?, created_at = ?, modified_at = ?, version = ? WHERE id = ?",
-            &params![
-                doc,
-                rec.created.map(us),
-                rec.last_modified.map(us),
-                i64::try_from(rec.version).unwrap_or(i64::MAX),
-                id
-            ],
-        )?;
-        Ok(())
-    }
-
-    fn group_members(&mut self, group_id: &str) -> Result<Vec<String>> {
-        self.many(
-            "SELECT member_id FROM group_members WHERE group_id = ? ORDER BY member_id",
-            &params![group_id],
-            |r| r.get(0),
-        )
-    }
-
-    fn groups_of(&mut self, member_id: &str) -> Result<Vec<String>> {
-        self.many(
-            "SELECT group_id FROM group_members WHERE member_id = ? ORDER BY group_id",
-            &params![member_id],
-            |r| r.get(0),
-        )
-    }
-
-    fn set_group_members(&mut self, group_id: &str, members: &[String]) -> Result<()> {
-        // Only the difference is written: a PATCH adding one member to a large group
-        // touches one row.
-        let before: std::collections::HashSet<String> =
-            self.group_members(group_id)?.into_iter().collect();
-        let after: std::collections::HashSet<&String> = members.iter().collect();
-        for m in before.iter().filter(|m| !after.contains(m)) {
-            self.exec(
-                "DELETE FROM group_members WHERE group_id = ? AND member_id = ?",
-                &params![group_id, m],
-            )?;
-        }
-        for m in members.iter().filter(|m| !before.contains(*m)) {
-            self.exec(
-                "INSERT INTO group_members (group_id, member_id) VALUES (?, ?) ON CONFLICT DO NOTHING",
-                &params![group_id, m],
-            )?;
-        }
-        Ok(())
-    }
-
-    fn all_memberships(&mut self) -> Result<Vec<(String, String)>> {
-        self.many("SELECT group_id, member_id FROM group_members", &[], |r| {
-            Ok((r.get(0)?, r.get(1)?))
-        })
-    }
-
-    fn all_resource_parents(&mut self) -> Result<Vec<(String, Option<String>)>> {
-        self.many("SELECT id, parent_id FROM resources", &[], |r| {
-            Ok((r.get(0)?, r.get(1)?))
-        })
-    }
-
-    fn assignment(&mut self, id: &str) -> Result<Option<RoleAssignment>> {
-        self.one(
-            &format!("SELECT {ASSIGNMENT_COLS} FROM assignments a WHERE a.id = ?"),
-            &params![id],
-            assignment_row,
-        )
-    }
-
-    fn assignments_with_key(&mut self, key: &AssignmentKey) -> Result<Vec<RoleAssignment>> {
-        self.many(
-            &format!(
-                "SELECT {ASSIGNMENT_COLS} FROM assignments a WHERE a.resource_id = ? AND a.role_definition_id = ? AND a.subject_id = ? AND a.state = ?"
-            ),
-            &params![key.resource_id, key.role_definition_id, key.subject_id, key.state.as_str()],
-            assignment_row,
-        )
-    }
-
-    fn expired_in_history(
-        &mut self,
-        key: &AssignmentKey,
-        since: Timestamp,
-    ) -> Result<Vec<RoleAssignment>> {
-        self.many(
-            &format!(
-                "SELECT {ASSIGNMENT_COLS} FROM assignment_history a WHERE a.resource_id = ? AND a.role_definition_id = ? AND a.subject_id = ? \
-                 AND a.state = ? AND a.end_reason = 'Expired' AND a.end_at > ? ORDER BY a.end_at DESC LIMIT 10"
-            ),
-            &params![key.resource_id, key.role_definition_id, key.subject_id, key.state.as_str(), us(since)],
-            assignment_row,
-        )
-    }
-
-    fn activations_of(&mut self, eligible_id: &str) -> Result<Vec<RoleAssignment>> {
-        self.many(
-            &format!("SELECT {ASSIGNMENT_COLS} FROM assignments a WHERE a.linked_eligible_id = ?"),
-            &params![eligible_id],
-            assignment_row,
-        )
-    }
-
-    fn assignments_of(
-        &mut self,
-        subjects: &[String],
-        resources: &[String],
-        state: AssignmentState,
-    ) -> Result<Vec<RoleAssignment>> {
-        let sql = format!(
-            "SELECT {ASSIGNMENT_COLS} FROM assignments a WHERE a.subject_id IN ({}) AND a.resource_id IN ({}) AND a.state = ?",
-            placeholders(subjects.len().max(1)),
-            placeholders(resources.len().max(1))
-        );
-        let mut p = SqlFragment {
-            sql: String::new(),
-            params: Vec::new(),
-        };
-        push_ids(&mut p, subjects);
-        push_ids(&mut p, resources);
-        p.params.push(Value::Text(state.as_str().into()));
-        self.many(&sql, &p.params, assignment_row)
-    }
-
-    fn insert_assignment(&mut self, a: &RoleAssignment) -> Result<()> {
-        self.insert_assignment_into("assignments", a)
-    }
-
-    fn update_assignment(&mut self, a: &RoleAssignment) -> Result<()> {
-        self.exec(
-            "UPDATE assignments SET start_at = ?, end_at = ?, request_id = ? WHERE id = ?",
-            &params![
-                us(a.schedule.start),
-                a.schedule.end.map(us),
-                a.request_id,
-                a.id
-            ],
-        )?;
-        Ok(())
-    }
-
-    fn end_assignment(
-        &mut self,
-        a: &RoleAssignment,
-        at: Timestamp,
-        reason: EndReason,
-        request_id: Option<&str>,
-    ) -> Result<()> {
-        self.exec(
-            "DELETE FROM assignment_history WHERE id = ?",
-            &params![a.id],
-        )?;
-        self.exec(
-            "INSERT INTO assignment_history (id, resource_id, role_definition_id, subject_id, state, linked_eligible_id, start_at, end_at, \
-             request_id, ended_at, end_reason, ended_by_request) \
-             SELECT id, resource_id, role_definition_id, subject_id, state, linked_eligible_id, start_at, end_at, request_id, ?, ?, ? \
-             FROM assignments WHERE id = ?",
-            &params![us(at), reason.as_str(), request_id, a.id],
-        )?;
-        self.exec("DELETE FROM assignments WHERE id = ?", &params![a.id])?;
-        Ok(())
-    }
-
-    fn restore_assignment(&mut self, a: &RoleAssignment) -> Result<()> {
-        self.exec(
-            "DELETE FROM assignment_history WHERE id = ?",
-            &params![a.id],
-        )?;
-        self.insert_assignment_into("assignments", a)
-    }
-
-    fn list_assignments(&mut self, q: &ListQuery) -> Result<Page<RoleAssignment>> {
-        self.list(&ASSIGNMENTS, q, assignment_row)
-    }
-
-    fn for_each_live_assignment(
-        &mut self,
-        now: Timestamp,
-        each: &mut dyn FnMut(RoleAssignment, bool),
-    ) -> Result<()> {
-        let sql = format!(
-            "SELECT {ASSIGNMENT_COLS}, d.template_id FROM assignments a JOIN role_definitions d ON d.id = a.role_definition_id \
-             WHERE a.end_at IS NULL OR a.end_at > ?"
-        );
-        self.c.query_each(&sql, &params![us(now)], &mut |row| {
-            let a = assignment_row(row)?;
-            let template: String = row.get(9)?;
-            each(a, is_access_admin_template(&template));
-            Ok(())
-        })
-    }
-
-    fn request(&mut self, id: &str) -> Result<Option<RoleAssignmentRequest>> {
-        self.one(
-            &format!("SELECT {REQUEST_COLS} FROM requests q WHERE q.id = ?"),
-            &params![id],
-            request_row,
-        )
-    }
-
-    fn pending_request(&mut self, key: &AssignmentKey) -> Result<Option<RoleAssignmentRequest>> {
-        self.one(
-            &format!(
-                "SELECT {REQUEST_COLS} FROM requests q WHERE q.resource_id = ? AND q.role_definition_id = ? AND q.subject_id = ? AND q.state = ? \
-                 AND q.sub_status IN ('Granted', 'PendingApproval', 'PendingAdminDecision')"
-            ),
-            &params![key.resource_id, key.role_definition_id, key.subject_id, key.state.as_str()],
-            request_row,
-        )
-    }
-
-    fn pending_requests_linked_to(
-        &mut self,
-        eligible_id: &str,
-    ) -> Result<Vec<RoleAssignmentRequest>> {
-        self.many(
-            &format!(
-                "SELECT {REQUEST_COLS} FROM requests q WHERE q.linked_eligible_id = ? AND q.sub_status IN ('PendingApproval', 'PendingAdminDecision')"
-            ),
-            &params![eligible_id],
-            request_row,
-        )
-    }
-
-    fn insert_request(&mut self, r: &RoleAssignmentRequest) -> Result<()> {
-        self.write_request(r, true).map(|_| ())
-    }
-
-    fn update_request(&mut self, r: &RoleAssignmentRequest) -> Result<()> {
-        match self.write_request(r, false)? {
-            1 => Ok(()),
-            _ => Err(DomainError::new(
-                ErrorCode::Conflict,
-                format!("request `{}` was changed concurrently; retry", r.id),
-            )),
-        }
-    }
-
-    fn list_requests(&mut self, q: &ListQuery) -> Result<Page<RoleAssignmentRequest>> {
-        self.list(&REQUESTS, q, request_row)
-    }
-
-    fn pending_requests_of(&mut self, subject_id: &str) -> Result<Vec<RoleAssignmentRequest>> {
-        self.many(
-            &format!(
-                "SELECT {REQUEST_COLS} FROM requests q WHERE q.subject_id = ? AND q.sub_status IN ('Granted', 'PendingApproval', 'PendingAdminDecision')"
-            ),
-            &params![subject_id],
-            request_row,
-        )
-    }
-
-    fn live_assignments_of(&mut self, subject_id: &str) -> Result<Vec<RoleAssignment>> {
-        self.many(
-            &format!("SELECT {ASSIGNMENT_COLS} FROM assignments a WHERE a.subject_id = ?"),
-            &params![subject_id],
-            assignment_row,
-        )
-    }
-
-    fn set_request_approvers(&mut self, request_id: &str, approvers: &[String]) -> Result<()> {
-        for a in approvers {
-            self.exec(
-                "INSERT INTO request_approvers (request_id, approver_id) VALUES (?, ?) ON CONFLICT DO NOTHING",
-                &params![request_id, a],
-            )?;
-        }
-        Ok(())
-    }
-
-    fn approvals(&mut self, request_id: &str) -> Result<Vec<Approval>> {
-        self.many(
-            "SELECT request_id, approver_id, approver_name, approved, justification, at FROM approvals WHERE request_id = ? ORDER BY at",
-            &params![request_id],
-            |r| {
-                Ok(Approval {
-                    request_id: r.get(0)?,
-                    approver_id: r.get(1)?,
-                    approver_name: r.get(2)?,
-                    approved: r.get(3)?,
-                    justification: r.get(4)?,
-                    at: ts(r.get(5)?)?,
-                })
-            },
-        )
-    }
-
-    fn insert_approval(&mut self, a: &Approval) -> Result<()> {
-        self.exec(
-            "INSERT INTO approvals (request_id, approver_id, approver_name, approved, justification, at) VALUES (?, ?, ?, ?, ?, ?)",
-            &params![a.request_id, a.approver_id, a.approver_name, a.approved, a.justification, us(a.at)],
-        )?;
-        Ok(())
-    }
-
-    fn due_grants(&mut self, now: Timestamp, limit: u32) -> Result<Vec<RoleAssignmentRequest>> {
-        self.many(
-            &format!("SELECT {REQUEST_COLS} FROM requests q {DUE_GRANTS}"),
-            &params![us(now), i64::from(limit)],
-            request_row,
-        )
-    }
-
-    fn expired_approvals(
-        &mut self,
-        now: Timestamp,
-        limit: u32,
-    ) -> Result<Vec<RoleAssignmentRequest>> {
-        self.many(
-            &format!("SELECT {REQUEST_COLS} FROM requests q {EXPIRED_APPROVALS}"),
-            &params![us(now), i64::from(limit)],
-            request_row,
-        )
-    }
-
-    fn ended_assignments(&mut self, now: Timestamp, limit: u32) -> Result<Vec<RoleAssignment>> {
-        self.many(
-            &format!("SELECT {ASSIGNMENT_COLS} FROM assignments a {ENDED_ASSIGNMENTS}"),
-            &params![us(now), i64::from(limit)],
-            assignment_row,
-        )
-    }
-
-    fn claim_ended_assignment(&mut self, id: &str, now: Timestamp) -> Result<bool> {
-        // A no-op update: it matches only a row that is still live and ended, and takes the
-        // row lock (PostgreSQL), so a second node re-checks after the first commits and
-        // finds nothing.
-        let n = self.exec(
-            "UPDATE assignments SET end_at = end_at WHERE id = ? AND end_at IS NOT NULL AND end_at <= ?",
-            &params![id, us(now)],
-        )?;
-        Ok(n == 1)
-    }
-
-    fn insert_subscription(&mut self, s: &Subscription) -> Result<()> {
-        self.exec(
-            "INSERT INTO subscriptions (id, resource, entity, resource_id, change_types, notification_url, \
-             client_state, expires_at, creator_id, created_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
-            &params![
-                s.id,
-                s.resource,
-                s.entity.as_str(),
-                s.resource_id,
-                s.change_type_list(),
-                s.notification_url,
-                s.client_state,
-                us(s.expires_at),
-                s.creator_id,
-                us(s.created_at)
-            ],
-        )?;
-        Ok(())
-    }
-
-    fn subscription(&mut self, id: &str) -> Result<Option<Subscription>> {
-        self.one(
-            &format!("SELECT {SUBSCRIPTION_COLS} FROM subscriptions s WHERE s.id = ?"),
-            &params![id],
-            subscription_row,
-        )
-    }
-
-    fn subscriptions(&mut self) -> Result<Vec<Subscription>> {
-        self.many(
-            &format!("SELECT {SUBSCRIPTION_COLS} FROM subscriptions s ORDER BY s.created_at, s.id"),
-            &[],
-            subscription_row,
-        )
-    }
-
-    fn renew_subscription(&mut self, id: &str, expires_at: Timestamp) -> Result<()> {
-        self.exec(
-            "UPDATE subscriptions SET expires_at = ? WHERE id = ?",
-            &params![us(expires_at), id],
-        )?;
-        Ok(())
-    }
-
-    fn delete_subscription(&mut self, id: &str) -> Result<()> {
-        self.exec(
-            "DELETE FROM notification_outbox WHERE subscription_id = ?",
-            &params![id],
-        )?;
-        self.exec("DELETE FROM subscriptions WHERE id = ?", &params![id])?;
-        Ok(())
-    }
-
-    fn enqueue_notifications(
-        &mut self,
-        entity: NotifiedEntity,
-        id: &str,
-        change: ChangeType,
-        resource_id: &str,
-        now: Timestamp,
-    ) -> Result<()> {
-        let uuid = match self.c.dialect() {
-            Dialect::Sqlite => {
-                "lower(hex(randomblob(4)) || '-' || hex(randomblob(2)) || '-4' || substr(hex(randomblob(2)), 2) \
-                 || '-' || hex(randomblob(2)) || '-' || hex(randomblob(6)))"
-            }
-            Dialect::Postgres => "gen_random_uuid()::text",
-        };
-        self.exec(
-            &format!("INSERT INTO notification_outbox (id, subscription_id, entity, entity_id, change_type, first_due, due_at) \
-             SELECT {uuid}, s.id, ?1, ?2, ?3, ?4, ?4 \
-             FROM subscriptions s \
-             WHERE s.entity = ?1 AND s.expires_at > ?4 \
-               AND instr(',' || s.change_types || ',', ',' || ?3 || ',') > 0 \
-               AND (s.resource_id IS NULL OR s.resource_id IN \
-                    (SELECT ancestor_id FROM resource_ancestors WHERE resource_id = ?5))"),
-            &params![entity.as_str(), id, change.as_str(), us(now), resource_id],
-        )?;
-        Ok(())
-    }
-
-    fn claim_deliveries(
-        &mut self,
-        owner: &str,
-        now: Timestamp,
-        lease_until: Timestamp,
-        limit: u32,
-    ) -> Result<Vec<Delivery>> {
-        self.exec(
-            "DELETE FROM notification_outbox WHERE due_at <= ?1 AND subscription_id IN \
-             (SELECT id FROM subscriptions WHERE expires_at <= ?1)",
-            &params![us(now)],
-        )?;
-        // The guard (`due_at <= now`) is repeated outside the subquery: a row another
-        // node leased in between has its `due_at` moved to its lease's end.
-        self.exec(
-            "UPDATE notification_outbox SET lease_owner = ?1, lease_until = ?2, due_at = ?2 \
-             WHERE rowid IN (SELECT rowid FROM notification_outbox WHERE due_at <= ?3 \
-                             ORDER BY due_at, rowid LIMIT ?4) \
-               AND due_at <= ?3",
-            &params![owner, us(lease_until), us(now), i64::from(limit)],
-        )?;
-        self.many(
-            &format!(
-                "SELECT {SUBSCRIPTION_COLS}, o.id, o.entity, o.entity_id, o.change_type, o.first_due, o.attempts \
-                 FROM notification_outbox o JOIN subscriptions s ON s.id = o.subscription_id \
-                 WHERE o.due_at = ?2 AND o.lease_owner = ?1 ORDER BY o.first_due, o.rowid"
-            ),
-            &params![owner, us(lease_until)],
-            delivery_row,
-        )
-    }
-
-    fn finish_delivery(&mut self, id: &str, owner: &str) -> Result<bool> {
-        let n = self.exec(
-            "DELETE FROM notification_outbox WHERE id = ? AND lease_owner = ?",
-            &params![id, owner],
-        )?;
-        Ok(n == 1)
-    }
-
-    fn retry_delivery(&mut self, id: &str, owner: &str, at: Timestamp) -> Result<bool> {
-        let n = self.exec(
-            "UPDATE notification_outbox SET attempts = attempts + 1, due_at = ?3, \
-             lease_owner = NULL, lease_until = 0 WHERE id = ?1 AND lease_owner = ?2",
-            &params![id, owner, us(at)],
-        )?;
-        Ok(n == 1)
-    }
-
-    fn enqueue_email(&mut self, e: &rolegate_core::email::Email) -> Result<()> {
-        self.exec(
-            "INSERT INTO email_outbox (id, request_id, event, recipient_id, address, first_due, due_at, assignment_id) \
-             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?6, ?7)",
-            &params![
-                e.id,
-                e.request_id,
-                e.event.as_str(),
-                e.recipient_id,
-                e.address,
-                us(e.first_due),
-                e.assignment_id
-            ],
-        )?;
-        Ok(())
-    }
-
-    fn claim_emails(
-        &mut self,
-        owner: &str,
-        now: Timestamp,
-        lease_until: Timestamp,
-        limit: u32,
-    ) -> Result<Vec<rolegate_core::email::Email>> {
-        // As for change notifications: the guard is repeated outside the subquery.
-        self.exec(
-            "UPDATE email_outbox SET lease_owner = ?1, lease_until = ?2, due_at = ?2 \
-             WHERE rowid IN (SELECT rowid FROM email_outbox WHERE due_at <= ?3 \
-                             ORDER BY due_at, rowid LIMIT ?4) \
-               AND due_at <= ?3",
-            &params![owner, us(lease_until), us(now), i64::from(limit)],
-        )?;
-        self.many(
-            "SELECT id, request_id, event, recipient_id, address, first_due, attempts, assignment_id \
-             FROM email_outbox WHERE due_at = ?2 AND lease_owner = ?1 ORDER BY first_due, rowid",
-            &params![owner, us(lease_until)],
-            email_row,
-        )
-    }
-
-    fn finish_email(&mut self, id: &str, owner: &str) -> Result<bool> {
-        let n = self.exec(
-            "DELETE FROM email_outbox WHERE id = ? AND lease_owner = ?",
-            &params![id, owner],
-        )?;
-        Ok(n == 1)
-    }
-
-    fn retry_email(&mut self, id: &str, owner: &str, at: Timestamp) -> Result<bool> {
-        let n = self.exec(
-            "UPDATE email_outbox SET attempts = attempts + 1, due_at = ?3, \
-             lease_owner = NULL, lease_until = 0 WHERE id = ?1 AND lease_owner = ?2",
-            &params![id, owner, us(at)],
-        )?;
-        Ok(n == 1)
-    }
-
-    fn append_audit(&mut self, rec: &AuditRecord) -> Result<()> {
-        insert_audit_document(self.c, &rec.to_document())
-    }
-
-    fn list_audit(&mut self, q: &ListQuery) -> Result<Page<AuditEntry>> {
-        self.list(&AUDITS, q, audit_row)
-    }
-
-    fn audit_entry(&mut self, id: &str) -> Result<Option<AuditEntry>> {
-        self.one(
-            &format!("SELECT {AUDIT_COLS} FROM audit_log l WHERE l.id = ?"),
-            &params![id],
-            audit_row,
-        )
-    }
-
-    fn audit_chain(
-        &mut self,
-        after_seq: i64,
-        since: Option<Timestamp>,
-        limit: u32,
-    ) -> Result<Vec<ChainLink>> {
-        let mut links = match since {
-            None => self.many(
-                &format!("SELECT {CHAIN_COLS} FROM audit_log l WHERE l.seq > ? ORDER BY l.seq LIMIT ?"),
-                &params![after_seq, i64::from(limit)],
-                chain_row,
-            )?,
-            Some(t) => self.many(
-                &format!(
-                    "SELECT {CHAIN_COLS} FROM audit_log l WHERE l.seq > ? AND l.at >= ? ORDER BY l.seq LIMIT ?"
-                ),
-                &params![after_seq, us(t), i64::from(limit)],
-                chain_row,
-            )?,
-        };
-        let (Some(first), Some(last)) = (links.first(), links.last()) else {
-            return Ok(links);
-        };
-        let targets: Vec<(i64, String)> = self.many(
-            "SELECT audit_seq, target_id FROM audit_targets WHERE audit_seq BETWEEN ? AND ? ORDER BY audit_seq, target_id",
-            &params![first.seq, last.seq],
-            |r| Ok((r.get(0)?, r.get(1)?)),
-        )?;
-        let mut targets = targets.into_iter().peekable();
-        for link in &mut links {
-            while targets.next_if(|(seq, _)| *seq < link.seq).is_some() {}
-            while let Some((_, id)) = targets.next_if(|(seq, _)| *seq == link.seq) {
-                if let Some(c) = link.columns.as_mut() {
-                    c.target_ids.push(id);
-                }
-            }
-        }
-        Ok(links)
-    }
-
-    // --- reminders and approver e-mail ---
-
-    fn unreminded_assignments(
-        &mut self,
-        threshold: &str,
-        activations: bool,
-        now: Timestamp,
-        until: Timestamp,
-        limit: u32,
-    ) -> Result<Vec<RoleAssignment>> {
-        // Through `assignments_end`: the range of ends (now, until], earliest first.
-        let kind = if activations {
-            "a.state = 'Active' AND a.linked_eligible_id IS NOT NULL"
-        } else {
-            "(a.state <> 'Active' OR a.linked_eligible_id IS NULL)"
-        };
-        self.many(
-            &format!(
-                "SELECT {ASSIGNMENT_COLS} FROM assignments a \
-                 WHERE a.end_at IS NOT NULL AND a.end_at > ?1 AND a.end_at <= ?2 AND a.start_at <= ?1 AND {kind} \
-                 AND NOT EXISTS (SELECT 1 FROM reminders_sent s \
-                                 WHERE s.assignment_id = a.id AND s.threshold = ?3 AND s.end_at = a.end_at) \
-                 ORDER BY a.end_at LIMIT ?4"
-            ),
-            &params![us(now), us(until), threshold, i64::from(limit)],
-            assignment_row,
-        )
-    }
-
-    fn claim_reminder(
-        &mut self,
-        assignment_id: &str,
-        threshold: &str,
-        end: Timestamp,
-        now: Timestamp,
-    ) -> Result<bool> {
-        let n = self.exec(
-            "INSERT INTO reminders_sent (assignment_id, threshold, end_at, sent_at) VALUES (?, ?, ?, ?) \
-             ON CONFLICT DO NOTHING",
-            &params![assignment_id, threshold, us(end), us(now)],
-        )?;
-        Ok(n == 1)
-    }
-
-    fn forget_reminders_ending_by(&mut self, now: Timestamp) -> Result<()> {
-        self.exec(
-            "DELETE FROM reminders_sent WHERE end_at <= ?",
-            &params![us(now)],
-        )?;
-        Ok(())
-    }
-
-    fn access_administrators(
-        &mut self,
-        resources: &[String],
-        now: Timestamp,
-    ) -> Result<Vec<RoleAssignment>> {
-        if resources.is_empty() {
-            return Ok(Vec::new());
-        }
-        let sql = format!(
-            "SELECT {ASSIGNMENT_COLS}, d.template_id FROM assignments a JOIN role_definitions d ON d.id = a.role_definition_id \
-             WHERE a.resource_id IN ({}) AND a.state = 'Active' AND a.start_at <= ? AND (a.end_at IS NULL OR a.end_at > ?)",
-            placeholders(resources.len())
-        );
-        let mut p = SqlFragment {
-            sql: String::new(),
-            params: Vec::new(),
-        };
-        push_ids(&mut p, resources);
-        p.params.push(Value::Integer(us(now)));
-        p.params.push(Value::Integer(us(now)));
-        let rows = self.many(&sql, &p.params, |row| {
-            Ok((assignment_row(row)?, row.get::<String>(9)?))
-        })?;
-        Ok(rows
-            .into_iter()
-            .filter(|(_, template)| is_access_admin_template(template))
-            .map(|(a, _)| a)
-            .collect())
-    }
-
-    // --- access log ---
-
-    fn log_access_changes(&mut self, changes: &[AccessChange], at: Timestamp) -> Result<i64> {
-        let json = serde_json::to_string(changes)
-            .map_err(|e| DomainError::internal(format!("access changes: {e}")))?;
-        self.one(
-            "INSERT INTO access_log (at, changes) VALUES (?, ?) RETURNING seq",
-            &params![us(at), json],
-            |r| r.get::<i64>(0),
-        )?
-        .ok_or_else(|| DomainError::internal("access log insert returned no seq"))
-    }
-
-    fn access_changes_since(&mut self, after: i64, limit: u32) -> Result<Vec<AccessLogEntry>> {
-        self.many(
-            "SELECT seq, changes FROM access_log WHERE seq > ? ORDER BY seq LIMIT ?",
-            &params![after, limit],
-            |r| {
-                let text: String = r.get(1)?;
-                Ok(AccessLogEntry {
-                    seq: r.get(0)?,
-                    changes: serde_json::from_str(&text).map_err(json_err)?,
-                })
-            },
-        )
-    }
-
-    fn access_log_head(&mut self) -> Result<i64> {
-        Ok(self
-            .one("SELECT coalesce(max(seq), 0) FROM access_log", &[], |r| {
-                r.get::<i64>(0)
-            })?
-            .unwrap_or(0))
-    }
-
-    fn prune_access_log(&mut self, before: Timestamp) -> Result<()> {
-        self.exec("DELETE FROM access_log WHERE at < ?", &params![us(before)])?;
-        Ok(())
-    }
-}
 
 #[cfg(test)]
 mod scheduler_tests {

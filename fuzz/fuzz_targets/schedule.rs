@@ -74,7 +74,7 @@ fn rule_settings(s: &str) {
             Ok(p) => p,
             Err(e) => panic!("accepted {rule} `{s}` does not parse back: {e}"),
         };
-        let _ = policy.needs_approval();
+        let _ = policy.approval_required();
         for duration in [
             None,
             Some(SignedDuration::from_hours(1)),

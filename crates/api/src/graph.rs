@@ -227,11 +227,8 @@ async fn get_item(
                 entity = navigate(tx, &entity, nav)?.ok_or_else(|| {
                     DomainError::new(ErrorCode::NotFound, format!("`{nav}` of `{id}` is empty"))
                 })?;
-                // `parent` leads to another resource, which needs R1 of its own.
-                if let Entity::Resource(r) = &entity
-                    && nav.eq_ignore_ascii_case("parent")
-                {
-                    visibility::may_read_resource(&caller, &access, &r.id, now)?;
+                if let Entity::Resource(r) = &entity {
+                    visibility::may_navigate_to_resource(&caller, &access, nav, &r.id, now)?;
                 }
             }
             let viewer = Viewer::new(&caller, &access, now);

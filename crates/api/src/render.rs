@@ -283,16 +283,16 @@ fn expand_one(
             DomainError::bad_request(format!("cannot $expand `{}` on {}", x.path, entity_set(e)))
         })?;
     let value = match viewer.navigate_cached(tx, e, name)? {
-        // A parent the viewer may not read (R1) expands to null.
+        // A resource the viewer may not navigate to (a parent without R1) expands to null.
         Some(Entity::Resource(r))
-            if *name == "parent"
-                && visibility::may_read_resource(
-                    viewer.caller,
-                    viewer.access,
-                    &r.id,
-                    viewer.now,
-                )
-                .is_err() =>
+            if visibility::may_navigate_to_resource(
+                viewer.caller,
+                viewer.access,
+                name,
+                &r.id,
+                viewer.now,
+            )
+            .is_err() =>
         {
             Value::Null
         }

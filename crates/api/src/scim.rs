@@ -24,9 +24,6 @@ use sha2::{Digest, Sha256};
 use std::collections::HashMap;
 use std::sync::Arc;
 
-/// The id (and display name) audit records give a provisioning client.
-pub const PROVISIONING_CALLER: &str = "scim-provisioning";
-
 /// The provisioning secret of `--scim-token-file`: only its SHA-256 digest is kept, and a
 /// presented token is compared digest to digest in constant time. Never printed.
 pub struct ProvisioningToken {
@@ -103,13 +100,7 @@ impl FromRequestParts<Arc<AppState>> for ScimAdmin {
         if let Some(token) = &state.scim_token
             && bearer(parts).is_some_and(|b| token.matches(b))
         {
-            return Ok(ScimAdmin(Caller {
-                subject_id: PROVISIONING_CALLER.into(),
-                display_name: "SCIM provisioning client".into(),
-                principal_name: None,
-                is_tenant_admin: true,
-                mfa: false,
-            }));
+            return Ok(ScimAdmin(visibility::provisioning_client()));
         }
         let caller = authenticate(parts, state)
             .await

@@ -1,9 +1,16 @@
-//! Rolegate's domain core: the rules of the PIM contract, with no I/O, no async runtime,
-//! no HTTP and no SQL. Time comes in through [`clock::Clock`]; storage is reached only
-//! through the [`store`] traits, phrased in domain terms.
+//! Rolegate's domain core: the rules of the PIM contract, with no async runtime, no HTTP
+//! and no SQL, in three layers (docs/architecture.md):
 //!
-//! One module per concept: a newcomer looking for a rule of the contract finds it in the
-//! module named after the thing the rule is about.
+//! - **Rules**, pure: one module per concept (a newcomer looking for a rule of the contract
+//!   finds it in the module named after the thing the rule is about: [`policy`],
+//!   [`request::decision`], [`scheduler`], [`reminder`], [`access`], [`directory`], …). No
+//!   I/O; time comes in through [`clock::Clock`] or the operation's context.
+//! - **The storage port**, [`store`]: small read and write traits phrased in domain terms.
+//! - **Operations and reads** above it: [`operation`] runs every write as load → decide →
+//!   apply in one transaction; [`visibility`] holds who may see what and sign-in; [`scim`]
+//!   the SCIM protocol.
+//!
+//! `tests/module_graph.rs` keeps the module graph free of cycles.
 
 pub mod access;
 pub mod assignment;

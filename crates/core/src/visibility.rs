@@ -69,6 +69,22 @@ pub fn sign_in(
     }
 }
 
+/// The id (and display name) audit records give the SCIM provisioning client.
+pub const PROVISIONING_CALLER: &str = "scim-provisioning";
+
+/// The caller a request bearing the SCIM provisioning secret (`--scim-token-file`) acts
+/// as, on `/scim` only (decisions.md §3): a tenant administrator of the directory with no
+/// directory subject of its own.
+pub fn provisioning_client() -> Caller {
+    Caller {
+        subject_id: PROVISIONING_CALLER.into(),
+        display_name: "SCIM provisioning client".into(),
+        principal_name: None,
+        is_tenant_admin: true,
+        mfa: false,
+    }
+}
+
 /// Whether `caller` may use the SCIM directory API (decisions.md §3): tenant administrators
 /// only (the provisioning client signs in as one).
 pub fn may_provision(caller: &Caller) -> Result<()> {
@@ -349,6 +365,23 @@ pub fn may_read_resource(
         Err(DomainError::denied(format!(
             "the caller has no access to resource `{resource_id}`"
         )))
+    }
+}
+
+/// Whether `caller` may follow navigation `nav` to resource `resource_id`: `parent` leads
+/// to another resource, which needs R1 of its own (decisions.md §7); the other navigations
+/// stay on what the caller could already read.
+pub fn may_navigate_to_resource(
+    caller: &Caller,
+    access: &dyn AccessView,
+    nav: &str,
+    resource_id: &str,
+    now: Timestamp,
+) -> Result<()> {
+    if nav.eq_ignore_ascii_case("parent") {
+        may_read_resource(caller, access, resource_id, now)
+    } else {
+        Ok(())
     }
 }
 
@@ -664,6 +697,9 @@ mod tests {
         )
         .unwrap_err();
         assert_eq!(e.code, ErrorCode::AuthorizationRequestDenied);
+        assert!(may_navigate_to_resource(&alice, &ix, "parent", "sub", now).is_ok());
+        assert!(may_navigate_to_resource(&bob, &ix, "Parent", "sub", now).is_err());
+        assert!(may_navigate_to_resource(&bob, &ix, "roleDefinition", "sub", now).is_ok());
         assert_eq!(access_level(&alice, &ix, "rg", now), AccessLevel::UserRead);
         assert_eq!(access_level(&alice, &ix, "other", now), AccessLevel::None);
         assert_eq!(

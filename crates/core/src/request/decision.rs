@@ -1535,3 +1535,7 @@ fn carry_out_admin_decision(
 #[cfg(test)]
 #[path = "decision_tests.rs"]
 mod tests;
+
+#[cfg(test)]
+#[path = "sequence_tests.rs"]
+mod sequence_tests;

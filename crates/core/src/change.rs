@@ -4,6 +4,7 @@
 use crate::assignment::{EndReason, RoleAssignment};
 use crate::audit::AuditRecord;
 use crate::email::Event;
+use crate::reminder::Reminder;
 use crate::request::{Approval, RoleAssignmentRequest};
 use jiff::Timestamp;
 
@@ -57,6 +58,18 @@ pub enum Change {
     InsertApproval(Approval),
     /// An audit record.
     Audit(AuditRecord),
+    /// A reminder recorded as sent for an assignment's end (once per assignment, threshold
+    /// and end).
+    RecordReminder {
+        /// The assignment.
+        assignment_id: String,
+        /// Which reminder.
+        reminder: Reminder,
+        /// The end it is about.
+        end: Timestamp,
+    },
+    /// One e-mail outbox row whose recipient the decision already knows (reminders).
+    QueueEmail(crate::email::Email),
     /// An e-mail event about a request (sent when e-mail is on).
     Email {
         /// The request as it is after the change.

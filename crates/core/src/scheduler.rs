@@ -31,7 +31,8 @@ use crate::access::{AccessChange, Caller, OpContext};
 use crate::assignment::{EndReason, RoleAssignment};
 use crate::audit::{AuditRecord, Target};
 use crate::change::Change;
-use crate::email::Event;
+use crate::email::{Email, Event};
+use crate::reminder::{REMINDER_ACTIVITY, Reminder, covered_by, due};
 use crate::request::{RoleAssignmentRequest, SubStatus};
 use crate::resource::Resource;
 use crate::role::RoleDefinition;
@@ -170,6 +171,83 @@ pub fn catch_up(
     }
     changes.push(Change::Audit(request_record(ctx, &r, activity, names)));
     Some((r, changes))
+}
+
+/// Decides the reminder of `a` due at `ctx.now`, if one is: records it (and the wider ones
+/// it covers) as sent, writes one e-mail to each of `recipients` (`(subject id, address)`,
+/// a group's members for a group assignment) and one audit record naming `names`. `None`
+/// when nothing is due.
+pub fn remind(
+    ctx: &OpContext,
+    a: &RoleAssignment,
+    recipients: &[(String, String)],
+    names: &Names,
+) -> Option<Vec<Change>> {
+    let (Some(reminder), Some(end)) = (due(a, ctx.now), a.schedule.end) else {
+        return None;
+    };
+    let wider = covered_by(reminder, a)
+        .into_iter()
+        .filter(|wider| *wider != reminder);
+    let mut changes: Vec<Change> = std::iter::once(reminder)
+        .chain(wider)
+        .map(|r| Change::RecordReminder {
+            assignment_id: a.id.clone(),
+            reminder: r,
+            end,
+        })
+        .collect();
+    for (recipient_id, address) in recipients {
+        changes.push(Change::QueueEmail(Email {
+            id: (ctx.new_id)(),
+            request_id: a.request_id.clone(),
+            assignment_id: Some(a.id.clone()),
+            event: Event::Ending(reminder),
+            recipient_id: recipient_id.clone(),
+            address: address.clone(),
+            first_due: ctx.now,
+            attempts: 0,
+        }));
+    }
+    changes.push(Change::Audit(reminder_record(
+        ctx,
+        a,
+        reminder,
+        recipients.len(),
+        names,
+    )));
+    Some(changes)
+}
+
+fn reminder_record(
+    ctx: &OpContext,
+    a: &RoleAssignment,
+    reminder: Reminder,
+    recipients: usize,
+    names: &Names,
+) -> AuditRecord {
+    let mut targets = vec![Target::new("RoleAssignment", &a.id, &a.id)];
+    let mut details = vec![("assignmentId".to_string(), a.id.clone())];
+    if !a.request_id.is_empty() {
+        details.push(("requestId".into(), a.request_id.clone()));
+    }
+    details.push(("assignmentState".into(), a.state.as_str().into()));
+    details.push(("reminder".into(), reminder.as_str().into()));
+    names.describe(&mut targets, &mut details);
+    targets.push(Target::new("Subject", &a.subject_id, &a.subject_id));
+    details.push((
+        "endDateTime".into(),
+        a.schedule.end.map(format_datetime).unwrap_or_default(),
+    ));
+    details.push(("recipients".into(), recipients.to_string()));
+    record(
+        ctx,
+        REMINDER_ACTIVITY,
+        "Update",
+        reminder.as_str(),
+        targets,
+        details,
+    )
 }
 
 /// The display names an audit record shows for a role and a resource (their ids when they
@@ -516,6 +594,76 @@ mod tests {
                 "send_reminders"
             ]
         );
+    }
+
+    #[test]
+    fn a_due_reminder_records_the_ones_it_covers_and_writes_to_each_holder() {
+        let ix = AccessIndex::new();
+        let who = caller();
+        let ids = std::cell::Cell::new(0);
+        let new_id = || {
+            ids.set(ids.get() + 1);
+            format!("id-{}", ids.get())
+        };
+        let ctx = OpContext {
+            caller: &who,
+            access: &ix,
+            now: t(0),
+            correlation_id: "test",
+            new_id: &new_id,
+            mail: None,
+        };
+        let names = Names {
+            role_id: "d".into(),
+            role: "Reader".into(),
+            resource_id: "x".into(),
+            resource: "rg".into(),
+        };
+        // Direct, active, ending in ten hours: the 1-day reminder, covering the 14-day one.
+        let a = assignment(-60, Some(10 * 3600));
+        let holders = [
+            ("u1".to_string(), "u1@example.test".to_string()),
+            ("u2".to_string(), "u2@example.test".to_string()),
+        ];
+        let changes = remind(&ctx, &a, &holders, &names).expect("due");
+        let recorded: Vec<Reminder> = changes
+            .iter()
+            .filter_map(|c| match c {
+                Change::RecordReminder { reminder, end, .. } => {
+                    assert_eq!(Some(*end), a.schedule.end);
+                    Some(*reminder)
+                }
+                _ => None,
+            })
+            .collect();
+        assert_eq!(recorded, [Reminder::OneDay, Reminder::FourteenDays]);
+        let mails: Vec<(&str, Event)> = changes
+            .iter()
+            .filter_map(|c| match c {
+                Change::QueueEmail(e) => Some((e.recipient_id.as_str(), e.event)),
+                _ => None,
+            })
+            .collect();
+        assert_eq!(
+            mails,
+            [
+                ("u1", Event::Ending(Reminder::OneDay)),
+                ("u2", Event::Ending(Reminder::OneDay))
+            ]
+        );
+        match changes.last() {
+            Some(Change::Audit(r)) => {
+                assert_eq!(r.activity_display_name, REMINDER_ACTIVITY);
+                assert!(
+                    r.additional_details
+                        .contains(&("recipients".into(), "2".into()))
+                );
+            }
+            other => panic!("the audit record comes last: {other:?}"),
+        }
+        // Ending in 20 days: nothing due; an ended assignment: nothing.
+        assert!(remind(&ctx, &assignment(-60, Some(20 * 86400)), &holders, &names).is_none());
+        assert!(remind(&ctx, &assignment(-60, Some(-1)), &holders, &names).is_none());
     }
 
     #[test]

@@ -90,6 +90,15 @@ pub fn apply(tx: &mut dyn Tx, ctx: &OpContext, changes: Vec<Change>) -> Result<V
                 request_changed(tx, ctx.now, &request, ChangeType::Updated)?;
             }
             Change::InsertApproval(a) => tx.insert_approval(&a)?,
+            Change::RecordReminder {
+                assignment_id,
+                reminder,
+                end,
+            } => {
+                // Already recorded (the due query skips those) is recorded all the same.
+                tx.claim_reminder(&assignment_id, reminder.as_str(), end, ctx.now)?;
+            }
+            Change::QueueEmail(e) => tx.enqueue_email(&e)?,
             Change::Audit(record) => tx.append_audit(&record)?,
             Change::Email { request, event } => email::notify(tx, ctx, &request, event)?,
         }

@@ -260,6 +260,8 @@ fn shape(changes: &[Change]) -> Vec<String> {
             Change::InsertApproval(a) => format!("approval {} {}", a.approver_id, a.approved),
             Change::Audit(a) => format!("audit {}", a.activity_display_name),
             Change::Email { event, .. } => format!("email {event:?}"),
+            Change::RecordReminder { reminder, .. } => format!("reminder {reminder:?}"),
+            Change::QueueEmail(e) => format!("email {:?} to {}", e.event, e.recipient_id),
         })
         .collect()
 }

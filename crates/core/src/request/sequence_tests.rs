@@ -353,7 +353,10 @@ impl Model {
                     *row = request;
                 }
                 Change::InsertApproval(a) => self.approvals.push(a),
-                Change::Audit(_) | Change::Email { .. } => {}
+                Change::Audit(_)
+                | Change::Email { .. }
+                | Change::RecordReminder { .. }
+                | Change::QueueEmail(_) => {}
             }
         }
     }

@@ -13,6 +13,7 @@ mod due_work;
 pub mod odata;
 mod outbox;
 mod requests;
+mod rows;
 pub(crate) mod scim;
 pub(crate) mod tx;
 pub use tx::SqlTx;

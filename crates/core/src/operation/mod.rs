@@ -108,7 +108,7 @@ pub fn apply(tx: &mut dyn Tx, ctx: &OpContext, changes: Vec<Change>) -> Result<V
 
 /// Records that `entity` `id` on resource `resource_id` had `change`: one outbox row per
 /// live subscription that wants it, in the caller's transaction.
-pub fn changed(
+fn changed(
     tx: &mut dyn Tx,
     now: Timestamp,
     entity: Entity,
@@ -120,7 +120,7 @@ pub fn changed(
 }
 
 /// Records a change of request `r` (see [`changed`]).
-pub fn request_changed(
+fn request_changed(
     tx: &mut dyn Tx,
     now: Timestamp,
     r: &crate::request::RoleAssignmentRequest,
@@ -130,7 +130,7 @@ pub fn request_changed(
 }
 
 /// Records a change of assignment `a` (see [`changed`]).
-pub fn assignment_changed(
+fn assignment_changed(
     tx: &mut dyn Tx,
     now: Timestamp,
     a: &crate::assignment::RoleAssignment,

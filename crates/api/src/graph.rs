@@ -15,6 +15,7 @@ use rolegate_core::assignment::AssignmentState;
 use rolegate_core::audit;
 use rolegate_core::error::{DomainError, ErrorCode, Result};
 use rolegate_core::odata::{self, QueryOptions};
+use rolegate_core::operation;
 use rolegate_core::policy::{RoleRulesPatch, RuleSetting, TicketInfo};
 use rolegate_core::query::ListQuery;
 use rolegate_core::request::{self, DecisionInput, NewRequest, RequestType};
@@ -343,7 +344,7 @@ pub async fn register(
         rid,
         Operation::new("ResourceManagement", "Register resource"),
         move |tx, ctx| {
-            let (_, changes) = rolegate_core::operation::resource::register(
+            let (_, changes) = operation::resource::register(
                 tx,
                 ctx,
                 &external_id,
@@ -431,8 +432,7 @@ pub async fn patch_role_setting(
                     format!("role setting `{id}` does not exist on resource `{r}`"),
                 ));
             }
-            rolegate_core::operation::role::update_role_setting(tx, ctx, &id, patch)
-                .map(|_| ((), Vec::new()))
+            operation::role::update_role_setting(tx, ctx, &id, patch).map(|_| ((), Vec::new()))
         },
     )
     .await?;
@@ -548,7 +548,7 @@ pub async fn create_request(
         .about(audit::About::request(&new));
     let body = s
         .write(c, rid, op, move |tx, ctx| {
-            let out = rolegate_core::operation::request::submit(tx, ctx, new)?;
+            let out = operation::request::submit(tx, ctx, new)?;
             let json = request_json(
                 &base,
                 &out.request,
@@ -580,9 +580,7 @@ pub async fn cancel_request(
             &id,
             "requestId",
         )),
-        move |tx, ctx| {
-            rolegate_core::operation::request::cancel(tx, ctx, &id).map(|o| ((), o.changes))
-        },
+        move |tx, ctx| operation::request::cancel(tx, ctx, &id).map(|o| ((), o.changes)),
     )
     .await?;
     Ok(StatusCode::NO_CONTENT.into_response())
@@ -632,7 +630,7 @@ pub async fn update_request(
                 "requestId",
             )),
             move |tx, ctx| {
-                let out = rolegate_core::operation::request::decide(tx, ctx, &id, &input)?;
+                let out = operation::request::decide(tx, ctx, &id, &input)?;
                 let json = request_json(
                     &base,
                     &out.request,

@@ -14,6 +14,7 @@ use rolegate_core::access::{AccessChange, Caller, OpContext};
 use rolegate_core::audit::About;
 use rolegate_core::error::{DomainError, Result};
 use rolegate_core::notification::{self, NewSubscription, Subscription, VALIDATION_TIMEOUT};
+use rolegate_core::operation;
 use rolegate_core::schedule::{format_datetime, parse_datetime};
 use rolegate_core::visibility;
 use serde_json::{Value, json};
@@ -113,7 +114,7 @@ pub async fn create(
     }
     let sub = s
         .write(c, rid, op.about(about(&sub.id)), move |tx, ctx| {
-            rolegate_core::operation::subscription::create(tx, ctx, &sub)?;
+            operation::subscription::create(tx, ctx, &sub)?;
             Ok((sub, Vec::new()))
         })
         .await?;
@@ -147,11 +148,7 @@ pub async fn list(
 ) -> ApiResult<Json<Value>> {
     let viewer = c.clone();
     let subs = s
-        .read(move |tx, st| {
-            with_ctx(st, &c, &rid, |ctx| {
-                rolegate_core::operation::subscription::list(tx, ctx)
-            })
-        })
+        .read(move |tx, st| with_ctx(st, &c, &rid, |ctx| operation::subscription::list(tx, ctx)))
         .await?;
     Ok(Json(json!({
         "@odata.context": CONTEXT,
@@ -170,7 +167,7 @@ pub async fn get(
     let sub = s
         .read(move |tx, st| {
             with_ctx(st, &c, &rid, |ctx| {
-                rolegate_core::operation::subscription::get(tx, ctx, &id)
+                operation::subscription::get(tx, ctx, &id)
             })
         })
         .await?;
@@ -199,7 +196,7 @@ pub async fn renew(
     let sub = s
         .write(c, rid, op, move |tx, ctx| {
             Ok((
-                rolegate_core::operation::subscription::renew(tx, ctx, &id, at)?,
+                operation::subscription::renew(tx, ctx, &id, at)?,
                 Vec::new(),
             ))
         })
@@ -216,7 +213,7 @@ pub async fn delete(
 ) -> ApiResult<Response> {
     let op = Operation::new("Notification", "Delete subscription").about(about(&id));
     s.write(c, rid, op, move |tx, ctx| {
-        rolegate_core::operation::subscription::delete(tx, ctx, &id)?;
+        operation::subscription::delete(tx, ctx, &id)?;
         Ok(((), Vec::new()))
     })
     .await?;

@@ -8,6 +8,7 @@ use rolegate_core::access::{AccessIndex, Caller, OpContext};
 use rolegate_core::assignment::AssignmentState;
 use rolegate_core::clock::Clock;
 use rolegate_core::directory::{Subject, SubjectKind};
+use rolegate_core::operation;
 use rolegate_core::operation::resource::register;
 use rolegate_core::operation::role::update_role_setting;
 use rolegate_core::policy::{RoleRulesPatch, RuleSetting};
@@ -102,7 +103,7 @@ pub fn seed(store: &dyn Store, clock: &dyn Clock) -> anyhow::Result<()> {
             register(tx, &ctx, &arm, name, None)?;
         }
         for (ext, name) in [("alice", "Alice Engineer"), ("bob", "Bob Approver"), ("carol", "Carol Auditor"), ("dave", "Dave Oncall")] {
-            rolegate_core::operation::directory::create_subject(tx, &ctx, person(ext, name), Vec::new())?;
+            operation::directory::create_subject(tx, &ctx, person(ext, name), Vec::new())?;
         }
         let group = Subject {
             id: uuid::Uuid::new_v4().to_string(),
@@ -114,7 +115,7 @@ pub fn seed(store: &dyn Store, clock: &dyn Clock) -> anyhow::Result<()> {
             active: true,
         };
         let members = vec![subject_id(tx, "alice")?, subject_id(tx, "dave")?];
-        rolegate_core::operation::directory::create_subject(tx, &ctx, group, members)?;
+        operation::directory::create_subject(tx, &ctx, group, members)?;
         let (prod, dev, mg) = (resource_id(tx, PROD)?, resource_id(tx, DEV)?, resource_id(tx, MG)?);
         let bob = subject_id(tx, "bob")?;
         // Owner on Development needs Bob's approval when activated.
@@ -136,7 +137,7 @@ pub fn seed(store: &dyn Store, clock: &dyn Clock) -> anyhow::Result<()> {
         for (resource, template, who, state, days) in grants {
             let role = role_id(tx, &resource, template)?;
             let subject = subject_id(tx, who)?;
-            rolegate_core::operation::request::submit(
+            operation::request::submit(
                 tx,
                 &ctx,
                 NewRequest {

@@ -22,6 +22,7 @@ use rolegate_api::AppState;
 use rolegate_core::email::{self, Email, Message};
 use rolegate_core::error::Result;
 use rolegate_core::notification;
+use rolegate_core::operation;
 use rolegate_core::store;
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::{IpAddr, TcpStream, ToSocketAddrs};
@@ -303,7 +304,7 @@ fn claim(state: &AppState, owner: &str, cfg: &Config) -> Result<Vec<Email>> {
 
 fn send_one(state: &AppState, owner: &str, cfg: &Config, e: Email) {
     let outcome = store::read(state.store.as_ref(), |tx| {
-        rolegate_core::operation::email::compose(tx, &e, &cfg.base_url)
+        operation::email::compose(tx, &e, &cfg.base_url)
     })
     .map_err(|err| err.message)
     .and_then(|m| match m {

@@ -10,6 +10,7 @@
 //! between batches: a transaction is never cut short.
 
 use rolegate_api::AppState;
+use rolegate_core::operation;
 use rolegate_core::scheduler::{self, BATCH_SIZE, Job};
 use rolegate_core::store::Tx;
 use std::sync::Arc;
@@ -74,7 +75,7 @@ pub fn pass(state: &AppState, stop: &dyn Fn() -> bool) {
             }
             let correlation_id = uuid::Uuid::new_v4().to_string();
             let batch = state.write_as_system(&caller, &correlation_id, |tx: &mut dyn Tx, ctx| {
-                let mut b = rolegate_core::operation::scheduler::run(job, tx, ctx, BATCH_SIZE)?;
+                let mut b = operation::scheduler::run(job, tx, ctx, BATCH_SIZE)?;
                 let changes = std::mem::take(&mut b.changes);
                 Ok((b, changes))
             });

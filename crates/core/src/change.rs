@@ -3,9 +3,12 @@
 
 use crate::assignment::{EndReason, RoleAssignment};
 use crate::audit::AuditRecord;
+use crate::directory::Subject;
 use crate::email::Event;
 use crate::reminder::Reminder;
 use crate::request::{Approval, RoleAssignmentRequest};
+use crate::resource::Resource;
+use crate::role::{RoleDefinition, RoleSetting};
 use jiff::Timestamp;
 
 /// One change a decision makes.
@@ -56,6 +59,44 @@ pub enum Change {
     UpdateRequest(RoleAssignmentRequest),
     /// One approver's decision.
     InsertApproval(Approval),
+    /// A new subject (user, group or service principal).
+    InsertSubject(Subject),
+    /// A subject's new attributes.
+    UpdateSubject(Subject),
+    /// A subject deleted with its memberships; `member_groups` gives each of its direct
+    /// members' direct groups afterwards (for the access index).
+    DeleteSubject {
+        /// The subject.
+        subject: Subject,
+        /// Each direct member and its direct groups afterwards.
+        member_groups: Vec<(String, Vec<String>)>,
+    },
+    /// A group's direct members replaced; `groups` gives, for each member who joined or
+    /// left, its direct groups afterwards (for the access index).
+    SetGroupMembers {
+        /// The group.
+        group_id: String,
+        /// Its direct members now.
+        members: Vec<String>,
+        /// Each member who joined or left and its direct groups afterwards.
+        groups: Vec<(String, Vec<String>)>,
+    },
+    /// A registered resource; `ancestors` are its ancestors' ids, nearest first.
+    InsertResource {
+        /// The resource.
+        resource: Resource,
+        /// Its ancestors' ids, nearest first.
+        ancestors: Vec<String>,
+    },
+    /// A role definition with its role setting.
+    InsertRoleDefinition {
+        /// The definition.
+        definition: RoleDefinition,
+        /// Its setting.
+        setting: RoleSetting,
+    },
+    /// A role setting's new rules.
+    UpdateRoleSetting(RoleSetting),
     /// An audit record.
     Audit(AuditRecord),
     /// A reminder recorded as sent for an assignment's end (once per assignment, threshold

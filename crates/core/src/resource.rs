@@ -66,6 +66,25 @@ pub struct Registration {
     pub parent: Option<Resource>,
 }
 
+/// Who may register (decisions.md §4): tenant administrators, and callers with R3 on a
+/// registered ancestor of the scope or the scope itself (`anchors`). The management group
+/// named as parent does not count: owning a management group must not let anyone claim an
+/// unregistered subscription into it, so new subscriptions and management groups are
+/// registered by tenant administrators.
+pub fn may_register(ctx: &crate::access::OpContext, anchors: &[Resource]) -> Result<()> {
+    let allowed = ctx.caller.is_tenant_admin
+        || anchors
+            .iter()
+            .any(|r| ctx.caller.may_administer(ctx.access, &r.id, ctx.now));
+    if allowed {
+        Ok(())
+    } else {
+        Err(DomainError::denied(
+            "registering needs an active Owner or User Access Administrator assignment on an ancestor",
+        ))
+    }
+}
+
 /// The resources to create (top-down) so that `reg.external_id` and its ARM ancestors are
 /// registered. Already registered scopes are looked up with `existing` and not recreated;
 /// an empty plan means everything was registered already.

@@ -117,3 +117,20 @@ pub struct RoleSetting {
     /// The four rule collections.
     pub rules: crate::policy::RoleRules,
 }
+
+/// Who may change a role setting (decisions.md §5, §7): R3 on its resource.
+pub fn may_change_setting(
+    ctx: &crate::access::OpContext,
+    s: &RoleSetting,
+) -> crate::error::Result<()> {
+    if ctx
+        .caller
+        .may_administer(ctx.access, &s.resource_id, ctx.now)
+    {
+        Ok(())
+    } else {
+        Err(crate::error::DomainError::denied(
+            "changing a role setting needs an active Owner or User Access Administrator assignment on the resource",
+        ))
+    }
+}

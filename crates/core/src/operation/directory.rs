@@ -1,154 +1,82 @@
 //! Directory operations (decisions.md §3): creating, updating (disabling) and deleting users,
 //! groups and service principals, and what that ends: a disabled subject's activations, a
 //! deleted one's assignments, activations no longer backed after a membership change, and
-//! their pending requests. Tenant administrators only.
+//! their pending requests. Tenant administrators only. Each step loads, decides
+//! ([`crate::directory::decision`], the request cascades) and applies.
 
+use super::apply;
 use super::request::{
     close_pending, end_activation, end_with_dependents, revoke_unbacked_activations,
 };
 use crate::access::{AccessChange, OpContext};
+use crate::change::Change;
+use crate::directory::decision::{self, MemberFacts, Membership};
 use crate::directory::{Subject, SubjectKind, member_expansion};
 use crate::error::{DomainError, ErrorCode, Result};
-use crate::store::Tx;
+use crate::store::{ReadTx, Tx};
 
-fn require_admin(ctx: &OpContext) -> Result<()> {
-    if ctx.caller.is_tenant_admin {
-        Ok(())
-    } else {
-        Err(DomainError::denied(
-            "only tenant administrators may change the directory",
-        ))
+/// Loads what replacing `group`'s members with `requested` needs: its members now, whom
+/// each requested member names, and the direct groups of those who join or leave.
+fn member_facts(tx: &mut dyn ReadTx, group: &Subject, requested: &[String]) -> Result<MemberFacts> {
+    if requested.is_empty() && group.kind != SubjectKind::Group {
+        return Ok(MemberFacts::default());
     }
-}
-
-fn audit_subject(
-    tx: &mut dyn Tx,
-    ctx: &OpContext,
-    s: &Subject,
-    activity: &str,
-    operation: &str,
-) -> Result<()> {
-    tx.append_audit(&crate::audit::AuditRecord {
-        id: (ctx.new_id)(),
-        category: if s.kind == SubjectKind::Group {
-            "GroupManagement"
+    let before = tx.group_members(&group.id)?;
+    let mut named = Vec::new();
+    for m in requested {
+        let found = if before.contains(m) {
+            Some(m.clone())
         } else {
-            "UserManagement"
+            tx.subject(m)?.map(|s| s.id)
+        };
+        named.push((m.clone(), found));
+    }
+    let after: Vec<&String> = named.iter().filter_map(|(_, f)| f.as_ref()).collect();
+    let joined = after.iter().copied().filter(|m| !before.contains(m));
+    let left = before.iter().filter(|m| !after.contains(m));
+    let mut direct_groups: Vec<(String, Vec<String>)> = Vec::new();
+    for m in joined.chain(left) {
+        if !direct_groups.iter().any(|(id, _)| id == m) {
+            direct_groups.push((m.clone(), tx.groups_of(m)?));
         }
-        .into(),
-        correlation_id: ctx.correlation_id.to_string(),
-        result: "success".into(),
-        result_reason: String::new(),
-        activity_display_name: activity.into(),
-        activity_date_time: ctx.now,
-        operation_type: operation.into(),
-        initiated_by: ctx.initiator(),
-        target_resources: vec![crate::audit::Target::new(
-            s.kind.as_str(),
-            &s.id,
-            &s.display_name,
-        )],
-        additional_details: Vec::new(),
+    }
+    Ok(MemberFacts {
+        before,
+        requested: named,
+        direct_groups,
     })
 }
 
-fn membership_changes(tx: &mut dyn Tx, members: &[String]) -> Result<Vec<AccessChange>> {
-    members
-        .iter()
-        .map(|m| {
-            Ok(AccessChange::Groups {
-                member_id: m.clone(),
-                groups: tx.groups_of(m)?,
-            })
-        })
-        .collect()
-}
-
 /// Creates a user, service principal or group (with its direct members). Tenant
-/// administrators only. A taken `userName` is `409 Conflict`.
+/// administrators only. A taken `externalId` is `409 Conflict`.
 pub fn create_subject(
     tx: &mut dyn Tx,
     ctx: &OpContext,
     s: Subject,
     members: Vec<String>,
 ) -> Result<(Subject, Vec<AccessChange>)> {
-    require_admin(ctx)?;
-    if s.display_name.trim().is_empty() {
-        return Err(DomainError::bad_request("`displayName` is required"));
-    }
-    if let Some(ext) = &s.external_id
-        && tx.subject(ext)?.is_some()
-    {
-        return Err(DomainError::new(
-            ErrorCode::Conflict,
-            format!("externalId `{ext}` is already in use"),
-        ));
-    }
-    tx.insert_subject(&s, ctx.now)?;
-    let changes = set_members_inner(tx, ctx, &s, members)?;
-    audit_subject(
-        tx,
-        ctx,
-        &s,
-        &format!("Add {}", s.kind.as_str().to_lowercase()),
-        "Add",
-    )?;
-    Ok((s, changes))
+    decision::may_change(ctx)?;
+    let taken = match &s.external_id {
+        Some(ext) => tx.subject(ext)?.is_some(),
+        None => false,
+    };
+    let facts = member_facts(tx, &s, &members)?;
+    let changes = decision::create(ctx, &s, taken, &facts)?;
+    Ok((s, apply(tx, ctx, changes)?))
 }
 
-fn set_members_inner(
-    tx: &mut dyn Tx,
-    ctx: &OpContext,
-    group: &Subject,
-    members: Vec<String>,
-) -> Result<Vec<AccessChange>> {
-    if members.is_empty() && group.kind != SubjectKind::Group {
-        return Ok(Vec::new());
-    }
-    if group.kind != SubjectKind::Group {
-        return Err(DomainError::bad_request("only groups have members"));
-    }
-    let before = tx.group_members(&group.id)?;
-    let current: std::collections::HashSet<&String> = before.iter().collect();
-    let mut resolved = Vec::new();
-    let mut seen = std::collections::HashSet::new();
-    for m in &members {
-        // Current members are known to exist; only new ones are looked up.
-        let id = if current.contains(m) {
-            m.clone()
-        } else {
-            tx.subject(m)?
-                .ok_or_else(|| DomainError::bad_request(format!("member `{m}` does not exist")))?
-                .id
-        };
-        if seen.insert(id.clone()) {
-            resolved.push(id);
-        }
-    }
-    tx.set_group_members(&group.id, &resolved)?;
-    let removed: Vec<String> = before
-        .iter()
-        .filter(|m| !seen.contains(*m))
-        .cloned()
-        .collect();
-    // Only members who joined or left have new direct groups.
-    let mut touched: Vec<String> = resolved
-        .iter()
-        .filter(|m| !current.contains(m))
-        .cloned()
-        .collect();
-    touched.extend(removed.iter().cloned());
-    let mut changes = membership_changes(tx, &touched)?;
+/// What the members who left `removed` lose: the activations and pending requests their
+/// membership backed, for them and everyone in them.
+fn members_left(tx: &mut dyn Tx, ctx: &OpContext, removed: &[String]) -> Result<Vec<AccessChange>> {
     let mut affected = Vec::new();
-    for m in &removed {
+    for m in removed {
         affected.extend(transitive_members(tx, m)?);
     }
-    changes.extend(revoke_unbacked_activations(tx, ctx, &affected)?);
-    Ok(changes)
+    revoke_unbacked_activations(tx, ctx, &affected)
 }
 
 /// `id` and, when it is a group, everyone in it directly or through nested groups.
-fn transitive_members(tx: &mut dyn Tx, id: &str) -> Result<Vec<String>> {
+fn transitive_members(tx: &mut dyn ReadTx, id: &str) -> Result<Vec<String>> {
     member_expansion(id, |g| tx.group_members(g))
 }
 
@@ -160,29 +88,27 @@ pub fn update_subject(
     s: Subject,
     members: Option<Vec<String>>,
 ) -> Result<(Subject, Vec<AccessChange>)> {
-    require_admin(ctx)?;
+    decision::may_change(ctx)?;
     let before = tx.subject(&s.id)?.ok_or_else(|| {
         DomainError::new(
             ErrorCode::NotFound,
             format!("subject `{}` does not exist", s.id),
         )
     })?;
-    tx.update_subject(&s)?;
-    let mut changes = match members {
-        Some(m) => set_members_inner(tx, ctx, &s, m)?,
-        None => Vec::new(),
+    let membership = match &members {
+        Some(m) => decision::members(&s, &member_facts(tx, &s, m)?)?,
+        None => Membership::default(),
     };
+    let mut changes = vec![Change::UpdateSubject(s.clone())];
+    changes.extend(membership.changes);
+    let mut access = apply(tx, ctx, changes)?;
+    access.extend(members_left(tx, ctx, &membership.removed)?);
     if before.active && !s.active {
-        changes.extend(close_subject(tx, ctx, &s.id, true)?);
+        access.extend(close_subject(tx, ctx, &s.id, true)?);
     }
-    audit_subject(
-        tx,
-        ctx,
-        &s,
-        &format!("Update {}", s.kind.as_str().to_lowercase()),
-        "Update",
-    )?;
-    Ok((s, changes))
+    let record = decision::record(ctx, &s, &decision::activity("Update", &s), "Update");
+    access.extend(apply(tx, ctx, vec![Change::Audit(record)])?);
+    Ok((s, access))
 }
 
 /// Ends a subject's activations (or all its assignments) and cancels its pending requests,
@@ -235,26 +161,23 @@ fn close_subject(
 /// Deletes a subject: its assignments move to history, its pending requests are canceled,
 /// its memberships go (decisions.md §3).
 pub fn delete_subject(tx: &mut dyn Tx, ctx: &OpContext, id: &str) -> Result<Vec<AccessChange>> {
-    require_admin(ctx)?;
+    decision::may_change(ctx)?;
     let s = tx.subject(id)?.ok_or_else(|| {
         DomainError::new(
             ErrorCode::NotFound,
             format!("subject `{id}` does not exist"),
         )
     })?;
-    let mut changes = close_subject(tx, ctx, &s.id, false)?;
-    let members = tx.group_members(&s.id)?;
+    let mut access = close_subject(tx, ctx, &s.id, false)?;
+    let mut member_groups = Vec::new();
+    for m in tx.group_members(&s.id)? {
+        let groups = tx.groups_of(&m)?;
+        member_groups.push((m, groups));
+    }
     let affected: Vec<String> = transitive_members(tx, &s.id)?.into_iter().skip(1).collect();
-    tx.delete_subject(&s.id)?;
-    changes.extend(membership_changes(tx, &members)?);
-    changes.extend(revoke_unbacked_activations(tx, ctx, &affected)?);
-    changes.push(AccessChange::SubjectRemoved(s.id.clone()));
-    audit_subject(
-        tx,
-        ctx,
-        &s,
-        &format!("Delete {}", s.kind.as_str().to_lowercase()),
-        "Delete",
-    )?;
-    Ok(changes)
+    access.extend(apply(tx, ctx, vec![decision::delete(&s, &member_groups)])?);
+    access.extend(revoke_unbacked_activations(tx, ctx, &affected)?);
+    let record = decision::record(ctx, &s, &decision::activity("Delete", &s), "Delete");
+    access.extend(apply(tx, ctx, vec![Change::Audit(record)])?);
+    Ok(access)
 }

@@ -99,6 +99,47 @@ pub fn apply(tx: &mut dyn Tx, ctx: &OpContext, changes: Vec<Change>) -> Result<V
                 tx.claim_reminder(&assignment_id, reminder.as_str(), end, ctx.now)?;
             }
             Change::QueueEmail(e) => tx.enqueue_email(&e)?,
+            Change::InsertResource {
+                resource,
+                ancestors,
+            } => {
+                tx.insert_resource(&resource, &ancestors)?;
+                access.push(AccessChange::Resource {
+                    id: resource.id,
+                    parent_id: resource.parent_id,
+                });
+            }
+            Change::InsertRoleDefinition {
+                definition,
+                setting,
+            } => tx.insert_role_definition(&definition, &setting)?,
+            Change::UpdateRoleSetting(setting) => tx.update_role_setting(&setting)?,
+            Change::InsertSubject(subject) => tx.insert_subject(&subject, ctx.now)?,
+            Change::UpdateSubject(subject) => tx.update_subject(&subject)?,
+            Change::SetGroupMembers {
+                group_id,
+                members,
+                groups,
+            } => {
+                tx.set_group_members(&group_id, &members)?;
+                access.extend(
+                    groups
+                        .into_iter()
+                        .map(|(member_id, groups)| AccessChange::Groups { member_id, groups }),
+                );
+            }
+            Change::DeleteSubject {
+                subject,
+                member_groups,
+            } => {
+                tx.delete_subject(&subject.id)?;
+                access.extend(
+                    member_groups
+                        .into_iter()
+                        .map(|(member_id, groups)| AccessChange::Groups { member_id, groups }),
+                );
+                access.push(AccessChange::SubjectRemoved(subject.id));
+            }
             Change::Audit(record) => tx.append_audit(&record)?,
             Change::Email { request, event } => email::notify(tx, ctx, &request, event)?,
         }

@@ -16,7 +16,6 @@ pub fn register(
     display_name: Option<String>,
     parent_external_id: Option<&str>,
 ) -> Result<(bool, Vec<crate::access::AccessChange>)> {
-    use crate::access::AccessChange;
     use crate::role::{BUILT_IN_ROLES, RoleDefinition, RoleSetting};
     let arm = ArmId::parse(external_id)?;
     let parent = match parent_external_id.filter(|p| !p.trim().is_empty()) {
@@ -37,18 +36,7 @@ pub fn register(
             anchors.push(r);
         }
     }
-    // The management group named as parent does not count: owning a management group must
-    // not let anyone claim an unregistered subscription into it. New subscriptions and
-    // management groups are registered by tenant administrators.
-    let allowed = ctx.caller.is_tenant_admin
-        || anchors
-            .iter()
-            .any(|r| ctx.caller.may_administer(ctx.access, &r.id, ctx.now));
-    if !allowed {
-        return Err(DomainError::denied(
-            "registering needs an active Owner or User Access Administrator assignment on an ancestor",
-        ));
-    }
+    crate::resource::may_register(ctx, &anchors)?;
     let reg = Registration {
         external_id: arm,
         display_name,
@@ -79,7 +67,10 @@ pub fn register(
                 ));
             }
         }
-        tx.insert_resource(r, &ancestors)?;
+        let mut changes_here = vec![crate::change::Change::InsertResource {
+            resource: r.clone(),
+            ancestors,
+        }];
         for role in BUILT_IN_ROLES {
             let d = RoleDefinition::built_in((ctx.new_id)(), &r.id, &r.external_id, role);
             let s = RoleSetting {
@@ -91,9 +82,12 @@ pub fn register(
                 last_updated_by: None,
                 rules: crate::policy::RoleRules::defaults(),
             };
-            tx.insert_role_definition(&d, &s)?;
+            changes_here.push(crate::change::Change::InsertRoleDefinition {
+                definition: d,
+                setting: s,
+            });
         }
-        tx.append_audit(&crate::audit::AuditRecord {
+        changes_here.push(crate::change::Change::Audit(crate::audit::AuditRecord {
             id: (ctx.new_id)(),
             category: "ResourceManagement".into(),
             correlation_id: ctx.correlation_id.to_string(),
@@ -113,11 +107,8 @@ pub fn register(
                 ("externalId".into(), r.external_id.clone()),
                 ("type".into(), r.resource_type.clone()),
             ],
-        })?;
-        changes.push(AccessChange::Resource {
-            id: r.id.clone(),
-            parent_id: r.parent_id.clone(),
-        });
+        }));
+        changes.extend(super::apply(tx, ctx, changes_here)?);
         known.push(r.clone());
     }
     Ok((!plan.is_empty(), changes))

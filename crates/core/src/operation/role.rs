@@ -17,20 +17,12 @@ pub fn update_role_setting(
             format!("role setting `{id}` does not exist"),
         )
     })?;
-    if !ctx
-        .caller
-        .may_administer(ctx.access, &s.resource_id, ctx.now)
-    {
-        return Err(DomainError::denied(
-            "changing a role setting needs an active Owner or User Access Administrator assignment on the resource",
-        ));
-    }
+    crate::role::may_change_setting(ctx, &s)?;
     let before = s.rules.clone();
     s.rules.apply_patch(patch)?;
     s.is_default = false;
     s.last_updated_at = Some(ctx.now);
     s.last_updated_by = Some(ctx.caller.display_name.clone());
-    tx.update_role_setting(&s)?;
     let mut modified = Vec::new();
     for c in crate::policy::RuleCollection::ALL {
         let (old, new) = (before.collection(c), s.rules.collection(c));
@@ -51,7 +43,7 @@ pub fn update_role_setting(
     }
     let mut target = crate::audit::Target::new("RoleSetting", &s.id, &s.role_definition_id);
     target.modified_properties = modified;
-    tx.append_audit(&crate::audit::AuditRecord {
+    let record = crate::audit::AuditRecord {
         id: (ctx.new_id)(),
         category: "Policy".into(),
         correlation_id: ctx.correlation_id.to_string(),
@@ -66,6 +58,14 @@ pub fn update_role_setting(
             ("resourceId".into(), s.resource_id.clone()),
             ("roleDefinitionId".into(), s.role_definition_id.clone()),
         ],
-    })?;
+    };
+    super::apply(
+        tx,
+        ctx,
+        vec![
+            crate::change::Change::UpdateRoleSetting(s.clone()),
+            crate::change::Change::Audit(record),
+        ],
+    )?;
     Ok(s)
 }

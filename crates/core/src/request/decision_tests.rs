@@ -262,6 +262,7 @@ fn shape(changes: &[Change]) -> Vec<String> {
             Change::Email { event, .. } => format!("email {event:?}"),
             Change::RecordReminder { reminder, .. } => format!("reminder {reminder:?}"),
             Change::QueueEmail(e) => format!("email {:?} to {}", e.event, e.recipient_id),
+            other => format!("directory {other:?}"),
         })
         .collect()
 }

@@ -357,6 +357,7 @@ impl Model {
                 | Change::Email { .. }
                 | Change::RecordReminder { .. }
                 | Change::QueueEmail(_) => {}
+                other => panic!("a request decision changed the directory: {other:?}"),
             }
         }
     }

@@ -1,6 +1,9 @@
 //! The directory: users, groups and service principals (`governanceSubject`), provisioned
-//! over SCIM, and group membership with its one expansion ([`closure`]). Creating, changing
-//! and deleting subjects are operations ([`crate::operation::directory`]).
+//! over SCIM, and group membership with its one expansion ([`closure`]). What creating,
+//! changing and deleting a subject writes is decided in [`decision`]; the operations that
+//! load and apply are [`crate::operation::directory`].
+
+pub mod decision;
 
 /// What kind of principal a subject is.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]

@@ -87,6 +87,30 @@ impl Target {
 }
 
 impl AuditRecord {
+    /// A `success` record of `activity` (operation type `operation`, in `category`) by
+    /// `ctx`'s caller at `ctx.now`, correlated with its HTTP request, with a fresh id and no
+    /// reason, targets or details yet.
+    pub fn by(
+        ctx: &crate::access::OpContext,
+        category: &str,
+        activity: &str,
+        operation: &str,
+    ) -> AuditRecord {
+        AuditRecord {
+            id: (ctx.new_id)(),
+            category: category.into(),
+            correlation_id: ctx.correlation_id.to_string(),
+            result: "success".into(),
+            result_reason: String::new(),
+            activity_display_name: activity.into(),
+            activity_date_time: ctx.now,
+            operation_type: operation.into(),
+            initiated_by: ctx.initiator(),
+            target_resources: Vec::new(),
+            additional_details: Vec::new(),
+        }
+    }
+
     /// The record as Graph's `directoryAudit` JSON document: what the API returns, what the
     /// store keeps, and what the hash chain covers.
     pub fn to_document(&self) -> Value {

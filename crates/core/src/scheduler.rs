@@ -294,17 +294,10 @@ pub fn record(
     details: Vec<(String, String)>,
 ) -> AuditRecord {
     AuditRecord {
-        id: (ctx.new_id)(),
-        category: "RoleManagement".into(),
-        correlation_id: ctx.correlation_id.to_string(),
-        result: "success".into(),
         result_reason: reason.into(),
-        activity_display_name: activity.into(),
-        activity_date_time: ctx.now,
-        operation_type: operation.into(),
-        initiated_by: ctx.initiator(),
         target_resources: targets,
         additional_details: details,
+        ..AuditRecord::by(ctx, "RoleManagement", activity, operation)
     }
 }
 

@@ -23,22 +23,17 @@ pub fn may_change(ctx: &OpContext) -> Result<()> {
 /// The audit record of `activity` on subject `s`.
 pub fn record(ctx: &OpContext, s: &Subject, activity: &str, operation: &str) -> AuditRecord {
     AuditRecord {
-        id: (ctx.new_id)(),
-        category: if s.kind == SubjectKind::Group {
-            "GroupManagement"
-        } else {
-            "UserManagement"
-        }
-        .into(),
-        correlation_id: ctx.correlation_id.to_string(),
-        result: "success".into(),
-        result_reason: String::new(),
-        activity_display_name: activity.into(),
-        activity_date_time: ctx.now,
-        operation_type: operation.into(),
-        initiated_by: ctx.initiator(),
         target_resources: vec![Target::new(s.kind.as_str(), &s.id, &s.display_name)],
-        additional_details: Vec::new(),
+        ..AuditRecord::by(
+            ctx,
+            if s.kind == SubjectKind::Group {
+                "GroupManagement"
+            } else {
+                "UserManagement"
+            },
+            activity,
+            operation,
+        )
     }
 }
 

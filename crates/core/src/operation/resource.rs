@@ -88,15 +88,6 @@ pub fn register(
             });
         }
         changes_here.push(crate::change::Change::Audit(crate::audit::AuditRecord {
-            id: (ctx.new_id)(),
-            category: "ResourceManagement".into(),
-            correlation_id: ctx.correlation_id.to_string(),
-            result: "success".into(),
-            result_reason: String::new(),
-            activity_display_name: "Register resource".into(),
-            activity_date_time: ctx.now,
-            operation_type: "Add".into(),
-            initiated_by: ctx.initiator(),
             target_resources: vec![crate::audit::Target::new(
                 "Resource",
                 &r.id,
@@ -107,6 +98,7 @@ pub fn register(
                 ("externalId".into(), r.external_id.clone()),
                 ("type".into(), r.resource_type.clone()),
             ],
+            ..crate::audit::AuditRecord::by(ctx, "ResourceManagement", "Register resource", "Add")
         }));
         changes.extend(super::apply(tx, ctx, changes_here)?);
         known.push(r.clone());

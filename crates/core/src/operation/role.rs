@@ -44,20 +44,12 @@ pub fn update_role_setting(
     let mut target = crate::audit::Target::new("RoleSetting", &s.id, &s.role_definition_id);
     target.modified_properties = modified;
     let record = crate::audit::AuditRecord {
-        id: (ctx.new_id)(),
-        category: "Policy".into(),
-        correlation_id: ctx.correlation_id.to_string(),
-        result: "success".into(),
-        result_reason: String::new(),
-        activity_display_name: "Update role setting".into(),
-        activity_date_time: ctx.now,
-        operation_type: "Update".into(),
-        initiated_by: ctx.initiator(),
         target_resources: vec![target],
         additional_details: vec![
             ("resourceId".into(), s.resource_id.clone()),
             ("roleDefinitionId".into(), s.role_definition_id.clone()),
         ],
+        ..crate::audit::AuditRecord::by(ctx, "Policy", "Update role setting", "Update")
     };
     super::apply(
         tx,

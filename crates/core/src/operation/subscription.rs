@@ -22,17 +22,9 @@ fn audit(ctx: &OpContext, s: &Subscription, activity: &str, operation: &str) -> 
         details.push(("resourceId".to_string(), r.clone()));
     }
     AuditRecord {
-        id: (ctx.new_id)(),
-        category: "Notification".into(),
-        correlation_id: ctx.correlation_id.to_string(),
-        result: "success".into(),
-        result_reason: String::new(),
-        activity_display_name: activity.into(),
-        activity_date_time: ctx.now,
-        operation_type: operation.into(),
-        initiated_by: ctx.initiator(),
         target_resources: vec![Target::new("Subscription", &s.id, &s.resource)],
         additional_details: details,
+        ..AuditRecord::by(ctx, "Notification", activity, operation)
     }
 }
 

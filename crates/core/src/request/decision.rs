@@ -608,17 +608,10 @@ fn request_record(
         targets.push(Target::new("RoleAssignment", a, a));
     }
     AuditRecord {
-        id: (ctx.new_id)(),
-        category: "RoleManagement".into(),
-        correlation_id: ctx.correlation_id.to_string(),
-        result: "success".into(),
         result_reason: r.sub_status.as_str().into(),
-        activity_display_name: activity,
-        activity_date_time: ctx.now,
-        operation_type: r.kind.as_str().into(),
-        initiated_by: ctx.initiator(),
         target_resources: targets,
         additional_details: details,
+        ..AuditRecord::by(ctx, "RoleManagement", &activity, r.kind.as_str())
     }
 }
 
@@ -631,17 +624,9 @@ pub fn side_effect_record(ctx: &OpContext, activity: &str, kind: &str, id: &str)
         "assignmentId"
     };
     AuditRecord {
-        id: (ctx.new_id)(),
-        category: "RoleManagement".into(),
-        correlation_id: ctx.correlation_id.to_string(),
-        result: "success".into(),
-        result_reason: String::new(),
-        activity_display_name: activity.into(),
-        activity_date_time: ctx.now,
-        operation_type: "Update".into(),
-        initiated_by: ctx.initiator(),
         target_resources: vec![Target::new(kind, id, id)],
         additional_details: vec![(key.into(), id.into())],
+        ..AuditRecord::by(ctx, "RoleManagement", activity, "Update")
     }
 }
 

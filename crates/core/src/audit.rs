@@ -490,17 +490,11 @@ pub fn refusal(
     let mut additional_details = vec![("errorCode".to_string(), e.code.as_str().to_string())];
     additional_details.extend(about.details);
     AuditRecord {
-        id: (ctx.new_id)(),
-        category: category.into(),
-        correlation_id: ctx.correlation_id.to_string(),
         result: "failure".into(),
         result_reason: e.message.clone(),
-        activity_display_name: activity.into(),
-        activity_date_time: ctx.now,
-        operation_type: "Refused".into(),
-        initiated_by: ctx.initiator(),
         target_resources: about.targets,
         additional_details,
+        ..AuditRecord::by(ctx, category, activity, "Refused")
     }
 }
 

@@ -17,7 +17,7 @@ use rolegate_core::error::{DomainError, ErrorCode, Result};
 use rolegate_core::odata::{self, QueryOptions};
 use rolegate_core::operation;
 use rolegate_core::policy::{RoleRulesPatch, RuleSetting, TicketInfo};
-use rolegate_core::query::ListQuery;
+use rolegate_core::query::{ListQuery, Page};
 use rolegate_core::request::{self, DecisionInput, NewRequest, RequestType};
 use rolegate_core::schedule::ScheduleInput;
 use rolegate_core::store::{ReadTx, Tx};
@@ -108,6 +108,43 @@ fn ensure_resource(tx: &mut dyn ReadTx, rid: Option<&str>) -> Result<()> {
     }
 }
 
+/// `$filter=asApprover()`: a page of the requests the caller may decide
+/// ([`visibility::awaiting_decision`]), on resource `rid` when nested, oldest first.
+fn awaiting_decision_page(
+    tx: &mut dyn ReadTx,
+    rid: Option<&str>,
+    opts: &QueryOptions,
+    count: bool,
+    caller: &Caller,
+    access: &dyn AccessView,
+    now: jiff::Timestamp,
+) -> Result<Page<Entity>> {
+    if !opts.orderby.is_empty() {
+        return Err(DomainError::bad_request(
+            "`asApprover()` lists the oldest request first and takes no `$orderby`",
+        ));
+    }
+    let mut all = visibility::awaiting_decision(tx, caller, access, now)?;
+    if let Some(r) = rid {
+        all.retain(|x| x.resource_id == r);
+    }
+    let total = all.len() as u64;
+    let skip = opts.skip.unwrap_or(0) as usize;
+    let top = opts.top.unwrap_or(100) as usize;
+    let items: Vec<Entity> = all
+        .into_iter()
+        .skip(skip)
+        .take(top)
+        .map(Entity::Request)
+        .collect();
+    let more = (skip + items.len()) < total as usize;
+    Ok(Page {
+        items,
+        total: count.then_some(total),
+        more,
+    })
+}
+
 /// What a list call brings besides the collection.
 struct ListCall {
     caller: Caller,
@@ -139,28 +176,39 @@ async fn list(
             let access = st.access_view();
             validate_options(coll, &opts)?;
             ensure_resource(tx, rid.as_deref())?;
-            let scope = visibility::read_scope(
-                coll,
-                rid.as_deref(),
-                opts.filter.clone(),
-                &caller,
-                &access,
-                now,
-            )?;
             let skip = opts.skip.unwrap_or(0);
-            let q = ListQuery {
-                filter: scope.filter.clone(),
-                restrictions: scope.restrictions.clone(),
-                orderby: opts.orderby.clone(),
-                top: if count_only {
-                    0
-                } else {
-                    opts.top.unwrap_or(100)
-                },
-                skip,
-                count: opts.count || count_only,
+            let top = if count_only {
+                0
+            } else {
+                opts.top.unwrap_or(100)
             };
-            let page = visibility::list(tx, coll, &q, &scope)?.map(Entity::from);
+            let page = if opts.as_approver {
+                if coll != Collection::RoleAssignmentRequests {
+                    return Err(DomainError::bad_request(
+                        "`asApprover()` filters roleAssignmentRequests only",
+                    ));
+                }
+                let count = opts.count || count_only;
+                awaiting_decision_page(tx, rid.as_deref(), &opts, count, &caller, &access, now)?
+            } else {
+                let scope = visibility::read_scope(
+                    coll,
+                    rid.as_deref(),
+                    opts.filter.clone(),
+                    &caller,
+                    &access,
+                    now,
+                )?;
+                let q = ListQuery {
+                    filter: scope.filter.clone(),
+                    restrictions: scope.restrictions.clone(),
+                    orderby: opts.orderby.clone(),
+                    top,
+                    skip,
+                    count: opts.count || count_only,
+                };
+                visibility::list(tx, coll, &q, &scope)?.map(Entity::from)
+            };
             if count_only {
                 let n = page.total.unwrap_or(0).to_string();
                 return Ok(

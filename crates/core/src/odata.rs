@@ -40,6 +40,9 @@ pub struct QueryOptions {
     pub skip: Option<u32>,
     /// `$count=true`.
     pub count: bool,
+    /// `$filter=asApprover()` (the whole filter, at the top level only): the requests the
+    /// caller may decide, as in the ARM API (a Rolegate extension to the Graph API).
+    pub as_approver: bool,
 }
 
 /// One `$orderby` item.
@@ -254,6 +257,9 @@ fn parse_options<'a>(
             n.ok_or_else(|| bad!("invalid ${name} `{value}`: {expected}"))
         };
         match name {
+            "filter" if depth == 0 && value.trim().eq_ignore_ascii_case("asApprover()") => {
+                q.as_approver = true;
+            }
             "filter" => q.filter = Some(parse_filter(value)?),
             "orderby" => q.orderby = parse_orderby(value)?,
             "select" => q.select = Some(parse_select(value)?),

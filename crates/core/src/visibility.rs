@@ -12,8 +12,9 @@ use crate::directory::{Subject, SubjectKind};
 use crate::error::{DomainError, ErrorCode, Result};
 use crate::notification::Subscription;
 use crate::odata::{self, EntityFields, Filter, Literal, Operand};
+use crate::policy::RuleCollection;
 use crate::query::{self, ListQuery, Page, Restriction};
-use crate::request::RoleAssignmentRequest;
+use crate::request::{self, RoleAssignmentRequest};
 use crate::resource::Resource;
 use crate::role::{RoleDefinition, RoleSetting};
 use crate::store::ReadTx;
@@ -474,6 +475,67 @@ pub fn load_item(
             }
             Ok(Item::AuditEntry(e))
         }
+    }
+}
+
+/// The requests `caller` may decide now, oldest first (`$filter=asApprover()`; the
+/// approvals inbox of the portal and the CLI): awaiting approval or an administrator's
+/// decision, not the caller's own, not yet decided by the caller, and decidable by the
+/// caller under its role's rules ([`crate::request::decision::may_decide`]).
+pub fn awaiting_decision(
+    tx: &mut dyn ReadTx,
+    caller: &Caller,
+    access: &dyn AccessView,
+    now: Timestamp,
+) -> Result<Vec<RoleAssignmentRequest>> {
+    let pending = odata::parse_filter(
+        "status/subStatus eq 'PendingApproval' or status/subStatus eq 'PendingAdminDecision'",
+    )?;
+    let mut restrictions = Vec::new();
+    if !caller.is_tenant_admin {
+        let administered: Vec<String> = access
+            .anchors(&caller.subject_id, now)
+            .into_iter()
+            .filter(|r| access.administers(&caller.subject_id, r, now))
+            .collect();
+        restrictions.push(Restriction::AnyOf(vec![
+            Restriction::AwaitingApproverIn(with_groups(access, &caller.subject_id)),
+            Restriction::ResourceUnder(administered),
+        ]));
+    }
+    const PAGE: u32 = 500;
+    let mut out = Vec::new();
+    let mut skip = 0;
+    loop {
+        let page = tx.list_requests(&ListQuery {
+            filter: Some(pending.clone()),
+            restrictions: restrictions.clone(),
+            orderby: Vec::new(),
+            top: PAGE,
+            skip,
+            count: false,
+        })?;
+        for r in page.items {
+            if request::decision::awaits_decision_by(&caller.subject_id, now, &r).is_err()
+                || tx
+                    .approvals(&r.id)?
+                    .iter()
+                    .any(|a| a.approver_id == caller.subject_id)
+            {
+                continue;
+            }
+            let Some(setting) = tx.role_setting_of(&r.role_definition_id)? else {
+                continue;
+            };
+            let policy = setting.rules.policy(RuleCollection::UserMember)?;
+            if request::decision::may_decide(caller, access, now, &r, &policy).is_ok() {
+                out.push(r);
+            }
+        }
+        if !page.more {
+            return Ok(out);
+        }
+        skip = skip.saturating_add(PAGE);
     }
 }
 

@@ -9,7 +9,7 @@ use super::{
     Approval, DecisionInput, EXTEND_WINDOW, NewRequest, RENEW_WINDOW, RequestType,
     RoleAssignmentRequest, SubStatus,
 };
-use crate::access::OpContext;
+use crate::access::{AccessView, Caller, OpContext};
 use crate::assignment::AssignmentKey;
 use crate::assignment::{AssignmentState, EndReason, RoleAssignment};
 use crate::audit::{AuditRecord, Target};
@@ -1266,7 +1266,18 @@ pub fn decidable(
             )));
         }
     };
-    let status = r.status_at(ctx.now);
+    awaits_decision_by(&ctx.caller.subject_id, ctx.now, r)?;
+    Ok(approve)
+}
+
+/// Whether `r` awaits a decision at `now` (`PendingApproval` or `PendingAdminDecision`)
+/// that `caller_id` may take part in: nobody decides their own request.
+pub fn awaits_decision_by(
+    caller_id: &str,
+    now: Timestamp,
+    r: &RoleAssignmentRequest,
+) -> Result<()> {
+    let status = r.status_at(now);
     if !matches!(
         status,
         SubStatus::PendingApproval | SubStatus::PendingAdminDecision
@@ -1280,10 +1291,10 @@ pub fn decidable(
             ),
         ));
     }
-    if r.subject_id == ctx.caller.subject_id || r.requested_by == ctx.caller.subject_id {
+    if r.subject_id == caller_id || r.requested_by == caller_id {
         return Err(DomainError::denied("nobody may decide their own request"));
     }
-    Ok(approve)
+    Ok(())
 }
 
 /// Decides pending request `r` (`updateRequest`, already [`decidable`]): approvers decide
@@ -1298,26 +1309,7 @@ pub fn decide_request(
 ) -> Result<(RoleAssignmentRequest, Vec<Change>)> {
     let t = &facts.target;
     let policy = t.setting.rules.policy(RuleCollection::UserMember)?;
-    let required = match r.status_at(ctx.now) {
-        SubStatus::PendingApproval => {
-            check_approver(ctx, &policy, &r.resource_id)?;
-            policy
-                .approval
-                .as_ref()
-                .map_or(1, |a| a.required_approvals.max(1))
-        }
-        _ => {
-            if !ctx
-                .caller
-                .may_administer(ctx.access, &r.resource_id, ctx.now)
-            {
-                return Err(DomainError::denied(
-                    "only an administrator of the resource may decide this request",
-                ));
-            }
-            1
-        }
-    };
+    let required = may_decide(ctx.caller, ctx.access, ctx.now, &r, &policy)?;
     if facts
         .earlier
         .iter()
@@ -1379,30 +1371,50 @@ pub fn listed_approver(policy: &Policy, caller_id: &str, groups: &[String]) -> b
     })
 }
 
-/// Whether the caller may approve an activation under `policy`: a listed approver, or,
-/// when none is listed, an administrator of the resource.
-fn check_approver(ctx: &OpContext, policy: &Policy, resource_id: &str) -> Result<()> {
+/// Whether `caller` may decide pending request `r` at `now` under `policy` (its role's
+/// user-member rules), and how many approvals grant it (decisions.md §6): a `PendingApproval`
+/// activation is decided by a listed approver (a listed user or a member of a listed group)
+/// or, when none is listed, by an administrator of the resource; a `PendingAdminDecision`
+/// extension or renewal by an administrator of the resource. Whether the request awaits a
+/// decision and is not the caller's own is [`decidable`]'s.
+pub fn may_decide(
+    caller: &Caller,
+    access: &dyn AccessView,
+    now: Timestamp,
+    r: &RoleAssignmentRequest,
+    policy: &Policy,
+) -> Result<u32> {
+    let administers = || caller.may_administer(access, &r.resource_id, now);
+    if r.status_at(now) != SubStatus::PendingApproval {
+        return if administers() {
+            Ok(1)
+        } else {
+            Err(DomainError::denied(
+                "only an administrator of the resource may decide this request",
+            ))
+        };
+    }
     let none_listed = policy
         .approval
         .as_ref()
         .is_none_or(|a| a.approvers.is_empty());
-    if none_listed {
-        return if ctx.caller.may_administer(ctx.access, resource_id, ctx.now) {
-            Ok(())
-        } else {
-            Err(DomainError::denied(
-                "only an administrator of the resource may approve this request",
-            ))
-        };
+    if none_listed && !administers() {
+        return Err(DomainError::denied(
+            "only an administrator of the resource may approve this request",
+        ));
     }
-    let groups = ctx.access.groups_of(&ctx.caller.subject_id);
-    if listed_approver(policy, &ctx.caller.subject_id, &groups) {
-        Ok(())
-    } else {
-        Err(DomainError::denied(
-            "the caller is not an approver of this role",
-        ))
+    if !none_listed {
+        let groups = access.groups_of(&caller.subject_id);
+        if !listed_approver(policy, &caller.subject_id, &groups) {
+            return Err(DomainError::denied(
+                "the caller is not an approver of this role",
+            ));
+        }
     }
+    Ok(policy
+        .approval
+        .as_ref()
+        .map_or(1, |a| a.required_approvals.max(1)))
 }
 
 /// Carries out the last approval an activation needed: the activation starts (or fails when

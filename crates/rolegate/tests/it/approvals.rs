@@ -469,3 +469,62 @@ fn update_request_needs_a_known_decision() {
         ("InProgress", "PendingApproval")
     );
 }
+
+/// The ids `token` gets from `roleAssignmentRequests?$filter=asApprover()` (below `resource`
+/// when given), and `@odata.count`.
+fn awaiting(t: &Tenant, token: &str, resource: Option<&str>) -> (Vec<String>, Value) {
+    let base = match resource {
+        Some(r) => format!("/resources/{r}/roleAssignmentRequests"),
+        None => "/roleAssignmentRequests".to_string(),
+    };
+    let r = t.s.get(
+        &t.s.pim(&format!("{base}?$filter=asApprover()&$count=true")),
+        token,
+    );
+    assert_eq!(r.status, 200, "{}", r.text);
+    let ids = r.json["value"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .filter_map(|q| q["id"].as_str().map(str::to_string))
+        .collect();
+    (ids, r.json["@odata.count"].clone())
+}
+
+#[test]
+fn as_approver_lists_exactly_what_the_caller_may_decide() {
+    let t = Tenant::start();
+    let (bob, bob_t) = t.user("bob");
+    let (_, carol_t) = t.user("carol");
+    let p = pending_activation(&t, approval_rule(&[(&bob, "User")], json!({})));
+    let id = p.id().to_string();
+    // The listed approver finds it, below the resource too; nobody else does: not the
+    // requester, not a stranger, not a tenant administrator when approvers are listed.
+    assert_eq!(awaiting(&t, &bob_t, None), (vec![id.clone()], json!(1)));
+    assert_eq!(awaiting(&t, &bob_t, Some(&t.sub)).0, vec![id.clone()]);
+    for token in [&p.alice_t, &carol_t, &t.admin] {
+        assert_eq!(awaiting(&t, token, None), (Vec::new(), json!(0)));
+    }
+    // Only for requests, and oldest first without $orderby.
+    let r =
+        t.s.get(&t.s.pim("/roleDefinitions?$filter=asApprover()"), &bob_t);
+    assert_eq!(r.status, 400, "{}", r.text);
+    let r = t.s.get(
+        &t.s.pim("/roleAssignmentRequests?$filter=asApprover()&$orderby=requestedDateTime"),
+        &bob_t,
+    );
+    assert_eq!(r.status, 400, "{}", r.text);
+    // Once decided, it leaves the list.
+    let d = decide(&t.s, &bob_t, &id, "AdminApproved");
+    assert_eq!(d.status, 200, "{}", d.text);
+    assert_eq!(awaiting(&t, &bob_t, None), (Vec::new(), json!(0)));
+}
+
+#[test]
+fn as_approver_lists_activations_without_approvers_for_the_resources_administrators() {
+    let t = Tenant::start();
+    let p = pending_activation(&t, approval_rule(&[], json!({})));
+    let (_, bob_t) = t.user("bob");
+    assert_eq!(awaiting(&t, &t.admin, None).0, vec![p.id().to_string()]);
+    assert!(awaiting(&t, &bob_t, None).0.is_empty());
+}

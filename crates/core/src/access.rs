@@ -184,7 +184,7 @@ impl AccessIndex {
 
     fn closure(&self, subject: u32) -> Vec<u32> {
         let direct = |s: &u32| {
-            Ok::<_, std::convert::Infallible>(self.groups_of.get(s).cloned().unwrap_or_default())
+            Ok::<_, std::convert::Infallible>(self.groups_of.get(s).into_iter().flatten().copied())
         };
         match crate::directory::closure(subject, direct) {
             Ok(all) => all,

@@ -55,23 +55,38 @@ pub struct Subject {
 
 /// Everything reachable from `start` by `next`, breadth first: `start`, then each node
 /// once in the order it is first reached (cycles are tolerated). The one expansion of
-/// group membership, in both directions ([`group_closure`], [`member_expansion`]); it is
-/// never capped, since a capped expansion would leave an activation unrevoked or an approver
-/// unasked: the set of nodes seen bounds it by the directory's size.
-pub fn closure<T, E>(
+/// group membership, in both directions ([`group_closure`], [`member_expansion`], and the
+/// access index's checks); it is never capped, since a capped expansion would leave an
+/// activation unrevoked or an approver unasked: the set of nodes seen bounds it by the
+/// directory's size. Small closures (the common case: a person in a few groups) are
+/// checked for repeats in place, larger ones through a hash set.
+pub fn closure<T, I, E>(
     start: T,
-    mut next: impl FnMut(&T) -> std::result::Result<Vec<T>, E>,
+    mut next: impl FnMut(&T) -> std::result::Result<I, E>,
 ) -> std::result::Result<Vec<T>, E>
 where
     T: Clone + Eq + std::hash::Hash,
+    I: IntoIterator<Item = T>,
 {
-    let mut seen = std::collections::HashSet::from([start.clone()]);
+    const SMALL: usize = 16;
+    let mut seen: Option<std::collections::HashSet<T>> = None;
     let mut out = vec![start];
     let mut i = 0;
     while let Some(node) = out.get(i).cloned() {
         for n in next(&node)? {
-            if seen.insert(n.clone()) {
-                out.push(n);
+            let known = match &seen {
+                Some(set) => set.contains(&n),
+                None => out.contains(&n),
+            };
+            if known {
+                continue;
+            }
+            if let Some(set) = &mut seen {
+                set.insert(n.clone());
+            }
+            out.push(n);
+            if seen.is_none() && out.len() > SMALL {
+                seen = Some(out.iter().cloned().collect());
             }
         }
         i += 1;
@@ -120,5 +135,24 @@ mod tests {
         let mut got = group_closure("u", |s| Ok::<_, ()>(lookup(s))).unwrap();
         got.sort();
         assert_eq!(got, vec!["g1", "g2", "g3"]);
+    }
+
+    #[test]
+    fn large_expansions_keep_each_node_once_in_breadth_first_order() {
+        // g0 → g1 … g39 → g0 (a cycle), and every group also holds u{n}.
+        let next = |g: &String| -> Result<Vec<String>, ()> {
+            let n: usize = g[1..].parse().unwrap_or(0);
+            if g.starts_with('u') {
+                return Ok(Vec::new());
+            }
+            Ok(vec![format!("g{}", (n + 1) % 40), format!("u{n}")])
+        };
+        let all = closure("g0".to_string(), next).unwrap();
+        assert_eq!(all.len(), 80);
+        let mut unique = all.clone();
+        unique.sort();
+        unique.dedup();
+        assert_eq!(unique.len(), 80);
+        assert_eq!(&all[..4], ["g0", "g1", "u0", "g2"]);
     }
 }

@@ -125,6 +125,9 @@ pub fn decode_json_object(bytes: &[u8]) -> Result<Map<String, Value>, DomainErro
         return Ok(Map::new());
     }
     match serde_json::from_slice::<Value>(bytes) {
+        Ok(Value::Object(m)) if holds_nul(&m) => Err(DomainError::bad_request(
+            "the request body holds a NUL character (\\u0000), which no field may contain",
+        )),
         Ok(Value::Object(m)) => Ok(m),
         Ok(_) => Err(DomainError::bad_request(
             "the request body must be a JSON object",
@@ -133,6 +136,20 @@ pub fn decode_json_object(bytes: &[u8]) -> Result<Map<String, Value>, DomainErro
             "the request body is not valid JSON: {e}"
         ))),
     }
+}
+
+/// Whether a key or string anywhere in `m` holds a NUL character (PostgreSQL refuses it in
+/// text; no field of the contract may hold one).
+fn holds_nul(m: &Map<String, Value>) -> bool {
+    fn value(v: &Value) -> bool {
+        match v {
+            Value::String(s) => s.contains('\0'),
+            Value::Array(a) => a.iter().any(value),
+            Value::Object(m) => holds_nul(m),
+            _ => false,
+        }
+    }
+    m.iter().any(|(k, v)| k.contains('\0') || value(v))
 }
 
 /// Typed access to JSON object fields with messages that name the field.

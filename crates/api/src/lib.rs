@@ -88,8 +88,30 @@ pub fn router(state: S) -> Router {
             Arc::clone(&state),
             limit_per_client,
         ))
+        .layer(middleware::from_fn(refuse_nul))
         .layer(middleware::from_fn(request_context))
         .with_state(state)
+}
+
+/// Refuses a path or query that decodes to a NUL character with `400 BadRequest`, before
+/// routing: no id, filter or option holds one, and PostgreSQL refuses NUL in text, so one
+/// would otherwise fail deep inside a store (JSON bodies are checked where they are decoded,
+/// [`extract::decode_json_object`]).
+async fn refuse_nul(req: Request, next: Next) -> Response {
+    let uri = req.uri();
+    let decoded_nul = |s: &str| percent_encoding::percent_decode_str(s).any(|b| b == 0);
+    if decoded_nul(uri.path()) || uri.query().is_some_and(decoded_nul) {
+        let e = error::ApiError::from(DomainError::bad_request(
+            "the URL holds a NUL character (%00), which no id or query option may contain",
+        ));
+        return if uri.path().starts_with("/scim") {
+            e.into_scim()
+        } else {
+            e
+        }
+        .into_response();
+    }
+    next.run(req).await
 }
 
 /// Routes that load balancers and scrapers poll; never rate limited.

@@ -42,6 +42,11 @@ pub fn sign_in(
     subject: Option<Subject>,
     is_administrator: impl Fn(&str) -> bool,
 ) -> Result<Caller> {
+    if token.subject.contains('\0') {
+        return Err(DomainError::denied(
+            "the token's subject holds a NUL character and names nobody",
+        ));
+    }
     let is_tenant_admin = is_administrator(token.subject)
         || subject.as_ref().is_some_and(|s| is_administrator(&s.id));
     match subject {

@@ -5,12 +5,12 @@
 
 use super::apply;
 use crate::access::{AccessChange, AccessView, OpContext};
-use crate::assignment::AssignmentKey;
-use crate::assignment::{AssignmentState, EndReason, RoleAssignment};
+use crate::assignment::{AssignmentKey, AssignmentState, EndReason, RoleAssignment};
 use crate::error::{DomainError, ErrorCode, Result};
 use crate::policy::RuleCollection;
 use crate::request::decision::{
-    self, CancelFacts, Candidate, DecisionFacts, Dependents, PendingFacts, SubmitFacts, Target3,
+    self, CancelFacts, Candidate, DecisionFacts, Dependents, PendingFacts, RequestTarget,
+    SubmitFacts,
 };
 use crate::request::{
     DecisionInput, NewRequest, Outcome, RENEW_WINDOW, RequestType, RoleAssignmentRequest, SubStatus,
@@ -18,11 +18,13 @@ use crate::request::{
 use crate::store::{ReadTx, Tx};
 use jiff::Timestamp;
 
+/// Loads what a request targets: the resource (not locked), the role definition on it and
+/// its role setting.
 fn load_target(
     tx: &mut dyn ReadTx,
     resource_id: &str,
     role_definition_id: &str,
-) -> Result<Target3> {
+) -> Result<RequestTarget> {
     let resource = tx.resource(resource_id)?.ok_or_else(|| {
         DomainError::new(
             ErrorCode::ResourceNotFoundForRequest,
@@ -42,7 +44,7 @@ fn load_target(
     let setting = tx.role_setting_of(&role.id)?.ok_or_else(|| {
         DomainError::internal(format!("role definition `{}` has no role setting", role.id))
     })?;
-    Ok(Target3 {
+    Ok(RequestTarget {
         resource,
         role,
         setting,
@@ -156,7 +158,7 @@ fn load_candidates(
     tx: &mut dyn ReadTx,
     ctx: &OpContext,
     new: &NewRequest,
-    t: &Target3,
+    t: &RequestTarget,
 ) -> Result<Vec<Candidate>> {
     let found = match new.linked_eligible_id.as_deref().filter(|s| !s.is_empty()) {
         Some(id) => tx.assignment(id)?.into_iter().collect(),

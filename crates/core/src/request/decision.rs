@@ -26,7 +26,7 @@ use jiff::{SignedDuration, Timestamp};
 
 /// The resource, role definition and role setting a request targets.
 #[derive(Debug, Clone)]
-pub struct Target3 {
+pub struct RequestTarget {
     /// The resource.
     pub resource: Resource,
     /// The role definition (on that resource).
@@ -35,7 +35,7 @@ pub struct Target3 {
     pub setting: RoleSetting,
 }
 
-impl Target3 {
+impl RequestTarget {
     /// The names its audit records show.
     pub fn names(&self) -> Names {
         Names::of(&self.role, &self.resource)
@@ -87,7 +87,7 @@ pub struct Dependents {
 #[derive(Debug, Clone)]
 pub struct SubmitFacts {
     /// What it targets.
-    pub target: Target3,
+    pub target: RequestTarget,
     /// The subject it is for, if it exists.
     pub subject: Option<Subject>,
     /// The stored-pending request of the same key, if any.
@@ -128,7 +128,7 @@ pub struct CancelFacts {
 #[derive(Debug, Clone)]
 pub struct DecisionFacts {
     /// What it targets.
-    pub target: Target3,
+    pub target: RequestTarget,
     /// Decisions recorded so far.
     pub earlier: Vec<Approval>,
     /// Assignments of the request's key not yet in history.

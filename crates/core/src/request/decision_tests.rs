@@ -85,7 +85,7 @@ fn starting(start_minutes: i64, duration: &str) -> Option<ScheduleInput> {
 struct World {
     index: AccessIndex,
     ids: Cell<u64>,
-    target: Target3,
+    target: RequestTarget,
 }
 
 impl World {
@@ -137,7 +137,7 @@ impl World {
         World {
             index,
             ids: Cell::new(0),
-            target: Target3 {
+            target: RequestTarget {
                 resource,
                 role,
                 setting,

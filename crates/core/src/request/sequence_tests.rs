@@ -73,7 +73,7 @@ fn step() -> impl Strategy<Value = Step> {
 
 /// The store, in memory.
 struct Model {
-    target: Target3,
+    target: RequestTarget,
     index: AccessIndex,
     ids: Cell<u64>,
     now: i64,
@@ -118,7 +118,7 @@ impl Model {
             })
             .unwrap();
         Model {
-            target: Target3 {
+            target: RequestTarget {
                 resource: Resource {
                     id: "rg".into(),
                     external_id: "/subscriptions/s/resourceGroups/rg".into(),

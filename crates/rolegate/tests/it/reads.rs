@@ -1496,3 +1496,55 @@ fn export_csv_and_json() {
     ));
     assert_eq!(empty.text, format!("\u{feff}{HEADER}\r\n"));
 }
+
+/// A NUL character (which PostgreSQL refuses in text) in a path id, a query option or any
+/// field of a JSON body gets `400 BadRequest` with a Graph (or SCIM) error body on every
+/// store, and changes nothing.
+#[test]
+fn nul_characters_are_refused_with_400_everywhere() {
+    let w = World::new();
+    let sid = w.register(&new_sub());
+    let pim = |p: &str| w.s.pim(p);
+    for path in [
+        pim("/resources/%00"),
+        pim(&format!("/resources/{sid}/roleDefinitions/a%00b")),
+        pim("/roleAssignmentRequests/%00/cancel"),
+        pim("/roleAssignments?$filter=subjectId%20eq%20%27x%00y%27"),
+        pim("/resources?$filter=displayName%20eq%20%27%00%27&$top=5"),
+        "/beta/auditLogs/directoryAudits/%00".to_string(),
+    ] {
+        let method = if path.ends_with("/cancel") {
+            "POST"
+        } else {
+            "GET"
+        };
+        let r = w.s.call(method, &path, Some(&w.admin), None);
+        assert_error(&r, 400, "BadRequest");
+    }
+    let d = w.role(&sid, OWNER);
+    let body = json!({
+        "type": "AdminAdd", "assignmentState": "Eligible", "subjectId": "someone",
+        "resourceId": sid, "roleDefinitionId": d, "reason": "nul \u{0} inside",
+        "schedule": {"type": "Once", "duration": "P1D"},
+    });
+    let before = w.s.get(&pim("/roleAssignmentRequests"), &w.admin);
+    let r = w.s.post(&pim("/roleAssignmentRequests"), &w.admin, &body);
+    assert_error(&r, 400, "BadRequest");
+    let after = w.s.get(&pim("/roleAssignmentRequests"), &w.admin);
+    assert_eq!(
+        before.json["value"], after.json["value"],
+        "nothing was written"
+    );
+    // SCIM answers with its own error shape.
+    let r = w.s.call(
+        "POST",
+        "/scim/v2/Users",
+        Some(&w.admin),
+        Some(&json!({"userName": "nul\u{0}@example.test", "displayName": "N"})),
+    );
+    assert_eq!(r.status, 400, "{}", r.text);
+    assert_eq!(r.json["status"], "400", "{}", r.text);
+    let r = w.s.call("GET", "/scim/v2/Users/%00", Some(&w.admin), None);
+    assert_eq!(r.status, 400, "{}", r.text);
+    assert_eq!(r.json["status"], "400", "{}", r.text);
+}

@@ -66,6 +66,44 @@ pub fn tls_config(cert: &Path, key: &Path) -> anyhow::Result<Arc<rustls::ServerC
     Ok(Arc::new(config))
 }
 
+/// The TLS configuration of a listener, re-read from its files on demand (`SIGHUP`): new
+/// connections use the configuration current when they are accepted; open ones keep theirs.
+pub struct TlsFiles {
+    cert: std::path::PathBuf,
+    key: std::path::PathBuf,
+    current: std::sync::RwLock<Arc<rustls::ServerConfig>>,
+}
+
+impl TlsFiles {
+    /// Reads `cert` and `key` ([`tls_config`]); fails as it does.
+    pub fn load(cert: &Path, key: &Path) -> anyhow::Result<TlsFiles> {
+        Ok(TlsFiles {
+            current: std::sync::RwLock::new(tls_config(cert, key)?),
+            cert: cert.to_path_buf(),
+            key: key.to_path_buf(),
+        })
+    }
+
+    /// Reads the files again and, when they hold a valid certificate and its key, serves
+    /// them to new connections; otherwise keeps the current ones and says why.
+    pub fn reload(&self) -> anyhow::Result<()> {
+        let fresh = tls_config(&self.cert, &self.key)?;
+        let mut current = self
+            .current
+            .write()
+            .map_err(|_| anyhow!("TLS configuration lock poisoned"))?;
+        *current = fresh;
+        Ok(())
+    }
+
+    fn acceptor(&self) -> Option<TlsAcceptor> {
+        self.current
+            .read()
+            .ok()
+            .map(|c| TlsAcceptor::from(Arc::clone(&c)))
+    }
+}
+
 /// Requests in flight on one connection, and when the last one ended.
 struct Activity {
     opened: Instant,
@@ -115,10 +153,11 @@ impl Drop for InFlight {
 
 /// Serves `app` on `listener` until `shutdown` resolves, then waits for the connections
 /// to finish (requests in flight complete; idle connections are closed). With `tls`, every
-/// connection is TLS; a client speaking plain HTTP to it gets no HTTP answer.
+/// connection is TLS (with the configuration current when it is accepted); a client
+/// speaking plain HTTP to it gets no HTTP answer.
 pub async fn serve(
     listener: TcpListener,
-    tls: Option<Arc<rustls::ServerConfig>>,
+    tls: Option<Arc<TlsFiles>>,
     app: Router,
     idle_timeout: Duration,
     shutdown: impl Future<Output = ()>,
@@ -136,7 +175,6 @@ pub async fn serve(
         .keep_alive_interval(Some(Duration::from_secs(30)))
         .keep_alive_timeout(Duration::from_secs(10));
     let builder = Arc::new(builder);
-    let acceptor = tls.map(TlsAcceptor::from);
     // Connection tasks watch `stop` for the shutdown and each hold a clone of `open`: the
     // server is done when the last one is dropped.
     let (stop_tx, stop_rx) = watch::channel(());
@@ -160,16 +198,20 @@ pub async fn serve(
             builder: Arc::clone(&builder),
             app: app.clone(),
             peer,
-            tls: acceptor.is_some(),
+            tls: tls.is_some(),
             idle_timeout,
             stop: stop_rx.clone(),
             _open: open_rx.clone(),
         };
-        match acceptor.clone() {
+        match &tls {
             None => {
                 tokio::spawn(connection.run(tcp));
             }
-            Some(acceptor) => {
+            Some(files) => {
+                let Some(acceptor) = files.acceptor() else {
+                    tracing::error!("TLS configuration unavailable; connection dropped");
+                    continue;
+                };
                 tokio::spawn(async move {
                     match tokio::time::timeout(idle_timeout, acceptor.accept(tcp)).await {
                         Ok(Ok(stream)) => connection.run(stream).await,

@@ -207,7 +207,8 @@ struct ServeArgs {
     /// https:// with --tls-cert, and the listening address).
     #[arg(long, env = "ROLEGATE_PUBLIC_URL")]
     public_url: Option<String>,
-    /// Serve HTTPS with this PEM certificate chain (needs --tls-key).
+    /// Serve HTTPS with this PEM certificate chain (needs --tls-key); re-read with the key on
+    /// SIGHUP.
     #[arg(long, env = "ROLEGATE_TLS_CERT", requires = "tls_key")]
     tls_cert: Option<PathBuf>,
     /// The PEM private key of --tls-cert (PKCS#8, PKCS#1 or SEC1).
@@ -354,7 +355,7 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
         .transpose()
         .map_err(|e| anyhow::anyhow!("--scim-token-file: {e}"))?;
     let tls = match (&args.tls_cert, &args.tls_key) {
-        (Some(cert), Some(key)) => Some(listen::tls_config(cert, key)?),
+        (Some(cert), Some(key)) => Some(Arc::new(listen::TlsFiles::load(cert, key)?)),
         (None, None) => None,
         _ => bail!("--tls-cert and --tls-key go together: pass both or neither"),
     };
@@ -517,6 +518,9 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
             stop.subscribe(),
         ))
     });
+    if let Some(files) = &tls {
+        tokio::spawn(reload_tls_on_sighup(Arc::clone(files)));
+    }
     let signal = async move {
         shutdown_signal().await;
         let _ = stop.send(true);
@@ -542,6 +546,30 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
     }
     tracing::info!("rolegate stopped");
     Ok(())
+}
+
+/// Re-reads `--tls-cert` and `--tls-key` on every SIGHUP, so a rotated certificate is served
+/// to new connections without a restart; files that do not load keep the current ones.
+async fn reload_tls_on_sighup(files: Arc<listen::TlsFiles>) {
+    #[cfg(unix)]
+    {
+        let Ok(mut hup) = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup())
+        else {
+            tracing::warn!("SIGHUP cannot be watched: TLS files are read at start only");
+            return;
+        };
+        while hup.recv().await.is_some() {
+            match files.reload() {
+                Ok(()) => tracing::info!("SIGHUP: TLS certificate and key reloaded"),
+                Err(e) => tracing::error!(
+                    error = %e,
+                    "SIGHUP: TLS files not reloaded; the current certificate stays"
+                ),
+            }
+        }
+    }
+    #[cfg(not(unix))]
+    drop(files);
 }
 
 /// Resolves on SIGINT or SIGTERM; in-flight requests then finish before exit.

@@ -231,3 +231,106 @@ fn bad_certificate_or_key_files_stop_the_server_with_a_clear_message() {
         assert!(stderr.contains(expected), "{args:?}: {stderr}");
     }
 }
+
+/// The certificate the server at `origin` presents to a new connection, trusting `roots`.
+fn served_certificate(origin: &str, roots: &[&str]) -> Vec<u8> {
+    let mut store = rustls::RootCertStore::empty();
+    for r in roots {
+        store
+            .add(CertificateDer::from_pem_file(r).expect("a trusted certificate"))
+            .expect("trust it");
+    }
+    let provider = Arc::new(rustls::crypto::aws_lc_rs::default_provider());
+    let config = rustls::ClientConfig::builder_with_provider(provider)
+        .with_safe_default_protocol_versions()
+        .expect("protocol versions")
+        .with_root_certificates(store)
+        .with_no_client_auth();
+    let authority = authority(origin).to_string();
+    runtime().block_on(async move {
+        let tcp = TcpStream::connect(&authority).await.expect("connect");
+        let tls = tokio_rustls::TlsConnector::from(Arc::new(config))
+            .connect(ServerName::try_from("localhost").unwrap(), tcp)
+            .await
+            .expect("TLS handshake");
+        let certs = tls.get_ref().1.peer_certificates().expect("a certificate");
+        certs[0].as_ref().to_vec()
+    })
+}
+
+fn der_of(pem: &str) -> Vec<u8> {
+    CertificateDer::from_pem_file(pem)
+        .expect("certificate")
+        .as_ref()
+        .to_vec()
+}
+
+#[test]
+fn sighup_reloads_the_certificate_and_bad_files_keep_the_current_one() {
+    let dir = std::env::temp_dir().join(format!("rolegate-it-tls-{}", crate::harness::uuid_like()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let path = |name: &str| dir.join(name).to_str().unwrap().to_string();
+    let (cert, key) = (path("cert.pem"), path("key.pem"));
+    std::fs::copy(fixture("tls-cert.pem"), &cert).unwrap();
+    std::fs::copy(fixture("tls-key.pem"), &key).unwrap();
+    let s = Server::start_with(&["--tls-cert", &cert, "--tls-key", &key]);
+    let (old, new) = (fixture("tls-cert.pem"), path("new-cert.pem"));
+    assert_eq!(served_certificate(&s.origin, &[&old]), der_of(&old));
+
+    // A rotated certificate, written over the files the server was started with.
+    let made = std::process::Command::new("openssl")
+        .args([
+            "req",
+            "-x509",
+            "-newkey",
+            "ec",
+            "-pkeyopt",
+            "ec_paramgen_curve:P-256",
+            "-nodes",
+            "-days",
+            "2",
+            "-keyout",
+            &path("new-key.pem"),
+            "-out",
+            &new,
+            "-subj",
+            "/CN=localhost",
+            "-addext",
+            "subjectAltName=DNS:localhost,IP:127.0.0.1",
+            "-addext",
+            "basicConstraints=critical,CA:FALSE",
+            "-addext",
+            "keyUsage=critical,digitalSignature",
+            "-addext",
+            "extendedKeyUsage=serverAuth",
+        ])
+        .output()
+        .expect("this test needs the `openssl` command (Debian package openssl)");
+    assert!(
+        made.status.success(),
+        "{}",
+        String::from_utf8_lossy(&made.stderr)
+    );
+    std::fs::copy(&new, &cert).unwrap();
+    std::fs::copy(path("new-key.pem"), &key).unwrap();
+    let pid = s.pid().expect("running").to_string();
+    let hup = || {
+        let sent = std::process::Command::new("kill")
+            .args(["-HUP", &pid])
+            .status();
+        assert!(sent.is_ok_and(|st| st.success()), "kill -HUP");
+    };
+    hup();
+    crate::harness::wait_until(5, "the rotated certificate is served", || {
+        served_certificate(&s.origin, &[&old, &new]) == der_of(&new)
+    });
+
+    // Files that do not load (a half-written rotation) keep the current certificate.
+    std::fs::write(&cert, "not a certificate").unwrap();
+    hup();
+    crate::harness::wait_until(5, "the failed reload is logged", || {
+        s.log().contains("TLS files not reloaded")
+    });
+    assert_eq!(served_certificate(&s.origin, &[&old, &new]), der_of(&new));
+    let _ = std::fs::remove_dir_all(&dir);
+}

@@ -1,5 +1,5 @@
 //! A model-based property test of the whole request lifecycle against the real SQLite store
-//! (a temporary file), through the public domain API (`request::submit`, `decide`,
+//! (a temporary file), through the public domain API (`operation::request::submit`, `decide`,
 //! `cancel`, the scheduler's jobs) with an injected clock.
 //!
 //! Random sequences mix eligibility grants, activations of a role that needs approval and of

@@ -9,8 +9,7 @@ use crate::assignment::{AssignmentKey, AssignmentState, EndReason, RoleAssignmen
 use crate::error::{DomainError, ErrorCode, Result};
 use crate::policy::RuleCollection;
 use crate::request::decision::{
-    self, CancelFacts, Candidate, DecisionFacts, Dependents, PendingFacts, RequestTarget,
-    SubmitFacts,
+    self, Candidate, DecisionFacts, Dependents, PendingFacts, RequestTarget, SubmitFacts,
 };
 use crate::request::{
     DecisionInput, NewRequest, Outcome, RENEW_WINDOW, RequestType, RoleAssignmentRequest, SubStatus,
@@ -192,17 +191,8 @@ fn not_found_for_action(id: &str) -> DomainError {
 /// Cancels request `id` ([`decision::decide_cancel`]).
 pub fn cancel(tx: &mut dyn Tx, ctx: &OpContext, id: &str) -> Result<Outcome> {
     let r = tx.request(id)?.ok_or_else(|| not_found_for_action(id))?;
-    let granted = match r.assignment_id.as_deref() {
-        Some(a) if r.status_at(ctx.now) == SubStatus::Granted => tx.assignment(a)?,
-        _ => None,
-    };
-    let names = super::load_names(tx, &r.role_definition_id, &r.resource_id)?;
-    let facts = CancelFacts {
-        request: r,
-        granted,
-        names,
-    };
-    let (request, changes) = decision::decide_cancel(ctx, facts)?;
+    let facts = load_pending(tx, ctx.now, r)?;
+    let (request, changes) = decision::decide_cancel(ctx, &facts)?;
     Ok(Outcome {
         request,
         changes: apply(tx, ctx, changes)?,
@@ -319,8 +309,7 @@ pub(crate) fn revoke_unbacked_activations(
 ) -> Result<Vec<AccessChange>> {
     let mut changes = Vec::new();
     for m in members {
-        let mut holders = crate::directory::group_closure(m, |s| tx.groups_of(s))?;
-        holders.push(m.clone());
+        let holders = crate::directory::closure(m.clone(), |s| tx.groups_of(s))?;
         let backed = |tx: &mut dyn Tx, linked: Option<&str>| -> Result<bool> {
             Ok(match linked {
                 Some(id) => tx

@@ -1,6 +1,6 @@
 //! The request state machine as pure functions: facts in, [`Change`]s out. Each function
 //! here decides one operation on the facts its caller loaded ([`SubmitFacts`],
-//! [`CancelFacts`], [`DecisionFacts`], [`Dependents`], [`PendingFacts`]) and never reads
+//! [`DecisionFacts`], [`Dependents`], [`PendingFacts`]) and never reads
 //! the store, so every rule of graph-pim-v2.md §6.15/§7.2 and decisions.md §6, §10 and §13
 //! is testable without a database. The caller applies the changes with
 //! [`crate::operation::apply`].
@@ -10,8 +10,7 @@ use super::{
     RoleAssignmentRequest, SubStatus,
 };
 use crate::access::{AccessView, Caller, OpContext};
-use crate::assignment::AssignmentKey;
-use crate::assignment::{AssignmentState, EndReason, RoleAssignment};
+use crate::assignment::{AssignmentKey, AssignmentState, EndReason, RoleAssignment};
 use crate::audit::{AuditRecord, Target};
 use crate::change::Change;
 use crate::directory::Subject;
@@ -63,7 +62,7 @@ pub struct Candidate {
     pub template_id: Option<String>,
 }
 
-/// A pending request that another change closes, with what closing it needs.
+/// A pending request with what closing it needs (a cancel, or another change that closes it).
 #[derive(Debug, Clone)]
 pub struct PendingFacts {
     /// The request, as stored (still open in the store).
@@ -103,25 +102,19 @@ pub struct SubmitFacts {
     pub dependents: Vec<(String, Dependents)>,
 }
 
+/// What an assignment without dependents affects: nothing.
+static NO_DEPENDENTS: Dependents = Dependents {
+    activations: Vec::new(),
+    pending: Vec::new(),
+};
+
 impl SubmitFacts {
-    fn dependents_of(&self, id: &str) -> Dependents {
+    fn dependents_of(&self, id: &str) -> &Dependents {
         self.dependents
             .iter()
             .find(|(e, _)| e == id)
-            .map(|(_, d)| d.clone())
-            .unwrap_or_default()
+            .map_or(&NO_DEPENDENTS, |(_, d)| d)
     }
-}
-
-/// What cancelling a request needs.
-#[derive(Debug, Clone)]
-pub struct CancelFacts {
-    /// The request.
-    pub request: RoleAssignmentRequest,
-    /// Its assignment, when it is `Granted` and has not started.
-    pub granted: Option<RoleAssignment>,
-    /// Its role and resource names.
-    pub names: Names,
 }
 
 /// What deciding a pending request needs besides the request.
@@ -166,20 +159,19 @@ fn resolve_schedule(
     Schedule::resolve(input, now)
 }
 
-/// A schedule for a change of an existing assignment: a missing start keeps its start.
+/// A schedule for a change of an existing assignment (update, extend): a missing start
+/// keeps its start.
 fn resolve_change(
     input: Option<&ScheduleInput>,
     kind: RequestType,
     existing: &RoleAssignment,
     now: Timestamp,
 ) -> Result<Schedule> {
-    let mut input = input.cloned().ok_or_else(|| {
-        DomainError::bad_request(format!("schedule is required for {}", kind.as_str()))
-    })?;
-    if input.start.is_none() && kind != RequestType::AdminRenew && kind != RequestType::UserRenew {
-        input.start = Some(format_datetime(existing.schedule.start));
+    let mut input = input.cloned();
+    if let Some(i) = input.as_mut().filter(|i| i.start.is_none()) {
+        i.start = Some(format_datetime(existing.schedule.start));
     }
-    Schedule::resolve(&input, now)
+    resolve_schedule(input.as_ref(), kind, now)
 }
 
 fn evaluate(
@@ -389,8 +381,8 @@ impl Effect {
 }
 
 /// Decides a new request of `kind` for `state` (already [`admit`]ted) on `facts`: its
-/// preconditions, the role-setting rules, and what it changes. `request_id` is its id,
-/// drawn before the effect so an assignment it creates names it.
+/// preconditions, the role-setting rules, and what it changes. Its id is drawn before the
+/// effect, so an assignment it creates names it.
 pub fn decide_submit(
     ctx: &OpContext,
     new: &NewRequest,
@@ -673,15 +665,6 @@ fn admin_add(
     Ok(Effect::granted(schedule, ctx.now, details, id, changes))
 }
 
-fn verb(kind: RequestType) -> &'static str {
-    match kind {
-        RequestType::AdminUpdate => "update",
-        RequestType::AdminExtend | RequestType::UserExtend => "extend",
-        RequestType::AdminRenew | RequestType::UserRenew => "renew",
-        _ => "remove",
-    }
-}
-
 fn admin_change(
     ctx: &OpContext,
     new: &NewRequest,
@@ -702,7 +685,11 @@ fn admin_change(
                 format!(
                     "no live {} assignment to {}",
                     key.state.as_str(),
-                    verb(kind)
+                    if kind == RequestType::AdminExtend {
+                        "extend"
+                    } else {
+                        "update"
+                    }
                 ),
             )
         })?;
@@ -732,7 +719,7 @@ fn admin_change(
         ctx,
         &a,
         administers,
-        &facts.dependents_of(&a.id),
+        facts.dependents_of(&a.id),
     ));
     Ok(Effect::granted(schedule, ctx.now, details, a.id, changes))
 }
@@ -833,6 +820,15 @@ pub fn close_pending(ctx: &OpContext, p: &PendingFacts, activity: &str) -> Vec<C
     if let Some((_, caught_up)) = scheduler::catch_up(ctx, &p.request, &p.names) {
         return caught_up;
     }
+    let (r, mut changes) = canceled(ctx, p);
+    changes.push(Change::Audit(side_effect_record(
+        ctx, activity, "Request", &r.id,
+    )));
+    changes
+}
+
+/// `p`'s request canceled at `ctx.now`, with its not yet started assignment ending with it.
+fn canceled(ctx: &OpContext, p: &PendingFacts) -> (RoleAssignmentRequest, Vec<Change>) {
     let mut changes = Vec::new();
     if let Some(a) = &p.granted {
         changes.push(Change::EndAssignment {
@@ -845,12 +841,8 @@ pub fn close_pending(ctx: &OpContext, p: &PendingFacts, activity: &str) -> Vec<C
     let mut r = p.request.clone();
     r.sub_status = SubStatus::Canceled;
     r.version += 1;
-    let id = r.id.clone();
-    changes.push(Change::UpdateRequest(r));
-    changes.push(Change::Audit(side_effect_record(
-        ctx, activity, "Request", &id,
-    )));
-    changes
+    changes.push(Change::UpdateRequest(r.clone()));
+    (r, changes)
 }
 
 /// Ends or shortens the activations of eligible assignment `e` (with its new schedule) so
@@ -928,7 +920,7 @@ fn remove(
             ctx,
             a,
             EndReason::Removed,
-            &facts.dependents_of(&a.id),
+            facts.dependents_of(&a.id),
         ));
     }
     Ok(Effect::closed(
@@ -1196,14 +1188,14 @@ fn user_renew(
     Ok(Effect::pending_admin(schedule, details, a.id, Vec::new()))
 }
 
-/// Cancels the request of `facts` (decisions.md §13): its subject or requester, tenant
+/// Cancels the request of `p` (decisions.md §13): its subject or requester, tenant
 /// administrators and R3 holders on its resource may, while it is open; a granted
 /// assignment that has not started ends with it.
 pub fn decide_cancel(
     ctx: &OpContext,
-    facts: CancelFacts,
+    p: &PendingFacts,
 ) -> Result<(RoleAssignmentRequest, Vec<Change>)> {
-    let mut r = facts.request;
+    let r = &p.request;
     let own = r.subject_id == ctx.caller.subject_id || r.requested_by == ctx.caller.subject_id;
     if !own
         && !ctx
@@ -1225,24 +1217,11 @@ pub fn decide_cancel(
             ),
         ));
     }
-    let mut changes = Vec::new();
-    if status == SubStatus::Granted
-        && let Some(a) = facts.granted
-    {
-        changes.push(Change::EndAssignment {
-            assignment: a,
-            at: ctx.now,
-            reason: EndReason::Canceled,
-            request_id: Some(r.id.clone()),
-        });
-    }
-    r.sub_status = SubStatus::Canceled;
-    r.version += 1;
-    changes.push(Change::UpdateRequest(r.clone()));
+    let (r, mut changes) = canceled(ctx, p);
     changes.push(Change::Audit(request_record(
         ctx,
         &r,
-        &facts.names,
+        &p.names,
         format!("Cancel request ({})", r.kind.as_str()),
         None,
     )));

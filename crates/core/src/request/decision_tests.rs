@@ -1007,12 +1007,12 @@ fn a_stale_pending_request_catches_up_before_a_new_one() {
 fn cancel() {
     let w = World::new();
     let pending = pending_activation(&w, -5, Some(55));
-    let facts = |r: RoleAssignmentRequest, granted| CancelFacts {
+    let facts = |r: RoleAssignmentRequest, granted| PendingFacts {
         request: r,
         granted,
         names: w.target.names(),
     };
-    let cancel = |who: &Caller, f: CancelFacts| w.run(who, at(0), |ctx| decide_cancel(ctx, f));
+    let cancel = |who: &Caller, f: PendingFacts| w.run(who, at(0), |ctx| decide_cancel(ctx, &f));
     check(
         "the requester cancels",
         cancel(&caller("alice", false, true), facts(pending.clone(), None)),

@@ -8,9 +8,7 @@
 pub mod decision;
 
 use crate::access::AccessChange;
-use crate::assignment::AssignmentState;
-
-use crate::assignment::AssignmentKey;
+use crate::assignment::{AssignmentKey, AssignmentState};
 use crate::policy::{RuleResult, TicketInfo};
 use crate::schedule::{Schedule, ScheduleInput};
 use jiff::{SignedDuration, Timestamp};

@@ -490,17 +490,7 @@ impl Model {
                     return;
                 };
                 let who = caller(&r.requested_by);
-                self.run(&who, |ctx, m| {
-                    let p = m.pending_facts(&r);
-                    decide_cancel(
-                        ctx,
-                        CancelFacts {
-                            request: r.clone(),
-                            granted: p.granted,
-                            names: p.names,
-                        },
-                    )
-                });
+                self.run(&who, |ctx, m| decide_cancel(ctx, &m.pending_facts(&r)));
             }
             Step::Wait(m, pass) => {
                 self.now += m;

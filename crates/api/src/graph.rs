@@ -95,6 +95,16 @@ fn next_link(headers: &HeaderMap, uri: &Uri, skip: u64) -> String {
 }
 
 fn validate_options(coll: Collection, opts: &QueryOptions) -> Result<()> {
+    if opts.as_approver && coll != Collection::RoleAssignmentRequests {
+        return Err(DomainError::bad_request(
+            "`asApprover()` filters roleAssignmentRequests only",
+        ));
+    }
+    if opts.as_approver && !opts.orderby.is_empty() {
+        return Err(DomainError::bad_request(
+            "`asApprover()` lists the oldest request first and takes no `$orderby`",
+        ));
+    }
     if let Some(f) = &opts.filter {
         odata::validate(f, coll.fields())?;
     }
@@ -106,43 +116,6 @@ fn ensure_resource(tx: &mut dyn ReadTx, rid: Option<&str>) -> Result<()> {
         Some(r) if tx.resource(r)?.is_none() => Err(Collection::Resources.not_found(r)),
         _ => Ok(()),
     }
-}
-
-/// `$filter=asApprover()`: a page of the requests the caller may decide
-/// ([`visibility::awaiting_decision`]), on resource `rid` when nested, oldest first.
-fn awaiting_decision_page(
-    tx: &mut dyn ReadTx,
-    rid: Option<&str>,
-    opts: &QueryOptions,
-    count: bool,
-    caller: &Caller,
-    access: &dyn AccessView,
-    now: jiff::Timestamp,
-) -> Result<Page<Entity>> {
-    if !opts.orderby.is_empty() {
-        return Err(DomainError::bad_request(
-            "`asApprover()` lists the oldest request first and takes no `$orderby`",
-        ));
-    }
-    let mut all = visibility::awaiting_decision(tx, caller, access, now)?;
-    if let Some(r) = rid {
-        all.retain(|x| x.resource_id == r);
-    }
-    let total = all.len() as u64;
-    let skip = opts.skip.unwrap_or(0) as usize;
-    let top = opts.top.unwrap_or(100) as usize;
-    let items: Vec<Entity> = all
-        .into_iter()
-        .skip(skip)
-        .take(top)
-        .map(Entity::Request)
-        .collect();
-    let more = (skip + items.len()) < total as usize;
-    Ok(Page {
-        items,
-        total: count.then_some(total),
-        more,
-    })
 }
 
 /// What a list call brings besides the collection.
@@ -183,13 +156,8 @@ async fn list(
                 opts.top.unwrap_or(100)
             };
             let page = if opts.as_approver {
-                if coll != Collection::RoleAssignmentRequests {
-                    return Err(DomainError::bad_request(
-                        "`asApprover()` filters roleAssignmentRequests only",
-                    ));
-                }
-                let count = opts.count || count_only;
-                awaiting_decision_page(tx, rid.as_deref(), &opts, count, &caller, &access, now)?
+                let all = visibility::awaiting_decision(tx, &caller, &access, now, rid.as_deref())?;
+                Page::window(all, skip, top, opts.count || count_only).map(Entity::Request)
             } else {
                 let scope = visibility::read_scope(
                     coll,

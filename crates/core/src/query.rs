@@ -52,6 +52,22 @@ pub struct Page<T> {
 }
 
 impl<T> Page<T> {
+    /// The page of `all` that `skip` and `top` select, with `all`'s length as the total when
+    /// `count` asks for it (for lists decided in memory rather than by the store).
+    pub fn window(all: Vec<T>, skip: u32, top: u32, count: bool) -> Page<T> {
+        let total = all.len();
+        let items: Vec<T> = all
+            .into_iter()
+            .skip(skip as usize)
+            .take(top as usize)
+            .collect();
+        Page {
+            more: (skip as usize).saturating_add(items.len()) < total,
+            total: count.then_some(total as u64),
+            items,
+        }
+    }
+
     /// The same page with each row mapped by `f`.
     pub fn map<U>(self, f: impl FnMut(T) -> U) -> Page<U> {
         Page {

@@ -14,7 +14,7 @@ use crate::notification::Subscription;
 use crate::odata::{self, EntityFields, Filter, Literal, Operand};
 use crate::policy::RuleCollection;
 use crate::query::{self, ListQuery, Page, Restriction};
-use crate::request::{self, RoleAssignmentRequest};
+use crate::request::{self, RequestType, RoleAssignmentRequest};
 use crate::resource::Resource;
 use crate::role::{RoleDefinition, RoleSetting};
 use crate::store::ReadTx;
@@ -465,7 +465,7 @@ pub fn load_item(
             let own = r.subject_id == caller.subject_id || r.requested_by == caller.subject_id;
             if !own
                 && !caller.may_read(access, &r.resource_id, now)
-                && !crate::operation::request::is_approver_of(tx, &caller.subject_id, access, &r)?
+                && !is_approver_of(tx, &caller.subject_id, access, &r)?
             {
                 return Err(coll.denied());
             }
@@ -483,32 +483,65 @@ pub fn load_item(
     }
 }
 
+/// Whether `caller_id` is a listed approver of the activation `r` (a listed user or a member
+/// of a listed group of its role's ApprovalRule) or has already decided it. Approvers read
+/// the requests they decide without any assignment on the resource (decisions.md §6; the
+/// approval e-mail of §12 links to the request).
+fn is_approver_of(
+    tx: &mut dyn ReadTx,
+    caller_id: &str,
+    access: &dyn AccessView,
+    r: &RoleAssignmentRequest,
+) -> Result<bool> {
+    if r.kind != RequestType::UserAdd {
+        return Ok(false);
+    }
+    if tx
+        .approvals(&r.id)?
+        .iter()
+        .any(|a| a.approver_id == caller_id)
+    {
+        return Ok(true);
+    }
+    let Some(setting) = tx.role_setting_of(&r.role_definition_id)? else {
+        return Ok(false);
+    };
+    let policy = setting.rules.policy(RuleCollection::UserMember)?;
+    Ok(request::decision::listed_approver(
+        &policy,
+        caller_id,
+        &access.groups_of(caller_id),
+    ))
+}
+
 /// The requests `caller` may decide now, oldest first (`$filter=asApprover()`; the
-/// approvals inbox of the portal and the CLI): awaiting approval or an administrator's
-/// decision, not the caller's own, not yet decided by the caller, and decidable by the
-/// caller under its role's rules ([`crate::request::decision::may_decide`]).
+/// approvals inbox of the portal and the CLI), on resource `rid` only when given: awaiting
+/// approval or an administrator's decision, not the caller's own, not yet decided by the
+/// caller, and decidable by the caller under its role's rules
+/// ([`crate::request::decision::may_decide`]).
 pub fn awaiting_decision(
     tx: &mut dyn ReadTx,
     caller: &Caller,
     access: &dyn AccessView,
     now: Timestamp,
+    rid: Option<&str>,
 ) -> Result<Vec<RoleAssignmentRequest>> {
     let pending = odata::parse_filter(
         "status/subStatus eq 'PendingApproval' or status/subStatus eq 'PendingAdminDecision'",
     )?;
-    let mut restrictions = Vec::new();
+    let mut restrictions: Vec<Restriction> = rid
+        .map(|r| Restriction::ResourceIn(vec![r.to_string()]))
+        .into_iter()
+        .collect();
     if !caller.is_tenant_admin {
-        let administered: Vec<String> = access
-            .anchors(&caller.subject_id, now)
-            .into_iter()
-            .filter(|r| access.administers(&caller.subject_id, r, now))
-            .collect();
         restrictions.push(Restriction::AnyOf(vec![
             Restriction::AwaitingApproverIn(with_groups(access, &caller.subject_id)),
-            Restriction::ResourceUnder(administered),
+            Restriction::ResourceUnder(administered_anchors(caller, access, now)),
         ]));
     }
     const PAGE: u32 = 500;
+    // Requests of one role share its rules: each role's are read once.
+    let mut policies: Vec<(String, Option<crate::policy::Policy>)> = Vec::new();
     let mut out = Vec::new();
     let mut skip = 0;
     loop {
@@ -521,19 +554,33 @@ pub fn awaiting_decision(
             count: false,
         })?;
         for r in page.items {
-            if request::decision::awaits_decision_by(&caller.subject_id, now, &r).is_err()
-                || tx
+            if request::decision::awaits_decision_by(&caller.subject_id, now, &r).is_err() {
+                continue;
+            }
+            let known = policies
+                .iter()
+                .position(|(id, _)| *id == r.role_definition_id);
+            let at = match known {
+                Some(at) => at,
+                None => {
+                    let p = match tx.role_setting_of(&r.role_definition_id)? {
+                        Some(s) => Some(s.rules.policy(RuleCollection::UserMember)?),
+                        None => None,
+                    };
+                    policies.push((r.role_definition_id.clone(), p));
+                    policies.len() - 1
+                }
+            };
+            let decides = policies[at]
+                .1
+                .as_ref()
+                .is_some_and(|p| request::decision::may_decide(caller, access, now, &r, p).is_ok());
+            if decides
+                && !tx
                     .approvals(&r.id)?
                     .iter()
                     .any(|a| a.approver_id == caller.subject_id)
             {
-                continue;
-            }
-            let Some(setting) = tx.role_setting_of(&r.role_definition_id)? else {
-                continue;
-            };
-            let policy = setting.rules.policy(RuleCollection::UserMember)?;
-            if request::decision::may_decide(caller, access, now, &r, &policy).is_ok() {
                 out.push(r);
             }
         }
@@ -583,19 +630,23 @@ pub fn audit_restriction(
     if caller.is_tenant_admin {
         return Ok(None);
     }
-    // Every resource a subject administers is at or under one of its anchors that it
-    // administers: the resource of the Owner / User Access Administrator grant is one.
-    let administered: Vec<String> = access
-        .anchors(&caller.subject_id, now)
-        .into_iter()
-        .filter(|r| access.administers(&caller.subject_id, r, now))
-        .collect();
+    let administered = administered_anchors(caller, access, now);
     if administered.is_empty() {
         return Err(DomainError::denied(
             "reading the audit log needs tenant administration or an active Owner or User Access Administrator assignment",
         ));
     }
     Ok(Some(Restriction::ResourceUnder(administered)))
+}
+
+/// The resources `caller` administers (R3) at the top: every resource it administers is at
+/// or under one of them (the resource of each Owner or User Access Administrator grant).
+fn administered_anchors(caller: &Caller, access: &dyn AccessView, now: Timestamp) -> Vec<String> {
+    access
+        .anchors(&caller.subject_id, now)
+        .into_iter()
+        .filter(|r| access.administers(&caller.subject_id, r, now))
+        .collect()
 }
 
 /// Whether `caller` may read one audit record about `resource_id` (see

@@ -4,10 +4,9 @@
 //! an activation ended as a consequence, a pending request closed) are here too.
 
 use super::apply;
-use crate::access::{AccessChange, AccessView, OpContext};
+use crate::access::{AccessChange, OpContext};
 use crate::assignment::{AssignmentKey, AssignmentState, EndReason, RoleAssignment};
 use crate::error::{DomainError, ErrorCode, Result};
-use crate::policy::RuleCollection;
 use crate::request::decision::{
     self, Candidate, DecisionFacts, Dependents, PendingFacts, RequestTarget, SubmitFacts,
 };
@@ -228,37 +227,6 @@ pub fn decide(
         request,
         changes: apply(tx, ctx, changes)?,
     })
-}
-
-/// Whether `caller_id` is a listed approver of the activation `r` (a listed user or a member
-/// of a listed group of its role's ApprovalRule) or has already decided it. Approvers read
-/// the requests they decide without any assignment on the resource (decisions.md §6; the
-/// approval e-mail of §12 links to the request).
-pub fn is_approver_of(
-    tx: &mut dyn ReadTx,
-    caller_id: &str,
-    access: &dyn AccessView,
-    r: &RoleAssignmentRequest,
-) -> Result<bool> {
-    if r.kind != RequestType::UserAdd {
-        return Ok(false);
-    }
-    if tx
-        .approvals(&r.id)?
-        .iter()
-        .any(|a| a.approver_id == caller_id)
-    {
-        return Ok(true);
-    }
-    let Some(setting) = tx.role_setting_of(&r.role_definition_id)? else {
-        return Ok(false);
-    };
-    let policy = setting.rules.policy(RuleCollection::UserMember)?;
-    Ok(decision::listed_approver(
-        &policy,
-        caller_id,
-        &access.groups_of(caller_id),
-    ))
 }
 
 /// Ends `a` (and, for an eligible assignment, its activations and pending activation

@@ -528,3 +528,21 @@ fn as_approver_lists_activations_without_approvers_for_the_resources_administrat
     assert_eq!(awaiting(&t, &t.admin, None).0, vec![p.id().to_string()]);
     assert!(awaiting(&t, &bob_t, None).0.is_empty());
 }
+
+#[test]
+fn as_approver_lists_requests_for_members_of_a_listed_group_on_their_resource() {
+    let t = Tenant::start();
+    let (carol, carol_t) = t.user("carol");
+    let approvers = create_group(&t.s, &t.admin, "approvers", &[&carol]);
+    let p = pending_activation(&t, approval_rule(&[(&approvers, "Group")], json!({})));
+    assert_eq!(awaiting(&t, &carol_t, None).0, vec![p.id().to_string()]);
+    assert_eq!(
+        awaiting(&t, &carol_t, Some(&t.sub)).0,
+        vec![p.id().to_string()]
+    );
+    // Below another resource it is not listed.
+    let arm = "/subscriptions/7a1b2c3d-0000-4000-8000-000000000077";
+    crate::fixture::register(&t.s, &t.admin, arm);
+    let other = crate::fixture::resource_id(&t.s, &t.admin, arm);
+    assert!(awaiting(&t, &carol_t, Some(&other)).0.is_empty());
+}

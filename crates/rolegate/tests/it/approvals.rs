@@ -546,3 +546,21 @@ fn as_approver_lists_requests_for_members_of_a_listed_group_on_their_resource() 
     let other = crate::fixture::resource_id(&t.s, &t.admin, arm);
     assert!(awaiting(&t, &carol_t, Some(&other)).0.is_empty());
 }
+
+#[test]
+fn as_approver_lists_extensions_for_the_resources_administrators_only() {
+    let t = Tenant::start();
+    let (alice, alice_t, role, _) = eligible_user(&t, "alice", "P10D");
+    let (_, bob_t) = t.user("bob");
+    let mut body = crate::fixture::request_body("UserExtend", "Eligible", &t.sub, &role, &alice);
+    body["schedule"] = json!({"type": "Once", "duration": "P40D"});
+    let r = t.request(&alice_t, &body);
+    assert_eq!(r.status, 201, "{}", r.text);
+    assert_eq!(status_of(&r.json), ("InProgress", "PendingAdminDecision"));
+    let id = r.json["id"].as_str().unwrap_or_default().to_string();
+    // An administrator of the resource (here the tenant administrator) decides extensions;
+    // the requester and a user without rights there do not see it.
+    assert_eq!(awaiting(&t, &t.admin, None).0, vec![id]);
+    assert!(awaiting(&t, &alice_t, None).0.is_empty());
+    assert!(awaiting(&t, &bob_t, None).0.is_empty());
+}

@@ -72,11 +72,22 @@ pub fn route_paths() -> Vec<String> {
 
 /// The whole HTTP surface.
 pub fn router(state: S) -> Router {
-    routes()
+    router_with(state, None)
+}
+
+/// The HTTP surface with `extra` routes (the web portal) served beside the API, inside the
+/// same request ids, body limit, rate limits and timeouts.
+pub fn router_with(state: S, extra: Option<Router>) -> Router {
+    let api = routes()
         .router
         .fallback(|| async { (StatusCode::NOT_FOUND, "") })
         .method_not_allowed_fallback(|| async { (StatusCode::METHOD_NOT_ALLOWED, "") })
-        .layer(DefaultBodyLimit::max(MAX_BODY_BYTES))
+        .with_state(Arc::clone(&state));
+    let app = match extra {
+        Some(extra) => api.merge(extra),
+        None => api,
+    };
+    app.layer(DefaultBodyLimit::max(MAX_BODY_BYTES))
         .layer(tower_http::catch_panic::CatchPanicLayer::custom(|_| {
             (StatusCode::INTERNAL_SERVER_ERROR, "").into_response()
         }))
@@ -90,7 +101,6 @@ pub fn router(state: S) -> Router {
         ))
         .layer(middleware::from_fn(refuse_nul))
         .layer(middleware::from_fn(request_context))
-        .with_state(state)
 }
 
 /// Refuses a path or query that decodes to a NUL character with `400 BadRequest`, before

@@ -85,6 +85,16 @@ impl RoleAssignment {
         !self.schedule.has_ended(now)
     }
 
+    /// What identifies "the same assignment" as this one.
+    pub fn key(&self) -> AssignmentKey {
+        AssignmentKey {
+            resource_id: self.resource_id.clone(),
+            role_definition_id: self.role_definition_id.clone(),
+            subject_id: self.subject_id.clone(),
+            state: self.state,
+        }
+    }
+
     /// Whether this is an activation of an eligible assignment.
     pub fn is_activation(&self) -> bool {
         self.linked_eligible_id.is_some()

@@ -168,6 +168,8 @@ pub struct AuditIndex {
     /// The resource the record is about: its `resourceId` detail, else the id of its first
     /// target of type `Resource`. R3 holders read the records of their resources by it.
     pub resource_id: Option<String>,
+    /// The request the record is about: its `requestId` detail (a request's history).
+    pub request_id: Option<String>,
     /// The ids of `targetResources`, sorted, without duplicates.
     pub target_ids: Vec<String>,
 }
@@ -199,6 +201,11 @@ impl AuditIndex {
                     .and_then(|t| t["id"].as_str())
             })
             .map(str::to_string);
+        let request_id = details
+            .iter()
+            .find(|d| d["key"] == "requestId")
+            .and_then(|d| d["value"].as_str())
+            .map(str::to_string);
         let mut target_ids: Vec<String> = targets
             .iter()
             .filter_map(|t| t["id"].as_str().map(str::to_string))
@@ -214,6 +221,7 @@ impl AuditIndex {
             correlation_id: text(&doc["correlationId"], "correlationId")?,
             initiator_id: text(&doc["initiatedBy"]["user"]["id"], "initiatedBy.user.id")?,
             resource_id,
+            request_id,
             target_ids,
         })
     }

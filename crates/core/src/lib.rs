@@ -23,6 +23,7 @@ pub mod error;
 pub mod notification;
 pub mod odata;
 pub mod operation;
+pub mod overview;
 pub mod policy;
 pub mod query;
 pub mod reminder;
@@ -33,6 +34,7 @@ pub mod schedule;
 pub mod scheduler;
 pub mod scim;
 pub mod scope;
+pub mod session;
 pub mod store;
 pub mod visibility;
 

@@ -1,7 +1,7 @@
 //! The storage the domain needs, phrased in domain terms. A [`Store`] runs closures inside
 //! transactions: a [`ReadTx`] has only the reads, a [`Tx`] adds the writes. Both are made
 //! of small traits, one read and one write trait per aggregate (directory, catalog,
-//! assignments, requests, subscriptions, audit log, access log), plus the scheduler's
+//! assignments, requests, subscriptions, audit log, access log, portal sessions), plus the scheduler's
 //! [`DueWork`] and the [`Outbox`]es, which only write transactions have. Every state change happens in one
 //! write transaction together with its audit record, so a change is all there or not at all.
 //! Backends: SQLite (embedded, default) and PostgreSQL implement these traits.
@@ -101,6 +101,13 @@ pub trait AssignmentRead {
     fn expired_in_history(
         &mut self,
         key: &AssignmentKey,
+        since: Timestamp,
+    ) -> Result<Vec<RoleAssignment>>;
+    /// `subject_id`'s own assignments in history that ended by expiry after `since`,
+    /// latest end first (at most 100).
+    fn expired_assignments_of(
+        &mut self,
+        subject_id: &str,
         since: Timestamp,
     ) -> Result<Vec<RoleAssignment>>;
     /// Activations linked to an eligible assignment.
@@ -296,6 +303,31 @@ pub trait Outbox {
     fn retry_email(&mut self, id: &str, owner: &str, at: Timestamp) -> Result<bool>;
 }
 
+/// Reads of portal sessions.
+pub trait SessionRead {
+    /// The session whose id hashes to `id_hash`, if stored (live or not).
+    fn portal_session(&mut self, id_hash: &str) -> Result<Option<crate::session::PortalSession>>;
+}
+
+/// Writes of portal sessions.
+pub trait SessionWrite {
+    /// Stores a new session.
+    fn insert_portal_session(&mut self, s: &crate::session::PortalSession) -> Result<()>;
+    /// Records a request of session `id_hash` at `at`, and the viewer's time zone when given.
+    fn touch_portal_session(
+        &mut self,
+        id_hash: &str,
+        at: Timestamp,
+        time_zone: Option<&str>,
+    ) -> Result<()>;
+    /// Deletes session `id_hash` (sign-out); whether it existed.
+    fn delete_portal_session(&mut self, id_hash: &str) -> Result<bool>;
+    /// Deletes every session of `subject`.
+    fn delete_portal_sessions_of(&mut self, subject: &str) -> Result<()>;
+    /// Deletes sessions past their absolute end at `now` or last seen before `idle_before`.
+    fn prune_portal_sessions(&mut self, now: Timestamp, idle_before: Timestamp) -> Result<()>;
+}
+
 /// Reads of the audit log.
 pub trait AuditRead {
     /// Lists audit records, newest first unless `$orderby` says otherwise (restrictions:
@@ -303,6 +335,9 @@ pub trait AuditRead {
     fn list_audit(&mut self, q: &ListQuery) -> Result<Page<AuditEntry>>;
     /// One audit record by id.
     fn audit_entry(&mut self, id: &str) -> Result<Option<AuditEntry>>;
+    /// The audit records about request `request_id` (its `requestId` detail), oldest
+    /// first, at most `limit`.
+    fn request_history(&mut self, request_id: &str, limit: u32) -> Result<Vec<AuditEntry>>;
     /// Up to `limit` audit records after position `after_seq` (0 = from the start), oldest
     /// first, as stored, with their chain hashes; with `since`, only records at or after it.
     fn audit_chain(
@@ -353,6 +388,7 @@ pub trait ReadTx:
     + SubscriptionRead
     + AuditRead
     + AccessLogRead
+    + SessionRead
 {
 }
 
@@ -364,7 +400,8 @@ impl<
         + RequestRead
         + SubscriptionRead
         + AuditRead
-        + AccessLogRead,
+        + AccessLogRead
+        + SessionRead,
 > ReadTx for T
 {
 }
@@ -381,6 +418,7 @@ pub trait Tx:
     + Outbox
     + AuditWrite
     + AccessLogWrite
+    + SessionWrite
 {
 }
 
@@ -395,7 +433,8 @@ impl<
         + SubscriptionWrite
         + Outbox
         + AuditWrite
-        + AccessLogWrite,
+        + AccessLogWrite
+        + SessionWrite,
 > Tx for T
 {
 }

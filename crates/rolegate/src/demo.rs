@@ -59,6 +59,30 @@ fn person(external: &str, name: &str) -> Subject {
     }
 }
 
+/// The demo people, as buttons of the portal's development sign-in page.
+pub fn users() -> Vec<rolegate_portal::DemoUser> {
+    let mut users: Vec<_> = PEOPLE
+        .iter()
+        .map(|(ext, name)| rolegate_portal::DemoUser {
+            user_name: format!("{ext}@contoso.example"),
+            display_name: (*name).to_string(),
+        })
+        .collect();
+    users.push(rolegate_portal::DemoUser {
+        user_name: ADMIN.to_string(),
+        display_name: "Demo Administrator".to_string(),
+    });
+    users
+}
+
+/// The demo's people: external id and display name.
+const PEOPLE: [(&str, &str); 4] = [
+    ("alice", "Alice Engineer"),
+    ("bob", "Bob Approver"),
+    ("carol", "Carol Auditor"),
+    ("dave", "Dave Oncall"),
+];
+
 /// Seeds the demo tenant unless the database already holds resources.
 pub fn seed(store: &dyn Store, clock: &dyn Clock) -> anyhow::Result<()> {
     let empty = store::read(store, |tx| {
@@ -102,7 +126,7 @@ pub fn seed(store: &dyn Store, clock: &dyn Clock) -> anyhow::Result<()> {
         ] {
             register(tx, &ctx, &arm, name, None)?;
         }
-        for (ext, name) in [("alice", "Alice Engineer"), ("bob", "Bob Approver"), ("carol", "Carol Auditor"), ("dave", "Dave Oncall")] {
+        for (ext, name) in PEOPLE {
             operation::directory::create_subject(tx, &ctx, person(ext, name), Vec::new())?;
         }
         let group = Subject {
@@ -216,6 +240,8 @@ Alice deactivates it:
 The administrator registers a new resource group:
   curl -s -H "Authorization: Bearer $ADMIN" -H 'Content-Type: application/json' -X POST {base}/resources/register \
     -d '{{"externalId":"{PROD}/resourceGroups/rg-new"}}'
+
+The web portal: {origin}/ui/ (sign in as any demo user with one click).
 
 Dave (Platform Engineers) activating Owner on Contoso Development waits for Bob's approval;
 Bob finds it with:

@@ -18,10 +18,12 @@ use rolegate_api::auth::{Authenticator, Claims, mint_hs256};
 use rolegate_api::limits::{IpRange, Rate, RateLimits};
 use rolegate_api::oidc::{JwksSource, OidcConfig, OidcVerifier};
 use rolegate_api::scim::ProvisioningToken;
-use rolegate_api::{AppState, router};
+use rolegate_api::{AppState, router_with};
 use rolegate_core::clock::{Clock, SystemClock};
 use rolegate_core::notification::TargetPolicy;
+use rolegate_core::session::SessionLifetime;
 use rolegate_core::store::Store;
+use rolegate_portal::PortalConfig;
 use rolegate_store::Synchronous;
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -223,6 +225,13 @@ struct ServeArgs {
         value_parser = scheduler::parse_interval
     )]
     request_timeout: std::time::Duration,
+    /// Do not serve the web portal (`/ui/` then answers `404`).
+    #[arg(long, env = "ROLEGATE_NO_UI")]
+    no_ui: bool,
+    /// Minutes a portal session may stay unused before it ends (it ends 12 hours after
+    /// sign-in in any case).
+    #[arg(long, env = "ROLEGATE_UI_SESSION_IDLE", default_value_t = 30, value_parser = clap::value_parser!(u32).range(1..=720))]
+    ui_session_idle: u32,
     /// Requests a second one client address may make (bursts of twice that); `0` turns the
     /// limit off. Counted before authentication.
     #[arg(long, env = "ROLEGATE_RATE_LIMIT_PER_IP", default_value_t = 1000)]
@@ -525,10 +534,24 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
         shutdown_signal().await;
         let _ = stop.send(true);
     };
+    let portal = (!args.no_ui).then(|| {
+        rolegate_portal::router(
+            Arc::clone(&state),
+            PortalConfig {
+                public_url: args.public_url.clone(),
+                development_sign_in: secret.is_some(),
+                demo_users: if args.demo { demo::users() } else { Vec::new() },
+                lifetime: SessionLifetime {
+                    idle: jiff::SignedDuration::from_mins(i64::from(args.ui_session_idle)),
+                    ..SessionLifetime::default()
+                },
+            },
+        )
+    });
     listen::serve(
         listener,
         tls,
-        router(state),
+        router_with(state, portal),
         std::time::Duration::from_millis(args.idle_timeout_ms.max(1)),
         signal,
     )

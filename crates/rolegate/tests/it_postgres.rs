@@ -37,6 +37,8 @@ mod odata;
 mod oidc;
 #[path = "it/openapi.rs"]
 mod openapi;
+#[path = "it/portal.rs"]
+mod portal;
 #[path = "it/python_client.rs"]
 mod python_client;
 #[path = "it/reads.rs"]

@@ -30,8 +30,9 @@ pub struct Table {
 }
 
 /// Every table a copy carries, each after the tables its foreign keys refer to. Left out:
-/// `schema_migrations` (each database is migrated by its own open path) and `access_log`,
-/// the running nodes' change feed (written on PostgreSQL only), which a copy starts empty.
+/// `schema_migrations` (each database is migrated by its own open path), `access_log`,
+/// the running nodes' change feed (written on PostgreSQL only), which a copy starts empty,
+/// and `portal_sessions` (people sign in again on the new database).
 pub const TABLES: &[Table] = &[
     Table {
         name: "resources",
@@ -209,6 +210,7 @@ pub const TABLES: &[Table] = &[
             "resource_id",
             "prev_hash",
             "hash",
+            "request_id",
         ],
         order: "seq",
         serial: true,
@@ -468,7 +470,7 @@ mod tests {
                 let tables: BTreeSet<String> = strings(
                     c,
                     "SELECT name FROM sqlite_master WHERE type = 'table' \
-                     AND name NOT IN ('schema_migrations', 'sqlite_sequence', 'access_log')",
+                     AND name NOT IN ('schema_migrations', 'sqlite_sequence', 'access_log', 'portal_sessions')",
                     &[],
                 )
                 .into_iter()

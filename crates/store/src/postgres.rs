@@ -26,7 +26,10 @@ use std::time::Duration;
 
 /// Versioned migrations, applied in order under an advisory lock (nodes starting together
 /// migrate once).
-const MIGRATIONS: &[(i64, &str)] = &[(1, include_str!("../migrations/postgres/0001_schema.sql"))];
+const MIGRATIONS: &[(i64, &str)] = &[
+    (1, include_str!("../migrations/postgres/0001_schema.sql")),
+    (2, include_str!("../migrations/postgres/0002_portal.sql")),
+];
 
 /// The advisory lock every write transaction on `schema` holds: one per schema, so
 /// tenants sharing a database don't wait for each other.

@@ -437,6 +437,23 @@ pub fn list(
     }))
 }
 
+/// Users whose `userName` is `name` (case-insensitive, as SCIM compares it), at most `top`.
+pub fn users_named(tx: &mut dyn ReadTx, name: &str, top: u32) -> Result<Vec<Subject>> {
+    let page = tx.list_subjects(&SubjectQuery {
+        kinds: kinds(Some(ResourceType::User)),
+        filter: Some(Cond::Test {
+            field: Field::Column(Column::UserName),
+            op: Op::Eq,
+            value: Operand::Text(name.to_string()),
+            case_exact: false,
+        }),
+        sort: None,
+        skip: 0,
+        top,
+    })?;
+    Ok(page.items.into_iter().map(|(s, _)| s).collect())
+}
+
 /// Refuses a `userName` or `externalId` another subject has: `409 uniqueness`.
 fn ensure_unique(tx: &mut dyn ReadTx, s: &Subject) -> Result<()> {
     let taken = |what: &str, v: &str| {
@@ -450,22 +467,10 @@ fn ensure_unique(tx: &mut dyn ReadTx, s: &Subject) -> Result<()> {
     {
         return Err(taken("externalId", ext));
     }
-    if let Some(name) = &s.principal_name {
-        let page = tx.list_subjects(&SubjectQuery {
-            kinds: kinds(Some(ResourceType::User)),
-            filter: Some(Cond::Test {
-                field: Field::Column(Column::UserName),
-                op: Op::Eq,
-                value: Operand::Text(name.clone()),
-                case_exact: false,
-            }),
-            sort: None,
-            skip: 0,
-            top: 2,
-        })?;
-        if page.items.iter().any(|(o, _)| o.id != s.id) {
-            return Err(taken("userName", name));
-        }
+    if let Some(name) = &s.principal_name
+        && users_named(tx, name, 2)?.iter().any(|o| o.id != s.id)
+    {
+        return Err(taken("userName", name));
     }
     Ok(())
 }

@@ -20,6 +20,7 @@ mod notifications;
 mod odata;
 mod oidc;
 mod openapi;
+mod portal;
 mod python_client;
 mod reads;
 mod requests;

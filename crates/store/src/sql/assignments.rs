@@ -33,6 +33,20 @@ impl AssignmentRead for SqlTx<'_> {
             assignment_row,
         )
     }
+    fn expired_assignments_of(
+        &mut self,
+        subject_id: &str,
+        since: Timestamp,
+    ) -> Result<Vec<RoleAssignment>> {
+        self.many(
+            &format!(
+                "SELECT {ASSIGNMENT_COLS} FROM assignment_history a WHERE a.subject_id = ? \
+                 AND a.end_reason = 'Expired' AND a.end_at > ? ORDER BY a.end_at DESC LIMIT 100"
+            ),
+            &params![subject_id, us(since)],
+            assignment_row,
+        )
+    }
     fn activations_of(&mut self, eligible_id: &str) -> Result<Vec<RoleAssignment>> {
         self.many(
             &format!("SELECT {ASSIGNMENT_COLS} FROM assignments a WHERE a.linked_eligible_id = ?"),

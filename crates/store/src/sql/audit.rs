@@ -3,6 +3,15 @@
 use super::tx::*;
 
 impl AuditRead for SqlTx<'_> {
+    fn request_history(&mut self, request_id: &str, limit: u32) -> Result<Vec<AuditEntry>> {
+        self.many(
+            &format!(
+                "SELECT {AUDIT_COLS} FROM audit_log l WHERE l.request_id = ? ORDER BY l.seq LIMIT ?"
+            ),
+            &params![request_id, limit],
+            audit_row,
+        )
+    }
     fn list_audit(&mut self, q: &ListQuery) -> Result<Page<AuditEntry>> {
         self.list(&AUDITS, q, audit_row)
     }

@@ -15,6 +15,7 @@ mod outbox;
 mod requests;
 mod rows;
 pub(crate) mod scim;
+mod sessions;
 pub(crate) mod tx;
 pub use tx::SqlTx;
 

@@ -200,7 +200,7 @@ pub(super) fn audit_row(row: &Row) -> Result<AuditEntry> {
 }
 
 pub(super) const CHAIN_COLS: &str = "l.seq, l.id, l.record, l.prev_hash, l.hash, l.at, l.category, l.activity, l.result, \
-     l.correlation_id, l.initiator_id, l.resource_id";
+     l.correlation_id, l.initiator_id, l.resource_id, l.request_id";
 
 /// A chain link as stored; its target ids are filled in afterwards.
 pub(super) fn chain_row(row: &Row) -> Result<ChainLink> {
@@ -216,6 +216,7 @@ pub(super) fn chain_row(row: &Row) -> Result<ChainLink> {
                 correlation_id: row.get(9)?,
                 initiator_id: row.get(10)?,
                 resource_id: row.get(11)?,
+                request_id: row.get(12)?,
                 target_ids: Vec::new(),
             })
         })

@@ -2,7 +2,7 @@
 //! queries (OData filter + server restrictions + paging) to SQL, and the helpers the
 //! storage port's implementations share. The port itself is implemented one aggregate per
 //! file beside this one (`directory.rs`, `catalog.rs`, `assignments.rs`, `requests.rs`,
-//! `due_work.rs`, `outbox.rs`, `audit.rs`, `access_log.rs`).
+//! `due_work.rs`, `outbox.rs`, `audit.rs`, `access_log.rs`, `sessions.rs`).
 
 pub(super) use super::odata::{SqlFragment, filter_to_sql, orderby_to_sql};
 pub(super) use super::rows::*;
@@ -127,8 +127,8 @@ pub(super) fn insert_audit_document(c: &dyn Connection, doc: &serde_json::Value)
     let hash = chain_hash(&prev, doc);
     let mut seq = None;
     c.query_each(
-        "INSERT INTO audit_log (id, at, category, activity, result, correlation_id, initiator_id, record, resource_id, prev_hash, hash) \
-         VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?) RETURNING seq",
+        "INSERT INTO audit_log (id, at, category, activity, result, correlation_id, initiator_id, record, resource_id, request_id, prev_hash, hash) \
+         VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?) RETURNING seq",
         &params![
             ix.id,
             us(ix.at),
@@ -139,6 +139,7 @@ pub(super) fn insert_audit_document(c: &dyn Connection, doc: &serde_json::Value)
             ix.initiator_id,
             doc.to_string(),
             ix.resource_id,
+            ix.request_id,
             prev,
             hash
         ],
@@ -207,8 +208,8 @@ pub(crate) fn seal_unsealed(c: &dyn Connection) -> Result<u64> {
         let ix = AuditIndex::of(&doc)?;
         let hash = chain_hash(&prev, &doc);
         c.execute(
-            "UPDATE audit_log SET at = ?, resource_id = ?, prev_hash = ?, hash = ? WHERE seq = ?",
-            &params![us(ix.at), ix.resource_id, prev, hash, seq],
+            "UPDATE audit_log SET at = ?, resource_id = ?, request_id = ?, prev_hash = ?, hash = ? WHERE seq = ?",
+            &params![us(ix.at), ix.resource_id, ix.request_id, prev, hash, seq],
         )?;
         insert_audit_targets(c, *seq, &ix.target_ids)?;
         prev = hash;

@@ -1,0 +1,81 @@
+//! How the portal writes times, durations and states in words.
+
+use jiff::{SignedDuration, Timestamp};
+
+/// The UTC instant for `<time datetime="…">`.
+pub fn iso(t: Timestamp) -> String {
+    t.strftime("%Y-%m-%dT%H:%M:%SZ").to_string()
+}
+
+/// A time as people read it.
+pub fn when(t: Timestamp) -> String {
+    t.strftime("%Y-%m-%d %H:%M UTC").to_string()
+}
+
+/// A length of time in words: "8 hours", "1 hour 30 minutes", "45 minutes", "2 days".
+pub fn duration_words(d: SignedDuration) -> String {
+    let mins = d.as_mins().max(0);
+    let (days, hours, minutes) = (mins / 1440, (mins % 1440) / 60, mins % 60);
+    let unit = |n: i64, one: &str| match n {
+        1 => format!("1 {one}"),
+        n => format!("{n} {one}s"),
+    };
+    let mut parts = Vec::new();
+    if days > 0 {
+        parts.push(unit(days, "day"));
+    }
+    if hours > 0 {
+        parts.push(unit(hours, "hour"));
+    }
+    if minutes > 0 || parts.is_empty() {
+        parts.push(unit(minutes, "minute"));
+    }
+    parts.join(" ")
+}
+
+/// A short relative length: "1 h 59 min", "3 d 4 h", "45 min".
+pub fn short_duration(d: SignedDuration) -> String {
+    let mins = d.as_mins().max(0);
+    let (days, hours, minutes) = (mins / 1440, (mins % 1440) / 60, mins % 60);
+    match (days, hours) {
+        (0, 0) => format!("{minutes} min"),
+        (0, h) => format!("{h} h {minutes} min"),
+        (d, h) => format!("{d} d {h} h"),
+    }
+}
+
+/// "ends in 1 h 59 min" / "ended 5 min ago".
+pub fn relative_end(now: Timestamp, end: Timestamp) -> String {
+    if end > now {
+        format!("ends in {}", short_duration(end.duration_since(now)))
+    } else {
+        format!("ended {} ago", short_duration(now.duration_since(end)))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn durations_read_as_the_contract_writes_them() {
+        assert_eq!(duration_words(SignedDuration::from_hours(8)), "8 hours");
+        assert_eq!(
+            duration_words(SignedDuration::from_mins(90)),
+            "1 hour 30 minutes"
+        );
+        assert_eq!(duration_words(SignedDuration::from_mins(45)), "45 minutes");
+        assert_eq!(duration_words(SignedDuration::from_mins(60)), "1 hour");
+        assert_eq!(duration_words(SignedDuration::from_hours(48)), "2 days");
+        assert_eq!(short_duration(SignedDuration::from_mins(119)), "1 h 59 min");
+    }
+
+    #[test]
+    fn ends_are_relative_to_now() {
+        let now = Timestamp::UNIX_EPOCH;
+        let later = now + SignedDuration::from_mins(119);
+        assert_eq!(relative_end(now, later), "ends in 1 h 59 min");
+        assert_eq!(relative_end(later, now), "ended 1 h 59 min ago");
+        assert_eq!(iso(now), "1970-01-01T00:00:00Z");
+    }
+}

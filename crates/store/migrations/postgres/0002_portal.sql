@@ -1,0 +1,30 @@
+-- Rolegate on PostgreSQL, version 2 (SQLite's 0009): the web portal. Sessions (portal.md
+-- §2) are kept in the database so several nodes share them. `id_hash` is the SHA-256 of
+-- the cookie's random id (the id itself is never stored). Sessions are not tenant data: a
+-- copy of the database leaves them behind.
+CREATE TABLE portal_sessions (
+    id_hash    TEXT PRIMARY KEY,
+    subject    TEXT NOT NULL,
+    name       TEXT,
+    mfa        BIGINT NOT NULL,
+    csrf_token TEXT NOT NULL,
+    created_at BIGINT NOT NULL,
+    last_seen  BIGINT NOT NULL,
+    expires_at BIGINT NOT NULL,
+    id_token   TEXT,
+    time_zone  TEXT
+);
+CREATE INDEX portal_sessions_subject ON portal_sessions(subject);
+CREATE INDEX portal_sessions_expires ON portal_sessions(expires_at);
+
+-- "Expired roles" of a person (their own expired eligibilities of the last 30 days).
+CREATE INDEX assignment_history_subject ON assignment_history(subject_id, end_at);
+
+-- A request's history (its page's timeline): the audit records whose `requestId` detail
+-- names it, indexed like the record's other columns and filled in for existing records.
+ALTER TABLE audit_log ADD COLUMN request_id TEXT;
+UPDATE audit_log SET request_id = (
+    SELECT d.value->>'value' FROM jsonb_array_elements(audit_log.record::jsonb->'additionalDetails') WITH ORDINALITY AS d(value, n)
+    WHERE d.value->>'key' = 'requestId' ORDER BY d.n LIMIT 1
+);
+CREATE INDEX audit_log_request ON audit_log(request_id, seq);

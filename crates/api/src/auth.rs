@@ -37,6 +37,12 @@ pub struct Claims {
     /// Audience.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub aud: Option<Audience>,
+    /// The nonce of an ID token (OIDC sign-in).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub nonce: Option<String>,
+    /// The authentication context class an ID token reports.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub acr: Option<String>,
 }
 
 /// The `aud` claim: one string or an array of them.
@@ -185,6 +191,14 @@ impl Authenticator {
             return Err(unauthorized("the token names no subject"));
         }
         Ok(data.claims)
+    }
+
+    /// The OIDC verifier, in production mode (the portal validates ID tokens with it).
+    pub fn oidc_verifier(&self) -> Option<&OidcVerifier> {
+        match &self.mode {
+            Mode::Oidc(v) => Some(v),
+            Mode::Hs256 { .. } => None,
+        }
     }
 
     /// Whether any of `ids` names a tenant administrator.

@@ -203,6 +203,42 @@ impl OidcVerifier {
         Ok(data.claims)
     }
 
+    /// Verifies an OIDC ID token (the portal's sign-in) exactly as bearer tokens are
+    /// verified (issuer, key set, algorithm, expiry), except that its audience must be the
+    /// portal's client id. Not cached: each ID token is checked once.
+    pub async fn verify_id_token(&self, token: &str, client_id: &str) -> Result<Claims> {
+        let header = jsonwebtoken::decode_header(token).map_err(|_| {
+            unauthorized("the ID token is malformed or uses an algorithm that is not accepted")
+        })?;
+        let mut validation = match header.alg {
+            Algorithm::RS256 => self.0.rs256.clone(),
+            Algorithm::ES256 => self.0.es256.clone(),
+            _ => {
+                return Err(unauthorized(
+                    "the ID token's algorithm is not accepted (RS256 or ES256 only)",
+                ));
+            }
+        };
+        validation.set_audience(&[client_id]);
+        let key = self.key_for(header.kid.as_deref()).await?;
+        if key.alg != header.alg {
+            return Err(unauthorized(
+                "the ID token's algorithm does not match its signing key",
+            ));
+        }
+        let data = jsonwebtoken::decode::<Claims>(token, &key.key, &validation)
+            .map_err(|e| token_error(&e))?;
+        if data.claims.subject().trim().is_empty() {
+            return Err(unauthorized("the ID token names no subject"));
+        }
+        Ok(data.claims)
+    }
+
+    /// The issuer this verifier trusts.
+    pub fn issuer(&self) -> &str {
+        &self.0.config.issuer
+    }
+
     /// The key a token names: by `kid`, refreshing the set once (rate limited) when the
     /// `kid` is unknown; without a `kid`, the set's only key.
     async fn key_for(&self, kid: Option<&str>) -> Result<Arc<Key>> {
@@ -432,6 +468,137 @@ fn discover(issuer: &str) -> std::result::Result<String, String> {
     Ok(uri.to_string())
 }
 
+/// The endpoints of an issuer's discovery document a relying party uses.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct IssuerEndpoints {
+    /// `authorization_endpoint`.
+    pub authorization: String,
+    /// `token_endpoint`.
+    pub token: String,
+    /// `end_session_endpoint`, when the issuer offers RP-initiated sign-out.
+    pub end_session: Option<String>,
+}
+
+/// Reads the relying-party endpoints from `issuer`'s discovery document (whose `issuer`
+/// must match); each must be `https` (or `http` on a loopback host). Blocks.
+pub fn discover_endpoints(issuer: &str) -> std::result::Result<IssuerEndpoints, String> {
+    let url = discovery_url(issuer);
+    let doc = fetch_json(&url)?;
+    if doc.get("issuer").and_then(Value::as_str) != Some(issuer) {
+        return Err(format!(
+            "the discovery document at {url} is not for issuer `{issuer}`"
+        ));
+    }
+    let endpoint = |name: &str| -> std::result::Result<Option<String>, String> {
+        match doc.get(name).and_then(Value::as_str) {
+            Some(u) => {
+                check_url(u)?;
+                Ok(Some(u.to_string()))
+            }
+            None => Ok(None),
+        }
+    };
+    let required = |name: &str| {
+        endpoint(name)?.ok_or_else(|| format!("the discovery document at {url} has no {name}"))
+    };
+    Ok(IssuerEndpoints {
+        authorization: required("authorization_endpoint")?,
+        token: required("token_endpoint")?,
+        end_session: endpoint("end_session_endpoint")?,
+    })
+}
+
+/// The authorization code exchange of an OIDC sign-in (RFC 6749 §4.1.3 with PKCE,
+/// RFC 7636 §4.5).
+#[derive(Debug, Clone)]
+pub struct CodeExchange<'a> {
+    /// The issuer's token endpoint.
+    pub token_endpoint: &'a str,
+    /// The client id.
+    pub client_id: &'a str,
+    /// The client secret of a confidential client (sent with HTTP Basic).
+    pub client_secret: Option<&'a str>,
+    /// The code the browser brought back.
+    pub code: &'a str,
+    /// The redirect URI of the authorization request.
+    pub redirect_uri: &'a str,
+    /// The PKCE code verifier.
+    pub code_verifier: &'a str,
+}
+
+/// Exchanges an authorization code for tokens; returns the ID token. Blocks. The reason of
+/// a refusal is the issuer's `error` (never a token or the secret).
+pub fn exchange_code(x: &CodeExchange) -> std::result::Result<String, String> {
+    let loopback_http = check_url(x.token_endpoint)?;
+    let mut config = ureq::Agent::config_builder()
+        .timeout_global(Some(FETCH_TIMEOUT))
+        .http_status_as_error(false)
+        .max_redirects(0)
+        .user_agent(concat!("rolegate/", env!("CARGO_PKG_VERSION")));
+    config = if loopback_http {
+        config.proxy(None)
+    } else {
+        config.https_only(true).tls_config(
+            ureq::tls::TlsConfig::builder()
+                .provider(ureq::tls::TlsProvider::Rustls)
+                .unversioned_rustls_crypto_provider(Arc::new(
+                    rustls::crypto::aws_lc_rs::default_provider(),
+                ))
+                .build(),
+        )
+    };
+    let agent: ureq::Agent = config.build().into();
+    let enc = |s: &str| {
+        percent_encoding::utf8_percent_encode(s, percent_encoding::NON_ALPHANUMERIC).to_string()
+    };
+    let mut form = format!(
+        "grant_type=authorization_code&code={}&redirect_uri={}&code_verifier={}",
+        enc(x.code),
+        enc(x.redirect_uri),
+        enc(x.code_verifier)
+    );
+    let mut req = agent
+        .post(x.token_endpoint)
+        .header("Accept", "application/json")
+        .header("Content-Type", "application/x-www-form-urlencoded");
+    let basic;
+    match x.client_secret {
+        Some(secret) => {
+            use base64::Engine;
+            basic = base64::engine::general_purpose::STANDARD.encode(format!(
+                "{}:{}",
+                enc(x.client_id),
+                enc(secret)
+            ));
+            req = req.header("Authorization", &format!("Basic {basic}"));
+        }
+        None => form.push_str(&format!("&client_id={}", enc(x.client_id))),
+    }
+    let mut resp = req
+        .send(form)
+        .map_err(|e| format!("the token endpoint did not answer: {e}"))?;
+    let status = resp.status().as_u16();
+    let text = resp
+        .body_mut()
+        .with_config()
+        .limit(MAX_DOCUMENT_BYTES)
+        .read_to_string()
+        .map_err(|e| format!("reading the token endpoint's answer: {e}"))?;
+    let doc: Value = serde_json::from_str(&text)
+        .map_err(|_| format!("the token endpoint answered {status} with no JSON"))?;
+    if status != 200 {
+        let error = doc
+            .get("error")
+            .and_then(Value::as_str)
+            .unwrap_or("unknown");
+        return Err(format!("the issuer refused the code ({status} {error})"));
+    }
+    doc.get("id_token")
+        .and_then(Value::as_str)
+        .map(str::to_string)
+        .ok_or_else(|| "the token endpoint returned no id_token".to_string())
+}
+
 /// GETs a JSON document: short timeout, size limit; `https` through rustls on aws-lc-rs
 /// with the Mozilla roots; plain `http` only to loopback (no proxy, no redirects).
 fn fetch_json(url: &str) -> std::result::Result<Value, String> {
@@ -626,6 +793,8 @@ mod tests {
             iat: None,
             iss: None,
             aud: None,
+            nonce: None,
+            acr: None,
         }
     }
 

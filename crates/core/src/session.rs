@@ -32,6 +32,25 @@ pub struct PortalSession {
     pub time_zone: Option<String>,
 }
 
+/// A sign-in started at the identity provider and not yet finished (OIDC authorization
+/// code flow with PKCE): what the callback checks and needs. Used once.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PendingSignIn {
+    /// Hex SHA-256 of the `state` sent to the provider (also in the browser's cookie).
+    pub state_hash: String,
+    /// The `nonce` the ID token must carry.
+    pub nonce: String,
+    /// The PKCE code verifier.
+    pub code_verifier: String,
+    /// The portal path to return to.
+    pub return_to: String,
+    /// When it started.
+    pub created_at: Timestamp,
+}
+
+/// How long a started sign-in may take at the identity provider.
+pub const SIGN_IN_WINDOW: SignedDuration = SignedDuration::from_mins(10);
+
 /// How long `last_seen` may lag: a session is written back at most this often, so page
 /// views are reads.
 pub const TOUCH_INTERVAL: SignedDuration = SignedDuration::from_secs(60);

@@ -324,8 +324,17 @@ pub trait SessionWrite {
     fn delete_portal_session(&mut self, id_hash: &str) -> Result<bool>;
     /// Deletes every session of `subject`.
     fn delete_portal_sessions_of(&mut self, subject: &str) -> Result<()>;
-    /// Deletes sessions past their absolute end at `now` or last seen before `idle_before`.
+    /// Deletes sessions past their absolute end at `now` or last seen before `idle_before`,
+    /// and sign-ins started before `idle_before` that never finished.
     fn prune_portal_sessions(&mut self, now: Timestamp, idle_before: Timestamp) -> Result<()>;
+    /// Stores a sign-in started at the identity provider.
+    fn insert_pending_sign_in(&mut self, p: &crate::session::PendingSignIn) -> Result<()>;
+    /// Removes and returns the started sign-in whose state hashes to `state_hash` (each
+    /// is used at most once).
+    fn take_pending_sign_in(
+        &mut self,
+        state_hash: &str,
+    ) -> Result<Option<crate::session::PendingSignIn>>;
 }
 
 /// Reads of the audit log.

@@ -9,7 +9,7 @@ use crate::session::Visit;
 use crate::text;
 use askama::Template;
 use axum::Form;
-use axum::extract::{Path, State};
+use axum::extract::{Path, Query, State};
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Redirect, Response};
 use rolegate_core::assignment::AssignmentState;
@@ -73,6 +73,7 @@ struct ActivatePage {
     approval: Option<(Vec<String>, u32)>,
     mfa_required: bool,
     mfa_missing: bool,
+    step_up: bool,
     emergency_allowed: bool,
     emergency_minutes: i64,
     emergency: bool,
@@ -170,6 +171,7 @@ async fn show(
         approval,
         mfa_required,
         mfa_missing: mfa_required && !visit.caller.mfa,
+        step_up: portal.config.oidc.is_some(),
         emergency_allowed: emergency.is_some(),
         emergency_minutes: emergency.map_or(0, |a| a.emergency_maximum_minutes),
         emergency: form.emergency.is_some(),
@@ -183,10 +185,16 @@ async fn show(
     render(status, &page, &visit.request_id)
 }
 
-/// `GET /ui/activate/{eligibleAssignmentId}`.
-pub async fn form(State(portal): State<S>, visit: Visit, Path(id): Path<String>) -> Response {
+/// `GET /ui/activate/{eligibleAssignmentId}`; inputs in the query (kept across an MFA
+/// step-up) fill the form.
+pub async fn form(
+    State(portal): State<S>,
+    visit: Visit,
+    Path(id): Path<String>,
+    Query(kept): Query<ActivateForm>,
+) -> Response {
     match offer(&portal, &visit, &id).await {
-        Ok(o) => show(&portal, &visit, &o, &ActivateForm::default(), None).await,
+        Ok(o) => show(&portal, &visit, &o, &kept, None).await,
         Err(r) => r,
     }
 }

@@ -9,6 +9,7 @@ mod activate;
 mod approvals;
 mod assets;
 mod my_roles;
+pub mod oidc;
 mod page;
 mod requests;
 mod session;
@@ -44,6 +45,9 @@ pub struct PortalConfig {
     pub demo_users: Vec<DemoUser>,
     /// Session timeouts.
     pub lifetime: SessionLifetime,
+    /// Sign-in with the organisation's OpenID provider (then there is no development
+    /// sign-in).
+    pub oidc: Option<oidc::OidcClient>,
 }
 
 /// The portal's state: the API's, and its own set-up.
@@ -64,6 +68,9 @@ pub fn router(app: Arc<AppState>, config: PortalConfig) -> Router {
         .route("/ui/", get(my_roles::page))
         .route("/ui/signin", get(signin::form).post(signin::submit))
         .route("/ui/signout", post(signin::sign_out))
+        .route("/ui/signed-out", get(signin::signed_out))
+        .route("/ui/auth/callback", get(oidc::callback))
+        .route("/ui/auth/step-up", post(oidc::step_up))
         .route(
             "/ui/activate/{id}",
             get(activate::form).post(activate::submit),

@@ -1,6 +1,8 @@
-//! Signing in and out (portal.md §2). This slice has the development sign-in: a form
-//! naming a directory user (or an administrator's id), which exists only when the server
-//! runs on development or demo authentication.
+//! Signing in and out (portal.md §2). With OIDC configured, `/ui/signin` sends the browser
+//! to the issuer ([`crate::oidc`]); on development or demo authentication it is a form
+//! naming a directory user (or an administrator's id), with the demo users as buttons.
+//! Either way the signed-in subject is admitted by the API's own rule
+//! ([`visibility::sign_in`]) and gets a new session.
 
 use crate::page::ErrorPage;
 use crate::session::{
@@ -10,10 +12,9 @@ use crate::{DemoUser, Portal, S, assets};
 use askama::Template;
 use axum::Form;
 use axum::extract::{Query, State};
-use axum::http::{HeaderMap, StatusCode, header};
+use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use rolegate_api::extract::RequestId;
-use rolegate_core::error::Result;
 use rolegate_core::session::PortalSession;
 use rolegate_core::visibility::{self, TokenIdentity};
 use serde::Deserialize;
@@ -24,15 +25,46 @@ use std::sync::Arc;
 struct SignInPage<'a> {
     css: &'static str,
     alert: Option<String>,
+    status: Option<&'static str>,
     back: String,
+    development: bool,
     user_name: String,
     mfa: bool,
     demo_users: &'a [DemoUser],
 }
 
-impl SignInPage<'_> {
-    fn respond(&self, status: StatusCode, request_id: &str) -> Response {
-        crate::page::render(status, self, request_id)
+/// The sign-in page showing "Sign-in failed: {why}".
+pub struct SignInFailure {
+    why: String,
+    back: String,
+    user_name: String,
+    mfa: bool,
+}
+
+impl SignInFailure {
+    /// A failure saying `why`.
+    pub fn new(why: String) -> Self {
+        Self {
+            why,
+            back: "/ui/".into(),
+            user_name: String::new(),
+            mfa: false,
+        }
+    }
+
+    /// The page, `401`.
+    pub fn respond(&self, portal: &Portal, request_id: &str) -> Response {
+        let page = SignInPage {
+            css: assets::css(),
+            alert: Some(format!("Sign-in failed: {}", self.why)),
+            status: None,
+            back: self.back.clone(),
+            development: portal.config.development_sign_in,
+            user_name: self.user_name.clone(),
+            mfa: self.mfa,
+            demo_users: &portal.config.demo_users,
+        };
+        crate::page::render(StatusCode::UNAUTHORIZED, &page, request_id)
     }
 }
 
@@ -43,27 +75,34 @@ pub struct SignInQuery {
     back: Option<String>,
 }
 
-/// `GET /ui/signin`: the development sign-in form (`404` when the server has none).
+/// `GET /ui/signin`: straight to the issuer with OIDC; else the development sign-in form
+/// (`404` when the server has neither).
 pub async fn form(
     State(portal): State<S>,
     RequestId(rid): RequestId,
     Query(q): Query<SignInQuery>,
 ) -> Response {
+    let back = safe_return(q.back.as_deref());
+    if let Some(oidc) = portal.config.oidc.clone() {
+        return crate::oidc::sign_in_page(&portal, &oidc, back, &rid).await;
+    }
     if !portal.config.development_sign_in {
         return ErrorPage::not_found(&rid).into_response();
     }
-    SignInPage {
+    let page = SignInPage {
         css: assets::css(),
         alert: None,
-        back: safe_return(q.back.as_deref()),
+        status: None,
+        back,
+        development: true,
         user_name: String::new(),
         mfa: false,
         demo_users: &portal.config.demo_users,
-    }
-    .respond(StatusCode::OK, &rid)
+    };
+    crate::page::render(StatusCode::OK, &page, &rid)
 }
 
-/// The fields of the sign-in form.
+/// The fields of the development sign-in form.
 #[derive(Debug, Deserialize)]
 pub struct SignInForm {
     user_name: String,
@@ -74,22 +113,23 @@ pub struct SignInForm {
 
 /// Who a development user name signs in as: the one directory user with that `userName`,
 /// or an administrator named by id.
-async fn resolve(portal: &Portal, user_name: &str) -> Result<Option<(String, bool)>> {
+async fn resolve(portal: &Portal, user_name: &str) -> Result<Option<String>, String> {
     let name = user_name.to_string();
     let app = Arc::clone(&portal.app);
     let found = app
         .read(move |tx, _| rolegate_core::scim::users_named(tx, &name, 2))
         .await
-        .map_err(|e| e.error)?;
+        .map_err(|e| e.error.message)?;
     Ok(match found.as_slice() {
-        [one] => Some((one.id.clone(), true)),
-        [] if portal.app.auth.is_admin([user_name]) => Some((user_name.to_string(), false)),
+        [one] => Some(one.id.clone()),
+        [] if portal.app.auth.is_admin([user_name]) => Some(user_name.to_string()),
         _ => None,
     })
 }
 
-/// `POST /ui/signin`: starts a session for the named user and returns to the page asked
-/// for. A name that signs nobody in shows the form again with "Sign-in failed: …".
+/// `POST /ui/signin` (development sign-in only): starts a session for the named user and
+/// returns to the page asked for. A name that signs nobody in shows the form again with
+/// "Sign-in failed: …".
 pub async fn submit(
     State(portal): State<S>,
     RequestId(rid): RequestId,
@@ -106,65 +146,75 @@ pub async fn submit(
     let user_name = f.user_name.trim().to_string();
     let mfa = f.mfa.is_some();
     let failed = |why: String| {
-        SignInPage {
-            css: assets::css(),
-            alert: Some(format!("Sign-in failed: {why}")),
+        SignInFailure {
+            why,
             back: back.clone(),
             user_name: user_name.clone(),
             mfa,
-            demo_users: &portal.config.demo_users,
         }
-        .respond(StatusCode::UNAUTHORIZED, &rid)
+        .respond(&portal, &rid)
     };
     if user_name.is_empty() || user_name.contains('\0') {
         return failed("enter a user name".into());
     }
     let subject = match resolve(&portal, &user_name).await {
-        Ok(Some((subject, _))) => subject,
+        Ok(Some(subject)) => subject,
         Ok(None) => return failed(format!("no user is named `{user_name}`")),
-        Err(e) => return ErrorPage::from_domain(&rid, &e).into_response(),
+        Err(why) => return failed(why),
     };
-    // The same admission rule as an API token's: a disabled account cannot sign in.
-    let lookup = subject.clone();
-    let app = Arc::clone(&portal.app);
-    let admitted = app
-        .read(move |tx, st| {
-            let s = tx.subject(&lookup)?;
-            visibility::sign_in(
-                &TokenIdentity {
-                    subject: &lookup,
-                    name: None,
-                    mfa,
-                },
-                s,
-                |id| st.auth.is_admin([id]),
-            )
-        })
-        .await;
-    if let Err(e) = admitted {
-        return failed(e.error.message);
-    }
-    match start_session(&portal, &headers, subject, None, mfa, None).await {
-        Ok(cookie) => (
-            StatusCode::SEE_OTHER,
-            [(header::LOCATION, back)],
-            [(header::SET_COOKIE, cookie)],
-        )
-            .into_response(),
-        Err(e) => ErrorPage::from_domain(&rid, &e).into_response(),
+    match admit_and_start(&portal, &headers, subject, None, mfa, None).await {
+        Ok(cookie) => {
+            let mut resp =
+                (StatusCode::SEE_OTHER, [(header::LOCATION, back.clone())]).into_response();
+            resp.headers_mut().append(header::SET_COOKIE, cookie);
+            resp
+        }
+        Err(why) => failed(why),
     }
 }
 
-/// Stores a new session for `subject` (ending any session the browser had: the id rotates
-/// at every sign-in) and returns its `Set-Cookie` value.
-async fn start_session(
+/// Admits `subject` by the API's rule (in the directory, enabled, not a group; or an
+/// administrator) and starts a session; the `Set-Cookie` value, or why not.
+pub async fn admit_and_start(
     portal: &Portal,
     headers: &HeaderMap,
     subject: String,
     name: Option<String>,
     mfa: bool,
     token: Option<(String, jiff::Timestamp)>,
-) -> Result<axum::http::HeaderValue> {
+) -> Result<HeaderValue, String> {
+    let lookup = subject.clone();
+    let display = name.clone();
+    let app = Arc::clone(&portal.app);
+    app.read(move |tx, st| {
+        let s = tx.subject(&lookup)?;
+        visibility::sign_in(
+            &TokenIdentity {
+                subject: &lookup,
+                name: display.as_deref(),
+                mfa,
+            },
+            s,
+            |id| st.auth.is_admin([id]),
+        )
+    })
+    .await
+    .map_err(|e| e.error.message)?;
+    start_session(portal, headers, subject, name, mfa, token)
+        .await
+        .map_err(|e| e.message)
+}
+
+/// Stores a new session for `subject` (ending any session the browser had: the id rotates
+/// at every sign-in) and returns its `Set-Cookie` value.
+pub async fn start_session(
+    portal: &Portal,
+    headers: &HeaderMap,
+    subject: String,
+    name: Option<String>,
+    mfa: bool,
+    token: Option<(String, jiff::Timestamp)>,
+) -> rolegate_core::error::Result<HeaderValue> {
     let id = random_token()?;
     let now = portal.app.clock.now();
     let lifetime = portal.config.lifetime;
@@ -202,7 +252,8 @@ pub struct SignOutForm {
     csrf: String,
 }
 
-/// `POST /ui/signout`: ends the session and clears the cookie.
+/// `POST /ui/signout`: ends the session, clears the cookie, and continues at the issuer's
+/// sign-out when it offers one (else at the sign-in page).
 pub async fn sign_out(
     State(portal): State<S>,
     visit: Visit,
@@ -215,8 +266,32 @@ pub async fn sign_out(
     if let Err(e) = write_sessions(&portal.app, move |tx| tx.delete_portal_session(&hash)).await {
         return ErrorPage::from_domain(&visit.request_id, &e).into_response();
     }
-    let mut resp = (StatusCode::SEE_OTHER, [(header::LOCATION, "/ui/signin")]).into_response();
+    let next = crate::oidc::end_session_url(&portal, visit.session.id_token.as_deref())
+        .unwrap_or_else(|| {
+            if portal.config.oidc.is_some() {
+                "/ui/signed-out".to_string()
+            } else {
+                "/ui/signin".to_string()
+            }
+        });
+    let mut resp = (StatusCode::SEE_OTHER, [(header::LOCATION, next)]).into_response();
     resp.headers_mut()
-        .insert(header::SET_COOKIE, session::set_cookie(&portal, None));
+        .append(header::SET_COOKIE, session::set_cookie(&portal, None));
     resp
+}
+
+/// `GET /ui/signed-out`: where "Sign out" ends when the issuer offers no sign-out of its
+/// own (going straight back to the issuer would sign the person in again).
+pub async fn signed_out(State(portal): State<S>, RequestId(rid): RequestId) -> Response {
+    let page = SignInPage {
+        css: assets::css(),
+        alert: None,
+        status: Some("You are signed out."),
+        back: "/ui/".into(),
+        development: portal.config.development_sign_in,
+        user_name: String::new(),
+        mfa: false,
+        demo_users: &portal.config.demo_users,
+    };
+    crate::page::render(StatusCode::OK, &page, &rid)
 }

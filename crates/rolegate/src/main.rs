@@ -132,6 +132,22 @@ struct ServeArgs {
     /// Production authentication: the audience (`aud`) tokens must name.
     #[arg(long, env = "ROLEGATE_OIDC_AUDIENCE")]
     oidc_audience: Option<String>,
+    /// The web portal's OpenID client id (sign-in with the authorization code flow and PKCE;
+    /// needs --oidc-issuer and --public-url, and the issuer must accept the redirect URI
+    /// {public-url}/ui/auth/callback).
+    #[arg(long, env = "ROLEGATE_OIDC_CLIENT_ID")]
+    oidc_client_id: Option<String>,
+    /// A file holding the portal's client secret (a confidential client; without it the
+    /// portal is a public client). Never logged.
+    #[arg(long, env = "ROLEGATE_OIDC_CLIENT_SECRET_FILE")]
+    oidc_client_secret_file: Option<PathBuf>,
+    /// A scope the portal asks for besides `openid profile email` (repeatable).
+    #[arg(long = "oidc-scope")]
+    oidc_scopes: Vec<String>,
+    /// The `acr` value that counts as multi-factor authentication (besides `amr`
+    /// containing `mfa`); asked for with `acr_values` at an MFA step-up.
+    #[arg(long, env = "ROLEGATE_OIDC_MFA_ACR")]
+    oidc_mfa_acr: Option<String>,
     /// Production authentication: the issuer's JSON Web Key Set, from a file.
     #[arg(long, env = "ROLEGATE_JWKS_FILE")]
     jwks_file: Option<PathBuf>,
@@ -308,6 +324,8 @@ fn mint(
         iat: Some(now_s),
         iss: None,
         aud: None,
+        nonce: None,
+        acr: None,
     };
     Ok(mint_hs256(secret.as_bytes(), &claims)?)
 }
@@ -337,6 +355,53 @@ fn oidc_config(args: &ServeArgs) -> anyhow::Result<Option<OidcConfig>> {
         issuer,
         audience,
         source,
+    }))
+}
+
+/// The portal's OpenID client (`--oidc-client-id`), with the issuer's endpoints discovered.
+async fn portal_oidc(
+    args: &ServeArgs,
+    state: &AppState,
+) -> anyhow::Result<Option<rolegate_portal::oidc::OidcClient>> {
+    let Some(client_id) = args.oidc_client_id.clone() else {
+        if args.oidc_client_secret_file.is_some() || args.oidc_mfa_acr.is_some() {
+            bail!("--oidc-client-secret-file and --oidc-mfa-acr need --oidc-client-id");
+        }
+        return Ok(None);
+    };
+    let Some(verifier) = state.auth.oidc_verifier().cloned() else {
+        bail!("--oidc-client-id needs production authentication (--oidc-issuer, --oidc-audience)");
+    };
+    if args.public_url.is_none() {
+        bail!(
+            "--oidc-client-id needs --public-url (the redirect URI is {{public-url}}/ui/auth/callback)"
+        );
+    }
+    let client_secret = match &args.oidc_client_secret_file {
+        Some(path) => {
+            let text = std::fs::read_to_string(path)
+                .with_context(|| format!("reading --oidc-client-secret-file {}", path.display()))?;
+            let secret = text.trim().to_string();
+            if secret.is_empty() {
+                bail!("--oidc-client-secret-file {} is empty", path.display());
+            }
+            Some(secret)
+        }
+        None => None,
+    };
+    let issuer = verifier.issuer().to_string();
+    let endpoints =
+        tokio::task::spawn_blocking(move || rolegate_api::oidc::discover_endpoints(&issuer))
+            .await?
+            .map_err(|e| anyhow::anyhow!("the portal's OpenID sign-in: {e}"))?;
+    tracing::info!(%client_id, confidential = client_secret.is_some(), "portal sign-in with OpenID Connect");
+    Ok(Some(rolegate_portal::oidc::OidcClient {
+        client_id,
+        client_secret,
+        extra_scopes: args.oidc_scopes.clone(),
+        mfa_acr: args.oidc_mfa_acr.clone(),
+        endpoints,
+        verifier,
     }))
 }
 
@@ -534,6 +599,7 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
         shutdown_signal().await;
         let _ = stop.send(true);
     };
+    let portal_oidc = portal_oidc(&args, &state).await?;
     let portal = (!args.no_ui).then(|| {
         rolegate_portal::router(
             Arc::clone(&state),
@@ -545,6 +611,7 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
                     idle: jiff::SignedDuration::from_mins(i64::from(args.ui_session_idle)),
                     ..SessionLifetime::default()
                 },
+                oidc: portal_oidc,
             },
         )
     });

@@ -32,7 +32,7 @@ pub struct Table {
 /// Every table a copy carries, each after the tables its foreign keys refer to. Left out:
 /// `schema_migrations` (each database is migrated by its own open path), `access_log`,
 /// the running nodes' change feed (written on PostgreSQL only), which a copy starts empty,
-/// and `portal_sessions` (people sign in again on the new database).
+/// and `portal_sessions` and `portal_sign_ins` (people sign in again on the new database).
 pub const TABLES: &[Table] = &[
     Table {
         name: "resources",
@@ -470,7 +470,7 @@ mod tests {
                 let tables: BTreeSet<String> = strings(
                     c,
                     "SELECT name FROM sqlite_master WHERE type = 'table' \
-                     AND name NOT IN ('schema_migrations', 'sqlite_sequence', 'access_log', 'portal_sessions')",
+                     AND name NOT IN ('schema_migrations', 'sqlite_sequence', 'access_log', 'portal_sessions', 'portal_sign_ins')",
                     &[],
                 )
                 .into_iter()

@@ -65,6 +65,8 @@ fn token(secret: &str, subject: &str) -> anyhow::Result<String> {
         iat: Some(now),
         iss: None,
         aud: None,
+        nonce: None,
+        acr: None,
     };
     Ok(mint_hs256(secret.as_bytes(), &claims)?)
 }

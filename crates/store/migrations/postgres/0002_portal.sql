@@ -17,6 +17,16 @@ CREATE TABLE portal_sessions (
 CREATE INDEX portal_sessions_subject ON portal_sessions(subject);
 CREATE INDEX portal_sessions_expires ON portal_sessions(expires_at);
 
+-- Sign-ins started at the identity provider (OIDC code flow with PKCE), used once by the
+-- callback; `state_hash` is the SHA-256 of the `state` parameter.
+CREATE TABLE portal_sign_ins (
+    state_hash    TEXT PRIMARY KEY,
+    nonce         TEXT NOT NULL,
+    code_verifier TEXT NOT NULL,
+    return_to     TEXT NOT NULL,
+    created_at    BIGINT NOT NULL
+);
+
 -- "Expired roles" of a person (their own expired eligibilities of the last 30 days).
 CREATE INDEX assignment_history_subject ON assignment_history(subject_id, end_at);
 

@@ -1,7 +1,7 @@
 //! Portal sessions (portal.md §2), shared by every node of a database.
 
 use super::tx::*;
-use rolegate_core::session::PortalSession;
+use rolegate_core::session::{PendingSignIn, PortalSession};
 
 const SESSION_COLS: &str = "id_hash, subject, name, mfa, csrf_token, created_at, last_seen, expires_at, id_token, time_zone";
 
@@ -81,6 +81,42 @@ impl SessionWrite for SqlTx<'_> {
             "DELETE FROM portal_sessions WHERE expires_at <= ? OR last_seen < ?",
             &params![us(now), us(idle_before)],
         )?;
+        self.exec(
+            "DELETE FROM portal_sign_ins WHERE created_at < ?",
+            &params![us(idle_before)],
+        )?;
         Ok(())
+    }
+    fn insert_pending_sign_in(&mut self, p: &PendingSignIn) -> Result<()> {
+        self.exec(
+            "INSERT INTO portal_sign_ins (state_hash, nonce, code_verifier, return_to, created_at) VALUES (?, ?, ?, ?, ?)",
+            &params![p.state_hash, p.nonce, p.code_verifier, p.return_to, us(p.created_at)],
+        )?;
+        Ok(())
+    }
+    fn take_pending_sign_in(&mut self, state_hash: &str) -> Result<Option<PendingSignIn>> {
+        let found = self.one(
+            "SELECT state_hash, nonce, code_verifier, return_to, created_at FROM portal_sign_ins WHERE state_hash = ?",
+            &params![state_hash],
+            |r| {
+                Ok(PendingSignIn {
+                    state_hash: r.get(0)?,
+                    nonce: r.get(1)?,
+                    code_verifier: r.get(2)?,
+                    return_to: r.get(3)?,
+                    created_at: ts(r.get(4)?)?,
+                })
+            },
+        )?;
+        // Used once: a second callback with the same state finds nothing.
+        if found.is_some()
+            && self.exec(
+                "DELETE FROM portal_sign_ins WHERE state_hash = ?",
+                &params![state_hash],
+            )? == 0
+        {
+            return Ok(None);
+        }
+        Ok(found)
     }
 }

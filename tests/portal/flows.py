@@ -1,0 +1,1138 @@
+#!/usr/bin/env python3
+"""The portal's main flows in a real browser (Debian's Chromium through Playwright, see
+browser.py), each checked through the Graph API for exactly the effect expected.
+
+    python tests/portal/flows.py ORIGIN FIXTURE.json [--screenshots DIR]
+
+ORIGIN is a running `rolegate serve --demo` on a fresh database (tests/portal/screenshots.sh
+starts one); FIXTURE.json is {"tokens": {"alice", "bob", "dave", "carol", "admin"}}: API bearer
+tokens of the demo's people (subjects alice, bob, dave, carol) and of its administrator.
+
+Flows:
+  a. Alice activates Contributor on Contoso Production with the keyboard only: an 8 h 30 min
+     try refused by ExpirationRule (inputs kept, nothing created), then 2 hours; deactivates.
+  b. Dave (one browser context) activates Owner on Contoso Development; Bob (another context,
+     at the same time) approves it, refusing an empty justification first; Dave asks again
+     and Bob denies.
+  c. Dave cancels a pending request from My requests, after foreign-origin POSTs and a wrong
+     CSRF token were refused with 403 and changed nothing.
+  d. Signing out: Back and reload land on sign-in, the old cookie is dead, signing in again
+     returns to the page asked for; a failed sign-in shows its alert.
+  e. axe-core (WCAG 2.1 A/AA) on every page visited, light and dark (the page is re-rendered
+     in the other colour scheme in place), error pages included; a 375 px wide pass over My
+     roles, Activate and Approvals with no horizontal scrolling of the page.
+  f. Carol extends an eligibility that ends within 14 days and renews one that just expired;
+     the administrator and Bob decide them.
+
+With --screenshots DIR, full-page PNGs `{page}-{light|dark}.png` of each page shown are saved
+there. Prints one line per check; exits 1 at the first failure, saying which page, what was
+expected and what was found.
+"""
+
+import json
+import os
+import re
+import sys
+import time
+import urllib.error
+import urllib.parse
+import urllib.request
+from datetime import datetime, timedelta, timezone
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+sys.path.insert(0, HERE)
+
+import browser  # noqa: E402
+
+PIM = "/beta/privilegedAccess/azureResources"
+AUDIT = "/beta/auditLogs/directoryAudits"
+CONTRIBUTOR = "b24988ac-6180-42a0-ab88-20f7382dd24c"
+OWNER = "8e3af657-a8ff-443c-a75c-2fe8c4bcb635"
+TIMEOUT_MS = 10_000
+NARROW = {"width": 375, "height": 812}
+
+passed = 0
+notes = []
+
+
+# ---- reporting ---------------------------------------------------------------------------------
+
+
+class Failure(AssertionError):
+    pass
+
+
+def ok(name):
+    global passed
+    passed += 1
+    print(f"ok   {name}", flush=True)
+
+
+def note(text):
+    """Something a person would notice that the contract does not forbid: printed, counted,
+    never a failure."""
+    notes.append(text)
+    print(f"note {text}", flush=True)
+
+
+def check(name, cond, detail=""):
+    if not cond:
+        raise Failure(f"{name}: {detail}" if detail else name)
+    ok(name)
+
+
+def page_text(page, limit=400):
+    try:
+        text = page.locator("body").inner_text(timeout=2000)
+    except Exception:  # noqa: BLE001 - only for a failure message
+        return "(page text unavailable)"
+    text = re.sub(r"\s+", " ", text).strip()
+    return text[:limit] + ("…" if len(text) > limit else "")
+
+
+def fail_on(page, what, expected, found=None):
+    found = found if found is not None else f"the page says: {page_text(page)}"
+    raise Failure(f"{what} — at {page.url}: expected {expected}; found {found}")
+
+
+# ---- the Graph API -----------------------------------------------------------------------------
+
+
+class Api:
+    """GETs and POSTs to the API with the fixture's tokens."""
+
+    def __init__(self, origin, tokens):
+        self.origin = origin
+        self.tokens = tokens
+
+    def call(self, who, method, path, query=None, body=None):
+        url = self.origin + path
+        if query:
+            url += "?" + urllib.parse.urlencode(query, quote_via=urllib.parse.quote)
+        data = json.dumps(body).encode() if body is not None else None
+        req = urllib.request.Request(url, data=data, method=method)
+        req.add_header("Authorization", f"Bearer {self.tokens[who]}")
+        req.add_header("Accept", "application/json")
+        if data is not None:
+            req.add_header("Content-Type", "application/json")
+        try:
+            with urllib.request.urlopen(req, timeout=15) as r:
+                raw = r.read()
+                return r.status, (json.loads(raw) if raw else None)
+        except urllib.error.HTTPError as e:
+            raw = e.read()
+            try:
+                return e.code, json.loads(raw)
+            except ValueError:
+                return e.code, raw.decode(errors="replace")
+
+    def get(self, who, path, query=None):
+        status, body = self.call(who, "GET", path, query)
+        if status != 200:
+            raise Failure(f"API GET {path} {query or ''} as {who}: expected 200, got {status} {body}")
+        return body
+
+    def list(self, who, path, query=None):
+        """Every item of a collection, following @odata.nextLink."""
+        query = dict(query or {})
+        query.setdefault("$top", "999")
+        body = self.get(who, path, query)
+        items = list(body["value"])
+        while body.get("@odata.nextLink"):
+            nxt = urllib.parse.urlsplit(body["@odata.nextLink"])
+            body = self.get(who, nxt.path, dict(urllib.parse.parse_qsl(nxt.query)))
+            items.extend(body["value"])
+        return items
+
+    def request(self, who, request_id):
+        return self.get(who, f"{PIM}/roleAssignmentRequests/{request_id}")
+
+    def submit(self, who, body):
+        status, out = self.call(who, "POST", f"{PIM}/roleAssignmentRequests", body=body)
+        if status != 201:
+            raise Failure(f"API POST roleAssignmentRequests as {who}: expected 201, got {status} {out}")
+        return out
+
+
+class Demo:
+    """The ids of the demo tenant's people, resources and roles."""
+
+    def __init__(self, api):
+        def user(name):
+            found = api.get("admin", "/scim/v2/Users", {"filter": f'userName eq "{name}@contoso.example"'})
+            if found.get("totalResults") != 1:
+                raise Failure(f"the demo user {name}@contoso.example is not in the directory: {found}")
+            return found["Resources"][0]["id"]
+
+        def resource(name):
+            found = api.list("admin", f"{PIM}/resources", {"$filter": f"displayName eq '{name}'"})
+            if len(found) != 1:
+                raise Failure(f"the demo resource {name!r} is not registered once: {found}")
+            return found[0]["id"]
+
+        def role(resource_id, template):
+            found = api.list("admin", f"{PIM}/roleDefinitions",
+                             {"$filter": f"resourceId eq '{resource_id}' and templateId eq '{template}'"})
+            return found[0]["id"]
+
+        self.alice, self.bob, self.carol, self.dave = (user(n) for n in ("alice", "bob", "carol", "dave"))
+        self.prod = resource("Contoso Production")
+        self.dev = resource("Contoso Development")
+        self.prod_contributor = role(self.prod, CONTRIBUTOR)
+        self.dev_owner = role(self.dev, OWNER)
+        self.dev_contributor = role(self.dev, CONTRIBUTOR)
+
+
+# ---- "exactly the effect expected": what changed in the tenant between two moments ------------
+
+
+class World:
+    """Every request, every current assignment, and the audit records from a moment on, as
+    the administrator reads them."""
+
+    def __init__(self, api):
+        self.api = api
+        self.requests = {r["id"]: r for r in api.list("admin", f"{PIM}/roleAssignmentRequests")}
+        self.assignments = {a["id"]: a for a in api.list("admin", f"{PIM}/roleAssignments")}
+        newest = api.get("admin", AUDIT, {"$top": "1"})["value"]
+        self.since = newest[0]["activityDateTime"] if newest else "2000-01-01T00:00:00Z"
+        self.audits = {a["id"] for a in self.audit_records()}
+
+    def audit_records(self):
+        return self.api.list("admin", AUDIT, {"$filter": f"activityDateTime ge {self.since}"})
+
+    def changes(self):
+        """What happened since this snapshot. Assignments that reached their scheduled end
+        meanwhile are the clock's doing, not the portal's, and are left out."""
+        now = datetime.now(timezone.utc)
+        later = World.__new__(World)
+        later.requests = {r["id"]: r for r in self.api.list("admin", f"{PIM}/roleAssignmentRequests")}
+        later.assignments = {a["id"]: a for a in self.api.list("admin", f"{PIM}/roleAssignments")}
+
+        def ended(a):
+            end = a.get("endDateTime")
+            return end is not None and parse_time(end) <= now
+
+        return Changes(
+            new_requests=[r for i, r in later.requests.items() if i not in self.requests],
+            changed_requests=[
+                (self.requests[i], r) for i, r in later.requests.items()
+                if i in self.requests and r["status"] != self.requests[i]["status"]
+            ],
+            new_assignments=[a for i, a in later.assignments.items() if i not in self.assignments],
+            gone_assignments=[
+                a for i, a in self.assignments.items() if i not in later.assignments and not ended(a)
+            ],
+            audits=[a for a in self.audit_records() if a["id"] not in self.audits],
+        )
+
+
+class Changes:
+    def __init__(self, new_requests, changed_requests, new_assignments, gone_assignments, audits):
+        self.new_requests = new_requests
+        self.changed_requests = changed_requests
+        self.new_assignments = new_assignments
+        self.gone_assignments = gone_assignments
+        self.audits = audits
+
+    def summary(self):
+        def req(r):
+            return f"{r['type']}/{r['assignmentState']} {r['status']['subStatus']} ({r['id']})"
+
+        def asg(a):
+            return f"{a['assignmentState']} of {a['subjectId']} on {a['resourceId']} ({a['id']})"
+
+        return (
+            f"new requests {[req(r) for r in self.new_requests]}; "
+            f"changed requests {[req(o) + ' -> ' + n['status']['subStatus'] for o, n in self.changed_requests]}; "
+            f"new assignments {[asg(a) for a in self.new_assignments]}; "
+            f"gone assignments {[asg(a) for a in self.gone_assignments]}; "
+            f"audit records {[(a['activityDisplayName'], a['result']) for a in self.audits]}"
+        )
+
+    def expect(self, label, new_requests=0, changed_requests=0, new_assignments=0, gone_assignments=0,
+               audits=0):
+        want = (new_requests, changed_requests, new_assignments, gone_assignments, audits)
+        got = (len(self.new_requests), len(self.changed_requests), len(self.new_assignments),
+               len(self.gone_assignments), len(self.audits))
+        check(f"API: {label}", want == got,
+              f"expected (new requests, changed requests, new assignments, gone assignments, audit "
+              f"records) = {want}, found {got}: {self.summary()}")
+        return self
+
+
+def parse_time(s):
+    s = s.replace("Z", "+00:00")
+    # Python before 3.11 reads at most 6 fractional digits.
+    s = re.sub(r"\.(\d{6})\d+", r".\1", s)
+    return datetime.fromisoformat(s)
+
+
+def detail(record, key):
+    for d in record.get("additionalDetails", []):
+        if d["key"] == key:
+            return d["value"]
+    return None
+
+
+# ---- pages -------------------------------------------------------------------------------------
+
+
+class Shots:
+    """axe-core on every page shown, in both colour schemes, and the screenshots."""
+
+    def __init__(self, folder):
+        self.folder = folder
+        self.saved = set()
+        self.pages = []
+
+    def look(self, page, key, what):
+        """Checks the page as it is now: one <h1>, the title "… · Rolegate", and no axe-core
+        violation in its own colour scheme and, re-rendered in place, in the other one.
+        Saves `{key}-{scheme}.png` the first time `key` is seen."""
+        title = page.title()
+        check(f"{what}: title ends with ' · Rolegate'", title.endswith(" · Rolegate"), f"title {title!r} at {page.url}")
+        h1 = page.locator("h1").count()
+        check(f"{what}: one <h1>", h1 == 1, f"{h1} h1 elements at {page.url}")
+        first = "dark" if page.evaluate("matchMedia('(prefers-color-scheme: dark)').matches") else "light"
+        other = "light" if first == "dark" else "dark"
+        for scheme in (first, other):
+            page.emulate_media(color_scheme=scheme)
+            try:
+                browser.check_axe(page, f"{what} ({scheme})")
+            except AssertionError as e:
+                shot = self.save(page, f"FAILED-{key}-{scheme}.png", force=True)
+                raise Failure(f"{e}\n(screenshot: {shot})") from None
+            ok(f"axe: {what}, {scheme}")
+            self.save(page, f"{key}-{scheme}.png")
+        page.emulate_media(color_scheme=first)
+        self.pages.append(what)
+
+    def save(self, page, name, force=False):
+        if not self.folder or (name in self.saved and not force):
+            return None
+        self.saved.add(name)
+        return browser.screenshot(page, os.path.join(self.folder, name))
+
+
+def goto(page, url, what, status=200):
+    resp = page.goto(url)
+    if resp is None or resp.status != status:
+        fail_on(page, f"GET {url} ({what})", f"status {status}",
+                f"status {resp.status if resp else 'none'}; the page says: {page_text(page)}")
+    return resp
+
+
+def wait_url(page, pattern, what):
+    from playwright.sync_api import TimeoutError as PlaywrightTimeout
+    try:
+        page.wait_for_url(pattern, timeout=TIMEOUT_MS)
+    except PlaywrightTimeout:
+        fail_on(page, what, f"to arrive at {pattern}")
+
+
+def heading(page, name, what):
+    h = page.get_by_role("heading", level=1)
+    text = h.inner_text().strip() if h.count() == 1 else None
+    if text != name:
+        fail_on(page, what, f"the heading {name!r}", f"heading {text!r}; the page says: {page_text(page)}")
+
+
+def message(page, role):
+    """The text of the page's role=status or role=alert message, or None."""
+    loc = page.locator(f'main [role="{role}"]')
+    return loc.inner_text().strip() if loc.count() == 1 else None
+
+
+def expect_message(page, role, text, what):
+    found = message(page, role)
+    if found != text:
+        fail_on(page, what, f'role="{role}" saying {text!r}', f"{found!r}; the page says: {page_text(page)}")
+    ok(f"{what}: {role} {text!r}")
+
+
+def nav_link(page, name):
+    return page.get_by_role("navigation", name="Main").get_by_role("link", name=name, exact=True)
+
+
+def table(page, caption):
+    """The rows of the table captioned `caption`, as {column header: cell text} (the actions
+    column is "Actions"); [] for a table with only its empty-state row."""
+    t = page.get_by_role("table", name=caption, exact=True)
+    if t.count() != 1:
+        fail_on(page, "reading a table", f"one table captioned {caption!r}", f"{t.count()}")
+    return t.evaluate(
+        """t => {
+            const heads = [...t.tHead.rows[0].cells].map(c => c.innerText.trim());
+            return [...t.tBodies[0].rows]
+              .filter(r => r.cells.length === heads.length)
+              .map(r => Object.fromEntries([...r.cells].map((c, i) => [heads[i], c.innerText.replace(/\\s+/g, ' ').trim()])));
+        }"""
+    )
+
+
+def row_where(rows, **want):
+    return [r for r in rows if all(r.get(k, "").startswith(v) for k, v in want.items())]
+
+
+def sign_in(page, origin, display_name, landing="/ui/"):
+    """Signs in with the demo button "Sign in as {display_name}"."""
+    goto(page, origin + landing, f"{landing} before signing in")
+    wait_url(page, re.compile(r".*/ui/signin\?return=.*"), "an anonymous visit goes to sign-in")
+    page.get_by_role("button", name=f"Sign in as {display_name}", exact=True).click()
+    wait_url(page, origin + landing, f"signed in as {display_name}, back at {landing}")
+    who = page.locator("header .user").inner_text().strip()
+    check(f"signed in as {display_name}", who == display_name, f"the header names {who!r}")
+
+
+def csrf_of(page):
+    return page.locator('input[name="csrf"]').first.get_attribute("value")
+
+
+def post_response(page, fragment):
+    """Use as `with post_response(page, "/ui/activate/") as r:`; r.value is the response of
+    the form POST whose URL contains `fragment`."""
+    return page.expect_response(lambda r: r.request.method == "POST" and fragment in r.url)
+
+
+# ---- keyboard ----------------------------------------------------------------------------------
+
+FOCUS_JS = """() => {
+  const el = document.activeElement;
+  if (!el || el === document.body) return {tag: 'body', name: '', id: ''};
+  const s = getComputedStyle(el), r = el.getBoundingClientRect();
+  const label = el.getAttribute('aria-label')
+    || (el.labels && el.labels.length ? el.labels[0].innerText : '')
+    || el.innerText || el.value || '';
+  let bg = 'rgba(0, 0, 0, 0)';
+  for (let n = el.parentElement; n; n = n.parentElement) {
+    const c = getComputedStyle(n).backgroundColor;
+    if (c && c !== 'rgba(0, 0, 0, 0)' && c !== 'transparent') { bg = c; break; }
+  }
+  return {
+    tag: el.tagName.toLowerCase(), id: el.id, type: el.type || '', name: label.trim(),
+    focusVisible: el.matches(':focus-visible'), outlineStyle: s.outlineStyle,
+    outlineWidth: parseFloat(s.outlineWidth) || 0, outlineColor: s.outlineColor, background: bg,
+    onScreen: r.width > 0 && r.height > 0 && r.bottom > 0 && r.right > 0 && r.top < innerHeight && r.left < innerWidth,
+    checked: !!el.checked, value: el.value === undefined ? null : el.value,
+  };
+}"""
+
+
+def describe(f):
+    return f"<{f['tag']}{' #' + f['id'] if f.get('id') else ''}> {f.get('name', '')[:50]!r}"
+
+
+def luminance(css):
+    r, g, b = (int(x) for x in re.findall(r"\d+", css)[:3])
+
+    def lin(c):
+        c /= 255
+        return c / 12.92 if c <= 0.03928 else ((c + 0.055) / 1.055) ** 2.4
+
+    return 0.2126 * lin(r) + 0.7152 * lin(g) + 0.0722 * lin(b)
+
+
+def contrast(a, b):
+    la, lb = sorted((luminance(a), luminance(b)), reverse=True)
+    return (la + 0.05) / (lb + 0.05)
+
+
+class Keyboard:
+    """Tab, Shift+Tab, arrows, Enter and typing only; after every key the focused element
+    must show a focus indicator (an outline, from :focus-visible) on screen."""
+
+    def __init__(self, page, where):
+        self.page = page
+        self.where = where
+        self.trail = []
+        self.low_contrast = set()
+
+    def focus(self):
+        return self.page.evaluate(FOCUS_JS)
+
+    def press(self, key):
+        self.page.keyboard.press(key)
+        f = self.focus()
+        self.trail.append(describe(f))
+        if f["tag"] == "body":
+            return f
+        if not (f["focusVisible"] and f["outlineStyle"] != "none" and f["outlineWidth"] >= 2 and f["onScreen"]):
+            fail_on(self.page, f"{self.where}: focus indicator after {key}",
+                    f"{describe(f)} with a visible outline (:focus-visible) on screen",
+                    f"focusVisible={f['focusVisible']} outline={f['outlineStyle']} {f['outlineWidth']}px "
+                    f"onScreen={f['onScreen']}")
+        ratio = contrast(f["outlineColor"], f["background"])
+        if ratio < 3 and (f["outlineColor"], f["background"]) not in self.low_contrast:
+            self.low_contrast.add((f["outlineColor"], f["background"]))
+            note(f"{self.where}: the focus outline {f['outlineColor']} on {f['background']} has a contrast of "
+                 f"{ratio:.1f}:1 (WCAG 1.4.11 asks 3:1), first seen on {describe(f)}")
+        return f
+
+    def tab_to(self, want, what, key="Tab", limit=60):
+        """Presses `key` until `want(focus)`; returns that focus."""
+        start = len(self.trail)
+        for _ in range(limit):
+            f = self.press(key)
+            if want(f):
+                ok(f"{self.where}: {what} reached with {key} ({len(self.trail) - start} presses), focus visible")
+                return f
+        fail_on(self.page, f"{self.where}: reaching {what} with {key}", f"{what} within {limit} presses",
+                f"focus went through {self.trail[start:]}")
+
+    def type(self, text):
+        self.page.keyboard.press("Control+A")
+        self.page.keyboard.type(text)
+
+
+def by_id(i):
+    return lambda f: f["id"] == i
+
+
+def by_name(tag, name):
+    return lambda f: f["tag"] == tag and f["name"] == name
+
+
+# ---- flow a: Alice, keyboard only ----------------------------------------------------------------
+
+
+def alice_sees_her_eligibilities(page, shots):
+    heading(page, "My roles", "Alice's My roles")
+    rows = table(page, "Eligible roles")
+    contributor = row_where(rows, Role="Contributor", Resource="Contoso Production")
+    owner = row_where(rows, Role="Owner", Resource="Contoso Development")
+    check("My roles (Alice): Contributor on Contoso Production, Direct",
+          len(contributor) == 1 and contributor[0]["Membership"] == "Direct", rows)
+    check("My roles (Alice): Owner on Contoso Development, Group: Platform Engineers",
+          len(owner) == 1 and owner[0]["Membership"] == "Group: Platform Engineers", rows)
+    check("My roles (Alice): no active role yet", table(page, "Active roles") == [], table(page, "Active roles"))
+    for link in ("Activate Contributor on Contoso Production", "Activate Owner on Contoso Development"):
+        check(f"My roles (Alice): link {link!r}", page.get_by_role("link", name=link, exact=True).count() == 1)
+    shots.look(page, "my-roles", "My roles (Alice, two eligible roles)")
+
+
+def fill_activation_by_keyboard(kb, hours, minutes, reason=None):
+    """From the top of the Activate page: every control in order, by Tab, with the duration
+    (and reason) typed; ends on the "Activate" button."""
+    kb.tab_to(by_id("scope"), "the Scope select")
+    f = kb.tab_to(by_id("start-now"), 'the Start radio "Now"')
+    check(f"{kb.where}: 'Now' is chosen", f["checked"])
+    f = kb.press("ArrowDown")
+    check(f"{kb.where}: ArrowDown chooses 'Later'", f["id"] == "start-later" and f["checked"], describe(f))
+    f = kb.press("ArrowUp")
+    check(f"{kb.where}: ArrowUp chooses 'Now' again", f["id"] == "start-now" and f["checked"], describe(f))
+    kb.tab_to(by_id("start_time"), "the Start time field")
+    kb.tab_to(by_id("hours"), "the Hours field")
+    kb.type(str(hours))
+    kb.tab_to(by_id("minutes"), "the Minutes field")
+    kb.type(str(minutes))
+    kb.tab_to(by_id("reason"), "the Reason field")
+    if reason is not None:
+        kb.type(reason)
+    kb.tab_to(by_name("button", "Activate"), 'the button "Activate"')
+    kb.tab_to(by_id("reason"), "the Reason field again", key="Shift+Tab")
+    kb.tab_to(by_name("button", "Activate"), 'the button "Activate" again')
+
+
+def alice_activates_by_keyboard(page, api, demo, shots):
+    """Alice activates Contributor on Contoso Production for 2 hours with a reason, using the
+    keyboard only; first she overshoots with 8 h 30 min and is refused."""
+    page.reload()
+    kb = Keyboard(page, "My roles (keyboard)")
+    f = kb.press("Tab")
+    check("My roles (keyboard): the first Tab shows 'Skip to content'",
+          f["tag"] == "a" and f["name"] == "Skip to content", describe(f))
+    kb.tab_to(by_name("a", "Activate Contributor on Contoso Production"),
+              'the link "Activate Contributor on Contoso Production"')
+    page.keyboard.press("Enter")
+    wait_url(page, re.compile(r".*/ui/activate/[^/?]+$"), "Enter on the Activate link opens the Activate page")
+    eligible_id = page.url.rsplit("/", 1)[1]
+    heading(page, "Activate Contributor", "the Activate page")
+    hint = page.locator("#duration-hint").inner_text().strip()
+    check("Activate: the Duration hint says 'Up to 8 hours'", hint == "Up to 8 hours", hint)
+    check("Activate: 'Multi-factor authentication is required' is noted",
+          "Multi-factor authentication is required" in page_text(page, 5000))
+    shots.look(page, "activate", "Activate Contributor")
+
+    reason = "Hotfix for INC-2041 (keyboard)"
+    before = World(api)
+    kb = Keyboard(page, "Activate (keyboard)")
+    fill_activation_by_keyboard(kb, 8, 30, reason)
+    with post_response(page, f"/ui/activate/{eligible_id}") as posted:
+        page.keyboard.press("Enter")
+    page.wait_for_load_state()
+    resp = posted.value
+    check("Activate 8 h 30 min: answered 400 with the form again", resp.status == 400, f"status {resp.status}")
+    alert = message(page, "alert") or ""
+    check("Activate 8 h 30 min: the alert is the core's ExpirationRule message",
+          alert.startswith("ExpirationRule") and "PT8H30M" in alert, f"alert {alert!r} at {page.url}")
+    described = page.locator("fieldset", has=page.locator("legend", has_text="Duration")).get_attribute("aria-describedby")
+    beside = page.locator(f"#{described}").inner_text().strip() if described else None
+    check("Activate 8 h 30 min: the same message next to the Duration fieldset (aria-describedby)",
+          beside == alert, f"aria-describedby={described!r} → {beside!r}")
+    kept = (page.locator("#hours").input_value(), page.locator("#minutes").input_value(),
+            page.locator("#reason").input_value())
+    check("Activate 8 h 30 min: inputs kept", kept == ("8", "30", reason), kept)
+    check("Activate 8 h 30 min: Hours and Minutes marked aria-invalid",
+          page.locator("#hours").get_attribute("aria-invalid") == "true"
+          and page.locator("#minutes").get_attribute("aria-invalid") == "true")
+    refused = before.changes().expect("the 8 h 30 min try created nothing, one failure audited", audits=1)
+    record = refused.audits[0]
+    check("API: the refusal's audit record (failure, by Alice, ExpirationRule, this POST's request id)",
+          record["result"] == "failure" and record["initiatedBy"]["user"]["id"] == demo.alice
+          and "ExpirationRule" in (record.get("resultReason") or "")
+          and record["correlationId"] == resp.headers.get("request-id"), record)
+    shots.look(page, "activate-error", "Activate refused by ExpirationRule")
+
+    kb = Keyboard(page, "Activate again (keyboard)")
+    kb.tab_to(by_id("hours"), "the Hours field")
+    kb.type("2")
+    kb.tab_to(by_id("minutes"), "the Minutes field")
+    kb.type("0")
+    kb.tab_to(by_name("button", "Activate"), 'the button "Activate"')
+    before = World(api)
+    with post_response(page, f"/ui/activate/{eligible_id}") as posted:
+        page.keyboard.press("Enter")
+    wait_url(page, re.compile(r".*/ui/requests/[^/?]+\?done=submitted$"), "a granted activation opens the request")
+    request_id = urllib.parse.urlsplit(page.url).path.rsplit("/", 1)[1]
+    heading(page, "Request for Contributor", "the request page after activating")
+    expect_message(page, "status", "Request submitted.", "request page")
+    check("request page: a list 'History' with entries",
+          page.get_by_role("list", name="History").locator("li").count() >= 1)
+    granted = before.changes().expect("the activation", new_requests=1, new_assignments=1, audits=1)
+    r = granted.new_requests[0]
+    check("API: a UserAdd of Alice, Provisioned, with her reason and PT2H, linked to her eligibility",
+          r["id"] == request_id and r["type"] == "UserAdd" and r["assignmentState"] == "Active"
+          and r["subjectId"] == demo.alice and r["status"]["subStatus"] == "Provisioned"
+          and r["reason"] == reason and r["schedule"]["duration"] == "PT2H"
+          and r["linkedEligibleRoleAssignmentId"] == eligible_id
+          and r["resourceId"] == demo.prod and r["roleDefinitionId"] == demo.prod_contributor, r)
+    a = granted.new_assignments[0]
+    span = parse_time(a["endDateTime"]) - parse_time(a["startDateTime"])
+    check("API: Alice's active Contributor on Contoso Production, 2 hours",
+          a["assignmentState"] == "Active" and a["subjectId"] == demo.alice and a["resourceId"] == demo.prod
+          and span == timedelta(hours=2), a)
+    record = granted.audits[0]
+    check("API: the activation's audit record (success, by Alice, with the reason, this POST's request id)",
+          record["result"] == "success" and record["initiatedBy"]["user"]["id"] == demo.alice
+          and detail(record, "reason") == reason and detail(record, "requestId") == request_id
+          and record["correlationId"] == posted.value.headers.get("request-id"), record)
+    shots.look(page, "request", "Request for Contributor (provisioned)")
+    return a
+
+
+def alice_deactivates(page, origin, api, activation, shots):
+    goto(page, origin + "/ui/", "My roles with an active role")
+    active = table(page, "Active roles")
+    check("My roles (Alice): Contributor on Contoso Production is active",
+          len(row_where(active, Role="Contributor", Resource="Contoso Production")) == 1, active)
+    link = page.get_by_role("link", name="Deactivate Contributor on Contoso Production", exact=True)
+    check("My roles (Alice): link 'Deactivate Contributor on Contoso Production'", link.count() == 1)
+    shots.look(page, "my-roles-active", "My roles (Alice, one active role)")
+    link.click()
+    wait_url(page, re.compile(r".*/ui/deactivate/[^/?]+$"), "the deactivation confirmation page")
+    heading(page, "Deactivate Contributor", "the deactivation confirmation page")
+    shots.look(page, "deactivate", "Deactivate Contributor (confirmation)")
+    before = World(api)
+    with post_response(page, "/ui/deactivate/") as posted:
+        page.get_by_role("button", name="Deactivate", exact=True).click()
+    wait_url(page, origin + "/ui/?done=deactivated", "back on My roles after deactivating")
+    expect_message(page, "status", "Deactivated.", "My roles after deactivating")
+    check("My roles (Alice): no active role any more", table(page, "Active roles") == [], table(page, "Active roles"))
+    done = before.changes().expect("the deactivation", new_requests=1, gone_assignments=1, audits=1)
+    r = done.new_requests[0]
+    check("API: a UserRemove of Alice's Contributor, Revoked",
+          r["type"] == "UserRemove" and r["subjectId"] == activation["subjectId"]
+          and r["resourceId"] == activation["resourceId"] and r["status"]["subStatus"] == "Revoked", r)
+    check("API: the activation is gone", done.gone_assignments[0]["id"] == activation["id"], done.summary())
+    check("API: the deactivation's audit record carries this POST's request id",
+          done.audits[0]["correlationId"] == posted.value.headers.get("request-id"), done.audits[0])
+
+
+def flow_a_alice(b, origin, api, demo, shots):
+    print("# a. Alice: My roles, activation by keyboard only, deactivation", flush=True)
+    ctx = browser.new_context(b)
+    ctx.set_default_timeout(TIMEOUT_MS)
+    page = ctx.new_page()
+    goto(page, origin + "/ui/signin", "the sign-in page")
+    heading(page, "Sign in", "the sign-in page")
+    shots.look(page, "signin", "Sign in (development)")
+    sign_in(page, origin, "Alice Engineer")
+    alice_sees_her_eligibilities(page, shots)
+    activation = alice_activates_by_keyboard(page, api, demo, shots)
+    alice_deactivates(page, origin, api, activation, shots)
+    ctx.close()
+
+
+# ---- flow b: Dave asks, Bob approves (two contexts at once), then denies ------------------------
+
+
+def dave_requests_dev_owner(page, origin, api, demo, shots, reason, look=False):
+    """Dave activates Owner on Contoso Development, which waits for Bob's approval; returns
+    the request id."""
+    goto(page, origin + "/ui/", "Dave's My roles")
+    rows = table(page, "Eligible roles")
+    check("My roles (Dave): Owner on Contoso Development through Platform Engineers",
+          row_where(rows, Role="Owner", Resource="Contoso Development")[0]["Membership"] == "Group: Platform Engineers",
+          rows)
+    if look:
+        shots.look(page, "my-roles-dave", "My roles (Dave)")
+    page.get_by_role("link", name="Activate Owner on Contoso Development", exact=True).click()
+    wait_url(page, re.compile(r".*/ui/activate/[^/?]+$"), "Dave's Activate page")
+    heading(page, "Activate Owner", "Dave's Activate page")
+    approval = page.get_by_role("note").filter(has_text="Approval required")
+    text = approval.inner_text().strip() if approval.count() == 1 else ""
+    check("Activate (Dave): 'Approval required' names Bob Approver before submitting",
+          "Approval required" in text and "Bob Approver" in text and "1 approval" in text, repr(text))
+    if look:
+        shots.look(page, "activate-approval", "Activate Owner (approval required)")
+    page.get_by_label("Hours").fill("1")
+    page.get_by_label("Minutes").fill("0")
+    page.get_by_label("Reason").fill(reason)
+    before = World(api)
+    page.get_by_role("button", name="Activate", exact=True).click()
+    wait_url(page, re.compile(r".*/ui/requests/[^/?]+\?done=submitted$"), "Dave's request page")
+    request_id = urllib.parse.urlsplit(page.url).path.rsplit("/", 1)[1]
+    expect_message(page, "status", "Request submitted.", "Dave's request page")
+    status = page.locator("dl.fields dt:text-is('Status') + dd").inner_text().strip()
+    check("request page (Dave): Status 'Pending approval (0 of 1)'", status == "Pending approval (0 of 1)", status)
+    pending = before.changes().expect("Dave's activation waits for approval", new_requests=1, audits=1)
+    r = pending.new_requests[0]
+    check("API: a UserAdd of Dave on Contoso Development, PendingApproval",
+          r["id"] == request_id and r["type"] == "UserAdd" and r["subjectId"] == demo.dave
+          and r["resourceId"] == demo.dev and r["roleDefinitionId"] == demo.dev_owner
+          and r["status"]["subStatus"] == "PendingApproval" and r["reason"] == reason, r)
+    goto(page, origin + "/ui/requests", "Dave's My requests")
+    mine = [x for x in table(page, "Requests") if x["Status"].startswith("Pending approval")]
+    check("My requests (Dave): one request 'Pending approval (0 of 1)' for Owner on Contoso Development",
+          len(mine) == 1 and mine[0]["Status"] == "Pending approval (0 of 1)" and mine[0]["Role"] == "Owner"
+          and mine[0]["Resource"] == "Contoso Development", mine)
+    if look:
+        shots.look(page, "my-requests", "My requests (Dave, one pending)")
+    return request_id
+
+
+def bob_opens_decision(page, origin, decision, shots, look=False):
+    """Bob finds the pending request through "Approvals (1)" and opens its decision form."""
+    goto(page, origin + "/ui/", "Bob's My roles")
+    check("navigation (Bob): 'Approvals (1)'", nav_link(page, "Approvals (1)").count() == 1,
+          [t.strip() for t in page.get_by_role("navigation", name="Main").locator("a").all_inner_texts()])
+    if look:
+        shots.look(page, "my-roles-bob", "My roles (Bob, an active Owner)")
+    nav_link(page, "Approvals (1)").click()
+    wait_url(page, origin + "/ui/approvals", "Bob's Approvals")
+    heading(page, "Approvals", "Bob's Approvals")
+    rows = table(page, "Pending approvals")
+    check("Approvals (Bob): Dave Oncall's request for Owner on Contoso Development, 0 of 1",
+          len(rows) == 1 and rows[0]["Requester"] == "Dave Oncall" and rows[0]["Role"] == "Owner"
+          and rows[0]["Resource"].startswith("Contoso Development") and rows[0]["Approvals"] == "0 of 1"
+          and rows[0]["Duration"] == "1 hour", rows)
+    if look:
+        shots.look(page, "approvals", "Approvals (Bob, one pending)")
+    verb = "Approve" if decision == "approve" else "Deny"
+    page.get_by_role("link", name=f"{verb} request from Dave Oncall for Owner on Contoso Development",
+                     exact=True).click()
+    wait_url(page, re.compile(rf".*/ui/approvals/[^/]+/{decision}$"), f"Bob's {verb} form")
+    heading(page, f"{verb} request from Dave Oncall", f"Bob's {verb} form")
+    return page.url.rsplit("/", 2)[1]
+
+
+def bob_refuses_an_empty_justification(page, api, request_id, shots):
+    before = World(api)
+    url = page.url
+    page.get_by_role("button", name="Approve", exact=True).click()
+    missing = page.get_by_label("Justification").evaluate("e => e.validity.valueMissing")
+    check("Approve with an empty justification: the browser keeps the form (required field)",
+          missing and page.url == url, f"valueMissing={missing}, url {page.url}")
+    page.get_by_label("Justification").fill("   ")
+    with post_response(page, "/approve") as posted:
+        page.get_by_role("button", name="Approve", exact=True).click()
+    page.wait_for_load_state()
+    check("Approve with a blank justification: answered 400", posted.value.status == 400, posted.value.status)
+    expect_message(page, "alert", "Give a justification for your decision.", "Approve form (blank justification)")
+    field = page.get_by_label("Justification")
+    described = field.get_attribute("aria-describedby")
+    check("Approve form: the message next to Justification (aria-invalid, aria-describedby)",
+          field.get_attribute("aria-invalid") == "true" and described
+          and page.locator(f"#{described}").inner_text().strip() == "Give a justification for your decision.")
+    before.changes().expect("nothing decided on a blank justification")
+    check("API: the request still PendingApproval",
+          api.request("dave", request_id)["status"]["subStatus"] == "PendingApproval")
+    shots.look(page, "approve-error", "Approve form (blank justification refused)")
+
+
+def bob_decides(page, origin, api, demo, request_id, decision, justification):
+    verb = "Approve" if decision == "approve" else "Deny"
+    page.get_by_label("Justification").fill(justification)
+    before = World(api)
+    page.get_by_role("button", name=verb, exact=True).click()
+    past = "approved" if decision == "approve" else "denied"
+    wait_url(page, origin + f"/ui/approvals?done={past}", f"Approvals after {verb}")
+    expect_message(page, "status", f"{past.capitalize()}.", f"Approvals after {verb}")
+    check(f"Approvals (Bob): nothing pending after {verb}, navigation says 'Approvals'",
+          table(page, "Pending approvals") == [] and nav_link(page, "Approvals").count() == 1)
+    if decision == "approve":
+        changes = before.changes().expect("Bob's approval", changed_requests=1, new_assignments=1, audits=1)
+        a = changes.new_assignments[0]
+        check("API: Dave's Owner on Contoso Development is active",
+              a["assignmentState"] == "Active" and a["subjectId"] == demo.dave and a["resourceId"] == demo.dev, a)
+        want = "Provisioned"
+    else:
+        changes = before.changes().expect("Bob's denial", changed_requests=1, audits=1)
+        want = "AdminDenied"
+    old, new = changes.changed_requests[0]
+    check(f"API: the request is {want}", new["id"] == request_id and new["status"]["subStatus"] == want, new)
+    record = changes.audits[0]
+    check(f"API: the decision's audit record (by Bob, with his justification)",
+          record["initiatedBy"]["user"]["id"] == demo.bob
+          and justification in json.dumps(record["additionalDetails"]), record)
+
+
+def dave_sees_the_decision(page, origin, request_id, status_prefix, justification, shots, look=False):
+    goto(page, origin + f"/ui/requests/{request_id}", "Dave's request page after the decision")
+    status = page.locator("dl.fields dt:text-is('Status') + dd").inner_text().strip()
+    check(f"request page (Dave): Status {status_prefix!r}…", status.startswith(status_prefix), status)
+    items = page.get_by_role("list", name="History").locator("li").all_inner_texts()
+    check("request page (Dave): History shows Bob Approver's justification",
+          any("Bob Approver" in i and justification in i for i in items), items)
+    if look:
+        shots.look(page, "request-approved", "Request for Owner (approved, with history)")
+
+
+def flow_b_approval(b, origin, api, demo, shots):
+    print("# b. Dave asks, Bob approves (two contexts at once); Dave asks again, Bob denies", flush=True)
+    dave_ctx = browser.new_context(b)
+    bob_ctx = browser.new_context(b, dark=True)
+    for c in (dave_ctx, bob_ctx):
+        c.set_default_timeout(TIMEOUT_MS)
+    dave, bob = dave_ctx.new_page(), bob_ctx.new_page()
+    sign_in(dave, origin, "Dave Oncall")
+    sign_in(bob, origin, "Bob Approver")
+
+    first = dave_requests_dev_owner(dave, origin, api, demo, shots, "Deploy the on-call fix", look=True)
+    check_narrow_viewport(b, origin, shots)
+    bob_opens_decision(bob, origin, "approve", shots, look=True)
+    shots.look(bob, "approve", "Approve request (form)")
+    bob_refuses_an_empty_justification(bob, api, first, shots)
+    approved_why = "On call this week; change CHG-77 approved"
+    bob_decides(bob, origin, api, demo, first, "approve", approved_why)
+    shots.look(bob, "approvals-empty", "Approvals (nothing pending)")
+    dave_sees_the_decision(dave, origin, first, "Active until", approved_why, shots, look=True)
+
+    # Dave ends it, asks again, and Bob denies.
+    goto(dave, origin + "/ui/", "Dave's My roles")
+    dave.get_by_role("link", name="Deactivate Owner on Contoso Development", exact=True).click()
+    wait_url(dave, re.compile(r".*/ui/deactivate/[^/?]+$"), "Dave's deactivation page")
+    dave.get_by_role("button", name="Deactivate", exact=True).click()
+    wait_url(dave, origin + "/ui/?done=deactivated", "Dave back on My roles")
+    second = dave_requests_dev_owner(dave, origin, api, demo, shots, "Rotate the storage keys")
+    bob_opens_decision(bob, origin, "deny", shots)
+    shots.look(bob, "deny", "Deny request (form)")
+    denied_why = "Not during the change freeze"
+    bob_decides(bob, origin, api, demo, second, "deny", denied_why)
+    goto(dave, origin + "/ui/requests", "Dave's My requests after the denial")
+    rows = table(dave, "Requests")
+    newest = rows[0] if rows else {}
+    check("My requests (Dave): the newest request says 'Denied'",
+          newest.get("Status") == "Denied" and newest.get("Role") == "Owner", rows)
+    shots.look(dave, "my-requests-history", "My requests (Dave: denied, ended, active…)")
+    dave_sees_the_decision(dave, origin, second, "Denied", denied_why, shots)
+    return dave_ctx, bob_ctx, dave, bob
+
+
+# ---- flow c (and d's forged POSTs): Dave cancels ------------------------------------------------
+
+
+def forged_posts_are_refused(ctx, page, origin, api, request_id, shots):
+    """POSTs that do not come from the portal's own pages change nothing."""
+    cancel = f"{origin}/ui/requests/{request_id}/cancel"
+    token = csrf_of(page)
+    before = World(api)
+    cases = [
+        ("a foreign Origin with the right CSRF token", {"Origin": "http://attacker.test"}, token),
+        ("no Origin, Sec-Fetch-Site cross-site", {"Sec-Fetch-Site": "cross-site"}, token),
+        ("the right Origin with a wrong CSRF token", {"Origin": origin}, "0" * 64),
+        ("the right Origin without a CSRF token", {"Origin": origin}, None),
+    ]
+    for what, headers, csrf in cases:
+        form = {"csrf": csrf} if csrf is not None else {}
+        r = page.request.post(cancel, form=form, headers=headers, max_redirects=0)
+        check(f"forged cancel POST ({what}): 403", r.status == 403, f"status {r.status}: {r.text()[:200]}")
+
+    # A real cross-site form, auto-submitted from another origin's page.
+    ctx.route("http://attacker.test/**", lambda route: route.fulfill(
+        status=200, content_type="text/html",
+        body=f"""<!doctype html><html lang="en"><head><title>Win a prize</title></head><body>
+<form id="f" method="post" action="{cancel}"><input type="hidden" name="csrf" value="{token}"></form>
+<script>document.getElementById('f').submit()</script></body></html>"""))
+    attacker = ctx.new_page()
+    with attacker.expect_response(lambda r: r.url == cancel) as answered:
+        attacker.goto("http://attacker.test/prize")
+    attacker.wait_for_load_state()
+    check("cross-site form POST from http://attacker.test: 403 'Access denied' page",
+          answered.value.status == 403 and attacker.get_by_role("heading", level=1).inner_text() == "Access denied",
+          f"status {answered.value.status}: {page_text(attacker)}")
+    shots.look(attacker, "access-denied", "Access denied (cross-site POST)")
+    attacker.close()
+    ctx.unroute("http://attacker.test/**")
+    before.changes().expect("the forged POSTs changed nothing")
+    check("API: the request is still PendingApproval",
+          api.request("dave", request_id)["status"]["subStatus"] == "PendingApproval")
+
+
+def flow_c_cancel(dave_ctx, dave, bob, origin, api, demo, shots):
+    print("# c. Dave cancels a pending request (after forged POSTs were refused)", flush=True)
+    third = dave_requests_dev_owner(dave, origin, api, demo, shots, "Check the backup job")
+    goto(bob, origin + "/ui/", "Bob's My roles")
+    check("navigation (Bob): 'Approvals (1)' for the new request", nav_link(bob, "Approvals (1)").count() == 1)
+    goto(dave, origin + "/ui/requests", "Dave's My requests")
+    forged_posts_are_refused(dave_ctx, dave, origin, api, third, shots)
+    before = World(api)
+    goto(dave, origin + "/ui/requests", "Dave's My requests")
+    dave.get_by_role("button", name="Cancel request for Owner on Contoso Development", exact=True).click()
+    wait_url(dave, origin + "/ui/requests?done=cancelled", "My requests after cancelling")
+    expect_message(dave, "status", "Request cancelled.", "My requests after cancelling")
+    rows = table(dave, "Requests")
+    check("My requests (Dave): the newest request says 'Cancelled', no Cancel button left",
+          rows[0]["Status"] == "Cancelled"
+          and dave.get_by_role("button", name="Cancel request for Owner on Contoso Development").count() == 0, rows)
+    changes = before.changes().expect("Dave's cancellation", changed_requests=1, audits=1)
+    _, new = changes.changed_requests[0]
+    check("API: the request is Canceled", new["id"] == third and new["status"]["subStatus"] == "Canceled", new)
+    shots.look(dave, "my-requests-cancelled", "My requests (after cancelling)")
+    goto(bob, origin + "/ui/", "Bob's My roles")
+    check("navigation (Bob): back to 'Approvals'", nav_link(bob, "Approvals").count() == 1)
+
+
+# ---- flow d: signing out, failed sign-in -------------------------------------------------------
+
+
+def flow_d_sign_out(ctx, page, origin, api, shots):
+    print("# d. Signing out; Back and reload; the old cookie; a failed sign-in", flush=True)
+    goto(page, origin + "/ui/requests", "Dave's My requests")
+    old = [c for c in ctx.cookies() if c["name"] == "rolegate_session"]
+    check("the session cookie: HttpOnly, SameSite=Lax, Path=/ui",
+          len(old) == 1 and old[0]["httpOnly"] and old[0]["sameSite"] == "Lax" and old[0]["path"] == "/ui", old)
+    page.get_by_role("button", name="Sign out", exact=True).click()
+    wait_url(page, origin + "/ui/signin", "the sign-in page after signing out")
+    page.go_back()
+    wait_url(page, re.compile(r".*/ui/signin\?return=%2Fui%2Frequests$"), "Back after signing out")
+    ok("Back after signing out: the sign-in page (returning to My requests)")
+    page.reload()
+    wait_url(page, re.compile(r".*/ui/signin\?return=%2Fui%2Frequests$"), "reload after signing out")
+    ok("reload after signing out: the sign-in page")
+    ctx.add_cookies([{k: old[0][k] for k in ("name", "value", "domain", "path", "httpOnly", "sameSite")}])
+    goto(page, origin + "/ui/approvals", "My approvals with the signed-out cookie")
+    wait_url(page, re.compile(r".*/ui/signin\?return=%2Fui%2Fapprovals$"), "the old cookie after signing out")
+    ok("the signed-out session's cookie opens nothing")
+
+    page.get_by_label("User name").fill("nobody@contoso.example")
+    page.get_by_role("button", name="Sign in", exact=True).click()
+    page.wait_for_load_state()
+    expect_message(page, "alert", "Sign-in failed: no user is named `nobody@contoso.example`", "failed sign-in")
+    check("failed sign-in: the user name is kept", page.get_by_label("User name").input_value() == "nobody@contoso.example")
+    shots.look(page, "signin-failed", "Sign in (failed)")
+    page.get_by_label("User name").fill("dave@contoso.example")
+    page.get_by_label("Signed in with MFA").check()
+    page.get_by_role("button", name="Sign in", exact=True).click()
+    wait_url(page, origin + "/ui/approvals", "signing in again returns to the page asked for")
+    heading(page, "Approvals", "Approvals after signing in by user name")
+    ok("signed in by user name; back at the page asked for")
+
+
+def flow_e_error_pages(page, origin, shots):
+    print("# e. Error pages", flush=True)
+    goto(page, origin + "/ui/requests/unknown-id", "an unknown request", status=404)
+    heading(page, "Not found", "an unknown request")
+    shots.look(page, "not-found", "Not found (unknown request)")
+    goto(page, origin + "/ui/nonexistent", "an unknown page", status=404)
+    heading(page, "Not found", "an unknown page")
+    shots.look(page, "not-found-page", "Not found (unknown page)")
+
+
+def check_narrow_viewport(b, origin, shots):
+    """At 375 px the page body never scrolls sideways (wide tables scroll in their own box)."""
+    ctx = browser.new_context(b, viewport=NARROW)
+    ctx.set_default_timeout(TIMEOUT_MS)
+    page = ctx.new_page()
+
+    def fits(what):
+        width = page.evaluate("document.documentElement.scrollWidth")
+        check(f"375 px: {what} does not scroll sideways", width <= NARROW["width"],
+              f"document.documentElement.scrollWidth = {width} at {page.url}")
+
+    sign_in(page, origin, "Alice Engineer")
+    fits("My roles (Alice)")
+    shots.look(page, "my-roles-375", "My roles at 375 px")
+    page.get_by_role("link", name="Activate Contributor on Contoso Production", exact=True).click()
+    wait_url(page, re.compile(r".*/ui/activate/[^/?]+$"), "Activate at 375 px")
+    fits("Activate Contributor")
+    shots.look(page, "activate-375", "Activate at 375 px")
+    page.get_by_role("button", name="Sign out", exact=True).click()
+    wait_url(page, origin + "/ui/signin", "signed out at 375 px")
+    sign_in(page, origin, "Bob Approver", landing="/ui/approvals")
+    check("375 px: Approvals lists Dave's request", len(table(page, "Pending approvals")) == 1)
+    fits("Approvals (Bob)")
+    shots.look(page, "approvals-375", "Approvals at 375 px")
+    ctx.close()
+
+
+# ---- flow f: Carol extends and renews; the administrator and Bob decide --------------------------
+
+
+def grant_carol_contributor(api, demo, resource_id, role_id, duration):
+    return api.submit("admin", {
+        "type": "AdminAdd", "assignmentState": "Eligible", "subjectId": demo.carol,
+        "resourceId": resource_id, "roleDefinitionId": role_id, "reason": "Portal flows: Carol's test eligibility",
+        "schedule": {"type": "Once", "duration": duration},
+    })
+
+
+def carol_asks(page, origin, api, demo, verb, resource, resource_id, button, shots):
+    link = page.get_by_role("link", name=f"{verb} Contributor on {resource}", exact=True)
+    check(f"My roles (Carol): link '{verb} Contributor on {resource}'", link.count() == 1)
+    link.click()
+    wait_url(page, re.compile(rf".*/ui/{verb.lower()}/[^/?]+$"), f"Carol's {verb} form")
+    heading(page, f"{verb} Contributor", f"Carol's {verb} form")
+    shots.look(page, verb.lower(), f"{verb} Contributor (form)")
+    end = (datetime.now(timezone.utc) + timedelta(days=60)).date().isoformat()
+    page.get_by_label("New end date").fill(end)
+    page.get_by_label("Reason").fill(f"{verb}: the migration runs until {end}")
+    before = World(api)
+    page.get_by_role("button", name=button, exact=True).click()
+    wait_url(page, re.compile(r".*/ui/requests/[^/?]+\?done=submitted$"), f"Carol's {verb} request page")
+    expect_message(page, "status", "Request submitted.", f"Carol's {verb} request page")
+    status = page.locator("dl.fields dt:text-is('Status') + dd").inner_text().strip()
+    check(f"request page (Carol): {verb} is 'Pending an administrator's decision'",
+          status == "Pending an administrator's decision", status)
+    r = before.changes().expect(f"Carol's {verb.lower()} request", new_requests=1, audits=1).new_requests[0]
+    check(f"API: a User{verb} of Carol on {resource}, PendingAdminDecision, ending {end}T23:59:59Z",
+          r["type"] == f"User{verb}" and r["subjectId"] == demo.carol and r["resourceId"] == resource_id
+          and r["status"]["subStatus"] == "PendingAdminDecision"
+          and r["schedule"]["endDateTime"].startswith(f"{end}T23:59:59"), r)
+    goto(page, origin + "/ui/", "Carol's My roles")
+    return r["id"]
+
+
+def approve_as(page, origin, api, requester, role, resource, request_id, shots, key=None):
+    goto(page, origin + "/ui/approvals", "Approvals")
+    rows = row_where(table(page, "Pending approvals"), Requester=requester, Resource=resource)
+    check(f"Approvals: {requester}'s request on {resource} waits for an administrator's decision",
+          len(rows) == 1 and rows[0]["Approvals"] == "Administrator decision", rows)
+    if key:
+        shots.look(page, key, "Approvals (administrator decisions)")
+    page.get_by_role("link", name=f"Approve request from {requester} for {role} on {resource}", exact=True).click()
+    page.get_by_label("Justification").fill("Fine for the migration")
+    before = World(api)
+    page.get_by_role("button", name="Approve", exact=True).click()
+    wait_url(page, origin + "/ui/approvals?done=approved", "Approvals after approving")
+    changes = before.changes()
+    print("DEBUG", changes.summary())
+    _, new = changes.changed_requests[0] if changes.changed_requests else (None, {})
+    check(f"API: {requester}'s request on {resource} is Provisioned",
+          new.get("id") == request_id and new["status"]["subStatus"] == "Provisioned", changes.summary())
+
+
+def flow_f_extend_and_renew(b, origin, api, demo, shots):
+    print("# f. Carol extends and renews; the administrator and Bob decide", flush=True)
+    grant_carol_contributor(api, demo, demo.dev, demo.dev_contributor, "P7D")
+    short = grant_carol_contributor(api, demo, demo.prod, demo.prod_contributor, "PT2S")
+    ok("API: Carol made eligible for Contributor on Contoso Development (7 days) and Contoso Production (2 s)")
+    ctx = browser.new_context(b)
+    ctx.set_default_timeout(TIMEOUT_MS)
+    page = ctx.new_page()
+    sign_in(page, origin, "Carol Auditor")
+    ends = parse_time(short["schedule"]["endDateTime"])
+    while datetime.now(timezone.utc) <= ends + timedelta(milliseconds=200):
+        page.wait_for_timeout(200)
+    page.reload()
+    expired = table(page, "Expired roles")
+    check("My roles (Carol): Contributor on Contoso Production in 'Expired roles'",
+          len(row_where(expired, Role="Contributor", Resource="Contoso Production")) == 1, expired)
+    shots.look(page, "my-roles-expiring", "My roles (Carol: ending soon, expired)")
+    extension = carol_asks(page, origin, api, demo, "Extend", "Contoso Development", demo.dev,
+                           "Request extension", shots)
+    renewal = carol_asks(page, origin, api, demo, "Renew", "Contoso Production", demo.prod,
+                         "Request renewal", shots)
+    ctx.close()
+
+    ctx = browser.new_context(b, dark=True)
+    ctx.set_default_timeout(TIMEOUT_MS)
+    page = ctx.new_page()
+    sign_in(page, origin, "Demo Administrator")
+    empty = page.locator("main p.empty")
+    check("My roles (administrator): says nothing is eligible and who to ask", empty.count() == 1, page_text(page))
+    shots.look(page, "my-roles-empty", "My roles (nothing eligible)")
+    approve_as(page, origin, api, "Carol Auditor", "Contributor", "Contoso Development", extension, shots,
+               key="approvals-admin")
+    page.get_by_role("button", name="Sign out", exact=True).click()
+    wait_url(page, origin + "/ui/signin", "signed out")
+    sign_in(page, origin, "Bob Approver", landing="/ui/approvals")
+    approve_as(page, origin, api, "Carol Auditor", "Contributor", "Contoso Production", renewal, shots)
+    ctx.close()
+
+
+# ---- main --------------------------------------------------------------------------------------
+
+
+def preconditions(api, demo):
+    mine = api.list("alice", f"{PIM}/roleAssignments", {"$filter": f"subjectId eq '{demo.alice}'"})
+    active = [a for a in mine if a["assignmentState"] == "Active"]
+    check("API: a fresh demo tenant (Alice has no active role, Dave no request)",
+          not active and not api.list("dave", f"{PIM}/roleAssignmentRequests",
+                                      {"$filter": f"subjectId eq '{demo.dave}'"}),
+          "run flows.py against a fresh `rolegate serve --demo` database")
+
+
+def main():
+    args = sys.argv[1:]
+    shots_dir = None
+    if "--screenshots" in args:
+        i = args.index("--screenshots")
+        if i + 1 >= len(args):
+            raise Failure("--screenshots needs a folder")
+        shots_dir = args[i + 1]
+        del args[i:i + 2]
+    if len(args) != 2:
+        raise Failure("usage: flows.py ORIGIN FIXTURE.json [--screenshots DIR]")
+    origin, fixture = args[0].rstrip("/"), args[1]
+    with open(fixture) as f:
+        tokens = json.load(f)["tokens"]
+    reason = browser.available()
+    if reason:
+        raise Failure(reason)
+    from playwright.sync_api import sync_playwright
+
+    started = time.monotonic()
+    api = Api(origin, tokens)
+    demo = Demo(api)
+    preconditions(api, demo)
+    shots = Shots(shots_dir)
+    with sync_playwright() as pw:
+        b = browser.launch(pw)
+        try:
+            flow_a_alice(b, origin, api, demo, shots)
+            dave_ctx, bob_ctx, dave, bob = flow_b_approval(b, origin, api, demo, shots)
+            flow_c_cancel(dave_ctx, dave, bob, origin, api, demo, shots)
+            flow_d_sign_out(dave_ctx, dave, origin, api, shots)
+            flow_e_error_pages(dave, origin, shots)
+            dave_ctx.close()
+            bob_ctx.close()
+            flow_f_extend_and_renew(b, origin, api, demo, shots)
+        finally:
+            b.close()
+    print(f"pages checked with axe (light and dark): {len(shots.pages)}", flush=True)
+    if shots_dir:
+        print(f"screenshots: {len(shots.saved)} in {shots_dir}", flush=True)
+    for n in notes:
+        print(f"note {n}", flush=True)
+    print(f"flows: {passed} passed, 0 failed, {len(notes)} notes, {time.monotonic() - started:.1f}s", flush=True)
+
+
+if __name__ == "__main__":
+    try:
+        main()
+    except AssertionError as e:
+        print(f"FAIL {e}", flush=True)
+        print(f"flows: {passed} passed, 1 failed", flush=True)
+        sys.exit(1)

@@ -723,6 +723,84 @@ impl NameCache {
     }
 }
 
+/// The lines of an assignment export (graph-pim-v2.md §6.12): the header, then one CSV
+/// line per assignment `caller` may read under resource `rid` (or anywhere), filtered and
+/// paged by `opts`. The portal's "Download CSV" serves the same lines.
+pub fn export_lines(
+    tx: &mut dyn ReadTx,
+    c: &Caller,
+    access: &dyn AccessView,
+    now: jiff::Timestamp,
+    rid: Option<&str>,
+    opts: &QueryOptions,
+) -> Result<Vec<String>> {
+    let scope = visibility::read_scope(
+        Collection::RoleAssignments,
+        rid,
+        opts.filter.clone(),
+        c,
+        access,
+        now,
+    )?;
+    let mut lines = vec![EXPORT_HEADER.to_string()];
+    let mut names = NameCache::default();
+    let mut skip = opts.skip.unwrap_or(0);
+    let limit = opts.top.map_or(100_000, |t| t as usize);
+    loop {
+        let q = ListQuery {
+            filter: scope.filter.clone(),
+            restrictions: scope.restrictions.clone(),
+            orderby: opts.orderby.clone(),
+            top: 1000,
+            skip,
+            count: false,
+        };
+        let page = tx.list_assignments(&q)?;
+        for a in &page.items {
+            if lines.len() > limit {
+                break;
+            }
+            let level = names.resource(tx, &a.resource_id)?;
+            let (subject, email) = names.subject(tx, &a.subject_id)?;
+            let role = names.role(tx, &a.role_definition_id)?;
+            let fmt = rolegate_core::schedule::format_datetime;
+            lines.push(
+                [
+                    level,
+                    subject,
+                    role,
+                    email,
+                    a.state.as_str().to_string(),
+                    fmt(a.schedule.start),
+                    a.schedule
+                        .end
+                        .map(fmt)
+                        .unwrap_or_else(|| "Permanent".into()),
+                ]
+                .iter()
+                .map(|f| csv_field(f))
+                .collect::<Vec<_>>()
+                .join(","),
+            );
+        }
+        if !page.more || lines.len() > limit {
+            break;
+        }
+        skip += 1000;
+    }
+    Ok(lines)
+}
+
+/// The CSV file of export `lines`: a byte-order mark, then CRLF-terminated lines.
+pub fn csv_document(lines: &[String]) -> String {
+    let mut csv = String::from("\u{feff}");
+    for l in lines {
+        csv.push_str(l);
+        csv.push_str("\r\n");
+    }
+    csv
+}
+
 /// `GET …/roleAssignments/export` (and `export()`): CSV with a BOM, or JSON lines when the
 /// client asks only for JSON (the Graph SDK).
 pub async fn export(
@@ -748,45 +826,12 @@ pub async fn export(
         let access = st.access_view();
         validate_options(Collection::RoleAssignments, &opts)?;
         ensure_resource(tx, rid.as_deref())?;
-        let scope = visibility::read_scope(Collection::RoleAssignments, rid.as_deref(), opts.filter.clone(), &c, &access, now)?;
-        let mut lines = vec![EXPORT_HEADER.to_string()];
-        let mut names = NameCache::default();
-        let mut skip = opts.skip.unwrap_or(0);
-        let limit = opts.top.map_or(100_000, |t| t as usize);
-        loop {
-            let q = ListQuery { filter: scope.filter.clone(), restrictions: scope.restrictions.clone(), orderby: opts.orderby.clone(), top: 1000, skip, count: false };
-            let page = tx.list_assignments(&q)?;
-            for a in &page.items {
-                if lines.len() > limit {
-                    break;
-                }
-                let level = names.resource(tx, &a.resource_id)?;
-                let (subject, email) = names.subject(tx, &a.subject_id)?;
-                let role = names.role(tx, &a.role_definition_id)?;
-                let fmt = rolegate_core::schedule::format_datetime;
-                lines.push(
-                    [level, subject, role, email, a.state.as_str().to_string(), fmt(a.schedule.start), a.schedule.end.map(fmt).unwrap_or_else(|| "Permanent".into())]
-                        .iter()
-                        .map(|f| csv_field(f))
-                        .collect::<Vec<_>>()
-                        .join(","),
-                );
-            }
-            if !page.more || lines.len() > limit {
-                break;
-            }
-            skip += 1000;
-        }
+        let lines = export_lines(tx, &c, &access, now, rid.as_deref(), &opts)?;
         if json_only {
             let body = json!({"@odata.context": format!("{base}/$metadata#Collection(Edm.String)"), "value": lines});
             return Ok(axum::Json(body).into_response());
         }
-        let mut csv = String::from("\u{feff}");
-        for l in &lines {
-            csv.push_str(l);
-            csv.push_str("\r\n");
-        }
-        Ok(([(header::CONTENT_TYPE, "application/octet-stream"), (header::CONTENT_DISPOSITION, "attachment; filename=\"roleAssignments.csv\"")], csv).into_response())
+        Ok(([(header::CONTENT_TYPE, "application/octet-stream"), (header::CONTENT_DISPOSITION, "attachment; filename=\"roleAssignments.csv\"")], csv_document(&lines)).into_response())
     })
     .await
 }

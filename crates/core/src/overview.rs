@@ -409,3 +409,131 @@ pub fn required_approvals(
         })
         .and_then(|p| p.approval_required().map(|a| a.required_approvals)))
 }
+
+/// One assignment row of a resource's page.
+#[derive(Debug, Clone)]
+pub struct AssignmentRow {
+    /// The assignment.
+    pub assignment: RoleAssignment,
+    /// Its role.
+    pub role: RoleDefinition,
+    /// Who holds it (absent when the subject is gone from the directory).
+    pub member: Option<crate::directory::Subject>,
+    /// `Direct`, or `Inherited` from an ancestor of the resource.
+    pub member_type: crate::assignment::MemberType,
+}
+
+/// What a resource's page lists (portal.md §5.6), as the API lists it for the caller.
+#[derive(Debug, Clone, Default)]
+pub struct ResourceAssignments {
+    /// Eligible assignments current or starting later, made here or on an ancestor.
+    pub eligible: Vec<AssignmentRow>,
+    /// Active assignments likewise (activations included).
+    pub active: Vec<AssignmentRow>,
+    /// Assignments made here that expired in the last 30 days.
+    pub expired: Vec<AssignmentRow>,
+    /// Whether there were more rows than a page shows.
+    pub more: bool,
+}
+
+/// Filters of a resource's assignment tables.
+#[derive(Debug, Clone, Default)]
+pub struct AssignmentFilter {
+    /// Only this role definition.
+    pub role_definition_id: Option<String>,
+    /// Only these subjects (a member search's matches).
+    pub subjects: Option<Vec<String>>,
+}
+
+/// The assignments of resource `rid` that `caller` may read (R1, the API's
+/// `resources/{id}/roleAssignments`), at most `top` per table.
+pub fn resource_assignments(
+    tx: &mut dyn ReadTx,
+    caller: &Caller,
+    access: &dyn AccessView,
+    now: Timestamp,
+    rid: &str,
+    filter: &AssignmentFilter,
+    top: u32,
+) -> Result<ResourceAssignments> {
+    use crate::visibility::{Collection, Item, list, read_scope};
+    let quote = |s: &str| format!("'{}'", s.replace('\'', "''"));
+    let mut clauses = Vec::new();
+    if let Some(role) = &filter.role_definition_id {
+        clauses.push(format!("roleDefinitionId eq {}", quote(role)));
+    }
+    if let Some(subjects) = &filter.subjects {
+        if subjects.is_empty() {
+            return Ok(ResourceAssignments::default());
+        }
+        let list: Vec<String> = subjects.iter().map(|s| quote(s)).collect();
+        clauses.push(format!("subjectId in ({})", list.join(",")));
+    }
+    let mut out = ResourceAssignments::default();
+    let mut names = Names::new(tx);
+    for state in [AssignmentState::Eligible, AssignmentState::Active] {
+        let mut parts = clauses.clone();
+        parts.push(format!("assignmentState eq '{}'", state.as_str()));
+        let parsed = crate::odata::parse_filter(&parts.join(" and "))?;
+        let scope = read_scope(
+            Collection::RoleAssignments,
+            Some(rid),
+            Some(parsed),
+            caller,
+            access,
+            now,
+        )?;
+        let q = crate::query::ListQuery {
+            filter: scope.filter.clone(),
+            restrictions: scope.restrictions.clone(),
+            top,
+            ..Default::default()
+        };
+        let page = list(names.tx, Collection::RoleAssignments, &q, &scope)?;
+        out.more |= page.more;
+        for item in page.items {
+            let Item::Assignment(a, member_type) = item else {
+                continue;
+            };
+            let Some(role) = names.role(&a.role_definition_id)? else {
+                continue;
+            };
+            let member = names.tx.subject(&a.subject_id)?;
+            let row = AssignmentRow {
+                assignment: a,
+                role,
+                member,
+                member_type,
+            };
+            match state {
+                AssignmentState::Eligible => out.eligible.push(row),
+                AssignmentState::Active => out.active.push(row),
+            }
+        }
+    }
+    let since = now.checked_sub(RENEW_WINDOW).unwrap_or(Timestamp::MIN);
+    for a in names.tx.expired_assignments_on(rid, since, top)? {
+        if filter
+            .role_definition_id
+            .as_ref()
+            .is_some_and(|r| *r != a.role_definition_id)
+            || filter
+                .subjects
+                .as_ref()
+                .is_some_and(|s| !s.contains(&a.subject_id))
+        {
+            continue;
+        }
+        let Some(role) = names.role(&a.role_definition_id)? else {
+            continue;
+        };
+        let member = names.tx.subject(&a.subject_id)?;
+        out.expired.push(AssignmentRow {
+            assignment: a,
+            role,
+            member,
+            member_type: crate::assignment::MemberType::Direct,
+        });
+    }
+    Ok(out)
+}

@@ -110,6 +110,14 @@ pub trait AssignmentRead {
         subject_id: &str,
         since: Timestamp,
     ) -> Result<Vec<RoleAssignment>>;
+    /// Assignments made on `resource_id` that ended by expiry after `since`, latest end
+    /// first, at most `limit`.
+    fn expired_assignments_on(
+        &mut self,
+        resource_id: &str,
+        since: Timestamp,
+        limit: u32,
+    ) -> Result<Vec<RoleAssignment>>;
     /// Activations linked to an eligible assignment.
     fn activations_of(&mut self, eligible_id: &str) -> Result<Vec<RoleAssignment>>;
     /// Assignments of any of `subjects` in `state` on any of `resources`.
@@ -175,6 +183,8 @@ pub trait RequestRead {
     fn list_requests(&mut self, q: &ListQuery) -> Result<Page<RoleAssignmentRequest>>;
     /// Approval decisions recorded for a request.
     fn approvals(&mut self, request_id: &str) -> Result<Vec<Approval>>;
+    /// The decisions `approver_id` made, latest first, at most `limit` ("Decided by me").
+    fn approvals_by(&mut self, approver_id: &str, limit: u32) -> Result<Vec<Approval>>;
 }
 
 /// Writes of role assignment requests (only [`crate::operation::apply`] calls them).
@@ -344,6 +354,8 @@ pub trait AuditRead {
     fn list_audit(&mut self, q: &ListQuery) -> Result<Page<AuditEntry>>;
     /// One audit record by id.
     fn audit_entry(&mut self, id: &str) -> Result<Option<AuditEntry>>;
+    /// Audit record `id` as the chain stores it (its hash and its predecessor's).
+    fn audit_link(&mut self, id: &str) -> Result<Option<ChainLink>>;
     /// The audit records about request `request_id` (its `requestId` detail), oldest
     /// first, at most `limit`.
     fn request_history(&mut self, request_id: &str, limit: u32) -> Result<Vec<AuditEntry>>;

@@ -649,6 +649,12 @@ fn administered_anchors(caller: &Caller, access: &dyn AccessView, now: Timestamp
         .collect()
 }
 
+/// Whether `caller` may check the whole audit chain ("Verify integrity"): tenant
+/// administrators only, since the report counts every record, not only the caller's.
+pub fn may_verify_audit_chain(caller: &Caller) -> bool {
+    caller.is_tenant_admin
+}
+
 /// Whether `caller` may read one audit record about `resource_id` (see
 /// [`audit_restriction`]).
 pub fn may_read_audit_entry(

@@ -208,7 +208,7 @@ fn whole(value: Option<&str>, name: &str) -> Result<i64, String> {
     v.parse::<i64>()
         .ok()
         .filter(|n| (0..=876_000).contains(n))
-        .ok_or_else(|| format!("{name} must be a whole number from 0"))
+        .ok_or_else(|| format!("{name} must be a whole number from 0."))
 }
 
 /// The schedule the form asks for, or which field is wrong.
@@ -218,7 +218,7 @@ fn schedule(f: &ActivateForm) -> Result<ScheduleInput, (Field, String)> {
     if hours == 0 && minutes == 0 {
         return Err((
             Field::Duration,
-            "give a duration of at least one minute".into(),
+            "Give a duration of at least one minute.".into(),
         ));
     }
     let start = match f.start.as_deref() {
@@ -227,7 +227,7 @@ fn schedule(f: &ActivateForm) -> Result<ScheduleInput, (Field, String)> {
             let t: jiff::civil::DateTime = raw.parse().map_err(|_| {
                 (
                     Field::Start,
-                    "give the start time as a date and time (UTC)".to_string(),
+                    "Give the start time as a date and time (UTC).".to_string(),
                 )
             })?;
             Some(format!("{}Z", t.strftime("%Y-%m-%dT%H:%M:%S")))
@@ -276,7 +276,7 @@ pub async fn submit(
         Some(chosen) => offer.scopes.iter().find(|s| s.resource.id == chosen),
     };
     let Some(scope) = scope else {
-        let e = (Field::Form, "choose a scope from the list".to_string());
+        let e = (Field::Form, "Choose a scope from the list.".to_string());
         return show(&portal, &visit, &offer, &f, Some(e)).await;
     };
     let schedule = match schedule(&f) {

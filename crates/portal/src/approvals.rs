@@ -80,11 +80,57 @@ fn pending_row(
     })
 }
 
+/// One of the caller's past decisions.
+struct DecidedRow {
+    id: String,
+    requester: String,
+    role: String,
+    resource: String,
+    decision: &'static str,
+    justification: String,
+    at: When,
+}
+
 #[derive(Template)]
 #[template(path = "approvals.html")]
 struct ApprovalsPage {
     chrome: Chrome,
     rows: Vec<PendingRow>,
+    decided: Vec<DecidedRow>,
+}
+
+/// The caller's latest decisions, with their requests' names.
+fn decided_by(
+    tx: &mut dyn ReadTx,
+    approver: &str,
+) -> rolegate_core::error::Result<Vec<DecidedRow>> {
+    let mut out = Vec::new();
+    for a in tx.approvals_by(approver, 50)? {
+        let Some(r) = tx.request(&a.request_id)? else {
+            continue;
+        };
+        let name = |s: Option<String>, id: &str| s.unwrap_or_else(|| id.to_string());
+        out.push(DecidedRow {
+            id: r.id.clone(),
+            requester: name(
+                tx.subject(&r.subject_id)?.map(|s| s.display_name),
+                &r.subject_id,
+            ),
+            role: name(
+                tx.role_definition(&r.role_definition_id)?
+                    .map(|d| d.display_name),
+                &r.role_definition_id,
+            ),
+            resource: name(
+                tx.resource(&r.resource_id)?.map(|x| x.display_name),
+                &r.resource_id,
+            ),
+            decision: if a.approved { "Approved" } else { "Denied" },
+            justification: a.justification.unwrap_or_default(),
+            at: When::at(a.at),
+        });
+    }
+    Ok(out)
 }
 
 /// `GET /ui/approvals`: "Pending approvals".
@@ -99,10 +145,14 @@ pub async fn list(
         .app
         .read(move |tx, st| {
             let pending = visibility::awaiting_decision(tx, &caller, &st.access_view(), at, None)?;
-            pending.iter().map(|r| pending_row(tx, r, at)).collect()
+            let rows = pending
+                .iter()
+                .map(|r| pending_row(tx, r, at))
+                .collect::<rolegate_core::error::Result<Vec<_>>>()?;
+            Ok((rows, decided_by(tx, &caller.subject_id)?))
         })
         .await;
-    let rows = match rows {
+    let (rows, decided) = match rows {
         Ok(r) => r,
         Err(e) => return ErrorPage::from_api(&visit.request_id, e).into_response(),
     };
@@ -112,7 +162,11 @@ pub async fn list(
     };
     render(
         StatusCode::OK,
-        &ApprovalsPage { chrome, rows },
+        &ApprovalsPage {
+            chrome,
+            rows,
+            decided,
+        },
         &visit.request_id,
     )
 }

@@ -8,11 +8,14 @@
 mod activate;
 mod approvals;
 mod assets;
+mod audit;
 mod my_roles;
 pub mod oidc;
 mod page;
 mod requests;
+mod resources;
 mod session;
+mod settings;
 mod signin;
 mod text;
 
@@ -95,6 +98,30 @@ pub fn router(app: Arc<AppState>, config: PortalConfig) -> Router {
             "/ui/approvals/{id}/{decision}",
             get(approvals::form).post(approvals::decide),
         )
+        .route("/ui/resources", get(resources::list))
+        .route(
+            "/ui/resources/register",
+            get(resources::register_form).post(resources::register),
+        )
+        .route("/ui/resources/{id}", get(resources::show))
+        .route("/ui/resources/{id}/export.csv", get(resources::export))
+        .route(
+            "/ui/resources/{id}/assign",
+            get(resources::assign_form).post(resources::assign),
+        )
+        .route(
+            "/ui/resources/{id}/assignments/{aid}/{action}",
+            get(resources::change_form).post(resources::change),
+        )
+        .route(
+            "/ui/resources/{id}/settings/{role}",
+            get(settings::form).post(settings::save),
+        )
+        .route("/ui/audit", get(audit::list))
+        .route("/ui/audit/verify", post(audit::verify))
+        .route("/ui/audit/export.csv", get(audit::export_csv))
+        .route("/ui/audit/export.jsonl", get(audit::export_jsonl))
+        .route("/ui/audit/{id}", get(audit::show))
         .route("/ui/assets/{name}", get(assets::serve))
         .route("/ui/{*rest}", get(not_found).post(not_found))
         .with_state(portal)

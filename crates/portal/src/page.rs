@@ -90,6 +90,10 @@ pub enum Section {
     MyRequests,
     /// "Approvals".
     Approvals,
+    /// "Resources".
+    Resources,
+    /// "Audit log".
+    Audit,
 }
 
 impl Chrome {
@@ -102,14 +106,14 @@ impl Chrome {
         title: impl Into<String>,
     ) -> Result<Self, Response> {
         let caller = visit.caller.clone();
-        let pending = portal
+        let (pending, auditor) = portal
             .app
             .read(move |tx, st| {
                 let access = st.access_view();
-                Ok(
-                    visibility::awaiting_decision(tx, &caller, &access, st.clock.now(), None)?
-                        .len(),
-                )
+                let now = st.clock.now();
+                let pending = visibility::awaiting_decision(tx, &caller, &access, now, None)?.len();
+                let auditor = visibility::audit_restriction(&caller, &access, now).is_ok();
+                Ok((pending, auditor))
             })
             .await
             .map_err(|e| ErrorPage::from_api(&visit.request_id, e).into_response())?;
@@ -118,7 +122,7 @@ impl Chrome {
         } else {
             "Approvals".to_string()
         };
-        let nav = [
+        let mut links = vec![
             (Section::MyRoles, "My roles".to_string(), "/ui/"),
             (
                 Section::MyRequests,
@@ -126,14 +130,20 @@ impl Chrome {
                 "/ui/requests",
             ),
             (Section::Approvals, approvals, "/ui/approvals"),
-        ]
-        .into_iter()
-        .map(|(s, label, href)| NavLink {
-            label,
-            href,
-            current: s == section,
-        })
-        .collect();
+            (Section::Resources, "Resources".to_string(), "/ui/resources"),
+        ];
+        // "Audit log" only for those who may read it (decisions.md §11).
+        if auditor {
+            links.push((Section::Audit, "Audit log".to_string(), "/ui/audit"));
+        }
+        let nav = links
+            .into_iter()
+            .map(|(s, label, href)| NavLink {
+                label,
+                href,
+                current: s == section,
+            })
+            .collect();
         Ok(Self {
             title: title.into(),
             user: visit.caller.display_name.clone(),

@@ -40,13 +40,29 @@ fn type_words(k: RequestType) -> &'static str {
     }
 }
 
+/// Whether what a provisioned request granted has ended since (deactivated, removed,
+/// expired): its assignment is gone from the live set or past its end.
+fn grant_ended(
+    tx: &mut dyn rolegate_core::store::ReadTx,
+    r: &RoleAssignmentRequest,
+    now: Timestamp,
+) -> rolegate_core::error::Result<bool> {
+    Ok(match &r.assignment_id {
+        Some(id) => tx.assignment(id)?.is_none_or(|a| a.schedule.has_ended(now)),
+        None => false,
+    })
+}
+
 /// A request's status in words: "Active until …", "Pending approval (1 of 2)", "Denied", …
+/// (`ended`: what it granted has ended since).
 pub fn status_words(
     r: &RoleAssignmentRequest,
     now: Timestamp,
     approved: usize,
     needed: Option<u32>,
+    ended: bool,
 ) -> String {
+    let removal = matches!(r.kind, RequestType::UserRemove | RequestType::AdminRemove);
     match r.status_at(now) {
         SubStatus::PendingApproval => match needed {
             Some(n) => format!("Pending approval ({approved} of {n})"),
@@ -57,11 +73,12 @@ pub fn status_words(
             Some(s) => format!("Scheduled from {}", crate::text::when(s.start)),
             None => "Scheduled".into(),
         },
-        SubStatus::Provisioned => match (r.kind, r.schedule.and_then(|s| s.end)) {
-            (RequestType::UserRemove | RequestType::AdminRemove, _) => "Done".into(),
-            (_, Some(end)) if end <= now => "Ended".into(),
-            (_, Some(end)) => format!("{} until {}", r.state.as_str(), crate::text::when(end)),
-            (_, None) => format!("{}, permanent", r.state.as_str()),
+        SubStatus::Provisioned | SubStatus::Revoked if removal => "Done".into(),
+        SubStatus::Provisioned => match r.schedule.and_then(|s| s.end) {
+            _ if ended => "Ended".into(),
+            Some(end) if end <= now => "Ended".into(),
+            Some(end) => format!("{} until {}", r.state.as_str(), crate::text::when(end)),
+            None => format!("{}, permanent", r.state.as_str()),
         },
         SubStatus::Revoked => "Ended".into(),
         SubStatus::Canceled => "Cancelled".into(),
@@ -159,6 +176,7 @@ pub async fn list(State(portal): State<S>, visit: Visit, Query(q): Query<ListPar
                     0
                 };
                 let needed = overview::required_approvals(tx, &r, at)?;
+                let ended = grant_ended(tx, &r, at)?;
                 rows.push(RequestRow {
                     id: r.id.clone(),
                     requested: When::at(r.requested_at),
@@ -168,7 +186,7 @@ pub async fn list(State(portal): State<S>, visit: Visit, Query(q): Query<ListPar
                         .cloned()
                         .unwrap_or_default(),
                     resource: resources.get(&r.resource_id).cloned().unwrap_or_default(),
-                    status: status_words(&r, at, approved, needed),
+                    status: status_words(&r, at, approved, needed, ended),
                     cancellable: open(&r, at),
                 });
             }
@@ -206,7 +224,6 @@ struct RequestPage {
     chrome: Chrome,
     id: String,
     kind: &'static str,
-    state: &'static str,
     role: String,
     resource: ResourceView,
     status: String,
@@ -262,9 +279,13 @@ pub async fn show(
     let at = now(&portal);
     let record = portal
         .app
-        .read(move |tx, st| overview::request_record(tx, &caller, &st.access_view(), at, &id))
+        .read(move |tx, st| {
+            let rec = overview::request_record(tx, &caller, &st.access_view(), at, &id)?;
+            let ended = grant_ended(tx, &rec.request, at)?;
+            Ok((rec, ended))
+        })
         .await;
-    let rec: RequestRecord = match record {
+    let (rec, ended): (RequestRecord, bool) = match record {
         Ok(r) => r,
         Err(e) => return ErrorPage::from_api(&visit.request_id, e).into_response(),
     };
@@ -290,10 +311,9 @@ pub async fn show(
         chrome,
         id: r.id.clone(),
         kind: type_words(r.kind),
-        state: r.state.as_str(),
         role,
         resource: ResourceView::of(&rec.lineage),
-        status: status_words(r, at, approved, rec.required_approvals),
+        status: status_words(r, at, approved, rec.required_approvals, ended),
         requested: When::at(r.requested_at),
         starts: r.schedule.map(|s| When::at(s.start)),
         ends: r.schedule.and_then(|s| s.end).map(|e| When::end(e, at)),
@@ -324,7 +344,7 @@ pub async fn show(
 /// The form of a "Cancel request" button.
 #[derive(Debug, Deserialize)]
 pub struct CancelForm {
-    csrf: String,
+    csrf: Option<String>,
 }
 
 /// `POST /ui/requests/{id}/cancel`: cancels the request as `POST …/cancel` does.
@@ -334,7 +354,7 @@ pub async fn cancel(
     Path(id): Path<String>,
     Form(f): Form<CancelForm>,
 ) -> Response {
-    if let Err(r) = visit.check_csrf(&f.csrf) {
+    if let Err(r) = visit.check_csrf(f.csrf.as_deref().unwrap_or_default()) {
         return r.into_response();
     }
     let target = id.clone();

@@ -155,14 +155,21 @@ pub async fn submit(
         .respond(&portal, &rid)
     };
     if user_name.is_empty() || user_name.contains('\0') {
-        return failed("enter a user name".into());
+        return failed("enter a user name.".into());
     }
     let subject = match resolve(&portal, &user_name).await {
         Ok(Some(subject)) => subject,
-        Ok(None) => return failed(format!("no user is named `{user_name}`")),
+        Ok(None) => return failed(format!("no user is named “{user_name}”.")),
         Err(why) => return failed(why),
     };
-    match admit_and_start(&portal, &headers, subject, None, mfa, None).await {
+    // An administrator outside the directory has no name there: the demo's button has one.
+    let name = portal
+        .config
+        .demo_users
+        .iter()
+        .find(|u| u.user_name == user_name)
+        .map(|u| u.display_name.clone());
+    match admit_and_start(&portal, &headers, subject, name, mfa, None).await {
         Ok(cookie) => {
             let mut resp =
                 (StatusCode::SEE_OTHER, [(header::LOCATION, back.clone())]).into_response();
@@ -249,7 +256,7 @@ pub async fn start_session(
 /// The form of the "Sign out" button.
 #[derive(Debug, Deserialize)]
 pub struct SignOutForm {
-    csrf: String,
+    csrf: Option<String>,
 }
 
 /// `POST /ui/signout`: ends the session, clears the cookie, and continues at the issuer's
@@ -259,7 +266,7 @@ pub async fn sign_out(
     visit: Visit,
     Form(f): Form<SignOutForm>,
 ) -> Response {
-    if let Err(refused) = visit.check_csrf(&f.csrf) {
+    if let Err(refused) = visit.check_csrf(f.csrf.as_deref().unwrap_or_default()) {
         return refused.into_response();
     }
     let hash = visit.session.id_hash.clone();

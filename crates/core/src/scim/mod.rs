@@ -454,6 +454,35 @@ pub fn users_named(tx: &mut dyn ReadTx, name: &str, top: u32) -> Result<Vec<Subj
     Ok(page.items.into_iter().map(|(s, _)| s).collect())
 }
 
+/// Users, groups and service principals whose display name, `userName` or e-mail contains
+/// `text` (case-insensitive), at most `top`: the portal's member search.
+pub fn find_subjects(tx: &mut dyn ReadTx, text: &str, top: u32) -> Result<Vec<Subject>> {
+    let t = text.trim().replace('\\', "\\\\").replace('"', "\\\"");
+    if t.is_empty() {
+        return Ok(Vec::new());
+    }
+    let users = format!(r#"displayName co "{t}" or userName co "{t}" or emails co "{t}""#);
+    let groups = format!(r#"displayName co "{t}""#);
+    let mut out = Vec::new();
+    for (rt, f) in [(ResourceType::User, users), (ResourceType::Group, groups)] {
+        let page = tx.list_subjects(&SubjectQuery {
+            kinds: kinds(Some(rt)),
+            filter: Some(filter::resolve(&filter::parse(&f)?, Some(rt))?),
+            sort: None,
+            skip: 0,
+            top,
+        })?;
+        out.extend(page.items.into_iter().map(|(s, _)| s));
+    }
+    out.sort_by(|a, b| {
+        a.display_name
+            .to_lowercase()
+            .cmp(&b.display_name.to_lowercase())
+    });
+    out.truncate(top as usize);
+    Ok(out)
+}
+
 /// Refuses a `userName` or `externalId` another subject has: `409 uniqueness`.
 fn ensure_unique(tx: &mut dyn ReadTx, s: &Subject) -> Result<()> {
     let taken = |what: &str, v: &str| {

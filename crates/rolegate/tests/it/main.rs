@@ -21,6 +21,7 @@ mod odata;
 mod oidc;
 mod openapi;
 mod portal;
+mod portal_browser;
 mod portal_oidc;
 mod python_client;
 mod reads;

@@ -207,7 +207,7 @@ fn signing_in_sets_a_strict_cookie_and_a_failed_sign_in_says_why() {
     assert!(
         unknown
             .text
-            .contains("role=\"alert\">Sign-in failed: no user is named `nobody@example.test`"),
+            .contains("role=\"alert\">Sign-in failed: no user is named “nobody@example.test”."),
         "{}",
         unknown.text
     );
@@ -657,4 +657,437 @@ fn no_ui_turns_the_portal_off() {
     assert_eq!(v.get("/ui/").status, 404);
     assert_eq!(v.get("/ui/signin").status, 404);
     assert_eq!(v.get("/").status, 404);
+}
+
+/// The stored rule `name` of `collection` of the role setting of `role`, parsed.
+fn rule_of(t: &Tenant, role: &str, collection: &str, name: &str) -> Option<Value> {
+    let id = crate::fixture::role_setting_id(&t.s, &t.admin, role);
+    let r = t.s.get(&t.s.pim(&format!("/roleSettings/{id}")), &t.admin);
+    r.json[collection]
+        .as_array()?
+        .iter()
+        .find(|x| x["ruleIdentifier"] == name)
+        .and_then(|x| serde_json::from_str(x["setting"].as_str()?).ok())
+}
+
+#[test]
+fn administrators_manage_a_resource_from_its_page() {
+    let t = Tenant::start();
+    let (bob, _) = t.user("Bob Member");
+    let mut v = Visitor::new(&t.s);
+    assert_eq!(v.sign_in(crate::harness::ADMIN, true).status, 303);
+
+    let list = v.get("/ui/resources");
+    assert_eq!(list.status, 200);
+    assert!(list.text.contains("<h1>Resources</h1>"));
+    assert!(list.text.contains(">Register resource</a>"));
+    // The resource group is nested under its subscription.
+    let sub_at = list
+        .text
+        .find(&format!("/ui/resources/{}\"", t.sub))
+        .expect("subscription listed");
+    let rg_at = list
+        .text
+        .find(&format!("/ui/resources/{}\"", t.rg))
+        .expect("group listed");
+    assert!(
+        sub_at < rg_at && list.text[sub_at..rg_at].contains("<ul>"),
+        "{}",
+        list.text
+    );
+    let found = v.get("/ui/resources?q=rg-app");
+    assert!(
+        found.text.contains(&t.rg) && !found.text.contains(&format!("/ui/resources/{}\"", t.sub))
+    );
+
+    // Register a resource group from the form; a bad ARM id is refused in place.
+    let form = v.get("/ui/resources/register");
+    let token = csrf(&form);
+    let bad = v.post(
+        "/ui/resources/register",
+        &[("csrf", &token), ("arm_id", "not-an-arm-id")],
+    );
+    assert_eq!(bad.status, 400, "{}", bad.text);
+    assert!(bad.text.contains("role=\"alert\""));
+    let arm = format!("{}/resourceGroups/rg-portal", t.sub_arm);
+    let ok = v.post(
+        "/ui/resources/register",
+        &[
+            ("csrf", &token),
+            ("arm_id", &arm),
+            ("display_name", "Portal RG"),
+        ],
+    );
+    assert_eq!(ok.status, 303, "{}", ok.text);
+    let registered = crate::fixture::resource_id(&t.s, &t.admin, &arm);
+    assert!(
+        v.get("/ui/resources?done=registered")
+            .text
+            .contains("Portal RG")
+    );
+
+    // Add an assignment: find the member, pick them, assign.
+    let page = v.get(&format!("/ui/resources/{}", t.sub));
+    assert_eq!(page.status, 200);
+    for heading in ["Assignments", "Role settings", "Audit log"] {
+        assert!(page.text.contains(&format!(">{heading}</h2>")), "{heading}");
+    }
+    for caption in [
+        "Eligible assignments",
+        "Active assignments",
+        "Expired assignments",
+    ] {
+        assert!(
+            page.text.contains(&format!("<caption>{caption}</caption>")),
+            "{caption}"
+        );
+    }
+    assert!(
+        page.text
+            .contains("aria-label=\"Edit settings for Contributor\"")
+    );
+    let role = t.role(&t.sub, crate::fixture::CONTRIBUTOR);
+    let assign = format!("/ui/resources/{}/assign", t.sub);
+    let form = v.get(&assign);
+    let token = csrf(&form);
+    let search = v.post(
+        &assign,
+        &[
+            ("csrf", &token),
+            ("search", "Bob Memb"),
+            ("find", "1"),
+            ("role", &role),
+        ],
+    );
+    assert_eq!(search.status, 200);
+    assert!(
+        search.text.contains(&format!("value=\"{bob}\"")),
+        "{}",
+        search.text
+    );
+    assert!(
+        search.text.contains(">Bob Member (Bob Member-"),
+        "{}",
+        search.text
+    );
+    let done = v.post(
+        &assign,
+        &[
+            ("csrf", &token),
+            ("role", &role),
+            ("member", &bob),
+            ("state", "Eligible"),
+            ("days", "30"),
+            ("reason", "On-call rota"),
+        ],
+    );
+    assert_eq!(done.status, 303, "{}", done.text);
+    let eligible = t
+        .assignments(&t.sub)
+        .into_iter()
+        .find(|a| a["subjectId"] == bob.as_str() && a["assignmentState"] == "Eligible")
+        .expect("Bob is eligible through the API");
+    let aid = eligible["id"].as_str().expect("id").to_string();
+    let page = v.get(&format!("/ui/resources/{}?done=assigned", t.sub));
+    assert!(page.text.contains("Assignment added."));
+    assert!(
+        page.text
+            .contains("aria-label=\"Remove Contributor from Bob Member\"")
+    );
+
+    // The CSV is the API's export, byte for byte.
+    let csv = v.get(&format!("/ui/resources/{}/export.csv", t.sub));
+    assert_eq!(csv.status, 200);
+    let api = t.s.raw(
+        "GET",
+        &t.s.pim(&format!("/resources/{}/roleAssignments/export", t.sub)),
+        Some(&t.admin),
+        None,
+        &[("Accept", "text/csv")],
+    );
+    assert_eq!(csv.text, api.text);
+    assert!(csv.text.contains("Bob Member"));
+
+    // Extend, then remove: AdminExtend and AdminRemove requests.
+    let extend = format!("/ui/resources/{}/assignments/{aid}/extend", t.sub);
+    assert_eq!(v.get(&extend).status, 200);
+    let end = crate::fixture::from_now(60 * 24 * 3600)
+        .strftime("%Y-%m-%dT%H:%M")
+        .to_string();
+    let r = v.post(&extend, &[("csrf", &token), ("end", &end)]);
+    assert_eq!(r.status, 303, "{}", r.text);
+    let after = t
+        .assignments(&t.sub)
+        .into_iter()
+        .find(|a| a["id"] == aid.as_str())
+        .expect("still there");
+    assert!(
+        after["endDateTime"]
+            .as_str()
+            .unwrap_or_default()
+            .starts_with(&end[..10]),
+        "{after}"
+    );
+    let remove = format!("/ui/resources/{}/assignments/{aid}/remove", t.sub);
+    assert!(v.get(&remove).text.contains(">Remove</button>"));
+    assert_eq!(v.post(&remove, &[("csrf", &token)]).status, 303);
+    assert!(
+        t.assignments(&t.sub)
+            .iter()
+            .all(|a| a["subjectId"] != bob.as_str())
+    );
+    let kinds: Vec<Value> = requests_of(&t, &bob)
+        .iter()
+        .map(|r| r["type"].clone())
+        .collect();
+    for k in ["AdminAdd", "AdminExtend", "AdminRemove"] {
+        assert!(kinds.contains(&json!(k)), "{k} in {kinds:?}");
+    }
+    let _ = registered;
+}
+
+#[test]
+fn a_person_opening_administrator_urls_is_refused_and_changes_nothing() {
+    let t = Tenant::start();
+    let (_, _, role, _) = eligible_user(&t, "Eve Eligible", "P30D");
+    let (mallory, _) = t.user("Mallory Nobody");
+    let mut v = Visitor::new(&t.s);
+    assert_eq!(v.sign_in(&user_name(&t, &mallory), true).status, 303);
+    let home = v.get("/ui/");
+    assert!(
+        !home.text.contains(">Audit log</a>"),
+        "no audit link for a plain user"
+    );
+    assert!(home.text.contains(">Resources</a>"));
+    let token = csrf(&home);
+    for path in [
+        format!("/ui/resources/{}", t.sub),
+        "/ui/resources/register".to_string(),
+        "/ui/audit".to_string(),
+        format!("/ui/resources/{}/assign", t.sub),
+        format!("/ui/resources/{}/settings/{role}", t.sub),
+        format!("/ui/resources/{}/export.csv", t.sub),
+    ] {
+        let r = v.get(&path);
+        assert_eq!(r.status, 403, "{path}: {}", r.text);
+        assert!(
+            r.text.contains("<title>Access denied · Rolegate</title>"),
+            "{path}"
+        );
+        assert!(!r.text.contains("panicked") && !r.text.contains("SELECT"));
+    }
+    let before = t.assignments(&t.sub).len();
+    let r = v.post(
+        &format!("/ui/resources/{}/assign", t.sub),
+        &[
+            ("csrf", &token),
+            ("role", &role),
+            ("member", &mallory),
+            ("state", "Active"),
+            ("days", "1"),
+        ],
+    );
+    assert_eq!(r.status, 403);
+    assert_eq!(t.assignments(&t.sub).len(), before);
+    let r = v.post(
+        &format!("/ui/resources/{}/settings/{role}", t.sub),
+        &[("csrf", &token), ("max_hours", "1")],
+    );
+    assert_eq!(r.status, 403);
+    assert_eq!(
+        rule_of(&t, &role, "userMemberSettings", "ExpirationRule").expect("rule")["maximumGrantPeriodInMinutes"],
+        json!(480)
+    );
+    let r = v.post(
+        "/ui/resources/register",
+        &[
+            ("csrf", &token),
+            ("arm_id", &format!("{}/resourceGroups/x", t.sub_arm)),
+        ],
+    );
+    assert_eq!(r.status, 403);
+    assert_eq!(v.post("/ui/audit/verify", &[("csrf", &token)]).status, 403);
+}
+
+#[test]
+fn role_settings_save_as_a_patch_that_keeps_every_rule_not_shown() {
+    let t = Tenant::start();
+    let (bob, _) = t.user("Bob Approves");
+    let role = t.role(&t.sub, crate::fixture::CONTRIBUTOR);
+    t.set_rule(
+        &role,
+        "userMemberSettings",
+        "ContosoCustomRule",
+        json!({"anything": [1, 2]}),
+    );
+    t.set_rule(
+        &role,
+        "userMemberSettings",
+        "ApprovalRule",
+        json!({"Enabled": false, "Approvers": [], "BusinessFlowId": "flow-7"}),
+    );
+    let mut v = Visitor::new(&t.s);
+    assert_eq!(v.sign_in(crate::harness::ADMIN, true).status, 303);
+    let path = format!("/ui/resources/{}/settings/{role}", t.sub);
+    let form = v.get(&path);
+    assert_eq!(form.status, 200, "{}", form.text);
+    assert!(form.text.contains("<h1>Role settings: Contributor</h1>"));
+    for legend in ["Activation", "Eligible assignments", "Active assignments"] {
+        assert!(
+            form.text.contains(&format!("<legend>{legend}</legend>")),
+            "{legend}"
+        );
+    }
+    let token = csrf(&form);
+    let bob_name = user_name(&t, &bob);
+    let fields = |hours: &'static str| -> Vec<(&'static str, String)> {
+        vec![
+            ("csrf", token.clone()),
+            ("max_hours", hours.to_string()),
+            ("mfa", "on".into()),
+            ("ticketing", "on".into()),
+            ("approval", "on".into()),
+            ("approvers", bob_name.clone()),
+            ("required_approvals", "1".into()),
+            ("approval_timeout", "120".into()),
+            ("emergency_minutes", "30".into()),
+            ("eligible_days", "90".into()),
+            ("active_days", "30".into()),
+            ("active_justification", "on".into()),
+        ]
+    };
+    let as_refs = |f: &Vec<(&'static str, String)>| -> Vec<(&'static str, String)> { f.clone() };
+    let post = |v: &mut Visitor, f: Vec<(&'static str, String)>| {
+        let pairs: Vec<(&str, &str)> = f.iter().map(|(k, v)| (*k, v.as_str())).collect();
+        v.post(&path, &pairs)
+    };
+    let saved = post(&mut v, as_refs(&fields("4")));
+    assert_eq!(saved.status, 303, "{}", saved.text);
+    assert!(
+        v.get(&format!("{path}?done=saved"))
+            .text
+            .contains("role=\"status\">Settings saved</p>")
+    );
+    let expiration =
+        rule_of(&t, &role, "userMemberSettings", "ExpirationRule").expect("expiration");
+    assert_eq!(expiration["maximumGrantPeriodInMinutes"], json!(240));
+    assert_eq!(
+        rule_of(&t, &role, "userMemberSettings", "TicketingRule").expect("ticketing")["ticketingRequired"],
+        json!(true)
+    );
+    let approval = rule_of(&t, &role, "userMemberSettings", "ApprovalRule").expect("approval");
+    assert_eq!(approval["Enabled"], json!(true));
+    assert_eq!(approval["Approvers"][0]["Id"], json!(bob));
+    assert_eq!(approval["ApprovalTimeoutInMinutes"], json!(120));
+    assert_eq!(
+        approval["BusinessFlowId"],
+        json!("flow-7"),
+        "a key the form does not show is kept"
+    );
+    assert_eq!(
+        rule_of(&t, &role, "userMemberSettings", "ContosoCustomRule"),
+        Some(json!({"anything": [1, 2]})),
+        "a rule the form does not show is kept verbatim"
+    );
+    assert_eq!(
+        rule_of(&t, &role, "adminEligibleSettings", "ExpirationRule").expect("e")["maximumGrantPeriodInMinutes"],
+        json!(90 * 1440)
+    );
+    // A maximum past the core's 100-year cap: its InvalidRoleSetting message, in place.
+    let refused = post(&mut v, as_refs(&fields("900000000")));
+    assert_eq!(refused.status, 400, "{}", refused.text);
+    assert!(
+        refused.text.contains("id=\"max_hours-error\""),
+        "{}",
+        refused.text
+    );
+    assert!(refused.text.contains("ExpirationRule"), "{}", refused.text);
+    assert!(refused.text.contains("value=\"900000000\""), "inputs kept");
+    assert_eq!(
+        rule_of(&t, &role, "userMemberSettings", "ExpirationRule").expect("e")["maximumGrantPeriodInMinutes"],
+        json!(240)
+    );
+    // An approver nobody is.
+    let mut unknown = fields("4");
+    unknown[5].1 = "nobody-at-all".into();
+    let refused = post(&mut v, unknown);
+    assert_eq!(refused.status, 400);
+    assert!(
+        refused.text.contains("id=\"approvers-error\""),
+        "{}",
+        refused.text
+    );
+}
+
+#[test]
+fn the_audit_log_filters_exports_exactly_the_view_and_verifies_the_chain() {
+    let t = Tenant::start();
+    let (alice, token, role, eligible) = eligible_user(&t, "Alice Audited", "P30D");
+    t.set_rule(
+        &role,
+        "userMemberSettings",
+        "JustificationRule",
+        json!({"required": false}),
+    );
+    let r = t.request(
+        &token,
+        &crate::fixture::activation(&t.sub, &role, &alice, Some(&eligible), "PT1H"),
+    );
+    assert_eq!(r.status, 201, "{}", r.text);
+    let mut v = Visitor::new(&t.s);
+    assert_eq!(v.sign_in(crate::harness::ADMIN, true).status, 303);
+    let all = v.get("/ui/audit");
+    assert_eq!(all.status, 200);
+    assert!(all.text.contains("<caption>Audit records</caption>"));
+    assert!(all.text.contains(">Audit log</a>"));
+    let filtered = v.get("/ui/audit?activity=Activate&initiated_by=Alice%20Audited");
+    assert!(filtered.text.contains("Activate role"), "{}", filtered.text);
+    assert!(!filtered.text.contains("Register resource"));
+    // Exports are exactly the filtered view.
+    let csv = v.get("/ui/audit/export.csv?activity=Activate&initiated_by=Alice%20Audited");
+    assert_eq!(csv.status, 200);
+    let mut lines = csv.text.lines();
+    assert_eq!(
+        lines.next(),
+        Some("id,activityDateTime,category,activityDisplayName,result,initiatedBy,targetResources")
+    );
+    let rows: Vec<&str> = lines.collect();
+    assert_eq!(rows.len(), 1, "{}", csv.text);
+    assert!(rows[0].contains(&format!("Alice Audited ({alice})")));
+    let jsonl = v.get("/ui/audit/export.jsonl?activity=Activate&initiated_by=Alice%20Audited");
+    let docs: Vec<Value> = jsonl
+        .text
+        .lines()
+        .map(|l| serde_json::from_str(l).expect("one JSON object per line"))
+        .collect();
+    assert_eq!(docs.len(), 1);
+    let id = docs[0]["id"].as_str().expect("id");
+    let api =
+        t.s.get(&format!("/beta/auditLogs/directoryAudits/{id}"), &t.admin);
+    let mut api_doc = api.json.clone();
+    api_doc
+        .as_object_mut()
+        .expect("object")
+        .remove("@odata.context");
+    assert_eq!(
+        docs[0], api_doc,
+        "the same directoryAudit as the API returns"
+    );
+    // The record's page shows its hashes.
+    let record = v.get(&format!("/ui/audit/{id}"));
+    assert!(record.text.contains("<h1>Audit record</h1>"));
+    let hashes = record.text.matches("<code class=\"hash\">").count();
+    assert_eq!(hashes, 2);
+    // Verify integrity.
+    let token = csrf(&all);
+    let verified = v.post("/ui/audit/verify", &[("csrf", &token)]);
+    assert_eq!(verified.status, 200);
+    assert!(
+        verified.text.contains("role=\"status\">Chain verified: "),
+        "{}",
+        verified.text
+    );
+    let bad = v.get("/ui/audit?from=yesterday");
+    assert_eq!(bad.status, 400);
+    assert!(bad.text.contains("`From` must be a date"));
 }

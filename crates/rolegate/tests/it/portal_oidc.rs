@@ -34,9 +34,9 @@ impl Drop for Provider {
     }
 }
 
-/// Why the browser tests cannot run here, if they cannot.
+/// The Python and Node folder the test needs, or `None` (having said why).
 fn missing_tools() -> Option<(String, String)> {
-    let python = crate::harness::python_with("portal_oidc", "playwright", "playwright.sync_api")?;
+    let python = crate::portal_browser::browser_python("portal_oidc")?;
     let node_dir = std::env::var("ROLEGATE_PORTAL_NODE")
         .map(PathBuf::from)
         .unwrap_or_else(|_| repo_file("tests/portal/node"));
@@ -48,18 +48,7 @@ fn missing_tools() -> Option<(String, String)> {
     } else if Command::new("node").arg("--version").output().is_err() {
         Some("no node on PATH".to_string())
     } else {
-        let check = Command::new(&python)
-            .arg("-c")
-            .arg("import sys; sys.path.insert(0, sys.argv[1]); import browser; r = browser.available(); print(r or '')")
-            .arg(repo_file("tests/portal"))
-            .output()
-            .ok()
-            .map(|o| String::from_utf8_lossy(&o.stdout).trim().to_string());
-        match check {
-            Some(r) if r.is_empty() => None,
-            Some(r) => Some(r),
-            None => Some("the Python harness did not run".to_string()),
-        }
+        None
     };
     match why {
         Some(why) => {

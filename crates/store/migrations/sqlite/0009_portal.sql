@@ -38,3 +38,6 @@ UPDATE audit_log SET request_id = (
     WHERE json_extract(d.value, '$.key') = 'requestId' ORDER BY d.key LIMIT 1
 );
 CREATE INDEX audit_log_request ON audit_log(request_id, seq);
+
+-- "Decided by me" on the approvals page: an approver's decisions, latest first.
+CREATE INDEX approvals_approver ON approvals(approver_id, at);

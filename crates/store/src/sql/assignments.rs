@@ -47,6 +47,21 @@ impl AssignmentRead for SqlTx<'_> {
             assignment_row,
         )
     }
+    fn expired_assignments_on(
+        &mut self,
+        resource_id: &str,
+        since: Timestamp,
+        limit: u32,
+    ) -> Result<Vec<RoleAssignment>> {
+        self.many(
+            &format!(
+                "SELECT {ASSIGNMENT_COLS} FROM assignment_history a WHERE a.resource_id = ? \
+                 AND a.end_reason = 'Expired' AND a.end_at > ? ORDER BY a.end_at DESC LIMIT ?"
+            ),
+            &params![resource_id, us(since), limit],
+            assignment_row,
+        )
+    }
     fn activations_of(&mut self, eligible_id: &str) -> Result<Vec<RoleAssignment>> {
         self.many(
             &format!("SELECT {ASSIGNMENT_COLS} FROM assignments a WHERE a.linked_eligible_id = ?"),

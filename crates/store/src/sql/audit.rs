@@ -3,6 +3,13 @@
 use super::tx::*;
 
 impl AuditRead for SqlTx<'_> {
+    fn audit_link(&mut self, id: &str) -> Result<Option<ChainLink>> {
+        self.one(
+            &format!("SELECT {CHAIN_COLS} FROM audit_log l WHERE l.id = ?"),
+            &params![id],
+            chain_row,
+        )
+    }
     fn request_history(&mut self, request_id: &str, limit: u32) -> Result<Vec<AuditEntry>> {
         self.many(
             &format!(

@@ -44,22 +44,31 @@ impl RequestRead for SqlTx<'_> {
     fn list_requests(&mut self, q: &ListQuery) -> Result<Page<RoleAssignmentRequest>> {
         self.list(&REQUESTS, q, request_row)
     }
+    fn approvals_by(&mut self, approver_id: &str, limit: u32) -> Result<Vec<Approval>> {
+        self.many(
+            "SELECT request_id, approver_id, approver_name, approved, justification, at FROM approvals WHERE approver_id = ? ORDER BY at DESC LIMIT ?",
+            &params![approver_id, limit],
+            approval_row,
+        )
+    }
     fn approvals(&mut self, request_id: &str) -> Result<Vec<Approval>> {
         self.many(
             "SELECT request_id, approver_id, approver_name, approved, justification, at FROM approvals WHERE request_id = ? ORDER BY at",
             &params![request_id],
-            |r| {
-                Ok(Approval {
-                    request_id: r.get(0)?,
-                    approver_id: r.get(1)?,
-                    approver_name: r.get(2)?,
-                    approved: r.get(3)?,
-                    justification: r.get(4)?,
-                    at: ts(r.get(5)?)?,
-                })
-            },
+            approval_row,
         )
     }
+}
+
+fn approval_row(r: &Row) -> Result<Approval> {
+    Ok(Approval {
+        request_id: r.get(0)?,
+        approver_id: r.get(1)?,
+        approver_name: r.get(2)?,
+        approved: r.get(3)?,
+        justification: r.get(4)?,
+        at: ts(r.get(5)?)?,
+    })
 }
 
 impl RequestWrite for SqlTx<'_> {

@@ -378,6 +378,14 @@ pub fn build_index(store: &dyn Store, now: jiff::Timestamp) -> Result<(AccessInd
     })
 }
 
+/// The access index as transaction `tx` sees the store at `now` (for a caller that must
+/// decide inside its own transaction, like the demo's seeding).
+pub fn build_index_in(tx: &mut dyn ReadTx, now: jiff::Timestamp) -> Result<(AccessIndex, i64)> {
+    let mut ix = AccessIndex::new();
+    let seq = fill_index(tx, &mut ix, now)?;
+    Ok((ix, seq))
+}
+
 /// Fills `ix` from one transaction's view of the store; returns the access-log position
 /// that view includes.
 fn fill_index(tx: &mut dyn ReadTx, ix: &mut AccessIndex, now: jiff::Timestamp) -> Result<i64> {

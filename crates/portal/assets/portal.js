@@ -17,8 +17,20 @@
       el.textContent = end > now ? "ends in " + words(end - now) : "ended " + words(now - end) + " ago";
     });
   }
+  // The server shows times in the viewer's time zone once the browser has said which.
+  function tellTimeZone() {
+    if (document.body.getAttribute("data-tz-known") !== "false") return;
+    var csrf = document.querySelector("input[name=csrf]");
+    var tz = window.Intl && Intl.DateTimeFormat().resolvedOptions().timeZone;
+    if (!csrf || !tz || !window.fetch) return;
+    var body = new URLSearchParams();
+    body.set("csrf", csrf.value);
+    body.set("tz", tz);
+    fetch("/ui/timezone", { method: "POST", body: body, credentials: "same-origin" });
+  }
   document.addEventListener("DOMContentLoaded", function () {
     tick();
     setInterval(tick, 60000);
+    tellTimeZone();
   });
 })();

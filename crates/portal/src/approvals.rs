@@ -156,7 +156,15 @@ pub async fn list(
         Ok(r) => r,
         Err(e) => return ErrorPage::from_api(&visit.request_id, e).into_response(),
     };
-    let chrome = match Chrome::new(&portal, &visit, Section::Approvals, "Approvals").await {
+    let chrome = match Chrome::counted(
+        &portal,
+        &visit,
+        Section::Approvals,
+        "Approvals",
+        Some(rows.len()),
+    )
+    .await
+    {
         Ok(c) => c.with_status(q.done_text()),
         Err(r) => return r,
     };

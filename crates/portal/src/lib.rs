@@ -72,6 +72,7 @@ pub fn router(app: Arc<AppState>, config: PortalConfig) -> Router {
         .route("/ui/signin", get(signin::form).post(signin::submit))
         .route("/ui/signout", post(signin::sign_out))
         .route("/ui/signed-out", get(signin::signed_out))
+        .route("/ui/timezone", post(signin::time_zone))
         .route("/ui/auth/callback", get(oidc::callback))
         .route("/ui/auth/step-up", post(oidc::step_up))
         .route(

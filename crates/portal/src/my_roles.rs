@@ -66,10 +66,10 @@ pub fn type_label(t: &str) -> String {
 
 /// A time cell: the instant for `<time datetime>`, and how it reads.
 pub struct When {
-    /// UTC instant.
+    /// The instant.
+    pub at: jiff::Timestamp,
+    /// UTC instant, for `datetime`.
     pub iso: String,
-    /// Shown text.
-    pub text: String,
     /// "ends in 1 h 59 min", for ends.
     pub relative: String,
 }
@@ -78,10 +78,15 @@ impl When {
     /// A start.
     pub fn at(t: jiff::Timestamp) -> Self {
         Self {
+            at: t,
             iso: text::iso(t),
-            text: text::when(t),
             relative: String::new(),
         }
+    }
+
+    /// How it reads in the viewer's time zone.
+    pub fn text(&self, tz: &jiff::tz::TimeZone) -> String {
+        text::when_in(self.at, tz)
     }
 
     /// An end, with its relative text.

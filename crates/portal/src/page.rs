@@ -79,6 +79,10 @@ pub struct Chrome {
     pub css: &'static str,
     /// The script's hashed path.
     pub js: &'static str,
+    /// The viewer's time zone (UTC until the browser has said).
+    pub tz: jiff::tz::TimeZone,
+    /// Whether the browser has said its time zone (the script tells it once).
+    pub tz_known: bool,
 }
 
 /// The sections of the main navigation.
@@ -105,13 +109,29 @@ impl Chrome {
         section: Section,
         title: impl Into<String>,
     ) -> Result<Self, Response> {
+        Self::counted(portal, visit, section, title, None).await
+    }
+
+    /// [`Chrome::new`] for a page that has just counted the approvals waiting for the
+    /// caller (`pending`), so the count is not read twice.
+    pub async fn counted(
+        portal: &S,
+        visit: &Visit,
+        section: Section,
+        title: impl Into<String>,
+        pending: Option<usize>,
+    ) -> Result<Self, Response> {
         let caller = visit.caller.clone();
+        let known = pending;
         let (pending, auditor) = portal
             .app
             .read(move |tx, st| {
                 let access = st.access_view();
                 let now = st.clock.now();
-                let pending = visibility::awaiting_decision(tx, &caller, &access, now, None)?.len();
+                let pending = match known {
+                    Some(n) => n,
+                    None => visibility::awaiting_decision(tx, &caller, &access, now, None)?.len(),
+                };
                 let auditor = visibility::audit_restriction(&caller, &access, now).is_ok();
                 Ok((pending, auditor))
             })
@@ -153,6 +173,8 @@ impl Chrome {
             alert: None,
             css: assets::css(),
             js: assets::js(),
+            tz: visit.time_zone(),
+            tz_known: visit.session.time_zone.is_some(),
         })
     }
 

@@ -61,6 +61,7 @@ pub fn status_words(
     approved: usize,
     needed: Option<u32>,
     ended: bool,
+    tz: &jiff::tz::TimeZone,
 ) -> String {
     let removal = matches!(r.kind, RequestType::UserRemove | RequestType::AdminRemove);
     match r.status_at(now) {
@@ -70,14 +71,18 @@ pub fn status_words(
         },
         SubStatus::PendingAdminDecision => "Pending an administrator's decision".into(),
         SubStatus::Granted => match r.schedule {
-            Some(s) => format!("Scheduled from {}", crate::text::when(s.start)),
+            Some(s) => format!("Scheduled from {}", crate::text::when_in(s.start, tz)),
             None => "Scheduled".into(),
         },
         SubStatus::Provisioned | SubStatus::Revoked if removal => "Done".into(),
         SubStatus::Provisioned => match r.schedule.and_then(|s| s.end) {
             _ if ended => "Ended".into(),
             Some(end) if end <= now => "Ended".into(),
-            Some(end) => format!("{} until {}", r.state.as_str(), crate::text::when(end)),
+            Some(end) => format!(
+                "{} until {}",
+                r.state.as_str(),
+                crate::text::when_in(end, tz)
+            ),
             None => format!("{}, permanent", r.state.as_str()),
         },
         SubStatus::Revoked => "Ended".into(),
@@ -127,6 +132,7 @@ pub async fn list(State(portal): State<S>, visit: Visit, Query(q): Query<ListPar
     let caller = visit.caller.clone();
     let at = now(&portal);
     let skip = q.skip.unwrap_or(0);
+    let tz = visit.time_zone();
     let loaded = portal
         .app
         .read(move |tx, st| {
@@ -186,7 +192,7 @@ pub async fn list(State(portal): State<S>, visit: Visit, Query(q): Query<ListPar
                         .cloned()
                         .unwrap_or_default(),
                     resource: resources.get(&r.resource_id).cloned().unwrap_or_default(),
-                    status: status_words(&r, at, approved, needed, ended),
+                    status: status_words(&r, at, approved, needed, ended, &tz),
                     cancellable: open(&r, at),
                 });
             }
@@ -313,7 +319,14 @@ pub async fn show(
         kind: type_words(r.kind),
         role,
         resource: ResourceView::of(&rec.lineage),
-        status: status_words(r, at, approved, rec.required_approvals, ended),
+        status: status_words(
+            r,
+            at,
+            approved,
+            rec.required_approvals,
+            ended,
+            &visit.time_zone(),
+        ),
         requested: When::at(r.requested_at),
         starts: r.schedule.map(|s| When::at(s.start)),
         ends: r.schedule.and_then(|s| s.end).map(|e| When::end(e, at)),

@@ -116,6 +116,15 @@ pub struct Visit {
 }
 
 impl Visit {
+    /// The viewer's time zone, as the browser reported it (UTC until then).
+    pub fn time_zone(&self) -> jiff::tz::TimeZone {
+        self.session
+            .time_zone
+            .as_deref()
+            .and_then(crate::text::zone)
+            .unwrap_or(jiff::tz::TimeZone::UTC)
+    }
+
     /// Checks the form's CSRF token against the session's, in constant time.
     pub fn check_csrf(&self, presented: &str) -> std::result::Result<(), ErrorPage> {
         let ok: bool = presented

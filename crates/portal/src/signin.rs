@@ -302,3 +302,36 @@ pub async fn signed_out(State(portal): State<S>, RequestId(rid): RequestId) -> R
     };
     crate::page::render(StatusCode::OK, &page, &rid)
 }
+
+/// The form the portal's script posts once per session: the browser's IANA time zone.
+#[derive(Debug, Deserialize)]
+pub struct TimeZoneForm {
+    csrf: Option<String>,
+    tz: Option<String>,
+}
+
+/// `POST /ui/timezone`: keeps the viewer's time zone in the session (times are shown in it
+/// from the next page on). An unknown zone is refused `400` and changes nothing.
+pub async fn time_zone(
+    State(portal): State<S>,
+    visit: Visit,
+    Form(f): Form<TimeZoneForm>,
+) -> Response {
+    if let Err(refused) = visit.check_csrf(f.csrf.as_deref().unwrap_or_default()) {
+        return refused.into_response();
+    }
+    let name = f.tz.unwrap_or_default().trim().to_string();
+    if crate::text::zone(&name).is_none() {
+        return (StatusCode::BAD_REQUEST, "unknown time zone").into_response();
+    }
+    let hash = visit.session.id_hash.clone();
+    let now = portal.app.clock.now();
+    match write_sessions(&portal.app, move |tx| {
+        tx.touch_portal_session(&hash, now, Some(&name))
+    })
+    .await
+    {
+        Ok(()) => StatusCode::NO_CONTENT.into_response(),
+        Err(e) => ErrorPage::from_domain(&visit.request_id, &e).into_response(),
+    }
+}

@@ -7,9 +7,28 @@ pub fn iso(t: Timestamp) -> String {
     t.strftime("%Y-%m-%dT%H:%M:%SZ").to_string()
 }
 
-/// A time as people read it.
+/// A time as people read it, in UTC.
 pub fn when(t: Timestamp) -> String {
     t.strftime("%Y-%m-%d %H:%M UTC").to_string()
+}
+
+/// A time as people read it in time zone `tz` ("2026-12-05 22:45 CET").
+pub fn when_in(t: Timestamp, tz: &jiff::tz::TimeZone) -> String {
+    if *tz == jiff::tz::TimeZone::UTC {
+        return when(t);
+    }
+    t.to_zoned_datetime(tz.clone())
+        .strftime("%Y-%m-%d %H:%M %Z")
+        .to_string()
+}
+
+/// The time zone an IANA name (as a browser reports it) names, if this system knows it.
+pub fn zone(name: &str) -> Option<jiff::tz::TimeZone> {
+    let name = name.trim();
+    if name.is_empty() || name.len() > 64 {
+        return None;
+    }
+    jiff::tz::db().get(name).ok()
 }
 
 /// A length of time in words: "8 hours", "1 hour 30 minutes", "45 minutes", "2 days".
@@ -68,6 +87,18 @@ mod tests {
         assert_eq!(duration_words(SignedDuration::from_mins(60)), "1 hour");
         assert_eq!(duration_words(SignedDuration::from_hours(48)), "2 days");
         assert_eq!(short_duration(SignedDuration::from_mins(119)), "1 h 59 min");
+    }
+
+    #[test]
+    fn times_read_in_the_viewers_zone() {
+        let t: Timestamp = "2026-12-05T21:45:00Z"
+            .parse()
+            .unwrap_or(Timestamp::UNIX_EPOCH);
+        let paris = zone("Europe/Paris").unwrap_or(jiff::tz::TimeZone::UTC);
+        assert_eq!(when_in(t, &paris), "2026-12-05 22:45 CET");
+        assert_eq!(when_in(t, &jiff::tz::TimeZone::UTC), "2026-12-05 21:45 UTC");
+        assert!(zone("Mars/Olympus_Mons").is_none());
+        assert!(zone("").is_none());
     }
 
     #[test]

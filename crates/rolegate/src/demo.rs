@@ -106,10 +106,12 @@ pub fn seed(store: &dyn Store, clock: &dyn Clock) -> anyhow::Result<()> {
     };
     let index = AccessIndex::new();
     let new_id = || uuid::Uuid::new_v4().to_string();
+    // The tenant was set up a week ago, so the history below has somewhere to start.
+    let now = clock.now();
     let ctx = OpContext {
         caller: &caller,
         access: &index,
-        now: clock.now(),
+        now: now - jiff::SignedDuration::from_hours(7 * 24),
         correlation_id: "demo-seed",
         new_id: &new_id,
         mail: None,
@@ -179,6 +181,113 @@ pub fn seed(store: &dyn Store, clock: &dyn Clock) -> anyhow::Result<()> {
         Ok(())
     })
     .context("seeding the demo tenant")?;
+    seed_history(store, now).context("seeding the demo tenant's history")?;
+    Ok(())
+}
+
+/// A person of the demo as a caller (signed in with MFA).
+fn demo_caller(tx: &mut dyn ReadTx, external: &str) -> rolegate_core::Result<Caller> {
+    let s = tx.subject(external)?.ok_or_else(|| {
+        rolegate_core::DomainError::internal(format!("demo subject `{external}` missing"))
+    })?;
+    Ok(Caller {
+        subject_id: s.id,
+        display_name: s.display_name,
+        principal_name: s.principal_name,
+        is_tenant_admin: false,
+        mfa: true,
+    })
+}
+
+/// What makes every page worth opening: past activations (one expired, one approved then
+/// expired, one denied) and Dave's activation of Owner on Contoso Development that waits
+/// for Bob's approval now. Each step runs as its person, at its time, through the same
+/// operations as the API, so requests, approvals and audit records are the real ones.
+fn seed_history(store: &dyn Store, now: jiff::Timestamp) -> rolegate_core::Result<()> {
+    let hours = |h: i64| now - jiff::SignedDuration::from_hours(h);
+    let new_id = || uuid::Uuid::new_v4().to_string();
+    let activate = |who: &str, resource_arm: &str, template: &str, reason: &str, at| {
+        store::write(store, |tx| {
+            let (index, _) = rolegate_api::state::build_index_in(tx, at)?;
+            let caller = demo_caller(tx, who)?;
+            let resource = resource_id(tx, resource_arm)?;
+            let role = role_id(tx, &resource, template)?;
+            let ctx = OpContext {
+                caller: &caller,
+                access: &index,
+                now: at,
+                correlation_id: "demo-seed",
+                new_id: &new_id,
+                mail: None,
+            };
+            let out = operation::request::submit(
+                tx,
+                &ctx,
+                NewRequest {
+                    resource_id: resource,
+                    role_definition_id: role,
+                    subject_id: caller.subject_id.clone(),
+                    kind: Some(RequestType::UserAdd),
+                    state: Some(AssignmentState::Active),
+                    schedule: Some(ScheduleInput {
+                        kind: Some("Once".into()),
+                        duration: Some("PT2H".into()),
+                        ..ScheduleInput::default()
+                    }),
+                    reason: Some(reason.into()),
+                    ..NewRequest::default()
+                },
+            )?;
+            Ok(out.request.id)
+        })
+    };
+    let decide = |request: &str, approve: bool, why: &str, at| {
+        store::write(store, |tx| {
+            let (index, _) = rolegate_api::state::build_index_in(tx, at)?;
+            let caller = demo_caller(tx, "bob")?;
+            let ctx = OpContext {
+                caller: &caller,
+                access: &index,
+                now: at,
+                correlation_id: "demo-seed",
+                new_id: &new_id,
+                mail: None,
+            };
+            let input = rolegate_core::request::DecisionInput {
+                decision: if approve {
+                    "AdminApproved"
+                } else {
+                    "AdminDenied"
+                }
+                .into(),
+                reason: Some(why.into()),
+                schedule: None,
+            };
+            operation::request::decide(tx, &ctx, request, &input).map(|_| ())
+        })
+    };
+    activate("alice", PROD, CONTRIBUTOR, "Deploy hotfix 1.4.2", hours(72))?;
+    let rotation = activate(
+        "dave",
+        DEV,
+        OWNER,
+        "Rotate the storage account keys",
+        hours(48),
+    )?;
+    decide(
+        &rotation,
+        true,
+        "Approved for tonight's rotation window",
+        hours(47),
+    )?;
+    let incident = activate("dave", DEV, OWNER, "Debug the failing pipeline", hours(24))?;
+    decide(
+        &incident,
+        false,
+        "Use the pipeline runbook; no Owner needed",
+        hours(23),
+    )?;
+    activate("dave", DEV, OWNER, "Investigate failing deploys", now)?;
     Ok(())
 }
 
@@ -241,7 +350,11 @@ The administrator registers a new resource group:
   curl -s -H "Authorization: Bearer $ADMIN" -H 'Content-Type: application/json' -X POST {base}/resources/register \
     -d '{{"externalId":"{PROD}/resourceGroups/rg-new"}}'
 
-The web portal: {origin}/ui/ (sign in as any demo user with one click).
+The web portal: {origin}/ui/
+  Sign in with one click as Alice Engineer (eligible Contributor on Contoso Production),
+  Bob Approver (Owner of Contoso Production; approves Owner on Contoso Development),
+  Carol Auditor (eligible Reader on Contoso), Dave Oncall (Platform Engineers; his
+  activation of Owner on Contoso Development waits for Bob), or Demo Administrator.
 
 Dave (Platform Engineers) activating Owner on Contoso Development waits for Bob's approval;
 Bob finds it with:

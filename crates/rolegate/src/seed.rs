@@ -317,7 +317,9 @@ pub fn seed(
         written += batch;
         eprintln!("seeded {written} assignments");
     }
+    let portal = seed_portal_personas(store, &levels[2], &roles, n_mg + n_sub, &users, now)?;
     let body = json!({
+        "portal": portal,
         "users": users.iter().step_by((users.len() / 2000).max(1)).collect::<Vec<_>>(),
         "resources": levels[2].ids.iter().chain(levels[3].ids.iter()).step_by(((n_rg + n_leaf) / 2000).max(1)).collect::<Vec<_>>(),
         "activations": samples,
@@ -325,4 +327,135 @@ pub fn seed(
     std::fs::write(manifest, serde_json::to_vec_pretty(&body)?)
         .with_context(|| format!("writing {}", manifest.display()))?;
     Ok(())
+}
+
+/// The people the portal benchmark signs in as (docs/benchmarks.md): a requester with 50
+/// eligible assignments, 10 of them activated ("My roles"), and an approver named in the
+/// activation rules of 50 roles, each with a pending activation ("Approvals"). Returns
+/// their user names for the manifest.
+fn seed_portal_personas(
+    store: &dyn Store,
+    groups: &Level,
+    roles: &[Vec<String>],
+    first_group: usize,
+    users: &[String],
+    now: Timestamp,
+) -> anyhow::Result<serde_json::Value> {
+    use rolegate_core::policy::{RoleRulesPatch, RuleSetting};
+    use rolegate_core::request::{RequestType, RoleAssignmentRequest, SubStatus};
+    let mut rng = Rng(0x9017A1);
+    let mut person = |name: &str| Subject {
+        id: rng.uuid(),
+        external_id: Some(name.to_string()),
+        kind: SubjectKind::User,
+        display_name: name.to_string(),
+        principal_name: Some(format!("{name}@bench.example")),
+        email: Some(format!("{name}@bench.example")),
+        active: true,
+    };
+    let (requester, approver) = (person("portal-requester"), person("portal-approver"));
+    let contributor = BUILT_IN_ROLES
+        .iter()
+        .position(|r| r.display_name == "Contributor")
+        .unwrap_or(0);
+    let hour = SignedDuration::from_hours(1);
+    store::write(store, |tx| {
+        tx.insert_subject(&requester, now)?;
+        tx.insert_subject(&approver, now)?;
+        for i in 0..50 {
+            let rg = i * (groups.ids.len() / 50).max(1) % groups.ids.len();
+            let role = roles[first_group + rg][contributor].clone();
+            let resource = groups.ids[rg].clone();
+            let eligible = RoleAssignment {
+                id: rng.uuid(),
+                resource_id: resource.clone(),
+                role_definition_id: role.clone(),
+                subject_id: requester.id.clone(),
+                state: AssignmentState::Eligible,
+                linked_eligible_id: None,
+                schedule: Schedule {
+                    start: now - hour,
+                    end: Some(now + SignedDuration::from_hours(24 * 180)),
+                },
+                request_id: "seed".into(),
+            };
+            tx.insert_assignment(&eligible)?;
+            if i < 10 {
+                tx.insert_assignment(&RoleAssignment {
+                    id: rng.uuid(),
+                    state: AssignmentState::Active,
+                    linked_eligible_id: Some(eligible.id.clone()),
+                    schedule: Schedule {
+                        start: now - hour,
+                        end: Some(now + hour * 8),
+                    },
+                    ..eligible.clone()
+                })?;
+            }
+            // The approver decides activations of this role; someone waits for it.
+            let mut setting = tx
+                .role_setting_of(&role)?
+                .context_none("a seeded role setting")?;
+            setting.rules.apply_patch(RoleRulesPatch {
+                user_member: Some(vec![RuleSetting::new(
+                    "ApprovalRule",
+                    json!({"Enabled": true, "Approvers": [{"Id": approver.id, "Type": "User"}]})
+                        .to_string(),
+                )]),
+                ..RoleRulesPatch::default()
+            })?;
+            tx.update_role_setting(&setting)?;
+            let requester_id = users[rng.below(users.len())].clone();
+            let waiting = RoleAssignment {
+                id: rng.uuid(),
+                subject_id: requester_id.clone(),
+                ..eligible.clone()
+            };
+            tx.insert_assignment(&waiting)?;
+            let request = RoleAssignmentRequest {
+                id: rng.uuid(),
+                resource_id: resource,
+                role_definition_id: role,
+                subject_id: requester_id.clone(),
+                kind: RequestType::UserAdd,
+                state: AssignmentState::Active,
+                requested_at: now - SignedDuration::from_mins(i as i64),
+                schedule: Some(Schedule {
+                    start: now,
+                    end: Some(now + hour * 2),
+                }),
+                reason: Some(format!("Benchmark request {i}")),
+                sub_status: SubStatus::PendingApproval,
+                status_details: Vec::new(),
+                linked_eligible_id: Some(waiting.id.clone()),
+                ticket: None,
+                requested_by: requester_id,
+                assignment_id: None,
+                emergency: false,
+                approval_deadline: Some(now + SignedDuration::from_hours(24 * 30)),
+                version: 1,
+            };
+            tx.insert_request(&request)?;
+            tx.set_request_approvers(&request.id, std::slice::from_ref(&approver.id))?;
+        }
+        Ok(())
+    })?;
+    eprintln!("seeded the portal benchmark's requester and approver");
+    Ok(json!({
+        "requester": requester.principal_name,
+        "approver": approver.principal_name,
+    }))
+}
+
+/// `Option` to `Result` inside a store transaction.
+trait ContextNone<T> {
+    fn context_none(self, what: &str) -> rolegate_core::error::Result<T>;
+}
+
+impl<T> ContextNone<T> for Option<T> {
+    fn context_none(self, what: &str) -> rolegate_core::error::Result<T> {
+        self.ok_or_else(|| {
+            rolegate_core::error::DomainError::internal(format!("{what} is missing"))
+        })
+    }
 }

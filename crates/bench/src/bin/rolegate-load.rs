@@ -19,6 +19,10 @@ enum Scenario {
     ResourceAssignments,
     /// `POST roleAssignmentRequests` (UserAdd, one per seeded eligible assignment).
     Activate,
+    /// The portal's "My roles" (`GET /ui/`) of the seeded requester: 50 eligible, 10 active.
+    PortalMyRoles,
+    /// The portal's "Approvals" (`GET /ui/approvals`) of the seeded approver: 50 pending.
+    PortalApprovals,
 }
 
 #[derive(Parser, Debug)]
@@ -75,8 +79,38 @@ fn token(secret: &str, subject: &str) -> anyhow::Result<String> {
 struct Call {
     method: &'static str,
     path: String,
-    token: String,
+    /// The `Authorization` or `Cookie` header it carries.
+    credential: (&'static str, String),
     body: Option<String>,
+}
+
+/// A portal session of `user_name`, through the development sign-in (the server runs on
+/// an HS256 secret): the `Cookie` header value.
+fn portal_session(origin: &str, user_name: &str) -> anyhow::Result<String> {
+    let agent: ureq::Agent = ureq::Agent::config_builder()
+        .http_status_as_error(false)
+        .max_redirects(0)
+        .build()
+        .into();
+    let resp = agent
+        .post(&format!("{origin}/ui/signin"))
+        .header("Origin", origin)
+        .header("Content-Type", "application/x-www-form-urlencoded")
+        .send(format!(
+            "user_name={}&mfa=on",
+            user_name.replace('@', "%40")
+        ))?;
+    resp.headers()
+        .get_all("set-cookie")
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .find_map(|v| {
+            v.split(';')
+                .next()
+                .filter(|c| c.starts_with("rolegate_session="))
+        })
+        .map(str::to_string)
+        .with_context(|| format!("signing {user_name} in to the portal: {}", resp.status()))
 }
 
 fn calls(args: &Args, manifest: &Value, scenario: Scenario) -> anyhow::Result<Vec<Call>> {
@@ -91,7 +125,10 @@ fn calls(args: &Args, manifest: &Value, scenario: Scenario) -> anyhow::Result<Ve
                 out.push(Call {
                     method: "GET",
                     path: format!("{base}/roleAssignments?$filter=subjectId%20eq%20'{u}'"),
-                    token: token(&args.secret, u)?,
+                    credential: (
+                        "Authorization",
+                        format!("Bearer {}", token(&args.secret, u)?),
+                    ),
                     body: None,
                 });
             }
@@ -102,7 +139,7 @@ fn calls(args: &Args, manifest: &Value, scenario: Scenario) -> anyhow::Result<Ve
                 out.push(Call {
                     method: "GET",
                     path: format!("{base}/resources/{r}/roleAssignments?$expand=subject,roleDefinition($expand=resource)"),
-                    token: admin.clone(),
+                    credential: ("Authorization", format!("Bearer {admin}")),
                     body: None,
                 });
             }
@@ -119,10 +156,30 @@ fn calls(args: &Args, manifest: &Value, scenario: Scenario) -> anyhow::Result<Ve
                 out.push(Call {
                     method: "POST",
                     path: format!("{base}/roleAssignmentRequests"),
-                    token: token(&args.secret, s)?,
+                    credential: (
+                        "Authorization",
+                        format!("Bearer {}", token(&args.secret, s)?),
+                    ),
                     body: Some(body.to_string()),
                 });
             }
+        }
+        Scenario::PortalMyRoles | Scenario::PortalApprovals => {
+            let (who, path) = if scenario == Scenario::PortalMyRoles {
+                ("requester", "/ui/")
+            } else {
+                ("approver", "/ui/approvals")
+            };
+            let user = manifest["portal"][who]
+                .as_str()
+                .with_context(|| format!("the manifest names no portal {who} (seed again)"))?;
+            let cookie = portal_session(&args.origin, user)?;
+            out.push(Call {
+                method: "GET",
+                path: path.to_string(),
+                credential: ("Cookie", cookie),
+                body: None,
+            });
         }
     }
     if out.is_empty() {
@@ -149,8 +206,10 @@ fn run(args: &Args, scenario: Scenario, calls: Vec<Call>) {
                 args.origin.clone(),
             );
             std::thread::spawn(move || {
+                // A redirect (say, to the portal's sign-in) is a failure, not a success.
                 let agent: ureq::Agent = ureq::Agent::config_builder()
                     .http_status_as_error(false)
+                    .max_redirects(0)
                     .build()
                     .into();
                 let mut mine = Vec::new();
@@ -162,14 +221,14 @@ fn run(args: &Args, scenario: Scenario, calls: Vec<Call>) {
                     let c = &calls[i % calls.len()];
                     let url = format!("{origin}{}", c.path);
                     let t0 = Instant::now();
-                    let auth = format!("Bearer {}", c.token);
+                    let (name, value) = (c.credential.0, c.credential.1.as_str());
                     let result = match c.method {
                         "POST" => agent
                             .post(&url)
-                            .header("Authorization", &auth)
+                            .header(name, value)
                             .header("Content-Type", "application/json")
                             .send(c.body.as_deref().unwrap_or("")),
-                        _ => agent.get(&url).header("Authorization", &auth).call(),
+                        _ => agent.get(&url).header(name, value).call(),
                     };
                     let ok = match result {
                         Ok(mut r) => {

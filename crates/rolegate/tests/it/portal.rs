@@ -1091,3 +1091,37 @@ fn the_audit_log_filters_exports_exactly_the_view_and_verifies_the_chain() {
     assert_eq!(bad.status, 400);
     assert!(bad.text.contains("`From` must be a date"));
 }
+
+#[test]
+fn times_show_in_the_time_zone_the_browser_reports() {
+    let t = Tenant::start();
+    let (alice, _, _, _) = eligible_user(&t, "Alice Zoned", "P30D");
+    let mut v = Visitor::new(&t.s);
+    assert_eq!(v.sign_in(&user_name(&t, &alice), true).status, 303);
+    let home = v.get("/ui/");
+    assert!(home.text.contains("data-tz-known=\"false\""));
+    assert!(
+        home.text.contains(" UTC</time>"),
+        "UTC until the browser says"
+    );
+    let token = csrf(&home);
+    assert_eq!(
+        v.post("/ui/timezone", &[("csrf", &token), ("tz", "Not/AZone")])
+            .status,
+        400
+    );
+    assert_eq!(
+        v.post("/ui/timezone", &[("csrf", "forged"), ("tz", "Asia/Tokyo")])
+            .status,
+        403
+    );
+    assert_eq!(
+        v.post("/ui/timezone", &[("csrf", &token), ("tz", "Asia/Tokyo")])
+            .status,
+        204
+    );
+    let home = v.get("/ui/");
+    assert!(home.text.contains("data-tz-known=\"true\""));
+    assert!(home.text.contains(" JST</time>"), "{}", home.text);
+    assert!(home.text.contains("Z\">"), "datetime stays the UTC instant");
+}

@@ -17,7 +17,7 @@ until grep -q listening server.out 2>/dev/null; do sleep 0.1; done
 echo "startup (migrate + index build): $(echo "$(date +%s.%N) - $start" | bc) s; RSS $(grep VmRSS /proc/$PID/status)"
 for threads in 1 4; do
   echo "## $threads client thread(s)"
-  "$BIN/rolegate-load" --origin http://127.0.0.1:18090 --secret $SECRET --manifest manifest.json --seconds ${SECONDS_PER:-20} --threads $threads --server-pid $PID --scenario my-assignments --scenario resource-assignments
+  "$BIN/rolegate-load" --origin http://127.0.0.1:18090 --secret $SECRET --manifest manifest.json --seconds ${SECONDS_PER:-20} --threads $threads --server-pid $PID --scenario my-assignments --scenario resource-assignments --scenario portal-my-roles --scenario portal-approvals
 done
 # Each activation uses a seeded eligible assignment once: the 4-thread run starts after the
 # ones the 1-thread run used.

@@ -537,3 +537,38 @@ pub fn resource_assignments(
     }
     Ok(out)
 }
+
+/// Who a person with nothing eligible should ask: the display names of the R3 holders
+/// (active Owners and User Access Administrators) of the resources where the person holds
+/// anything, or their ancestors; at most `limit`, the nearest first.
+pub fn administrators_to_ask(
+    tx: &mut dyn ReadTx,
+    caller: &Caller,
+    access: &dyn AccessView,
+    now: Timestamp,
+    limit: usize,
+) -> Result<Vec<String>> {
+    let mut lineage: Vec<String> = Vec::new();
+    for anchor in access.anchors(&caller.subject_id, now) {
+        for r in access.ancestors_or_self(&anchor) {
+            if !lineage.contains(&r) {
+                lineage.push(r);
+            }
+        }
+    }
+    if lineage.is_empty() {
+        return Ok(Vec::new());
+    }
+    let mut names = Vec::new();
+    for a in tx.access_administrators(&lineage, now)? {
+        if a.subject_id == caller.subject_id || names.len() >= limit {
+            continue;
+        }
+        if let Some(s) = tx.subject(&a.subject_id)?
+            && !names.contains(&s.display_name)
+        {
+            names.push(s.display_name);
+        }
+    }
+    Ok(names)
+}

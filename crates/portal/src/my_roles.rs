@@ -136,6 +136,8 @@ impl RowView {
 #[template(path = "my_roles.html")]
 struct MyRolesPage {
     chrome: Chrome,
+    /// Whom to ask when nothing is eligible.
+    ask: Vec<String>,
     eligible: Vec<RowView>,
     active: Vec<RowView>,
     expired: Vec<RowView>,
@@ -170,9 +172,18 @@ pub async fn page(State(portal): State<S>, visit: Visit, Query(q): Query<Done>) 
     let at = now(&portal);
     let roles = portal
         .app
-        .read(move |tx, st| overview::my_roles(tx, &caller, &st.access_view(), at))
+        .read(move |tx, st| {
+            let access = st.access_view();
+            let roles = overview::my_roles(tx, &caller, &access, at)?;
+            let ask = if roles.eligible.is_empty() {
+                overview::administrators_to_ask(tx, &caller, &access, at, 5)?
+            } else {
+                Vec::new()
+            };
+            Ok((roles, ask))
+        })
         .await;
-    let roles = match roles {
+    let (roles, ask) = match roles {
         Ok(r) => r,
         Err(e) => return ErrorPage::from_api(&visit.request_id, e).into_response(),
     };
@@ -183,6 +194,7 @@ pub async fn page(State(portal): State<S>, visit: Visit, Query(q): Query<Done>) 
     let rows = |v: &[RoleRow]| v.iter().map(|r| RowView::of(r, at)).collect();
     let page = MyRolesPage {
         chrome,
+        ask,
         eligible: rows(&roles.eligible),
         active: rows(&roles.active),
         expired: rows(&roles.expired),

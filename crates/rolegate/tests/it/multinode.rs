@@ -421,3 +421,29 @@ fn a_postgres_restart_under_load_gives_503s_then_full_service_and_intact_state()
         String::from_utf8_lossy(&out.stdout)
     );
 }
+
+#[test]
+fn a_portal_session_started_on_one_node_is_served_and_ended_on_another() {
+    if !on_postgres("a_portal_session_started_on_one_node_is_served_and_ended_on_another") {
+        return;
+    }
+    use crate::portal::{Visitor, csrf, user_name};
+    let t = Tenant::start();
+    let b = t.s.sibling(&[], None);
+    let (alice, _) = t.user("Alice Roaming");
+    let mut on_a = Visitor::new(&t.s);
+    assert_eq!(on_a.sign_in(&user_name(&t, &alice), true).status, 303);
+    // The same cookie, sent to the other node (a load balancer without stickiness).
+    let mut on_b = Visitor::new(&b);
+    on_b.cookie = on_a.cookie.clone();
+    let page = on_b.get("/ui/");
+    assert_eq!(page.status, 200, "{}", page.text);
+    assert!(page.text.contains("Alice Roaming"));
+    let out = on_b.post("/ui/signout", &[("csrf", &csrf(&page))]);
+    assert_eq!(out.status, 303);
+    assert_eq!(
+        on_a.get("/ui/").status,
+        303,
+        "signed out on B is signed out on A"
+    );
+}

@@ -13,9 +13,9 @@ use serde_json::{Value, json};
 use std::sync::OnceLock;
 
 /// A client that keeps the session cookie and does not follow redirects.
-struct Visitor<'a> {
+pub(crate) struct Visitor<'a> {
     s: &'a Server,
-    cookie: Option<String>,
+    pub(crate) cookie: Option<String>,
 }
 
 fn agent() -> &'static ureq::Agent {
@@ -44,7 +44,7 @@ fn form_encode(fields: &[(&str, &str)]) -> String {
 }
 
 impl<'a> Visitor<'a> {
-    fn new(s: &'a Server) -> Self {
+    pub(crate) fn new(s: &'a Server) -> Self {
         Self { s, cookie: None }
     }
 
@@ -92,12 +92,12 @@ impl<'a> Visitor<'a> {
         }
     }
 
-    fn get(&mut self, path: &str) -> Reply {
+    pub(crate) fn get(&mut self, path: &str) -> Reply {
         self.send("GET", path, None, &[])
     }
 
     /// A form POST from the portal's own origin.
-    fn post(&mut self, path: &str, fields: &[(&str, &str)]) -> Reply {
+    pub(crate) fn post(&mut self, path: &str, fields: &[(&str, &str)]) -> Reply {
         let origin = self.s.origin.clone();
         self.send(
             "POST",
@@ -107,7 +107,7 @@ impl<'a> Visitor<'a> {
         )
     }
 
-    fn sign_in(&mut self, user_name: &str, mfa: bool) -> Reply {
+    pub(crate) fn sign_in(&mut self, user_name: &str, mfa: bool) -> Reply {
         let mut fields = vec![("user_name", user_name), ("return", "/ui/")];
         if mfa {
             fields.push(("mfa", "on"));
@@ -117,7 +117,7 @@ impl<'a> Visitor<'a> {
 }
 
 /// The CSRF token of the first form of a page.
-fn csrf(page: &Reply) -> String {
+pub(crate) fn csrf(page: &Reply) -> String {
     let marker = "name=\"csrf\" value=\"";
     let start = page.text.find(marker).expect("a form with a CSRF token") + marker.len();
     page.text[start..]
@@ -128,7 +128,7 @@ fn csrf(page: &Reply) -> String {
 }
 
 /// The `userName` of directory user `id`.
-fn user_name(t: &Tenant, id: &str) -> String {
+pub(crate) fn user_name(t: &Tenant, id: &str) -> String {
     let r = t.s.get(&format!("/scim/v2/Users/{id}"), &t.admin);
     r.json["userName"].as_str().expect("userName").to_string()
 }
@@ -251,7 +251,8 @@ fn signing_in_sets_a_strict_cookie_and_a_failed_sign_in_says_why() {
     assert!(home.text.contains("<nav aria-label=\"Main\">"));
     assert!(home.text.contains("Alice Portal"));
     assert!(home.text.contains("<caption>Eligible roles</caption>"));
-    assert!(home.text.contains("You are not eligible for any role yet"));
+    assert!(home.text.contains("You are not eligible for any role."));
+    assert!(home.text.contains("Ask your tenant administrator"));
 
     // Signing in again rotates the id: the old one is gone.
     let old = v.cookie.clone();
@@ -1124,4 +1125,27 @@ fn times_show_in_the_time_zone_the_browser_reports() {
     assert!(home.text.contains("data-tz-known=\"true\""));
     assert!(home.text.contains(" JST</time>"), "{}", home.text);
     assert!(home.text.contains("Z\">"), "datetime stays the UTC instant");
+}
+
+#[test]
+fn a_person_with_nothing_eligible_is_told_whom_to_ask() {
+    let t = Tenant::start();
+    let (carol, _) = t.user("Carol Reader");
+    let (bob, _) = t.user("Bob Owner");
+    let reader = t.role(&t.rg, crate::fixture::READER);
+    let owner = t.role(&t.sub, OWNER);
+    t.admin_add(&t.rg, &reader, &carol, "Active", lasting("P30D"));
+    t.admin_add(&t.sub, &owner, &bob, "Active", lasting("P30D"));
+    let mut v = Visitor::new(&t.s);
+    assert_eq!(v.sign_in(&user_name(&t, &carol), true).status, 303);
+    let home = v.get("/ui/");
+    assert!(
+        home.text
+            .contains("The administrators of your resources can make you eligible: Bob Owner."),
+        "{}",
+        home.text
+    );
+    // Her active Reader is listed, without a Deactivate (it is not an activation).
+    assert!(home.text.contains("<caption>Active roles</caption>"));
+    assert!(!home.text.contains("aria-label=\"Deactivate Reader"));
 }

@@ -117,7 +117,14 @@ impl<'t> Names<'t> {
         }
         Ok(out)
     }
+}
 
+/// Resource `id` and its ancestors, nearest first (empty when it does not exist).
+pub fn lineage(tx: &mut dyn ReadTx, id: &str) -> Result<Vec<Resource>> {
+    Names::new(tx).lineage(id)
+}
+
+impl Names<'_> {
     fn row(&mut self, a: RoleAssignment, membership: Membership) -> Result<Option<RoleRow>> {
         let Some(role) = self.role(&a.role_definition_id)? else {
             return Ok(None);

@@ -44,17 +44,7 @@ fn pending_row(
     let role = tx
         .role_definition(&r.role_definition_id)?
         .map_or_else(|| r.role_definition_id.clone(), |d| d.display_name);
-    let mut lineage = Vec::new();
-    let mut next = Some(r.resource_id.clone());
-    while let Some(id) = next.take() {
-        if lineage.len() > 8 {
-            break;
-        }
-        if let Some(res) = tx.resource(&id)? {
-            next = res.parent_id.clone();
-            lineage.push(res);
-        }
-    }
+    let lineage = overview::lineage(tx, &r.resource_id)?;
     let approved = tx.approvals(&r.id)?.iter().filter(|a| a.approved).count();
     let needed = overview::required_approvals(tx, r, now)?;
     Ok(PendingRow {

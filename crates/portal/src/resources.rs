@@ -410,15 +410,9 @@ fn readable_resource(
     else {
         return Err(Collection::Resources.not_found(rid));
     };
-    let mut lineage = vec![here];
-    while let Some(parent) = lineage.last().and_then(|r| r.parent_id.clone()) {
-        if lineage.len() > 8 {
-            break;
-        }
-        match tx.resource(&parent)? {
-            Some(p) => lineage.push(p),
-            None => break,
-        }
+    let lineage = overview::lineage(tx, &here.id)?;
+    if lineage.is_empty() {
+        return Err(Collection::Resources.not_found(rid));
     }
     Ok(lineage)
 }

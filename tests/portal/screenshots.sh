@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Screenshots of the portal for docs/portal (light and dark of every main page), made by
-# running tests/portal/flows.py against a fresh `rolegate serve --demo`.
+# running tests/portal/flows.py against a fresh `rolegate serve --demo`; docs/portal keeps
+# the ones docs/portal.md shows.
 #
 #   tests/portal/screenshots.sh [OUT_DIR]        (default docs/portal, relative to the repo)
 #
@@ -69,6 +70,13 @@ EOF
 mkdir -p "$out"
 status=0
 "$python" "$repo/tests/portal/flows.py" "$origin" "$work/fixture.json" --screenshots "$out" || status=$?
+# docs/portal keeps the pictures docs/portal.md shows (the others stay out of the repository).
+if [ "$status" -eq 0 ] && [ "$out" = "$repo/docs/portal" ]; then
+  keep="$(grep -o 'portal/[a-z0-9-]*\.png' "$repo/docs/portal.md" | sed 's|portal/||' | sort -u)"
+  for f in "$out"/*.png; do
+    printf '%s\n' "$keep" | grep -qx "$(basename "$f")" || rm -f "$f"
+  done
+fi
 if [ "$status" -ne 0 ]; then
   echo "flows.py failed (exit $status); the server's last log lines:" >&2
   tail -n 20 "$work/stderr" >&2

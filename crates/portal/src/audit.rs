@@ -10,7 +10,7 @@ use askama::Template;
 use axum::Form;
 use axum::extract::{Path, Query, State};
 use axum::http::{HeaderValue, StatusCode, header};
-use axum::response::{IntoResponse, Response};
+use axum::response::{IntoResponse, Redirect, Response};
 use rolegate_api::graph::csv_field;
 use rolegate_core::access::{AccessView, Caller};
 use rolegate_core::audit::{AuditEntry, ChainReport};
@@ -41,6 +41,36 @@ pub struct Line {
     pub result: String,
     /// The targets' display names.
     pub targets: String,
+}
+
+/// The rows of audit records, targets named: a target the record names only by its id (a
+/// subject) shows the directory's display name when there is one.
+fn lines(tx: &mut dyn ReadTx, entries: &[AuditEntry]) -> Result<Vec<Line>> {
+    let mut names: std::collections::HashMap<String, Option<String>> = Default::default();
+    let mut out = Vec::with_capacity(entries.len());
+    for e in entries {
+        let mut doc = e.document.clone();
+        if let Some(targets) = doc.get_mut("targetResources").and_then(Value::as_array_mut) {
+            for t in targets {
+                let (Some(id), Some(name)) = (t["id"].as_str(), t["displayName"].as_str()) else {
+                    continue;
+                };
+                if id != name || t["type"] != "Subject" {
+                    continue;
+                }
+                let id = id.to_string();
+                if !names.contains_key(&id) {
+                    let found = tx.subject(&id)?.map(|s| s.display_name);
+                    names.insert(id.clone(), found);
+                }
+                if let Some(Some(n)) = names.get(&id) {
+                    t["displayName"] = Value::String(n.clone());
+                }
+            }
+        }
+        out.extend(line(&doc));
+    }
+    Ok(out)
 }
 
 /// The row of an audit document, if it has a date.
@@ -79,6 +109,8 @@ pub struct Filters {
     result: Option<String>,
     resource: Option<String>,
     skip: Option<u32>,
+    /// The records "Verify integrity" checked (shown once, after its redirect).
+    verified: Option<u64>,
 }
 
 impl Filters {
@@ -222,10 +254,22 @@ struct AuditPage {
     may_verify: bool,
 }
 
-/// `GET /ui/audit`.
+/// `GET /ui/audit` (`verified=N` after "Verify integrity").
 pub async fn list(State(portal): State<S>, visit: Visit, Query(f): Query<Filters>) -> Response {
+    let status = f.verified.map(|n| format!("Chain verified: {n} records"));
+    list_page(&portal, &visit, f, status, None).await
+}
+
+/// The audit log page for filters `f`, with a success or failure message.
+async fn list_page(
+    portal: &S,
+    visit: &Visit,
+    f: Filters,
+    status: Option<String>,
+    alert: Option<String>,
+) -> Response {
     let caller = visit.caller.clone();
-    let at = now(&portal);
+    let at = now(portal);
     let filters = f.clone();
     let skip = f.skip.unwrap_or(0);
     let loaded = portal
@@ -236,36 +280,23 @@ pub async fn list(State(portal): State<S>, visit: Visit, Query(f): Query<Filters
             q.top = PAGE_SIZE;
             q.skip = skip;
             let page = tx.list_audit(&q)?;
-            let rows: Vec<Line> = page
-                .items
-                .iter()
-                .filter_map(|e| line(&e.document))
-                .collect();
+            let rows = lines(tx, &page.items)?;
             Ok((rows, page.more))
         })
         .await;
-    let (rows, more) = match loaded {
-        Ok(v) => v,
-        Err(e) if e.error.code.status() == 400 => {
-            let chrome = match Chrome::new(&portal, &visit, Section::Audit, "Audit log").await {
-                Ok(c) => c.with_alert(Some(e.error.message)),
-                Err(r) => return r,
-            };
-            let page = AuditPage {
-                chrome,
-                query: f.query(),
-                f,
-                rows: Vec::new(),
-                previous: None,
-                next: None,
-                may_verify: visibility::may_verify_audit_chain(&visit.caller),
-            };
-            return render(StatusCode::BAD_REQUEST, &page, &visit.request_id);
-        }
+    let (rows, more, code, alert) = match loaded {
+        Ok((rows, more)) => (rows, more, StatusCode::OK, alert),
+        // A filter the page cannot use: said in place, the filters kept.
+        Err(e) if e.error.code.status() == 400 => (
+            Vec::new(),
+            false,
+            StatusCode::BAD_REQUEST,
+            Some(e.error.message),
+        ),
         Err(e) => return ErrorPage::from_api(&visit.request_id, e).into_response(),
     };
-    let chrome = match Chrome::new(&portal, &visit, Section::Audit, "Audit log").await {
-        Ok(c) => c,
+    let chrome = match Chrome::new(portal, visit, Section::Audit, "Audit log").await {
+        Ok(c) => c.with_status(status).with_alert(alert),
         Err(r) => return r,
     };
     let query = f.query();
@@ -285,13 +316,14 @@ pub async fn list(State(portal): State<S>, visit: Visit, Query(f): Query<Filters
         rows,
         may_verify: visibility::may_verify_audit_chain(&visit.caller),
     };
-    render(StatusCode::OK, &page, &visit.request_id)
+    render(code, &page, &visit.request_id)
 }
 
 #[derive(Template)]
 #[template(path = "audit_record.html")]
 struct RecordPage {
     chrome: Chrome,
+    at: Option<When>,
     fields: Vec<(String, String)>,
     targets: Vec<(String, String, String)>,
     details: Vec<(String, String)>,
@@ -337,9 +369,13 @@ pub async fn show(State(portal): State<S>, visit: Visit, Path(id): Path<String>)
         Value::Null => String::new(),
         other => other.to_string(),
     };
+    let at = d
+        .get("activityDateTime")
+        .and_then(Value::as_str)
+        .and_then(|t| t.parse::<jiff::Timestamp>().ok())
+        .map(When::at);
     let fields = [
         ("Id", "id"),
-        ("Date", "activityDateTime"),
         ("Activity", "activityDisplayName"),
         ("Category", "category"),
         ("Operation", "operationType"),
@@ -380,6 +416,7 @@ pub async fn show(State(portal): State<S>, visit: Visit, Path(id): Path<String>)
         .unwrap_or_default();
     let page = RecordPage {
         chrome,
+        at,
         fields,
         targets,
         details,
@@ -409,34 +446,21 @@ pub async fn verify(State(portal): State<S>, visit: Visit, Form(f): Form<VerifyF
         rolegate_core::operation::audit::verify_log(app.store.as_ref())
     })
     .await;
-    let (status, alert) = match report {
+    match report {
+        // POST, then redirect, then GET: a reload does not run the check again.
         Ok(Ok(ChainReport::Intact { checked, .. })) => {
-            (Some(format!("Chain verified: {checked} records")), None)
+            Redirect::to(&format!("/ui/audit?verified={checked}")).into_response()
         }
-        Ok(Ok(ChainReport::Broken { link, checked })) => (
-            None,
-            Some(format!(
+        Ok(Ok(ChainReport::Broken { link, checked })) => {
+            let alert = format!(
                 "The chain breaks at record {} (position {}): {}. {checked} records before it hold.",
                 link.id, link.seq, link.reason
-            )),
-        ),
-        Ok(Err(e)) => return ErrorPage::from_domain(&visit.request_id, &e).into_response(),
-        Err(_) => return ErrorPage::internal(&visit.request_id).into_response(),
-    };
-    let chrome = match Chrome::new(&portal, &visit, Section::Audit, "Audit log").await {
-        Ok(c) => c.with_status(status).with_alert(alert),
-        Err(r) => return r,
-    };
-    let page = AuditPage {
-        chrome,
-        f: Filters::default(),
-        rows: Vec::new(),
-        previous: None,
-        next: None,
-        query: String::new(),
-        may_verify: true,
-    };
-    render(StatusCode::OK, &page, &visit.request_id)
+            );
+            list_page(&portal, &visit, Filters::default(), None, Some(alert)).await
+        }
+        Ok(Err(e)) => ErrorPage::from_domain(&visit.request_id, &e).into_response(),
+        Err(_) => ErrorPage::internal(&visit.request_id).into_response(),
+    }
 }
 
 /// Every record of the filtered view, newest first (at most [`EXPORT_LIMIT`]).

@@ -249,9 +249,7 @@ pub async fn register(
     if let Err(r) = visit.check_csrf(f.csrf.as_deref().unwrap_or_default()) {
         return r.into_response();
     }
-    if !visit.caller.is_tenant_admin {
-        return ErrorPage::denied(&visit.request_id).into_response();
-    }
+    // Who may register is the core's rule (it audits a refusal as the API does).
     let text = |v: &Option<String>| {
         v.clone()
             .map(|s| s.trim().to_string())
@@ -467,6 +465,8 @@ pub async fn show(
                     ..Default::default()
                 })?
                 .items;
+            let mut roles = roles;
+            roles.sort_by_key(|d| d.display_name.to_lowercase());
             let names: HashMap<String, String> = lineage
                 .iter()
                 .map(|r| (r.id.clone(), r.display_name.clone()))
@@ -562,7 +562,7 @@ pub async fn show(
 }
 
 /// `GET /ui/resources/{id}/export.csv`: the API's export of the resource's assignments,
-/// the same bytes (filtered by role when the page was).
+/// the same bytes, filtered as the page was (role and member).
 pub async fn export(
     State(portal): State<S>,
     visit: Visit,
@@ -576,12 +576,26 @@ pub async fn export(
         .read(move |tx, st| {
             let access = st.access_view();
             readable_resource(tx, &caller, &access, at, &rid)?;
-            let mut opts = odata::QueryOptions::default();
+            // The page's filters, as `$filter` of the API's export.
+            let quote = |v: &str| format!("'{}'", v.replace('\'', "''"));
+            let mut clauses = Vec::new();
             if let Some(role) = q.role.filter(|r| !r.is_empty()) {
-                opts.filter = Some(odata::parse_filter(&format!(
-                    "roleDefinitionId eq '{}'",
-                    role.replace('\'', "''")
-                ))?);
+                clauses.push(format!("roleDefinitionId eq {}", quote(&role)));
+            }
+            if let Some(member) = q.member.filter(|m| !m.trim().is_empty()) {
+                let ids: Vec<String> = rolegate_core::scim::find_subjects(tx, &member, 200)?
+                    .iter()
+                    .map(|s| quote(&s.id))
+                    .collect();
+                if ids.is_empty() {
+                    clauses.push("subjectId eq ''".to_string());
+                } else {
+                    clauses.push(format!("subjectId in ({})", ids.join(",")));
+                }
+            }
+            let mut opts = odata::QueryOptions::default();
+            if !clauses.is_empty() {
+                opts.filter = Some(odata::parse_filter(&clauses.join(" and "))?);
             }
             let lines =
                 rolegate_api::graph::export_lines(tx, &caller, &access, at, Some(&rid), &opts)?;
@@ -677,6 +691,8 @@ async fn assign_page(
                     ..Default::default()
                 })?
                 .items;
+            let mut roles = roles;
+            roles.sort_by_key(|d| d.display_name.to_lowercase());
             let found = rolegate_core::scim::find_subjects(tx, &search, 25)?;
             Ok((lineage[0].display_name.clone(), roles, found))
         })

@@ -365,12 +365,17 @@ impl SettingsPage {
 
 /// The role definition `role_id` of resource `rid` with its setting, if the caller may
 /// change it (R3; `403` otherwise).
-async fn editable(
+/// What a settings page or save needs: the role, its setting, the resource's name, the
+/// form as stored, and whether the caller may change it (R3).
+type Loaded = (RoleDefinition, RoleSetting, String, SettingsForm, bool);
+
+/// The role definition `role_id` of resource `rid` with its setting.
+async fn load(
     portal: &S,
     visit: &Visit,
     rid: &str,
     role_id: &str,
-) -> std::result::Result<(RoleDefinition, RoleSetting, String, SettingsForm), Response> {
+) -> std::result::Result<Loaded, Response> {
     let caller = visit.caller.clone();
     let at = now(portal);
     let (rid, role_id) = (rid.to_string(), role_id.to_string());
@@ -389,14 +394,10 @@ async fn editable(
                 .filter(|d| d.resource_id == rid)
                 .ok_or_else(not_found)?;
             let resource = tx.resource(&rid)?.ok_or_else(not_found)?;
-            if !caller.may_administer(&access, &rid, at) {
-                return Err(DomainError::denied(
-                    "changing role settings needs R3 on the resource",
-                ));
-            }
+            let administers = caller.may_administer(&access, &rid, at);
             let s = tx.role_setting_of(&d.id)?.ok_or_else(not_found)?;
             let form = form_of(tx, &s.rules)?;
-            Ok((d, s, resource.display_name, form))
+            Ok((d, s, resource.display_name, form, administers))
         })
         .await
         .map_err(|e| ErrorPage::from_api(&visit.request_id, e).into_response())
@@ -455,8 +456,9 @@ pub async fn form(
     Path((rid, role_id)): Path<(String, String)>,
     axum::extract::Query(q): axum::extract::Query<crate::my_roles::Done>,
 ) -> Response {
-    match editable(&portal, &visit, &rid, &role_id).await {
-        Ok((role, _, resource, f)) => {
+    match load(&portal, &visit, &rid, &role_id).await {
+        Ok((_, _, _, _, false)) => ErrorPage::denied(&visit.request_id).into_response(),
+        Ok((role, _, resource, f, true)) => {
             let editing = Editing {
                 rid,
                 role,
@@ -486,10 +488,11 @@ pub async fn save(
     if let Err(r) = visit.check_csrf(f.csrf.as_deref().unwrap_or_default()) {
         return r.into_response();
     }
-    let (role, setting, resource, _) = match editable(&portal, &visit, &rid, &role_id).await {
-        Ok(v) => v,
-        Err(r) => return r,
-    };
+    let (role, setting, resource, _, administers) =
+        match load(&portal, &visit, &rid, &role_id).await {
+            Ok(v) => v,
+            Err(r) => return r,
+        };
     let editing = Editing {
         rid: rid.clone(),
         role,
@@ -497,11 +500,19 @@ pub async fn save(
     };
     // The form's values become a PATCH over the rules as stored now (as an API client
     // builds its PATCH from what it read); the core validates and merges it.
+    // Someone who may not change it gets the core's refusal, audited as the API's is,
+    // without the form being looked at.
     let rules = setting.rules.clone();
     let form = f.clone();
     let patch = portal
         .app
-        .read(move |tx, _| Ok(patch_of(tx, &rules, &form)))
+        .read(move |tx, _| {
+            Ok(if administers {
+                patch_of(tx, &rules, &form)
+            } else {
+                Ok(RoleRulesPatch::default())
+            })
+        })
         .await;
     let patch = match patch {
         Ok(Ok(p)) => p,

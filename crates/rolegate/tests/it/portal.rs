@@ -1082,11 +1082,22 @@ fn the_audit_log_filters_exports_exactly_the_view_and_verifies_the_chain() {
     // Verify integrity.
     let token = csrf(&all);
     let verified = v.post("/ui/audit/verify", &[("csrf", &token)]);
-    assert_eq!(verified.status, 200);
-    assert!(
-        verified.text.contains("role=\"status\">Chain verified: "),
-        "{}",
+    assert_eq!(
+        verified.status, 303,
+        "POST, then redirect: {}",
         verified.text
+    );
+    let location = verified.header("location").expect("location").to_string();
+    assert!(location.starts_with("/ui/audit?verified="), "{location}");
+    let shown = v.get(&location);
+    assert!(
+        shown.text.contains("role=\"status\">Chain verified: "),
+        "{}",
+        shown.text
+    );
+    assert!(
+        !shown.text.contains("No record matches."),
+        "the records are listed too"
     );
     let bad = v.get("/ui/audit?from=yesterday");
     assert_eq!(bad.status, 400);

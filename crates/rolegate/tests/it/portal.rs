@@ -1160,3 +1160,120 @@ fn a_person_with_nothing_eligible_is_told_whom_to_ask() {
     assert!(home.text.contains("<caption>Active roles</caption>"));
     assert!(!home.text.contains("aria-label=\"Deactivate Reader"));
 }
+
+#[test]
+fn emergency_access_and_a_later_start_are_the_apis() {
+    let t = Tenant::start();
+    let (alice, _, role, eligible) = eligible_user(&t, "Alice Urgent", "P30D");
+    let (bob, _) = t.user("Bob Approver");
+    t.set_rule(
+        &role,
+        "userMemberSettings",
+        "ApprovalRule",
+        json!({"Enabled": true, "Approvers": [{"Id": bob, "Type": "User"}],
+               "AllowEmergencyBypass": true, "EmergencyMaximumMinutes": 30}),
+    );
+    let mut v = Visitor::new(&t.s);
+    assert_eq!(v.sign_in(&user_name(&t, &alice), true).status, 303);
+    let path = format!("/ui/activate/{eligible}");
+    let form = v.get(&path);
+    assert!(
+        form.text.contains("<legend>Emergency access</legend>"),
+        "{}",
+        form.text
+    );
+    assert!(form.text.contains(">This is an emergency</label>"));
+    assert!(form.text.contains("Every approver is notified."));
+    assert!(
+        form.text
+            .contains("<strong>Approval required</strong>: 1 approval from Bob Approver.")
+    );
+    let token = csrf(&form);
+    // Emergency access longer than its maximum: the core's message, nothing created.
+    let long = v.post(
+        &path,
+        &[
+            ("csrf", &token),
+            ("start", "now"),
+            ("hours", "1"),
+            ("minutes", "0"),
+            ("reason", "Prod down"),
+            ("emergency", "on"),
+        ],
+    );
+    assert_eq!(long.status, 400, "{}", long.text);
+    assert!(
+        long.text
+            .contains("emergency access lasts at most 30 minutes"),
+        "{}",
+        long.text
+    );
+    let ok = v.post(
+        &path,
+        &[
+            ("csrf", &token),
+            ("start", "now"),
+            ("hours", "0"),
+            ("minutes", "20"),
+            ("reason", "Prod down"),
+            ("emergency", "on"),
+        ],
+    );
+    assert_eq!(ok.status, 303, "{}", ok.text);
+    let id = ok
+        .header("location")
+        .and_then(|l| l.strip_prefix("/ui/requests/"))
+        .and_then(|l| l.split('?').next())
+        .expect("request page")
+        .to_string();
+    let r = t.get_request(&id);
+    assert_eq!(r["status"]["subStatus"], "Provisioned", "{r}");
+    assert_eq!(r["schedule"]["duration"], "PT20M");
+    // Deactivate it, then ask for a later start: Granted until then.
+    let active = t
+        .assignments(&t.sub)
+        .into_iter()
+        .find(|a| a["subjectId"] == alice.as_str() && a["assignmentState"] == "Active")
+        .expect("active");
+    let aid = active["id"].as_str().expect("id").to_string();
+    assert_eq!(
+        v.post(&format!("/ui/deactivate/{aid}"), &[("csrf", &token)])
+            .status,
+        303
+    );
+    let later = crate::fixture::from_now(3 * 3600)
+        .strftime("%Y-%m-%dT%H:%M")
+        .to_string();
+    let ok = v.post(
+        &path,
+        &[
+            ("csrf", &token),
+            ("start", "later"),
+            ("start_time", &later),
+            ("hours", "1"),
+            ("minutes", "0"),
+            ("reason", "Maintenance window"),
+        ],
+    );
+    assert_eq!(ok.status, 303, "{}", ok.text);
+    let id = ok
+        .header("location")
+        .and_then(|l| l.strip_prefix("/ui/requests/"))
+        .and_then(|l| l.split('?').next())
+        .expect("request page")
+        .to_string();
+    let r = t.get_request(&id);
+    assert!(
+        r["schedule"]["startDateTime"]
+            .as_str()
+            .unwrap_or_default()
+            .starts_with(&later[..16]),
+        "{r}"
+    );
+    let page = v.get(&format!("/ui/requests/{id}"));
+    assert!(
+        page.text.contains("Pending approval (0 of 1)"),
+        "{}",
+        page.text
+    );
+}

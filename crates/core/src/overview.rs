@@ -439,9 +439,21 @@ pub struct ResourceAssignments {
     pub active: Vec<AssignmentRow>,
     /// Assignments made here that expired in the last 30 days.
     pub expired: Vec<AssignmentRow>,
-    /// Whether there were more rows than a page shows.
-    pub more: bool,
+    /// Whether each table (eligible, active, expired) has rows after this page.
+    pub more: [bool; 3],
 }
+
+/// Which page of each of a resource's tables (eligible, active, expired) to read.
+#[derive(Debug, Clone, Copy)]
+pub struct TablePages {
+    /// Rows per page.
+    pub top: u32,
+    /// Rows to skip in each table.
+    pub skip: [u32; 3],
+}
+
+/// The most expired rows a resource's page pages through (its last 30 days).
+const EXPIRED_LIMIT: u32 = 10_000;
 
 /// Filters of a resource's assignment tables.
 #[derive(Debug, Clone, Default)]
@@ -453,7 +465,7 @@ pub struct AssignmentFilter {
 }
 
 /// The assignments of resource `rid` that `caller` may read (R1, the API's
-/// `resources/{id}/roleAssignments`), at most `top` per table.
+/// `resources/{id}/roleAssignments`), one page of each table.
 pub fn resource_assignments(
     tx: &mut dyn ReadTx,
     caller: &Caller,
@@ -461,7 +473,7 @@ pub fn resource_assignments(
     now: Timestamp,
     rid: &str,
     filter: &AssignmentFilter,
-    top: u32,
+    pages: TablePages,
 ) -> Result<ResourceAssignments> {
     use crate::visibility::{Collection, Item, list, read_scope};
     let quote = |s: &str| format!("'{}'", s.replace('\'', "''"));
@@ -478,7 +490,10 @@ pub fn resource_assignments(
     }
     let mut out = ResourceAssignments::default();
     let mut names = Names::new(tx);
-    for state in [AssignmentState::Eligible, AssignmentState::Active] {
+    for (table, state) in [AssignmentState::Eligible, AssignmentState::Active]
+        .into_iter()
+        .enumerate()
+    {
         let mut parts = clauses.clone();
         parts.push(format!("assignmentState eq '{}'", state.as_str()));
         let parsed = crate::odata::parse_filter(&parts.join(" and "))?;
@@ -493,11 +508,12 @@ pub fn resource_assignments(
         let q = crate::query::ListQuery {
             filter: scope.filter.clone(),
             restrictions: scope.restrictions.clone(),
-            top,
+            top: pages.top,
+            skip: pages.skip[table],
             ..Default::default()
         };
         let page = list(names.tx, Collection::RoleAssignments, &q, &scope)?;
-        out.more |= page.more;
+        out.more[table] = page.more;
         for item in page.items {
             let Item::Assignment(a, member_type) = item else {
                 continue;
@@ -519,18 +535,24 @@ pub fn resource_assignments(
         }
     }
     let since = now.checked_sub(RENEW_WINDOW).unwrap_or(Timestamp::MIN);
-    for a in names.tx.expired_assignments_on(rid, since, top)? {
-        if filter
-            .role_definition_id
-            .as_ref()
-            .is_some_and(|r| *r != a.role_definition_id)
-            || filter
-                .subjects
+    let expired: Vec<RoleAssignment> = names
+        .tx
+        .expired_assignments_on(rid, since, EXPIRED_LIMIT)?
+        .into_iter()
+        .filter(|a| {
+            filter
+                .role_definition_id
                 .as_ref()
-                .is_some_and(|s| !s.contains(&a.subject_id))
-        {
-            continue;
-        }
+                .is_none_or(|r| *r == a.role_definition_id)
+                && filter
+                    .subjects
+                    .as_ref()
+                    .is_none_or(|s| s.contains(&a.subject_id))
+        })
+        .collect();
+    let (skip, top) = (pages.skip[2] as usize, pages.top as usize);
+    out.more[2] = expired.len() > skip.saturating_add(top);
+    for a in expired.into_iter().skip(skip).take(top) {
         let Some(role) = names.role(&a.role_definition_id)? else {
             continue;
         };

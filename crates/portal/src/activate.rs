@@ -74,6 +74,7 @@ struct ActivatePage {
     mfa_required: bool,
     mfa_missing: bool,
     step_up: bool,
+    zone: String,
     emergency_allowed: bool,
     emergency_minutes: i64,
     emergency: bool,
@@ -172,6 +173,7 @@ async fn show(
         mfa_required,
         mfa_missing: mfa_required && !visit.caller.mfa,
         step_up: portal.config.oidc.is_some(),
+        zone: crate::text::zone_name(&visit.time_zone()),
         emergency_allowed: emergency.is_some(),
         emergency_minutes: emergency.map_or(0, |a| a.emergency_maximum_minutes),
         emergency: form.emergency.is_some(),
@@ -211,8 +213,9 @@ fn whole(value: Option<&str>, name: &str) -> Result<i64, String> {
         .ok_or_else(|| format!("{name} must be a whole number from 0."))
 }
 
-/// The schedule the form asks for, or which field is wrong.
-fn schedule(f: &ActivateForm) -> Result<ScheduleInput, (Field, String)> {
+/// The schedule the form asks for (a later start in the viewer's zone `tz`), or which
+/// field is wrong.
+fn schedule(f: &ActivateForm, tz: &jiff::tz::TimeZone) -> Result<ScheduleInput, (Field, String)> {
     let hours = whole(f.hours.as_deref(), "Hours").map_err(|m| (Field::Duration, m))?;
     let minutes = whole(f.minutes.as_deref(), "Minutes").map_err(|m| (Field::Duration, m))?;
     if hours == 0 && minutes == 0 {
@@ -222,16 +225,16 @@ fn schedule(f: &ActivateForm) -> Result<ScheduleInput, (Field, String)> {
         ));
     }
     let start = match f.start.as_deref() {
-        Some("later") => {
-            let raw = f.start_time.as_deref().unwrap_or_default().trim();
-            let t: jiff::civil::DateTime = raw.parse().map_err(|_| {
-                (
-                    Field::Start,
-                    "Give the start time as a date and time (UTC).".to_string(),
-                )
-            })?;
-            Some(format!("{}Z", t.strftime("%Y-%m-%dT%H:%M:%S")))
-        }
+        Some("later") => Some(
+            crate::text::local_input(f.start_time.as_deref().unwrap_or_default(), tz).ok_or_else(
+                || {
+                    (
+                        Field::Start,
+                        "Give the start time as a date and time.".to_string(),
+                    )
+                },
+            )?,
+        ),
         _ => None,
     };
     Ok(ScheduleInput {
@@ -279,7 +282,7 @@ pub async fn submit(
         let e = (Field::Form, "Choose a scope from the list.".to_string());
         return show(&portal, &visit, &offer, &f, Some(e)).await;
     };
-    let schedule = match schedule(&f) {
+    let schedule = match schedule(&f, &visit.time_zone()) {
         Ok(s) => s,
         Err(e) => return show(&portal, &visit, &offer, &f, Some(e)).await,
     };

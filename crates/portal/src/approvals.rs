@@ -3,7 +3,7 @@
 //! decision operation as `updateRequest`.
 
 use crate::S;
-use crate::my_roles::{ResourceView, When, done_message};
+use crate::my_roles::{ResourceView, When};
 use crate::page::{Chrome, ErrorPage, Section, is_form_error, now, render};
 use crate::session::Visit;
 use askama::Template;
@@ -87,6 +87,8 @@ struct ApprovalsPage {
     chrome: Chrome,
     rows: Vec<PendingRow>,
     decided: Vec<DecidedRow>,
+    previous: Option<String>,
+    next: Option<String>,
 }
 
 /// The caller's latest decisions, with their requests' names.
@@ -124,25 +126,25 @@ fn decided_by(
 }
 
 /// `GET /ui/approvals`: "Pending approvals".
-pub async fn list(
-    State(portal): State<S>,
-    visit: Visit,
-    Query(q): Query<crate::my_roles::Done>,
-) -> Response {
+pub async fn list(State(portal): State<S>, visit: Visit, Query(q): Query<ListParams>) -> Response {
     let caller = visit.caller.clone();
     let at = now(&portal);
+    let skip = q.skip.unwrap_or(0) as usize;
     let rows = portal
         .app
         .read(move |tx, st| {
             let pending = visibility::awaiting_decision(tx, &caller, &st.access_view(), at, None)?;
+            let total = pending.len();
             let rows = pending
                 .iter()
+                .skip(skip)
+                .take(PAGE_SIZE)
                 .map(|r| pending_row(tx, r, at))
                 .collect::<rolegate_core::error::Result<Vec<_>>>()?;
-            Ok((rows, decided_by(tx, &caller.subject_id)?))
+            Ok((rows, total, decided_by(tx, &caller.subject_id)?))
         })
         .await;
-    let (rows, decided) = match rows {
+    let (rows, total, decided) = match rows {
         Ok(r) => r,
         Err(e) => return ErrorPage::from_api(&visit.request_id, e).into_response(),
     };
@@ -151,22 +153,35 @@ pub async fn list(
         &visit,
         Section::Approvals,
         "Approvals",
-        Some(rows.len()),
+        Some(total),
     )
     .await
     {
-        Ok(c) => c.with_status(q.done_text()),
+        Ok(c) => c.with_status(crate::my_roles::done_message(q.done.as_deref())),
         Err(r) => return r,
     };
+    let link = |s: usize| format!("/ui/approvals?skip={s}");
     render(
         StatusCode::OK,
         &ApprovalsPage {
             chrome,
             rows,
             decided,
+            previous: (skip > 0).then(|| link(skip.saturating_sub(PAGE_SIZE))),
+            next: (skip + PAGE_SIZE < total).then(|| link(skip + PAGE_SIZE)),
         },
         &visit.request_id,
     )
+}
+
+/// Requests a page of "Pending approvals" lists.
+const PAGE_SIZE: usize = 50;
+
+/// The query of `/ui/approvals`.
+#[derive(Debug, Deserialize, Default)]
+pub struct ListParams {
+    skip: Option<u32>,
+    done: Option<String>,
 }
 
 #[derive(Template)]
@@ -327,12 +342,5 @@ pub async fn decide(
             .await
         }
         Err(e) => ErrorPage::from_api(&visit.request_id, e).into_response(),
-    }
-}
-
-impl crate::my_roles::Done {
-    /// The announced success of a redirect.
-    pub fn done_text(&self) -> Option<String> {
-        done_message(self.done.as_deref())
     }
 }

@@ -18,7 +18,7 @@ use rolegate_core::directory::{Subject, SubjectKind};
 use rolegate_core::error::DomainError;
 use rolegate_core::odata;
 use rolegate_core::operation;
-use rolegate_core::overview::{self, AssignmentFilter, AssignmentRow};
+use rolegate_core::overview::{self, AssignmentFilter, AssignmentRow, TablePages};
 use rolegate_core::query::ListQuery;
 use rolegate_core::request::{NewRequest, RequestType};
 use rolegate_core::resource::Resource;
@@ -29,8 +29,8 @@ use std::collections::HashMap;
 
 /// Resources the tree shows at most.
 const TREE_LIMIT: u32 = 1000;
-/// Rows each assignment table shows at most.
-const TABLE_LIMIT: u32 = 200;
+/// Rows each assignment table shows a page.
+const TABLE_PAGE: u32 = 50;
 
 /// A subject as pickers and tables name it: "{displayName} ({userName, or Group, or
 /// Service principal})".
@@ -367,18 +367,59 @@ struct ResourcePage {
     eligible: Vec<RowView>,
     active: Vec<RowView>,
     expired: Vec<RowView>,
-    more: bool,
+    pagers: Vec<Pager>,
     administer: bool,
     audit: Option<Vec<AuditLine>>,
     export_query: String,
 }
 
-/// The filters of a resource's page.
+/// The filters of a resource's page, and the page of each table.
 #[derive(Debug, Deserialize, Default, Clone)]
 pub struct ResourceQuery {
     role: Option<String>,
     member: Option<String>,
     done: Option<String>,
+    /// Rows skipped in "Eligible assignments".
+    eskip: Option<u32>,
+    /// Rows skipped in "Active assignments".
+    askip: Option<u32>,
+    /// Rows skipped in "Expired assignments".
+    xskip: Option<u32>,
+}
+
+impl ResourceQuery {
+    fn skip(&self) -> [u32; 3] {
+        [
+            self.eskip.unwrap_or(0),
+            self.askip.unwrap_or(0),
+            self.xskip.unwrap_or(0),
+        ]
+    }
+
+    /// The page's URL with table `table`'s rows skipped `to` (the filters and the other
+    /// tables' pages kept).
+    fn page_link(&self, rid: &str, table: usize, to: u32) -> String {
+        let mut skip = self.skip();
+        skip[table] = to;
+        let enc = |s: &str| {
+            percent_encoding::utf8_percent_encode(s, percent_encoding::NON_ALPHANUMERIC).to_string()
+        };
+        format!(
+            "/ui/resources/{rid}?role={}&member={}&eskip={}&askip={}&xskip={}#{}",
+            enc(self.role.as_deref().unwrap_or_default()),
+            enc(self.member.as_deref().unwrap_or_default()),
+            skip[0],
+            skip[1],
+            skip[2],
+            ["eligible", "active", "expired"][table]
+        )
+    }
+}
+
+/// "Previous page" and "Next page" of one table.
+struct Pager {
+    previous: Option<String>,
+    next: Option<String>,
 }
 
 fn done_text(done: Option<&str>) -> Option<String> {
@@ -453,7 +494,10 @@ pub async fn show(
                 at,
                 &rid,
                 &filter,
-                TABLE_LIMIT,
+                TablePages {
+                    top: TABLE_PAGE,
+                    skip: filters.skip(),
+                },
             )?;
             let roles = tx
                 .list_role_definitions(&ListQuery {
@@ -549,7 +593,16 @@ pub async fn show(
         eligible,
         active,
         expired,
-        more,
+        pagers: (0..3)
+            .map(|t| {
+                let skip = q.skip()[t];
+                Pager {
+                    previous: (skip > 0)
+                        .then(|| q.page_link(&here.id, t, skip.saturating_sub(TABLE_PAGE))),
+                    next: more[t].then(|| q.page_link(&here.id, t, skip + TABLE_PAGE)),
+                }
+            })
+            .collect(),
         administer,
         audit,
         export_query: format!(
@@ -644,6 +697,7 @@ struct AssignPage {
     days: String,
     reason: String,
     error: Option<String>,
+    zone: String,
 }
 
 /// The "Add assignment" form's fields.
@@ -753,6 +807,7 @@ async fn assign_page(
         days: f.days.clone().unwrap_or_default(),
         reason: f.reason.clone().unwrap_or_default(),
         error,
+        zone: crate::text::zone_name(&visit.time_zone()),
     };
     render(status, &page, &visit.request_id)
 }
@@ -767,17 +822,19 @@ pub async fn assign_form(
     assign_page(&portal, &visit, &rid, &f, None).await
 }
 
-/// A `datetime-local` field (UTC) as an instant, if given.
-fn instant(field: &Option<String>, name: &str) -> Result<Option<String>, String> {
+/// A `datetime-local` field (in the viewer's zone `tz`) as an instant, if given.
+fn instant(
+    field: &Option<String>,
+    name: &str,
+    tz: &jiff::tz::TimeZone,
+) -> Result<Option<String>, String> {
     let raw = field.clone().unwrap_or_default();
-    let raw = raw.trim();
-    if raw.is_empty() {
+    if raw.trim().is_empty() {
         return Ok(None);
     }
-    let t: jiff::civil::DateTime = raw
-        .parse()
-        .map_err(|_| format!("{name} must be a date and time (UTC)"))?;
-    Ok(Some(format!("{}Z", t.strftime("%Y-%m-%dT%H:%M:%S"))))
+    crate::text::local_input(&raw, tz)
+        .map(Some)
+        .ok_or_else(|| format!("{name} must be a date and time."))
 }
 
 /// `POST /ui/resources/{id}/assign`: "Find member" lists matches; "Assign" makes the
@@ -794,6 +851,7 @@ pub async fn assign(
     if f.find.is_some() {
         return assign_page(&portal, &visit, &rid, &f, None).await;
     }
+    let tz = visit.time_zone();
     let fail = |m: String| (f.clone(), Some(m));
     let built = (|| {
         let role = f
@@ -810,7 +868,7 @@ pub async fn assign(
             Some("Active") => AssignmentState::Active,
             _ => AssignmentState::Eligible,
         };
-        let start = instant(&f.start, "Start time")?;
+        let start = instant(&f.start, "Start time", &tz)?;
         let schedule = if f.permanent.is_some() {
             ScheduleInput {
                 kind: Some("Once".into()),
@@ -818,7 +876,7 @@ pub async fn assign(
                 ..ScheduleInput::default()
             }
         } else {
-            let end = instant(&f.end, "End time")?;
+            let end = instant(&f.end, "End time", &tz)?;
             let days = f.days.clone().unwrap_or_default().trim().to_string();
             let duration = if days.is_empty() {
                 None
@@ -922,6 +980,7 @@ struct ChangePage {
     end: String,
     reason: String,
     error: Option<String>,
+    zone: String,
 }
 
 /// The assignment `aid` as listed on resource `rid`, if the caller manages it there.
@@ -939,20 +998,27 @@ async fn manageable(
         .read(move |tx, st| {
             let access = st.access_view();
             readable_resource(tx, &caller, &access, at, &rid)?;
-            let rows = overview::resource_assignments(
-                tx,
-                &caller,
-                &access,
-                at,
-                &rid,
-                &AssignmentFilter::default(),
-                100_000,
-            )?;
-            let row = rows
-                .eligible
-                .into_iter()
-                .chain(rows.active)
-                .find(|r| r.assignment.id == aid && r.member_type == MemberType::Direct);
+            // Made here (not inherited), live, and not an activation: what the page offers
+            // to change.
+            let row = match tx.assignment(&aid)? {
+                Some(a)
+                    if a.resource_id == rid && !a.is_activation() && !a.schedule.has_ended(at) =>
+                {
+                    match tx.role_definition(&a.role_definition_id)? {
+                        Some(role) => {
+                            let member = tx.subject(&a.subject_id)?;
+                            Some(AssignmentRow {
+                                assignment: a,
+                                role,
+                                member,
+                                member_type: MemberType::Direct,
+                            })
+                        }
+                        None => None,
+                    }
+                }
+                _ => None,
+            };
             match row {
                 Some(r) if caller.may_administer(&access, &r.assignment.resource_id, at) => {
                     Ok(Some(r))
@@ -1001,7 +1067,8 @@ async fn change_page(
     };
     let at = now(portal);
     let a = &row.assignment;
-    let fmt = |t: jiff::Timestamp| t.strftime("%Y-%m-%dT%H:%M").to_string();
+    let tz = visit.time_zone();
+    let fmt = |t: jiff::Timestamp| crate::text::local_value(t, &tz);
     let page = ChangePage {
         chrome,
         rid: rid.to_string(),
@@ -1019,6 +1086,7 @@ async fn change_page(
             .unwrap_or_else(|| a.schedule.end.map(fmt).unwrap_or_default()),
         reason: f.reason.clone().unwrap_or_default(),
         error: error.clone(),
+        zone: crate::text::zone_name(&tz),
     };
     let status = if error.is_some() {
         StatusCode::BAD_REQUEST
@@ -1072,15 +1140,16 @@ pub async fn change(
         Ok(r) => r,
         Err(r) => return r,
     };
+    let tz = visit.time_zone();
     let schedule = match change {
         Change::Remove => Ok(None),
         Change::Extend | Change::Update => (|| {
             let start = if change == Change::Update {
-                instant(&f.start, "Start time")?
+                instant(&f.start, "Start time", &tz)?
             } else {
                 None
             };
-            let end = instant(&f.end, "End time")?;
+            let end = instant(&f.end, "End time", &tz)?;
             if end.is_none() {
                 return Err("Give the new end time.".to_string());
             }

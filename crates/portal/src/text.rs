@@ -22,6 +22,26 @@ pub fn when_in(t: Timestamp, tz: &jiff::tz::TimeZone) -> String {
         .to_string()
 }
 
+/// A form's date and time (`datetime-local`, in the viewer's zone `tz`) as the UTC instant
+/// an API schedule takes (`…Z`).
+pub fn local_input(raw: &str, tz: &jiff::tz::TimeZone) -> Option<String> {
+    let dt: jiff::civil::DateTime = raw.trim().parse().ok()?;
+    let t = dt.to_zoned_datetime(tz.clone()).ok()?.timestamp();
+    Some(t.strftime("%Y-%m-%dT%H:%M:%SZ").to_string())
+}
+
+/// An instant as a `datetime-local` value in the viewer's zone `tz`.
+pub fn local_value(t: Timestamp, tz: &jiff::tz::TimeZone) -> String {
+    t.to_zoned_datetime(tz.clone())
+        .strftime("%Y-%m-%dT%H:%M")
+        .to_string()
+}
+
+/// The name a form's hint gives the viewer's zone ("Europe/Paris", or "UTC").
+pub fn zone_name(tz: &jiff::tz::TimeZone) -> String {
+    tz.iana_name().unwrap_or("UTC").to_string()
+}
+
 /// The time zone an IANA name (as a browser reports it) names, if this system knows it.
 pub fn zone(name: &str) -> Option<jiff::tz::TimeZone> {
     let name = name.trim();
@@ -99,6 +119,13 @@ mod tests {
         assert_eq!(when_in(t, &jiff::tz::TimeZone::UTC), "2026-12-05 21:45 UTC");
         assert!(zone("Mars/Olympus_Mons").is_none());
         assert!(zone("").is_none());
+        assert_eq!(
+            local_input("2026-07-01T10:00", &paris).as_deref(),
+            Some("2026-07-01T08:00:00Z"),
+            "summer time"
+        );
+        assert_eq!(local_value(t, &paris), "2026-12-05T22:45");
+        assert!(local_input("tomorrow", &paris).is_none());
     }
 
     #[test]

@@ -1277,3 +1277,39 @@ fn emergency_access_and_a_later_start_are_the_apis() {
         page.text
     );
 }
+
+#[test]
+fn a_resource_pages_its_tables_by_fifty() {
+    let t = Tenant::start();
+    let reader = t.role(&t.rg, crate::fixture::READER);
+    for i in 0..55 {
+        let (u, _) = t.user(&format!("Member {i:02}"));
+        t.admin_add(&t.rg, &reader, &u, "Eligible", lasting("P30D"));
+    }
+    let mut v = Visitor::new(&t.s);
+    assert_eq!(v.sign_in(crate::harness::ADMIN, true).status, 303);
+    let first = v.get(&format!("/ui/resources/{}", t.rg));
+    let rows = |page: &Reply| {
+        page.text
+            .matches("aria-label=\"Remove Reader from ")
+            .count()
+    };
+    assert_eq!(rows(&first), 50);
+    assert!(
+        first
+            .text
+            .contains("aria-label=\"Pages of Eligible assignments\"")
+    );
+    let next = first
+        .text
+        .split("href=\"")
+        .filter_map(|p| p.split('"').next())
+        .find(|h| h.contains("eskip=50"))
+        .expect("a Next page link")
+        .replace("&#38;", "&");
+    let second = v.get(&next);
+    assert_eq!(second.status, 200);
+    assert_eq!(rows(&second), 5);
+    assert!(second.text.contains(">Previous page</a>"));
+    assert!(!second.text.contains(">Next page</a>"));
+}

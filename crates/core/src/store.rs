@@ -1,9 +1,10 @@
 //! The storage the domain needs, phrased in domain terms. A [`Store`] runs closures inside
 //! transactions: a [`ReadTx`] has only the reads, a [`Tx`] adds the writes. Both are made
 //! of small traits, one read and one write trait per aggregate (directory, catalog,
-//! assignments, requests, subscriptions, audit log, access log, portal sessions), plus the scheduler's
-//! [`DueWork`] and the [`Outbox`]es, which only write transactions have. Every state change happens in one
-//! write transaction together with its audit record, so a change is all there or not at all.
+//! assignments, requests, subscriptions, audit log, access log, portal sessions), plus the
+//! scheduler's [`DueWork`] and the [`Outbox`]es, which only write transactions have. Every
+//! state change happens in one write transaction together with its audit record, so a
+//! change is all there or not at all.
 //! Backends: SQLite (embedded, default) and PostgreSQL implement these traits.
 
 pub use crate::assignment::AssignmentKey;

@@ -36,6 +36,16 @@ use crate::store::{ReadTx, Tx};
 use jiff::Timestamp;
 
 /// Writes `changes` in order in `tx` at `ctx.now`, each with its change notification, and
+/// Ends the portal sessions of a subject that is disabled or deleted (portal.md §2): those
+/// signed in by its id and those by its external id (an OIDC token's `oid`/`sub`).
+fn end_portal_sessions(tx: &mut dyn Tx, subject: &crate::directory::Subject) -> Result<()> {
+    tx.delete_portal_sessions_of(&subject.id)?;
+    if let Some(external) = &subject.external_id {
+        tx.delete_portal_sessions_of(external)?;
+    }
+    Ok(())
+}
+
 /// returns the access-index changes they make, in order.
 pub fn apply(tx: &mut dyn Tx, ctx: &OpContext, changes: Vec<Change>) -> Result<Vec<AccessChange>> {
     let mut access = Vec::new();
@@ -115,7 +125,12 @@ pub fn apply(tx: &mut dyn Tx, ctx: &OpContext, changes: Vec<Change>) -> Result<V
             } => tx.insert_role_definition(&definition, &setting)?,
             Change::UpdateRoleSetting(setting) => tx.update_role_setting(&setting)?,
             Change::InsertSubject(subject) => tx.insert_subject(&subject, ctx.now)?,
-            Change::UpdateSubject(subject) => tx.update_subject(&subject)?,
+            Change::UpdateSubject(subject) => {
+                tx.update_subject(&subject)?;
+                if !subject.active {
+                    end_portal_sessions(tx, &subject)?;
+                }
+            }
             Change::SetGroupMembers {
                 group_id,
                 members,
@@ -133,6 +148,7 @@ pub fn apply(tx: &mut dyn Tx, ctx: &OpContext, changes: Vec<Change>) -> Result<V
                 member_groups,
             } => {
                 tx.delete_subject(&subject.id)?;
+                end_portal_sessions(tx, &subject)?;
                 access.extend(
                     member_groups
                         .into_iter()

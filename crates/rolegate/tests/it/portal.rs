@@ -301,6 +301,11 @@ fn a_disabled_user_loses_the_portal_session_at_once() {
         })),
     );
     assert_eq!(patch.status, 200, "{}", patch.text);
+    // Disabling the subject ended its sessions in the same transaction.
+    assert!(
+        t.s.sql("SELECT id_hash FROM portal_sessions", &[])
+            .is_empty()
+    );
     let r = v.get("/ui/");
     assert_eq!(r.status, 303);
     assert!(r.header("location").unwrap_or("").starts_with("/ui/signin"));

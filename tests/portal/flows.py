@@ -36,10 +36,20 @@ Flows:
      links, and its Add assignment and role settings pages answer "Access denied".
   i. Carol (no R3): no "Audit log" link; the audit log, registration, role settings and Add
      assignment answer "Access denied" (forged POSTs too, and change nothing).
+  j. Every other flow by keyboard only (portal.md §6), in one browser context, each person
+     signing in with a demo button and out with "Sign out" by Tab and Enter: Bob approves
+     then (dark scheme) denies a request of Dave's made through the API; Dave deactivates
+     through the confirmation page and cancels a pending request from My requests (Space);
+     the administrator registers a resource group, adds an eligible Reader for Dave on
+     Contoso Production (role chosen by typing, "Find member", the radio chosen with Space),
+     removes it through its confirmation, filters the audit log (Result by ArrowDown) and
+     verifies its integrity (Space); Carol asks to extend an eligibility ending within 14
+     days (the date typed). After every key the focus must be on screen with its outline.
 
-The flows run a, b, c, d, e (error pages), f, g, h, i, then e's 375 px pass. g restores
+The flows run a, b, c, d, e (error pages), f, g, h, i, j, then e's 375 px pass. g restores
 Contributor's rules on Contoso Production and removes what it assigned; h removes Bob's
-Reader on Contoso Development again.
+Reader on Contoso Development again; j makes the requests it needs through the API and
+withdraws or removes what it added (the resource group it registers stays).
 
 With --screenshots DIR, full-page PNGs `{page}-{light|dark}.png` of the main pages (DOC_SHOTS)
 are saved there; --all-screenshots DIR saves every page checked. Screenshots of failures go to
@@ -51,7 +61,7 @@ what was found. A few checks whose failure leaves the flows able to go on (the 3
 the refusal page of a POST without a CSRF field, how a status or a name reads) print FAIL and
 let the flows continue; the script then exits 1 at the end, listing them again.
 
-Needs a fresh demo database (it checks that first). Takes about 55 s.
+Needs a fresh demo database (it checks that first). Takes about 70 s.
 """
 
 import json
@@ -881,11 +891,20 @@ def bob_refuses_an_empty_justification(page, api, request_id, shots):
     shots.look(page, "approve-error", "Approve form (blank justification refused)")
 
 
-def bob_decides(page, origin, api, demo, request_id, decision, justification):
+def bob_decides(page, origin, api, demo, request_id, decision, justification, keyboard=False):
     verb = "Approve" if decision == "approve" else "Deny"
-    page.get_by_label("Justification").fill(justification)
+    if keyboard:
+        kb = Keyboard(page, f"{verb} form (keyboard)")
+        kb.tab_to(by_id("justification"), "the field 'Justification'")
+        kb.type(justification)
+        kb.tab_to(by_name("button", verb), f'the button "{verb}"')
+    else:
+        page.get_by_label("Justification").fill(justification)
     before = World(api)
-    page.get_by_role("button", name=verb, exact=True).click()
+    if keyboard:
+        page.keyboard.press("Enter")
+    else:
+        page.get_by_role("button", name=verb, exact=True).click()
     past = "approved" if decision == "approve" else "denied"
     wait_url(page, origin + f"/ui/approvals?done={past}", f"Approvals after {verb}")
     expect_message(page, "status", f"{past.capitalize()}.", f"Approvals after {verb}")
@@ -2061,6 +2080,297 @@ def flow_i_carol(b, origin, api, demo, shots):
     ctx.close()
 
 
+# ---- flow j: every other flow by keyboard only -------------------------------------------------
+
+
+def kb_follow(page, where, want, what, url, arrived, key="Enter", limit=60):
+    """Tabs to `want` on the page as it is now, presses `key` and waits for `url`."""
+    Keyboard(page, where).tab_to(want, what, limit=limit)
+    page.keyboard.press(key)
+    wait_url(page, url, arrived)
+
+
+def sign_in_by_keyboard(page, origin, api, display_name, landing="/ui/"):
+    """Signs in with the demo button "Sign in as {display_name}", by Tab and Enter."""
+    goto(page, origin + landing, f"{landing} before signing in")
+    wait_url(page, re.compile(r".*/ui/signin\?return=.*"), "an anonymous visit goes to sign-in")
+    before = World(api)
+    kb_follow(page, "Sign in (keyboard)", by_name("button", f"Sign in as {display_name}"),
+              f'the button "Sign in as {display_name}"', origin + landing,
+              f"signed in as {display_name} by keyboard, back at {landing}")
+    who = page.locator("header .user").inner_text().strip()
+    check(f"signed in as {display_name} by keyboard: the header names them, at {landing}", who == display_name,
+          f"the header names {who!r} at {page.url}")
+    before.changes().expect(f"signing in as {display_name} changed nothing")
+
+
+def sign_out_by_keyboard(page, origin, who):
+    kb_follow(page, f"{who}: Sign out (keyboard)", by_name("button", "Sign out"), 'the button "Sign out"',
+              origin + "/ui/signin", f"{who} signed out by keyboard")
+    goto(page, origin + "/ui/", "My roles after signing out by keyboard")
+    wait_url(page, re.compile(r".*/ui/signin\?return=%2Fui%2F$"), "My roles after signing out by keyboard")
+    ok(f"{who} signed out by keyboard: My roles now asks to sign in")
+
+
+def dave_asks_through_the_api(api, demo, reason):
+    """Dave's activation of Owner on Contoso Development, waiting for Bob (made through the API,
+    after cancelling any request of Dave's still pending there)."""
+    for r in api.list("dave", f"{PIM}/roleAssignmentRequests", {"$filter": f"subjectId eq '{demo.dave}'"}):
+        if r["status"]["subStatus"] == "PendingApproval" and r["resourceId"] == demo.dev:
+            status, out = api.call("dave", "POST", f"{PIM}/roleAssignmentRequests/{r['id']}/cancel")
+            check(f"API: Dave's earlier pending request ({r.get('reason')!r}) cancelled first", status in (200, 204),
+                  f"{status} {out}")
+    r = api.submit("dave", {
+        "type": "UserAdd", "assignmentState": "Active", "subjectId": demo.dave, "resourceId": demo.dev,
+        "roleDefinitionId": demo.dev_owner, "reason": reason,
+        "linkedEligibleRoleAssignmentId": demo.platform_dev_owner,
+        "schedule": {"type": "Once", "duration": "PT1H"},
+    })
+    check(f"API: Dave asks for Owner on Contoso Development ({reason!r}), PendingApproval",
+          r["status"]["subStatus"] == "PendingApproval", r)
+    return r["id"]
+
+
+def bob_decides_by_keyboard(page, origin, api, demo, decision, justification):
+    request_id = dave_asks_through_the_api(api, demo, f"Keyboard: please {decision}")
+    sign_in_by_keyboard(page, origin, api, "Bob Approver", landing="/ui/approvals")
+    verb = "Approve" if decision == "approve" else "Deny"
+    kb_follow(page, "Approvals (keyboard)",
+              by_name("a", f"{verb} request from Dave Oncall for Owner on Contoso Development"),
+              f'the link "{verb} request from Dave Oncall for Owner on Contoso Development"',
+              re.compile(rf".*/ui/approvals/{request_id}/{decision}$"), f"Bob's {verb} form by keyboard")
+    heading(page, f"{verb} request from Dave Oncall", f"Bob's {verb} form")
+    bob_decides(page, origin, api, demo, request_id, decision, justification, keyboard=True)
+    sign_out_by_keyboard(page, origin, "Bob")
+
+
+def dave_deactivates_and_cancels_by_keyboard(page, origin, api, demo):
+    """Dave ends the activation Bob approved through the confirmation page, then cancels a new
+    pending request from My requests (its button pressed with Space)."""
+    sign_in_by_keyboard(page, origin, api, "Dave Oncall")
+    kb_follow(page, "My roles (keyboard)", by_name("a", "Deactivate Owner on Contoso Development"),
+              'the link "Deactivate Owner on Contoso Development"', re.compile(r".*/ui/deactivate/[^/?]+$"),
+              "the deactivation confirmation page by keyboard")
+    heading(page, "Deactivate Owner", "the deactivation confirmation page")
+    kb = Keyboard(page, "Deactivate (keyboard)")
+    kb.tab_to(by_name("button", "Deactivate"), 'the button "Deactivate"')
+    kb.tab_to(by_name("a", "Keep it"), 'the link "Keep it"')
+    kb.tab_to(by_name("button", "Deactivate"), 'the button "Deactivate" again', key="Shift+Tab")
+    before = World(api)
+    posted = submit(page, lambda: page.keyboard.press("Enter"), "/ui/deactivate/")
+    wait_url(page, origin + "/ui/?done=deactivated", "My roles after deactivating by keyboard")
+    expect_message(page, "status", "Deactivated.", "My roles after deactivating by keyboard")
+    done = before.changes().expect("Dave's deactivation by keyboard", new_requests=1, gone_assignments=1, audits=1)
+    r, gone = done.new_requests[0], done.gone_assignments[0]
+    check("API: a UserRemove of Dave's Owner on Contoso Development, Revoked; his activation gone; "
+          "the audit record carries this POST's request id",
+          r["type"] == "UserRemove" and r["subjectId"] == demo.dave and r["resourceId"] == demo.dev
+          and r["status"]["subStatus"] == "Revoked" and gone["subjectId"] == demo.dave
+          and gone["assignmentState"] == "Active" and gone["resourceId"] == demo.dev
+          and done.audits[0]["correlationId"] == posted.headers.get("request-id"), done.summary())
+
+    request_id = dave_asks_through_the_api(api, demo, "Keyboard: please cancel")
+    kb_follow(page, "My roles (keyboard)", by_name("a", "My requests"), 'the navigation link "My requests"',
+              origin + "/ui/requests", "My requests by keyboard")
+    name = "Cancel request for Owner on Contoso Development"
+    Keyboard(page, "My requests (keyboard)").tab_to(by_name("button", name), f'the button "{name}"')
+    before = World(api)
+    submit(page, lambda: page.keyboard.press("Space"), f"/ui/requests/{request_id}/cancel")
+    wait_url(page, origin + "/ui/requests?done=cancelled", "My requests after cancelling by keyboard (Space)")
+    expect_message(page, "status", "Request cancelled.", "My requests after cancelling by keyboard")
+    changes = before.changes().expect("Dave's cancellation by keyboard", changed_requests=1, audits=1)
+    _, new = changes.changed_requests[0]
+    check("API: that request is Canceled", new["id"] == request_id and new["status"]["subStatus"] == "Canceled", new)
+    sign_out_by_keyboard(page, origin, "Dave")
+
+
+def carol_extends_by_keyboard(page, origin, api, demo):
+    """Carol asks to extend an eligibility that ends within 14 days; the request is withdrawn
+    and the eligibility removed again through the API afterwards."""
+    eligibility = grant_carol_contributor(api, demo, demo.dev, demo.dev_owner, "P7D")
+    check("API: Carol made eligible for Owner on Contoso Development for 7 days",
+          eligibility["status"]["subStatus"] == "Provisioned", eligibility)
+    sign_in_by_keyboard(page, origin, api, "Carol Auditor")
+    kb_follow(page, "My roles (keyboard)", by_name("a", "Extend Owner on Contoso Development"),
+              'the link "Extend Owner on Contoso Development"', re.compile(r".*/ui/extend/[^/?]+$"),
+              "the Extend form by keyboard")
+    heading(page, "Extend Owner", "the Extend form")
+    end = (datetime.now(timezone.utc) + timedelta(days=30)).date()
+    kb = Keyboard(page, "Extend (keyboard)")
+    kb.tab_to(by_id("end"), "the field 'New end date'")
+    page.keyboard.type(end.strftime("%m%d%Y"))  # the en-US date field: month, day, year
+    check("Extend (keyboard): 'New end date' typed", page.locator("#end").input_value() == end.isoformat(),
+          page.locator("#end").input_value())
+    reason = "Keyboard: the migration runs longer"
+    kb.tab_to(by_id("reason"), "the field 'Reason'")
+    kb.type(reason)
+    kb.tab_to(by_name("button", "Request extension"), 'the button "Request extension"')
+    before = World(api)
+    submit(page, lambda: page.keyboard.press("Enter"), "/ui/extend/")
+    wait_url(page, re.compile(r".*/ui/requests/[^/?]+\?done=submitted$"), "Carol's extension request by keyboard")
+    expect_message(page, "status", "Request submitted.", "Carol's extension request by keyboard")
+    r = before.changes().expect("Carol's extension request by keyboard", new_requests=1, audits=1).new_requests[0]
+    check(f"API: a UserExtend of Carol's Owner on Contoso Development, PendingAdminDecision, to {end}T23:59:59Z, "
+          "with her reason",
+          r["type"] == "UserExtend" and r["subjectId"] == demo.carol and r["resourceId"] == demo.dev
+          and r["roleDefinitionId"] == demo.dev_owner and r["status"]["subStatus"] == "PendingAdminDecision"
+          and r["schedule"]["endDateTime"].startswith(f"{end.isoformat()}T23:59:59") and r["reason"] == reason, r)
+    sign_out_by_keyboard(page, origin, "Carol")
+    status, out = api.call("carol", "POST", f"{PIM}/roleAssignmentRequests/{r['id']}/cancel")
+    check("API: Carol withdraws the extension request", status in (200, 204), f"{status} {out}")
+    api.submit("admin", {"type": "AdminRemove", "assignmentState": "Eligible", "subjectId": demo.carol,
+                         "resourceId": demo.dev, "roleDefinitionId": demo.dev_owner})
+    check("API: Carol's Owner on Contoso Development removed again",
+          not [a for a in api.list("admin", f"{PIM}/roleAssignments", {"$filter": f"subjectId eq '{demo.carol}'"})
+               if a["resourceId"] == demo.dev and a["roleDefinitionId"] == demo.dev_owner])
+
+
+def admin_registers_by_keyboard(page, origin, api, demo):
+    arm = demo.dev_arm + "/resourceGroups/rg-keyboard"
+    check("API: no resource named rg-keyboard yet", not [r for r in resources_now(api).values() if r["externalId"] == arm])
+    kb_follow(page, "Resources (keyboard)", by_name("a", "Register resource"), 'the link "Register resource"',
+              origin + "/ui/resources/register", "the registration form by keyboard")
+    kb = Keyboard(page, "Register resource (keyboard)")
+    kb.tab_to(by_id("arm_id"), "the field 'ARM id'")
+    kb.type(arm)
+    kb.tab_to(by_name("button", "Register"), 'the button "Register"')
+    before, resources = World(api), resources_now(api)
+    submit(page, lambda: page.keyboard.press("Enter"), "/ui/resources/register")
+    wait_url(page, origin + "/ui/resources?done=registered", "Resources after registering by keyboard")
+    expect_message(page, "status", "Resource registered.", "Resources after registering by keyboard")
+    new = [r for i, r in resources_now(api).items() if i not in resources]
+    check("API: one resource registered by keyboard: resource group rg-keyboard with that ARM id",
+          len(new) == 1 and new[0]["externalId"] == arm and new[0]["type"] == "resourcegroup", new)
+    done = before.changes().expect("the registration by keyboard: one audit record", audits=1)
+    check("API: its audit record (Register resource, success)",
+          done.audits[0]["activityDisplayName"] == "Register resource" and done.audits[0]["result"] == "success",
+          done.audits[0])
+
+
+def admin_assigns_and_removes_by_keyboard(page, origin, api, demo):
+    """On Contoso Production: an eligible Reader for Dave for 1 day, Dave found with "Find
+    member" and chosen with Space; then removed through its confirmation page. Returns the
+    assignment's audit activity."""
+    kb_follow(page, "Resources (keyboard)", by_name("a", "Contoso Production"), 'the link "Contoso Production"',
+              origin + f"/ui/resources/{demo.prod}", "Contoso Production by keyboard")
+    check("API: Dave has no direct Reader on Contoso Production yet",
+          not [a for a in api.list("admin", f"{PIM}/roleAssignments", {"$filter": f"subjectId eq '{demo.dave}'"})
+               if a["resourceId"] == demo.prod and a["roleDefinitionId"] == demo.prod_reader])
+    kb_follow(page, "Contoso Production (keyboard)", by_name("a", "Add assignment"), 'the link "Add assignment"',
+              origin + f"/ui/resources/{demo.prod}/assign", "the Add assignment form by keyboard")
+    kb = Keyboard(page, "Add assignment (keyboard)")
+    kb.tab_to(by_id("role"), "the select 'Role'")
+    page.keyboard.type("Reader")
+    f = kb.focus()
+    check("Add assignment (keyboard): typing 'Reader' on the Role select chooses Reader",
+          f["id"] == "role" and f["value"] == demo.prod_reader, describe(f) + f" value {f['value']}")
+    kb.tab_to(by_id("search"), "the field 'Name, user name or e-mail'")
+    kb.type("dave")
+    kb.tab_to(by_name("button", "Find member"), 'the button "Find member"')
+    before = World(api)
+    posted = submit(page, lambda: page.keyboard.press("Enter"), f"/ui/resources/{demo.prod}/assign")
+    check("Find member (keyboard): answered 200 with the form again, the role kept",
+          posted.status == 200 and page.locator("#role").input_value() == demo.prod_reader, posted.status)
+    before.changes().expect("Find member by keyboard changed nothing")
+    kb = Keyboard(page, "Add assignment after Find member (keyboard)")
+    label = "Dave Oncall (dave@contoso.example)"
+    f = kb.tab_to(by_name("input", label), f"the radio {label!r}")
+    check(f"Add assignment (keyboard): the radio {label!r} starts unchecked", f["type"] == "radio" and not f["checked"])
+    f = kb.press("Space")
+    check("Add assignment (keyboard): Space chooses it", f["type"] == "radio" and f["name"] == label and f["checked"],
+          describe(f))
+    f = kb.tab_to(lambda x: x["type"] == "radio" and x["name"] in ("Eligible", "Active"), "the 'Assignment type' radios")
+    check("Add assignment (keyboard): Tab lands on the chosen type, 'Eligible'", f["name"] == "Eligible" and f["checked"],
+          describe(f))
+    kb.tab_to(by_id("days"), "the field 'Duration'")
+    kb.type("1")
+    reason = "Keyboard: Dave reads production"
+    kb.tab_to(by_id("reason"), "the field 'Reason'")
+    kb.type(reason)
+    kb.tab_to(by_name("button", "Assign"), 'the button "Assign"')
+    before = World(api)
+    posted = submit(page, lambda: page.keyboard.press("Enter"), f"/ui/resources/{demo.prod}/assign")
+    wait_url(page, origin + f"/ui/resources/{demo.prod}?done=assigned", "Contoso Production after assigning by keyboard")
+    expect_message(page, "status", "Assignment added.", "Contoso Production after assigning by keyboard")
+    added = before.changes().expect("the assignment by keyboard", new_requests=1, new_assignments=1, audits=1)
+    r, a = added.new_requests[0], added.new_assignments[0]
+    span = parse_time(a["endDateTime"]) - parse_time(a["startDateTime"])
+    check("API: an AdminAdd, Provisioned, with the reason: Dave eligible for Reader on Contoso Production for 1 day",
+          r["type"] == "AdminAdd" and r["status"]["subStatus"] == "Provisioned" and r["reason"] == reason
+          and a["assignmentState"] == "Eligible" and a["subjectId"] == demo.dave and a["resourceId"] == demo.prod
+          and a["roleDefinitionId"] == demo.prod_reader and span == timedelta(days=1)
+          and added.audits[0]["correlationId"] == posted.headers.get("request-id"), added.summary())
+
+    kb_follow(page, "Contoso Production (keyboard)", by_name("a", "Remove Reader from Dave Oncall"),
+              'the link "Remove Reader from Dave Oncall"',
+              re.compile(rf".*/ui/resources/{demo.prod}/assignments/{a['id']}/remove$"),
+              "the removal confirmation by keyboard", limit=150)
+    heading(page, "Remove Reader from Dave Oncall", "the removal confirmation")
+    kb = Keyboard(page, "Remove (keyboard)")
+    kb.tab_to(by_id("reason"), "the field 'Reason'")
+    kb.type("Keyboard: done")
+    kb.tab_to(by_name("button", "Remove"), 'the button "Remove"')
+    before = World(api)
+    submit(page, lambda: page.keyboard.press("Enter"), f"/assignments/{a['id']}/remove")
+    wait_url(page, origin + f"/ui/resources/{demo.prod}?done=removed", "Contoso Production after removing by keyboard")
+    expect_message(page, "status", "Assignment removed.", "Contoso Production after removing by keyboard")
+    removed = before.changes().expect("the removal by keyboard", new_requests=1, gone_assignments=1, audits=1)
+    r = removed.new_requests[0]
+    check("API: an AdminRemove of Dave's Reader on Contoso Production; that assignment gone",
+          r["type"] == "AdminRemove" and r["subjectId"] == demo.dave and r["roleDefinitionId"] == demo.prod_reader
+          and removed.gone_assignments[0]["id"] == a["id"], removed.summary())
+    return added.audits[0]["activityDisplayName"]
+
+
+def admin_audit_by_keyboard(page, origin, api, activity):
+    kb_follow(page, "Contoso Production (keyboard)", by_name("a", "Audit log"), 'the navigation link "Audit log"',
+              origin + "/ui/audit", "the audit log by keyboard")
+    kb = Keyboard(page, "Audit log (keyboard)")
+    kb.tab_to(by_id("activity"), "the filter 'Activity'")
+    kb.type(activity)
+    kb.tab_to(by_id("result"), "the filter 'Result'")
+    f = kb.press("ArrowDown")
+    check("Audit log (keyboard): ArrowDown on 'Result' chooses Success", f["id"] == "result" and f["value"] == "success",
+          f"{describe(f)} value {f['value']!r}")
+    kb.tab_to(by_name("button", "Apply filters"), 'the button "Apply filters"')
+    page.keyboard.press("Enter")
+    wait_url(page, re.compile(r".*/ui/audit\?.*activity=.*result=success.*"), "the audit log filtered by keyboard")
+    q = activity.replace("'", "''")
+    records = api.list("admin", AUDIT, {"$filter": f"contains(activityDisplayName,'{q}') and result eq 'success'"})
+    ids = audit_ids_on_page(page)
+    check(f"Audit log filtered by keyboard (Activity {activity!r}, Result Success): the API's {len(records)} records",
+          ids == [r["id"] for r in records][:50] and len(records) >= 1, f"page {ids}\nAPI {[r['id'] for r in records]}")
+
+    kb = Keyboard(page, "Audit log filtered (keyboard)")
+    kb.tab_to(by_name("button", "Verify integrity"), 'the button "Verify integrity"')
+    low, before = api.get("admin", AUDIT, {"$count": "true", "$top": "1"}).get("@odata.count"), World(api)
+    submit(page, lambda: page.keyboard.press("Space"), "/ui/audit/verify")
+    said = message(page, "status") or ""
+    n = re.fullmatch(r"Chain verified: (\d+) records", said)
+    check(f"Verify integrity (Space): 'Chain verified: N records', N at least the API's count ({low})",
+          n is not None and int(n.group(1)) >= low, f"{said!r}; alert {message(page, 'alert')!r} at {page.url}")
+    before.changes().expect("verifying by keyboard changed nothing")
+
+
+def flow_j_keyboard(b, origin, api, demo, shots):
+    print("# j. Every other flow by keyboard only (Tab, Shift+Tab, Enter, Space, arrows, typing)", flush=True)
+    ctx = browser.new_context(b)
+    ctx.set_default_timeout(TIMEOUT_MS)
+    page = ctx.new_page()
+    bob_decides_by_keyboard(page, origin, api, demo, "approve", "Keyboard: fine for the on-call fix")
+    dave_deactivates_and_cancels_by_keyboard(page, origin, api, demo)
+    page.emulate_media(color_scheme="dark")  # Bob's denial and the administrator in the dark scheme
+    bob_decides_by_keyboard(page, origin, api, demo, "deny", "Keyboard: not during the freeze")
+    sign_in_by_keyboard(page, origin, api, "Demo Administrator", landing="/ui/resources")
+    admin_registers_by_keyboard(page, origin, api, demo)
+    activity = admin_assigns_and_removes_by_keyboard(page, origin, api, demo)
+    admin_audit_by_keyboard(page, origin, api, activity)
+    sign_out_by_keyboard(page, origin, "Demo Administrator")
+    page.emulate_media(color_scheme="light")
+    carol_extends_by_keyboard(page, origin, api, demo)
+    ctx.close()
+
+
 # ---- flow e: error pages, and 375 px wide --------------------------------------------------
 
 
@@ -2195,6 +2505,7 @@ def main():
             flow_g_administrator(b, origin, api, demo, shots)
             flow_h_bob(b, origin, api, demo, shots)
             flow_i_carol(b, origin, api, demo, shots)
+            flow_j_keyboard(b, origin, api, demo, shots)
             check_narrow_viewport(b, origin, api, demo, shots)
         finally:
             b.close()

@@ -12,7 +12,6 @@ use axum::http::{HeaderMap, StatusCode, Uri, header};
 use axum::response::{IntoResponse, Response};
 use rolegate_core::access::{AccessView, Caller};
 use rolegate_core::assignment::AssignmentState;
-use rolegate_core::audit;
 use rolegate_core::error::{DomainError, ErrorCode, Result};
 use rolegate_core::odata::{self, QueryOptions};
 use rolegate_core::operation;
@@ -355,21 +354,11 @@ pub async fn register(
         .ok_or_else(|| DomainError::bad_request("`externalId` is required"))?;
     let display_name = body.opt_str("displayName")?;
     let parent = body.opt_str("parentExternalId")?;
-    s.write(
-        c,
-        rid,
-        Operation::new("ResourceManagement", "Register resource"),
-        move |tx, ctx| {
-            let (_, changes) = operation::resource::register(
-                tx,
-                ctx,
-                &external_id,
-                display_name,
-                parent.as_deref(),
-            )?;
-            Ok(((), changes))
-        },
-    )
+    s.write(c, rid, Operation::register_resource(), move |tx, ctx| {
+        let (_, changes) =
+            operation::resource::register(tx, ctx, &external_id, display_name, parent.as_deref())?;
+        Ok(((), changes))
+    })
     .await?;
     Ok(StatusCode::OK.into_response())
 }
@@ -434,11 +423,7 @@ pub async fn patch_role_setting(
     s.write(
         c,
         rid,
-        Operation::new("Policy", "Update role setting").about(audit::About::entity(
-            "RoleSetting",
-            &id,
-            "roleSettingId",
-        )),
+        Operation::update_role_setting(&id),
         move |tx, ctx| {
             if let Some(r) = &nested
                 && tx.role_setting(&id)?.is_some_and(|x| &x.resource_id != r)
@@ -560,8 +545,7 @@ pub async fn create_request(
     let base = base_url(&h);
     let caller = c.clone();
     let state_ref = Arc::clone(&s);
-    let op = Operation::new("RoleManagement", "Create role assignment request")
-        .about(audit::About::request(&new));
+    let op = Operation::create_request(&new);
     let body = s
         .write(c, rid, op, move |tx, ctx| {
             let out = operation::request::submit(tx, ctx, new)?;
@@ -588,16 +572,9 @@ pub async fn cancel_request(
 ) -> ApiResult<Response> {
     provider(&p)?;
     let id = p.get("id").cloned().unwrap_or_default();
-    s.write(
-        c,
-        rid,
-        Operation::new("RoleManagement", "Cancel request").about(audit::About::entity(
-            "Request",
-            &id,
-            "requestId",
-        )),
-        move |tx, ctx| operation::request::cancel(tx, ctx, &id).map(|o| ((), o.changes)),
-    )
+    s.write(c, rid, Operation::cancel_request(&id), move |tx, ctx| {
+        operation::request::cancel(tx, ctx, &id).map(|o| ((), o.changes))
+    })
     .await?;
     Ok(StatusCode::NO_CONTENT.into_response())
 }
@@ -637,27 +614,18 @@ pub async fn update_request(
     let caller = c.clone();
     let state_ref = Arc::clone(&s);
     let body = s
-        .write(
-            c,
-            rid,
-            Operation::new("RoleManagement", "Decide request").about(audit::About::entity(
-                "Request",
-                &id,
-                "requestId",
-            )),
-            move |tx, ctx| {
-                let out = operation::request::decide(tx, ctx, &id, &input)?;
-                let json = request_json(
-                    &base,
-                    &out.request,
-                    ctx.now,
-                    &caller,
-                    &state_ref.access_view(),
-                    tx,
-                )?;
-                Ok((json, out.changes))
-            },
-        )
+        .write(c, rid, Operation::decide_request(&id), move |tx, ctx| {
+            let out = operation::request::decide(tx, ctx, &id, &input)?;
+            let json = request_json(
+                &base,
+                &out.request,
+                ctx.now,
+                &caller,
+                &state_ref.access_view(),
+                tx,
+            )?;
+            Ok((json, out.changes))
+        })
         .await?;
     Ok(axum::Json(body).into_response())
 }

@@ -468,6 +468,34 @@ fn discover(issuer: &str) -> std::result::Result<String, String> {
     Ok(uri.to_string())
 }
 
+/// An HTTP client for `url` at the issuer: short timeout; `https` through rustls on aws-lc-rs
+/// with the Mozilla roots (at most 3 redirects when `fetching`, none otherwise); plain
+/// `http` only to loopback (no proxy, no redirects). With `fetching`, a non-2xx answer is
+/// an error; otherwise the caller reads it (a token endpoint's `error`).
+fn issuer_agent(url: &str, fetching: bool) -> std::result::Result<ureq::Agent, String> {
+    let loopback_http = check_url(url)?;
+    let config = ureq::Agent::config_builder()
+        .timeout_global(Some(FETCH_TIMEOUT))
+        .http_status_as_error(fetching)
+        .user_agent(concat!("rolegate/", env!("CARGO_PKG_VERSION")));
+    let config = if loopback_http {
+        config.proxy(None).max_redirects(0)
+    } else {
+        config
+            .https_only(true)
+            .max_redirects(if fetching { 3 } else { 0 })
+            .tls_config(
+                ureq::tls::TlsConfig::builder()
+                    .provider(ureq::tls::TlsProvider::Rustls)
+                    .unversioned_rustls_crypto_provider(Arc::new(
+                        rustls::crypto::aws_lc_rs::default_provider(),
+                    ))
+                    .build(),
+            )
+    };
+    Ok(config.build().into())
+}
+
 /// The endpoints of an issuer's discovery document a relying party uses.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct IssuerEndpoints {
@@ -529,25 +557,7 @@ pub struct CodeExchange<'a> {
 /// Exchanges an authorization code for tokens; returns the ID token. Blocks. The reason of
 /// a refusal is the issuer's `error` (never a token or the secret).
 pub fn exchange_code(x: &CodeExchange) -> std::result::Result<String, String> {
-    let loopback_http = check_url(x.token_endpoint)?;
-    let mut config = ureq::Agent::config_builder()
-        .timeout_global(Some(FETCH_TIMEOUT))
-        .http_status_as_error(false)
-        .max_redirects(0)
-        .user_agent(concat!("rolegate/", env!("CARGO_PKG_VERSION")));
-    config = if loopback_http {
-        config.proxy(None)
-    } else {
-        config.https_only(true).tls_config(
-            ureq::tls::TlsConfig::builder()
-                .provider(ureq::tls::TlsProvider::Rustls)
-                .unversioned_rustls_crypto_provider(Arc::new(
-                    rustls::crypto::aws_lc_rs::default_provider(),
-                ))
-                .build(),
-        )
-    };
-    let agent: ureq::Agent = config.build().into();
+    let agent = issuer_agent(x.token_endpoint, false)?;
     let enc = |s: &str| {
         percent_encoding::utf8_percent_encode(s, percent_encoding::NON_ALPHANUMERIC).to_string()
     };
@@ -602,24 +612,7 @@ pub fn exchange_code(x: &CodeExchange) -> std::result::Result<String, String> {
 /// GETs a JSON document: short timeout, size limit; `https` through rustls on aws-lc-rs
 /// with the Mozilla roots; plain `http` only to loopback (no proxy, no redirects).
 fn fetch_json(url: &str) -> std::result::Result<Value, String> {
-    let loopback_http = check_url(url)?;
-    let mut config = ureq::Agent::config_builder()
-        .timeout_global(Some(FETCH_TIMEOUT))
-        .http_status_as_error(true)
-        .user_agent(concat!("rolegate/", env!("CARGO_PKG_VERSION")));
-    config = if loopback_http {
-        config.proxy(None).max_redirects(0)
-    } else {
-        config.https_only(true).max_redirects(3).tls_config(
-            ureq::tls::TlsConfig::builder()
-                .provider(ureq::tls::TlsProvider::Rustls)
-                .unversioned_rustls_crypto_provider(Arc::new(
-                    rustls::crypto::aws_lc_rs::default_provider(),
-                ))
-                .build(),
-        )
-    };
-    let agent: ureq::Agent = config.build().into();
+    let agent = issuer_agent(url, true)?;
     let mut resp = agent
         .get(url)
         .header("Accept", "application/json")

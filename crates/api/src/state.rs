@@ -348,6 +348,40 @@ impl Operation {
         }
     }
 
+    /// Registering a resource.
+    pub fn register_resource() -> Self {
+        Self::new("ResourceManagement", "Register resource")
+    }
+
+    /// A PATCH of role setting `id`.
+    pub fn update_role_setting(id: &str) -> Self {
+        Self::new("Policy", "Update role setting").about(rolegate_core::audit::About::entity(
+            "RoleSetting",
+            id,
+            "roleSettingId",
+        ))
+    }
+
+    /// Submitting request `new`.
+    pub fn create_request(new: &rolegate_core::request::NewRequest) -> Self {
+        Self::new("RoleManagement", "Create role assignment request")
+            .about(rolegate_core::audit::About::request(new))
+    }
+
+    /// Cancelling request `id`.
+    pub fn cancel_request(id: &str) -> Self {
+        Self::new("RoleManagement", "Cancel request").about(Self::request(id))
+    }
+
+    /// Deciding request `id`.
+    pub fn decide_request(id: &str) -> Self {
+        Self::new("RoleManagement", "Decide request").about(Self::request(id))
+    }
+
+    fn request(id: &str) -> rolegate_core::audit::About {
+        rolegate_core::audit::About::entity("Request", id, "requestId")
+    }
+
     /// The same operation, whose refusal record names what it was about.
     pub fn about(mut self, about: rolegate_core::audit::About) -> Self {
         self.about = about;

@@ -12,7 +12,6 @@ use axum::extract::{Path, Query, State};
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Redirect, Response};
 use rolegate_api::state::Operation;
-use rolegate_core::audit;
 use rolegate_core::operation;
 use rolegate_core::overview;
 use rolegate_core::request::{DecisionInput, RoleAssignmentRequest};
@@ -306,11 +305,7 @@ pub async fn decide(
         schedule: None,
     };
     let target = id.clone();
-    let op = Operation::new("RoleManagement", "Decide request").about(audit::About::entity(
-        "Request",
-        &id,
-        "requestId",
-    ));
+    let op = Operation::decide_request(&id);
     let done = portal
         .app
         .write(

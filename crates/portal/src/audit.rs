@@ -9,7 +9,7 @@ use crate::session::Visit;
 use askama::Template;
 use axum::Form;
 use axum::extract::{Path, Query, State};
-use axum::http::{HeaderValue, StatusCode, header};
+use axum::http::StatusCode;
 use axum::response::{IntoResponse, Redirect, Response};
 use rolegate_api::graph::csv_field;
 use rolegate_core::access::{AccessView, Caller};
@@ -493,15 +493,6 @@ async fn all_records(
         .map_err(|e| ErrorPage::from_api(&visit.request_id, e).into_response())
 }
 
-fn download(body: String, content_type: &'static str, name: &'static str) -> Response {
-    let mut resp = (StatusCode::OK, body).into_response();
-    let h = resp.headers_mut();
-    h.insert(header::CONTENT_TYPE, HeaderValue::from_static(content_type));
-    h.insert(header::CONTENT_DISPOSITION, HeaderValue::from_static(name));
-    h.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
-    resp
-}
-
 /// `GET /ui/audit/export.csv`: the filtered view as CSV
 /// (`id,activityDateTime,category,activityDisplayName,result,initiatedBy,targetResources`).
 pub async fn export_csv(
@@ -550,11 +541,7 @@ pub async fn export_csv(
         );
         csv.push_str("\r\n");
     }
-    download(
-        csv,
-        "text/csv; charset=utf-8",
-        "attachment; filename=\"audit.csv\"",
-    )
+    crate::page::download(csv, "text/csv; charset=utf-8", "audit.csv")
 }
 
 /// `GET /ui/audit/export.jsonl`: the filtered view, one `directoryAudit` per line as
@@ -573,9 +560,5 @@ pub async fn export_jsonl(
         out.push_str(&Value::Object(e.document.clone()).to_string());
         out.push('\n');
     }
-    download(
-        out,
-        "application/jsonl; charset=utf-8",
-        "attachment; filename=\"audit.jsonl\"",
-    )
+    crate::page::download(out, "application/jsonl; charset=utf-8", "audit.jsonl")
 }

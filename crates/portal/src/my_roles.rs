@@ -12,7 +12,6 @@ use axum::extract::{Path, Query, State};
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Redirect, Response};
 use rolegate_api::state::Operation;
-use rolegate_core::audit;
 use rolegate_core::error::{DomainError, ErrorCode};
 use rolegate_core::operation;
 use rolegate_core::overview::{self, Membership, RoleRow};
@@ -259,8 +258,7 @@ pub async fn submit_request(
     visit: &Visit,
     new: NewRequest,
 ) -> Result<rolegate_core::request::RoleAssignmentRequest, rolegate_api::error::ApiError> {
-    let op = Operation::new("RoleManagement", "Create role assignment request")
-        .about(audit::About::request(&new));
+    let op = Operation::create_request(&new);
     portal
         .app
         .write(

@@ -156,18 +156,6 @@ pub struct Callback {
     error: Option<String>,
 }
 
-/// The `rolegate_signin` cookie the browser sent.
-fn signin_state(headers: &HeaderMap) -> Option<String> {
-    headers
-        .get_all(header::COOKIE)
-        .iter()
-        .filter_map(|v| v.to_str().ok())
-        .flat_map(|v| v.split(';'))
-        .filter_map(|kv| kv.trim().split_once('='))
-        .find(|(k, _)| *k == SIGN_IN_COOKIE)
-        .map(|(_, v)| v.to_string())
-}
-
 /// `GET /ui/auth/callback`: finishes the sign-in and returns to the page asked for; any
 /// failure ends on the sign-in page with "Sign-in failed: …".
 pub async fn callback(
@@ -188,8 +176,8 @@ pub async fn callback(
     let Some(state) = q.state.filter(|s| !s.is_empty()) else {
         return fail("the identity provider's answer has no state");
     };
-    let bound: bool =
-        signin_state(&headers).is_some_and(|c| c.as_bytes().ct_eq(state.as_bytes()).into());
+    let bound: bool = crate::session::cookie(&headers, SIGN_IN_COOKIE)
+        .is_some_and(|c| c.as_bytes().ct_eq(state.as_bytes()).into());
     if !bound {
         return fail("this sign-in was not started in this browser");
     }

@@ -38,6 +38,18 @@ pub fn html(status: StatusCode, body: String) -> Response {
     resp
 }
 
+/// A file to save (`Content-Disposition: attachment`), never cached.
+pub fn download(body: String, content_type: &'static str, file_name: &'static str) -> Response {
+    let mut resp = (StatusCode::OK, body).into_response();
+    let h = resp.headers_mut();
+    h.insert(header::CONTENT_TYPE, HeaderValue::from_static(content_type));
+    if let Ok(v) = HeaderValue::from_str(&format!("attachment; filename=\"{file_name}\"")) {
+        h.insert(header::CONTENT_DISPOSITION, v);
+    }
+    h.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
+    resp
+}
+
 /// Renders `t` as a page, or the error page when it cannot be rendered.
 pub fn render(status: StatusCode, t: &impl Template, request_id: &str) -> Response {
     match t.render() {

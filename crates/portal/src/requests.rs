@@ -12,7 +12,6 @@ use axum::http::StatusCode;
 use axum::response::{IntoResponse, Redirect, Response};
 use jiff::Timestamp;
 use rolegate_api::state::Operation;
-use rolegate_core::audit;
 use rolegate_core::odata;
 use rolegate_core::operation;
 use rolegate_core::overview::{self, RequestRecord};
@@ -371,11 +370,7 @@ pub async fn cancel(
         return r.into_response();
     }
     let target = id.clone();
-    let op = Operation::new("RoleManagement", "Cancel request").about(audit::About::entity(
-        "Request",
-        &id,
-        "requestId",
-    ));
+    let op = Operation::cancel_request(&id);
     let done = portal
         .app
         .write(

@@ -10,7 +10,7 @@ use crate::session::Visit;
 use askama::Template;
 use axum::Form;
 use axum::extract::{Path, Query, State};
-use axum::http::{HeaderValue, StatusCode, header};
+use axum::http::StatusCode;
 use axum::response::{IntoResponse, Redirect, Response};
 use rolegate_api::state::Operation;
 use rolegate_core::assignment::{AssignmentState, MemberType};
@@ -270,7 +270,7 @@ pub async fn register(
         .write(
             visit.caller.clone(),
             visit.request_id.clone(),
-            Operation::new("ResourceManagement", "Register resource"),
+            Operation::register_resource(),
             move |tx, ctx| {
                 let (_, changes) =
                     operation::resource::register(tx, ctx, &arm, name, parent.as_deref())?;
@@ -436,6 +436,25 @@ fn done_text(done: Option<&str>) -> Option<String> {
     )
 }
 
+/// The role definitions of resource `rid`, by name.
+fn roles_on(
+    tx: &mut dyn rolegate_core::store::ReadTx,
+    rid: &str,
+) -> rolegate_core::error::Result<Vec<rolegate_core::role::RoleDefinition>> {
+    let mut roles = tx
+        .list_role_definitions(&ListQuery {
+            filter: Some(odata::parse_filter(&format!(
+                "resourceId eq '{}'",
+                rid.replace('\'', "''")
+            ))?),
+            top: 500,
+            ..Default::default()
+        })?
+        .items;
+    roles.sort_by_key(|d| d.display_name.to_lowercase());
+    Ok(roles)
+}
+
 /// Resource `rid` with its lineage, if the caller may read it (`403`/`404` otherwise).
 fn readable_resource(
     tx: &mut dyn rolegate_core::store::ReadTx,
@@ -499,18 +518,7 @@ pub async fn show(
                     skip: filters.skip(),
                 },
             )?;
-            let roles = tx
-                .list_role_definitions(&ListQuery {
-                    filter: Some(odata::parse_filter(&format!(
-                        "resourceId eq '{}'",
-                        rid.replace('\'', "''")
-                    ))?),
-                    top: 500,
-                    ..Default::default()
-                })?
-                .items;
-            let mut roles = roles;
-            roles.sort_by_key(|d| d.display_name.to_lowercase());
+            let roles = roles_on(tx, &rid)?;
             let names: HashMap<String, String> = lineage
                 .iter()
                 .map(|r| (r.id.clone(), r.display_name.clone()))
@@ -656,20 +664,7 @@ pub async fn export(
         })
         .await;
     match csv {
-        Ok(body) => {
-            let mut resp = (StatusCode::OK, body).into_response();
-            let h = resp.headers_mut();
-            h.insert(
-                header::CONTENT_TYPE,
-                HeaderValue::from_static("text/csv; charset=utf-8"),
-            );
-            h.insert(
-                header::CONTENT_DISPOSITION,
-                HeaderValue::from_static("attachment; filename=\"roleAssignments.csv\""),
-            );
-            h.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
-            resp
-        }
+        Ok(body) => crate::page::download(body, "text/csv; charset=utf-8", "roleAssignments.csv"),
         Err(e) => ErrorPage::from_api(&visit.request_id, e).into_response(),
     }
 }
@@ -735,18 +730,7 @@ async fn assign_page(
             if !caller.may_administer(&access, &rid_owned, at) {
                 return Err(DomainError::denied("adding assignments here needs R3"));
             }
-            let roles = tx
-                .list_role_definitions(&ListQuery {
-                    filter: Some(odata::parse_filter(&format!(
-                        "resourceId eq '{}'",
-                        rid_owned.replace('\'', "''")
-                    ))?),
-                    top: 500,
-                    ..Default::default()
-                })?
-                .items;
-            let mut roles = roles;
-            roles.sort_by_key(|d| d.display_name.to_lowercase());
+            let roles = roles_on(tx, &rid_owned)?;
             let found = rolegate_core::scim::find_subjects(tx, &search, 25)?;
             Ok((lineage[0].display_name.clone(), roles, found))
         })

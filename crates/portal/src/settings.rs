@@ -12,7 +12,6 @@ use axum::extract::{Path, State};
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Redirect, Response};
 use rolegate_api::state::Operation;
-use rolegate_core::audit;
 use rolegate_core::directory::SubjectKind;
 use rolegate_core::error::{DomainError, ErrorCode, Result};
 use rolegate_core::operation;
@@ -527,11 +526,7 @@ pub async fn save(
         .write(
             visit.caller.clone(),
             visit.request_id.clone(),
-            Operation::new("Policy", "Update role setting").about(audit::About::entity(
-                "RoleSetting",
-                &id,
-                "roleSettingId",
-            )),
+            Operation::update_role_setting(&id),
             move |tx, ctx| {
                 operation::role::update_role_setting(tx, ctx, &id, patch).map(|_| ((), Vec::new()))
             },

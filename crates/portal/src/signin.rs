@@ -33,6 +33,22 @@ struct SignInPage<'a> {
     demo_users: &'a [DemoUser],
 }
 
+impl<'a> SignInPage<'a> {
+    /// The sign-in page of `portal`, returning to `back`, with no message.
+    fn of(portal: &'a Portal, back: String) -> Self {
+        Self {
+            css: assets::css(),
+            alert: None,
+            status: None,
+            back,
+            development: portal.config.development_sign_in,
+            user_name: String::new(),
+            mfa: false,
+            demo_users: &portal.config.demo_users,
+        }
+    }
+}
+
 /// The sign-in page showing "Sign-in failed: {why}".
 pub struct SignInFailure {
     why: String,
@@ -55,14 +71,10 @@ impl SignInFailure {
     /// The page, `401`.
     pub fn respond(&self, portal: &Portal, request_id: &str) -> Response {
         let page = SignInPage {
-            css: assets::css(),
             alert: Some(format!("Sign-in failed: {}", self.why)),
-            status: None,
-            back: self.back.clone(),
-            development: portal.config.development_sign_in,
             user_name: self.user_name.clone(),
             mfa: self.mfa,
-            demo_users: &portal.config.demo_users,
+            ..SignInPage::of(portal, self.back.clone())
         };
         crate::page::render(StatusCode::UNAUTHORIZED, &page, request_id)
     }
@@ -89,16 +101,7 @@ pub async fn form(
     if !portal.config.development_sign_in {
         return ErrorPage::not_found(&rid).into_response();
     }
-    let page = SignInPage {
-        css: assets::css(),
-        alert: None,
-        status: None,
-        back,
-        development: true,
-        user_name: String::new(),
-        mfa: false,
-        demo_users: &portal.config.demo_users,
-    };
+    let page = SignInPage::of(&portal, back);
     crate::page::render(StatusCode::OK, &page, &rid)
 }
 
@@ -291,14 +294,8 @@ pub async fn sign_out(
 /// own (going straight back to the issuer would sign the person in again).
 pub async fn signed_out(State(portal): State<S>, RequestId(rid): RequestId) -> Response {
     let page = SignInPage {
-        css: assets::css(),
-        alert: None,
         status: Some("You are signed out."),
-        back: "/ui/".into(),
-        development: portal.config.development_sign_in,
-        user_name: String::new(),
-        mfa: false,
-        demo_users: &portal.config.demo_users,
+        ..SignInPage::of(&portal, "/ui/".into())
     };
     crate::page::render(StatusCode::OK, &page, &rid)
 }

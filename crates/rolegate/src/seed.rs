@@ -393,9 +393,9 @@ fn seed_portal_personas(
                 })?;
             }
             // The approver decides activations of this role; someone waits for it.
-            let mut setting = tx
-                .role_setting_of(&role)?
-                .context_none("a seeded role setting")?;
+            let mut setting = tx.role_setting_of(&role)?.ok_or_else(|| {
+                rolegate_core::error::DomainError::internal("a seeded role setting is missing")
+            })?;
             setting.rules.apply_patch(RoleRulesPatch {
                 user_member: Some(vec![RuleSetting::new(
                     "ApprovalRule",
@@ -445,17 +445,4 @@ fn seed_portal_personas(
         "requester": requester.principal_name,
         "approver": approver.principal_name,
     }))
-}
-
-/// `Option` to `Result` inside a store transaction.
-trait ContextNone<T> {
-    fn context_none(self, what: &str) -> rolegate_core::error::Result<T>;
-}
-
-impl<T> ContextNone<T> for Option<T> {
-    fn context_none(self, what: &str) -> rolegate_core::error::Result<T> {
-        self.ok_or_else(|| {
-            rolegate_core::error::DomainError::internal(format!("{what} is missing"))
-        })
-    }
 }

@@ -313,6 +313,23 @@ fn a_disabled_user_loses_the_portal_session_at_once() {
         t.s.sql("SELECT id_hash FROM portal_sessions", &[])
             .is_empty()
     );
+    // Deleting a subject ends its sessions too.
+    let (bob, _) = t.user("Bob Deleted");
+    let mut bob_v = Visitor::new(&t.s);
+    assert_eq!(bob_v.sign_in(&user_name(&t, &bob), true).status, 303);
+    assert_eq!(t.s.sql("SELECT id_hash FROM portal_sessions", &[]).len(), 1);
+    let deleted = t.s.call(
+        "DELETE",
+        &format!("/scim/v2/Users/{bob}"),
+        Some(&t.admin),
+        None,
+    );
+    assert_eq!(deleted.status, 204, "{}", deleted.text);
+    assert!(
+        t.s.sql("SELECT id_hash FROM portal_sessions", &[])
+            .is_empty()
+    );
+    assert_eq!(bob_v.get("/ui/").status, 303);
     let again = v.sign_in(&name, true);
     assert_eq!(again.status, 401);
     assert!(

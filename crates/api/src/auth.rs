@@ -207,6 +207,38 @@ impl Authenticator {
     }
 }
 
+/// A development (HS256) token for `subject` valid `ttl_seconds` from `now`: what
+/// `rolegate token` prints and `rolegate login --dev-user` stores. `mfa` sets
+/// `amr: ["pwd","mfa"]`.
+pub fn development_token(
+    secret: &[u8],
+    subject: &str,
+    name: Option<String>,
+    mfa: bool,
+    ttl_seconds: i64,
+    now: jiff::Timestamp,
+) -> Result<String> {
+    let now_s = now.as_second();
+    let claims = Claims {
+        sub: subject.to_string(),
+        oid: None,
+        amr: if mfa {
+            vec!["pwd".into(), "mfa".into()]
+        } else {
+            vec!["pwd".into()]
+        },
+        name,
+        exp: now_s.saturating_add(ttl_seconds),
+        nbf: Some(now_s - 1),
+        iat: Some(now_s),
+        iss: None,
+        aud: None,
+        nonce: None,
+        acr: None,
+    };
+    mint_hs256(secret, &claims)
+}
+
 /// Mints an HS256 token (`rolegate token`, the demo, tests).
 pub fn mint_hs256(secret: &[u8], claims: &Claims) -> Result<String> {
     let key = EncodingKey::from_secret(secret)

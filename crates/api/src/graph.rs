@@ -321,6 +321,81 @@ pub async fn item_route(
     get_item(s, c, o, p, h, coll).await
 }
 
+/// `GET /beta/me` (Rolegate): the caller as a `governanceSubject`, with
+/// `isTenantAdministrator` and `mfa` as the server sees them (`rolegate whoami`). A tenant
+/// administrator outside the directory is described from the token.
+pub async fn me(
+    State(s): State<Arc<AppState>>,
+    Auth(c): Auth,
+    h: HeaderMap,
+) -> ApiResult<Response> {
+    let id = c.subject_id.clone();
+    let subject = s.read(move |tx, _| tx.subject(&id)).await?;
+    let mut body = Map::new();
+    body.insert(
+        "@odata.context".into(),
+        context(&base_url(&h), "governanceSubjects", true),
+    );
+    match subject {
+        Some(subject) => body.extend(crate::render::properties(
+            &Entity::Subject(subject),
+            s.clock.now(),
+        )),
+        None => {
+            body.insert("id".into(), Value::String(c.subject_id.clone()));
+            body.insert("type".into(), Value::String("User".into()));
+            body.insert("displayName".into(), Value::String(c.display_name.clone()));
+            body.insert("email".into(), Value::String(String::new()));
+            body.insert(
+                "principalName".into(),
+                Value::String(c.principal_name.clone().unwrap_or_default()),
+            );
+        }
+    }
+    body.insert(
+        "isTenantAdministrator".into(),
+        Value::Bool(c.is_tenant_admin),
+    );
+    body.insert("mfa".into(), Value::Bool(c.mfa));
+    Ok(axum::Json(Value::Object(body)).into_response())
+}
+
+/// `GET /beta/me/expiredRoleAssignments` (Rolegate): the caller's own eligible
+/// assignments that ended in the renewal window, as `overview::my_roles` finds them (what
+/// `UserRenew` may renew); `$expand` and `$select` apply.
+pub async fn my_expired_assignments(
+    State(s): State<Arc<AppState>>,
+    Auth(c): Auth,
+    OData(opts): OData,
+    h: HeaderMap,
+) -> ApiResult<Response> {
+    s.read(move |tx, st| {
+        if opts.filter.is_some() || opts.as_approver || !opts.orderby.is_empty() {
+            return Err(DomainError::bad_request(
+                "expiredRoleAssignments takes only $expand and $select",
+            ));
+        }
+        let now = st.clock.now();
+        let access = st.access_view();
+        let mine = rolegate_core::overview::my_roles(tx, &c, &access, now)?;
+        let viewer = Viewer::new(&c, &access, now);
+        let mut value = Vec::with_capacity(mine.expired.len());
+        for row in mine.expired {
+            let e = Entity::Assignment(
+                row.assignment,
+                rolegate_core::assignment::MemberType::Direct,
+            );
+            value.push(Value::Object(shape(tx, &e, &opts, &viewer)?));
+        }
+        Ok(axum::Json(json!({
+            "@odata.context": context(&base_url(&h), "governanceRoleAssignments", false),
+            "value": value,
+        }))
+        .into_response())
+    })
+    .await
+}
+
 /// `GET /beta/privilegedAccess[/{provider}]`.
 pub async fn providers(Auth(_): Auth, Path(p): Params, h: HeaderMap) -> ApiResult<Response> {
     provider(&p)?;

@@ -3,6 +3,7 @@
 //! a `request-id`; every error gets the Graph (or SCIM) error envelope.
 
 pub mod auth;
+pub mod discovery;
 pub mod error;
 pub mod extract;
 pub mod graph;
@@ -175,6 +176,12 @@ fn routes() -> Routes {
         .route("/healthz", get(|| async { "ok" }))
         .route("/openapi.json", get(openapi::serve))
         .route("/readyz", get(readyz))
+        .route("/.well-known/rolegate-configuration", get(discovery::serve))
+        .route("/beta/me", get(graph::me))
+        .route(
+            "/beta/me/expiredRoleAssignments",
+            get(graph::my_expired_assignments),
+        )
         .route("/metrics", get(metrics_text))
         .route("/beta/privilegedAccess", get(graph::providers))
         .route(p, get(graph::providers))

@@ -505,6 +505,8 @@ pub struct IssuerEndpoints {
     pub token: String,
     /// `end_session_endpoint`, when the issuer offers RP-initiated sign-out.
     pub end_session: Option<String>,
+    /// `device_authorization_endpoint` (RFC 8628), when the issuer offers the device grant.
+    pub device_authorization: Option<String>,
 }
 
 /// Reads the relying-party endpoints from `issuer`'s discovery document (whose `issuer`
@@ -533,6 +535,7 @@ pub fn discover_endpoints(issuer: &str) -> std::result::Result<IssuerEndpoints, 
         authorization: required("authorization_endpoint")?,
         token: required("token_endpoint")?,
         end_session: endpoint("end_session_endpoint")?,
+        device_authorization: endpoint("device_authorization_endpoint")?,
     })
 }
 

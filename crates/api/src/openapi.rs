@@ -1005,6 +1005,34 @@ pub fn document() -> Value {
         "get",
         spec.ok_json(200, "OpenAPI 3.0 document", json!({"type": "object"})),
     );
+    let mut discovery = Op::new("How clients sign in here (cli.md §1)");
+    discovery.public = true;
+    paths.add(
+        "/.well-known/rolegate-configuration",
+        "get",
+        discovery.ok_json(
+            200,
+            "issuer, cli_client_id, scopes, device_authorization, development",
+            json!({"type": "object"}),
+        ),
+    );
+    paths.add(
+        "/beta/me",
+        "get",
+        Op::new("The caller (Rolegate): a governanceSubject with isTenantAdministrator and mfa")
+            .ok_json(200, "The caller", schema_ref("governanceSubject")),
+    );
+    paths.add(
+        "/beta/me/expiredRoleAssignments",
+        "get",
+        Op::new("The caller's eligibilities that ended in the last 30 days (Rolegate; what UserRenew renews)")
+            .params(odata_params(&["$expand", "$select"]))
+            .ok_json(
+                200,
+                "The assignments",
+                collection_of(schema_ref("governanceRoleAssignment")),
+            ),
+    );
     let p = "/beta/privilegedAccess/{provider}";
     let provider = || path_param("provider", Some(&["azureResources"]));
     paths.add(

@@ -330,11 +330,9 @@ fn shape_at(
     let Some(select) = &opts.select else {
         return Ok(out);
     };
-    if select.iter().any(|s| s == "*") {
-        return Ok(out);
-    }
+    let star = select.iter().any(|s| s == "*");
     let mut picked = Map::new();
-    for s in select {
+    for s in select.iter().filter(|s| *s != "*") {
         let known = out.keys().find(|k| k.eq_ignore_ascii_case(s)).cloned();
         match known {
             Some(k) => {
@@ -342,15 +340,12 @@ fn shape_at(
                     picked.insert(k, v.clone());
                 }
             }
-            None => match (
-                e,
-                RESOURCE_OPTIONAL.iter().find(|o| o.eq_ignore_ascii_case(s)),
-            ) {
-                (Entity::Resource(r), Some(name)) => {
-                    picked.insert((*name).to_string(), resource_extra(tx, r, name, viewer)?);
+            None => match optional_property(tx, e, s, viewer)? {
+                Some((name, value)) => {
+                    picked.insert(name, value);
                 }
-                _ if navigations(e).iter().any(|n| n.eq_ignore_ascii_case(s)) => {}
-                _ => {
+                None if navigations(e).iter().any(|n| n.eq_ignore_ascii_case(s)) => {}
+                None => {
                     return Err(DomainError::bad_request(format!(
                         "`{s}` is not a property of {}",
                         entity_set(e)
@@ -359,12 +354,50 @@ fn shape_at(
             },
         }
     }
+    if star {
+        out.extend(picked);
+        return Ok(out);
+    }
     for x in &opts.expand {
         if let Some((k, v)) = out.iter().find(|(k, _)| k.eq_ignore_ascii_case(&x.path)) {
             picked.insert(k.clone(), v.clone());
         }
     }
     Ok(picked)
+}
+
+/// A property returned only when `$select` names it: a resource's counts and permissions,
+/// a request's `approvals` (Rolegate: the decisions so far).
+fn optional_property(
+    tx: &mut dyn ReadTx,
+    e: &Entity,
+    name: &str,
+    viewer: &Viewer,
+) -> Result<Option<(String, Value)>> {
+    match e {
+        Entity::Resource(r) => match RESOURCE_OPTIONAL
+            .iter()
+            .find(|o| o.eq_ignore_ascii_case(name))
+        {
+            Some(n) => Ok(Some(((*n).to_string(), resource_extra(tx, r, n, viewer)?))),
+            None => Ok(None),
+        },
+        Entity::Request(r) if name.eq_ignore_ascii_case("approvals") => {
+            let list: Vec<Value> = tx
+                .approvals(&r.id)?
+                .into_iter()
+                .map(|a| {
+                    json!({
+                        "approverId": a.approver_id, "approverDisplayName": a.approver_name,
+                        "decision": if a.approved { "AdminApproved" } else { "AdminDenied" },
+                        "reason": a.justification, "decidedDateTime": dt(a.at),
+                    })
+                })
+                .collect();
+            Ok(Some(("approvals".to_string(), Value::Array(list))))
+        }
+        _ => Ok(None),
+    }
 }
 
 fn resource_extra(tx: &mut dyn ReadTx, r: &Resource, name: &str, viewer: &Viewer) -> Result<Value> {

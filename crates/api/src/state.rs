@@ -36,6 +36,8 @@ pub struct AppState {
     pub rate_limits: crate::limits::RateLimits,
     /// How long a request may take before it is answered `503 ServiceUnavailable`.
     pub request_timeout: std::time::Duration,
+    /// What `/.well-known/rolegate-configuration` tells clients.
+    pub discovery: crate::discovery::ClientDiscovery,
 }
 
 /// The default of [`AppState::request_timeout`] (`--request-timeout`).
@@ -104,6 +106,7 @@ impl AppState {
             mail: None,
             rate_limits: crate::limits::RateLimits::default(),
             request_timeout: DEFAULT_REQUEST_TIMEOUT,
+            discovery: crate::discovery::ClientDiscovery::default(),
         })
     }
 
@@ -137,6 +140,12 @@ impl AppState {
     /// The same state answering `503` to requests that take longer than `timeout`.
     pub fn with_request_timeout(mut self, timeout: std::time::Duration) -> Self {
         self.request_timeout = timeout;
+        self
+    }
+
+    /// The same state telling clients how to sign in with `discovery`.
+    pub fn with_discovery(mut self, discovery: crate::discovery::ClientDiscovery) -> Self {
+        self.discovery = discovery;
         self
     }
 

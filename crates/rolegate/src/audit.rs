@@ -18,6 +18,8 @@ pub enum AuditCommand {
     Verify(VerifyArgs),
     /// Writes the audit records to standard output, oldest first.
     Export(ExportArgs),
+    /// Lists audit records through a server's API (a client command: --server, login).
+    List(rolegate_cli::admin::AuditListArgs),
 }
 
 /// `rolegate audit verify`.
@@ -74,6 +76,8 @@ pub fn run(cmd: AuditCommand) -> anyhow::Result<bool> {
             export(&a.database, a.format, a.since)?;
             Ok(true)
         }
+        // Run by main before the server commands (it exits with the client's codes).
+        AuditCommand::List(_) => Ok(true),
     }
 }
 

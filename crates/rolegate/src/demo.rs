@@ -316,8 +316,16 @@ pub fn print_guide(
             .unwrap_or_default();
         Ok((prod, contributor, eligible, alice))
     })?;
-    let token =
-        |sub: &str, name: &str| crate::mint(secret, sub, Some(name.into()), true, 8 * 3600, now);
+    let token = |sub: &str, name: &str| {
+        rolegate_api::auth::development_token(
+            secret.as_bytes(),
+            sub,
+            Some(name.into()),
+            true,
+            8 * 3600,
+            now,
+        )
+    };
     let (admin_t, alice_t, bob_t, dave_t) = (
         token(ADMIN, "Demo Administrator")?,
         token("alice", "Alice Engineer")?,

@@ -14,7 +14,8 @@ mod seed;
 use anyhow::{Context, bail};
 use clap::{Parser, Subcommand, ValueEnum};
 use database::{Database, OpenOptions};
-use rolegate_api::auth::{Authenticator, Claims, mint_hs256};
+use rolegate_api::auth::{Authenticator, development_token};
+use rolegate_api::discovery::{BASE_CLI_SCOPES, ClientDiscovery};
 use rolegate_api::limits::{IpRange, Rate, RateLimits};
 use rolegate_api::oidc::{JwksSource, OidcConfig, OidcVerifier};
 use rolegate_api::scim::ProvisioningToken;
@@ -32,11 +33,21 @@ use std::sync::Arc;
 #[command(
     name = "rolegate",
     version,
-    about = "Just-in-time, approved and audited access to privileged roles"
+    about = "Just-in-time, approved and audited access to privileged roles: the server, its admin commands, and the client",
+    after_help = "Examples:
+  rolegate serve --demo                                   run a server with demo data
+  rolegate login --server https://pim.example.com         sign in (device code)
+  rolegate roles                                          my eligible and active roles
+  rolegate activate Contributor --scope rg-web --for 2h --reason \"hotfix\" --wait
+  rolegate approvals                                      requests waiting for me"
 )]
 struct Cli {
     #[command(subcommand)]
     command: Command,
+    #[command(flatten)]
+    connection: rolegate_cli::Connection,
+    #[command(flatten)]
+    output: rolegate_cli::OutputArgs,
 }
 
 #[derive(Subcommand, Debug)]
@@ -59,6 +70,16 @@ enum Command {
     /// Copies a whole tenant into an empty database, e.g. SQLite to PostgreSQL: every row,
     /// audit hash chain and list order included. Stop the servers first.
     Copy(maintenance::CopyArgs),
+    /// Prints a shell completion script.
+    #[command(after_help = "Examples:
+  rolegate completion bash > ~/.local/share/bash-completion/completions/rolegate
+  rolegate completion zsh > \"${fpath[1]}/_rolegate\"")]
+    Completion {
+        /// The shell.
+        shell: clap_complete::Shell,
+    },
+    #[command(flatten)]
+    Client(rolegate_cli::ClientCommand),
 }
 
 #[derive(clap::Args, Debug)]
@@ -148,6 +169,15 @@ struct ServeArgs {
     /// containing `mfa`); asked for with `acr_values` at an MFA step-up.
     #[arg(long, env = "ROLEGATE_OIDC_MFA_ACR")]
     oidc_mfa_acr: Option<String>,
+    /// The command line's OpenID client id: a public client registered at the issuer with
+    /// the device authorization grant and the loopback redirect `http://127.0.0.1/callback`
+    /// (any port); `rolegate login` reads it from /.well-known/rolegate-configuration.
+    #[arg(long, env = "ROLEGATE_OIDC_CLI_CLIENT_ID")]
+    oidc_cli_client_id: Option<String>,
+    /// A scope the command line asks for besides `openid profile email offline_access`
+    /// (repeatable), e.g. the one that gets access tokens for --oidc-audience.
+    #[arg(long = "oidc-cli-scope")]
+    oidc_cli_scopes: Vec<String>,
     /// Production authentication: the issuer's JSON Web Key Set, from a file.
     #[arg(long, env = "ROLEGATE_JWKS_FILE")]
     jwks_file: Option<PathBuf>,
@@ -301,35 +331,6 @@ struct TokenArgs {
     name: Option<String>,
 }
 
-fn mint(
-    secret: &str,
-    subject: &str,
-    name: Option<String>,
-    mfa: bool,
-    ttl: i64,
-    now: jiff::Timestamp,
-) -> anyhow::Result<String> {
-    let now_s = now.as_second();
-    let claims = Claims {
-        sub: subject.to_string(),
-        oid: None,
-        amr: if mfa {
-            vec!["pwd".into(), "mfa".into()]
-        } else {
-            vec!["pwd".into()]
-        },
-        name,
-        exp: now_s + ttl,
-        nbf: Some(now_s - 1),
-        iat: Some(now_s),
-        iss: None,
-        aud: None,
-        nonce: None,
-        acr: None,
-    };
-    Ok(mint_hs256(secret.as_bytes(), &claims)?)
-}
-
 /// Production authentication settings, when any of its flags is given.
 fn oidc_config(args: &ServeArgs) -> anyhow::Result<Option<OidcConfig>> {
     if args.oidc_issuer.is_none()
@@ -356,6 +357,38 @@ fn oidc_config(args: &ServeArgs) -> anyhow::Result<Option<OidcConfig>> {
         audience,
         source,
     }))
+}
+
+/// What `/.well-known/rolegate-configuration` tells clients (cli.md §1).
+async fn client_discovery(
+    args: &ServeArgs,
+    auth: &Authenticator,
+    development: bool,
+) -> anyhow::Result<ClientDiscovery> {
+    let issuer = auth.oidc_verifier().map(|v| v.issuer().to_string());
+    let mut scopes: Vec<String> = BASE_CLI_SCOPES.iter().map(|s| s.to_string()).collect();
+    scopes.extend(args.oidc_cli_scopes.iter().cloned());
+    let device_authorization = match (&issuer, &args.oidc_cli_client_id) {
+        (Some(issuer), Some(_)) => {
+            let issuer = issuer.clone();
+            tokio::task::spawn_blocking(move || rolegate_api::oidc::discover_endpoints(&issuer))
+                .await?
+                .map_err(|e| anyhow::anyhow!("the command line's OpenID sign-in: {e}"))?
+                .device_authorization
+                .is_some()
+        }
+        (None, Some(_)) => bail!(
+            "--oidc-cli-client-id needs production authentication (--oidc-issuer, --oidc-audience)"
+        ),
+        _ => false,
+    };
+    Ok(ClientDiscovery {
+        issuer,
+        cli_client_id: args.oidc_cli_client_id.clone(),
+        scopes,
+        device_authorization,
+        development,
+    })
 }
 
 /// The portal's OpenID client (`--oidc-client-id`), with the issuer's endpoints discovered.
@@ -506,6 +539,7 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
     let mail_policy = relay
         .as_ref()
         .map(|_| rolegate_core::email::MailPolicy { admins: admin_ids });
+    let discovery = client_discovery(&args, &auth, secret.is_some()).await?;
     let state = Arc::new(
         tokio::task::block_in_place(|| {
             AppState::new(Arc::clone(&store), Arc::clone(&clock), auth)
@@ -514,6 +548,7 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
         .with_webhook_policy(webhooks.clone())
         .with_mail(mail_policy)
         .with_request_timeout(args.request_timeout)
+        .with_discovery(discovery)
         .with_rate_limits(RateLimits::new(
             Rate::per_second(args.rate_limit_per_ip),
             Rate::per_second(args.rate_limit_per_subject),
@@ -687,6 +722,26 @@ async fn shutdown_signal() {
 
 fn main() -> anyhow::Result<()> {
     let cli = Cli::parse();
+    // Client commands print their own one-line errors and exit with cli.md's codes.
+    match &cli.command {
+        Command::Client(command) => {
+            std::process::exit(rolegate_cli::run(&cli.connection, &cli.output, command))
+        }
+        Command::Audit(audit::AuditCommand::List(args)) => std::process::exit(
+            rolegate_cli::run_audit_list(&cli.connection, &cli.output, args),
+        ),
+        Command::Completion { shell } => {
+            use clap::CommandFactory;
+            clap_complete::generate(
+                *shell,
+                &mut Cli::command(),
+                "rolegate",
+                &mut std::io::stdout(),
+            );
+            return Ok(());
+        }
+        _ => {}
+    }
     tracing_subscriber::fmt()
         .with_env_filter(
             tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "info".into()),
@@ -719,6 +774,7 @@ fn main() -> anyhow::Result<()> {
         }
         Command::Backup(a) => maintenance::backup(&a),
         Command::Copy(a) => maintenance::copy(&a),
+        Command::Client(_) | Command::Completion { .. } => Ok(()),
         Command::Audit(a) => {
             if !audit::run(a)? {
                 std::process::exit(1);
@@ -728,8 +784,8 @@ fn main() -> anyhow::Result<()> {
         Command::Token(t) => {
             println!(
                 "{}",
-                mint(
-                    &t.secret,
+                development_token(
+                    t.secret.as_bytes(),
                     &t.subject,
                     t.name,
                     t.mfa,

@@ -25,14 +25,54 @@
 //     "access_token_ttl": 3600, "id_token_ttl": 3600,  // seconds, optional
 //     "host": "127.0.0.1",     // optional: the issuer's host name ("localhost" keeps the
 //                              // provider's cookies apart from a server on 127.0.0.1)
-//     "logout_prompt": false   // optional: true shows the "Yes, sign me out" page without
+//     "logout_prompt": false,  // optional: true shows the "Yes, sign me out" page without
 //                              // submitting it by itself
+//     "resource": { "audience": "rolegate-api", "scope": "rolegate" }  // optional, see below
 //   }
 //
 // The login page (/interaction/:uid) has a text field "Username" (matched against an
 // account's sub, preferred_username or email), a checkbox "Use MFA" and a button "Sign in".
 // Signing in sets amr ["pwd"] or ["pwd","mfa"] and acr "urn:rolegate:pwd" or
 // "urn:rolegate:mfa"; both are in the ID token. Consent is granted without asking.
+//
+// Without "resource", access tokens are opaque (usable at the userinfo endpoint only), as
+// the portal's tests expect. With "resource" (features.resourceIndicators), every access
+// token the authorization_code, device_code and refresh_token grants issue is for that one
+// resource server, also when the client sends no `resource` parameter (defaultResource and
+// useGrantedResource): a JWT (header typ "at+jwt", RS256, signed with the key published at
+// jwks_uri) with iss = the issuer, aud = "audience", sub = the account's sub, iat, exp
+// (access_token_ttl), jti, client_id, scope (only the resource's scopes granted, e.g.
+// "rolegate"; the token response's `scope` says the same), and amr and acr of the sign-in
+// that produced the grant (kept across refreshes), plus name and oid when the account has
+// them. "scope" (default "rolegate") is the resource's space-separated scope list; ask for
+// it next to openid, e.g. `openid profile email offline_access rolegate`. "indicator" (
+// optional) is the resource indicator (RFC 8707, must be an absolute URI): default the
+// audience when it is an absolute URI, else "urn:rolegate:resource:" + audience; a client
+// that sends `resource` must send exactly that. The ID token is unchanged. Such access
+// tokens do not work at the userinfo endpoint (they are not for this provider).
+//
+// A public native client (a CLI), RFC 8252 and RFC 8628:
+//     { "client_id": "rolegate-cli", "application_type": "native",
+//       "redirect_uris": ["http://127.0.0.1/callback"],
+//       "grant_types": ["authorization_code", "refresh_token",
+//                       "urn:ietf:params:oauth:grant-type:device_code"] }
+// No client_secret => token_endpoint_auth_method none, PKCE (S256) required. For a native
+// client oidc-provider accepts a loopback redirect_uri (http, host 127.0.0.1, [::1] or
+// localhost) with any port, or none, in place of a registered one that differs only in the
+// port (RFC 8252 §7.3); path and query must match exactly. The host must match too:
+// register 127.0.0.1 and redirect to 127.0.0.1, not localhost. Refresh tokens: issued for
+// every client with the refresh_token grant (offline_access or not); for a public client
+// each refresh rotates it (the response carries a new refresh_token, and reusing a spent
+// one revokes the whole grant). In the authorization code flow oidc-provider drops
+// offline_access unless prompt=consent, so there the refresh token lasts as long as the
+// provider's browser session (14 days; ends on sign-out); the device flow keeps it.
+// The device flow: POST ISSUER/device/auth (client_id, scope) gives verification_uri
+// (ISSUER/device: a "Code" field and a "Continue" button) and verification_uri_complete
+// (the code already in it); then come the "Confirm device" page ("Continue" or "Abort"),
+// the login page unless the browser is already signed in, and "Sign-in successful". Abort
+// shows "The sign-in request was interrupted." and the polling client gets access_denied.
+// The device authorization response has no `interval` (RFC 8628: then 5 s); the provider
+// neither enforces one nor answers slow_down, so a test may poll faster.
 
 import { createRequire } from 'node:module';
 import { createServer } from 'node:http';
@@ -167,6 +207,53 @@ const issuer = `http://${host}:${listener.address().port}`;
 
 const ttl = (v, d) => (Number.isFinite(v) && v > 0 ? v : d);
 
+// config.resource: JWT access tokens for one resource server (see the header).
+const resource = config.resource ? (() => {
+  const { audience, scope = 'rolegate' } = config.resource;
+  if (typeof audience !== 'string' || !audience) throw new Error('"resource" needs an "audience"');
+  const absolute = (u) => { const p = URL.parse(u); return !!p && !p.href.includes('#'); };
+  const indicator = config.resource.indicator
+    || (absolute(audience) ? audience : `urn:rolegate:resource:${audience}`);
+  if (!absolute(indicator)) throw new Error('"resource.indicator" must be an absolute URI');
+  return { audience, scope, indicator };
+})() : undefined;
+
+const resourceConfig = resource ? {
+  extraTokenClaims: async (ctx, token) => {
+    if (token.kind !== 'AccessToken' || !token.resourceServer) return undefined;
+    // The grant's source, with the sign-in's amr and acr: at the token endpoint the code
+    // exchanged, or the refresh token used (its rotated successor copies them).
+    const entities = ctx?.oidc?.entities || {};
+    const source = entities.RefreshToken || entities.AuthorizationCode || entities.DeviceCode;
+    const account = accounts.find((a) => a.sub === token.accountId);
+    const extra = {};
+    if (source?.amr) extra.amr = source.amr;
+    if (source?.acr) extra.acr = source.acr;
+    if (account?.name) extra.name = account.name;
+    if (account?.oid) extra.oid = account.oid;
+    return extra;
+  },
+  resourceIndicators: {
+    enabled: true,
+    // No `resource` parameter: the one resource server (at the authorization and device
+    // authorization endpoints, where the code remembers it)...
+    defaultResource: async (ctx, client, oneOf) => oneOf || resource.indicator,
+    // ...and at the token endpoint, where without this an `openid` request would get an
+    // opaque access token for the userinfo endpoint instead.
+    useGrantedResource: async () => true,
+    getResourceServerInfo: async (ctx, indicator) => {
+      if (indicator !== resource.indicator) throw new errors.InvalidTarget();
+      return {
+        audience: resource.audience,
+        scope: resource.scope,
+        accessTokenFormat: 'jwt',
+        accessTokenTTL: ttl(config.access_token_ttl, 3600),
+        jwt: { sign: { alg: 'RS256' } },
+      };
+    },
+  },
+} : undefined;
+
 const provider = new Provider(issuer, {
   clients,
   jwks: { keys: [jwk] },
@@ -243,7 +330,9 @@ ${auto}`);
     },
     revocation: { enabled: true },
     introspection: { enabled: true },
+    ...(resourceConfig ? { resourceIndicators: resourceConfig.resourceIndicators } : {}),
   },
+  ...(resourceConfig ? { extraTokenClaims: resourceConfig.extraTokenClaims } : {}),
   ttl: {
     AccessToken: ttl(config.access_token_ttl, 3600),
     IdToken: ttl(config.id_token_ttl, 3600),

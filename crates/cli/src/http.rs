@@ -24,9 +24,7 @@ const QUERY_VALUE: &AsciiSet = &NON_ALPHANUMERIC
     .remove(b'$')
     .remove(b'(')
     .remove(b')')
-    .remove(b',')
-    .remove(b'/')
-    .remove(b':');
+    .remove(b',');
 
 /// Percent-encodes a query value.
 pub fn encode(value: &str) -> String {

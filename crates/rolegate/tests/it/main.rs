@@ -9,6 +9,7 @@ mod approvals;
 mod audit;
 mod authz;
 mod cli;
+mod cli_oidc;
 mod copy;
 mod durability;
 mod email;

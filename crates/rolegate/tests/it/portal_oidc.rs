@@ -16,15 +16,15 @@ use std::path::PathBuf;
 use std::process::{Child, ChildStdin, Command, Stdio};
 use std::time::Duration;
 
-fn repo_file(path: &str) -> PathBuf {
+pub(crate) fn repo_file(path: &str) -> PathBuf {
     PathBuf::from(concat!(env!("CARGO_MANIFEST_DIR"), "/../..")).join(path)
 }
 
 /// The provider process; dropping it closes its stdin, which ends it.
-struct Provider {
+pub(crate) struct Provider {
     child: Child,
     _stdin: ChildStdin,
-    issuer: String,
+    pub(crate) issuer: String,
 }
 
 impl Drop for Provider {
@@ -35,8 +35,8 @@ impl Drop for Provider {
 }
 
 /// The Python and Node folder the test needs, or `None` (having said why).
-fn missing_tools() -> Option<(String, String)> {
-    let python = crate::portal_browser::browser_python("portal_oidc")?;
+pub(crate) fn missing_tools(test: &str) -> Option<(String, String)> {
+    let python = crate::portal_browser::browser_python(test)?;
     let node_dir = std::env::var("ROLEGATE_PORTAL_NODE")
         .map(PathBuf::from)
         .unwrap_or_else(|_| repo_file("tests/portal/node"));
@@ -52,14 +52,14 @@ fn missing_tools() -> Option<(String, String)> {
     };
     match why {
         Some(why) => {
-            let _ = writeln!(std::io::stderr().lock(), "SKIPPED portal_oidc: {why}");
+            let _ = writeln!(std::io::stderr().lock(), "SKIPPED {test}: {why}");
             None
         }
         None => Some((python, node_dir.display().to_string())),
     }
 }
 
-fn start_provider(config: &std::path::Path, dir: &std::path::Path) -> Provider {
+pub(crate) fn start_provider(config: &std::path::Path, dir: &std::path::Path) -> Provider {
     let log = std::fs::File::create(dir.join("provider.log")).expect("provider log");
     let mut child = Command::new("node")
         .arg(repo_file("tests/portal/oidc_provider.mjs"))
@@ -95,7 +95,7 @@ fn start_provider(config: &std::path::Path, dir: &std::path::Path) -> Provider {
 
 #[test]
 fn oidc_sign_in_step_up_and_sign_out_in_a_real_browser_against_a_real_provider() {
-    let Some((python, _node)) = missing_tools() else {
+    let Some((python, _node)) = missing_tools("portal_oidc") else {
         return;
     };
     // Seed on development authentication, then serve the same database with OIDC only.

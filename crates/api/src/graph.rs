@@ -396,6 +396,43 @@ pub async fn my_expired_assignments(
     .await
 }
 
+/// `GET …/resources/{rid}/roleAssignments/expired()` (Rolegate): the resource's own
+/// assignments that ended by expiry in the last 30 days, latest end first, for callers who
+/// may read its assignments; `$expand` and `$select` apply.
+pub async fn expired_assignments(
+    State(s): State<Arc<AppState>>,
+    Auth(c): Auth,
+    OData(opts): OData,
+    Path(p): Params,
+    h: HeaderMap,
+) -> ApiResult<Response> {
+    provider(&p)?;
+    let rid = p.get("rid").cloned().unwrap_or_default();
+    s.read(move |tx, st| {
+        if opts.filter.is_some() || opts.as_approver || !opts.orderby.is_empty() {
+            return Err(DomainError::bad_request(
+                "expired() takes only $expand and $select",
+            ));
+        }
+        ensure_resource(tx, Some(&rid))?;
+        let now = st.clock.now();
+        let access = st.access_view();
+        let expired = rolegate_core::overview::expired_on(tx, &c, &access, now, &rid)?;
+        let viewer = Viewer::new(&c, &access, now);
+        let mut value = Vec::with_capacity(expired.len());
+        for a in expired {
+            let e = Entity::Assignment(a, rolegate_core::assignment::MemberType::Direct);
+            value.push(Value::Object(shape(tx, &e, &opts, &viewer)?));
+        }
+        Ok(axum::Json(json!({
+            "@odata.context": context(&base_url(&h), "governanceRoleAssignments", false),
+            "value": value,
+        }))
+        .into_response())
+    })
+    .await
+}
+
 /// `GET /beta/privilegedAccess[/{provider}]`.
 pub async fn providers(Auth(_): Auth, Path(p): Params, h: HeaderMap) -> ApiResult<Response> {
     provider(&p)?;

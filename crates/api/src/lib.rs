@@ -244,6 +244,10 @@ fn routes() -> Routes {
                 post(graph::update_request),
             );
     }
+    r = r.route(
+        &format!("{p}/resources/{{rid}}/roleAssignments/expired()"),
+        get(graph::expired_assignments),
+    );
     let audits = "/beta/auditLogs/directoryAudits";
     r = r
         .route(audits, list_route(Collection::DirectoryAudits))

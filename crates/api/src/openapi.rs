@@ -1023,6 +1023,21 @@ pub fn document() -> Value {
             .ok_json(200, "The caller", schema_ref("governanceSubject")),
     );
     paths.add(
+        "/beta/privilegedAccess/{provider}/resources/{rid}/roleAssignments/expired()",
+        "get",
+        Op::new("A resource's assignments that ended by expiry in the last 30 days (Rolegate)")
+            .params([
+                path_param("provider", Some(&["azureResources"])),
+                path_param("rid", None),
+            ])
+            .params(odata_params(&["$expand", "$select"]))
+            .ok_json(
+                200,
+                "The assignments",
+                collection_of(schema_ref("governanceRoleAssignment")),
+            ),
+    );
+    paths.add(
         "/beta/me/expiredRoleAssignments",
         "get",
         Op::new("The caller's eligibilities that ended in the last 30 days (Rolegate; what UserRenew renews)")

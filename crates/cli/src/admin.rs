@@ -164,7 +164,8 @@ impl State {
 #[command(after_help = "Examples:
   rolegate assignments --scope rg-web
   rolegate assignments --scope rg-web --role Owner --state active -o wide
-  rolegate assignments --scope prod --export > prod-assignments.csv")]
+  rolegate assignments --scope prod --export > prod-assignments.csv
+  rolegate assignments --scope rg-web --expired")]
 pub struct AssignmentsArgs {
     /// The resource: an ARM id, a resource id or a unique display name.
     #[arg(long)]
@@ -176,8 +177,11 @@ pub struct AssignmentsArgs {
     #[arg(long)]
     pub member: Option<String>,
     /// Only eligible or only active assignments.
-    #[arg(long, value_enum)]
+    #[arg(long, value_enum, conflicts_with = "expired")]
     pub state: Option<State>,
+    /// Assignments made here that expired in the last 30 days.
+    #[arg(long, conflicts_with = "export")]
+    pub expired: bool,
     /// Write the API's CSV export to standard output.
     #[arg(long)]
     pub export: bool,
@@ -188,13 +192,17 @@ pub fn assignments(api: &Api, style: &Style, args: &AssignmentsArgs) -> Outcome<
     let target = names::resource(api, &args.scope)?;
     let rid = text(&target, "id").to_string();
     let mut filters = Vec::new();
+    let mut role_id = None;
+    let mut member_id = None;
     if let Some(role) = &args.role {
         let d = names::role_at(api, &rid, role)?;
         filters.push(format!("roleDefinitionId eq {}", literal(text(&d, "id"))));
+        role_id = Some(text(&d, "id").to_string());
     }
     if let Some(member) = &args.member {
         let m = names::member(api, member)?;
         filters.push(format!("subjectId eq {}", literal(text(&m, "id"))));
+        member_id = Some(text(&m, "id").to_string());
     }
     if let Some(state) = args.state {
         filters.push(format!("assignmentState eq '{}'", state.api()));
@@ -209,14 +217,30 @@ pub fn assignments(api: &Api, style: &Style, args: &AssignmentsArgs) -> Outcome<
         let csv = api.get_text(&with_query(&format!("{base}/export()"), &params))?;
         return output::emit(&csv);
     }
-    let mut params = vec![
-        ("$expand", "subject,roleDefinition,resource"),
-        ("$top", "999"),
-    ];
-    if !filter.is_empty() {
-        params.push(("$filter", filter.as_str()));
-    }
-    let items = api.list(&with_query(&base, &params))?;
+    let items = if args.expired {
+        let mut items = api.list(&with_query(
+            &format!("{base}/expired()"),
+            &[("$expand", "subject,roleDefinition,resource")],
+        ))?;
+        items.retain(|a| {
+            role_id
+                .as_deref()
+                .is_none_or(|r| text(a, "roleDefinitionId") == r)
+                && member_id
+                    .as_deref()
+                    .is_none_or(|m| text(a, "subjectId") == m)
+        });
+        items
+    } else {
+        let mut params = vec![
+            ("$expand", "subject,roleDefinition,resource"),
+            ("$top", "999"),
+        ];
+        if !filter.is_empty() {
+            params.push(("$filter", filter.as_str()));
+        }
+        api.list(&with_query(&base, &params))?
+    };
     let mut table = Table::new(&[
         "MEMBER",
         "KIND",
@@ -239,7 +263,11 @@ pub fn assignments(api: &Api, style: &Style, args: &AssignmentsArgs) -> Outcome<
                 .to_string(),
             text(s, "type").to_string(),
             text(&a["roleDefinition"], "displayName").to_string(),
-            text(a, "assignmentState").to_string(),
+            if args.expired {
+                "Expired".to_string()
+            } else {
+                text(a, "assignmentState").to_string()
+            },
             if text(a, "memberType") == "Inherited" {
                 format!("Inherited from {}", text(&a["resource"], "displayName"))
             } else {

@@ -66,6 +66,37 @@ pub fn resource(api: &Api, name: &str) -> Outcome<Value> {
     }
 }
 
+/// The one of `resources` (already at hand) that `name` names, by ARM id, id or display
+/// name; `None` when none does; ambiguous names are bad usage.
+pub fn resource_among(resources: &[Value], name: &str) -> Outcome<Option<Value>> {
+    let name = name.trim();
+    let wanted = name.trim_end_matches('/');
+    let mut found: Vec<&Value> = Vec::new();
+    for r in resources {
+        let hit = text(r, "externalId").eq_ignore_ascii_case(wanted)
+            || text(r, "id").eq_ignore_ascii_case(name)
+            || text(r, "displayName").eq_ignore_ascii_case(name);
+        if hit && !found.iter().any(|f| f["id"] == r["id"]) {
+            found.push(r);
+        }
+    }
+    match found.as_slice() {
+        [] => Ok(None),
+        [one] => Ok(Some((*one).clone())),
+        many => {
+            let many: Vec<Value> = many.iter().map(|v| (*v).clone()).collect();
+            Err(ambiguous("the scope", name, &many, |r| {
+                format!(
+                    "{}  {}  ({})",
+                    text(r, "displayName"),
+                    text(r, "externalId"),
+                    text(r, "type")
+                )
+            }))
+        }
+    }
+}
+
 /// Whether a role definition is the one `name` says (display name case-insensitively,
 /// template id or id).
 pub fn role_matches(definition: &Value, name: &str) -> bool {

@@ -60,7 +60,11 @@ pub fn roles(api: &mut Api, style: &Style, args: &RolesArgs) -> Outcome<()> {
             &[("$expand", "roleDefinition,resource")],
         ))?;
         if let Some(scope) = &args.scope {
-            let target = names::resource(api, scope)?;
+            let resources: Vec<Value> = items.iter().map(|a| a["resource"].clone()).collect();
+            let target = match names::resource_among(&resources, scope)? {
+                Some(r) => r,
+                None => names::resource(api, scope)?,
+            };
             items.retain(|a| names::distance(a, &target) < usize::MAX / 2);
         }
         items
@@ -173,7 +177,7 @@ pub struct ActivateArgs {
 }
 
 /// My eligible or active assignments that apply on `target`, expanded.
-fn mine_on(api: &mut Api, target: &Value, state: &str) -> Outcome<Vec<Value>> {
+fn mine_on(api: &mut Api, target: &Value, state: &str, expand: &str) -> Outcome<Vec<Value>> {
     let me = api.my_id()?;
     api.list(&with_query(
         &format!(
@@ -188,7 +192,7 @@ fn mine_on(api: &mut Api, target: &Value, state: &str) -> Outcome<Vec<Value>> {
                     literal(&me)
                 ),
             ),
-            ("$expand", "roleDefinition,resource"),
+            ("$expand", expand),
             ("$top", "999"),
         ],
     ))
@@ -263,7 +267,7 @@ fn ask(label: &str, what: &str, flag: &str) -> Outcome<String> {
 /// `rolegate activate`: a `UserAdd` request.
 pub fn activate(api: &mut Api, style: &Style, args: &ActivateArgs) -> Outcome<()> {
     let target = names::resource(api, &args.scope)?;
-    let candidates = mine_on(api, &target, "Eligible")?;
+    let candidates = mine_on(api, &target, "Eligible", "roleDefinition,resource")?;
     let eligible = closest(
         candidates,
         &args.role,
@@ -441,7 +445,7 @@ pub struct DeactivateArgs {
 /// `rolegate deactivate`: a `UserRemove` of my activation.
 pub fn deactivate(api: &mut Api, style: &Style, args: &DeactivateArgs) -> Outcome<()> {
     let target = names::resource(api, &args.scope)?;
-    let active = mine_on(api, &target, "Active")?;
+    let active = mine_on(api, &target, "Active", "roleDefinition,resource")?;
     let a = closest(active, &args.role, &target, None, "activation")?;
     let me = api.my_id()?;
     let body = json!({
@@ -488,24 +492,27 @@ pub struct ChangeArgs {
 
 /// `rolegate extend` (`UserExtend`) or, with `renew`, `rolegate renew` (`UserRenew`).
 pub fn change(api: &mut Api, style: &Style, args: &ChangeArgs, renew: bool) -> Outcome<()> {
-    let target = names::resource(api, &args.scope)?;
+    let expand = "roleDefinition($expand=roleSetting),resource";
     let held = if renew {
+        // An expired eligibility may leave nothing readable on its resource: the scope is
+        // first looked for among the expired ones themselves.
         let items = api.list(&with_query(
             "/beta/me/expiredRoleAssignments",
-            &[("$expand", "roleDefinition,resource")],
+            &[("$expand", expand)],
         ))?;
+        let resources: Vec<Value> = items.iter().map(|a| a["resource"].clone()).collect();
+        let target = match names::resource_among(&resources, &args.scope)? {
+            Some(r) => r,
+            None => names::resource(api, &args.scope)?,
+        };
         closest(items, &args.role, &target, None, "expired eligibility")?
     } else {
-        closest(
-            mine_on(api, &target, "Eligible")?,
-            &args.role,
-            &target,
-            None,
-            "eligibility",
-        )?
+        let target = names::resource(api, &args.scope)?;
+        let items = mine_on(api, &target, "Eligible", expand)?;
+        closest(items, &args.role, &target, None, "eligibility")?
     };
     let resource_id = text(&held, "resourceId").to_string();
-    let role = names::role_at(api, &resource_id, text(&held, "roleDefinitionId"))?;
+    let role = held["roleDefinition"].clone();
     let end = match (&args.until, args.duration) {
         (Some(t), _) => parse_time(t, &style.zone).map_err(Failure::usage)?,
         (None, Some(d)) => now()
@@ -527,7 +534,7 @@ pub fn change(api: &mut Api, style: &Style, args: &ChangeArgs, renew: bool) -> O
     };
     let me = api.my_id()?;
     let body = json!({
-        "roleDefinitionId": role["id"],
+        "roleDefinitionId": held["roleDefinitionId"],
         "resourceId": resource_id,
         "subjectId": me,
         "assignmentState": "Eligible",

@@ -534,10 +534,7 @@ pub fn resource_assignments(
             }
         }
     }
-    let since = now.checked_sub(RENEW_WINDOW).unwrap_or(Timestamp::MIN);
-    let expired: Vec<RoleAssignment> = names
-        .tx
-        .expired_assignments_on(rid, since, EXPIRED_LIMIT)?
+    let expired: Vec<RoleAssignment> = expired_on(names.tx, caller, access, now, rid)?
         .into_iter()
         .filter(|a| {
             filter
@@ -565,6 +562,28 @@ pub fn resource_assignments(
         });
     }
     Ok(out)
+}
+
+/// The assignments made on resource `rid` that ended by expiry in the renewal window,
+/// latest end first, for a caller who may read its assignments (R1).
+pub fn expired_on(
+    tx: &mut dyn ReadTx,
+    caller: &Caller,
+    access: &dyn AccessView,
+    now: Timestamp,
+    rid: &str,
+) -> Result<Vec<RoleAssignment>> {
+    use crate::visibility::{Collection, read_scope};
+    read_scope(
+        Collection::RoleAssignments,
+        Some(rid),
+        None,
+        caller,
+        access,
+        now,
+    )?;
+    let since = now.checked_sub(RENEW_WINDOW).unwrap_or(Timestamp::MIN);
+    tx.expired_assignments_on(rid, since, EXPIRED_LIMIT)
 }
 
 /// Who a person with nothing eligible should ask: the display names of the R3 holders

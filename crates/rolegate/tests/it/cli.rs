@@ -1061,3 +1061,83 @@ fn profiles_and_precedence_follow_the_contract() {
         b.origin
     );
 }
+
+#[test]
+fn expired_eligibility_is_listed_and_renewed_from_the_command_line() {
+    let t = Tenant::start_with(&["--scheduler-interval", "0.2"]);
+    let (erin, _) = t.user("Erin Expired");
+    let reader = t.role(&t.rg, READER);
+    t.admin_add(&t.rg, &reader, &erin, "Eligible", lasting("PT2S"));
+    let expired_path = t.s.pim(&format!(
+        "/resources/{}/roleAssignments/expired()?$expand=subject",
+        t.rg
+    ));
+    wait_until(30, "the eligibility expired and moved to history", || {
+        let r = t.s.get(&expired_path, &t.admin);
+        r.status == 200 && r.json["value"][0]["subjectId"] == erin.as_str()
+    });
+    let expired_id = t.s.get(&expired_path, &t.admin).json["value"][0]["id"]
+        .as_str()
+        .expect("id")
+        .to_string();
+    // Those who may not read the resource's assignments get 403.
+    let (_, other_token) = t.user("Olga Outsider");
+    assert_eq!(t.s.get(&expired_path, &other_token).status, 403);
+
+    let term = Terminal::new();
+    term.dev_login(&t.s.origin, "default", &erin);
+    let mine = term.run(&["roles", "--expired", "-o", "json"]);
+    mine.expect_code(0, "roles --expired");
+    assert_eq!(ids(&mine.json()), vec![expired_id.clone()]);
+    let table = term.run(&["roles", "--expired"]).stdout;
+    assert!(
+        table.contains("Reader") && table.contains("Expired"),
+        "{table}"
+    );
+    let r = term.run(&[
+        "renew",
+        "reader",
+        "--scope",
+        "rg-app",
+        "--for",
+        "30d",
+        "--reason",
+        "still auditing",
+        "-o",
+        "json",
+    ]);
+    r.expect_code(0, "renew");
+    assert_eq!(r.json()["type"], "UserRenew");
+    assert_eq!(r.json()["status"]["subStatus"], "PendingAdminDecision");
+
+    let admin = Terminal::new();
+    admin.dev_login(&t.s.origin, "default", ADMIN);
+    let listed = admin.run(&[
+        "assignments",
+        "--scope",
+        "rg-app",
+        "--expired",
+        "-o",
+        "json",
+    ]);
+    listed.expect_code(0, "assignments --expired");
+    assert_eq!(ids(&listed.json()), vec![expired_id.clone()]);
+    let none = admin.run(&[
+        "assignments",
+        "--scope",
+        "rg-app",
+        "--expired",
+        "--role",
+        "Owner",
+        "-o",
+        "json",
+    ]);
+    assert_eq!(none.json(), json!([]));
+    let table = admin
+        .run(&["assignments", "--scope", "rg-app", "--expired"])
+        .stdout;
+    assert!(
+        table.contains("Expired") && table.contains("Reader"),
+        "{table}"
+    );
+}

@@ -249,6 +249,7 @@ pub fn assignments(api: &Api, style: &Style, args: &AssignmentsArgs) -> Outcome<
         "MEMBERSHIP",
         "STARTS",
         "ENDS",
+        "+HELD ON",
         "+ID",
         "+MEMBER ID",
     ]);
@@ -268,17 +269,14 @@ pub fn assignments(api: &Api, style: &Style, args: &AssignmentsArgs) -> Outcome<
             } else {
                 text(a, "assignmentState").to_string()
             },
-            if text(a, "memberType") == "Inherited" {
-                format!("Inherited from {}", text(&a["resource"], "displayName"))
-            } else {
-                text(a, "memberType").to_string()
-            },
-            style.time(&a["startDateTime"]),
+            text(a, "memberType").to_string(),
+            style.cell_time(&a["startDateTime"]),
             if a["endDateTime"].is_null() {
                 "permanent".to_string()
             } else {
-                style.time(&a["endDateTime"])
+                style.cell_time(&a["endDateTime"])
             },
+            text(&a["resource"], "displayName").to_string(),
             text(a, "id").to_string(),
             text(a, "subjectId").to_string(),
         ]);
@@ -792,7 +790,7 @@ pub fn audit_list(api: &Api, style: &Style, args: &AuditListArgs) -> Outcome<()>
             })
             .unwrap_or_default();
         table.row(vec![
-            style.time(&r["activityDateTime"]),
+            style.cell_time(&r["activityDateTime"]),
             text(r, "activityDisplayName").to_string(),
             by["userPrincipalName"]
                 .as_str()

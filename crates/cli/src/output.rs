@@ -74,6 +74,20 @@ impl Style {
         }
     }
 
+    /// A time of the API in a table cell: `2026-12-06 14:30` in the local zone, or
+    /// `2026-12-06 14:30Z` with `--utc`; `-` when absent.
+    pub fn cell_time(&self, value: &Value) -> String {
+        let Some(ts) = value.as_str().and_then(|s| s.parse::<Timestamp>().ok()) else {
+            return "-".to_string();
+        };
+        let zoned = ts.to_zoned_datetime(self.zone.clone());
+        if self.utc {
+            zoned.strftime("%Y-%m-%d %H:%MZ").to_string()
+        } else {
+            zoned.strftime("%Y-%m-%d %H:%M").to_string()
+        }
+    }
+
     /// Prints the JSON document `doc` (pretty) for `-o json`.
     pub fn print_json(&self, doc: &Value) -> Outcome<()> {
         let text = serde_json::to_string_pretty(doc)
@@ -191,7 +205,16 @@ impl Table {
                     .unwrap_or(0)
             })
             .collect();
-        fit(&mut widths, style.width);
+        let fixed: Vec<bool> = shown
+            .iter()
+            .map(|&i| FIXED.contains(&self.columns[i].0))
+            .collect();
+        let least: Vec<usize> = shown
+            .iter()
+            .zip(&widths)
+            .map(|(&i, &w)| self.columns[i].0.len().max(w.min(12)))
+            .collect();
+        fit(&mut widths, &fixed, &least, style.width);
         let mut out = String::new();
         let render = |cells: Vec<String>, out: &mut String, header: bool| {
             let last = cells.len().saturating_sub(1);
@@ -234,17 +257,35 @@ impl Table {
     }
 }
 
-/// Shrinks the widest columns (down to 8) until the row fits `total` with two spaces
-/// between columns.
-fn fit(widths: &mut [usize], total: usize) {
+/// Columns whose text is cut last (times, ids, states): the others give way first.
+const FIXED: [&str; 12] = [
+    "STARTS",
+    "ENDS",
+    "REQUESTED",
+    "WHEN",
+    "AGE",
+    "FOR",
+    "ID",
+    "STATE",
+    "STATUS",
+    "APPROVALS",
+    "TYPE",
+    "KIND",
+];
+
+/// Shrinks the widest columns that are not `fixed` (down to their `least`: the header, and
+/// up to 12 characters of text) until the row fits `total` with two spaces between
+/// columns; a row that still does not fit runs over (times and ids are never cut).
+fn fit(widths: &mut [usize], fixed: &[bool], least: &[usize], total: usize) {
     let gaps = 2 * widths.len().saturating_sub(1);
     while widths.iter().sum::<usize>() + gaps > total {
         let Some((k, w)) = widths
             .iter()
             .copied()
             .enumerate()
+            .filter(|(k, _)| !fixed.get(*k).copied().unwrap_or(false))
+            .filter(|(k, w)| *w > least.get(*k).copied().unwrap_or(8))
             .max_by_key(|(_, w)| *w)
-            .filter(|(_, w)| *w > 8)
         else {
             return;
         };

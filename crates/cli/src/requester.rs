@@ -122,11 +122,11 @@ pub fn roles(api: &mut Api, style: &Style, args: &RolesArgs) -> Outcome<()> {
             text(&a["resource"], "displayName").to_string(),
             state.to_string(),
             text(a, "memberType").to_string(),
-            style.time(&a["startDateTime"]),
+            style.cell_time(&a["startDateTime"]),
             if a["endDateTime"].is_null() {
                 "permanent".to_string()
             } else {
-                style.time(&a["endDateTime"])
+                style.cell_time(&a["endDateTime"])
             },
             text(a, "id").to_string(),
             text(&a["resource"], "externalId").to_string(),
@@ -347,28 +347,47 @@ fn report_request(style: &Style, request: &Value, what: &str) -> Outcome<()> {
     if style.format == output::Format::Json {
         return style.print_json(request);
     }
-    let status = sub_status(request);
-    let said = match status {
-        "Provisioned" => match request["schedule"]["endDateTime"].as_str() {
-            Some(_) => format!(
-                "done: active until {}",
-                style.time(&request["schedule"]["endDateTime"])
-            ),
-            None => "done".to_string(),
-        },
+    let schedule = &request["schedule"];
+    let said = match sub_status(request) {
+        "Provisioned" if request["type"] == "UserRemove" || request["type"] == "AdminRemove" => {
+            "removed".to_string()
+        }
+        "Provisioned" if schedule["endDateTime"].is_string() => {
+            format!("active until {}", style.time(&schedule["endDateTime"]))
+        }
+        "Provisioned" => "done".to_string(),
+        "Revoked" => "removed".to_string(),
         "Granted" => format!(
-            "granted from {}",
-            style.time(&request["schedule"]["startDateTime"])
+            "granted, starting {}",
+            style.time(&schedule["startDateTime"])
         ),
         "PendingApproval" => "waiting for approval".to_string(),
         "PendingAdminDecision" => "waiting for an administrator's decision".to_string(),
-        "Revoked" => "done: removed".to_string(),
+        "AdminDenied" | "Denied" => "denied".to_string(),
+        "Canceled" => "cancelled".to_string(),
+        "TimedOut" => "timed out".to_string(),
         other => other.to_string(),
     };
     output::emit(&format!(
-        "{}\t{status}\t{what}: {said}\n",
+        "{what}: {said} (request {})\n",
         text(request, "id")
     ))
+}
+
+/// "Owner on rg-web" (and "for Alice" with `subject`) from a request's expansions.
+fn request_what(request: &Value, subject: bool) -> String {
+    let mut what = format!(
+        "{} on {}",
+        text(&request["roleDefinition"], "displayName"),
+        text(&request["resource"], "displayName")
+    );
+    if subject {
+        what.push_str(&format!(
+            " for {}",
+            text(&request["subject"], "displayName")
+        ));
+    }
+    what
 }
 
 /// Polls the request until it leaves the pending states, or `timeout` passes (exit 4).
@@ -607,7 +626,7 @@ pub fn requests(api: &mut Api, style: &Style, args: &RequestsArgs) -> Outcome<()
             text(&r["resource"], "displayName").to_string(),
             text(r, "type").to_string(),
             sub_status(r).to_string(),
-            style.time(&r["requestedDateTime"]),
+            style.cell_time(&r["requestedDateTime"]),
             text(r, "reason").to_string(),
         ]);
     }
@@ -640,8 +659,11 @@ pub fn request(api: &mut Api, style: &Style, command: &RequestCommand) -> Outcom
                 &format!("{BASE}/roleAssignmentRequests/{}/cancel", encode(id)),
                 &json!({}),
             )?;
-            let request = api.get(&format!("{BASE}/roleAssignmentRequests/{}", encode(id)))?;
-            report_request(style, &request, "cancelled")
+            let request = api.get(&with_query(
+                &format!("{BASE}/roleAssignmentRequests/{}", encode(id)),
+                &[("$expand", "roleDefinition,resource")],
+            ))?;
+            report_request(style, &request, &request_what(&request, false))
         }
     }
 }
@@ -756,7 +778,7 @@ fn show_request(api: &mut Api, style: &Style, id: &str) -> Outcome<()> {
         let mut table = Table::new(&["WHEN", "BY", "DECISION", "REASON"]);
         for a in &approvals {
             table.row(vec![
-                style.time(&a["decidedDateTime"]),
+                style.cell_time(&a["decidedDateTime"]),
                 text(a, "approverDisplayName").to_string(),
                 text(a, "decision").to_string(),
                 text(a, "reason").to_string(),
@@ -858,7 +880,10 @@ pub fn decide(api: &mut Api, style: &Style, args: &DecideArgs, approve: bool) ->
         return Err(Failure::usage("--reason is empty"));
     }
     let path = format!("{BASE}/roleAssignmentRequests/{}", encode(&args.id));
-    let request = api.get(&path)?;
+    let request = api.get(&with_query(
+        &path,
+        &[("$expand", "roleDefinition,resource,subject")],
+    ))?;
     let mut body = json!({
         "decision": if approve { "AdminApproved" } else { "AdminDenied" },
         "reason": args.reason,
@@ -868,5 +893,5 @@ pub fn decide(api: &mut Api, style: &Style, args: &DecideArgs, approve: bool) ->
         body["schedule"] = request["schedule"].clone();
     }
     let updated = api.post(&format!("{path}/updateRequest"), &body)?;
-    report_request(style, &updated, if approve { "approved" } else { "denied" })
+    report_request(style, &updated, &request_what(&request, true))
 }

@@ -367,6 +367,14 @@ The web portal: {origin}/ui/
 Dave (Platform Engineers) activating Owner on Contoso Development waits for Bob's approval;
 Bob finds it with:
   curl -s -H "Authorization: Bearer $BOB" "{base}/roleAssignmentRequests?\$filter=status/subStatus%20eq%20'PendingApproval'"
+
+From the command line (the same binary is the client; profiles live in ~/.config/rolegate):
+  echo {secret} > demo.secret
+  rolegate login --server {origin} --dev-user alice --mfa --secret-file demo.secret
+  rolegate roles
+  rolegate activate contributor --scope "Contoso Production" --for 2h --reason "Deploy hotfix"
+  rolegate login --server {origin} --profile bob --dev-user bob --mfa --secret-file demo.secret
+  rolegate approvals --profile bob
 "#
     );
     Ok(())

@@ -1146,3 +1146,98 @@ fn expired_eligibility_is_listed_and_renewed_from_the_command_line() {
         "{table}"
     );
 }
+
+/// Splits a shell line on spaces, keeping double-quoted words whole.
+fn words(line: &str) -> Vec<String> {
+    let mut out = Vec::new();
+    let mut word = String::new();
+    let mut quoted = false;
+    for c in line.chars() {
+        match c {
+            '"' => quoted = !quoted,
+            ' ' if !quoted => {
+                if !word.is_empty() {
+                    out.push(std::mem::take(&mut word));
+                }
+            }
+            c => word.push(c),
+        }
+    }
+    if !word.is_empty() {
+        out.push(word);
+    }
+    out
+}
+
+#[test]
+fn the_demo_guide_command_lines_work_as_printed() {
+    // The guide is what `serve --demo` prints before it listens.
+    let dir = Terminal::new();
+    let mut server = Command::new(binary())
+        .args(["serve", "--demo", "--listen", "127.0.0.1:0", "--database"])
+        .arg(format!("sqlite://{}", dir.home.join("demo.db").display()))
+        .env("RUST_LOG", "warn")
+        .env_remove("ROLEGATE_AUTH_HS256_SECRET")
+        .env_remove("ROLEGATE_OIDC_ISSUER")
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("serve --demo");
+    struct Stop(Child);
+    impl Drop for Stop {
+        fn drop(&mut self) {
+            let _ = self.0.kill();
+            let _ = self.0.wait();
+        }
+    }
+    let stdout = server.stdout.take().expect("stdout");
+    let _stop = Stop(server);
+    let mut guide = String::new();
+    for line in std::io::BufRead::lines(std::io::BufReader::new(stdout)) {
+        let line = line.expect("line");
+        if line.starts_with("rolegate listening on ") {
+            break;
+        }
+        guide.push_str(&line);
+        guide.push('\n');
+    }
+    let lines: Vec<&str> = guide
+        .lines()
+        .skip_while(|l| !l.starts_with("From the command line"))
+        .skip(1)
+        .take_while(|l| l.starts_with("  "))
+        .collect();
+    assert!(lines.len() >= 5, "{guide}");
+    let term = Terminal::new();
+    let mut last = None;
+    for line in lines {
+        let w = words(line.trim());
+        match w.first().map(String::as_str) {
+            Some("echo") => {
+                std::fs::write(term.home.join(&w[3]), &w[1]).expect("secret file");
+            }
+            Some("rolegate") => {
+                let args: Vec<&str> = w[1..].iter().map(String::as_str).collect();
+                let mut cmd = term.command(&args);
+                cmd.current_dir(&term.home);
+                let mut child = cmd
+                    .stdin(Stdio::null())
+                    .stdout(Stdio::piped())
+                    .stderr(Stdio::piped())
+                    .spawn()
+                    .expect("spawn");
+                let _ = child.stdin.take();
+                let ran = finish(child);
+                ran.expect_code(0, line);
+                last = Some(ran);
+            }
+            _ => panic!("unexpected guide line: {line}"),
+        }
+    }
+    // The last line is Bob's approvals: Dave's request waits there.
+    let approvals = last.expect("ran").stdout;
+    assert!(
+        approvals.contains("dave@contoso.example") && approvals.contains("Owner"),
+        "{approvals}"
+    );
+}

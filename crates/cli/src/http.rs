@@ -153,6 +153,8 @@ impl Answer {
         };
         let message = if exit == Exit::SignIn {
             format!("{message} (run `rolegate login`)")
+        } else if exit == Exit::Denied && message.starts_with("MfaRule") {
+            format!("{message} (sign in again with MFA: `rolegate login`)")
         } else {
             message
         };

@@ -372,6 +372,21 @@ fn an_engineer_signs_in_and_activates_a_role_from_the_command_line() {
     term.run(&["deactivate", "contributor", "--scope", "rg-app"])
         .expect_code(2, "deactivate what is not active");
 
+    // The policy denies an activation without MFA: exit 3, saying how to get it.
+    let no_mfa = crate::harness::token(&alice, false);
+    let r = term.run_with(
+        &["activate", "Contributor", "--scope", "rg-app", "--reason", "x"],
+        "",
+        &[("ROLEGATE_TOKEN", &no_mfa)],
+    );
+    r.expect_code(3, "activation without MFA");
+    assert!(
+        r.stderr.starts_with("error: RoleAssignmentRequestPolicyValidationFailed: MfaRule")
+            && r.stderr.contains("sign in again with MFA"),
+        "{}",
+        r.stderr
+    );
+
     // Unknown names are bad usage.
     term.run(&["activate", "Nope", "--scope", "rg-app", "--reason", "x"])
         .expect_code(2, "unknown role");

@@ -375,13 +375,21 @@ fn an_engineer_signs_in_and_activates_a_role_from_the_command_line() {
     // The policy denies an activation without MFA: exit 3, saying how to get it.
     let no_mfa = crate::harness::token(&alice, false);
     let r = term.run_with(
-        &["activate", "Contributor", "--scope", "rg-app", "--reason", "x"],
+        &[
+            "activate",
+            "Contributor",
+            "--scope",
+            "rg-app",
+            "--reason",
+            "x",
+        ],
         "",
         &[("ROLEGATE_TOKEN", &no_mfa)],
     );
     r.expect_code(3, "activation without MFA");
     assert!(
-        r.stderr.starts_with("error: RoleAssignmentRequestPolicyValidationFailed: MfaRule")
+        r.stderr
+            .starts_with("error: RoleAssignmentRequestPolicyValidationFailed: MfaRule")
             && r.stderr.contains("sign in again with MFA"),
         "{}",
         r.stderr

@@ -3,6 +3,7 @@
 //! a `request-id`; every error gets the Graph (or SCIM) error envelope.
 
 pub mod auth;
+pub mod authzen;
 pub mod discovery;
 pub mod error;
 pub mod extract;
@@ -102,6 +103,23 @@ pub fn router_with(state: S, extra: Option<Router>) -> Router {
         ))
         .layer(middleware::from_fn(refuse_nul))
         .layer(middleware::from_fn(request_context))
+        .layer(middleware::from_fn(echo_pep_request_id))
+}
+
+/// AuthZEN routes answer with the enforcement point's `X-Request-ID`, byte for byte,
+/// whatever the status (authzen.md §2); Rolegate's own `request-id` stays its own.
+async fn echo_pep_request_id(req: Request, next: Next) -> Response {
+    let echo = req
+        .uri()
+        .path()
+        .starts_with("/access/")
+        .then(|| req.headers().get("x-request-id").cloned())
+        .flatten();
+    let mut resp = next.run(req).await;
+    if let Some(v) = echo {
+        resp.headers_mut().insert("x-request-id", v);
+    }
+    resp
 }
 
 /// Refuses a path or query that decodes to a NUL character with `400 BadRequest`, before
@@ -177,6 +195,12 @@ fn routes() -> Routes {
         .route("/openapi.json", get(openapi::serve))
         .route("/readyz", get(readyz))
         .route("/.well-known/rolegate-configuration", get(discovery::serve))
+        .route(
+            "/.well-known/authzen-configuration",
+            get(authzen::configuration),
+        )
+        .route("/access/v1/evaluation", post(authzen::evaluation))
+        .route("/access/v1/evaluations", post(authzen::evaluations))
         .route("/beta/me", get(graph::me))
         .route(
             "/beta/me/expiredRoleAssignments",

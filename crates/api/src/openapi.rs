@@ -1016,6 +1016,30 @@ pub fn document() -> Value {
             json!({"type": "object"}),
         ),
     );
+    let mut authzen_meta = Op::new("AuthZEN PDP metadata (authzen.md §8)");
+    authzen_meta.public = true;
+    paths.add(
+        "/.well-known/authzen-configuration",
+        "get",
+        authzen_meta.ok_json(200, "The PDP's endpoints", json!({"type": "object"})),
+    );
+    let entity = json!({"type": "object", "properties": {"type": {"type": "string"}, "id": {"type": "string"}, "properties": {"type": "object"}}});
+    let action = json!({"type": "object", "properties": {"name": {"type": "string"}, "properties": {"type": "object"}}});
+    let decision = json!({"type": "object", "properties": {"decision": {"type": "boolean"}, "context": {"type": "object"}}});
+    paths.add(
+        "/access/v1/evaluation",
+        "post",
+        Op::new("AuthZEN Access Evaluation: may the subject do the action on the resource now (authzen.md §5)")
+            .body(json!({"type": "object", "properties": {"subject": entity, "resource": entity, "action": action, "context": {"type": "object"}}}))
+            .ok_json(200, "The decision", decision.clone()),
+    );
+    paths.add(
+        "/access/v1/evaluations",
+        "post",
+        Op::new("AuthZEN Access Evaluations: a batch with defaults and evaluations_semantic (authzen.md §6)")
+            .body(json!({"type": "object", "properties": {"subject": entity, "resource": entity, "action": action, "context": {"type": "object"}, "options": {"type": "object"}, "evaluations": {"type": "array", "items": {"type": "object"}}}}))
+            .ok_json(200, "The decisions (or one decision without items)", json!({"type": "object", "properties": {"evaluations": {"type": "array", "items": decision}, "decision": {"type": "boolean"}, "context": {"type": "object"}}})),
+    );
     paths.add(
         "/beta/me",
         "get",

@@ -38,6 +38,11 @@ pub struct AppState {
     pub request_timeout: std::time::Duration,
     /// What `/.well-known/rolegate-configuration` tells clients.
     pub discovery: crate::discovery::ClientDiscovery,
+    /// Enforcement points that may ask AuthZEN questions about anyone (`--authzen-client`),
+    /// lower case.
+    pub authzen_clients: Vec<String>,
+    /// The URL clients reach this server at (`--public-url`, else the listening address).
+    pub public_url: String,
 }
 
 /// The default of [`AppState::request_timeout`] (`--request-timeout`).
@@ -107,6 +112,8 @@ impl AppState {
             rate_limits: crate::limits::RateLimits::default(),
             request_timeout: DEFAULT_REQUEST_TIMEOUT,
             discovery: crate::discovery::ClientDiscovery::default(),
+            authzen_clients: Vec::new(),
+            public_url: "http://localhost".to_string(),
         })
     }
 
@@ -147,6 +154,34 @@ impl AppState {
     pub fn with_discovery(mut self, discovery: crate::discovery::ClientDiscovery) -> Self {
         self.discovery = discovery;
         self
+    }
+
+    /// The same state letting the enforcement points `clients` (token subjects or directory
+    /// ids) ask AuthZEN questions about anyone.
+    pub fn with_authzen_clients(mut self, clients: &[String]) -> Self {
+        self.authzen_clients = clients
+            .iter()
+            .map(|c| c.trim().to_ascii_lowercase())
+            .filter(|c| !c.is_empty())
+            .collect();
+        self
+    }
+
+    /// The same state published at `url` (the AuthZEN metadata's base).
+    pub fn with_public_url(mut self, url: &str) -> Self {
+        self.public_url = url.trim().trim_end_matches('/').to_string();
+        self
+    }
+
+    /// Whether a token subject (or the directory object it resolves to) is a listed
+    /// enforcement point (authzen.md §9).
+    pub fn is_authzen_client(&self, token_subject: &str, directory_id: Option<&str>) -> bool {
+        let listed = |id: &str| {
+            self.authzen_clients
+                .iter()
+                .any(|c| c.eq_ignore_ascii_case(id))
+        };
+        listed(token_subject) || directory_id.is_some_and(listed)
     }
 
     /// Effective access as a view that locks per call.
@@ -435,6 +470,9 @@ fn fill_index(tx: &mut dyn ReadTx, ix: &mut AccessIndex, now: jiff::Timestamp) -
     let seq = tx.access_log_head()?;
     for (id, parent) in tx.all_resource_parents()? {
         ix.add_resource(&id, parent.as_deref());
+    }
+    for (id, template) in tx.all_role_templates()? {
+        ix.add_role(&id, &template);
     }
     for (group, member) in tx.all_memberships()? {
         ix.add_membership(&group, &member);

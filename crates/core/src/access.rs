@@ -17,6 +17,7 @@ use std::collections::HashMap;
 struct Grant {
     assignment: u128,
     resource: u32,
+    role: u32,
     administers_access: bool,
     state: AssignmentState,
     start_us: i64,
@@ -82,6 +83,17 @@ pub struct AccessIndex {
     parent: HashMap<u32, u32>,
     groups_of: HashMap<u32, Vec<u32>>,
     grant_count: usize,
+    /// Role definition ids, and the role each one is (for permission checks).
+    roles: Interner,
+    role_of: HashMap<u32, KnownRole>,
+}
+
+/// A role definition as decisions need it: its template and the permissions Rolegate
+/// knows for it.
+#[derive(Debug, Clone)]
+struct KnownRole {
+    template_id: Box<str>,
+    permissions: Option<&'static [crate::permissions::PermissionEntry]>,
 }
 
 impl AccessIndex {
@@ -109,6 +121,19 @@ impl AccessIndex {
         }
     }
 
+    /// Records which role (template) the role definition `role_definition_id` is.
+    pub fn add_role(&mut self, role_definition_id: &str, template_id: &str) {
+        let r = self.roles.intern(role_definition_id);
+        let permissions = crate::permissions::built_in(template_id).map(|p| &p.permissions[..]);
+        self.role_of.insert(
+            r,
+            KnownRole {
+                template_id: template_id.to_ascii_lowercase().into(),
+                permissions,
+            },
+        );
+    }
+
     /// Adds or replaces an assignment. `administers_access` says whether its role is Owner
     /// or User Access Administrator.
     pub fn upsert(&mut self, a: &RoleAssignment, administers_access: bool) {
@@ -117,6 +142,7 @@ impl AccessIndex {
         let grant = Grant {
             assignment: assignment_key(&a.id),
             resource: self.resources.intern(&a.resource_id),
+            role: self.roles.intern(&a.role_definition_id),
             administers_access,
             state: a.state,
             start_us: a.schedule.start.as_microsecond(),
@@ -288,6 +314,100 @@ impl AccessIndex {
         out.into_iter()
             .filter_map(|r| self.resources.name(r).map(str::to_string))
             .collect()
+    }
+}
+
+/// The GUID text of an assignment key (the ids Rolegate makes are GUIDs).
+fn key_to_id(key: u128) -> String {
+    let h = format!("{key:032x}");
+    format!(
+        "{}-{}-{}-{}-{}",
+        &h[..8],
+        &h[8..12],
+        &h[12..16],
+        &h[16..20],
+        &h[20..]
+    )
+}
+
+impl AccessIndex {
+    /// Every live assignment (any state, any schedule) of `subject_id` or its groups on
+    /// `resource_id` or its ancestors: what a decision about them starts from.
+    pub fn holdings(
+        &self,
+        subject_id: &str,
+        resource_id: &str,
+    ) -> Vec<crate::access_decision::Holding> {
+        let (Some(s), Some(r)) = (
+            self.subjects.get(subject_id),
+            self.resources.get(resource_id),
+        ) else {
+            return Vec::new();
+        };
+        let scopes = self.ancestry(r);
+        let mut out = Vec::new();
+        for holder in self.closure(s) {
+            for g in self.grants.get(&holder).into_iter().flatten() {
+                let Some(distance) = scopes.iter().position(|x| *x == g.resource) else {
+                    continue;
+                };
+                let role = self.role_of.get(&g.role);
+                let time = |us: i64| Timestamp::from_microsecond(us).unwrap_or(Timestamp::MIN);
+                out.push(crate::access_decision::Holding {
+                    assignment_id: key_to_id(g.assignment),
+                    holder_id: self.subjects.name(holder).unwrap_or_default().to_string(),
+                    resource_id: self
+                        .resources
+                        .name(g.resource)
+                        .unwrap_or_default()
+                        .to_string(),
+                    distance,
+                    role_definition_id: self.roles.name(g.role).unwrap_or_default().to_string(),
+                    template_id: role.map(|k| k.template_id.to_string()),
+                    permissions: role.and_then(|k| k.permissions),
+                    state: g.state,
+                    start: time(g.start_us),
+                    end: g.end_us.map(time),
+                });
+            }
+        }
+        out
+    }
+
+    /// Whether an active assignment of `subject_id` (or its groups) on `resource_id` or an
+    /// ancestor, in effect at `at`, allows `action`: the decision of authzen.md §4 without
+    /// its explanation, in a few hash probes.
+    pub fn permits(
+        &self,
+        subject_id: &str,
+        resource_id: &str,
+        action: &crate::access_decision::Action,
+        at: Timestamp,
+    ) -> bool {
+        let (Some(s), Some(r)) = (
+            self.subjects.get(subject_id),
+            self.resources.get(resource_id),
+        ) else {
+            return false;
+        };
+        let scopes = self.ancestry(r);
+        let at_us = at.as_microsecond();
+        self.closure(s)
+            .iter()
+            .filter_map(|x| self.grants.get(x))
+            .flatten()
+            .any(|g| {
+                g.state == AssignmentState::Active
+                    && g.is_current(at_us)
+                    && scopes.contains(&g.resource)
+                    && self.role_of.get(&g.role).is_some_and(|k| {
+                        crate::access_decision::role_allows(
+                            Some(&k.template_id),
+                            k.permissions,
+                            action,
+                        )
+                    })
+            })
     }
 }
 
@@ -495,6 +615,13 @@ pub enum AccessChange {
     },
     /// A subject was deleted.
     SubjectRemoved(String),
+    /// A role definition was created.
+    Role {
+        /// Its id.
+        id: String,
+        /// Its template id.
+        template_id: String,
+    },
 }
 
 impl AccessIndex {
@@ -512,6 +639,7 @@ impl AccessIndex {
                 }
                 AccessChange::Groups { member_id, groups } => self.set_groups(member_id, groups),
                 AccessChange::SubjectRemoved(id) => self.remove_subject(id),
+                AccessChange::Role { id, template_id } => self.add_role(id, template_id),
             }
         }
     }

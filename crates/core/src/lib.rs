@@ -13,6 +13,7 @@
 //! `tests/module_graph.rs` keeps the module graph free of cycles.
 
 pub mod access;
+pub mod access_decision;
 pub mod assignment;
 pub mod audit;
 pub mod change;
@@ -24,6 +25,7 @@ pub mod notification;
 pub mod odata;
 pub mod operation;
 pub mod overview;
+pub mod permissions;
 pub mod policy;
 pub mod query;
 pub mod reminder;

@@ -64,6 +64,8 @@ pub trait CatalogRead {
     fn resource_counts(&mut self, id: &str, now: Timestamp) -> Result<(u64, u64)>;
     /// Every (resource, parent) pair, for building the access index.
     fn all_resource_parents(&mut self) -> Result<Vec<(String, Option<String>)>>;
+    /// Every (role definition, template id) pair, for building the access index.
+    fn all_role_templates(&mut self) -> Result<Vec<(String, String)>>;
     /// A role definition by id.
     fn role_definition(&mut self, id: &str) -> Result<Option<RoleDefinition>>;
     /// The role definition with `template_id` on `resource_id`.

@@ -185,6 +185,11 @@ struct ServeArgs {
     /// for loopback hosts).
     #[arg(long, env = "ROLEGATE_JWKS_URL")]
     jwks_url: Option<String>,
+    /// An AuthZEN enforcement point (a gateway's token subject or directory id) that may ask
+    /// /access/v1 about anyone (repeatable; adds to ROLEGATE_AUTHZEN_CLIENTS, comma
+    /// separated). It gets nothing else.
+    #[arg(long = "authzen-client")]
+    authzen_clients: Vec<String>,
     /// A tenant administrator's subject id (repeatable; adds to ROLEGATE_ADMINS).
     #[arg(long = "admin")]
     admins: Vec<String>,
@@ -539,6 +544,30 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
     let mail_policy = relay
         .as_ref()
         .map(|_| rolegate_core::email::MailPolicy { admins: admin_ids });
+    let listener = tokio::net::TcpListener::bind(&args.listen)
+        .await
+        .with_context(|| format!("binding {}", args.listen))?;
+    let addr = listener.local_addr()?;
+    let public_url = args
+        .public_url
+        .clone()
+        .map(|u| u.trim().trim_end_matches('/').to_string())
+        .unwrap_or_else(|| {
+            if addr.ip().is_unspecified() {
+                format!("{scheme}://localhost:{}", addr.port())
+            } else {
+                format!("{scheme}://{addr}")
+            }
+        });
+    let mut authzen_clients = args.authzen_clients.clone();
+    if let Ok(env) = std::env::var("ROLEGATE_AUTHZEN_CLIENTS") {
+        authzen_clients.extend(
+            env.split(',')
+                .map(str::trim)
+                .filter(|s| !s.is_empty())
+                .map(str::to_string),
+        );
+    }
     let discovery = client_discovery(&args, &auth, secret.is_some()).await?;
     let state = Arc::new(
         tokio::task::block_in_place(|| {
@@ -549,16 +578,14 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
         .with_mail(mail_policy)
         .with_request_timeout(args.request_timeout)
         .with_discovery(discovery)
+        .with_authzen_clients(&authzen_clients)
+        .with_public_url(&public_url)
         .with_rate_limits(RateLimits::new(
             Rate::per_second(args.rate_limit_per_ip),
             Rate::per_second(args.rate_limit_per_subject),
             args.trusted_proxies.clone(),
         )),
     );
-    let listener = tokio::net::TcpListener::bind(&args.listen)
-        .await
-        .with_context(|| format!("binding {}", args.listen))?;
-    let addr = listener.local_addr()?;
     if args.demo
         && let Some(secret) = &secret
         && let Err(e) = tokio::task::block_in_place(|| {
@@ -594,18 +621,12 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
         stop.subscribe(),
     ));
     let mailer = relay.map(|(relay, tls, from)| {
-        let base_url = args
-            .public_url
-            .clone()
-            .map(|u| u.trim().trim_end_matches('/').to_string())
-            .unwrap_or_else(|| {
-                if addr.ip().is_unspecified() {
-                    tracing::warn!("listening on all interfaces: links in e-mail use localhost; set --public-url");
-                    format!("{scheme}://localhost:{}", addr.port())
-                } else {
-                    format!("{scheme}://{addr}")
-                }
-            });
+        if args.public_url.is_none() && addr.ip().is_unspecified() {
+            tracing::warn!(
+                "listening on all interfaces: links in e-mail use localhost; set --public-url"
+            );
+        }
+        let base_url = public_url.clone();
         tracing::info!(
             host = %relay.host,
             port = relay.port,

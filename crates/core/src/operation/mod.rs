@@ -122,7 +122,13 @@ pub fn apply(tx: &mut dyn Tx, ctx: &OpContext, changes: Vec<Change>) -> Result<V
             Change::InsertRoleDefinition {
                 definition,
                 setting,
-            } => tx.insert_role_definition(&definition, &setting)?,
+            } => {
+                tx.insert_role_definition(&definition, &setting)?;
+                access.push(AccessChange::Role {
+                    id: definition.id,
+                    template_id: definition.template_id,
+                });
+            }
             Change::UpdateRoleSetting(setting) => tx.update_role_setting(&setting)?,
             Change::InsertSubject(subject) => tx.insert_subject(&subject, ctx.now)?,
             Change::UpdateSubject(subject) => {

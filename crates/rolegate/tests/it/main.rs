@@ -8,6 +8,7 @@ pub const BACKEND: harness::Backend = harness::Backend::Sqlite;
 mod approvals;
 mod audit;
 mod authz;
+mod authzen;
 mod cli;
 mod cli_oidc;
 mod copy;

@@ -449,6 +449,15 @@ fn concrete(w: &World, method: &str, template: &str) -> (String, Option<Value>) 
         ("PATCH", t) if t.starts_with("/beta/subscriptions/") => {
             body = Some(json!({"expirationDateTime": from_now(7200).to_string()}));
         }
+        ("POST", t) if t.starts_with("/access/v1/") => {
+            // A question about the owner: only the owner, administrators and enforcement
+            // points may ask it.
+            body = Some(json!({
+                "subject": {"type": "user", "id": w.callers[1].id},
+                "resource": {"type": "azureResource", "id": rg},
+                "action": {"name": "Microsoft.Compute/virtualMachines/read"},
+            }));
+        }
         ("POST", t) if t.ends_with(".search") => body = Some(search),
         ("POST", "/scim/v2/{coll}") | ("PUT", _) => body = Some(new_user_body("scim")),
         ("PATCH", t) if t.starts_with("/scim/") => {

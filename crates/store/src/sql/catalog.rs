@@ -42,6 +42,11 @@ impl CatalogRead for SqlTx<'_> {
             Ok((r.get(0)?, r.get(1)?))
         })
     }
+    fn all_role_templates(&mut self) -> Result<Vec<(String, String)>> {
+        self.many("SELECT id, template_id FROM role_definitions", &[], |r| {
+            Ok((r.get(0)?, r.get(1)?))
+        })
+    }
     fn role_definition(&mut self, id: &str) -> Result<Option<RoleDefinition>> {
         self.one(
             &format!("SELECT {ROLE_COLS} FROM role_definitions d WHERE d.id = ?"),

@@ -1,0 +1,882 @@
+//! The OpenID AuthZEN Authorization API 1.0 (authzen.md): `POST /access/v1/evaluation`,
+//! `POST /access/v1/evaluations` and `GET /.well-known/authzen-configuration`. This layer
+//! reads the JSON (errors name the member by its path), resolves subjects and resources
+//! against the directory and the resource tree, checks who may ask (§9), and renders; the
+//! decision is `rolegate_core::access_decision` over the access index's holdings.
+
+use crate::error::{ApiError, ApiResult};
+use crate::extract::JsonObject;
+use crate::state::AppState;
+use axum::extract::State;
+use axum::http::{HeaderMap, header};
+use axum::response::{IntoResponse, Response};
+use jiff::{SignedDuration, Timestamp};
+use rolegate_core::access::Caller;
+use rolegate_core::access_decision::{self, Action, Evaluation, Holding};
+use rolegate_core::directory::{Subject, SubjectKind};
+use rolegate_core::error::{DomainError, Result};
+use rolegate_core::permissions::{self, Plane};
+use rolegate_core::resource::Resource;
+use rolegate_core::scope::ArmId;
+use rolegate_core::store::ReadTx;
+use serde_json::{Map, Value, json};
+use std::collections::HashMap;
+use std::sync::Arc;
+
+/// The most items one `evaluations` request may hold.
+const MAX_ITEMS: usize = 1000;
+
+fn bad(message: impl Into<String>) -> DomainError {
+    DomainError::bad_request(message)
+}
+
+/// A member of `obj`: `None` when absent or `null`.
+fn member<'a>(obj: &'a Map<String, Value>, name: &str) -> Option<&'a Value> {
+    obj.get(name).filter(|v| !v.is_null())
+}
+
+fn object<'a>(v: Option<&'a Value>, path: &str) -> Result<Option<&'a Map<String, Value>>> {
+    match v {
+        None => Ok(None),
+        Some(Value::Object(m)) => Ok(Some(m)),
+        Some(_) => Err(bad(format!("`{path}` must be a JSON object"))),
+    }
+}
+
+fn required_object<'a>(v: Option<&'a Value>, path: &str) -> Result<&'a Map<String, Value>> {
+    object(v, path)?.ok_or_else(|| bad(format!("`{path}` is required")))
+}
+
+fn string<'a>(obj: &'a Map<String, Value>, name: &str, path: &str) -> Result<Option<&'a str>> {
+    match member(obj, name) {
+        None => Ok(None),
+        Some(Value::String(s)) => Ok(Some(s)),
+        Some(_) => Err(bad(format!("`{path}.{name}` must be a string"))),
+    }
+}
+
+fn required_string<'a>(obj: &'a Map<String, Value>, name: &str, path: &str) -> Result<&'a str> {
+    string(obj, name, path)?.ok_or_else(|| bad(format!("`{path}.{name}` is required")))
+}
+
+/// A subject as asked about: its type and id (§3.1).
+#[derive(Debug, Clone, PartialEq, Eq)]
+struct SubjectRef {
+    kind: String,
+    id: String,
+}
+
+/// A resource as asked about (§3.2).
+#[derive(Debug, Clone, PartialEq, Eq)]
+struct ResourceRef {
+    kind: String,
+    id: String,
+}
+
+/// An action as asked about (§3.3): a known action, or a name Rolegate does not know.
+#[derive(Debug, Clone, PartialEq, Eq)]
+enum ActionRef {
+    Known(Action),
+    RoleNamed(String),
+    Unknown(String),
+}
+
+/// One question, after defaults.
+#[derive(Debug, Clone)]
+struct Question {
+    subject: SubjectRef,
+    resource: ResourceRef,
+    action: ActionRef,
+    at: Timestamp,
+}
+
+fn parse_subject(v: Option<&Value>, path: &str) -> Result<SubjectRef> {
+    let o = required_object(v, path)?;
+    Ok(SubjectRef {
+        kind: required_string(o, "type", path)?.to_string(),
+        id: required_string(o, "id", path)?.to_string(),
+    })
+}
+
+fn parse_resource(v: Option<&Value>, path: &str) -> Result<ResourceRef> {
+    let o = required_object(v, path)?;
+    Ok(ResourceRef {
+        kind: required_string(o, "type", path)?.to_string(),
+        id: required_string(o, "id", path)?.to_string(),
+    })
+}
+
+fn parse_action(v: Option<&Value>, path: &str) -> Result<ActionRef> {
+    let o = required_object(v, path)?;
+    let name = required_string(o, "name", path)?;
+    if name.is_empty() {
+        return Err(bad(format!("`{path}.name` is empty")));
+    }
+    let props_path = format!("{path}.properties");
+    let props = object(member(o, "properties"), &props_path)?;
+    if name == "role" {
+        let template_path = format!("{props_path}.templateId");
+        let Some(p) = props else {
+            return Err(bad(format!(
+                "`{template_path}` (or `displayName`) is required for the role action"
+            )));
+        };
+        let template = match member(p, "templateId") {
+            Some(Value::String(s)) => Some(s.to_ascii_lowercase()),
+            _ => None,
+        };
+        let display = match member(p, "displayName") {
+            Some(Value::String(s)) => Some(s.clone()),
+            _ => None,
+        };
+        return match (template, display) {
+            (Some(t), _) => Ok(ActionRef::Known(Action::Role { template_id: t })),
+            (None, Some(d)) => Ok(ActionRef::RoleNamed(d)),
+            (None, None) => Err(bad(format!(
+                "`{template_path}` (or `displayName`) must be a string for the role action"
+            ))),
+        };
+    }
+    let data = match props.and_then(|p| member(p, "isDataAction")) {
+        None => false,
+        Some(Value::Bool(b)) => *b,
+        Some(_) => {
+            return Err(bad(format!(
+                "`{props_path}.isDataAction` must be a boolean"
+            )));
+        }
+    };
+    if !permissions::is_operation(name) {
+        return Ok(ActionRef::Unknown(name.to_string()));
+    }
+    Ok(ActionRef::Known(Action::Operation {
+        name: name.to_string(),
+        plane: if data { Plane::Data } else { Plane::Control },
+    }))
+}
+
+/// `context.time` (§3.4, §4.4): the instant to decide at, within 90 days before and 366
+/// days after `now`.
+fn parse_time(
+    context: Option<&Map<String, Value>>,
+    path: &str,
+    now: Timestamp,
+) -> Result<Timestamp> {
+    let time_path = format!("{path}.time");
+    let Some(v) = context.and_then(|c| member(c, "time")) else {
+        return Ok(now);
+    };
+    let Value::String(text) = v else {
+        return Err(bad(format!(
+            "`{time_path}` must be an RFC 3339 date-time string"
+        )));
+    };
+    let at = parse_instant(text).ok_or_else(|| {
+        bad(format!(
+            "`{time_path}` `{text}` is not an RFC 3339 date-time"
+        ))
+    })?;
+    let earliest = now - SignedDuration::from_hours(90 * 24);
+    let latest = now + SignedDuration::from_hours(366 * 24);
+    if at < earliest || at > latest {
+        return Err(bad(format!(
+            "`{time_path}` must lie within 90 days before and 366 days after now"
+        )));
+    }
+    Ok(at)
+}
+
+/// RFC 3339, also without seconds (`1985-10-26T01:22-07:00`) or without an offset (UTC).
+fn parse_instant(text: &str) -> Option<Timestamp> {
+    let t = text.trim();
+    if let Ok(ts) = t.parse::<Timestamp>() {
+        return Some(ts);
+    }
+    // Without seconds: insert `:00` after HH:MM.
+    if let Some(pos) = t.find('T') {
+        let (date, rest) = t.split_at(pos + 1);
+        if rest.len() >= 5
+            && rest
+                .as_bytes()
+                .get(5)
+                .is_none_or(|c| !c.is_ascii_digit() && *c != b':')
+        {
+            let widened = format!("{date}{}:00{}", &rest[..5], &rest[5..]);
+            if let Ok(ts) = widened.parse::<Timestamp>() {
+                return Some(ts);
+            }
+        }
+    }
+    let civil = t.parse::<jiff::civil::DateTime>().ok()?;
+    civil
+        .to_zoned_datetime(jiff::tz::TimeZone::UTC)
+        .ok()
+        .map(|z| z.timestamp())
+}
+
+/// A subject resolved in the directory, or why not (§3.1).
+enum ResolvedSubject {
+    Found(Subject),
+    Unknown,
+    Disabled(Subject),
+}
+
+fn subject_kind(kind: &str) -> Option<SubjectKind> {
+    match kind.to_ascii_lowercase().as_str() {
+        "user" => Some(SubjectKind::User),
+        "group" => Some(SubjectKind::Group),
+        "serviceprincipal" => Some(SubjectKind::ServicePrincipal),
+        _ => None,
+    }
+}
+
+fn kind_name(kind: SubjectKind) -> &'static str {
+    match kind {
+        SubjectKind::User => "user",
+        SubjectKind::Group => "group",
+        SubjectKind::ServicePrincipal => "servicePrincipal",
+    }
+}
+
+/// Looks a subject up by id (case-insensitively), then `externalId` (exactly), then, for
+/// users and service principals, `userName` (case-insensitively); the first step that finds
+/// one of the asked type wins.
+fn resolve_subject(tx: &mut dyn ReadTx, s: &SubjectRef) -> Result<ResolvedSubject> {
+    let Some(kind) = subject_kind(&s.kind) else {
+        return Ok(ResolvedSubject::Unknown);
+    };
+    let mut candidates: Vec<Subject> = Vec::new();
+    if let Some(found) = tx.subject(&s.id.to_ascii_lowercase())?
+        && found.id.eq_ignore_ascii_case(&s.id)
+    {
+        candidates.push(found);
+    }
+    if let Some(found) = tx.subject(&s.id)?
+        && (found.id == s.id || found.external_id.as_deref() == Some(s.id.as_str()))
+    {
+        candidates.push(found);
+    }
+    if kind != SubjectKind::Group {
+        candidates.extend(rolegate_core::scim::users_named(tx, &s.id, 2)?);
+    }
+    let Some(found) = candidates.into_iter().find(|c| c.kind == kind) else {
+        return Ok(ResolvedSubject::Unknown);
+    };
+    if !found.active && kind != SubjectKind::Group {
+        return Ok(ResolvedSubject::Disabled(found));
+    }
+    Ok(ResolvedSubject::Found(found))
+}
+
+/// The registered resource a decision is computed at (§3.2), and whether the request named
+/// something below it.
+struct Anchor {
+    resource: Resource,
+    below: bool,
+}
+
+fn resolve_resource(tx: &mut dyn ReadTx, r: &ResourceRef) -> Result<Option<Anchor>> {
+    if !r.kind.eq_ignore_ascii_case("azureResource") {
+        return Ok(None);
+    }
+    let id = r.id.trim();
+    if !id.starts_with('/') {
+        return Ok(tx.resource(id)?.map(|resource| Anchor {
+            resource,
+            below: false,
+        }));
+    }
+    let Ok(arm) = ArmId::parse(id.trim_end_matches('/')) else {
+        return Ok(None);
+    };
+    if let Some(resource) = tx.resource_by_external_key(&arm.key())? {
+        return Ok(Some(Anchor {
+            resource,
+            below: false,
+        }));
+    }
+    for ancestor in arm.ancestors() {
+        if let Some(resource) = tx.resource_by_external_key(&ancestor.key())? {
+            return Ok(Some(Anchor {
+                resource,
+                below: true,
+            }));
+        }
+    }
+    Ok(None)
+}
+
+/// Who is asking (§9).
+#[derive(Debug, Clone)]
+pub enum Asker {
+    /// A tenant administrator or a listed PEP client: may ask about anyone.
+    Privileged,
+    /// A directory subject: may ask about itself.
+    Subject(Caller),
+}
+
+impl axum::extract::FromRequestParts<Arc<AppState>> for Asker {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(
+        parts: &mut axum::http::request::Parts,
+        state: &Arc<AppState>,
+    ) -> std::result::Result<Self, Self::Rejection> {
+        asker(&parts.headers, state).await
+    }
+}
+
+/// Authenticates the caller of an AuthZEN route: a listed PEP client (who need not be in
+/// the directory), else a signed-in subject (tenant administrators included).
+async fn asker(headers: &HeaderMap, state: &Arc<AppState>) -> std::result::Result<Asker, ApiError> {
+    let header = headers
+        .get(header::AUTHORIZATION)
+        .and_then(|h| h.to_str().ok());
+    let claims = state.auth.verify(header).await?;
+    let token_subject = claims.subject().to_string();
+    let lookup = token_subject.clone();
+    let subject = state.read(move |tx, _| tx.subject(&lookup)).await?;
+    if state.is_authzen_client(&token_subject, subject.as_ref().map(|s| s.id.as_str())) {
+        return Ok(Asker::Privileged);
+    }
+    state.rate_limits.check_subject(&token_subject)?;
+    let token = rolegate_core::visibility::TokenIdentity {
+        subject: &token_subject,
+        name: claims.name.as_deref(),
+        mfa: claims.mfa(),
+    };
+    let caller =
+        rolegate_core::visibility::sign_in(&token, subject, |id| state.auth.is_admin([id]))?;
+    Ok(if caller.is_tenant_admin {
+        Asker::Privileged
+    } else {
+        Asker::Subject(caller)
+    })
+}
+
+/// One evaluation's items before defaults: (subject, resource, action, context) values.
+fn question(
+    item: &Map<String, Value>,
+    defaults: &Map<String, Value>,
+    path: &str,
+    now: Timestamp,
+) -> Result<Question> {
+    let pick = |name: &str| member(item, name).or_else(|| member(defaults, name));
+    let named = |name: &str| {
+        if member(item, name).is_none() && member(defaults, name).is_some() || path.is_empty() {
+            name.to_string()
+        } else {
+            format!("{path}.{name}")
+        }
+    };
+    let context_path = named("context");
+    let context = object(pick("context"), &context_path)?;
+    Ok(Question {
+        subject: parse_subject(pick("subject"), &named("subject"))?,
+        resource: parse_resource(pick("resource"), &named("resource"))?,
+        action: parse_action(pick("action"), &named("action"))?,
+        at: parse_time(context, &context_path, now)?,
+    })
+}
+
+/// A question with its subject and resource resolved.
+struct Resolved {
+    question: Question,
+    subject: ResolvedSubject,
+    anchor: Option<Anchor>,
+    action: ActionRef,
+}
+
+fn resolve(tx: &mut dyn ReadTx, q: Question) -> Result<Resolved> {
+    let subject = resolve_subject(tx, &q.subject)?;
+    let anchor = resolve_resource(tx, &q.resource)?;
+    // A role named by display name is looked for among the anchor's role definitions.
+    let action = match (&q.action, &anchor) {
+        (ActionRef::RoleNamed(name), Some(a)) => {
+            let found = rolegate_core::role::BUILT_IN_ROLES
+                .iter()
+                .find(|r| r.display_name.eq_ignore_ascii_case(name))
+                .map(|r| r.template_id.to_string());
+            let found = match found {
+                Some(t) => tx
+                    .role_definition_by_template(&a.resource.id, &t)?
+                    .map(|d| d.template_id.to_ascii_lowercase()),
+                None => None,
+            };
+            match found {
+                Some(template_id) => ActionRef::Known(Action::Role { template_id }),
+                None => ActionRef::Unknown(format!("role {name}")),
+            }
+        }
+        (other, _) => other.clone(),
+    };
+    Ok(Resolved {
+        question: q,
+        subject,
+        anchor,
+        action,
+    })
+}
+
+/// Whether `asker` may ask about `r` (§9): privileged callers about anyone, a subject
+/// about itself only.
+fn may_ask(asker: &Asker, r: &Resolved) -> bool {
+    match (asker, &r.subject) {
+        (Asker::Privileged, _) => true,
+        (Asker::Subject(c), ResolvedSubject::Found(s) | ResolvedSubject::Disabled(s)) => {
+            s.id == c.subject_id
+        }
+        (Asker::Subject(_), ResolvedSubject::Unknown) => false,
+    }
+}
+
+fn instant(t: Timestamp) -> String {
+    rolegate_core::schedule::format_datetime(t)
+}
+
+/// Names read while rendering one response.
+struct Names<'a> {
+    tx: &'a mut dyn ReadTx,
+    roles: HashMap<String, Option<String>>,
+    resources: HashMap<String, Option<Resource>>,
+}
+
+impl Names<'_> {
+    fn role_name(&mut self, id: &str) -> Result<String> {
+        if !self.roles.contains_key(id) {
+            let name = self.tx.role_definition(id)?.map(|d| d.display_name);
+            self.roles.insert(id.to_string(), name);
+        }
+        Ok(self.roles.get(id).cloned().flatten().unwrap_or_default())
+    }
+
+    fn resource(&mut self, id: &str) -> Result<Option<Resource>> {
+        if !self.resources.contains_key(id) {
+            let r = self.tx.resource(id)?;
+            self.resources.insert(id.to_string(), r);
+        }
+        Ok(self.resources.get(id).cloned().flatten())
+    }
+
+    /// A Grant or Eligibility object of §5.3.
+    fn assignment(
+        &mut self,
+        h: &Holding,
+        subject: &Subject,
+        below: bool,
+    ) -> Result<Map<String, Value>> {
+        let scope = self.resource(&h.resource_id)?;
+        let member_type = if h.distance > 0 || below {
+            "Inherited"
+        } else if h.holder_id != subject.id {
+            "Group"
+        } else {
+            "Direct"
+        };
+        let mut o = Map::new();
+        o.insert("assignmentId".into(), json!(h.assignment_id));
+        o.insert("assignmentState".into(), json!(h.state.as_str()));
+        o.insert("roleDefinitionId".into(), json!(h.role_definition_id));
+        if let Some(t) = &h.template_id {
+            o.insert("templateId".into(), json!(t));
+        }
+        o.insert(
+            "roleName".into(),
+            json!(self.role_name(&h.role_definition_id)?),
+        );
+        o.insert("subjectId".into(), json!(h.holder_id));
+        o.insert("resourceId".into(), json!(h.resource_id));
+        if let Some(r) = &scope {
+            o.insert("scope".into(), json!(r.external_id));
+        }
+        o.insert("memberType".into(), json!(member_type));
+        o.insert("startDateTime".into(), json!(instant(h.start)));
+        if let Some(e) = h.end {
+            o.insert("endDateTime".into(), json!(instant(e)));
+        }
+        Ok(o)
+    }
+}
+
+fn deny(
+    code: &str,
+    message: String,
+    user: &str,
+    error: Option<(u16, String)>,
+    at: Timestamp,
+) -> Value {
+    let mut context = Map::new();
+    context.insert("evaluated_at".into(), json!(instant(at)));
+    context.insert(
+        "reason_admin".into(),
+        json!({"code": code, "message": message}),
+    );
+    context.insert("reason_user".into(), json!({"message": user}));
+    if let Some((status, message)) = error {
+        context.insert(
+            "error".into(),
+            json!({"status": status, "message": message}),
+        );
+    }
+    json!({"decision": false, "context": context})
+}
+
+/// Decides one resolved question and renders its Decision object (§5.2, §5.3).
+fn decide(state: &AppState, names: &mut Names<'_>, r: &Resolved) -> Result<(bool, Value)> {
+    let q = &r.question;
+    let at = q.at;
+    let subject = match &r.subject {
+        ResolvedSubject::Found(s) => s,
+        ResolvedSubject::Unknown => {
+            let m = format!("no {} `{}` in the directory", q.subject.kind, q.subject.id);
+            return Ok((
+                false,
+                deny(
+                    "unknown_subject",
+                    m.clone(),
+                    "You are not known to Rolegate.",
+                    Some((404, m)),
+                    at,
+                ),
+            ));
+        }
+        ResolvedSubject::Disabled(s) => {
+            let m = format!(
+                "{} `{}` is disabled in the directory",
+                kind_name(s.kind),
+                s.id
+            );
+            return Ok((
+                false,
+                deny("subject_disabled", m, "Your account is disabled.", None, at),
+            ));
+        }
+    };
+    let Some(anchor) = &r.anchor else {
+        let m = format!(
+            "`{}` is not a registered resource or below one",
+            q.resource.id
+        );
+        return Ok((
+            false,
+            deny(
+                "unknown_resource",
+                m.clone(),
+                "This resource is not managed by Rolegate.",
+                Some((404, m)),
+                at,
+            ),
+        ));
+    };
+    let action = match &r.action {
+        ActionRef::Known(a) => a,
+        ActionRef::Unknown(name) | ActionRef::RoleNamed(name) => {
+            let m =
+                format!("`{name}` is not an action Rolegate knows (an Azure operation or `role`)");
+            return Ok((
+                false,
+                deny(
+                    "unknown_action",
+                    m.clone(),
+                    "This action is not known.",
+                    Some((400, m)),
+                    at,
+                ),
+            ));
+        }
+    };
+    let holdings = state
+        .access
+        .read()
+        .map_err(|_| DomainError::internal("access index lock poisoned"))?
+        .holdings(&subject.id, &anchor.resource.id);
+    let e: Evaluation = access_decision::evaluate(&holdings, action, at);
+    let asked = match action {
+        Action::Operation { name, .. } => name.clone(),
+        Action::Role { template_id } => format!("role {template_id}"),
+    };
+    let mut context = Map::new();
+    context.insert("evaluated_at".into(), json!(instant(at)));
+    if e.permitted() {
+        let mut grants = Vec::new();
+        for h in &e.granted {
+            let mut g = names.assignment(h, subject, anchor.below)?;
+            if let Some(a) = names.tx.assignment(&h.assignment_id)?
+                && let Some(linked) = a.linked_eligible_id
+            {
+                g.insert("linkedEligibleRoleAssignmentId".into(), json!(linked));
+            }
+            grants.push(Value::Object(g));
+        }
+        context.insert(
+            "reason_admin".into(),
+            json!({"code": "granted", "message": format!("{} active assignment(s) grant {asked}", grants.len()), "grants": grants}),
+        );
+    } else {
+        let mut eligible = Vec::new();
+        let mut first: Option<(String, String)> = None;
+        for h in &e.eligible {
+            let mut o = names.assignment(h, subject, anchor.below)?;
+            o.remove("assignmentState");
+            if first.is_none() {
+                let role = names.role_name(&h.role_definition_id)?;
+                let scope = names
+                    .resource(&h.resource_id)?
+                    .map(|r| r.display_name)
+                    .unwrap_or_default();
+                first = Some((role, scope));
+            }
+            if subject.kind != SubjectKind::Group
+                && let Some(t) = &h.template_id
+                && let Some(d) = names
+                    .tx
+                    .role_definition_by_template(&anchor.resource.id, t)?
+            {
+                o.insert(
+                    "activate".into(),
+                    json!({"resourceId": anchor.resource.id, "roleDefinitionId": d.id, "linkedEligibleRoleAssignmentId": h.assignment_id}),
+                );
+            }
+            eligible.push(Value::Object(o));
+        }
+        context.insert(
+            "reason_admin".into(),
+            json!({"code": "not_granted", "message": format!(
+                "no active assignment of {} {} on {} or its ancestors grants {asked}",
+                kind_name(subject.kind), subject.id, anchor.resource.external_id
+            )}),
+        );
+        let user = match first {
+            Some((role, scope)) => format!(
+                "You are eligible for {role} on {scope}; activate it to perform this action."
+            ),
+            None => "You do not hold a role that allows this action on this resource.".to_string(),
+        };
+        context.insert("reason_user".into(), json!({"message": user}));
+        context.insert("eligible".into(), Value::Array(eligible));
+    }
+    if let Some(next) = e.next_change_at {
+        context.insert("next_change_at".into(), json!(instant(next)));
+    }
+    Ok((
+        e.permitted(),
+        json!({"decision": e.permitted(), "context": context}),
+    ))
+}
+
+/// How a batch stops early (§6.1).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Semantic {
+    ExecuteAll,
+    DenyOnFirstDeny,
+    PermitOnFirstPermit,
+}
+
+fn semantic(body: &Map<String, Value>) -> Result<Semantic> {
+    let Some(options) = object(member(body, "options"), "options")? else {
+        return Ok(Semantic::ExecuteAll);
+    };
+    match member(options, "evaluations_semantic") {
+        None => Ok(Semantic::ExecuteAll),
+        Some(Value::String(s)) if s == "execute_all" => Ok(Semantic::ExecuteAll),
+        Some(Value::String(s)) if s == "deny_on_first_deny" => Ok(Semantic::DenyOnFirstDeny),
+        Some(Value::String(s)) if s == "permit_on_first_permit" => {
+            Ok(Semantic::PermitOnFirstPermit)
+        }
+        Some(_) => Err(bad(
+            "`options.evaluations_semantic` must be `execute_all`, `deny_on_first_deny` or `permit_on_first_permit`",
+        )),
+    }
+}
+
+fn json_response(v: Value) -> Response {
+    ([(header::CONTENT_TYPE, "application/json")], axum::Json(v)).into_response()
+}
+
+/// `POST /access/v1/evaluation` (§5).
+pub async fn evaluation(
+    State(s): State<Arc<AppState>>,
+    asker: Asker,
+    JsonObject(body): JsonObject,
+) -> ApiResult<Response> {
+    let answer = s
+        .read(move |tx, st| {
+            let q = question(&Map::new(), &body, "", st.clock.now())?;
+            let r = resolve(tx, q)?;
+            if !may_ask(&asker, &r) {
+                return Err(DomainError::denied(
+                    "you may ask only about yourself (tenant administrators and listed enforcement points may ask about anyone)",
+                ));
+            }
+            let mut names = Names { tx, roles: HashMap::new(), resources: HashMap::new() };
+            Ok(decide(st, &mut names, &r)?.1)
+        })
+        .await?;
+    Ok(json_response(answer))
+}
+
+/// `POST /access/v1/evaluations` (§6): defaults, the three semantics, at most 1000 items.
+pub async fn evaluations(
+    State(s): State<Arc<AppState>>,
+    asker: Asker,
+    JsonObject(body): JsonObject,
+) -> ApiResult<Response> {
+    let answer = s
+        .read(move |tx, st| {
+            let now = st.clock.now();
+            let semantic = semantic(&body)?;
+            let items: Vec<Map<String, Value>> = match member(&body, "evaluations") {
+                None => Vec::new(),
+                Some(Value::Array(list)) => {
+                    if list.len() > MAX_ITEMS {
+                        return Err(bad(format!(
+                            "`evaluations` holds more than {MAX_ITEMS} items"
+                        )));
+                    }
+                    let mut out = Vec::with_capacity(list.len());
+                    for (i, v) in list.iter().enumerate() {
+                        match v {
+                            Value::Object(m) => out.push(m.clone()),
+                            _ => {
+                                return Err(bad(format!(
+                                    "`evaluations[{i}]` must be a JSON object"
+                                )));
+                            }
+                        }
+                    }
+                    out
+                }
+                Some(_) => return Err(bad("`evaluations` must be an array")),
+            };
+            if items.is_empty() {
+                let r = resolve(tx, question(&Map::new(), &body, "", now)?)?;
+                if !may_ask(&asker, &r) {
+                    return Err(DomainError::denied("you may ask only about yourself"));
+                }
+                let mut names = Names {
+                    tx,
+                    roles: HashMap::new(),
+                    resources: HashMap::new(),
+                };
+                return Ok(decide(st, &mut names, &r)?.1);
+            }
+            let mut resolved = Vec::with_capacity(items.len());
+            for (i, item) in items.iter().enumerate() {
+                let q = question(item, &body, &format!("evaluations[{i}]"), now)?;
+                resolved.push(resolve(tx, q)?);
+            }
+            // Authorization of every item before any is evaluated (§6.2).
+            if resolved.iter().any(|r| !may_ask(&asker, r)) {
+                return Err(DomainError::denied(
+                    "you may ask only about yourself, in every item",
+                ));
+            }
+            let mut names = Names {
+                tx,
+                roles: HashMap::new(),
+                resources: HashMap::new(),
+            };
+            let mut out = Vec::with_capacity(resolved.len());
+            for r in &resolved {
+                let (permitted, decision) = decide(st, &mut names, r)?;
+                out.push(decision);
+                match semantic {
+                    Semantic::DenyOnFirstDeny if !permitted => break,
+                    Semantic::PermitOnFirstPermit if permitted => break,
+                    _ => {}
+                }
+            }
+            Ok(json!({"evaluations": out}))
+        })
+        .await?;
+    Ok(json_response(answer))
+}
+
+/// `GET /.well-known/authzen-configuration` (§8): no authentication.
+pub async fn configuration(State(s): State<Arc<AppState>>) -> Response {
+    let base = s.public_url.trim_end_matches('/').to_string();
+    let doc = json!({
+        "policy_decision_point": base,
+        "access_evaluation_endpoint": format!("{base}/access/v1/evaluation"),
+        "access_evaluations_endpoint": format!("{base}/access/v1/evaluations"),
+    });
+    (
+        [
+            (header::CONTENT_TYPE, "application/json"),
+            (header::CACHE_CONTROL, "max-age=3600"),
+        ],
+        axum::Json(doc),
+    )
+        .into_response()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn instants_with_or_without_seconds_or_offset() {
+        let p = |s| parse_instant(s).map(|t| t.to_string());
+        assert_eq!(
+            p("2026-12-04T10:00:00Z").as_deref(),
+            Some("2026-12-04T10:00:00Z")
+        );
+        assert_eq!(
+            p("1985-10-26T01:22-07:00").as_deref(),
+            Some("1985-10-26T08:22:00Z")
+        );
+        assert_eq!(
+            p("2026-12-04T10:00:00").as_deref(),
+            Some("2026-12-04T10:00:00Z")
+        );
+        assert_eq!(
+            p("2026-12-04T10:00:00.5+01:00").as_deref(),
+            Some("2026-12-04T09:00:00.5Z")
+        );
+        assert!(p("yesterday").is_none());
+        assert!(p("").is_none());
+    }
+
+    #[test]
+    fn actions_read_as_the_contract_says() {
+        let a = |v: Value| parse_action(Some(&v), "action");
+        assert_eq!(
+            a(json!({"name": "Microsoft.Compute/virtualMachines/read"})),
+            Ok(ActionRef::Known(Action::Operation {
+                name: "Microsoft.Compute/virtualMachines/read".into(),
+                plane: Plane::Control
+            }))
+        );
+        assert!(matches!(
+            a(json!({"name": "x/y", "properties": {"isDataAction": true}})),
+            Ok(ActionRef::Known(Action::Operation {
+                plane: Plane::Data,
+                ..
+            }))
+        ));
+        assert!(a(json!({"name": "x/y", "properties": {"isDataAction": "yes"}})).is_err());
+        assert_eq!(
+            a(json!({"name": "can_read"})),
+            Ok(ActionRef::Unknown("can_read".into()))
+        );
+        assert_eq!(
+            a(json!({"name": "Microsoft.Compute/*"})),
+            Ok(ActionRef::Unknown("Microsoft.Compute/*".into()))
+        );
+        assert!(a(json!({"name": "role"})).is_err());
+        assert!(a(json!({"name": "role", "properties": {"templateId": 5}})).is_err());
+        assert_eq!(
+            a(json!({"name": "role", "properties": {"templateId": "ABC", "displayName": "Owner"}})),
+            Ok(ActionRef::Known(Action::Role {
+                template_id: "abc".into()
+            }))
+        );
+        assert_eq!(
+            a(json!({"name": "role", "properties": {"displayName": "Owner"}})),
+            Ok(ActionRef::RoleNamed("Owner".into()))
+        );
+        assert!(a(json!({"name": ""})).is_err());
+        assert!(a(json!({})).is_err());
+        assert!(a(json!("x")).is_err());
+    }
+}

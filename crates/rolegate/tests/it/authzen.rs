@@ -1,0 +1,509 @@
+//! The OpenID AuthZEN decision point (authzen.md) over real HTTP: decisions that follow
+//! activations, deactivations and expiry to the instant, groups changed over SCIM,
+//! inheritance down to unregistered resources, data actions, role membership, batches and
+//! their semantics, who may ask, request ids, metadata, and bad input (never a 5xx).
+
+#![allow(clippy::expect_used)]
+
+use crate::fixture::{CONTRIBUTOR, OWNER, READER, Tenant, activation, create_group, lasting};
+use crate::harness::{Reply, token, wait_until};
+use serde_json::{Value, json};
+
+const PEP: &str = "pep-gateway";
+const BLOB_CONTRIBUTOR: &str = "ba92f5b4-2d11-453d-a403-e96b0029c9fe";
+const START_VM: &str = "Microsoft.Compute/virtualMachines/start/action";
+const READ_BLOB: &str = "Microsoft.Storage/storageAccounts/blobServices/containers/blobs/read";
+
+fn ask(t: &Tenant, caller: &str, body: &Value) -> Reply {
+    t.s.call("POST", "/access/v1/evaluation", Some(caller), Some(body))
+}
+
+fn question(user: &str, resource: &str, action: &str) -> Value {
+    json!({
+        "subject": {"type": "user", "id": user},
+        "resource": {"type": "azureResource", "id": resource},
+        "action": {"name": action},
+    })
+}
+
+/// The decision of `body` asked by the enforcement point (asserting `200`).
+fn decision(t: &Tenant, body: &Value) -> Value {
+    let r = ask(t, &token(PEP, false), body);
+    assert_eq!(r.status, 200, "{}", r.text);
+    assert!(!r.text.contains("null"), "no null values: {}", r.text);
+    r.json
+}
+
+fn start() -> Tenant {
+    Tenant::start_with(&["--authzen-client", PEP, "--scheduler-interval", "60"])
+}
+
+#[test]
+fn a_decision_follows_activation_deactivation_and_expiry_to_the_instant() {
+    let t = start();
+    let (alice, alice_token) = t.user("Alice Pep");
+    let role = t.role(&t.sub, CONTRIBUTOR);
+    t.admin_add(&t.sub, &role, &alice, "Eligible", lasting("P30D"));
+    // A VM that Rolegate does not know, below the registered resource group.
+    let vm = format!(
+        "{}/resourceGroups/rg-app/providers/Microsoft.Compute/virtualMachines/vm-01",
+        t.sub_arm
+    );
+    let q = question(&alice, &vm, START_VM);
+
+    // Eligible only: denied, saying which role to activate and how.
+    let d = decision(&t, &q);
+    assert_eq!(d["decision"], false, "{d}");
+    assert_eq!(d["context"]["reason_admin"]["code"], "not_granted");
+    let eligible = &d["context"]["eligible"][0];
+    assert_eq!(eligible["roleName"], "Contributor");
+    assert_eq!(eligible["memberType"], "Inherited");
+    assert_eq!(eligible["activate"]["resourceId"], t.rg.as_str());
+    assert!(
+        d["context"]["reason_user"]["message"]
+            .as_str()
+            .expect("message")
+            .starts_with("You are eligible for Contributor on "),
+        "{d}"
+    );
+    // Activating with exactly what `activate` says works (for a few seconds).
+    let body = json!({
+        "type": "UserAdd", "assignmentState": "Active", "subjectId": alice,
+        "resourceId": eligible["activate"]["resourceId"],
+        "roleDefinitionId": eligible["activate"]["roleDefinitionId"],
+        "linkedEligibleRoleAssignmentId": eligible["activate"]["linkedEligibleRoleAssignmentId"],
+        "reason": "start the VM", "schedule": {"type": "Once", "duration": "PT3S"},
+    });
+    let r = t.request(&alice_token, &body);
+    assert_eq!(r.status, 201, "{}", r.text);
+    let d = decision(&t, &q);
+    assert_eq!(d["decision"], true, "{d}");
+    let grant = &d["context"]["reason_admin"]["grants"][0];
+    assert_eq!(d["context"]["reason_admin"]["code"], "granted");
+    assert_eq!(grant["subjectId"], alice.as_str());
+    assert_eq!(grant["resourceId"], t.rg.as_str());
+    assert_eq!(grant["memberType"], "Inherited", "vm-01 inherits it");
+    assert_eq!(
+        grant["linkedEligibleRoleAssignmentId"],
+        eligible["assignmentId"]
+    );
+    let end = grant["endDateTime"].as_str().expect("end").to_string();
+    assert_eq!(d["context"]["next_change_at"], end.as_str());
+    // Nothing is asked in between: the expiry alone turns it false, without the scheduler
+    // (which runs only every 60 s here).
+    let end_ts: jiff::Timestamp = end.parse().expect("end time");
+    wait_until(10, "the activation ended", || {
+        crate::fixture::now() > end_ts
+    });
+    let d = decision(&t, &q);
+    assert_eq!(d["decision"], false, "{d}");
+    // A what-if inside the activation, asked now: still true.
+    let mut inside = q.clone();
+    inside["context"] = json!({"time": grant["startDateTime"]});
+    assert_eq!(decision(&t, &inside)["decision"], true);
+
+    // Activate again, then deactivate: true, then false at once.
+    let r = t.request(
+        &alice_token,
+        &activation(&t.rg, &t.role(&t.rg, CONTRIBUTOR), &alice, None, "PT1H"),
+    );
+    assert_eq!(r.status, 201, "{}", r.text);
+    assert_eq!(decision(&t, &q)["decision"], true);
+    let mut remove = activation(&t.rg, &t.role(&t.rg, CONTRIBUTOR), &alice, None, "PT1H");
+    remove["type"] = json!("UserRemove");
+    let r = t.request(&alice_token, &remove);
+    assert_eq!(r.status, 201, "{}", r.text);
+    assert_eq!(decision(&t, &q)["decision"], false);
+}
+
+#[test]
+fn groups_inheritance_data_actions_and_roles() {
+    let t = start();
+    let (bob, _) = t.user("Bob Pep");
+    let group = create_group(&t.s, &t.admin, "Storage Readers", &[]);
+    let blob_role = t.role(&t.sub, BLOB_CONTRIBUTOR);
+    t.admin_add(&t.sub, &blob_role, &group, "Active", lasting("P30D"));
+    let account = format!(
+        "{}/resourceGroups/rg-app/providers/Microsoft.Storage/storageAccounts/st1/blobServices/default/containers/c1",
+        t.sub_arm
+    );
+    let mut read_blob = question(&bob, &account, READ_BLOB);
+    read_blob["action"]["properties"] = json!({"isDataAction": true});
+    assert_eq!(
+        decision(&t, &read_blob)["decision"],
+        false,
+        "not in the group yet"
+    );
+    // Joining the group over SCIM flips it.
+    let r = t.s.call(
+        "PATCH",
+        &format!("/scim/v2/Groups/{group}"),
+        Some(&t.admin),
+        Some(
+            &json!({"schemas": ["urn:ietf:params:scim:api:messages:2.0:PatchOp"],
+                     "Operations": [{"op": "add", "path": "members", "value": [{"value": bob}]}]}),
+        ),
+    );
+    assert!(r.status < 300, "{}", r.text);
+    let d = decision(&t, &read_blob);
+    assert_eq!(d["decision"], true, "{d}");
+    assert_eq!(
+        d["context"]["reason_admin"]["grants"][0]["subjectId"],
+        group.as_str()
+    );
+    // The data plane is not the control plane: the same name without the flag is denied.
+    assert_eq!(
+        decision(&t, &question(&bob, &account, READ_BLOB))["decision"],
+        false
+    );
+    // Owner's `*` grants no data action; Reader grants reads only.
+    let (carol, _) = t.user("Carol Pep");
+    t.admin_add(
+        &t.rg,
+        &t.role(&t.rg, OWNER),
+        &carol,
+        "Active",
+        lasting("P1D"),
+    );
+    let mut carol_blob = read_blob.clone();
+    carol_blob["subject"]["id"] = json!(carol);
+    assert_eq!(decision(&t, &carol_blob)["decision"], false);
+    assert_eq!(
+        decision(
+            &t,
+            &question(
+                &carol,
+                &account,
+                "Microsoft.Authorization/roleAssignments/write"
+            )
+        )["decision"],
+        true
+    );
+    // Leaving the group flips it back.
+    let r = t.s.call(
+        "PATCH",
+        &format!("/scim/v2/Groups/{group}"),
+        Some(&t.admin),
+        Some(&json!({"schemas": ["urn:ietf:params:scim:api:messages:2.0:PatchOp"],
+                     "Operations": [{"op": "remove", "path": format!("members[value eq \"{bob}\"]")}]})),
+    );
+    assert!(r.status < 300, "{}", r.text);
+    assert_eq!(decision(&t, &read_blob)["decision"], false);
+
+    // Role membership: by template id and by display name; Owner is not Contributor.
+    let role_q = |props: Value| {
+        json!({"subject": {"type": "user", "id": carol}, "resource": {"type": "azureResource", "id": t.rg},
+               "action": {"name": "role", "properties": props}})
+    };
+    assert_eq!(
+        decision(&t, &role_q(json!({"templateId": OWNER.to_uppercase()})))["decision"],
+        true
+    );
+    assert_eq!(
+        decision(&t, &role_q(json!({"displayName": "owner"})))["decision"],
+        true
+    );
+    assert_eq!(
+        decision(&t, &role_q(json!({"templateId": CONTRIBUTOR})))["decision"],
+        false
+    );
+    // On the subscription above, Carol's Owner on the resource group does not count.
+    let mut above = role_q(json!({"templateId": OWNER}));
+    above["resource"]["id"] = json!(t.sub_arm);
+    assert_eq!(decision(&t, &above)["decision"], false);
+    // A Reader reads but does not write.
+    let (dan, _) = t.user("Dan Pep");
+    t.admin_add(
+        &t.sub,
+        &t.role(&t.sub, READER),
+        &dan,
+        "Active",
+        lasting("P1D"),
+    );
+    assert_eq!(
+        decision(
+            &t,
+            &question(&dan, &t.rg, "Microsoft.Compute/virtualMachines/read")
+        )["decision"],
+        true
+    );
+    assert_eq!(
+        decision(
+            &t,
+            &question(&dan, &t.rg, "Microsoft.Compute/virtualMachines/write")
+        )["decision"],
+        false
+    );
+
+    // Unknowns are denials with their reason, never errors.
+    for (q, code) in [
+        (question("nobody", &t.rg, START_VM), "unknown_subject"),
+        (
+            question(
+                &dan,
+                "/subscriptions/00000000-0000-0000-0000-00000000dead",
+                START_VM,
+            ),
+            "unknown_resource",
+        ),
+        (
+            question(&dan, "not-a-resource-id", START_VM),
+            "unknown_resource",
+        ),
+        (
+            question(&dan, "/not/an/arm/id", START_VM),
+            "unknown_resource",
+        ),
+        (question(&dan, &t.rg, "can_read"), "unknown_action"),
+        (
+            question(&dan, &t.rg, "Microsoft.Compute/*"),
+            "unknown_action",
+        ),
+    ] {
+        let d = decision(&t, &q);
+        assert_eq!(d["decision"], false, "{q}");
+        assert_eq!(d["context"]["reason_admin"]["code"], code, "{q}: {d}");
+    }
+    // A group asked about as a user is unknown.
+    let mut as_user = question(&group, &t.rg, START_VM);
+    as_user["subject"]["type"] = json!("user");
+    assert_eq!(
+        decision(&t, &as_user)["context"]["reason_admin"]["code"],
+        "unknown_subject"
+    );
+    // A disabled user is denied whatever it holds.
+    let r = t.s.call(
+        "PATCH",
+        &format!("/scim/v2/Users/{carol}"),
+        Some(&t.admin),
+        Some(
+            &json!({"schemas": ["urn:ietf:params:scim:api:messages:2.0:PatchOp"],
+                     "Operations": [{"op": "replace", "path": "active", "value": false}]}),
+        ),
+    );
+    assert!(r.status < 300, "{}", r.text);
+    let d = decision(&t, &role_q(json!({"templateId": OWNER})));
+    assert_eq!(
+        d["context"]["reason_admin"]["code"], "subject_disabled",
+        "{d}"
+    );
+}
+
+#[test]
+fn batches_apply_defaults_and_their_semantics() {
+    let t = start();
+    let (erin, _) = t.user("Erin Pep");
+    t.admin_add(
+        &t.rg,
+        &t.role(&t.rg, READER),
+        &erin,
+        "Active",
+        lasting("P1D"),
+    );
+    let read = "Microsoft.Compute/virtualMachines/read";
+    let write = "Microsoft.Compute/virtualMachines/write";
+    let pep = token(PEP, false);
+    let batch = |semantic: &str| {
+        json!({
+            "subject": {"type": "user", "id": erin},
+            "resource": {"type": "azureResource", "id": t.rg},
+            "action": {"name": read},
+            "options": {"evaluations_semantic": semantic},
+            "evaluations": [
+                {},
+                {"action": {"name": write}},
+                {"resource": {"type": "azureResource", "id": t.sub}},
+                {"action": {"name": read}},
+            ],
+        })
+    };
+    let run = |body: &Value| {
+        let r =
+            t.s.call("POST", "/access/v1/evaluations", Some(&pep), Some(body));
+        assert_eq!(r.status, 200, "{}", r.text);
+        r.json["evaluations"]
+            .as_array()
+            .expect("evaluations")
+            .iter()
+            .map(|d| d["decision"].as_bool().expect("decision"))
+            .collect::<Vec<_>>()
+    };
+    assert_eq!(run(&batch("execute_all")), [true, false, false, true]);
+    assert_eq!(run(&batch("deny_on_first_deny")), [true, false]);
+    assert_eq!(run(&batch("permit_on_first_permit")), [true]);
+    // An item's context replaces the default as a whole.
+    let mut timed = batch("execute_all");
+    timed["context"] = json!({"time": "2000-01-01T00:00:00Z"});
+    let r =
+        t.s.call("POST", "/access/v1/evaluations", Some(&pep), Some(&timed));
+    assert_eq!(
+        r.status, 400,
+        "the default time is outside the window: {}",
+        r.text
+    );
+    assert!(r.text.contains("context.time"), "{}", r.text);
+    // No items: one decision, no `evaluations` key.
+    let mut single = batch("execute_all");
+    single
+        .as_object_mut()
+        .expect("object")
+        .remove("evaluations");
+    let r =
+        t.s.call("POST", "/access/v1/evaluations", Some(&pep), Some(&single));
+    assert_eq!(r.json["decision"], true, "{}", r.text);
+    assert!(r.json.get("evaluations").is_none());
+    // Bad batches.
+    for (body, path) in [
+        (
+            json!({"evaluations": [{}], "subject": {"type": "user", "id": erin}, "action": {"name": read}}),
+            "evaluations[0].resource",
+        ),
+        (
+            json!({"options": {"evaluations_semantic": "first"}}),
+            "options.evaluations_semantic",
+        ),
+        (json!({"options": "x"}), "options"),
+        (json!({"evaluations": "x"}), "evaluations"),
+        (json!({"evaluations": vec![json!({}); 1001]}), "evaluations"),
+        (json!({"evaluations": [5]}), "evaluations[0]"),
+    ] {
+        let r =
+            t.s.call("POST", "/access/v1/evaluations", Some(&pep), Some(&body));
+        assert_eq!(r.status, 400, "{body}: {}", r.text);
+        assert_eq!(r.code(), "BadRequest");
+        assert!(r.text.contains(path), "{path}: {}", r.text);
+    }
+}
+
+#[test]
+fn who_may_ask_and_what_comes_back() {
+    let t = start();
+    let (frank, frank_token) = t.user("Frank Pep");
+    let (_, gina_token) = t.user("Gina Pep");
+    let q = question(&frank, &t.rg, START_VM);
+    let status = |caller: Option<&str>, body: &Value| {
+        t.s.call("POST", "/access/v1/evaluation", caller, Some(body))
+            .status
+    };
+    assert_eq!(status(Some(&frank_token), &q), 200, "about oneself");
+    assert_eq!(status(Some(&gina_token), &q), 403, "about someone else");
+    assert_eq!(status(Some(&t.admin), &q), 200, "a tenant administrator");
+    assert_eq!(
+        status(Some(&token(PEP, false)), &q),
+        200,
+        "a listed enforcement point"
+    );
+    assert_eq!(
+        status(Some(&token("someone-else", false)), &q),
+        403,
+        "unknown token subject"
+    );
+    assert_eq!(status(None, &q), 401);
+    // A batch with one item about someone else is refused as a whole.
+    let batch = json!({"action": {"name": START_VM}, "resource": {"type": "azureResource", "id": t.rg},
+                       "evaluations": [{"subject": {"type": "user", "id": frank}}, {"subject": {"type": "user", "id": "nobody"}}]});
+    let r = t.s.call(
+        "POST",
+        "/access/v1/evaluations",
+        Some(&frank_token),
+        Some(&batch),
+    );
+    assert_eq!(r.status, 403, "{}", r.text);
+    // The enforcement point gets nothing else.
+    let r = t.s.get(&t.s.pim("/resources"), &token(PEP, false));
+    assert_eq!(r.status, 403);
+
+    // X-Request-ID comes back byte for byte, also on errors; Rolegate's own id stays.
+    for (caller, body, want) in [
+        (Some(frank_token.as_str()), q.clone(), 200),
+        (None, q.clone(), 401),
+        (Some(frank_token.as_str()), json!({"subject": 5}), 400),
+    ] {
+        let r = t.s.raw(
+            "POST",
+            "/access/v1/evaluation",
+            caller,
+            Some(&body.to_string()),
+            &[("X-Request-ID", "pep-Trace 42")],
+        );
+        assert_eq!(r.status, want, "{}", r.text);
+        assert_eq!(r.header("x-request-id"), Some("pep-Trace 42"));
+        assert_ne!(r.header("request-id"), Some("pep-Trace 42"));
+    }
+
+    // Bad input names the member; never a 5xx.
+    for (body, path) in [
+        (json!({}), "subject"),
+        (
+            json!({"subject": {"type": "user"}, "resource": {"type": "azureResource", "id": "x"}, "action": {"name": "a/b"}}),
+            "subject.id",
+        ),
+        (
+            json!({"subject": {"type": "user", "id": 5}, "resource": {"type": "azureResource", "id": "x"}, "action": {"name": "a/b"}}),
+            "subject.id",
+        ),
+        (
+            json!({"subject": {"type": "user", "id": frank}, "resource": [], "action": {"name": "a/b"}}),
+            "resource",
+        ),
+        (
+            json!({"subject": {"type": "user", "id": frank}, "resource": {"type": "azureResource", "id": "x"}, "action": {"name": "a/b", "properties": {"isDataAction": 1}}}),
+            "action.properties.isDataAction",
+        ),
+        (
+            json!({"subject": {"type": "user", "id": frank}, "resource": {"type": "azureResource", "id": "x"}, "action": {"name": "role"}}),
+            "action.properties.templateId",
+        ),
+        (
+            json!({"subject": {"type": "user", "id": frank}, "resource": {"type": "azureResource", "id": "x"}, "action": {"name": "a/b"}, "context": {"time": "soon"}}),
+            "context.time",
+        ),
+        (
+            json!({"subject": {"type": "user", "id": frank}, "resource": {"type": "azureResource", "id": "x"}, "action": {"name": "a/b"}, "context": {"time": "2099-01-01T00:00:00Z"}}),
+            "context.time",
+        ),
+    ] {
+        let r = ask(&t, &frank_token, &body);
+        assert_eq!(r.status, 400, "{body}: {}", r.text);
+        assert!(r.text.contains(path), "{path}: {}", r.text);
+    }
+    for raw in [
+        "[]",
+        "not json",
+        "\"x\"",
+        "{\"subject\": {\"type\": \"user\", \"id\": \"a\\u0000b\"}}",
+    ] {
+        let r = t.s.raw(
+            "POST",
+            "/access/v1/evaluation",
+            Some(&frank_token),
+            Some(raw),
+            &[],
+        );
+        assert_eq!(r.status, 400, "{raw}: {}", r.text);
+    }
+    let r =
+        t.s.call("GET", "/access/v1/evaluation", Some(&frank_token), None);
+    assert_eq!(r.status, 405);
+    // A null member counts as absent; unknown members are ignored.
+    let mut extra = q.clone();
+    extra["context"] = Value::Null;
+    extra["unknown"] = json!({"x": 1});
+    assert_eq!(ask(&t, &frank_token, &extra).status, 200);
+
+    // The metadata: public, at the public URL, cacheable.
+    let r =
+        t.s.call("GET", "/.well-known/authzen-configuration", None, None);
+    assert_eq!(r.status, 200);
+    assert_eq!(r.json["policy_decision_point"], t.s.origin.as_str());
+    assert_eq!(
+        r.json["access_evaluation_endpoint"],
+        format!("{}/access/v1/evaluation", t.s.origin).as_str()
+    );
+    assert_eq!(r.header("cache-control"), Some("max-age=3600"));
+    assert_eq!(
+        t.s.call("POST", "/.well-known/authzen-configuration", None, None)
+            .status,
+        405
+    );
+}

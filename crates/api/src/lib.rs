@@ -201,6 +201,12 @@ fn routes() -> Routes {
         )
         .route("/access/v1/evaluation", post(authzen::evaluation))
         .route("/access/v1/evaluations", post(authzen::evaluations))
+        .route("/access/v1/search/subject", post(authzen::search::subjects))
+        .route(
+            "/access/v1/search/resource",
+            post(authzen::search::resources),
+        )
+        .route("/access/v1/search/action", post(authzen::search::actions))
         .route("/beta/me", get(graph::me))
         .route(
             "/beta/me/expiredRoleAssignments",

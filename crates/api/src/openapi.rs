@@ -1040,6 +1040,23 @@ pub fn document() -> Value {
             .body(json!({"type": "object", "properties": {"subject": entity, "resource": entity, "action": action, "context": {"type": "object"}, "options": {"type": "object"}, "evaluations": {"type": "array", "items": {"type": "object"}}}}))
             .ok_json(200, "The decisions (or one decision without items)", json!({"type": "object", "properties": {"evaluations": {"type": "array", "items": decision}, "decision": {"type": "boolean"}, "context": {"type": "object"}}})),
     );
+    let page = json!({"type": "object", "properties": {"next_token": {"type": "string"}, "count": {"type": "integer"}, "total": {"type": "integer"}}});
+    for (kind, what) in [
+        (
+            "subject",
+            "the subjects that may do the action on the resource",
+        ),
+        ("resource", "the resources the subject may do the action on"),
+        ("action", "the roles the subject holds at the resource"),
+    ] {
+        paths.add(
+            &format!("/access/v1/search/{kind}"),
+            "post",
+            Op::new(format!("AuthZEN {kind} search: {what} (authzen.md §7)"))
+                .body(json!({"type": "object", "properties": {"subject": entity, "resource": entity, "action": action, "context": {"type": "object"}, "page": {"type": "object"}}}))
+                .ok_json(200, "A page of results", json!({"type": "object", "properties": {"page": page, "context": {"type": "object"}, "results": {"type": "array", "items": {"type": "object"}}}})),
+        );
+    }
     paths.add(
         "/beta/me",
         "get",

@@ -374,6 +374,115 @@ impl AccessIndex {
         out
     }
 
+    /// The holders (subjects or groups) of an active assignment in effect at `at` on
+    /// `resource_id` or an ancestor whose role allows `action` (authzen.md §7.2): one pass
+    /// over every assignment.
+    pub fn holders_allowed(
+        &self,
+        resource_id: &str,
+        action: &crate::access_decision::Action,
+        at: Timestamp,
+    ) -> Vec<String> {
+        let Some(r) = self.resources.get(resource_id) else {
+            return Vec::new();
+        };
+        let scopes = self.ancestry(r);
+        let at_us = at.as_microsecond();
+        let mut out: Vec<String> = self
+            .grants
+            .iter()
+            .filter(|(_, list)| {
+                list.iter().any(|g| {
+                    g.state == AssignmentState::Active
+                        && g.is_current(at_us)
+                        && scopes.contains(&g.resource)
+                        && self.role_allows(g.role, action)
+                })
+            })
+            .filter_map(|(s, _)| self.subjects.name(*s).map(str::to_string))
+            .collect();
+        out.sort();
+        out
+    }
+
+    /// The resources where `subject_id` (or one of its groups) holds an active assignment in
+    /// effect at `at` whose role allows `action` (authzen.md §7.3).
+    pub fn resources_allowed(
+        &self,
+        subject_id: &str,
+        action: &crate::access_decision::Action,
+        at: Timestamp,
+    ) -> Vec<String> {
+        let Some(s) = self.subjects.get(subject_id) else {
+            return Vec::new();
+        };
+        let at_us = at.as_microsecond();
+        let mut out: Vec<u32> = Vec::new();
+        for g in self
+            .closure(s)
+            .iter()
+            .filter_map(|x| self.grants.get(x))
+            .flatten()
+        {
+            if g.state == AssignmentState::Active
+                && g.is_current(at_us)
+                && self.role_allows(g.role, action)
+                && !out.contains(&g.resource)
+            {
+                out.push(g.resource);
+            }
+        }
+        out.into_iter()
+            .filter_map(|r| self.resources.name(r).map(str::to_string))
+            .collect()
+    }
+
+    /// Every subject that is one of `groups` or belongs to one, directly or through nested
+    /// groups, `groups` themselves included.
+    pub fn members_of_any(&self, groups: &[String]) -> Vec<String> {
+        let wanted: std::collections::HashSet<u32> =
+            groups.iter().filter_map(|g| self.subjects.get(g)).collect();
+        let mut out: Vec<String> = Vec::new();
+        for (id, name) in self.subjects.names.iter().enumerate() {
+            let Ok(id) = u32::try_from(id) else { continue };
+            if self.closure(id).iter().any(|g| wanted.contains(g)) {
+                out.push(name.to_string());
+            }
+        }
+        out.sort();
+        out
+    }
+
+    /// The resources below `resource_id` (not itself), as the index knows the tree.
+    pub fn descendants(&self, resource_id: &str) -> Vec<String> {
+        let Some(root) = self.resources.get(resource_id) else {
+            return Vec::new();
+        };
+        let mut children: HashMap<u32, Vec<u32>> = HashMap::new();
+        for (child, parent) in &self.parent {
+            children.entry(*parent).or_default().push(*child);
+        }
+        let mut out = Vec::new();
+        let mut stack = vec![root];
+        while let Some(at) = stack.pop() {
+            for c in children.get(&at).into_iter().flatten() {
+                if *c != root && !out.contains(c) {
+                    out.push(*c);
+                    stack.push(*c);
+                }
+            }
+        }
+        out.into_iter()
+            .filter_map(|r| self.resources.name(r).map(str::to_string))
+            .collect()
+    }
+
+    fn role_allows(&self, role: u32, action: &crate::access_decision::Action) -> bool {
+        self.role_of.get(&role).is_some_and(|k| {
+            crate::access_decision::role_allows(Some(&k.template_id), k.permissions, action)
+        })
+    }
+
     /// Whether an active assignment of `subject_id` (or its groups) on `resource_id` or an
     /// ancestor, in effect at `at`, allows `action`: the decision of authzen.md §4 without
     /// its explanation, in a few hash probes.
@@ -400,13 +509,7 @@ impl AccessIndex {
                 g.state == AssignmentState::Active
                     && g.is_current(at_us)
                     && scopes.contains(&g.resource)
-                    && self.role_of.get(&g.role).is_some_and(|k| {
-                        crate::access_decision::role_allows(
-                            Some(&k.template_id),
-                            k.permissions,
-                            action,
-                        )
-                    })
+                    && self.role_allows(g.role, action)
             })
     }
 }

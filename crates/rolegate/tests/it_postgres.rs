@@ -11,6 +11,8 @@ mod approvals;
 mod audit;
 #[path = "it/authz.rs"]
 mod authz;
+#[path = "it/authzen.rs"]
+mod authzen;
 #[path = "it/deployment.rs"]
 mod deployment;
 #[path = "it/durability.rs"]

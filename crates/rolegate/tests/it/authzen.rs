@@ -507,3 +507,185 @@ fn who_may_ask_and_what_comes_back() {
         405
     );
 }
+
+fn search(t: &Tenant, caller: &str, kind: &str, body: &Value) -> Reply {
+    t.s.call(
+        "POST",
+        &format!("/access/v1/search/{kind}"),
+        Some(caller),
+        Some(body),
+    )
+}
+
+fn ids(r: &Reply) -> Vec<String> {
+    r.json["results"]
+        .as_array()
+        .unwrap_or_else(|| panic!("no results: {}", r.text))
+        .iter()
+        .map(|x| x["id"].as_str().expect("id").to_string())
+        .collect()
+}
+
+#[test]
+fn searches_find_what_evaluations_permit_page_by_page() {
+    let t = start();
+    let pep = token(PEP, false);
+    let (u1, u1_token) = t.user("Una Search");
+    let (u2, _) = t.user("Ugo Search");
+    let (u3, _) = t.user("Uma Search");
+    let (u4, _) = t.user("Udo Search");
+    let inner = create_group(&t.s, &t.admin, "Inner Searchers", &[&u3]);
+    let outer = create_group(&t.s, &t.admin, "Outer Searchers", &[&inner, &u4]);
+    t.admin_add(
+        &t.sub,
+        &t.role(&t.sub, CONTRIBUTOR),
+        &outer,
+        "Active",
+        lasting("P1D"),
+    );
+    t.admin_add(&t.rg, &t.role(&t.rg, READER), &u1, "Active", lasting("P1D"));
+    t.admin_add(
+        &t.rg,
+        &t.role(&t.rg, CONTRIBUTOR),
+        &u2,
+        "Eligible",
+        lasting("P1D"),
+    );
+    // A resource below the resource group.
+    let vm_arm = format!(
+        "{}/resourceGroups/rg-app/providers/Microsoft.Compute/virtualMachines/vm-s",
+        t.sub_arm
+    );
+    crate::fixture::register(&t.s, &t.admin, &vm_arm);
+    // u4 is disabled: never listed.
+    let r = t.s.call(
+        "PATCH",
+        &format!("/scim/v2/Users/{u4}"),
+        Some(&t.admin),
+        Some(
+            &json!({"schemas": ["urn:ietf:params:scim:api:messages:2.0:PatchOp"],
+                     "Operations": [{"op": "replace", "path": "active", "value": false}]}),
+        ),
+    );
+    assert!(r.status < 300, "{}", r.text);
+
+    // Who may write VMs on the resource group: the nested group's member only.
+    let write = json!({"name": "Microsoft.Compute/virtualMachines/write"});
+    let body = json!({"subject": {"type": "user"}, "resource": {"type": "azureResource", "id": t.rg}, "action": write});
+    let r = search(&t, &pep, "subject", &body);
+    assert_eq!(r.status, 200, "{}", r.text);
+    assert_eq!(ids(&r), vec![u3.clone()]);
+    assert_eq!(
+        r.json["page"],
+        json!({"next_token": "", "count": 1, "total": 1})
+    );
+    // Groups: the holder and the group inside it, in id order.
+    let mut groups_body = body.clone();
+    groups_body["subject"]["type"] = json!("group");
+    let mut expected = vec![inner.clone(), outer.clone()];
+    expected.sort();
+    assert_eq!(ids(&search(&t, &pep, "subject", &groups_body)), expected);
+    // Who may read: Una (Reader) and Uma (Contributor through the groups), in id order,
+    // one per page.
+    let mut read_body = body.clone();
+    read_body["action"] = json!({"name": "Microsoft.Compute/virtualMachines/read"});
+    read_body["page"] = json!({"limit": 1});
+    let first = search(&t, &pep, "subject", &read_body);
+    assert_eq!(first.json["page"]["total"], 2, "{}", first.text);
+    let token1 = first.json["page"]["next_token"]
+        .as_str()
+        .expect("token")
+        .to_string();
+    assert!(!token1.is_empty());
+    let mut next = read_body.clone();
+    next["page"]["token"] = json!(token1);
+    let second = search(&t, &pep, "subject", &next);
+    assert_eq!(second.json["page"]["next_token"], "");
+    let mut both = ids(&first);
+    both.extend(ids(&second));
+    let mut want = vec![u1.clone(), u3.clone()];
+    want.sort();
+    assert_eq!(both, want);
+    // Every result is permitted when asked as an evaluation.
+    for u in &both {
+        let q = json!({"subject": {"type": "user", "id": u}, "resource": {"type": "azureResource", "id": t.rg},
+                       "action": {"name": "Microsoft.Compute/virtualMachines/read"}});
+        assert_eq!(decision(&t, &q)["decision"], true, "{u}");
+    }
+    // A token with another request, a forged one, limit 0, bad members.
+    let mut other = next.clone();
+    other["action"] = write.clone();
+    for (bad, path) in [
+        (other, "page.token"),
+        (
+            json!({"subject": {"type": "user"}, "resource": {"type": "azureResource", "id": t.rg}, "action": write, "page": {"token": "Zm9v"}}),
+            "page.token",
+        ),
+        (
+            json!({"subject": {"type": "user"}, "resource": {"type": "azureResource", "id": t.rg}, "action": write, "page": {"limit": -1}}),
+            "page.limit",
+        ),
+        (
+            json!({"subject": {"type": "robot"}, "resource": {"type": "azureResource", "id": t.rg}, "action": write}),
+            "subject.type",
+        ),
+    ] {
+        let r = search(&t, &pep, "subject", &bad);
+        assert_eq!(r.status, 400, "{bad}: {}", r.text);
+        assert!(r.text.contains(path), "{path}: {}", r.text);
+    }
+    let mut zero = read_body.clone();
+    zero["page"] = json!({"limit": 0});
+    let r = search(&t, &pep, "subject", &zero);
+    assert_eq!(r.json["results"], json!([]));
+    assert_eq!(r.json["page"]["total"], 2);
+
+    // Resources Una may read: the resource group and the VM below it, by ARM id.
+    let body = json!({"subject": {"type": "user", "id": u1}, "resource": {"type": "azureResource"},
+                      "action": {"name": "Microsoft.Compute/virtualMachines/read"}});
+    let r = search(&t, &u1_token, "resource", &body);
+    assert_eq!(r.status, 200, "{}", r.text);
+    let arm_ids = ids(&r);
+    assert_eq!(arm_ids.len(), 2, "{}", r.text);
+    assert!(
+        arm_ids
+            .iter()
+            .any(|a| a.ends_with("/resourceGroups/rg-app"))
+    );
+    assert!(arm_ids.iter().any(|a| a.eq_ignore_ascii_case(&vm_arm)));
+    assert_eq!(
+        r.json["results"][0]["properties"]["resourceType"],
+        "resourcegroup"
+    );
+    // Una may not search for others' resources (she administers nothing).
+    let mut about_u3 = body.clone();
+    about_u3["subject"]["id"] = json!(u3);
+    assert_eq!(search(&t, &u1_token, "resource", &about_u3).status, 403);
+    let r = search(&t, &pep, "resource", &about_u3);
+    assert_eq!(
+        ids(&r).len(),
+        3,
+        "the subscription and everything below: {}",
+        r.text
+    );
+
+    // Roles Uma holds at the VM: Contributor (through both groups, inherited), with its
+    // permissions; used as an action, it is permitted.
+    let body = json!({"subject": {"type": "user", "id": u3}, "resource": {"type": "azureResource", "id": vm_arm}});
+    let r = search(&t, &pep, "action", &body);
+    assert_eq!(r.status, 200, "{}", r.text);
+    assert_eq!(r.json["page"]["total"], 1, "{}", r.text);
+    let role = &r.json["results"][0];
+    assert_eq!(role["properties"]["displayName"], "Contributor");
+    assert_eq!(
+        role["properties"]["permissions"][0]["actions"],
+        json!(["*"])
+    );
+    let q = json!({"subject": {"type": "user", "id": u3}, "resource": {"type": "azureResource", "id": vm_arm},
+                   "action": {"name": "role", "properties": {"templateId": role["properties"]["templateId"]}}});
+    assert_eq!(decision(&t, &q)["decision"], true);
+    // Eligible roles are not listed; asking about someone else is refused.
+    let body = json!({"subject": {"type": "user", "id": u2}, "resource": {"type": "azureResource", "id": t.rg}});
+    assert_eq!(search(&t, &pep, "action", &body).json["results"], json!([]));
+    assert_eq!(search(&t, &u1_token, "action", &body).status, 403);
+}

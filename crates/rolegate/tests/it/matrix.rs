@@ -457,6 +457,13 @@ fn concrete(w: &World, method: &str, template: &str) -> (String, Option<Value>) 
                 "resource": {"type": "azureResource", "id": rg},
                 "action": {"name": "Microsoft.Compute/virtualMachines/read"},
             }));
+            if t.ends_with("/search/resource") {
+                body = Some(json!({
+                    "subject": {"type": "user", "id": w.callers[1].id},
+                    "resource": {"type": "azureResource"},
+                    "action": {"name": "Microsoft.Compute/virtualMachines/read"},
+                }));
+            }
         }
         ("POST", t) if t.ends_with(".search") => body = Some(search),
         ("POST", "/scim/v2/{coll}") | ("PUT", _) => body = Some(new_user_body("scim")),

@@ -23,6 +23,8 @@ use serde_json::{Map, Value, json};
 use std::collections::HashMap;
 use std::sync::Arc;
 
+pub mod search;
+
 /// The most items one `evaluations` request may hold.
 const MAX_ITEMS: usize = 1000;
 
@@ -799,6 +801,9 @@ pub async fn configuration(State(s): State<Arc<AppState>>) -> Response {
         "policy_decision_point": base,
         "access_evaluation_endpoint": format!("{base}/access/v1/evaluation"),
         "access_evaluations_endpoint": format!("{base}/access/v1/evaluations"),
+        "search_subject_endpoint": format!("{base}/access/v1/search/subject"),
+        "search_resource_endpoint": format!("{base}/access/v1/search/resource"),
+        "search_action_endpoint": format!("{base}/access/v1/search/action"),
     });
     (
         [

@@ -4,6 +4,7 @@
 //! clap tree flattens [`ClientCommand`] next to the server's commands.
 
 pub mod admin;
+pub mod check;
 pub mod config;
 pub mod error;
 pub mod http;
@@ -83,6 +84,8 @@ pub enum ClientCommand {
     /// A role's settings on a resource: show them, or change some.
     #[command(subcommand)]
     Settings(admin::SettingsCommand),
+    /// May a member do an action on a resource, now? (the AuthZEN decision point)
+    Check(Box<check::CheckArgs>),
 }
 
 /// Prints a failure on stderr, one line each, and returns its exit code.
@@ -139,6 +142,7 @@ fn dispatch(conn: &Connection, out: &OutputArgs, command: &ClientCommand) -> Out
         C::Assign(a) => admin::assign(&api, &style, a),
         C::Unassign(a) => admin::unassign(&api, &style, a),
         C::Settings(c) => admin::settings(&api, &style, c),
+        C::Check(a) => check::check(&api, &style, a),
     }
 }
 

@@ -689,3 +689,90 @@ fn searches_find_what_evaluations_permit_page_by_page() {
     assert_eq!(search(&t, &pep, "action", &body).json["results"], json!([]));
     assert_eq!(search(&t, &u1_token, "action", &body).status, 403);
 }
+
+/// The gateway process of docs/examples; killed when dropped.
+struct Gateway(std::process::Child);
+
+impl Drop for Gateway {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+#[test]
+fn the_documented_gateway_refuses_then_lets_through_then_refuses_again() {
+    if std::process::Command::new("python3")
+        .arg("--version")
+        .output()
+        .is_err()
+    {
+        crate::harness::skip("authzen gateway example", "no python3 on PATH");
+        return;
+    }
+    let t = start();
+    let (alice, alice_token) = t.user("Alice Gateway");
+    t.admin_add(
+        &t.sub,
+        &t.role(&t.sub, CONTRIBUTOR),
+        &alice,
+        "Eligible",
+        lasting("P30D"),
+    );
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .expect("a free port")
+        .port();
+    let script = concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/../../docs/examples/authzen_gateway.py"
+    );
+    let _gateway = Gateway(
+        std::process::Command::new("python3")
+            .arg(script)
+            .arg(port.to_string())
+            .env("ROLEGATE_URL", &t.s.origin)
+            .env("ROLEGATE_PEP_TOKEN", token(PEP, false))
+            .env(
+                "PROTECTED_SCOPE",
+                format!("{}/resourceGroups/rg-app", t.sub_arm),
+            )
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .expect("start the gateway"),
+    );
+    let start_vm = || -> (u16, String) {
+        let agent: ureq::Agent = ureq::Agent::config_builder()
+            .http_status_as_error(false)
+            .build()
+            .into();
+        match agent
+            .post(&format!("http://127.0.0.1:{port}/vms/vm-01/start"))
+            .header("X-User", &alice)
+            .send_empty()
+        {
+            Ok(mut r) => (
+                r.status().as_u16(),
+                r.body_mut().read_to_string().unwrap_or_default(),
+            ),
+            Err(_) => (0, String::new()),
+        }
+    };
+    wait_until(20, "the gateway listens", || start_vm().0 != 0);
+    let (status, text) = start_vm();
+    assert_eq!(status, 403, "{text}");
+    assert!(text.contains("You are eligible for Contributor"), "{text}");
+    // Alice activates for a few seconds: the same request passes, then is refused again.
+    let r = t.request(
+        &alice_token,
+        &activation(&t.rg, &t.role(&t.rg, CONTRIBUTOR), &alice, None, "PT3S"),
+    );
+    assert_eq!(r.status, 201, "{}", r.text);
+    let (status, text) = start_vm();
+    assert_eq!(status, 200, "{text}");
+    assert_eq!(text, "started vm-01\n");
+    wait_until(15, "the activation ended and the gateway refuses", || {
+        start_vm().0 == 403
+    });
+}

@@ -889,6 +889,7 @@ fn administrators_work_from_the_command_line() {
         vec!["settings", "set"],
         vec!["audit", "list"],
         vec!["completion"],
+        vec!["check"],
     ] {
         let mut args = cmd.clone();
         args.push("--help");
@@ -1263,4 +1264,101 @@ fn the_demo_guide_command_lines_work_as_printed() {
         approvals.contains("dave@contoso.example") && approvals.contains("Owner"),
         "{approvals}"
     );
+}
+
+#[test]
+fn check_asks_the_decision_point_and_exits_with_the_decision() {
+    let t = Tenant::start();
+    let (alice, _) = t.user("Alice Check");
+    let (bob, _) = t.user("Bob Check");
+    let role = t.role(&t.sub, CONTRIBUTOR);
+    t.admin_add(&t.sub, &role, &alice, "Eligible", lasting("P30D"));
+    let term = Terminal::new();
+    term.dev_login(&t.s.origin, "default", &alice);
+    let start_vm = "Microsoft.Compute/virtualMachines/start/action";
+    let vm = format!(
+        "{}/resourceGroups/rg-app/providers/Microsoft.Compute/virtualMachines/vm-01",
+        t.sub_arm
+    );
+    let r = term.run(&[
+        "check",
+        "--member",
+        &alice,
+        "--action",
+        start_vm,
+        "--resource",
+        &vm,
+    ]);
+    r.expect_code(3, "denied while only eligible");
+    assert!(r.stdout.starts_with("DENIED"), "{}", r.stdout);
+    assert!(r.stdout.contains("eligible: Contributor"), "{}", r.stdout);
+    // The hint is a command that works.
+    let hint = r
+        .stdout
+        .lines()
+        .find_map(|l| l.split("(rolegate ").nth(1))
+        .map(|h| h.trim_end_matches(')').to_string())
+        .expect("an activation hint");
+    let mut args = words(&hint);
+    args.extend([
+        "--reason".to_string(),
+        "start the VM".to_string(),
+        "--for".to_string(),
+        "1h".to_string(),
+    ]);
+    let args: Vec<&str> = args.iter().map(String::as_str).collect();
+    term.run(&args).expect_code(0, "the hinted activation");
+    let r = term.run(&[
+        "check",
+        "--member",
+        &alice,
+        "--action",
+        start_vm,
+        "--resource",
+        &vm,
+    ]);
+    r.expect_code(0, "permitted once active");
+    assert!(
+        r.stdout.starts_with("PERMITTED") && r.stdout.contains("by Contributor"),
+        "{}",
+        r.stdout
+    );
+    let json = term.run(&[
+        "check",
+        "--member",
+        &alice,
+        "--role",
+        "contributor",
+        "--resource",
+        "rg-app",
+        "-o",
+        "json",
+    ]);
+    json.expect_code(0, "role membership");
+    assert_eq!(json.json()["decision"], true);
+    // Data actions are not granted by Contributor's `*`.
+    term.run(&[
+        "check",
+        "--member",
+        &alice,
+        "--data",
+        "--action",
+        "Microsoft.Storage/storageAccounts/blobServices/containers/blobs/read",
+        "--resource",
+        &vm,
+    ])
+    .expect_code(3, "data action");
+    // Asking about someone else is not a plain user's to ask.
+    term.run(&[
+        "check",
+        "--member",
+        &bob,
+        "--action",
+        start_vm,
+        "--resource",
+        &vm,
+    ])
+    .expect_code(6, "about someone else");
+    term.run(&["check", "--member", &alice, "--resource", &vm])
+        .expect_code(2, "no action");
 }

@@ -39,6 +39,40 @@ pub fn record(status: u16, elapsed: std::time::Duration) {
     );
 }
 
+/// The AuthZEN endpoints counted in `rolegate_authzen_requests_total` (authzen.md §2).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum AuthzenEndpoint {
+    /// `POST /access/v1/evaluation` (counted per decision).
+    Evaluation,
+    /// `POST /access/v1/evaluations` (counted per decision of each item).
+    Evaluations,
+    /// `POST /access/v1/search/subject`.
+    SearchSubject,
+    /// `POST /access/v1/search/resource`.
+    SearchResource,
+    /// `POST /access/v1/search/action`.
+    SearchAction,
+}
+
+const AUTHZEN_NAMES: [&str; 5] = [
+    "evaluation",
+    "evaluations",
+    "search/subject",
+    "search/resource",
+    "search/action",
+];
+
+/// Per endpoint: denials, permits (searches count in the first).
+static AUTHZEN: [[AtomicU64; 2]; 5] = [const { [const { AtomicU64::new(0) }; 2] }; 5];
+
+/// Counts one AuthZEN decision (`permitted` is `None` for a search).
+pub fn record_authzen(endpoint: AuthzenEndpoint, permitted: Option<bool>) {
+    let i = endpoint as usize;
+    if let Some(row) = AUTHZEN.get(i) {
+        row[usize::from(permitted == Some(true))].fetch_add(1, Ordering::Relaxed);
+    }
+}
+
 /// The exposition text, with `assignments` live assignments in the access index.
 pub fn render(assignments: usize) -> String {
     let mut out = String::new();
@@ -70,6 +104,24 @@ pub fn render(assignments: usize) -> String {
     out.push_str(&format!(
         "rolegate_http_request_duration_seconds_count {count}\n"
     ));
+    out.push_str("# HELP rolegate_authzen_requests_total AuthZEN decisions (by endpoint and decision) and searches (by endpoint).\n");
+    out.push_str("# TYPE rolegate_authzen_requests_total counter\n");
+    for (i, name) in AUTHZEN_NAMES.iter().enumerate() {
+        let row = &AUTHZEN[i];
+        if name.starts_with("search/") {
+            out.push_str(&format!(
+                "rolegate_authzen_requests_total{{endpoint=\"{name}\"}} {}\n",
+                row[0].load(Ordering::Relaxed)
+            ));
+        } else {
+            for (d, label) in [(1, "permit"), (0, "deny")] {
+                out.push_str(&format!(
+                    "rolegate_authzen_requests_total{{endpoint=\"{name}\",decision=\"{label}\"}} {}\n",
+                    row[d].load(Ordering::Relaxed)
+                ));
+            }
+        }
+    }
     out.push_str(
         "# HELP rolegate_access_index_assignments Live assignments held in the access index.\n",
     );

@@ -6,6 +6,7 @@
 
 use crate::error::{ApiError, ApiResult};
 use crate::extract::JsonObject;
+use crate::metrics::AuthzenEndpoint;
 use crate::state::AppState;
 use axum::extract::State;
 use axum::http::{HeaderMap, header};
@@ -523,8 +524,20 @@ fn deny(
     json!({"decision": false, "context": context})
 }
 
+/// Decides one resolved question for `endpoint` and counts it in `/metrics`.
+fn decide(
+    state: &AppState,
+    names: &mut Names<'_>,
+    r: &Resolved,
+    endpoint: AuthzenEndpoint,
+) -> Result<(bool, Value)> {
+    let (permitted, decision) = decide_one(state, names, r)?;
+    crate::metrics::record_authzen(endpoint, Some(permitted));
+    Ok((permitted, decision))
+}
+
 /// Decides one resolved question and renders its Decision object (§5.2, §5.3).
-fn decide(state: &AppState, names: &mut Names<'_>, r: &Resolved) -> Result<(bool, Value)> {
+fn decide_one(state: &AppState, names: &mut Names<'_>, r: &Resolved) -> Result<(bool, Value)> {
     let q = &r.question;
     let at = q.at;
     let subject = match &r.subject {
@@ -711,7 +724,7 @@ pub async fn evaluation(
                 ));
             }
             let mut names = Names { tx, roles: HashMap::new(), resources: HashMap::new() };
-            Ok(decide(st, &mut names, &r)?.1)
+            Ok(decide(st, &mut names, &r, AuthzenEndpoint::Evaluation)?.1)
         })
         .await?;
     Ok(json_response(answer))
@@ -760,7 +773,7 @@ pub async fn evaluations(
                     roles: HashMap::new(),
                     resources: HashMap::new(),
                 };
-                return Ok(decide(st, &mut names, &r)?.1);
+                return Ok(decide(st, &mut names, &r, AuthzenEndpoint::Evaluations)?.1);
             }
             let mut resolved = Vec::with_capacity(items.len());
             for (i, item) in items.iter().enumerate() {
@@ -780,7 +793,8 @@ pub async fn evaluations(
             };
             let mut out = Vec::with_capacity(resolved.len());
             for r in &resolved {
-                let (permitted, decision) = decide(st, &mut names, r)?;
+                let (permitted, decision) =
+                    decide(st, &mut names, r, AuthzenEndpoint::Evaluations)?;
                 out.push(decision);
                 match semantic {
                     Semantic::DenyOnFirstDeny if !permitted => break,

@@ -142,7 +142,13 @@ fn known_action(a: ActionRef, tx: &mut dyn ReadTx, anchor: Option<&str>) -> Resu
     })
 }
 
-fn respond(evaluated_at: jiff::Timestamp, page: Value, results: Vec<Value>) -> Response {
+fn respond(
+    endpoint: crate::metrics::AuthzenEndpoint,
+    evaluated_at: jiff::Timestamp,
+    page: Value,
+    results: Vec<Value>,
+) -> Response {
+    crate::metrics::record_authzen(endpoint, None);
     super::json_response(json!({
         "page": page,
         "context": {"evaluated_at": instant(evaluated_at)},
@@ -208,7 +214,7 @@ pub async fn subjects(
             }
         }
         let (page, results) = cut(found, &paging);
-        Ok(respond(at, page, results))
+        Ok(respond(crate::metrics::AuthzenEndpoint::SearchSubject, at, page, results))
     })
     .await
 }
@@ -298,7 +304,7 @@ pub async fn resources(
         }
         found.sort_by(|a, b| a.0.cmp(&b.0));
         let (page, results) = cut(found.into_iter().map(|(_, v)| v).collect(), &paging);
-        Ok(respond(at, page, results))
+        Ok(respond(crate::metrics::AuthzenEndpoint::SearchResource, at, page, results))
     })
     .await
 }
@@ -355,7 +361,7 @@ pub async fn actions(
         }
         roles.sort_by(|a, b| (&a.0, &a.1).cmp(&(&b.0, &b.1)));
         let (page, results) = cut(roles.into_iter().map(|(_, _, v)| v).collect(), &paging);
-        Ok(respond(at, page, results))
+        Ok(respond(crate::metrics::AuthzenEndpoint::SearchAction, at, page, results))
     })
     .await
 }

@@ -506,6 +506,20 @@ fn who_may_ask_and_what_comes_back() {
             .status,
         405
     );
+
+    // Decisions are counted in /metrics by endpoint and decision.
+    let metrics = t.s.call("GET", "/metrics", None, None).text;
+    let count = |line: &str| -> u64 {
+        metrics
+            .lines()
+            .find_map(|l| l.strip_prefix(line))
+            .and_then(|v| v.trim().parse().ok())
+            .unwrap_or_else(|| panic!("no `{line}` in {metrics}"))
+    };
+    assert!(
+        count("rolegate_authzen_requests_total{endpoint=\"evaluation\",decision=\"deny\"}") >= 4
+    );
+    count("rolegate_authzen_requests_total{endpoint=\"search/subject\"}");
 }
 
 fn search(t: &Tenant, caller: &str, kind: &str, body: &Value) -> Reply {

@@ -790,3 +790,172 @@ fn the_documented_gateway_refuses_then_lets_through_then_refuses_again() {
         start_vm().0 == 403
     });
 }
+
+mod differential {
+    //! For random tenants, every decision equals the answer computed independently: the
+    //! Graph API's own `roleAssignments` list of the resource (inherited and group entries
+    //! included) filtered to active ones, and the roles' published permissions matched by a
+    //! separate, naive matcher.
+
+    use super::*;
+    use crate::fixture::{OWNER, create_user, enc, register, resource_id};
+    use proptest::prelude::*;
+    use std::collections::HashMap;
+
+    const VM_CONTRIBUTOR: &str = "9980e02c-c2be-4d73-94e8-173b1dc7cf3c";
+    const ROLES: [&str; 5] = [OWNER, CONTRIBUTOR, READER, VM_CONTRIBUTOR, BLOB_CONTRIBUTOR];
+    const OPERATIONS: [(&str, bool); 7] = [
+        ("Microsoft.Compute/virtualMachines/start/action", false),
+        ("Microsoft.Compute/virtualMachines/read", false),
+        ("Microsoft.Authorization/roleAssignments/write", false),
+        ("Microsoft.Storage/storageAccounts/read", false),
+        (
+            "Microsoft.Network/virtualNetworks/subnets/join/action",
+            false,
+        ),
+        (READ_BLOB, true),
+        (
+            "Microsoft.Storage/storageAccounts/blobServices/containers/blobs/delete",
+            true,
+        ),
+    ];
+
+    /// The published permissions, read from the data file by this test itself.
+    fn permissions() -> HashMap<String, Value> {
+        let path = concat!(
+            env!("CARGO_MANIFEST_DIR"),
+            "/../core/data/builtin-role-permissions.json"
+        );
+        let doc: Value =
+            serde_json::from_str(&std::fs::read_to_string(path).expect("data file")).expect("json");
+        doc["roles"]
+            .as_object()
+            .expect("roles")
+            .iter()
+            .map(|(k, v)| (k.to_lowercase(), v["permissions"].clone()))
+            .collect()
+    }
+
+    /// A naive matcher: `*` as any run, ASCII case-insensitive, by trying every split.
+    fn matches(p: &[u8], s: &[u8]) -> bool {
+        match p.split_first() {
+            None => s.is_empty(),
+            Some((b'*', rest)) => (0..=s.len()).any(|k| matches(rest, &s[k..])),
+            Some((c, rest)) => s
+                .split_first()
+                .is_some_and(|(d, t)| c.eq_ignore_ascii_case(d) && matches(rest, t)),
+        }
+    }
+
+    fn grants(perms: &Value, op: &str, data: bool) -> bool {
+        let (allow, deny) = if data {
+            ("dataActions", "notDataActions")
+        } else {
+            ("actions", "notActions")
+        };
+        let any = |e: &Value, k: &str| {
+            e[k].as_array()
+                .into_iter()
+                .flatten()
+                .filter_map(Value::as_str)
+                .any(|p| matches(p.as_bytes(), op.as_bytes()))
+        };
+        perms
+            .as_array()
+            .into_iter()
+            .flatten()
+            .any(|e| any(e, allow) && !any(e, deny))
+    }
+
+    #[derive(Debug, Clone)]
+    struct Plan {
+        /// (holder index: users 0..3, groups 3..5; role; resource index; active)
+        assignments: Vec<(usize, usize, usize, bool)>,
+        /// Group memberships: (group 0..2, member: users 0..3 or the other group 3..5).
+        members: Vec<(usize, usize)>,
+    }
+
+    fn plan() -> impl Strategy<Value = Plan> {
+        (
+            proptest::collection::vec(
+                (0usize..5, 0usize..ROLES.len(), 0usize..4, any::<bool>()),
+                1..10,
+            ),
+            proptest::collection::vec((0usize..2, 0usize..5), 0..6),
+        )
+            .prop_map(|(assignments, members)| Plan {
+                assignments,
+                members,
+            })
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig { cases: 6, ..ProptestConfig::default() })]
+        #[test]
+        fn every_decision_equals_the_graph_api_answer(p in plan()) {
+            let t = start();
+            let users: Vec<String> = (0..3).map(|i| create_user(&t.s, &t.admin, &format!("diff-{i}"))).collect();
+            let groups: Vec<String> = (0..2).map(|i| create_group(&t.s, &t.admin, &format!("diff-group-{i}"), &[])).collect();
+            for g in 0..2 {
+                let members: Vec<&str> = p.members.iter().filter(|(x, _)| *x == g).map(|(_, m)| {
+                    if *m < 3 { users[*m].as_str() } else { groups[(*m - 3 + g + 1) % 2].as_str() }
+                }).filter(|m| *m != groups[g]).collect();
+                let r = t.s.call("PUT", &format!("/scim/v2/Groups/{}", groups[g]), Some(&t.admin), Some(&json!({
+                    "schemas": ["urn:ietf:params:scim:schemas:core:2.0:Group"],
+                    "displayName": format!("diff-group-{g}"),
+                    "members": members.iter().map(|m| json!({"value": m})).collect::<Vec<_>>(),
+                })));
+                prop_assert!(r.status < 300, "{}", r.text);
+            }
+            let rg2_arm = format!("{}/resourceGroups/rg-two", t.sub_arm);
+            let vm_arm = format!("{}/resourceGroups/rg-app/providers/Microsoft.Compute/virtualMachines/vm-d", t.sub_arm);
+            register(&t.s, &t.admin, &rg2_arm);
+            register(&t.s, &t.admin, &vm_arm);
+            let resources = [t.sub.clone(), t.rg.clone(), resource_id(&t.s, &t.admin, &rg2_arm), resource_id(&t.s, &t.admin, &vm_arm)];
+            for (holder, role, resource, active) in &p.assignments {
+                let subject = if *holder < 3 { &users[*holder] } else { &groups[*holder - 3] };
+                let r = t.request(&t.admin, &{
+                    let mut b = crate::fixture::request_body("AdminAdd", if *active { "Active" } else { "Eligible" },
+                        &resources[*resource], &t.role(&resources[*resource], ROLES[*role]), subject);
+                    b["schedule"] = lasting("P1D");
+                    b
+                });
+                // A repeated (holder, role, resource, state) is refused; that is fine.
+                prop_assert!(r.status == 201 || r.code() == "RoleAssignmentExists", "{}", r.text);
+            }
+            let perms = permissions();
+            let template_of: HashMap<String, String> = resources.iter().flat_map(|rid| {
+                let r = t.s.get(&t.s.pim(&format!("/resources/{rid}/roleDefinitions")), &t.admin);
+                r.json["value"].as_array().cloned().unwrap_or_default().into_iter().map(|d| {
+                    (d["id"].as_str().unwrap_or_default().to_string(), d["templateId"].as_str().unwrap_or_default().to_lowercase())
+                }).collect::<Vec<_>>()
+            }).collect();
+            // Questions: every user, every resource (and one unregistered below rg-two), every operation.
+            let unregistered = format!("{rg2_arm}/providers/Microsoft.Web/sites/site-x");
+            let mut asked = 0;
+            for user in &users {
+                for (target, anchor) in resources.iter().map(|r| (r.clone(), r.clone())).chain([(unregistered.clone(), resources[2].clone())]) {
+                    let listed = t.s.get(&t.s.pim(&format!(
+                        "/resources/{anchor}/roleAssignments?$filter={}", enc(&format!("subjectId eq '{user}'")))), &t.admin);
+                    prop_assert_eq!(listed.status, 200);
+                    let active: Vec<&Value> = listed.json["value"].as_array().into_iter().flatten()
+                        .filter(|a| a["assignmentState"] == "Active").collect();
+                    for (op, data) in OPERATIONS {
+                        let expected = active.iter().any(|a| {
+                            let template = template_of.get(a["roleDefinitionId"].as_str().unwrap_or_default()).cloned().unwrap_or_default();
+                            perms.get(&template).is_some_and(|p| grants(p, op, data))
+                        });
+                        let mut q = question(user, &target, op);
+                        if data {
+                            q["action"]["properties"] = json!({"isDataAction": true});
+                        }
+                        let d = decision(&t, &q);
+                        prop_assert_eq!(d["decision"].as_bool(), Some(expected), "{} {} {}: {}", user, target, op, d);
+                        asked += 1;
+                    }
+                }
+            }
+            prop_assert_eq!(asked, 3 * 5 * OPERATIONS.len());
+        }
+    }
+}

@@ -10,7 +10,7 @@ BIN=${BIN:-${CARGO_TARGET_DIR:-target}/release}
 DB=${DB:-bench.db}
 DATABASE=${DATABASE:-sqlite://$DB}
 SECRET=benchsecret0123456789
-"$BIN/rolegate" serve --database "$DATABASE" --auth-hs256-secret $SECRET --admin bench-admin --listen 127.0.0.1:18090 --rate-limit-per-ip 0 --rate-limit-per-subject 0 > server.out 2> server.log &
+"$BIN/rolegate" serve --database "$DATABASE" --auth-hs256-secret $SECRET --admin bench-admin --listen 127.0.0.1:18090 --authzen-client bench-pep --rate-limit-per-ip 0 --rate-limit-per-subject 0 > server.out 2> server.log &
 PID=$!
 start=$(date +%s.%N)
 until grep -q listening server.out 2>/dev/null; do sleep 0.1; done
@@ -23,4 +23,9 @@ done
 # ones the 1-thread run used.
 "$BIN/rolegate-load" --origin http://127.0.0.1:18090 --secret $SECRET --manifest manifest.json --seconds 10 --threads 1 --server-pid $PID --scenario activate
 "$BIN/rolegate-load" --origin http://127.0.0.1:18090 --secret $SECRET --manifest manifest.json --seconds 10 --threads 4 --server-pid $PID --scenario activate --skip 10000
+# AuthZEN decisions about the subjects and resources just activated (about half permitted),
+# at one connection and at 32.
+for threads in 1 32; do
+  "$BIN/rolegate-load" --origin http://127.0.0.1:18090 --secret $SECRET --manifest manifest.json --seconds 10 --threads $threads --server-pid $PID --scenario authzen-evaluation --scenario authzen-batch
+done
 kill -TERM $PID; wait $PID || true

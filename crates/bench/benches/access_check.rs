@@ -1,11 +1,15 @@
 //! The R1/R3 authorization check every call makes, against an in-memory index the size of
 //! a large tenant: 10,000 resources in a four-level tree, 100,000 users in 1,000 groups,
-//! 1,000,000 assignments. Run: `cargo bench -p rolegate-bench --bench access_check`.
+//! 1,000,000 assignments over five built-in roles; and the AuthZEN decision (authzen.md §4:
+//! holders, scope chain, active in effect, the role's permissions) on the same index.
+//! Run: `cargo bench -p rolegate-bench --bench access_check`.
 
 use criterion::{Criterion, criterion_group, criterion_main};
 use jiff::{SignedDuration, Timestamp};
 use rolegate_core::access::AccessIndex;
+use rolegate_core::access_decision::Action;
 use rolegate_core::assignment::{AssignmentState, RoleAssignment};
+use rolegate_core::permissions::Plane;
 use rolegate_core::schedule::Schedule;
 use std::hint::black_box;
 
@@ -19,6 +23,15 @@ impl Rng {
         (self.0 % n as u64) as usize
     }
 }
+
+/// Owner, Contributor, Reader, Virtual Machine Contributor, Storage Blob Data Contributor.
+const ROLES: [&str; 5] = [
+    "8e3af657-a8ff-443c-a75c-2fe8c4bcb635",
+    "b24988ac-6180-42a0-ab88-20f7382dd24c",
+    "acdd72a7-3385-48ef-bd42-f606fba81ae7",
+    "9980e02c-c2be-4d73-94e8-173b1dc7cf3c",
+    "ba92f5b4-2d11-453d-a403-e96b0029c9fe",
+];
 
 fn world() -> (AccessIndex, Vec<String>, Vec<String>) {
     let mut ix = AccessIndex::new();
@@ -39,6 +52,11 @@ fn world() -> (AccessIndex, Vec<String>, Vec<String>) {
             resources.push(id);
         }
     }
+    for r in &resources {
+        for (k, template) in ROLES.iter().enumerate() {
+            ix.add_role(&format!("{r}-role{k}"), template);
+        }
+    }
     let users: Vec<String> = (0..100_000).map(|i| format!("user{i}")).collect();
     for (i, u) in users.iter().enumerate() {
         ix.add_membership(&format!("group{}", i % 1_000), u);
@@ -52,10 +70,12 @@ fn world() -> (AccessIndex, Vec<String>, Vec<String>) {
         } else {
             users[rng.below(users.len())].clone()
         };
+        let resource = resources[rng.below(resources.len())].clone();
+        let role = rng.below(ROLES.len());
         let a = RoleAssignment {
             id: format!("{i:032x}"),
-            resource_id: resources[rng.below(resources.len())].clone(),
-            role_definition_id: "role".into(),
+            role_definition_id: format!("{resource}-role{role}"),
+            resource_id: resource,
             subject_id: subject,
             state: if rng.below(10) < 6 {
                 AssignmentState::Eligible
@@ -69,7 +89,7 @@ fn world() -> (AccessIndex, Vec<String>, Vec<String>) {
             },
             request_id: "seed".into(),
         };
-        ix.upsert(&a, rng.below(4) == 0);
+        ix.upsert(&a, role == 0);
     }
     (ix, users, resources)
 }
@@ -103,5 +123,55 @@ fn access_check(c: &mut Criterion) {
     });
 }
 
-criterion_group!(benches, access_check);
+fn authzen_check(c: &mut Criterion) {
+    let (ix, users, resources) = world();
+    let now = Timestamp::from_second(1_800_000_000).unwrap_or(Timestamp::UNIX_EPOCH);
+    let operations = [
+        (
+            "Microsoft.Compute/virtualMachines/start/action",
+            Plane::Control,
+        ),
+        ("Microsoft.Compute/virtualMachines/read", Plane::Control),
+        (
+            "Microsoft.Authorization/roleAssignments/write",
+            Plane::Control,
+        ),
+        (
+            "Microsoft.Storage/storageAccounts/blobServices/containers/blobs/read",
+            Plane::Data,
+        ),
+    ];
+    let mut rng = Rng(7);
+    let queries: Vec<(String, String, Action)> = (0..4096)
+        .map(|_| {
+            let (name, plane) = operations[rng.below(operations.len())];
+            (
+                users[rng.below(users.len())].clone(),
+                resources[rng.below(resources.len())].clone(),
+                Action::Operation {
+                    name: name.to_string(),
+                    plane,
+                },
+            )
+        })
+        .collect();
+    let permitted = queries
+        .iter()
+        .filter(|(u, r, a)| ix.permits(u, r, a, now))
+        .count();
+    println!(
+        "AuthZEN query mix: {permitted} of {} permitted",
+        queries.len()
+    );
+    let mut i = 0;
+    c.bench_function("AuthZEN permits (1M assignments)", |b| {
+        b.iter(|| {
+            let (u, r, a) = &queries[i % queries.len()];
+            i += 1;
+            black_box(ix.permits(u, r, a, now))
+        })
+    });
+}
+
+criterion_group!(benches, access_check, authzen_check);
 criterion_main!(benches);

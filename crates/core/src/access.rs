@@ -148,7 +148,11 @@ impl AccessIndex {
             start_us: a.schedule.start.as_microsecond(),
             end_us: a.schedule.end.map(|e| e.as_microsecond()),
         };
-        self.grants.entry(subject).or_default().push(grant);
+        // Each subject's list stays sorted by resource, so a check reads only the entries on
+        // the scopes it asks about.
+        let list = self.grants.entry(subject).or_default();
+        let at = list.partition_point(|g| g.resource <= grant.resource);
+        list.insert(at, grant);
         self.grant_count += 1;
     }
 
@@ -255,6 +259,25 @@ impl AccessIndex {
         }
     }
 
+    /// Whether one of the grants of `subject` (or its groups) on `resource` or an ancestor
+    /// satisfies `pred`: a few binary searches per holder, whatever the holders hold
+    /// elsewhere.
+    fn any_on_scopes(&self, subject: u32, resource: u32, pred: impl Fn(&Grant) -> bool) -> bool {
+        let scopes = self.ancestry(resource);
+        self.closure(subject)
+            .iter()
+            .filter_map(|x| self.grants.get(x))
+            .any(|list| {
+                scopes.iter().any(|scope| {
+                    let from = list.partition_point(|g| g.resource < *scope);
+                    list[from..]
+                        .iter()
+                        .take_while(|g| g.resource == *scope)
+                        .any(&pred)
+                })
+            })
+    }
+
     fn any_grant(
         &self,
         subject_id: &str,
@@ -268,13 +291,8 @@ impl AccessIndex {
         ) else {
             return false;
         };
-        let scopes = self.ancestry(r);
         let now_us = now.as_microsecond();
-        self.closure(s)
-            .iter()
-            .filter_map(|x| self.grants.get(x))
-            .flatten()
-            .any(|g| g.is_current(now_us) && pred(g) && scopes.contains(&g.resource))
+        self.any_on_scopes(s, r, |g| g.is_current(now_us) && pred(g))
     }
 
     /// R1: `subject_id` holds a current assignment (any state, directly, through a group,
@@ -372,6 +390,33 @@ impl AccessIndex {
             }
         }
         out
+    }
+
+    /// `a` (say, from history) as a holding at `resource_id`, when it applies there.
+    pub fn holding_of(
+        &self,
+        a: &RoleAssignment,
+        resource_id: &str,
+    ) -> Option<crate::access_decision::Holding> {
+        let r = self.resources.get(resource_id)?;
+        let at = self.resources.get(&a.resource_id)?;
+        let distance = self.ancestry(r).iter().position(|x| *x == at)?;
+        let role = self
+            .roles
+            .get(&a.role_definition_id)
+            .and_then(|k| self.role_of.get(&k));
+        Some(crate::access_decision::Holding {
+            assignment_id: a.id.clone(),
+            holder_id: a.subject_id.clone(),
+            resource_id: a.resource_id.clone(),
+            distance,
+            role_definition_id: a.role_definition_id.clone(),
+            template_id: role.map(|k| k.template_id.to_string()),
+            permissions: role.and_then(|k| k.permissions),
+            state: a.state,
+            start: a.schedule.start,
+            end: a.schedule.end,
+        })
     }
 
     /// The holders (subjects or groups) of an active assignment in effect at `at` on
@@ -499,18 +544,12 @@ impl AccessIndex {
         ) else {
             return false;
         };
-        let scopes = self.ancestry(r);
         let at_us = at.as_microsecond();
-        self.closure(s)
-            .iter()
-            .filter_map(|x| self.grants.get(x))
-            .flatten()
-            .any(|g| {
-                g.state == AssignmentState::Active
-                    && g.is_current(at_us)
-                    && scopes.contains(&g.resource)
-                    && self.role_allows(g.role, action)
-            })
+        self.any_on_scopes(s, r, |g| {
+            g.state == AssignmentState::Active
+                && g.is_current(at_us)
+                && self.role_allows(g.role, action)
+        })
     }
 }
 

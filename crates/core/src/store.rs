@@ -130,6 +130,15 @@ pub trait AssignmentRead {
         resources: &[String],
         state: AssignmentState,
     ) -> Result<Vec<RoleAssignment>>;
+    /// Assignments in history of any of `subjects` on any of `resources` that still counted
+    /// after `after`, each with the instant it stopped counting (its end, or when it was
+    /// revoked, deactivated or closed, whichever came first): for decisions in the past.
+    fn history_of(
+        &mut self,
+        subjects: &[String],
+        resources: &[String],
+        after: Timestamp,
+    ) -> Result<Vec<RoleAssignment>>;
     /// Live assignments of a subject.
     fn live_assignments_of(&mut self, subject_id: &str) -> Result<Vec<RoleAssignment>>;
     /// Lists assignments (joined with their role definitions for filtering).

@@ -600,11 +600,31 @@ fn decide_one(state: &AppState, names: &mut Names<'_>, r: &Resolved) -> Result<(
             ));
         }
     };
-    let holdings = state
-        .access
-        .read()
-        .map_err(|_| DomainError::internal("access index lock poisoned"))?
-        .holdings(&subject.id, &anchor.resource.id);
+    let index = || {
+        state
+            .access
+            .read()
+            .map_err(|_| DomainError::internal("access index lock poisoned"))
+    };
+    let (mut holdings, holders, chain) = {
+        let ix = index()?;
+        let mut holders = vec![subject.id.clone()];
+        holders.extend(ix.groups_of(&subject.id));
+        (
+            ix.holdings(&subject.id, &anchor.resource.id),
+            holders,
+            ix.ancestors_or_self(&anchor.resource.id),
+        )
+    };
+    // In the past, what history holds counts too, until it stopped counting (§4.4).
+    if at < state.clock.now() {
+        let past = names.tx.history_of(&holders, &chain, at)?;
+        let ix = index()?;
+        holdings.extend(
+            past.iter()
+                .filter_map(|a| ix.holding_of(a, &anchor.resource.id)),
+        );
+    }
     let e: Evaluation = access_decision::evaluate(&holdings, action, at);
     let asked = match action {
         Action::Operation { name, .. } => name.clone(),

@@ -23,6 +23,13 @@ enum Scenario {
     PortalMyRoles,
     /// The portal's "Approvals" (`GET /ui/approvals`) of the seeded approver: 50 pending.
     PortalApprovals,
+    /// `POST /access/v1/evaluation` as the enforcement point `--pep` about the seeded
+    /// eligible assignments' subjects and resources, alternating an operation their role
+    /// grants once activated and one it does not (run after `activate` for about half
+    /// permitted).
+    AuthzenEvaluation,
+    /// `POST /access/v1/evaluations` with 100 such items.
+    AuthzenBatch,
 }
 
 #[derive(Parser, Debug)]
@@ -52,6 +59,9 @@ struct Args {
     /// Calls to skip at the start of each scenario (activations already used by a run).
     #[arg(long, default_value_t = 0)]
     skip: usize,
+    /// The enforcement point's subject (the server's `--authzen-client`).
+    #[arg(long, default_value = "bench-pep")]
+    pep: String,
     /// The server's pid, to report its memory.
     #[arg(long)]
     server_pid: Option<u32>,
@@ -164,6 +174,43 @@ fn calls(args: &Args, manifest: &Value, scenario: Scenario) -> anyhow::Result<Ve
                 });
             }
         }
+        Scenario::AuthzenEvaluation | Scenario::AuthzenBatch => {
+            let pep = format!("Bearer {}", token(&args.secret, &args.pep)?);
+            let questions: Vec<Value> = list("activations")
+                .iter()
+                .take(8_000)
+                .enumerate()
+                .map(|(i, a)| {
+                    let op = if i % 2 == 0 {
+                        "Microsoft.Resources/subscriptions/resourceGroups/read"
+                    } else {
+                        "Microsoft.Authorization/roleAssignments/write"
+                    };
+                    json!({"subject": {"type": "user", "id": a["subjectId"]},
+                           "resource": {"type": "azureResource", "id": a["resourceId"]},
+                           "action": {"name": op}})
+                })
+                .collect();
+            if scenario == Scenario::AuthzenEvaluation {
+                for q in questions {
+                    out.push(Call {
+                        method: "POST",
+                        path: "/access/v1/evaluation".into(),
+                        credential: ("Authorization", pep.clone()),
+                        body: Some(q.to_string()),
+                    });
+                }
+            } else {
+                for chunk in questions.chunks(100).filter(|c| c.len() == 100) {
+                    out.push(Call {
+                        method: "POST",
+                        path: "/access/v1/evaluations".into(),
+                        credential: ("Authorization", pep.clone()),
+                        body: Some(json!({"evaluations": chunk}).to_string()),
+                    });
+                }
+            }
+        }
         Scenario::PortalMyRoles | Scenario::PortalApprovals => {
             let (who, path) = if scenario == Scenario::PortalMyRoles {
                 ("requester", "/ui/")
@@ -193,16 +240,19 @@ fn run(args: &Args, scenario: Scenario, calls: Vec<Call>) {
     let next = Arc::new(AtomicUsize::new(args.skip));
     let samples = Arc::new(Mutex::new(Vec::<u64>::new()));
     let errors = Arc::new(AtomicUsize::new(0));
+    // AuthZEN answers: decisions seen, and how many permitted.
+    let decisions = Arc::new([AtomicUsize::new(0), AtomicUsize::new(0)]);
     let deadline = Instant::now() + Duration::from_secs(args.seconds);
     let once = scenario == Scenario::Activate;
     let started = Instant::now();
     let handles: Vec<_> = (0..args.threads)
         .map(|_| {
-            let (calls, next, samples, errors, origin) = (
+            let (calls, next, samples, errors, decisions, origin) = (
                 Arc::clone(&calls),
                 Arc::clone(&next),
                 Arc::clone(&samples),
                 Arc::clone(&errors),
+                Arc::clone(&decisions),
                 args.origin.clone(),
             );
             std::thread::spawn(move || {
@@ -232,7 +282,12 @@ fn run(args: &Args, scenario: Scenario, calls: Vec<Call>) {
                     };
                     let ok = match result {
                         Ok(mut r) => {
-                            let _ = r.body_mut().read_to_vec();
+                            let body = r.body_mut().read_to_vec().unwrap_or_default();
+                            let count = |needle: &[u8]| {
+                                body.windows(needle.len()).filter(|w| *w == needle).count()
+                            };
+                            decisions[0].fetch_add(count(b"\"decision\":"), Ordering::Relaxed);
+                            decisions[1].fetch_add(count(b"\"decision\":true"), Ordering::Relaxed);
                             r.status().is_success()
                         }
                         Err(_) => false,
@@ -265,6 +320,13 @@ fn run(args: &Args, scenario: Scenario, calls: Vec<Call>) {
             p.max as f64 / 1000.0
         ),
         None => println!("| {scenario:?} | 0 | - | - | - | - | - | - |"),
+    }
+    let seen = decisions[0].load(Ordering::Relaxed);
+    if seen > 0 {
+        println!(
+            "  ({} of {seen} decisions permitted)",
+            decisions[1].load(Ordering::Relaxed)
+        );
     }
 }
 

@@ -959,3 +959,72 @@ mod differential {
         }
     }
 }
+
+#[test]
+fn what_if_in_the_past_counts_history_until_it_stopped_counting() {
+    let t = Tenant::start_with(&["--authzen-client", PEP, "--scheduler-interval", "0.2"]);
+    let (hana, hana_token) = t.user("Hana Past");
+    t.admin_add(
+        &t.sub,
+        &t.role(&t.sub, CONTRIBUTOR),
+        &hana,
+        "Eligible",
+        lasting("P30D"),
+    );
+    let role_rg = t.role(&t.rg, CONTRIBUTOR);
+    // An activation that expires, and one that is deactivated early.
+    let r = t.request(
+        &hana_token,
+        &activation(&t.rg, &role_rg, &hana, None, "PT2S"),
+    );
+    assert_eq!(r.status, 201, "{}", r.text);
+    let expired_start = r.json["schedule"]["startDateTime"]
+        .as_str()
+        .expect("start")
+        .to_string();
+    wait_until(20, "the activation expired and moved to history", || {
+        t.s.get(
+            &t.s.pim(&format!("/resources/{}/roleAssignments/expired()", t.rg)),
+            &t.admin,
+        )
+        .json["value"]
+            .as_array()
+            .is_some_and(|v| v.iter().any(|a| a["subjectId"] == hana.as_str()))
+    });
+    let q = question(&hana, &t.rg, START_VM);
+    assert_eq!(decision(&t, &q)["decision"], false, "now");
+    let at = |time: &str| {
+        let mut q = q.clone();
+        q["context"] = json!({"time": time});
+        decision(&t, &q)
+    };
+    let d = at(&expired_start);
+    assert_eq!(d["decision"], true, "during the expired activation: {d}");
+    let before: jiff::Timestamp = expired_start.parse().expect("start");
+    let before = (before - jiff::SignedDuration::from_secs(60)).to_string();
+    assert_eq!(at(&before)["decision"], false, "before it");
+
+    let r = t.request(
+        &hana_token,
+        &activation(&t.rg, &role_rg, &hana, None, "PT1H"),
+    );
+    assert_eq!(r.status, 201, "{}", r.text);
+    let started = r.json["schedule"]["startDateTime"]
+        .as_str()
+        .expect("start")
+        .to_string();
+    std::thread::sleep(std::time::Duration::from_millis(300));
+    let mut remove = activation(&t.rg, &role_rg, &hana, None, "PT1H");
+    remove["type"] = json!("UserRemove");
+    assert_eq!(t.request(&hana_token, &remove).status, 201);
+    assert_eq!(decision(&t, &q)["decision"], false, "deactivated");
+    let d = at(&started);
+    assert_eq!(d["decision"], true, "while it was active: {d}");
+    // Its end in the past is when it was deactivated, not its scheduled end.
+    let end: jiff::Timestamp = d["context"]["reason_admin"]["grants"][0]["endDateTime"]
+        .as_str()
+        .expect("end")
+        .parse()
+        .expect("time");
+    assert!(end < crate::fixture::now(), "{d}");
+}

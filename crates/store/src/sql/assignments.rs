@@ -89,6 +89,34 @@ impl AssignmentRead for SqlTx<'_> {
         p.params.push(Value::Text(state.as_str().into()));
         self.many(&sql, &p.params, assignment_row)
     }
+    fn history_of(
+        &mut self,
+        subjects: &[String],
+        resources: &[String],
+        after: Timestamp,
+    ) -> Result<Vec<RoleAssignment>> {
+        let sql = format!(
+            "SELECT {ASSIGNMENT_COLS}, a.ended_at FROM assignment_history a WHERE a.subject_id IN ({}) \
+             AND a.resource_id IN ({}) AND a.ended_at > ? AND (a.end_at IS NULL OR a.end_at > ?)",
+            placeholders(subjects.len().max(1)),
+            placeholders(resources.len().max(1))
+        );
+        let mut p = SqlFragment {
+            sql: String::new(),
+            params: Vec::new(),
+        };
+        push_ids(&mut p, subjects);
+        push_ids(&mut p, resources);
+        p.params.push(Value::Integer(us(after)));
+        p.params.push(Value::Integer(us(after)));
+        self.many(&sql, &p.params, |r| {
+            let mut a = assignment_row(r)?;
+            let ended = ts(r.get(9)?)?;
+            // It stopped counting at its end or when it was ended, whichever came first.
+            a.schedule.end = Some(a.schedule.end.map_or(ended, |e| e.min(ended)));
+            Ok(a)
+        })
+    }
     fn live_assignments_of(&mut self, subject_id: &str) -> Result<Vec<RoleAssignment>> {
         self.many(
             &format!("SELECT {ASSIGNMENT_COLS} FROM assignments a WHERE a.subject_id = ?"),

@@ -218,6 +218,7 @@ fn parse_instant(text: &str) -> Option<Timestamp> {
 }
 
 /// A subject resolved in the directory, or why not (§3.1).
+#[derive(Clone)]
 enum ResolvedSubject {
     Found(Subject),
     Unknown,
@@ -248,21 +249,27 @@ fn resolve_subject(tx: &mut dyn ReadTx, s: &SubjectRef) -> Result<ResolvedSubjec
     let Some(kind) = subject_kind(&s.kind) else {
         return Ok(ResolvedSubject::Unknown);
     };
-    let mut candidates: Vec<Subject> = Vec::new();
-    if let Some(found) = tx.subject(&s.id.to_ascii_lowercase())?
-        && found.id.eq_ignore_ascii_case(&s.id)
+    // Each step runs only when the ones before found nothing of the asked kind.
+    let mut found: Option<Subject> = None;
+    if let Some(s1) = tx.subject(&s.id.to_ascii_lowercase())?
+        && s1.id.eq_ignore_ascii_case(&s.id)
+        && s1.kind == kind
     {
-        candidates.push(found);
+        found = Some(s1);
     }
-    if let Some(found) = tx.subject(&s.id)?
-        && (found.id == s.id || found.external_id.as_deref() == Some(s.id.as_str()))
+    if found.is_none()
+        && let Some(s2) = tx.subject(&s.id)?
+        && (s2.id == s.id || s2.external_id.as_deref() == Some(s.id.as_str()))
+        && s2.kind == kind
     {
-        candidates.push(found);
+        found = Some(s2);
     }
-    if kind != SubjectKind::Group {
-        candidates.extend(rolegate_core::scim::users_named(tx, &s.id, 2)?);
+    if found.is_none() && kind != SubjectKind::Group {
+        found = rolegate_core::scim::users_named(tx, &s.id, 2)?
+            .into_iter()
+            .find(|c| c.kind == kind);
     }
-    let Some(found) = candidates.into_iter().find(|c| c.kind == kind) else {
+    let Some(found) = found else {
         return Ok(ResolvedSubject::Unknown);
     };
     if !found.active && kind != SubjectKind::Group {
@@ -273,6 +280,7 @@ fn resolve_subject(tx: &mut dyn ReadTx, s: &SubjectRef) -> Result<ResolvedSubjec
 
 /// The registered resource a decision is computed at (§3.2), and whether the request named
 /// something below it.
+#[derive(Clone)]
 struct Anchor {
     resource: Resource,
     below: bool,
@@ -391,8 +399,46 @@ struct Resolved {
 }
 
 fn resolve(tx: &mut dyn ReadTx, q: Question) -> Result<Resolved> {
-    let subject = resolve_subject(tx, &q.subject)?;
-    let anchor = resolve_resource(tx, &q.resource)?;
+    Resolutions::default().resolve(tx, q)
+}
+
+/// Subjects and resources already resolved in one batch (items often share them).
+#[derive(Default)]
+struct Resolutions {
+    subjects: HashMap<(String, String), ResolvedSubject>,
+    resources: HashMap<(String, String), Option<Anchor>>,
+}
+
+impl Resolutions {
+    fn resolve(&mut self, tx: &mut dyn ReadTx, q: Question) -> Result<Resolved> {
+        let sk = (q.subject.kind.clone(), q.subject.id.clone());
+        let subject = match self.subjects.get(&sk) {
+            Some(s) => s.clone(),
+            None => {
+                let s = resolve_subject(tx, &q.subject)?;
+                self.subjects.insert(sk, s.clone());
+                s
+            }
+        };
+        let rk = (q.resource.kind.clone(), q.resource.id.clone());
+        let anchor = match self.resources.get(&rk) {
+            Some(a) => a.clone(),
+            None => {
+                let a = resolve_resource(tx, &q.resource)?;
+                self.resources.insert(rk, a.clone());
+                a
+            }
+        };
+        resolve_with(tx, q, subject, anchor)
+    }
+}
+
+fn resolve_with(
+    tx: &mut dyn ReadTx,
+    q: Question,
+    subject: ResolvedSubject,
+    anchor: Option<Anchor>,
+) -> Result<Resolved> {
     // A role named by display name is looked for among the anchor's role definitions.
     let action = match (&q.action, &anchor) {
         (ActionRef::RoleNamed(name), Some(a)) => {
@@ -442,9 +488,19 @@ struct Names<'a> {
     tx: &'a mut dyn ReadTx,
     roles: HashMap<String, Option<String>>,
     resources: HashMap<String, Option<Resource>>,
+    definitions: HashMap<(String, String), Option<String>>,
 }
 
-impl Names<'_> {
+impl<'a> Names<'a> {
+    fn new(tx: &'a mut dyn ReadTx) -> Self {
+        Self {
+            tx,
+            roles: HashMap::new(),
+            resources: HashMap::new(),
+            definitions: HashMap::new(),
+        }
+    }
+
     fn role_name(&mut self, id: &str) -> Result<String> {
         if !self.roles.contains_key(id) {
             let name = self.tx.role_definition(id)?.map(|d| d.display_name);
@@ -459,6 +515,32 @@ impl Names<'_> {
             self.resources.insert(id.to_string(), r);
         }
         Ok(self.resources.get(id).cloned().flatten())
+    }
+
+    /// The name of a holding's role: a built-in role's comes with its permissions, others
+    /// are read.
+    fn role_display(&mut self, h: &Holding) -> Result<String> {
+        match h
+            .template_id
+            .as_deref()
+            .and_then(rolegate_core::permissions::built_in)
+        {
+            Some(p) => Ok(p.display_name.clone()),
+            None => self.role_name(&h.role_definition_id),
+        }
+    }
+
+    /// The id of the role definition with `template_id` at `resource_id`.
+    fn definition_at(&mut self, resource_id: &str, template_id: &str) -> Result<Option<String>> {
+        let key = (resource_id.to_string(), template_id.to_string());
+        if !self.definitions.contains_key(&key) {
+            let d = self
+                .tx
+                .role_definition_by_template(resource_id, template_id)?
+                .map(|d| d.id);
+            self.definitions.insert(key.clone(), d);
+        }
+        Ok(self.definitions.get(&key).cloned().flatten())
     }
 
     /// A Grant or Eligibility object of §5.3.
@@ -483,10 +565,7 @@ impl Names<'_> {
         if let Some(t) = &h.template_id {
             o.insert("templateId".into(), json!(t));
         }
-        o.insert(
-            "roleName".into(),
-            json!(self.role_name(&h.role_definition_id)?),
-        );
+        o.insert("roleName".into(), json!(self.role_display(h)?));
         o.insert("subjectId".into(), json!(h.holder_id));
         o.insert("resourceId".into(), json!(h.resource_id));
         if let Some(r) = &scope {
@@ -654,7 +733,7 @@ fn decide_one(state: &AppState, names: &mut Names<'_>, r: &Resolved) -> Result<(
             let mut o = names.assignment(h, subject, anchor.below)?;
             o.remove("assignmentState");
             if first.is_none() {
-                let role = names.role_name(&h.role_definition_id)?;
+                let role = names.role_display(h)?;
                 let scope = names
                     .resource(&h.resource_id)?
                     .map(|r| r.display_name)
@@ -663,13 +742,11 @@ fn decide_one(state: &AppState, names: &mut Names<'_>, r: &Resolved) -> Result<(
             }
             if subject.kind != SubjectKind::Group
                 && let Some(t) = &h.template_id
-                && let Some(d) = names
-                    .tx
-                    .role_definition_by_template(&anchor.resource.id, t)?
+                && let Some(definition) = names.definition_at(&anchor.resource.id, t)?
             {
                 o.insert(
                     "activate".into(),
-                    json!({"resourceId": anchor.resource.id, "roleDefinitionId": d.id, "linkedEligibleRoleAssignmentId": h.assignment_id}),
+                    json!({"resourceId": anchor.resource.id, "roleDefinitionId": definition, "linkedEligibleRoleAssignmentId": h.assignment_id}),
                 );
             }
             eligible.push(Value::Object(o));
@@ -743,7 +820,7 @@ pub async fn evaluation(
                     "you may ask only about yourself (tenant administrators and listed enforcement points may ask about anyone)",
                 ));
             }
-            let mut names = Names { tx, roles: HashMap::new(), resources: HashMap::new() };
+            let mut names = Names::new(tx);
             Ok(decide(st, &mut names, &r, AuthzenEndpoint::Evaluation)?.1)
         })
         .await?;
@@ -788,17 +865,14 @@ pub async fn evaluations(
                 if !may_ask(&asker, &r) {
                     return Err(DomainError::denied("you may ask only about yourself"));
                 }
-                let mut names = Names {
-                    tx,
-                    roles: HashMap::new(),
-                    resources: HashMap::new(),
-                };
+                let mut names = Names::new(tx);
                 return Ok(decide(st, &mut names, &r, AuthzenEndpoint::Evaluations)?.1);
             }
             let mut resolved = Vec::with_capacity(items.len());
+            let mut known = Resolutions::default();
             for (i, item) in items.iter().enumerate() {
                 let q = question(item, &body, &format!("evaluations[{i}]"), now)?;
-                resolved.push(resolve(tx, q)?);
+                resolved.push(known.resolve(tx, q)?);
             }
             // Authorization of every item before any is evaluated (§6.2).
             if resolved.iter().any(|r| !may_ask(&asker, r)) {
@@ -806,11 +880,7 @@ pub async fn evaluations(
                     "you may ask only about yourself, in every item",
                 ));
             }
-            let mut names = Names {
-                tx,
-                roles: HashMap::new(),
-                resources: HashMap::new(),
-            };
+            let mut names = Names::new(tx);
             let mut out = Vec::with_capacity(resolved.len());
             for r in &resolved {
                 let (permitted, decision) =

@@ -603,7 +603,7 @@ fn show_setting(style: &Style, role: &Value, target: &Value) -> Outcome<()> {
     ];
     let mut out = String::new();
     for (k, v) in lines {
-        out.push_str(&format!("{k:<17} {v}\n"));
+        out.push_str(&format!("{k:<17} {}\n", output::clean(&v)));
     }
     output::emit(&out)
 }
@@ -658,10 +658,16 @@ fn set_setting(api: &Api, style: &Style, args: &SetArgs) -> Outcome<()> {
     let mut approvers = Vec::new();
     for a in &args.approvers {
         let m = names::member(api, a)?;
-        let kind = if text(&m, "type") == "Group" {
-            "Group"
-        } else {
-            "User"
+        // An approver's kind matters (a group's members approve); an id the caller could
+        // not look up has none.
+        let kind = match text(&m, "type") {
+            "Group" => "Group",
+            "User" | "ServicePrincipal" => "User",
+            _ => {
+                return Err(Failure::usage(format!(
+                    "cannot tell whether `{a}` is a user or a group: only tenant administrators may look members up"
+                )));
+            }
         };
         approvers.push(json!({"Id": m["id"], "Type": kind, "DisplayName": m["displayName"]}));
     }
@@ -748,7 +754,9 @@ pub struct AuditListArgs {
 
 /// `rolegate audit list`: audit records through the API, newest first.
 pub fn audit_list(api: &Api, style: &Style, args: &AuditListArgs) -> Outcome<()> {
-    let since = now() - args.since;
+    let since = now()
+        .checked_sub(args.since)
+        .map_err(|_| Failure::usage("--since reaches back too far"))?;
     let mut filters = vec![format!("activityDateTime ge {since}")];
     if let Some(a) = &args.activity {
         filters.push(format!("activityDisplayName eq {}", literal(a)));

@@ -102,6 +102,18 @@ pub fn check(api: &Api, style: &Style, args: &CheckArgs) -> Outcome<()> {
     }
 }
 
+/// `s` quoted for a POSIX shell when it holds anything but plain characters.
+fn shell_word(s: &str) -> String {
+    if !s.is_empty()
+        && s.chars()
+            .all(|c| c.is_ascii_alphanumeric() || "-_./:@".contains(c))
+    {
+        s.to_string()
+    } else {
+        format!("'{}'", s.replace('\'', "'\\''"))
+    }
+}
+
 fn text<'a>(v: &'a Value, k: &str) -> &'a str {
     v[k].as_str().unwrap_or_default()
 }
@@ -138,10 +150,11 @@ fn describe(style: &Style, d: &Value) -> String {
                 .as_str()
                 .unwrap_or_else(|| text(e, "scope"));
             out.push_str(&format!(
-                "  eligible: {} on {} (rolegate activate \"{}\" --scope {scope})\n",
+                "  eligible: {} on {} (rolegate activate {} --scope {})\n",
                 text(e, "roleName"),
                 text(e, "scope"),
-                text(e, "roleName"),
+                shell_word(text(e, "roleName")),
+                shell_word(scope),
             ));
         }
     }
@@ -151,5 +164,7 @@ fn describe(style: &Style, d: &Value) -> String {
             style.time(&c["next_change_at"])
         ));
     }
-    out
+    out.lines()
+        .map(|l| format!("{}\n", output::clean(l)))
+        .collect()
 }

@@ -186,13 +186,17 @@ fn write_private(path: &Path, bytes: &[u8], secret: bool) -> Outcome<()> {
         builder.mode(0o700);
     }
     builder.create(dir).map_err(fail)?;
+    // A fresh, unpredictable temporary name, created exclusively (never following a file
+    // or link someone put there first), with its mode from the start.
+    let mut noise = [0u8; 8];
+    getrandom::fill(&mut noise).map_err(|e| Failure::server(format!("no randomness: {e}")))?;
     let tmp = dir.join(format!(
         ".{}.{}.tmp",
         path.file_name().and_then(|n| n.to_str()).unwrap_or("file"),
-        std::process::id()
+        hex_string(&noise)
     ));
     let mut options = std::fs::OpenOptions::new();
-    options.write(true).create(true).truncate(true);
+    options.write(true).create_new(true);
     #[cfg(unix)]
     {
         use std::os::unix::fs::OpenOptionsExt;
@@ -202,5 +206,48 @@ fn write_private(path: &Path, bytes: &[u8], secret: bool) -> Outcome<()> {
     file.write_all(bytes)
         .and_then(|()| file.sync_all())
         .map_err(fail)?;
-    std::fs::rename(&tmp, path).map_err(fail)
+    std::fs::rename(&tmp, path).map_err(|e| {
+        let _ = std::fs::remove_file(&tmp);
+        fail(e)
+    })
+}
+
+fn hex_string(bytes: &[u8]) -> String {
+    bytes.iter().map(|b| format!("{b:02x}")).collect()
+}
+
+/// Holds `credentials.lock` exclusively while alive: one process at a time reads, refreshes
+/// and writes the credentials (a refresh token used twice may end the sign-in).
+pub struct CredentialsLock(std::fs::File);
+
+impl Files {
+    /// Waits for the credentials lock.
+    pub fn lock_credentials(&self) -> Outcome<CredentialsLock> {
+        let path = self.dir.join("credentials.lock");
+        let fail = |e: std::io::Error| Failure::server(format!("locking {}: {e}", path.display()));
+        let mut builder = std::fs::DirBuilder::new();
+        builder.recursive(true);
+        #[cfg(unix)]
+        {
+            use std::os::unix::fs::DirBuilderExt;
+            builder.mode(0o700);
+        }
+        builder.create(&self.dir).map_err(fail)?;
+        let mut options = std::fs::OpenOptions::new();
+        options.write(true).create(true).truncate(false);
+        #[cfg(unix)]
+        {
+            use std::os::unix::fs::OpenOptionsExt;
+            options.mode(0o600);
+        }
+        let file = options.open(&path).map_err(fail)?;
+        file.lock().map_err(fail)?;
+        Ok(CredentialsLock(file))
+    }
+}
+
+impl Drop for CredentialsLock {
+    fn drop(&mut self) {
+        let _ = self.0.unlock();
+    }
 }

@@ -40,7 +40,9 @@ pub fn with_query(path: &str, params: &[(&str, &str)]) -> String {
         .iter()
         .map(|(k, v)| format!("{k}={}", encode(v)))
         .collect();
-    format!("{path}?{}", q.join("&"))
+    // An address that already has a query (an issuer's `…/authorize?p=policy`) gets more.
+    let joiner = if path.contains('?') { '&' } else { '?' };
+    format!("{path}{joiner}{}", q.join("&"))
 }
 
 /// An OData string literal: `'O''Brien'`.

@@ -149,7 +149,7 @@ fn dispatch(conn: &Connection, out: &OutputArgs, command: &ClientCommand) -> Out
 /// `rolegate whoami`.
 fn whoami(api: &Api, style: &Style) -> Outcome<()> {
     let mut me = api.me()?;
-    let expires = session::token_expiry(api.token())
+    let expires = session::token_expiry(&api.token())
         .and_then(|s| jiff::Timestamp::from_second(s).ok())
         .map(|t| serde_json::Value::String(t.to_string()))
         .unwrap_or(serde_json::Value::Null);
@@ -179,7 +179,7 @@ fn whoami(api: &Api, style: &Style) -> Outcome<()> {
     ];
     let mut out = String::new();
     for (k, v) in lines {
-        out.push_str(&format!("{k:<14} {v}\n"));
+        out.push_str(&format!("{k:<14} {}\n", output::clean(&v)));
     }
     output::emit(&out)
 }

@@ -78,7 +78,15 @@ const BROWSER_WAIT: Duration = Duration::from_secs(300);
 pub fn login(conn: &Connection, args: &LoginArgs) -> Outcome<()> {
     let files = Files::locate()?;
     let mut config = files.config()?;
-    let target = session::target(conn, &config)?;
+    let mut target = session::target(conn, &config)?;
+    // `login --server URL` with no profile named signs in the profile `default` (cli.md
+    // §1), never re-pointing whatever profile happens to be the default one.
+    if conn.server.is_some()
+        && conn.profile.is_none()
+        && std::env::var("ROLEGATE_PROFILE").map_or(true, |p| p.trim().is_empty())
+    {
+        target.profile = crate::config::DEFAULT_PROFILE.to_string();
+    }
     let Some(server) = target.server.clone() else {
         return Err(Failure::usage(
             "which server? pass --server URL (it is saved in the profile)",
@@ -158,11 +166,14 @@ pub fn login(conn: &Connection, args: &LoginArgs) -> Outcome<()> {
         client_id,
         subject_id: me["id"].as_str().map(str::to_string),
     };
-    let mut credentials = files.credentials()?;
-    credentials
-        .profiles
-        .insert(target.profile.clone(), credential);
-    files.save_credentials(&credentials)?;
+    {
+        let _lock = files.lock_credentials()?;
+        let mut credentials = files.credentials()?;
+        credentials
+            .profiles
+            .insert(target.profile.clone(), credential);
+        files.save_credentials(&credentials)?;
+    }
     let profile = config.profiles.entry(target.profile.clone()).or_default();
     let changed =
         profile.server != server || (conn.ca_file.is_some() && profile.ca_file != conn.ca_file);
@@ -198,6 +209,7 @@ pub fn logout(conn: &Connection) -> Outcome<()> {
     let files = Files::locate()?;
     let config = files.config()?;
     let target = session::target(conn, &config)?;
+    let _lock = files.lock_credentials()?;
     let mut credentials = files.credentials()?;
     if credentials.profiles.remove(&target.profile).is_some() {
         files.save_credentials(&credentials)?;
@@ -549,7 +561,8 @@ fn wait_for_code(listener: &TcpListener, state: &str) -> Outcome<String> {
 /// Answers one request on the loopback listener: `Some` when it was the redirect.
 fn callback(mut stream: TcpStream, state: &str) -> Option<Outcome<String>> {
     let _ = stream.set_nonblocking(false);
-    let _ = stream.set_read_timeout(Some(Duration::from_secs(10)));
+    // Browsers open spare connections they may never use: do not wait long on one.
+    let _ = stream.set_read_timeout(Some(Duration::from_secs(2)));
     let mut line = String::new();
     let mut reader = std::io::BufReader::new(stream.try_clone().ok()?);
     reader.by_ref().take(8192).read_line(&mut line).ok()?;

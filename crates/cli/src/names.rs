@@ -227,17 +227,59 @@ pub fn member(api: &Api, name: &str) -> Outcome<Value> {
     }
 }
 
-/// How close an assignment's resource is to the resource asked for: 0 for the resource
-/// itself, then by how much of its ARM id the ancestor's covers (management groups last).
-pub fn distance(assignment: &Value, target: &Value) -> usize {
+/// Where an assignment's resource stands from the resource asked for: the resource itself
+/// (`Some(0)`), an ancestor by its ARM id (`Some(k)`, smaller is nearer), a management group
+/// (`Some(FAR)`: an ancestor when the server listed it as applying, at a depth the caller
+/// may not see), or neither (`None`).
+pub fn distance(assignment: &Value, target: &Value, listed_as_applying: bool) -> Option<usize> {
     if assignment["resourceId"] == target["id"] {
-        return 0;
+        return Some(0);
     }
     let target_arm = text(target, "externalId").to_lowercase();
     let arm = text(&assignment["resource"], "externalId").to_lowercase();
-    if !arm.is_empty() && target_arm.starts_with(&arm) {
-        1 + target_arm.len() - arm.len()
-    } else {
-        usize::MAX / 2
+    if !arm.is_empty() && target_arm.starts_with(&format!("{arm}/")) {
+        return Some(target_arm.len() - arm.len());
+    }
+    let management_group = arm.starts_with("/providers/microsoft.management/managementgroups/");
+    (listed_as_applying && management_group).then_some(FAR)
+}
+
+/// The distance of an ancestor management group (see [`distance`]).
+pub const FAR: usize = usize::MAX / 4;
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    #[test]
+    fn only_the_resource_and_its_ancestors_are_near() {
+        let target = json!({"id": "t", "externalId": "/subscriptions/S/resourceGroups/rg-web"});
+        let on = |id: &str, arm: &str| json!({"resourceId": id, "resource": {"externalId": arm}});
+        assert_eq!(
+            distance(
+                &on("t", "/subscriptions/S/resourceGroups/rg-web"),
+                &target,
+                false
+            ),
+            Some(0)
+        );
+        let sub = distance(&on("s", "/subscriptions/S"), &target, false);
+        assert!(sub.is_some_and(|d| d > 0));
+        // A sibling whose name is a prefix is no ancestor.
+        assert_eq!(
+            distance(
+                &on("x", "/subscriptions/S/resourceGroups/rg"),
+                &target,
+                false
+            ),
+            None
+        );
+        assert_eq!(distance(&on("y", "/subscriptions/T"), &target, true), None);
+        // A management group is an ancestor only when the server listed it as applying.
+        let mg = on("m", "/providers/Microsoft.Management/managementGroups/corp");
+        assert_eq!(distance(&mg, &target, false), None);
+        assert_eq!(distance(&mg, &target, true), Some(FAR));
+        assert!(sub < Some(FAR));
     }
 }

@@ -190,9 +190,7 @@ impl Table {
             .filter(|i| wide || !self.columns[*i].1)
             .collect();
         let cell = |row: &Vec<String>, i: usize| -> String {
-            row.get(i)
-                .map(|c| c.replace(['\n', '\r', '\t'], " "))
-                .unwrap_or_default()
+            row.get(i).map(|c| clean(c)).unwrap_or_default()
         };
         let mut widths: Vec<usize> = shown
             .iter()
@@ -302,11 +300,28 @@ fn cut(text: &str, width: usize) -> String {
     s
 }
 
+/// Text from the server made safe for a terminal: control characters (escape sequences,
+/// line breaks, C1 controls) become spaces, so no reason or name can move the cursor, hide
+/// text or fake a line.
+pub fn clean(text: &str) -> String {
+    text.chars()
+        .map(|c| if c.is_control() { ' ' } else { c })
+        .collect()
+}
+
 fn csv_field(s: &str) -> String {
+    // A cell a spreadsheet would run as a formula is kept as text.
+    let s = match s.chars().next() {
+        Some('=' | '+' | '@' | '\t' | '\r') => format!("'{s}"),
+        Some('-') if s.len() > 1 && !s[1..].starts_with(|c: char| c.is_ascii_digit()) => {
+            format!("'{s}")
+        }
+        _ => s.to_string(),
+    };
     if s.contains([',', '"', '\n', '\r']) {
         format!("\"{}\"", s.replace('"', "\"\""))
     } else {
-        s.to_string()
+        s
     }
 }
 
@@ -319,7 +334,9 @@ pub fn parse_duration(text: &str) -> Result<SignedDuration, String> {
         let span: jiff::Span = t.parse().map_err(|_| bad())?;
         return span
             .to_duration(jiff::SpanRelativeTo::days_are_24_hours())
-            .map_err(|_| bad());
+            .ok()
+            .filter(|d| d.is_positive())
+            .ok_or_else(bad);
     }
     let mut total: i64 = 0;
     let mut digits = String::new();
@@ -469,5 +486,11 @@ mod tests {
         let mut c = Table::new(&["A"]);
         c.row(vec!["x, \"y\"".into()]);
         assert_eq!(c.csv(), "A\r\n\"x, \"\"y\"\"\"\r\n");
+        let mut f = Table::new(&["A"]);
+        f.row(vec!["=cmd()".into()]);
+        f.row(vec!["-".into()]);
+        f.row(vec!["-3".into()]);
+        assert_eq!(f.csv(), "A\r\n'=cmd()\r\n-\r\n-3\r\n");
+        assert_eq!(clean("a\u{1b}[2Jb\nc\u{9b}"), "a [2Jb c ");
     }
 }

@@ -65,7 +65,7 @@ pub fn roles(api: &mut Api, style: &Style, args: &RolesArgs) -> Outcome<()> {
                 Some(r) => r,
                 None => names::resource(api, scope)?,
             };
-            items.retain(|a| names::distance(a, &target) < usize::MAX / 2);
+            items.retain(|a| names::distance(a, &target, false).is_some());
         }
         items
     } else {
@@ -198,18 +198,22 @@ fn mine_on(api: &mut Api, target: &Value, state: &str, expand: &str) -> Outcome<
     ))
 }
 
-/// The one of `candidates` for `role` closest to `target` (or named by `pick`).
+/// The one of `candidates` for `role` closest to `target` (or named by `pick`): on `target`
+/// itself or an ancestor (`listed_as_applying`: the server listed them for `target`, so a
+/// management group among them is an ancestor too).
 fn closest(
     candidates: Vec<Value>,
     role: &str,
     target: &Value,
     pick: Option<&str>,
     what: &str,
+    listed_as_applying: bool,
 ) -> Outcome<Value> {
-    let mut fitting: Vec<Value> = candidates
+    let mut fitting: Vec<(usize, Value)> = candidates
         .into_iter()
         .filter(|a| names::role_matches(&a["roleDefinition"], role))
         .filter(|a| pick.is_none_or(|id| text(a, "id").eq_ignore_ascii_case(id)))
+        .filter_map(|a| names::distance(&a, target, listed_as_applying).map(|d| (d, a)))
         .collect();
     if fitting.is_empty() {
         return Err(Failure::usage(match pick {
@@ -223,11 +227,12 @@ fn closest(
             ),
         }));
     }
-    fitting.sort_by_key(|a| names::distance(a, target));
-    let best = names::distance(&fitting[0], target);
+    fitting.sort_by_key(|(d, _)| *d);
+    let best = fitting[0].0;
     let tied: Vec<&Value> = fitting
         .iter()
-        .filter(|a| names::distance(a, target) == best)
+        .filter(|(d, _)| *d == best)
+        .map(|(_, a)| a)
         .collect();
     if tied.len() > 1 {
         let mut message = format!("several {what}s of `{role}` fit; pick one with --eligibility:");
@@ -241,7 +246,7 @@ fn closest(
         }
         return Err(Failure::usage(message));
     }
-    Ok(fitting.swap_remove(0))
+    Ok(fitting.swap_remove(0).1)
 }
 
 /// Asks on the terminal for `what` (prompting `label`); without a terminal, bad usage
@@ -274,6 +279,7 @@ pub fn activate(api: &mut Api, style: &Style, args: &ActivateArgs) -> Outcome<()
         &target,
         args.eligibility.as_deref(),
         "eligibility",
+        true,
     )?;
     let template = text(&eligible["roleDefinition"], "templateId").to_string();
     let role = names::role_at(api, text(&target, "id"), &template)?;
@@ -323,17 +329,25 @@ pub fn activate(api: &mut Api, style: &Style, args: &ActivateArgs) -> Outcome<()
         body["emergency"] = json!(true);
     }
     let request = api.post(&format!("{BASE}/roleAssignmentRequests"), &body)?;
-    report_request(
-        style,
-        &request,
-        &format!(
-            "{} on {}",
-            text(&role, "displayName"),
-            text(&target, "displayName")
-        ),
-    )?;
+    let json = style.format == output::Format::Json;
+    // With `-o json` and `--wait`, the one object printed is the request as it ended.
+    if !(json && args.wait) {
+        report_request(
+            style,
+            &request,
+            &format!(
+                "{} on {}",
+                text(&role, "displayName"),
+                text(&target, "displayName")
+            ),
+        )?;
+    }
     if args.wait {
-        wait(api, style, &request, args.timeout)?;
+        let (last, outcome) = wait(api, style, &request, args.timeout);
+        if json {
+            style.print_json(&last)?;
+        }
+        outcome?;
     }
     Ok(())
 }
@@ -390,23 +404,38 @@ fn request_what(request: &Value, subject: bool) -> String {
     what
 }
 
-/// Polls the request until it leaves the pending states, or `timeout` passes (exit 4).
-fn wait(api: &Api, style: &Style, request: &Value, timeout: SignedDuration) -> Outcome<()> {
-    let id = text(request, "id").to_string();
+/// Polls the request until it leaves the pending states, or `timeout` passes (exit 4); the
+/// request as last seen, and how the wait ended.
+fn wait(
+    api: &Api,
+    style: &Style,
+    request: &Value,
+    timeout: SignedDuration,
+) -> (Value, Outcome<()>) {
+    let mut last = request.clone();
+    let outcome = wait_for(api, style, &mut last, timeout);
+    (last, outcome)
+}
+
+fn wait_for(api: &Api, style: &Style, current: &mut Value, timeout: SignedDuration) -> Outcome<()> {
+    let id = text(current, "id").to_string();
     let path = format!("{BASE}/roleAssignmentRequests/{}", encode(&id));
     let poll = std::env::var("ROLEGATE_WAIT_POLL_MS")
         .ok()
         .and_then(|v| v.parse().ok())
         .map(Duration::from_millis)
         .unwrap_or(Duration::from_secs(2));
-    let deadline = Instant::now() + Duration::from_secs(timeout.as_secs().max(0).unsigned_abs());
-    let mut current = request.clone();
+    // No wait is longer than a week (and no timeout overflows the clock).
+    let limit = Duration::from_secs(timeout.as_secs().clamp(0, 7 * 24 * 3600).unsigned_abs());
+    let deadline = Instant::now()
+        .checked_add(limit)
+        .unwrap_or_else(Instant::now);
     loop {
-        match sub_status(&current) {
+        match sub_status(current) {
             "PendingApproval" | "PendingAdminDecision" | "PendingEvaluation" | "Accepted" => {}
             "Granted" | "Provisioned" | "AdminApproved" => {
                 if style.format != output::Format::Json {
-                    eprintln!("Request {id}: {}.", sub_status(&current));
+                    eprintln!("Request {id}: {}.", sub_status(current));
                 }
                 return Ok(());
             }
@@ -445,7 +474,7 @@ fn wait(api: &Api, style: &Style, request: &Value, timeout: SignedDuration) -> O
             poll.min(deadline.saturating_duration_since(Instant::now()))
                 .max(Duration::from_millis(10)),
         );
-        current = api.get(&path)?;
+        *current = api.get(&path)?;
     }
 }
 
@@ -464,8 +493,16 @@ pub struct DeactivateArgs {
 /// `rolegate deactivate`: a `UserRemove` of my activation.
 pub fn deactivate(api: &mut Api, style: &Style, args: &DeactivateArgs) -> Outcome<()> {
     let target = names::resource(api, &args.scope)?;
-    let active = mine_on(api, &target, "Active", "roleDefinition,resource")?;
-    let a = closest(active, &args.role, &target, None, "activation")?;
+    let mut active = mine_on(api, &target, "Active", "roleDefinition,resource")?;
+    // My activations, not an active assignment an administrator gave me (which only they
+    // remove), when there are any.
+    if active
+        .iter()
+        .any(|a| !text(a, "linkedEligibleRoleAssignmentId").is_empty())
+    {
+        active.retain(|a| !text(a, "linkedEligibleRoleAssignmentId").is_empty());
+    }
+    let a = closest(active, &args.role, &target, None, "activation", true)?;
     let me = api.my_id()?;
     let body = json!({
         "roleDefinitionId": a["roleDefinitionId"],
@@ -524,11 +561,18 @@ pub fn change(api: &mut Api, style: &Style, args: &ChangeArgs, renew: bool) -> O
             Some(r) => r,
             None => names::resource(api, &args.scope)?,
         };
-        closest(items, &args.role, &target, None, "expired eligibility")?
+        closest(
+            items,
+            &args.role,
+            &target,
+            None,
+            "expired eligibility",
+            false,
+        )?
     } else {
         let target = names::resource(api, &args.scope)?;
         let items = mine_on(api, &target, "Eligible", expand)?;
-        closest(items, &args.role, &target, None, "eligibility")?
+        closest(items, &args.role, &target, None, "eligibility", true)?
     };
     let resource_id = text(&held, "resourceId").to_string();
     let role = held["roleDefinition"].clone();
@@ -682,7 +726,7 @@ fn show_request(api: &mut Api, style: &Style, id: &str) -> Outcome<()> {
     if style.format == output::Format::Json {
         return style.print_json(&request);
     }
-    let field = |k: &str, v: String| format!("{k:<12} {v}\n");
+    let field = |k: &str, v: String| format!("{k:<12} {}\n", output::clean(&v));
     let mut out = String::new();
     out.push_str(&field("Request", text(&request, "id").to_string()));
     out.push_str(&field(

@@ -51,8 +51,9 @@ pub fn target(conn: &Connection, config: &Config) -> Outcome<Target> {
         .or_else(|| config.default_profile.clone())
         .unwrap_or_else(|| DEFAULT_PROFILE.to_string());
     let profile = config.profiles.get(&profile_name);
-    if let (Some(name), None) = (&conn.profile, profile)
+    if let (Some(name), None) = (&named, profile)
         && conn.server.is_none()
+        && (conn.profile.is_some() || env("ROLEGATE_SERVER").is_none())
     {
         return Err(Failure::usage(format!(
             "there is no profile `{name}` in config.toml (`rolegate login --server URL --profile {name}` creates it)"
@@ -87,9 +88,46 @@ pub struct Api {
     /// The server's URL.
     pub server: String,
     agent: ureq::Agent,
-    token: String,
+    token: std::cell::RefCell<String>,
     /// The caller's directory subject id, when known without asking.
     subject_id: Option<String>,
+    /// How to get a new token when the server refuses this one (stored credentials).
+    refresher: Option<Refresher>,
+    /// Whether this run already refreshed after a refusal (once is enough).
+    refreshed: std::cell::Cell<bool>,
+}
+
+/// Refreshes a profile's stored credentials, one process at a time.
+struct Refresher {
+    files: Files,
+    profile: String,
+    ca_file: Option<PathBuf>,
+}
+
+impl Refresher {
+    /// The profile's credential, refreshed when it has expired (or, with `force`, when it
+    /// is still `stale`): under the credentials lock, re-read first, since another process
+    /// may have refreshed it meanwhile (a refresh token must not be used twice).
+    fn fresh(&self, stale: &str, force: bool) -> Outcome<Credential> {
+        let _lock = self.files.lock_credentials()?;
+        let mut credentials = self.files.credentials()?;
+        let Some(c) = credentials.profiles.get(&self.profile).cloned() else {
+            return Err(Failure::sign_in(format!(
+                "not signed in: run `rolegate login`{}",
+                profile_hint(&self.profile)
+            )));
+        };
+        let renewed_elsewhere = c.access_token != stale;
+        if !expired(&c) && (renewed_elsewhere || !force) {
+            return Ok(c);
+        }
+        let fresh = crate::login::refresh(&c, self.ca_file.as_deref())?;
+        credentials
+            .profiles
+            .insert(self.profile.clone(), fresh.clone());
+        self.files.save_credentials(&credentials)?;
+        Ok(fresh)
+    }
 }
 
 impl Api {
@@ -106,14 +144,9 @@ impl Api {
         };
         let agent = http::agent(&server, target.ca_file.as_deref())?;
         if let Some(token) = env("ROLEGATE_TOKEN") {
-            return Ok(Self {
-                server,
-                agent,
-                token,
-                subject_id: None,
-            });
+            return Ok(Self::with_token(&server, agent, token));
         }
-        let mut credentials = files.credentials()?;
+        let credentials = files.credentials()?;
         let Some(credential) = credentials.profiles.get(&target.profile).cloned() else {
             return Err(Failure::sign_in(format!(
                 "not signed in to {server}: run `rolegate login`{}",
@@ -126,22 +159,46 @@ impl Api {
                 target.profile, credential.server
             )));
         }
+        let refresher = Refresher {
+            files,
+            profile: target.profile.clone(),
+            ca_file: target.ca_file.clone(),
+        };
         let credential = if expired(&credential) {
-            let fresh = crate::login::refresh(&credential, target.ca_file.as_deref())?;
-            credentials
-                .profiles
-                .insert(target.profile.clone(), fresh.clone());
-            files.save_credentials(&credentials)?;
-            fresh
+            refresher.fresh(&credential.access_token, false)?
         } else {
             credential
         };
+        let can_refresh = credential.refresh_token.is_some();
         Ok(Self {
             server,
             agent,
-            token: credential.access_token,
+            token: std::cell::RefCell::new(credential.access_token),
             subject_id: credential.subject_id,
+            refresher: can_refresh.then_some(refresher),
+            refreshed: std::cell::Cell::new(false),
         })
+    }
+
+    /// Sends a request made by `send` with the current token; when the server refuses the
+    /// token (401) and the profile has a refresh token, refreshes once and sends again.
+    fn exchange(
+        &self,
+        what: &str,
+        send: impl Fn(&str) -> Result<ureq::http::Response<ureq::Body>, ureq::Error>,
+    ) -> Outcome<Answer> {
+        let token = self.token.borrow().clone();
+        let answer = http::exchange(what, send(&token))?;
+        if answer.status != 401 || self.refreshed.get() {
+            return Ok(answer);
+        }
+        let Some(refresher) = &self.refresher else {
+            return Ok(answer);
+        };
+        self.refreshed.set(true);
+        let fresh = refresher.fresh(&token, true)?;
+        *self.token.borrow_mut() = fresh.access_token.clone();
+        http::exchange(what, send(&fresh.access_token))
     }
 
     /// A connection with `token`, for `login` to check what it got.
@@ -149,8 +206,10 @@ impl Api {
         Self {
             server: server.trim_end_matches('/').to_string(),
             agent,
-            token,
+            token: std::cell::RefCell::new(token),
             subject_id: None,
+            refresher: None,
+            refreshed: std::cell::Cell::new(false),
         }
     }
 
@@ -168,25 +227,26 @@ impl Api {
 
     /// `GET path` (with its query), as JSON.
     pub fn get(&self, path: &str) -> Outcome<Value> {
-        let what = format!("GET {}", self.url(path));
-        let result = self
-            .agent
-            .get(self.url(path))
-            .header("Authorization", format!("Bearer {}", self.token))
-            .header("Accept", "application/json")
-            .call();
-        Self::answer(http::exchange(&what, result)?)
+        let url = self.url(path);
+        let answer = self.exchange(&format!("GET {url}"), |token| {
+            self.agent
+                .get(&url)
+                .header("Authorization", format!("Bearer {token}"))
+                .header("Accept", "application/json")
+                .call()
+        })?;
+        Self::answer(answer)
     }
 
     /// `GET path` as text (the CSV export).
     pub fn get_text(&self, path: &str) -> Outcome<String> {
-        let what = format!("GET {}", self.url(path));
-        let result = self
-            .agent
-            .get(self.url(path))
-            .header("Authorization", format!("Bearer {}", self.token))
-            .call();
-        let answer = http::exchange(&what, result)?;
+        let url = self.url(path);
+        let answer = self.exchange(&format!("GET {url}"), |token| {
+            self.agent
+                .get(&url)
+                .header("Authorization", format!("Bearer {token}"))
+                .call()
+        })?;
         if (200..300).contains(&answer.status) {
             Ok(answer.body)
         } else {
@@ -217,24 +277,26 @@ impl Api {
 
     /// `POST path` with a JSON body; `null` for an empty answer.
     pub fn post(&self, path: &str, body: &Value) -> Outcome<Value> {
-        let what = format!("POST {}", self.url(path));
-        let result = self
-            .agent
-            .post(self.url(path))
-            .header("Authorization", format!("Bearer {}", self.token))
-            .send_json(body);
-        Self::answer(http::exchange(&what, result)?)
+        let url = self.url(path);
+        let answer = self.exchange(&format!("POST {url}"), |token| {
+            self.agent
+                .post(&url)
+                .header("Authorization", format!("Bearer {token}"))
+                .send_json(body)
+        })?;
+        Self::answer(answer)
     }
 
     /// `PATCH path` with a JSON body.
     pub fn patch(&self, path: &str, body: &Value) -> Outcome<Value> {
-        let what = format!("PATCH {}", self.url(path));
-        let result = self
-            .agent
-            .patch(self.url(path))
-            .header("Authorization", format!("Bearer {}", self.token))
-            .send_json(body);
-        Self::answer(http::exchange(&what, result)?)
+        let url = self.url(path);
+        let answer = self.exchange(&format!("PATCH {url}"), |token| {
+            self.agent
+                .patch(&url)
+                .header("Authorization", format!("Bearer {token}"))
+                .send_json(body)
+        })?;
+        Self::answer(answer)
     }
 
     /// The caller: `GET /beta/me`.
@@ -257,8 +319,8 @@ impl Api {
     }
 
     /// The bearer token (for `whoami`'s expiry).
-    pub fn token(&self) -> &str {
-        &self.token
+    pub fn token(&self) -> String {
+        self.token.borrow().clone()
     }
 }
 

@@ -743,14 +743,22 @@ async fn shutdown_signal() {
 
 fn main() -> anyhow::Result<()> {
     let cli = Cli::parse();
-    // Client commands print their own one-line errors and exit with cli.md's codes.
+    // Client commands print their own one-line errors and exit with cli.md's codes; a bug
+    // that panics says so in one line (no backtrace) and exits 1.
+    let client = |run: &dyn Fn() -> i32| -> ! {
+        std::panic::set_hook(Box::new(|info| {
+            eprintln!("error: internal error ({info}); please report it");
+        }));
+        let code = std::panic::catch_unwind(std::panic::AssertUnwindSafe(run)).unwrap_or(1);
+        std::process::exit(code)
+    };
     match &cli.command {
         Command::Client(command) => {
-            std::process::exit(rolegate_cli::run(&cli.connection, &cli.output, command))
+            client(&|| rolegate_cli::run(&cli.connection, &cli.output, command))
         }
-        Command::Audit(audit::AuditCommand::List(args)) => std::process::exit(
-            rolegate_cli::run_audit_list(&cli.connection, &cli.output, args),
-        ),
+        Command::Audit(audit::AuditCommand::List(args)) => {
+            client(&|| rolegate_cli::run_audit_list(&cli.connection, &cli.output, args))
+        }
         Command::Completion { shell } => {
             use clap::CommandFactory;
             clap_complete::generate(

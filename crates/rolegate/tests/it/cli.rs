@@ -551,8 +551,9 @@ fn activate_wait_ends_with_approval_denial_timeout_or_cancellation() {
         id.expect("pending")
     };
 
-    // Approved while waiting: exit 0.
-    let child = activate(&["--timeout", "60s"]);
+    // Approved while waiting: exit 0; with -o json the one object printed is the request as
+    // it ended.
+    let child = activate(&["--timeout", "60s", "-o", "json"]);
     let id = wait_pending();
     let approvals = term.run(&["--profile", "bob", "approvals", "-o", "json"]);
     approvals.expect_code(0, "approvals");
@@ -589,6 +590,12 @@ fn activate_wait_ends_with_approval_denial_timeout_or_cancellation() {
     .expect_code(0, "approve");
     let ran = finish(child);
     ran.expect_code(0, "activate --wait through approval");
+    assert_eq!(
+        ran.json()["status"]["subStatus"],
+        "Provisioned",
+        "{}",
+        ran.stdout
+    );
     let shown = term.run(&["--profile", "alice", "request", "show", &id]);
     shown.expect_code(0, "request show");
     assert!(
@@ -1079,6 +1086,35 @@ fn profiles_and_precedence_follow_the_contract() {
         server_of(&["--profile", "a"], &[("ROLEGATE_PROFILE", "b")]),
         a.origin
     );
+    // A profile named by the environment that does not exist is bad usage.
+    term.run_with(&["whoami"], "", &[("ROLEGATE_PROFILE", "nosuch")])
+        .expect_code(2, "a missing profile named by ROLEGATE_PROFILE");
+    // `login --server` without a profile signs in the profile `default`, never re-pointing
+    // the default profile (`a` here).
+    let secret = term.home.join("dev-secret");
+    term.run(&[
+        "login",
+        "--server",
+        &b.origin,
+        "--dev-user",
+        ADMIN,
+        "--secret-file",
+        secret.to_str().expect("path"),
+    ])
+    .expect_code(0, "login --server");
+    let config = std::fs::read_to_string(term.home.join("rolegate/config.toml")).expect("config");
+    let parsed: toml_like::Config = toml_like::parse(&config);
+    assert_eq!(parsed.server_of("a"), Some(a.origin.clone()), "{config}");
+    assert_eq!(
+        parsed.server_of("default"),
+        Some(b.origin.clone()),
+        "{config}"
+    );
+    assert_eq!(
+        server_of(&[], &[]),
+        a.origin,
+        "the default profile is still a"
+    );
     // ROLEGATE_SERVER beats the default profile but its tokens are not sent to it.
     term.run_with(&["whoami"], "", &[("ROLEGATE_SERVER", &b.origin)])
         .expect_code(5, "default profile's tokens are for a");
@@ -1361,4 +1397,35 @@ fn check_asks_the_decision_point_and_exits_with_the_decision() {
     .expect_code(6, "about someone else");
     term.run(&["check", "--member", &alice, "--resource", &vm])
         .expect_code(2, "no action");
+}
+
+/// Just enough of config.toml to check which server each profile names.
+mod toml_like {
+    pub struct Config(Vec<(String, String)>);
+
+    impl Config {
+        pub fn server_of(&self, profile: &str) -> Option<String> {
+            self.0
+                .iter()
+                .find(|(p, _)| p == profile)
+                .map(|(_, s)| s.clone())
+        }
+    }
+
+    pub fn parse(text: &str) -> Config {
+        let mut out = Vec::new();
+        let mut current = None;
+        for line in text.lines() {
+            let line = line.trim();
+            if let Some(name) = line
+                .strip_prefix("[profiles.")
+                .and_then(|l| l.strip_suffix(']'))
+            {
+                current = Some(name.trim_matches('"').to_string());
+            } else if let (Some(p), Some(v)) = (&current, line.strip_prefix("server = ")) {
+                out.push((p.clone(), v.trim_matches('"').to_string()));
+            }
+        }
+        Config(out)
+    }
 }

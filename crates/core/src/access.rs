@@ -386,6 +386,7 @@ impl AccessIndex {
                     state: g.state,
                     start: time(g.start_us),
                     end: g.end_us.map(time),
+                    linked_eligible_id: None,
                 });
             }
         }
@@ -416,6 +417,7 @@ impl AccessIndex {
             state: a.state,
             start: a.schedule.start,
             end: a.schedule.end,
+            linked_eligible_id: a.linked_eligible_id.clone(),
         })
     }
 
@@ -498,24 +500,21 @@ impl AccessIndex {
         out
     }
 
-    /// The resources below `resource_id` (not itself), as the index knows the tree.
-    pub fn descendants(&self, resource_id: &str) -> Vec<String> {
-        let Some(root) = self.resources.get(resource_id) else {
-            return Vec::new();
-        };
+    /// `roots` and every resource below them, each once, as the index knows the tree.
+    pub fn subtrees(&self, roots: &[String]) -> Vec<String> {
         let mut children: HashMap<u32, Vec<u32>> = HashMap::new();
         for (child, parent) in &self.parent {
             children.entry(*parent).or_default().push(*child);
         }
+        let mut seen = std::collections::HashSet::new();
+        let mut stack: Vec<u32> = roots.iter().filter_map(|r| self.resources.get(r)).collect();
         let mut out = Vec::new();
-        let mut stack = vec![root];
         while let Some(at) = stack.pop() {
-            for c in children.get(&at).into_iter().flatten() {
-                if *c != root && !out.contains(c) {
-                    out.push(*c);
-                    stack.push(*c);
-                }
+            if !seen.insert(at) {
+                continue;
             }
+            out.push(at);
+            stack.extend(children.get(&at).into_iter().flatten().copied());
         }
         out.into_iter()
             .filter_map(|r| self.resources.name(r).map(str::to_string))

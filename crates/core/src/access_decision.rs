@@ -33,6 +33,8 @@ pub struct Holding {
     pub start: Timestamp,
     /// When it ends (`None`: permanent).
     pub end: Option<Timestamp>,
+    /// The eligible assignment it activates, when known without a read (from history).
+    pub linked_eligible_id: Option<String>,
 }
 
 /// What is asked about (authzen.md §3.3).
@@ -184,6 +186,7 @@ mod tests {
             state,
             start: t(from),
             end: to.map(t),
+            linked_eligible_id: None,
         }
     }
 

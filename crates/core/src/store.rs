@@ -130,13 +130,14 @@ pub trait AssignmentRead {
         resources: &[String],
         state: AssignmentState,
     ) -> Result<Vec<RoleAssignment>>;
-    /// Assignments in history of any of `subjects` on any of `resources` that still counted
-    /// after `after`, each with the instant it stopped counting (its end, or when it was
-    /// revoked, deactivated or closed, whichever came first): for decisions in the past.
+    /// Assignments in history (of any of `subjects`, on any of `resources`, each `None`
+    /// meaning any) that still counted after `after`, with `end` the instant each stopped
+    /// counting (its end, or when it was revoked, deactivated or closed, whichever came
+    /// first): for decisions in the past.
     fn history_of(
         &mut self,
-        subjects: &[String],
-        resources: &[String],
+        subjects: Option<&[String]>,
+        resources: Option<&[String]>,
         after: Timestamp,
     ) -> Result<Vec<RoleAssignment>>;
     /// Live assignments of a subject.

@@ -116,10 +116,10 @@ fn parse_action(v: Option<&Value>, path: &str) -> Result<ActionRef> {
         return Err(bad(format!("`{path}.name` is empty")));
     }
     let props_path = format!("{path}.properties");
-    let props = object(member(o, "properties"), &props_path)?;
     if name == "role" {
         let template_path = format!("{props_path}.templateId");
-        let Some(p) = props else {
+        // A `properties` that is no object holds no `templateId` either.
+        let Some(Value::Object(p)) = member(o, "properties") else {
             return Err(bad(format!(
                 "`{template_path}` (or `displayName`) is required for the role action"
             )));
@@ -140,6 +140,7 @@ fn parse_action(v: Option<&Value>, path: &str) -> Result<ActionRef> {
             ))),
         };
     }
+    let props = object(member(o, "properties"), &props_path)?;
     let data = match props.and_then(|p| member(p, "isDataAction")) {
         None => false,
         Some(Value::Bool(b)) => *b,
@@ -195,16 +196,14 @@ fn parse_instant(text: &str) -> Option<Timestamp> {
     if let Ok(ts) = t.parse::<Timestamp>() {
         return Some(ts);
     }
-    // Without seconds: insert `:00` after HH:MM.
+    // Without seconds: insert `:00` after an ASCII `HH:MM`.
     if let Some(pos) = t.find('T') {
         let (date, rest) = t.split_at(pos + 1);
-        if rest.len() >= 5
-            && rest
-                .as_bytes()
-                .get(5)
-                .is_none_or(|c| !c.is_ascii_digit() && *c != b':')
+        if let (Some(hhmm), Some(tail)) = (rest.get(..5), rest.get(5..))
+            && hhmm.is_ascii()
+            && !tail.starts_with(|c: char| c.is_ascii_digit() || c == ':')
         {
-            let widened = format!("{date}{}:00{}", &rest[..5], &rest[5..]);
+            let widened = format!("{date}{hhmm}:00{tail}");
             if let Ok(ts) = widened.parse::<Timestamp>() {
                 return Some(ts);
             }
@@ -697,7 +696,7 @@ fn decide_one(state: &AppState, names: &mut Names<'_>, r: &Resolved) -> Result<(
     };
     // In the past, what history holds counts too, until it stopped counting (§4.4).
     if at < state.clock.now() {
-        let past = names.tx.history_of(&holders, &chain, at)?;
+        let past = names.tx.history_of(Some(&holders), Some(&chain), at)?;
         let ix = index()?;
         holdings.extend(
             past.iter()
@@ -715,9 +714,14 @@ fn decide_one(state: &AppState, names: &mut Names<'_>, r: &Resolved) -> Result<(
         let mut grants = Vec::new();
         for h in &e.granted {
             let mut g = names.assignment(h, subject, anchor.below)?;
-            if let Some(a) = names.tx.assignment(&h.assignment_id)?
-                && let Some(linked) = a.linked_eligible_id
-            {
+            let linked = match &h.linked_eligible_id {
+                Some(l) => Some(l.clone()),
+                None => names
+                    .tx
+                    .assignment(&h.assignment_id)?
+                    .and_then(|a| a.linked_eligible_id),
+            };
+            if let Some(linked) = linked {
                 g.insert("linkedEligibleRoleAssignmentId".into(), json!(linked));
             }
             grants.push(Value::Object(g));
@@ -943,6 +947,10 @@ mod tests {
             Some("2026-12-04T09:00:00.5Z")
         );
         assert!(p("yesterday").is_none());
+        // Multi-byte characters where the minutes would end never panic.
+        assert!(p("T123€").is_none());
+        assert!(p("2026-12-04T1€:00").is_none());
+        assert!(p("2026-12-04T10:0€").is_none());
         assert!(p("").is_none());
     }
 
@@ -973,6 +981,12 @@ mod tests {
             Ok(ActionRef::Unknown("Microsoft.Compute/*".into()))
         );
         assert!(a(json!({"name": "role"})).is_err());
+        let e = a(json!({"name": "role", "properties": "x"})).expect_err("not an object");
+        assert!(
+            e.message.contains("action.properties.templateId"),
+            "{}",
+            e.message
+        );
         assert!(a(json!({"name": "role", "properties": {"templateId": 5}})).is_err());
         assert_eq!(
             a(json!({"name": "role", "properties": {"templateId": "ABC", "displayName": "Owner"}})),

@@ -52,14 +52,27 @@ struct Paging {
     fingerprint: String,
 }
 
-/// The request's identity for its tokens: every member but `page.token` (authzen.md §7.1).
+/// The request's identity for its tokens (authzen.md §7.1): the members the search reads
+/// (not the ones it ignores, nor unknown ones), and the page size.
 fn fingerprint(kind: Kind, body: &Map<String, Value>, limit: usize) -> String {
-    let mut copy = body.clone();
-    copy.remove("page");
-    if kind == Kind::Action {
-        copy.remove("action");
-    }
-    let text = format!("{}|{}|{limit}", kind.name(), Value::Object(copy));
+    let entity = |name: &str, keep_id: bool| -> Value {
+        let Some(Value::Object(m)) = member(body, name) else {
+            return Value::Null;
+        };
+        json!({"type": m.get("type"), "id": if keep_id { m.get("id").cloned() } else { None }})
+    };
+    let subject = entity("subject", kind != Kind::Subject);
+    let resource = entity("resource", kind != Kind::Resource);
+    let action = if kind == Kind::Action {
+        Value::Null
+    } else {
+        member(body, "action").cloned().unwrap_or(Value::Null)
+    };
+    let time = match member(body, "context") {
+        Some(Value::Object(c)) => member(c, "time").cloned().unwrap_or(Value::Null),
+        _ => Value::Null,
+    };
+    let text = json!([kind.name(), subject, resource, action, time, limit]).to_string();
     hex::encode(&Sha256::digest(text.as_bytes())[..12])
 }
 
@@ -142,6 +155,45 @@ fn known_action(a: ActionRef, tx: &mut dyn ReadTx, anchor: Option<&str>) -> Resu
     })
 }
 
+fn index(
+    st: &AppState,
+) -> Result<std::sync::RwLockReadGuard<'_, rolegate_core::access::AccessIndex>> {
+    st.access
+        .read()
+        .map_err(|_| DomainError::internal("access index lock poisoned"))
+}
+
+/// What history holds that still counted after `at`, when `at` is in the past (searches
+/// answer as evaluations do, authzen.md §4.4, §7.1).
+fn history(
+    tx: &mut dyn ReadTx,
+    st: &AppState,
+    subjects: Option<&[String]>,
+    resources: Option<&[String]>,
+    at: jiff::Timestamp,
+) -> Result<Vec<rolegate_core::assignment::RoleAssignment>> {
+    if at >= st.clock.now() {
+        return Ok(Vec::new());
+    }
+    tx.history_of(subjects, resources, at)
+}
+
+/// The history entries that were active at `at` with a role allowing `action`, as holdings.
+fn allowing<'a>(
+    ix: &'a rolegate_core::access::AccessIndex,
+    past: &'a [rolegate_core::assignment::RoleAssignment],
+    action: &'a Action,
+    at: jiff::Timestamp,
+) -> impl Iterator<Item = access_decision::Holding> + 'a {
+    past.iter()
+        .filter_map(|a| ix.holding_of(a, &a.resource_id))
+        .filter(move |h| {
+            h.state == rolegate_core::assignment::AssignmentState::Active
+                && access_decision::in_effect(h.start, h.end, at)
+                && access_decision::role_allows(h.template_id.as_deref(), h.permissions, action)
+        })
+}
+
 fn respond(
     endpoint: crate::metrics::AuthzenEndpoint,
     evaluated_at: jiff::Timestamp,
@@ -191,11 +243,13 @@ pub async fn subjects(
         if let Some(a) = &anchor
             && let Some(action) = known_action(action, tx, Some(&a.resource.id))?
         {
-            let ix = st
-                .access
-                .read()
-                .map_err(|_| DomainError::internal("access index lock poisoned"))?;
-            let holders = ix.holders_allowed(&a.resource.id, &action, at);
+            let chain = index(st)?.ancestors_or_self(&a.resource.id);
+            let past = history(tx, st, None, Some(&chain), at)?;
+            let ix = index(st)?;
+            let mut holders = ix.holders_allowed(&a.resource.id, &action, at);
+            holders.extend(
+                allowing(&ix, &past, &action, at).map(|h| h.holder_id.clone()),
+            );
             // The holders, and everyone inside the holding groups (nested groups included);
             // the asked kind is picked below.
             let candidates = ix.members_of_any(&holders);
@@ -273,20 +327,18 @@ pub async fn resources(
         if let ResolvedSubject::Found(subject) = &resolved
             && let Some(action) = known_action(action, tx, None)?
         {
+            let holders = {
+                let ix = index(st)?;
+                let mut h = vec![subject.id.clone()];
+                h.extend(ix.groups_of(&subject.id));
+                h
+            };
+            let past = history(tx, st, Some(&holders), None, at)?;
             let ids = {
-                let ix = st
-                    .access
-                    .read()
-                    .map_err(|_| DomainError::internal("access index lock poisoned"))?;
-                let mut ids: Vec<String> = Vec::new();
-                for r in ix.resources_allowed(&subject.id, &action, at) {
-                    for d in std::iter::once(r.clone()).chain(ix.descendants(&r)) {
-                        if !ids.contains(&d) {
-                            ids.push(d);
-                        }
-                    }
-                }
-                ids
+                let ix = index(st)?;
+                let mut roots = ix.resources_allowed(&subject.id, &action, at);
+                roots.extend(allowing(&ix, &past, &action, at).map(|h| h.resource_id.clone()));
+                ix.subtrees(&roots)
             };
             for id in ids {
                 if let Some(caller) = &limit_to
@@ -332,11 +384,21 @@ pub async fn actions(
         let anchor = resolve_resource(tx, &resource)?;
         let mut roles: Vec<(String, String, Value)> = Vec::new();
         if let (ResolvedSubject::Found(subject), Some(a)) = (&resolved, &anchor) {
-            let holdings = st
-                .access
-                .read()
-                .map_err(|_| DomainError::internal("access index lock poisoned"))?
-                .holdings(&subject.id, &a.resource.id);
+            let (mut holdings, holders, chain) = {
+                let ix = index(st)?;
+                let mut holders = vec![subject.id.clone()];
+                holders.extend(ix.groups_of(&subject.id));
+                (
+                    ix.holdings(&subject.id, &a.resource.id),
+                    holders,
+                    ix.ancestors_or_self(&a.resource.id),
+                )
+            };
+            let past = history(tx, st, Some(&holders), Some(&chain), at)?;
+            {
+                let ix = index(st)?;
+                holdings.extend(past.iter().filter_map(|h| ix.holding_of(h, &a.resource.id)));
+            }
             for h in holdings.iter().filter(|h| {
                 h.state == rolegate_core::assignment::AssignmentState::Active
                     && access_decision::in_effect(h.start, h.end, at)

@@ -1020,6 +1020,37 @@ fn what_if_in_the_past_counts_history_until_it_stopped_counting() {
     assert_eq!(decision(&t, &q)["decision"], false, "deactivated");
     let d = at(&started);
     assert_eq!(d["decision"], true, "while it was active: {d}");
+    // Searches answer as evaluations do at that instant.
+    let pep = token(PEP, false);
+    let past = json!({"time": started});
+    let r = search(
+        &t,
+        &pep,
+        "action",
+        &json!({"subject": {"type": "user", "id": hana},
+        "resource": {"type": "azureResource", "id": t.rg}, "context": past}),
+    );
+    assert_eq!(
+        r.json["results"][0]["properties"]["displayName"], "Contributor",
+        "{}",
+        r.text
+    );
+    let r = search(
+        &t,
+        &pep,
+        "subject",
+        &json!({"subject": {"type": "user"},
+        "resource": {"type": "azureResource", "id": t.rg}, "action": {"name": START_VM}, "context": past}),
+    );
+    assert_eq!(ids(&r), vec![hana.clone()], "{}", r.text);
+    let r = search(
+        &t,
+        &pep,
+        "resource",
+        &json!({"subject": {"type": "user", "id": hana},
+        "resource": {"type": "azureResource"}, "action": {"name": START_VM}, "context": past}),
+    );
+    assert_eq!(r.json["page"]["total"], 1, "{}", r.text);
     // Its end in the past is when it was deactivated, not its scheduled end.
     let end: jiff::Timestamp = d["context"]["reason_admin"]["grants"][0]["endDateTime"]
         .as_str()

@@ -91,24 +91,32 @@ impl AssignmentRead for SqlTx<'_> {
     }
     fn history_of(
         &mut self,
-        subjects: &[String],
-        resources: &[String],
+        subjects: Option<&[String]>,
+        resources: Option<&[String]>,
         after: Timestamp,
     ) -> Result<Vec<RoleAssignment>> {
-        let sql = format!(
-            "SELECT {ASSIGNMENT_COLS}, a.ended_at FROM assignment_history a WHERE a.subject_id IN ({}) \
-             AND a.resource_id IN ({}) AND a.ended_at > ? AND (a.end_at IS NULL OR a.end_at > ?)",
-            placeholders(subjects.len().max(1)),
-            placeholders(resources.len().max(1))
+        let mut sql = format!(
+            "SELECT {ASSIGNMENT_COLS}, a.ended_at FROM assignment_history a \
+             WHERE a.ended_at > ? AND (a.end_at IS NULL OR a.end_at > ?)"
         );
         let mut p = SqlFragment {
             sql: String::new(),
-            params: Vec::new(),
+            params: vec![Value::Integer(us(after)), Value::Integer(us(after))],
         };
-        push_ids(&mut p, subjects);
-        push_ids(&mut p, resources);
-        p.params.push(Value::Integer(us(after)));
-        p.params.push(Value::Integer(us(after)));
+        if let Some(subjects) = subjects {
+            sql.push_str(&format!(
+                " AND a.subject_id IN ({})",
+                placeholders(subjects.len().max(1))
+            ));
+            push_ids(&mut p, subjects);
+        }
+        if let Some(resources) = resources {
+            sql.push_str(&format!(
+                " AND a.resource_id IN ({})",
+                placeholders(resources.len().max(1))
+            ));
+            push_ids(&mut p, resources);
+        }
         self.many(&sql, &p.params, |r| {
             let mut a = assignment_row(r)?;
             let ended = ts(r.get(9)?)?;

@@ -312,10 +312,19 @@ impl AccessIndex {
     /// The resources on which `subject_id` (or one of its groups) holds a current assignment;
     /// with `administering`, only active Owner/User Access Administrator ones.
     pub fn anchors(&self, subject_id: &str, now: Timestamp, administering: bool) -> Vec<String> {
+        let now_us = now.as_microsecond();
+        self.resources_where(subject_id, |g| {
+            g.is_current(now_us)
+                && (!administering || (g.state == AssignmentState::Active && g.administers_access))
+        })
+    }
+
+    /// The resources (each once) of the grants of `subject_id` or its groups that satisfy
+    /// `pred`.
+    fn resources_where(&self, subject_id: &str, pred: impl Fn(&Grant) -> bool) -> Vec<String> {
         let Some(s) = self.subjects.get(subject_id) else {
             return Vec::new();
         };
-        let now_us = now.as_microsecond();
         let mut out: Vec<u32> = Vec::new();
         for g in self
             .closure(s)
@@ -323,15 +332,21 @@ impl AccessIndex {
             .filter_map(|x| self.grants.get(x))
             .flatten()
         {
-            let fits =
-                !administering || (g.state == AssignmentState::Active && g.administers_access);
-            if fits && g.is_current(now_us) && !out.contains(&g.resource) {
+            if pred(g) && !out.contains(&g.resource) {
                 out.push(g.resource);
             }
         }
         out.into_iter()
             .filter_map(|r| self.resources.name(r).map(str::to_string))
             .collect()
+    }
+
+    /// `subject_id` and every group it belongs to, directly or through nesting: whose
+    /// assignments count for it.
+    pub fn holders(&self, subject_id: &str) -> Vec<String> {
+        let mut out = vec![subject_id.to_string()];
+        out.extend(self.groups_of(subject_id));
+        out
     }
 }
 
@@ -460,28 +475,12 @@ impl AccessIndex {
         action: &crate::access_decision::Action,
         at: Timestamp,
     ) -> Vec<String> {
-        let Some(s) = self.subjects.get(subject_id) else {
-            return Vec::new();
-        };
         let at_us = at.as_microsecond();
-        let mut out: Vec<u32> = Vec::new();
-        for g in self
-            .closure(s)
-            .iter()
-            .filter_map(|x| self.grants.get(x))
-            .flatten()
-        {
-            if g.state == AssignmentState::Active
+        self.resources_where(subject_id, |g| {
+            g.state == AssignmentState::Active
                 && g.is_current(at_us)
                 && self.role_allows(g.role, action)
-                && !out.contains(&g.resource)
-            {
-                out.push(g.resource);
-            }
-        }
-        out.into_iter()
-            .filter_map(|r| self.resources.name(r).map(str::to_string))
-            .collect()
+        })
     }
 
     /// Every subject that is one of `groups` or belongs to one, directly or through nested

@@ -686,8 +686,7 @@ fn decide_one(state: &AppState, names: &mut Names<'_>, r: &Resolved) -> Result<(
     };
     let (mut holdings, holders, chain) = {
         let ix = index()?;
-        let mut holders = vec![subject.id.clone()];
-        holders.extend(ix.groups_of(&subject.id));
+        let holders = ix.holders(&subject.id);
         (
             ix.holdings(&subject.id, &anchor.resource.id),
             holders,

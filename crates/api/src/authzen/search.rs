@@ -327,12 +327,7 @@ pub async fn resources(
         if let ResolvedSubject::Found(subject) = &resolved
             && let Some(action) = known_action(action, tx, None)?
         {
-            let holders = {
-                let ix = index(st)?;
-                let mut h = vec![subject.id.clone()];
-                h.extend(ix.groups_of(&subject.id));
-                h
-            };
+            let holders = index(st)?.holders(&subject.id);
             let past = history(tx, st, Some(&holders), None, at)?;
             let ids = {
                 let ix = index(st)?;
@@ -386,8 +381,7 @@ pub async fn actions(
         if let (ResolvedSubject::Found(subject), Some(a)) = (&resolved, &anchor) {
             let (mut holdings, holders, chain) = {
                 let ix = index(st)?;
-                let mut holders = vec![subject.id.clone()];
-                holders.extend(ix.groups_of(&subject.id));
+                let holders = ix.holders(&subject.id);
                 (
                     ix.holdings(&subject.id, &a.resource.id),
                     holders,

@@ -33,7 +33,7 @@ pub struct Holding {
     pub start: Timestamp,
     /// When it ends (`None`: permanent).
     pub end: Option<Timestamp>,
-    /// The eligible assignment it activates, when known without a read (from history).
+    /// The eligible assignment it activates, if it is an activation.
     pub linked_eligible_id: Option<String>,
 }
 

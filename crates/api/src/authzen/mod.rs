@@ -91,6 +91,9 @@ struct Question {
     resource: ResourceRef,
     action: ActionRef,
     at: Timestamp,
+    /// Whether `at` is a `context.time` before the request's now: only then does history
+    /// count (§4.4).
+    past: bool,
 }
 
 fn parse_subject(v: Option<&Value>, path: &str) -> Result<SubjectRef> {
@@ -381,11 +384,13 @@ fn question(
     };
     let context_path = named("context");
     let context = object(pick("context"), &context_path)?;
+    let at = parse_time(context, &context_path, now)?;
     Ok(Question {
         subject: parse_subject(pick("subject"), &named("subject"))?,
         resource: parse_resource(pick("resource"), &named("resource"))?,
         action: parse_action(pick("action"), &named("action"))?,
-        at: parse_time(context, &context_path, now)?,
+        at,
+        past: at < now,
     })
 }
 
@@ -694,7 +699,7 @@ fn decide_one(state: &AppState, names: &mut Names<'_>, r: &Resolved) -> Result<(
         )
     };
     // In the past, what history holds counts too, until it stopped counting (§4.4).
-    if at < state.clock.now() {
+    if q.past {
         let past = names.tx.history_of(Some(&holders), Some(&chain), at)?;
         let ix = index()?;
         holdings.extend(
@@ -713,14 +718,7 @@ fn decide_one(state: &AppState, names: &mut Names<'_>, r: &Resolved) -> Result<(
         let mut grants = Vec::new();
         for h in &e.granted {
             let mut g = names.assignment(h, subject, anchor.below)?;
-            let linked = match &h.linked_eligible_id {
-                Some(l) => Some(l.clone()),
-                None => names
-                    .tx
-                    .assignment(&h.assignment_id)?
-                    .and_then(|a| a.linked_eligible_id),
-            };
-            if let Some(linked) = linked {
+            if let Some(linked) = &h.linked_eligible_id {
                 g.insert("linkedEligibleRoleAssignmentId".into(), json!(linked));
             }
             grants.push(Value::Object(g));

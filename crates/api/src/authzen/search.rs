@@ -163,16 +163,16 @@ fn index(
         .map_err(|_| DomainError::internal("access index lock poisoned"))
 }
 
-/// What history holds that still counted after `at`, when `at` is in the past (searches
-/// answer as evaluations do, authzen.md §4.4, §7.1).
+/// What history holds that still counted after `at`, when `at` is before the request's
+/// `now` (searches answer as evaluations do, authzen.md §4.4, §7.1).
 fn history(
     tx: &mut dyn ReadTx,
-    st: &AppState,
+    now: jiff::Timestamp,
     subjects: Option<&[String]>,
     resources: Option<&[String]>,
     at: jiff::Timestamp,
 ) -> Result<Vec<rolegate_core::assignment::RoleAssignment>> {
-    if at >= st.clock.now() {
+    if at >= now {
         return Ok(Vec::new());
     }
     tx.history_of(subjects, resources, at)
@@ -244,7 +244,7 @@ pub async fn subjects(
             && let Some(action) = known_action(action, tx, Some(&a.resource.id))?
         {
             let chain = index(st)?.ancestors_or_self(&a.resource.id);
-            let past = history(tx, st, None, Some(&chain), at)?;
+            let past = history(tx, now, None, Some(&chain), at)?;
             let ix = index(st)?;
             let mut holders = ix.holders_allowed(&a.resource.id, &action, at);
             holders.extend(
@@ -328,7 +328,7 @@ pub async fn resources(
             && let Some(action) = known_action(action, tx, None)?
         {
             let holders = index(st)?.holders(&subject.id);
-            let past = history(tx, st, Some(&holders), None, at)?;
+            let past = history(tx, now, Some(&holders), None, at)?;
             let ids = {
                 let ix = index(st)?;
                 let mut roots = ix.resources_allowed(&subject.id, &action, at);
@@ -388,7 +388,7 @@ pub async fn actions(
                     ix.ancestors_or_self(&a.resource.id),
                 )
             };
-            let past = history(tx, st, Some(&holders), Some(&chain), at)?;
+            let past = history(tx, now, Some(&holders), Some(&chain), at)?;
             {
                 let ix = index(st)?;
                 holdings.extend(past.iter().filter_map(|h| ix.holding_of(h, &a.resource.id)));

@@ -199,8 +199,10 @@ fn a_node_killed_mid_load_loses_no_acknowledged_request() {
         return;
     }
     let t = Tenant::start();
-    let mut a = t.s.sibling(&[], None);
-    let b = t.s.sibling(&[], None);
+    // A load test: the per-caller rate limit would answer the checks at the end with 429.
+    let unlimited = ["--rate-limit-per-subject", "0", "--rate-limit-per-ip", "0"];
+    let mut a = t.s.sibling(&unlimited, None);
+    let b = t.s.sibling(&unlimited, None);
     let stop = std::sync::atomic::AtomicBool::new(false);
     let killed = std::sync::atomic::AtomicBool::new(false);
     let (acknowledged, served_after_kill) = std::thread::scope(|scope| {

@@ -21,9 +21,12 @@ fn pattern(p: &str) -> String {
         .replace('"', "\\\"")
 }
 
-/// The `when` conditions of a role, one per pattern it grants (each with that entry's
-/// exclusions): Cedar ORs policies itself, and a long `||` chain would reach its evaluator's
-/// recursion limit.
+/// How many patterns one condition ORs together: Cedar's evaluator reaches its recursion
+/// limit on a long `||` chain (45 patterns did), so longer lists are split.
+const PATTERNS_PER_CONDITION: usize = 8;
+
+/// The `when` conditions of a role, each granting up to [`PATTERNS_PER_CONDITION`] of its
+/// patterns on one plane minus that entry's exclusions; Cedar ORs the policies itself.
 pub fn conditions(template: &str) -> Vec<String> {
     let Some(role) = built_in(template) else {
         return Vec::new();
@@ -34,11 +37,12 @@ pub fn conditions(template: &str) -> Vec<String> {
             (false, &e.actions, &e.not_actions),
             (true, &e.data_actions, &e.not_data_actions),
         ] {
-            for p in allow {
-                let mut c = format!(
-                    "context.data == {data} && context.op like \"{}\"",
-                    pattern(p)
-                );
+            for chunk in allow.chunks(PATTERNS_PER_CONDITION) {
+                let any: Vec<String> = chunk
+                    .iter()
+                    .map(|p| format!("context.op like \"{}\"", pattern(p)))
+                    .collect();
+                let mut c = format!("context.data == {data} && ({})", any.join(" || "));
                 for d in deny {
                     c.push_str(&format!(" && !(context.op like \"{}\")", pattern(d)));
                 }
@@ -49,9 +53,9 @@ pub fn conditions(template: &str) -> Vec<String> {
     out
 }
 
-/// The policies of one active assignment in effect: `holder` (`User` or `Group` kind and
-/// id) holds `template` on `scope`.
-pub fn policy(kind: &str, holder: &str, scope: &str, template: &str) -> String {
+/// The policies of one active assignment in effect, one text each: `holder` (`User` or
+/// `Group` kind and id) holds `template` on `scope`.
+pub fn policies(kind: &str, holder: &str, scope: &str, template: &str) -> Vec<String> {
     conditions(template)
         .iter()
         .map(|c| {

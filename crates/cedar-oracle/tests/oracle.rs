@@ -192,12 +192,15 @@ fn policies(w: &World, holders: &HashSet<usize>) -> PolicySet {
             continue;
         }
         let kind = if *holder < USERS { "User" } else { "Group" };
-        text.push_str(&cedar_encoding::policy(
-            kind,
-            &subject(*holder),
-            RESOURCES[*resource].0,
-            ROLES[*role],
-        ));
+        text.push_str(
+            &cedar_encoding::policies(
+                kind,
+                &subject(*holder),
+                RESOURCES[*resource].0,
+                ROLES[*role],
+            )
+            .concat(),
+        );
     }
     text.parse()
         .unwrap_or_else(|e| panic!("policies: {e}\n{text}"))

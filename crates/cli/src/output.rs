@@ -11,8 +11,9 @@ use std::io::{IsTerminal, Write};
 /// `-o`: the output format.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, clap::ValueEnum)]
 pub enum Format {
-    /// A table sized to the terminal.
+    /// A table sized to the terminal (`text` names it too).
     #[default]
+    #[value(alias = "text")]
     Table,
     /// The API's objects as they came (an array for lists).
     Json,

@@ -27,6 +27,7 @@ pub mod operation;
 pub mod overview;
 pub mod permissions;
 pub mod policy;
+pub mod provisioning;
 pub mod query;
 pub mod reminder;
 pub mod request;

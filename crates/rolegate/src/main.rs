@@ -2,6 +2,7 @@
 //! things together; the rules live in `rolegate-core`.
 
 mod audit;
+mod connectors;
 mod database;
 mod demo;
 mod listen;
@@ -70,6 +71,9 @@ enum Command {
     /// Copies a whole tenant into an empty database, e.g. SQLite to PostgreSQL: every row,
     /// audit hash chain and list order included. Stop the servers first.
     Copy(maintenance::CopyArgs),
+    /// Provisioning connectors: checks their configuration file.
+    #[command(subcommand)]
+    Connectors(connectors::ConnectorsCommand),
     /// Prints a shell completion script.
     #[command(after_help = "Examples:
   rolegate completion bash > ~/.local/share/bash-completion/completions/rolegate
@@ -759,6 +763,10 @@ fn main() -> anyhow::Result<()> {
         Command::Audit(audit::AuditCommand::List(args)) => {
             client(&|| rolegate_cli::run_audit_list(&cli.connection, &cli.output, args))
         }
+        Command::Connectors(command) => std::process::exit(connectors::run(
+            command,
+            cli.output.output == rolegate_cli::output::Format::Json,
+        )),
         Command::Completion { shell } => {
             use clap::CommandFactory;
             clap_complete::generate(
@@ -803,7 +811,7 @@ fn main() -> anyhow::Result<()> {
         }
         Command::Backup(a) => maintenance::backup(&a),
         Command::Copy(a) => maintenance::copy(&a),
-        Command::Client(_) | Command::Completion { .. } => Ok(()),
+        Command::Client(_) | Command::Completion { .. } | Command::Connectors(_) => Ok(()),
         Command::Audit(a) => {
             if !audit::run(a)? {
                 std::process::exit(1);

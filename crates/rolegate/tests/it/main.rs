@@ -11,6 +11,7 @@ mod authz;
 mod authzen;
 mod cli;
 mod cli_oidc;
+mod connectors;
 mod copy;
 mod durability;
 mod email;

@@ -1,0 +1,116 @@
+//! What `rolegate connectors check` prints (connectors.md §2.1): the effective rules of a
+//! valid file, or its problems, as text or JSON. Never a secret: the endpoint carries none
+//! (a URL with a password is refused) and `exec` environments are not shown.
+
+use crate::config::{ConfigProblem, ConnectorConfig, ConnectorsConfig, iso_duration};
+use rolegate_core::provisioning::{OnDrift, PrincipalCase};
+use serde_json::{Value, json};
+
+fn on_drift(c: &ConnectorConfig) -> &'static str {
+    match c.on_drift {
+        OnDrift::Revoke => "revoke",
+        OnDrift::Report => "report",
+    }
+}
+
+fn principal_case(c: &ConnectorConfig) -> &'static str {
+    match c.principal_case {
+        PrincipalCase::Preserve => "preserve",
+        PrincipalCase::Lower => "lower",
+    }
+}
+
+/// The `-o json` document of a valid file.
+pub fn json(config: &ConnectorsConfig) -> Value {
+    let connectors: Vec<Value> = config
+        .connectors
+        .iter()
+        .map(|c| {
+            let rules: Vec<Value> = c
+                .rules
+                .iter()
+                .zip(&c.rule_lines)
+                .map(|(r, line)| {
+                    json!({"index": r.index, "line": line, "role": r.role.display_name,
+                           "templateId": r.role.template_id, "scope": r.scope.as_str(),
+                           "target": r.target})
+                })
+                .collect();
+            let principal: Vec<String> = c.principal.iter().map(|p| p.as_text()).collect();
+            json!({"name": c.name, "kind": c.kind.name(), "endpoint": c.kind.endpoint(),
+                   "reconcileInterval": iso_duration(c.reconcile_interval),
+                   "onDrift": on_drift(c), "principal": principal,
+                   "principalCase": principal_case(c), "ignoreMembers": c.ignore_members,
+                   "insecure": c.insecure, "rules": rules})
+        })
+        .collect();
+    json!({"valid": true, "connectors": connectors})
+}
+
+/// The `-o json` document of an invalid file.
+pub fn json_problems(problems: &[ConfigProblem]) -> Value {
+    let errors: Vec<Value> = problems
+        .iter()
+        .map(|p| {
+            json!({"path": p.path, "line": p.position.map(|(l, _)| l),
+                   "column": p.position.map(|(_, c)| c), "field": p.field,
+                   "message": p.message})
+        })
+        .collect();
+    json!({"valid": false, "errors": errors})
+}
+
+/// The text output of a valid file.
+pub fn text(config: &ConnectorsConfig) -> String {
+    let mut out = String::new();
+    if config.connectors.is_empty() {
+        out.push_str("valid: no connectors\n");
+    }
+    for c in &config.connectors {
+        let endpoint = match c.kind.endpoint() {
+            Value::String(s) => s,
+            other => other.to_string(),
+        };
+        out.push_str(&format!("connector {} ({})\n", c.name, c.kind.name()));
+        out.push_str(&format!("  endpoint        {endpoint}\n"));
+        let every = c.reconcile_interval;
+        let every = if every.subsec_millis() == 0 {
+            format!("{} s", every.as_secs())
+        } else {
+            format!("{} ms", every.as_millis())
+        };
+        out.push_str(&format!(
+            "  reconcile       every {every}, drift: {}\n",
+            on_drift(c)
+        ));
+        let principal: Vec<String> = c.principal.iter().map(|p| p.as_text()).collect();
+        out.push_str(&format!(
+            "  principal       {} (case: {})\n",
+            principal.join(", then "),
+            principal_case(c)
+        ));
+        if !c.ignore_members.is_empty() {
+            out.push_str(&format!(
+                "  ignore members  {}\n",
+                c.ignore_members.join(", ")
+            ));
+        }
+        if c.insecure {
+            out.push_str(
+                "  insecure        yes: the connection is not verified or not encrypted\n",
+            );
+        }
+        out.push_str("  rules\n");
+        for r in &c.rules {
+            out.push_str(&format!(
+                "    [{}] {} ({}) on {} -> {}\n",
+                r.index,
+                r.role.display_name,
+                r.role.template_id,
+                r.scope.as_str(),
+                r.target
+            ));
+        }
+    }
+    out
+}

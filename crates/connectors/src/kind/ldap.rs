@@ -1,0 +1,296 @@
+//! `ldap`: group membership (`member` or `uniqueMember`) added and removed in an LDAP
+//! directory (connectors.md §5.2). This file holds the kind's keys, their validation, and
+//! RFC 4514 distinguished names.
+
+use crate::config::{Doc, Table};
+use crate::secret::Secret;
+
+/// The keys of an `ldap` connector.
+#[derive(Debug)]
+pub struct LdapConfig {
+    /// `ldaps://host[:port]` or `ldap://host[:port]`.
+    pub url: String,
+    /// StartTLS before binding (with `ldap://`).
+    pub starttls: bool,
+    /// PEM bundle to verify the server; the system roots when absent.
+    pub tls_ca_file: Option<String>,
+    /// The service account's DN.
+    pub bind_dn: String,
+    /// Its password.
+    pub bind_password: Secret,
+    /// `member` or `uniqueMember`.
+    pub member_attribute: String,
+    /// The principal's DN with `{value}` for the mapped value, if any.
+    pub member_template: Option<String>,
+    /// A DN kept in every managed group so it is never empty.
+    pub placeholder_member: Option<String>,
+}
+
+/// One attribute-value assertion of an RDN: the attribute type and the value, unescaped.
+pub type Ava = (String, String);
+
+/// Parses a distinguished name (RFC 4514): RDNs separated by `,`, multi-valued RDNs by `+`,
+/// values unescaped (`\,` and `\2C` alike; `#…` hex strings kept as written). `None` when it
+/// is not a DN, including the empty one.
+pub fn parse_dn(text: &str) -> Option<Vec<Vec<Ava>>> {
+    let mut rdns = Vec::new();
+    let mut rdn: Vec<Ava> = Vec::new();
+    let mut chars = text.trim().chars().peekable();
+    loop {
+        let mut attr = String::new();
+        while let Some(c) = chars.next_if(|c| *c != '=') {
+            attr.push(c);
+        }
+        chars.next()?; // '='
+        let attr = attr.trim().to_string();
+        let keystring = attr.chars().next().is_some_and(|c| c.is_ascii_alphabetic())
+            && attr.chars().all(|c| c.is_ascii_alphanumeric() || c == '-');
+        let oid = !attr.is_empty()
+            && attr
+                .split('.')
+                .all(|p| !p.is_empty() && p.chars().all(|c| c.is_ascii_digit()));
+        if !keystring && !oid {
+            return None;
+        }
+        let mut value = String::new();
+        let mut bytes: Vec<u8> = Vec::new();
+        let flush = |bytes: &mut Vec<u8>, value: &mut String| -> Option<()> {
+            if !bytes.is_empty() {
+                value.push_str(std::str::from_utf8(bytes).ok()?);
+                bytes.clear();
+            }
+            Some(())
+        };
+        let mut end = None;
+        while let Some(c) = chars.next() {
+            match c {
+                '\\' => {
+                    let e = chars.next()?;
+                    if e.is_ascii_hexdigit() {
+                        let lo = chars.next().filter(char::is_ascii_hexdigit)?;
+                        let hex: String = [e, lo].iter().collect();
+                        bytes.push(u8::from_str_radix(&hex, 16).ok()?);
+                    } else if "\\\"+,;<>=# ".contains(e) {
+                        flush(&mut bytes, &mut value)?;
+                        value.push(e);
+                    } else {
+                        return None;
+                    }
+                }
+                ',' | '+' => {
+                    end = Some(c);
+                    break;
+                }
+                '"' | ';' | '<' | '>' => return None,
+                c => {
+                    flush(&mut bytes, &mut value)?;
+                    value.push(c);
+                }
+            }
+        }
+        flush(&mut bytes, &mut value)?;
+        rdn.push((attr, value.trim().to_string()));
+        match end {
+            Some('+') => continue,
+            Some(_) => rdns.push(std::mem::take(&mut rdn)),
+            None => {
+                rdns.push(rdn);
+                return Some(rdns);
+            }
+        }
+    }
+}
+
+/// Reads `ldap[s]://host[:port]` (an optional trailing `/`): the host and whether it is
+/// `ldaps`.
+fn parse_url(url: &str) -> Option<(String, bool)> {
+    let (rest, tls) = match url.strip_prefix("ldaps://") {
+        Some(r) => (r, true),
+        None => (url.strip_prefix("ldap://")?, false),
+    };
+    let hostport = rest.strip_suffix('/').unwrap_or(rest);
+    if hostport.is_empty() || hostport.contains(['/', '?', '@']) {
+        return None;
+    }
+    let host = match hostport.strip_prefix('[') {
+        Some(b) => b.split(']').next().unwrap_or("").to_string(),
+        None => {
+            let (h, port) = hostport.split_once(':').unwrap_or((hostport, "1"));
+            port.parse::<u16>().ok()?;
+            h.to_string()
+        }
+    };
+    Some((host, tls))
+}
+
+fn dn_field(doc: &mut Doc<'_>, t: &mut Table<'_, '_>, key: &str, required: bool) -> Option<String> {
+    let v = if required {
+        t.required_string(doc, key)?
+    } else {
+        t.string(doc, key)?
+    };
+    if parse_dn(v.get_ref()).is_none() {
+        doc.problem(
+            v.span(),
+            &t.field(key),
+            "must be an LDAP DN such as cn=rolegate,ou=services,dc=example,dc=net".into(),
+        );
+        return None;
+    }
+    Some(v.into_inner())
+}
+
+pub(crate) fn read(doc: &mut Doc<'_>, t: &mut Table<'_, '_>, insecure: bool) -> Option<LdapConfig> {
+    let url = t.required_string(doc, "url");
+    let starttls = t.boolean(doc, "starttls", false);
+    let tls_ca_file = t.string(doc, "tls_ca_file").and_then(|f| {
+        if std::fs::File::open(f.get_ref()).is_err() {
+            doc.problem(
+                f.span(),
+                &t.field("tls_ca_file"),
+                format!("cannot read {}", f.get_ref()),
+            );
+            return None;
+        }
+        Some(f.into_inner())
+    });
+    let bind_dn = dn_field(doc, t, "bind_dn", true);
+    let bind_password = t.secret(doc, "bind_password");
+    if bind_password.is_none() && !t_has(t, "bind_password") && !t_has(t, "bind_password_file") {
+        t.missing(doc, "bind_password");
+    }
+    let member_attribute = match t.string(doc, "member_attribute") {
+        None => "member".to_string(),
+        Some(s) if s.get_ref() == "member" || s.get_ref() == "uniqueMember" => s.into_inner(),
+        Some(s) => {
+            doc.problem(
+                s.span(),
+                &t.field("member_attribute"),
+                "must be \"member\" or \"uniqueMember\"".into(),
+            );
+            "member".into()
+        }
+    };
+    let member_template = t.string(doc, "member_template").and_then(|s| {
+        let sample = s.get_ref().replace("{value}", "x");
+        if !s.get_ref().contains("{value}") || parse_dn(&sample).is_none() {
+            doc.problem(
+                s.span(),
+                &t.field("member_template"),
+                "must be a DN with {value} where the mapped value goes, such as uid={value},ou=people,dc=example,dc=net".into(),
+            );
+            return None;
+        }
+        Some(s.into_inner())
+    });
+    let placeholder_member = dn_field(doc, t, "placeholder_member", false);
+    let url = url?;
+    let field = t.field("url");
+    let Some((host, ldaps)) = parse_url(url.get_ref()) else {
+        doc.problem(
+            url.span(),
+            &field,
+            "must be ldaps://HOST[:PORT] or ldap://HOST[:PORT]".into(),
+        );
+        return None;
+    };
+    if ldaps && starttls {
+        doc.problem(
+            url.span(),
+            &t.field("starttls"),
+            "StartTLS is for ldap:// URLs; ldaps:// is already TLS".into(),
+        );
+        return None;
+    }
+    if !ldaps && !starttls && !insecure && !super::is_loopback(&host) {
+        doc.problem(
+            url.span(),
+            &field,
+            format!(
+                "a connection to {host} must use TLS: use ldaps:// or starttls = true, or set insecure = true"
+            ),
+        );
+        return None;
+    }
+    Some(LdapConfig {
+        url: url.into_inner(),
+        starttls,
+        tls_ca_file,
+        bind_dn: bind_dn?,
+        bind_password: bind_password?,
+        member_attribute,
+        member_template,
+        placeholder_member,
+    })
+}
+
+fn t_has(t: &mut Table<'_, '_>, key: &str) -> bool {
+    t.value(key).is_some()
+}
+
+/// A group DN.
+pub(crate) fn target_problem(target: &str) -> Option<String> {
+    parse_dn(target)
+        .is_none()
+        .then(|| "must be an LDAP DN such as cn=admins,ou=groups,dc=example,dc=net".into())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn dns_parse_with_escapes_and_multi_valued_rdns() {
+        assert_eq!(
+            parse_dn("uid=j\\+doe,ou=People, dc=example,dc=net"),
+            Some(vec![
+                vec![("uid".into(), "j+doe".into())],
+                vec![("ou".into(), "People".into())],
+                vec![("dc".into(), "example".into())],
+                vec![("dc".into(), "net".into())],
+            ])
+        );
+        assert_eq!(parse_dn("cn=a+sn=b,dc=x").map(|d| d[0].len()), Some(2));
+        assert_eq!(
+            parse_dn("cn=caf\\C3\\A9,dc=x").map(|d| d[0][0].1.clone()),
+            Some("café".into())
+        );
+        assert_eq!(
+            parse_dn("2.5.4.3=x,dc=y").map(|d| d[0][0].0.clone()),
+            Some("2.5.4.3".into())
+        );
+        for bad in [
+            "",
+            "admins",
+            "cn=a,",
+            "=x",
+            "cn=a\\",
+            "cn=a;dc=b",
+            "1cn=a",
+            "cn=\\zz",
+        ] {
+            assert_eq!(parse_dn(bad), None, "{bad}");
+        }
+    }
+
+    #[test]
+    fn urls_name_a_host_and_say_whether_they_are_tls() {
+        assert_eq!(
+            parse_url("ldaps://ldap.example.net"),
+            Some(("ldap.example.net".into(), true))
+        );
+        assert_eq!(
+            parse_url("ldap://127.0.0.1:3890/"),
+            Some(("127.0.0.1".into(), false))
+        );
+        for bad in [
+            "http://x",
+            "ldap://",
+            "ldap://h:port",
+            "ldap://h/dc=x",
+            "ldap://u@h",
+        ] {
+            assert_eq!(parse_url(bad), None, "{bad}");
+        }
+    }
+}

@@ -1,0 +1,85 @@
+//! The kinds of connector (connectors.md §5). Each kind is one module holding its keys, its
+//! validation and (later) its operations; this registry is the only place that names them.
+
+pub mod exec;
+pub mod ldap;
+pub mod postgresql;
+
+use crate::config::{Doc, Table};
+use serde_json::Value;
+use toml::Spanned;
+
+/// A connector's kind with its own validated keys.
+#[derive(Debug)]
+pub enum KindConfig {
+    /// PostgreSQL role membership (§5.1).
+    Postgresql(postgresql::PostgresqlConfig),
+    /// LDAP group membership (§5.2).
+    Ldap(ldap::LdapConfig),
+    /// A program the operator provides (§5.3).
+    Exec(exec::ExecConfig),
+}
+
+impl KindConfig {
+    /// The kind's name as the file writes it.
+    pub fn name(&self) -> &'static str {
+        match self {
+            Self::Postgresql(_) => "postgresql",
+            Self::Ldap(_) => "ldap",
+            Self::Exec(_) => "exec",
+        }
+    }
+
+    /// Where it connects, without any secret: a URL, or for `exec` the command array.
+    pub fn endpoint(&self) -> Value {
+        match self {
+            Self::Postgresql(c) => Value::String(c.url.clone()),
+            Self::Ldap(c) => Value::String(c.url.clone()),
+            Self::Exec(c) => Value::from(c.command.clone()),
+        }
+    }
+}
+
+/// The kinds' names, as the file writes them.
+pub const KINDS: [&str; 3] = ["postgresql", "ldap", "exec"];
+
+/// Why `target` is not valid for the kind named `kind` (§3.1), if it is not.
+pub(crate) fn target_problem(kind: &str, target: &str) -> Option<String> {
+    match kind {
+        "postgresql" => postgresql::target_problem(target),
+        "ldap" => ldap::target_problem(target),
+        "exec" => exec::target_problem(target),
+        _ => None,
+    }
+}
+
+/// Reads the keys of the kind named `kind` from the connector's table.
+pub(crate) fn read(
+    doc: &mut Doc<'_>,
+    t: &mut Table<'_, '_>,
+    kind: &Spanned<String>,
+    insecure: bool,
+) -> Option<KindConfig> {
+    match kind.get_ref().as_str() {
+        "postgresql" => postgresql::read(doc, t, insecure).map(KindConfig::Postgresql),
+        "ldap" => ldap::read(doc, t, insecure).map(KindConfig::Ldap),
+        "exec" => exec::read(doc, t).map(KindConfig::Exec),
+        other => {
+            doc.problem(
+                kind.span(),
+                &t.field("kind"),
+                format!("unknown kind \"{other}\"; use {}", KINDS.join(", ")),
+            );
+            None
+        }
+    }
+}
+
+/// Whether `host` is this machine (127.0.0.0/8, `::1`, `localhost`): the only hosts a
+/// connection may reach without TLS unless `insecure` (§11.2).
+pub(crate) fn is_loopback(host: &str) -> bool {
+    let h = host.trim_start_matches('[').trim_end_matches(']');
+    h.eq_ignore_ascii_case("localhost")
+        || h.parse::<std::net::IpAddr>()
+            .is_ok_and(|ip| ip.is_loopback())
+}

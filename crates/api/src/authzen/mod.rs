@@ -689,17 +689,16 @@ fn decide_one(state: &AppState, names: &mut Names<'_>, r: &Resolved) -> Result<(
             .read()
             .map_err(|_| DomainError::internal("access index lock poisoned"))
     };
-    let (mut holdings, holders, chain) = {
-        let ix = index()?;
-        let holders = ix.holders(&subject.id);
-        (
-            ix.holdings(&subject.id, &anchor.resource.id),
-            holders,
-            ix.ancestors_or_self(&anchor.resource.id),
-        )
-    };
+    let mut holdings = index()?.holdings(&subject.id, &anchor.resource.id);
     // In the past, what history holds counts too, until it stopped counting (§4.4).
     if q.past {
+        let (holders, chain) = {
+            let ix = index()?;
+            (
+                ix.holders(&subject.id),
+                ix.ancestors_or_self(&anchor.resource.id),
+            )
+        };
         let past = names.tx.history_of(Some(&holders), Some(&chain), at)?;
         let ix = index()?;
         holdings.extend(

@@ -140,6 +140,17 @@ pub struct AccessIndex {
     linked: HashMap<u128, u128>,
 }
 
+/// An active assignment in effect, as provisioning reads it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RoleGrant {
+    /// Its subject: a user, a service principal or a group.
+    pub holder_id: String,
+    /// The assignment's id.
+    pub assignment_id: String,
+    /// When it ends (`None`: permanent).
+    pub end: Option<Timestamp>,
+}
+
 /// A role definition as decisions need it: its template and the permissions Rolegate
 /// knows for it.
 #[derive(Debug, Clone)]
@@ -517,6 +528,44 @@ impl AccessIndex {
             .filter_map(|(s, _)| self.subjects.name(*s).map(str::to_string))
             .collect();
         out.sort();
+        out
+    }
+
+    /// The active assignments in effect at `at` whose role is the template `template_id`,
+    /// on `resource_id` or an ancestor (connectors.md §4): one pass over every holder's
+    /// grants on the scope chain.
+    pub fn active_with_role(
+        &self,
+        resource_id: &str,
+        template_id: &str,
+        at: Timestamp,
+    ) -> Vec<RoleGrant> {
+        let Some(r) = self.resources.get(resource_id) else {
+            return Vec::new();
+        };
+        let scopes = self.ancestry(r);
+        let at_us = at.as_microsecond();
+        let mut out = Vec::new();
+        for (holder, list) in &self.grants {
+            for scope in &scopes {
+                for g in list.on_scope(*scope) {
+                    let role_matches = self
+                        .role_of
+                        .get(&g.role)
+                        .is_some_and(|k| k.template_id.eq_ignore_ascii_case(template_id));
+                    if g.state == AssignmentState::Active && g.is_current(at_us) && role_matches {
+                        out.push(RoleGrant {
+                            holder_id: self.subjects.name(*holder).unwrap_or_default().to_string(),
+                            assignment_id: key_to_id(g.assignment),
+                            end: g.end_us.map(|us| {
+                                Timestamp::from_microsecond(us).unwrap_or(Timestamp::MAX)
+                            }),
+                        });
+                    }
+                }
+            }
+        }
+        out.sort_by(|a, b| (&a.holder_id, &a.assignment_id).cmp(&(&b.holder_id, &b.assignment_id)));
         out
     }
 

@@ -3,8 +3,12 @@
 //! configuration loader (crate `rolegate-connectors`) builds these, the desired state is
 //! computed from them.
 
+use crate::access::AccessIndex;
+use crate::directory::{Subject, SubjectKind};
 use crate::role::{BUILT_IN_ROLES, BuiltInRole};
 use crate::scope::ArmId;
+use jiff::Timestamp;
+use std::collections::{BTreeMap, BTreeSet, HashMap};
 
 /// "Whoever holds this role on this scope gets this target" (§3.1).
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -104,6 +108,177 @@ pub enum OnDrift {
     Report,
 }
 
+/// Why a subject a rule would grant something has no principal (§3.2).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+pub enum UnmappedReason {
+    /// No source yields a non-empty value.
+    NoValue,
+    /// The deciding value is not valid for the kind.
+    InvalidValue,
+    /// Two or more subjects map to the same principal in this connector.
+    Ambiguous,
+}
+
+impl UnmappedReason {
+    /// The wire name (`noValue`, `invalidValue`, `ambiguous`).
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::NoValue => "noValue",
+            Self::InvalidValue => "invalidValue",
+            Self::Ambiguous => "ambiguous",
+        }
+    }
+}
+
+/// How one connector turns a subject into a principal (§3.2).
+pub struct PrincipalMapping<'a> {
+    /// The sources, in order; the first with a non-empty value decides.
+    pub sources: &'a [PrincipalSource],
+    /// Applied to the value before the kind formats it.
+    pub case: PrincipalCase,
+    /// The kind's finishing step (a role name as is, a DN from a template, …).
+    pub finish: &'a dyn Fn(&str) -> Result<String, UnmappedReason>,
+}
+
+impl PrincipalMapping<'_> {
+    /// The principal of `subject`, or why there is none (ambiguity aside: that needs the
+    /// whole directory, see [`desired`]).
+    pub fn principal(&self, subject: &Subject) -> Result<String, UnmappedReason> {
+        let value = self
+            .sources
+            .iter()
+            .find_map(|source| {
+                let v = match source {
+                    PrincipalSource::UserName => subject.principal_name.clone(),
+                    PrincipalSource::UserNameLocalPart => subject
+                        .principal_name
+                        .as_deref()
+                        .map(|n| n.rsplit_once('@').map_or(n, |(local, _)| local).to_string()),
+                    PrincipalSource::ExternalId => subject.external_id.clone(),
+                    // Extension attributes are not kept by the directory yet.
+                    PrincipalSource::Extension { .. } => None,
+                };
+                v.filter(|v| !v.is_empty())
+            })
+            .ok_or(UnmappedReason::NoValue)?;
+        let value = match self.case {
+            PrincipalCase::Preserve => value,
+            PrincipalCase::Lower => value.to_lowercase(),
+        };
+        (self.finish)(&value)
+    }
+}
+
+/// A principal desired on a target, and why (§4).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DesiredGrant {
+    /// The subject it stands for.
+    pub subject_id: String,
+    /// The assignments that justify it.
+    pub assignment_ids: BTreeSet<String>,
+    /// The latest end among them; `None` when one is permanent.
+    pub not_after: Option<Timestamp>,
+}
+
+/// One connector's desired state at an instant.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Desired {
+    /// (target, principal) → why.
+    pub grants: BTreeMap<(String, String), DesiredGrant>,
+    /// Subjects a rule would grant something that have no usable principal, with the
+    /// targets they would get.
+    pub unmapped: BTreeMap<String, (UnmappedReason, BTreeSet<String>)>,
+}
+
+/// The desired state of one connector at `at` (§4): for each rule, the users and service
+/// principals, active in the directory, holding its role (an Active assignment in effect, by
+/// templateId) on its scope or an ancestor, directly or through nested groups, mapped to
+/// principals. `anchors[i]` is the registered resource covering `rules[i]`'s scope (the
+/// scope itself, or its nearest registered ARM ancestor), `None` when none is registered.
+/// `directory` holds every subject, so that a principal two subjects map to is found.
+pub fn desired(
+    rules: &[Rule],
+    anchors: &[Option<String>],
+    index: &AccessIndex,
+    directory: &[Subject],
+    mapping: &PrincipalMapping<'_>,
+    at: Timestamp,
+) -> Desired {
+    let by_id: HashMap<&str, &Subject> = directory.iter().map(|s| (s.id.as_str(), s)).collect();
+    // Who stands behind each holder: itself, or a group's members through nesting.
+    let mut people_of: HashMap<String, Vec<String>> = HashMap::new();
+    // (subject, target) → why; the principal is found afterwards.
+    let mut wanted: BTreeMap<(String, String), DesiredGrant> = BTreeMap::new();
+    for (rule, anchor) in rules.iter().zip(anchors) {
+        let Some(anchor) = anchor else { continue };
+        for g in index.active_with_role(anchor, rule.role.template_id, at) {
+            let people = people_of.entry(g.holder_id.clone()).or_insert_with(|| {
+                let is_group = by_id
+                    .get(g.holder_id.as_str())
+                    .is_some_and(|s| s.kind == SubjectKind::Group);
+                if is_group {
+                    index.members_of_any(std::slice::from_ref(&g.holder_id))
+                } else {
+                    vec![g.holder_id.clone()]
+                }
+            });
+            for person in people.iter() {
+                let counts = by_id
+                    .get(person.as_str())
+                    .is_some_and(|s| s.kind != SubjectKind::Group && s.active);
+                if !counts {
+                    continue;
+                }
+                match wanted.entry((person.clone(), rule.target.clone())) {
+                    std::collections::btree_map::Entry::Vacant(v) => {
+                        v.insert(DesiredGrant {
+                            subject_id: person.clone(),
+                            assignment_ids: BTreeSet::from([g.assignment_id.clone()]),
+                            not_after: g.end,
+                        });
+                    }
+                    std::collections::btree_map::Entry::Occupied(mut o) => {
+                        let d = o.get_mut();
+                        d.assignment_ids.insert(g.assignment_id.clone());
+                        d.not_after = d.not_after.zip(g.end).map(|(a, b)| a.max(b));
+                    }
+                }
+            }
+        }
+    }
+    // Principals of the whole directory, to find the ones two subjects share.
+    let mut principals: HashMap<&str, Result<String, UnmappedReason>> = HashMap::new();
+    let mut owners: HashMap<String, usize> = HashMap::new();
+    for s in directory.iter().filter(|s| s.kind != SubjectKind::Group) {
+        let p = mapping.principal(s);
+        if let Ok(p) = &p {
+            *owners.entry(p.clone()).or_default() += 1;
+        }
+        principals.insert(s.id.as_str(), p);
+    }
+    let mut out = Desired::default();
+    for ((subject, target), why) in wanted {
+        let principal = match principals.get(subject.as_str()) {
+            Some(Ok(p)) if owners.get(p).is_some_and(|n| *n > 1) => Err(UnmappedReason::Ambiguous),
+            Some(p) => p.clone(),
+            None => Err(UnmappedReason::NoValue),
+        };
+        match principal {
+            Ok(principal) => {
+                out.grants.insert((target, principal), why);
+            }
+            Err(reason) => {
+                out.unmapped
+                    .entry(subject)
+                    .or_insert((reason, BTreeSet::new()))
+                    .1
+                    .insert(target);
+            }
+        }
+    }
+    out
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -146,6 +321,320 @@ mod tests {
             "",
         ] {
             assert_eq!(PrincipalSource::parse(bad), None, "{bad}");
+        }
+    }
+
+    mod desired_state {
+        use super::super::*;
+        use crate::assignment::{AssignmentState, RoleAssignment};
+        use crate::schedule::Schedule;
+        use jiff::SignedDuration;
+        use proptest::prelude::*;
+
+        /// mg → sub → rg0, rg1 → vm0 (under rg0).
+        const TREE: [(&str, Option<&str>); 5] = [
+            ("mg", None),
+            ("sub", Some("mg")),
+            ("rg0", Some("sub")),
+            ("rg1", Some("sub")),
+            ("vm0", Some("rg0")),
+        ];
+        /// Reader, Contributor, Owner.
+        const TEMPLATES: [&str; 3] = [
+            "acdd72a7-3385-48ef-bd42-f606fba81ae7",
+            "b24988ac-6180-42a0-ab88-20f7382dd24c",
+            "8e3af657-a8ff-443c-a75c-2fe8c4bcb635",
+        ];
+        const USERS: usize = 5;
+        const GROUPS: usize = 3;
+        /// userNames: two share a local part, one has none.
+        const NAMES: [Option<&str>; USERS] = [
+            Some("alice@corp.example"),
+            Some("alice@partner.example"),
+            Some("bob@corp.example"),
+            Some("carol"),
+            None,
+        ];
+
+        fn now() -> Timestamp {
+            Timestamp::from_second(1_800_000_000).unwrap()
+        }
+
+        fn subject_id(i: usize) -> String {
+            if i < USERS {
+                format!("u{i}")
+            } else {
+                format!("g{}", i - USERS)
+            }
+        }
+
+        #[derive(Debug, Clone)]
+        struct World {
+            /// (group, member): members are users or groups of a higher number.
+            memberships: Vec<(usize, usize)>,
+            /// (holder, template, resource, active, start offset h, length h).
+            assignments: Vec<(usize, usize, usize, bool, i64, Option<i64>)>,
+            inactive: Vec<bool>,
+            /// (template, scope, target).
+            rules: Vec<(usize, usize, usize)>,
+            local_part: bool,
+        }
+
+        fn world() -> impl Strategy<Value = World> {
+            (
+                proptest::collection::vec((0..GROUPS, 0..USERS + GROUPS), 0..8),
+                proptest::collection::vec(
+                    (
+                        0..USERS + GROUPS,
+                        0..TEMPLATES.len(),
+                        0..TREE.len(),
+                        any::<bool>(),
+                        -3i64..2,
+                        proptest::option::of(1i64..5),
+                    ),
+                    0..14,
+                ),
+                proptest::collection::vec(any::<bool>(), USERS),
+                proptest::collection::vec((0..TEMPLATES.len(), 0..TREE.len(), 0..2usize), 1..4),
+                any::<bool>(),
+            )
+                .prop_map(|(memberships, assignments, inactive, rules, local_part)| {
+                    World {
+                        memberships: memberships
+                            .into_iter()
+                            .filter(|(g, m)| *m < USERS || *m - USERS > *g)
+                            .collect(),
+                        assignments,
+                        inactive,
+                        rules,
+                        local_part,
+                    }
+                })
+        }
+
+        fn directory(w: &World) -> Vec<Subject> {
+            (0..USERS + GROUPS)
+                .map(|i| Subject {
+                    id: subject_id(i),
+                    external_id: None,
+                    kind: if i < USERS {
+                        SubjectKind::User
+                    } else {
+                        SubjectKind::Group
+                    },
+                    display_name: subject_id(i),
+                    principal_name: if i < USERS {
+                        NAMES[i].map(str::to_string)
+                    } else {
+                        None
+                    },
+                    email: None,
+                    active: i >= USERS || !w.inactive[i],
+                })
+                .collect()
+        }
+
+        fn ancestors_or_self(r: usize) -> Vec<usize> {
+            let mut out = vec![r];
+            while let Some(parent) = TREE[*out.last().unwrap()].1 {
+                out.push(TREE.iter().position(|(id, _)| *id == parent).unwrap());
+            }
+            out
+        }
+
+        /// §4 read literally: every user, every rule, every assignment.
+        fn brute_force(w: &World, mapping: &PrincipalMapping<'_>) -> Desired {
+            let contains = |group: usize, user: usize| {
+                let mut reach = vec![user];
+                loop {
+                    let more: Vec<usize> = w
+                        .memberships
+                        .iter()
+                        .filter(|(_, m)| reach.contains(m))
+                        .map(|(g, _)| USERS + g)
+                        .filter(|g| !reach.contains(g))
+                        .collect();
+                    if more.is_empty() {
+                        return reach.contains(&group);
+                    }
+                    reach.extend(more);
+                }
+            };
+            let dir = directory(w);
+            let principal = |u: usize| -> Result<String, UnmappedReason> {
+                let p = mapping.principal(&dir[u])?;
+                let owners = (0..USERS)
+                    .filter(|o| mapping.principal(&dir[*o]).as_ref() == Ok(&p))
+                    .count();
+                if owners > 1 {
+                    Err(UnmappedReason::Ambiguous)
+                } else {
+                    Ok(p)
+                }
+            };
+            let mut out = Desired::default();
+            for u in (0..USERS).filter(|u| !w.inactive[*u]) {
+                for (template, scope, target) in &w.rules {
+                    let target = format!("t{target}");
+                    for (i, (holder, t, resource, active, from, len)) in
+                        w.assignments.iter().enumerate()
+                    {
+                        let start = now() + SignedDuration::from_hours(*from);
+                        let end = len.map(|l| start + SignedDuration::from_hours(l));
+                        let counts = *active
+                            && start <= now()
+                            && end.is_none_or(|e| now() < e)
+                            && t == template
+                            && ancestors_or_self(*scope).contains(resource)
+                            && (*holder == u || (*holder >= USERS && contains(*holder, u)));
+                        if !counts {
+                            continue;
+                        }
+                        match principal(u) {
+                            Ok(p) => {
+                                let d =
+                                    out.grants
+                                        .entry((target.clone(), p))
+                                        .or_insert(DesiredGrant {
+                                            subject_id: subject_id(u),
+                                            assignment_ids: BTreeSet::new(),
+                                            not_after: end,
+                                        });
+                                d.assignment_ids
+                                    .insert(format!("00000000-0000-0000-0000-{:012x}", i + 1));
+                                d.not_after = d.not_after.zip(end).map(|(a, b)| a.max(b));
+                            }
+                            Err(reason) => {
+                                out.unmapped
+                                    .entry(subject_id(u))
+                                    .or_insert((reason, BTreeSet::new()))
+                                    .1
+                                    .insert(target.clone());
+                            }
+                        }
+                    }
+                }
+            }
+            out
+        }
+
+        fn index(w: &World) -> AccessIndex {
+            let mut ix = AccessIndex::new();
+            for (r, parent) in TREE {
+                ix.add_resource(r, parent);
+                for (k, t) in TEMPLATES.iter().enumerate() {
+                    ix.add_role(&format!("{r}/role{k}"), t);
+                }
+            }
+            for (g, m) in &w.memberships {
+                ix.add_membership(&subject_id(USERS + g), &subject_id(*m));
+            }
+            for (i, (holder, t, resource, active, from, len)) in w.assignments.iter().enumerate() {
+                let start = now() + SignedDuration::from_hours(*from);
+                ix.upsert(
+                    &RoleAssignment {
+                        id: format!("00000000-0000-0000-0000-{:012x}", i + 1),
+                        resource_id: TREE[*resource].0.into(),
+                        role_definition_id: format!("{}/role{t}", TREE[*resource].0),
+                        subject_id: subject_id(*holder),
+                        state: if *active {
+                            AssignmentState::Active
+                        } else {
+                            AssignmentState::Eligible
+                        },
+                        linked_eligible_id: None,
+                        schedule: Schedule {
+                            start,
+                            end: len.map(|l| start + SignedDuration::from_hours(l)),
+                        },
+                        request_id: "r".into(),
+                    },
+                    *t == 2,
+                );
+            }
+            ix
+        }
+
+        proptest! {
+            #![proptest_config(ProptestConfig { cases: 256, ..ProptestConfig::default() })]
+            #[test]
+            fn desired_state_is_section_4_read_literally(w in world()) {
+                let sources = [if w.local_part { PrincipalSource::UserNameLocalPart } else { PrincipalSource::UserName }];
+                let finish = |v: &str| if v.len() > 16 { Err(UnmappedReason::InvalidValue) } else { Ok(v.to_string()) };
+                let mapping = PrincipalMapping { sources: &sources, case: PrincipalCase::Lower, finish: &finish };
+                let rules: Vec<Rule> = w.rules.iter().enumerate().map(|(index, (t, _, target))| Rule {
+                    index,
+                    role: resolve_role(TEMPLATES[*t]).unwrap(),
+                    scope: ArmId::parse("/subscriptions/3f2504e0-4f89-11d3-9a0c-0305e82c3301").unwrap(),
+                    target: format!("t{target}"),
+                }).collect();
+                let anchors: Vec<Option<String>> = w.rules.iter().map(|(_, scope, _)| Some(TREE[*scope].0.to_string())).collect();
+                let got = desired(&rules, &anchors, &index(&w), &directory(&w), &mapping, now());
+                prop_assert_eq!(got, brute_force(&w, &mapping));
+            }
+        }
+
+        #[test]
+        fn a_known_world_grants_through_groups_and_ancestors_only() {
+            // u0 in g0; g0 active Reader on sub; u2 active Reader on vm0 (a descendant of rg0);
+            // u3 eligible Reader on rg0.
+            let w = World {
+                memberships: vec![(0, 0)],
+                assignments: vec![
+                    (USERS, 0, 1, true, -1, Some(3)),
+                    (2, 0, 4, true, -1, None),
+                    (3, 0, 2, false, -1, None),
+                ],
+                inactive: vec![false; USERS],
+                rules: vec![(0, 2, 0)],
+                local_part: false,
+            };
+            let sources = [PrincipalSource::UserNameLocalPart];
+            let finish = |v: &str| Ok(v.to_string());
+            let mapping = PrincipalMapping {
+                sources: &sources,
+                case: PrincipalCase::Preserve,
+                finish: &finish,
+            };
+            let rules = vec![Rule {
+                index: 0,
+                role: resolve_role("Reader").unwrap(),
+                scope: ArmId::parse("/subscriptions/3f2504e0-4f89-11d3-9a0c-0305e82c3301").unwrap(),
+                target: "t0".into(),
+            }];
+            let d = desired(
+                &rules,
+                &[Some("rg0".into())],
+                &index(&w),
+                &directory(&w),
+                &mapping,
+                now(),
+            );
+            // alice@corp and alice@partner share "alice": u0 is unmapped, not granted.
+            assert!(d.grants.is_empty(), "{d:?}");
+            assert_eq!(
+                d.unmapped.get("u0").map(|u| u.0),
+                Some(UnmappedReason::Ambiguous)
+            );
+            let by_name = PrincipalMapping {
+                sources: &[PrincipalSource::UserName],
+                case: PrincipalCase::Preserve,
+                finish: &finish,
+            };
+            let d = desired(
+                &rules,
+                &[Some("rg0".into())],
+                &index(&w),
+                &directory(&w),
+                &by_name,
+                now(),
+            );
+            let keys: Vec<_> = d.grants.keys().cloned().collect();
+            assert_eq!(keys, [("t0".to_string(), "alice@corp.example".to_string())]);
+            assert_eq!(
+                d.grants[&keys[0]].not_after,
+                Some(now() + SignedDuration::from_hours(2))
+            );
         }
     }
 }

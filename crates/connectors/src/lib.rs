@@ -4,5 +4,6 @@
 
 pub mod check;
 pub mod config;
+pub mod connector;
 pub mod kind;
 pub mod secret;

@@ -1,8 +1,13 @@
 //! `postgresql`: role membership granted and revoked in a PostgreSQL server
-//! (connectors.md §5.1). This file holds the kind's keys and their validation.
+//! (connectors.md §5.1): the kind's keys and their validation, and the connector. It only
+//! ever sends `GRANT "target" TO "principal"` and `REVOKE` for targets its rules name,
+//! identifiers double-quoted with `"` doubled, catalog values as bind parameters.
 
 use crate::config::{Doc, Table};
-use crate::secret::Secret;
+use crate::connector::{BoxFuture, Connector, ConnectorError, Grant};
+use crate::secret::{Secret, redact};
+use std::time::Duration;
+use tokio_postgres::{Client, NoTls};
 
 /// The keys of a `postgresql` connector.
 #[derive(Debug)]
@@ -141,9 +146,256 @@ pub(crate) fn target_problem(target: &str) -> Option<String> {
     }
 }
 
+/// `name` as a PostgreSQL identifier: always double-quoted, `"` doubled, so case and
+/// special characters are kept and nothing is case-folded.
+pub fn quote_ident(name: &str) -> String {
+    format!("\"{}\"", name.replace('"', "\"\""))
+}
+
+/// A `postgresql` connector: pooled connections (up to `concurrency`), kept open.
+pub struct PostgresqlConnector {
+    config: tokio_postgres::Config,
+    ignore_members: Vec<String>,
+    terminate_sessions: bool,
+    secrets: Vec<Secret>,
+    idle: tokio::sync::Mutex<Vec<Client>>,
+    concurrency: usize,
+}
+
+impl PostgresqlConnector {
+    /// The connector `name` of `config`; `timeout` bounds connecting and each statement.
+    pub fn new(
+        name: &str,
+        config: &PostgresqlConfig,
+        ignore_members: &[String],
+        timeout: Duration,
+        concurrency: u32,
+    ) -> Result<Self, String> {
+        let mut pg: tokio_postgres::Config = config.url.parse().map_err(|e| format!("url: {e}"))?;
+        if let Some(p) = &config.password {
+            pg.password(p.expose());
+        }
+        let ms = timeout.as_millis();
+        pg.application_name(format!("rolegate-connector:{name}"))
+            .connect_timeout(timeout)
+            .options(format!("-c statement_timeout={ms} -c lock_timeout={ms}"));
+        Ok(Self {
+            config: pg,
+            ignore_members: ignore_members.to_vec(),
+            terminate_sessions: config.terminate_sessions,
+            secrets: config.password.iter().cloned().collect(),
+            idle: tokio::sync::Mutex::new(Vec::new()),
+            concurrency: concurrency.max(1) as usize,
+        })
+    }
+
+    fn error(&self, e: &tokio_postgres::Error) -> ConnectorError {
+        let message = match e.as_db_error() {
+            Some(db) => db.message().to_string(),
+            None => e.to_string(),
+        };
+        let message = redact(&message, &self.secrets);
+        if e.as_db_error().is_some() {
+            ConnectorError::refused("TargetError", message)
+        } else {
+            ConnectorError::unreachable(message)
+        }
+    }
+
+    async fn client(&self) -> Result<Client, ConnectorError> {
+        while let Some(c) = self.idle.lock().await.pop() {
+            if !c.is_closed() {
+                return Ok(c);
+            }
+        }
+        let (client, connection) = self
+            .config
+            .connect(NoTls)
+            .await
+            .map_err(|e| self.error(&e))?;
+        tokio::spawn(connection);
+        Ok(client)
+    }
+
+    async fn release(&self, client: Client) {
+        let mut idle = self.idle.lock().await;
+        if !client.is_closed() && idle.len() < self.concurrency {
+            idle.push(client);
+        }
+    }
+
+    /// Runs `op` on a pooled connection, returning the connection when it stays usable.
+    async fn with_client<T>(
+        &self,
+        op: impl AsyncFnOnce(&mut Client) -> Result<T, ConnectorError>,
+    ) -> Result<T, ConnectorError> {
+        let mut client = self.client().await?;
+        let out = op(&mut client).await;
+        if out.as_ref().is_ok() || out.as_ref().is_err_and(|e| !e.unreachable) {
+            self.release(client).await;
+        }
+        out
+    }
+
+    async fn apply_on(&self, c: &mut Client, g: &Grant) -> Result<(), ConnectorError> {
+        let tx = c.transaction().await.map_err(|e| self.error(&e))?;
+        let role = |name: &str| {
+            let name = name.to_string();
+            let tx = &tx;
+            async move {
+                tx.query_opt(
+                    "SELECT rolsuper, rolcanlogin FROM pg_roles WHERE rolname = $1",
+                    &[&name],
+                )
+                .await
+                .map(|row| row.map(|r| (r.get::<_, bool>(0), r.get::<_, bool>(1))))
+            }
+        };
+        match role(&g.target).await.map_err(|e| self.error(&e))? {
+            None => {
+                return Err(ConnectorError::refused(
+                    "TargetNotFound",
+                    format!("the role {} does not exist", quote_ident(&g.target)),
+                ));
+            }
+            Some((true, _)) => {
+                return Err(ConnectorError::refused(
+                    "TargetIsSuperuser",
+                    format!(
+                        "the role {} is a superuser role: membership would allow SET ROLE to a superuser",
+                        quote_ident(&g.target)
+                    ),
+                ));
+            }
+            Some(_) => {}
+        }
+        match role(&g.principal).await.map_err(|e| self.error(&e))? {
+            None => {
+                return Err(ConnectorError::refused(
+                    "PrincipalNotFound",
+                    format!(
+                        "the login role {} does not exist",
+                        quote_ident(&g.principal)
+                    ),
+                ));
+            }
+            Some((_, false)) => {
+                return Err(ConnectorError::refused(
+                    "PrincipalCannotLogin",
+                    format!("the role {} cannot log in", quote_ident(&g.principal)),
+                ));
+            }
+            Some(_) => {}
+        }
+        tx.batch_execute(&format!(
+            "GRANT {} TO {}",
+            quote_ident(&g.target),
+            quote_ident(&g.principal)
+        ))
+        .await
+        .map_err(|e| self.error(&e))?;
+        tx.commit().await.map_err(|e| self.error(&e))
+    }
+
+    async fn revoke_on(&self, c: &mut Client, g: &Grant) -> Result<(), ConnectorError> {
+        let version: i32 = c
+            .query_one("SELECT current_setting('server_version_num')::int", &[])
+            .await
+            .map_err(|e| self.error(&e))?
+            .get(0);
+        // One row per grantor on 16+: each is revoked under its grantor's name.
+        let grantors: Vec<String> = c
+            .query(
+                "SELECT DISTINCT g.rolname FROM pg_auth_members m \
+                 JOIN pg_roles r ON r.oid = m.roleid JOIN pg_roles u ON u.oid = m.member \
+                 JOIN pg_roles g ON g.oid = m.grantor WHERE r.rolname = $1 AND u.rolname = $2",
+                &[&g.target, &g.principal],
+            )
+            .await
+            .map_err(|e| self.error(&e))?
+            .iter()
+            .map(|r| r.get(0))
+            .collect();
+        if grantors.is_empty() {
+            return Ok(());
+        }
+        let (t, p) = (quote_ident(&g.target), quote_ident(&g.principal));
+        let statements: Vec<String> = if version >= 160_000 {
+            grantors
+                .iter()
+                .map(|by| format!("REVOKE {t} FROM {p} GRANTED BY {} CASCADE", quote_ident(by)))
+                .collect()
+        } else {
+            vec![format!("REVOKE {t} FROM {p}")]
+        };
+        for sql in statements {
+            c.batch_execute(&sql).await.map_err(|e| self.error(&e))?;
+        }
+        if self.terminate_sessions {
+            c.execute(
+                "SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE usename = $1",
+                &[&g.principal],
+            )
+            .await
+            .map_err(|e| self.error(&e))?;
+        }
+        Ok(())
+    }
+
+    async fn list_on(
+        &self,
+        c: &mut Client,
+        targets: &[String],
+    ) -> Result<Vec<Grant>, ConnectorError> {
+        let rows = c
+            .query(
+                "SELECT DISTINCT r.rolname, u.rolname FROM pg_auth_members m \
+                 JOIN pg_roles r ON r.oid = m.roleid JOIN pg_roles u ON u.oid = m.member \
+                 WHERE r.rolname = ANY($1) AND u.rolname <> current_user",
+                &[&targets],
+            )
+            .await
+            .map_err(|e| self.error(&e))?;
+        let mut out: Vec<Grant> = rows
+            .iter()
+            .map(|r| Grant {
+                target: r.get(0),
+                principal: r.get(1),
+            })
+            .filter(|g| !self.ignore_members.contains(&g.principal))
+            .collect();
+        out.sort();
+        Ok(out)
+    }
+}
+
+impl Connector for PostgresqlConnector {
+    fn apply<'a>(&'a self, grant: &'a Grant) -> BoxFuture<'a, Result<(), ConnectorError>> {
+        Box::pin(self.with_client(async move |c: &mut Client| self.apply_on(c, grant).await))
+    }
+
+    fn revoke<'a>(&'a self, grant: &'a Grant) -> BoxFuture<'a, Result<(), ConnectorError>> {
+        Box::pin(self.with_client(async move |c: &mut Client| self.revoke_on(c, grant).await))
+    }
+
+    fn list<'a>(
+        &'a self,
+        targets: &'a [String],
+    ) -> BoxFuture<'a, Result<Vec<Grant>, ConnectorError>> {
+        Box::pin(self.with_client(async move |c: &mut Client| self.list_on(c, targets).await))
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn identifiers_are_always_quoted_with_quotes_doubled() {
+        assert_eq!(quote_ident("app_admin"), "\"app_admin\"");
+        assert_eq!(quote_ident("Alice"), "\"Alice\"");
+        assert_eq!(quote_ident("we\"ird; DROP"), "\"we\"\"ird; DROP\"");
+    }
 
     #[test]
     fn uris_give_their_host_password_and_sslmode() {

@@ -279,6 +279,73 @@ pub fn desired(
     out
 }
 
+/// What one reconciliation pass found and will do (§7.2, §7.3). Keys are
+/// (target, principal).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct ReconcilePlan {
+    /// Desired and absent: a `grant` item each.
+    pub missing: Vec<(String, String)>,
+    /// Present, not desired, made by Rolegate: a `revoke` item each, always.
+    pub stale: Vec<(String, String)>,
+    /// Present, not desired, not made by Rolegate: revoked or reported per `on_drift`.
+    pub outside: Vec<(String, String)>,
+    /// Present and desired but not in the ledger: adopted silently.
+    pub adopt: Vec<(String, String)>,
+    /// Set when the pass would revoke more than allowed: it then revokes none (missing
+    /// grants are still restored) and fails with this message.
+    pub refused: Option<String>,
+}
+
+impl ReconcilePlan {
+    /// The grants the pass revokes.
+    pub fn revocations(&self, on_drift: OnDrift) -> usize {
+        if self.refused.is_some() {
+            return 0;
+        }
+        self.stale.len()
+            + match on_drift {
+                OnDrift::Revoke => self.outside.len(),
+                OnDrift::Report => 0,
+            }
+    }
+}
+
+/// Compares a connector's desired state with what its targets hold (§7.2): `actual` as
+/// `list` read it (the connector's own account and `ignore_members` already left out),
+/// `ledger` the grants Rolegate made, `settling` the keys whose latest item is unfinished
+/// or recently dead (left out on both sides). Over `max_revocations` revocations, none is
+/// made (§7.3).
+pub fn reconcile(
+    desired: &BTreeSet<(String, String)>,
+    actual: &BTreeSet<(String, String)>,
+    ledger: &BTreeSet<(String, String)>,
+    settling: &BTreeSet<(String, String)>,
+    on_drift: OnDrift,
+    max_revocations: usize,
+) -> ReconcilePlan {
+    let mut plan = ReconcilePlan::default();
+    for key in desired.difference(actual) {
+        if !settling.contains(key) {
+            plan.missing.push(key.clone());
+        }
+    }
+    for key in actual.iter().filter(|k| !settling.contains(*k)) {
+        match (desired.contains(key), ledger.contains(key)) {
+            (true, false) => plan.adopt.push(key.clone()),
+            (true, true) => {}
+            (false, true) => plan.stale.push(key.clone()),
+            (false, false) => plan.outside.push(key.clone()),
+        }
+    }
+    let revocations = plan.revocations(on_drift);
+    if revocations > max_revocations {
+        plan.refused = Some(format!(
+            "the pass would revoke {revocations} grants, more than max_revocations_per_pass = {max_revocations}: none revoked; raise the limit or fix the rules"
+        ));
+    }
+    plan
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -635,6 +702,62 @@ mod tests {
                 d.grants[&keys[0]].not_after,
                 Some(now() + SignedDuration::from_hours(2))
             );
+        }
+    }
+
+    mod reconciliation {
+        use super::super::*;
+
+        fn keys(list: &[(&str, &str)]) -> BTreeSet<(String, String)> {
+            list.iter()
+                .map(|(t, p)| (t.to_string(), p.to_string()))
+                .collect()
+        }
+
+        #[test]
+        fn findings_follow_section_7_2() {
+            let desired = keys(&[("t", "alice"), ("t", "bob"), ("t", "carol"), ("t", "dave")]);
+            let actual = keys(&[
+                ("t", "bob"),
+                ("t", "carol"),
+                ("t", "erin"),
+                ("t", "frank"),
+                ("t", "gina"),
+            ]);
+            // carol was made by hand for someone who holds the role; erin is stale; frank
+            // and gina were granted outside; dave and gina have an item still running.
+            let ledger = keys(&[("t", "bob"), ("t", "erin")]);
+            let settling = keys(&[("t", "dave"), ("t", "gina")]);
+            let plan = reconcile(&desired, &actual, &ledger, &settling, OnDrift::Revoke, 100);
+            assert_eq!(plan.missing, vec![("t".into(), "alice".into())]);
+            assert_eq!(plan.adopt, vec![("t".into(), "carol".into())]);
+            assert_eq!(plan.stale, vec![("t".into(), "erin".into())]);
+            assert_eq!(plan.outside, vec![("t".into(), "frank".into())]);
+            assert_eq!(plan.refused, None);
+            assert_eq!(plan.revocations(OnDrift::Revoke), 2);
+            assert_eq!(
+                plan.revocations(OnDrift::Report),
+                1,
+                "reported, not revoked"
+            );
+        }
+
+        #[test]
+        fn too_many_revocations_revoke_none_but_still_restore() {
+            let desired = keys(&[("t", "alice")]);
+            let actual = keys(&[("t", "x1"), ("t", "x2"), ("t", "x3")]);
+            let none = BTreeSet::new();
+            let plan = reconcile(&desired, &actual, &none, &none, OnDrift::Revoke, 2);
+            assert!(
+                plan.refused
+                    .as_deref()
+                    .is_some_and(|m| m.contains("would revoke 3 grants"))
+            );
+            assert_eq!(plan.revocations(OnDrift::Revoke), 0);
+            assert_eq!(plan.missing.len(), 1);
+            // In report mode the same outside grants revoke nothing, so nothing is refused.
+            let plan = reconcile(&desired, &actual, &none, &none, OnDrift::Report, 2);
+            assert_eq!(plan.refused, None);
         }
     }
 }

@@ -141,6 +141,14 @@ fn read_env(doc: &mut Doc<'_>, t: &mut Table<'_, '_>) -> Option<Vec<(String, Env
     ok.then_some(out)
 }
 
+/// The principal of a mapped value: the value as is, up to 1024 bytes (§3.2).
+pub fn principal(mapped: &str) -> Result<String, rolegate_core::provisioning::UnmappedReason> {
+    match target_problem(mapped) {
+        None => Ok(mapped.to_string()),
+        Some(_) => Err(rolegate_core::provisioning::UnmappedReason::InvalidValue),
+    }
+}
+
 /// Any string of at most 1024 bytes.
 pub(crate) fn target_problem(target: &str) -> Option<String> {
     (target.len() > 1024)

@@ -4,6 +4,7 @@
 
 use crate::config::{Doc, Table};
 use crate::secret::Secret;
+use rolegate_core::provisioning::UnmappedReason;
 
 /// The keys of an `ldap` connector.
 #[derive(Debug)]
@@ -99,6 +100,39 @@ pub fn parse_dn(text: &str) -> Option<Vec<Vec<Ava>>> {
             }
         }
     }
+}
+
+/// `value` escaped as an RFC 4514 attribute value (§5.2): `\\ " + , ; < >` anywhere, `#` or
+/// space first, space last, NUL as `\\00`; so `j+doe` stays one RDN.
+pub fn escape_value(value: &str) -> String {
+    let last = value.chars().count().saturating_sub(1);
+    let mut out = String::with_capacity(value.len());
+    for (i, c) in value.chars().enumerate() {
+        match c {
+            '\\' | '"' | '+' | ',' | ';' | '<' | '>' => {
+                out.push('\\');
+                out.push(c);
+            }
+            '#' if i == 0 => out.push_str("\\#"),
+            ' ' if i == 0 || i == last => out.push_str("\\ "),
+            '\0' => out.push_str("\\00"),
+            c => out.push(c),
+        }
+    }
+    out
+}
+
+/// The principal of a mapped value (§3.2): `member_template` with `{value}` escaped, or,
+/// without one, the value itself when it is a DN.
+pub fn principal(template: Option<&str>, mapped: &str) -> Result<String, UnmappedReason> {
+    let dn = match template {
+        Some(t) => t.replace("{value}", &escape_value(mapped)),
+        None => mapped.to_string(),
+    };
+    if dn.len() > 1024 || parse_dn(&dn).is_none() {
+        return Err(UnmappedReason::InvalidValue);
+    }
+    Ok(dn)
 }
 
 /// Reads `ldap[s]://host[:port]` (an optional trailing `/`): the host and whether it is
@@ -271,6 +305,25 @@ mod tests {
         ] {
             assert_eq!(parse_dn(bad), None, "{bad}");
         }
+    }
+
+    #[test]
+    fn values_are_escaped_so_a_principal_stays_one_rdn() {
+        let t = Some("uid={value},ou=people,dc=example,dc=net");
+        assert_eq!(
+            principal(t, "j+doe"),
+            Ok("uid=j\\+doe,ou=people,dc=example,dc=net".into())
+        );
+        let dn = principal(t, "#a, b;<c> \"d\"\\ ").unwrap();
+        assert_eq!(
+            dn,
+            "uid=\\#a\\, b\\;\\<c\\> \\\"d\\\"\\\\\\ ,ou=people,dc=example,dc=net"
+        );
+        let parsed = parse_dn(&dn).unwrap();
+        assert_eq!(parsed.len(), 4, "one RDN for the value");
+        assert_eq!(escape_value("a\0b"), "a\\00b");
+        assert_eq!(principal(None, "uid=x,dc=y"), Ok("uid=x,dc=y".into()));
+        assert_eq!(principal(None, "alice"), Err(UnmappedReason::InvalidValue));
     }
 
     #[test]

@@ -30,6 +30,18 @@ impl KindConfig {
         }
     }
 
+    /// The kind's finishing step of principal mapping (§3.2).
+    pub fn principal(
+        &self,
+        mapped: &str,
+    ) -> Result<String, rolegate_core::provisioning::UnmappedReason> {
+        match self {
+            Self::Postgresql(_) => postgresql::principal(mapped),
+            Self::Ldap(c) => ldap::principal(c.member_template.as_deref(), mapped),
+            Self::Exec(_) => exec::principal(mapped),
+        }
+    }
+
     /// Where it connects, without any secret: a URL, or for `exec` the command array.
     pub fn endpoint(&self) -> Value {
         match self {

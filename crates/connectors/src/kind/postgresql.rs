@@ -6,6 +6,7 @@
 use crate::config::{Doc, Table};
 use crate::connector::{BoxFuture, Connector, ConnectorError, Grant};
 use crate::secret::{Secret, redact};
+use rolegate_core::provisioning::UnmappedReason;
 use std::time::Duration;
 use tokio_postgres::{Client, NoTls};
 
@@ -143,6 +144,15 @@ pub(crate) fn target_problem(target: &str) -> Option<String> {
         Some("a PostgreSQL role name cannot contain NUL".into())
     } else {
         None
+    }
+}
+
+/// The principal of a mapped value (§3.2): the login role's name as is, refused when
+/// PostgreSQL could not hold it.
+pub fn principal(mapped: &str) -> Result<String, UnmappedReason> {
+    match target_problem(mapped) {
+        None => Ok(mapped.to_string()),
+        Some(_) => Err(UnmappedReason::InvalidValue),
     }
 }
 
@@ -389,6 +399,16 @@ impl Connector for PostgresqlConnector {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn principals_are_role_names_postgresql_can_hold() {
+        assert_eq!(principal("Alice.Smith"), Ok("Alice.Smith".into()));
+        assert_eq!(
+            principal(&"a".repeat(64)),
+            Err(UnmappedReason::InvalidValue)
+        );
+        assert_eq!(principal("a\0"), Err(UnmappedReason::InvalidValue));
+    }
 
     #[test]
     fn identifiers_are_always_quoted_with_quotes_doubled() {

@@ -16,6 +16,25 @@ pub struct Grant {
     pub principal: String,
 }
 
+/// What an apply or revoke is about, beyond the grant (the `exec` document carries it,
+/// §5.3).
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct ApplyContext {
+    /// The outbox item being applied.
+    pub item_id: String,
+    /// The subject the principal stands for (`id`, `type`, `userName`, `externalId`,
+    /// `displayName`), or `None` for a grant made outside Rolegate.
+    pub subject: Option<serde_json::Value>,
+    /// Why (`assignment`, `ended`, `reconcile`, …).
+    pub cause: String,
+    /// The assignments that justify a grant.
+    pub assignment_ids: Vec<String>,
+    /// The latest end among them (`None`: one is permanent, or a revoke).
+    pub not_after: Option<String>,
+    /// When the item was written.
+    pub created: String,
+}
+
 /// Why an operation failed.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ConnectorError {
@@ -57,9 +76,17 @@ impl std::fmt::Display for ConnectorError {
 /// A link to one external system.
 pub trait Connector: Send + Sync {
     /// Makes `grant` present. Idempotent: applying a present grant succeeds.
-    fn apply<'a>(&'a self, grant: &'a Grant) -> BoxFuture<'a, Result<(), ConnectorError>>;
+    fn apply<'a>(
+        &'a self,
+        grant: &'a Grant,
+        ctx: &'a ApplyContext,
+    ) -> BoxFuture<'a, Result<(), ConnectorError>>;
     /// Makes `grant` absent, whoever made it. Idempotent.
-    fn revoke<'a>(&'a self, grant: &'a Grant) -> BoxFuture<'a, Result<(), ConnectorError>>;
+    fn revoke<'a>(
+        &'a self,
+        grant: &'a Grant,
+        ctx: &'a ApplyContext,
+    ) -> BoxFuture<'a, Result<(), ConnectorError>>;
     /// The actual grants on exactly `targets`: all of them, or an error (never a partial
     /// answer, so an unreadable target is never taken for an empty one).
     fn list<'a>(

@@ -5,7 +5,7 @@
 //! postgres://postgres@127.0.0.1:5432/postgres).
 
 use rolegate_connectors::config::parse;
-use rolegate_connectors::connector::{Connector, Grant};
+use rolegate_connectors::connector::{ApplyContext, Connector, Grant};
 use rolegate_connectors::kind::KindConfig;
 use rolegate_connectors::kind::postgresql::{PostgresqlConnector, quote_ident};
 use tokio_postgres::{Client, NoTls};
@@ -91,6 +91,10 @@ fn connector(url: &str, ignore: &[&str]) -> PostgresqlConnector {
         .unwrap_or_else(|e| panic!("{e}"))
 }
 
+fn ctx() -> ApplyContext {
+    ApplyContext::default()
+}
+
 fn grant(target: &str, principal: &str) -> Grant {
     Grant {
         target: target.into(),
@@ -141,9 +145,9 @@ async fn grants_revokes_and_lists_managed_roles_only() {
     let c = connector(&url, &[&oncall]);
 
     // Granted, visible in pg_auth_members; applying again changes nothing.
-    c.apply(&grant(&target, &alice)).await.unwrap();
-    c.apply(&grant(&target, &alice)).await.unwrap();
-    c.apply(&grant(&target, &odd)).await.unwrap();
+    c.apply(&grant(&target, &alice), &ctx()).await.unwrap();
+    c.apply(&grant(&target, &alice), &ctx()).await.unwrap();
+    c.apply(&grant(&target, &odd), &ctx()).await.unwrap();
     let mut expected = vec![
         alice.clone(),
         oncall.clone(),
@@ -167,31 +171,31 @@ async fn grants_revokes_and_lists_managed_roles_only() {
             assert!(!e.unreachable);
         }
     };
-    c.apply(&grant(&superuser, &alice))
+    c.apply(&grant(&superuser, &alice), &ctx())
         .await
         .map_err(refused("TargetIsSuperuser"))
         .unwrap_err();
-    c.apply(&grant(&roles.name("absent"), &alice))
+    c.apply(&grant(&roles.name("absent"), &alice), &ctx())
         .await
         .map_err(refused("TargetNotFound"))
         .unwrap_err();
-    c.apply(&grant(&target, &roles.name("nobody")))
+    c.apply(&grant(&target, &roles.name("nobody")), &ctx())
         .await
         .map_err(refused("PrincipalNotFound"))
         .unwrap_err();
-    c.apply(&grant(&target, &nologin))
+    c.apply(&grant(&target, &nologin), &ctx())
         .await
         .map_err(refused("PrincipalCannotLogin"))
         .unwrap_err();
     assert_eq!(members(&admin, &target).await, expected);
 
     // Revoked, idempotently; an unknown principal is an absent grant.
-    c.revoke(&grant(&target, &alice)).await.unwrap();
-    c.revoke(&grant(&target, &alice)).await.unwrap();
-    c.revoke(&grant(&target, &roles.name("nobody")))
+    c.revoke(&grant(&target, &alice), &ctx()).await.unwrap();
+    c.revoke(&grant(&target, &alice), &ctx()).await.unwrap();
+    c.revoke(&grant(&target, &roles.name("nobody")), &ctx())
         .await
         .unwrap();
-    c.revoke(&grant(&target, &odd)).await.unwrap();
+    c.revoke(&grant(&target, &odd), &ctx()).await.unwrap();
     let mut left = vec![oncall.clone(), provisioner.clone()];
     left.sort();
     assert_eq!(members(&admin, &target).await, left);
@@ -214,7 +218,7 @@ async fn grants_revokes_and_lists_managed_roles_only() {
 async fn an_unreachable_server_is_reported_as_down() {
     // Port 9 (discard) on loopback: nothing listens.
     let c = connector("postgresql://nobody@127.0.0.1:9/postgres", &[]);
-    let e = c.apply(&grant("t", "p")).await.unwrap_err();
+    let e = c.apply(&grant("t", "p"), &ctx()).await.unwrap_err();
     assert!(e.unreachable, "{e}");
     assert_eq!(e.code, "Unreachable");
     let e = c.list(&["t".to_string()]).await.unwrap_err();

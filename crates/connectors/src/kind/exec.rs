@@ -1,11 +1,25 @@
 //! `exec`: a program the operator provides, run without a shell with a JSON document on its
-//! standard input (connectors.md §5.3). This file holds the kind's keys and their
-//! validation.
+//! standard input (connectors.md §5.3): the kind's keys and their validation, and the
+//! connector. The program is started directly (absolute path, no shell, no PATH lookup) in
+//! a process group of its own, with exactly the environment the file lists; past its
+//! timeout the whole group gets SIGTERM, then SIGKILL two seconds later.
 
 use crate::config::{Doc, Table};
-use crate::secret::Secret;
+use crate::connector::{ApplyContext, BoxFuture, Connector, ConnectorError, Grant};
+use crate::secret::{Secret, redact};
+use serde_json::{Value, json};
 use std::os::unix::fs::PermissionsExt;
+use std::process::Stdio;
+use std::time::Duration;
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWriteExt};
 use toml::de::DeValue;
+
+/// How much of standard error becomes `lastError`.
+const STDERR_TAIL: usize = 4 * 1024;
+/// How much of an apply's or revoke's standard output is read (then ignored).
+const APPLY_OUTPUT: usize = 64 * 1024;
+/// The largest answer to `list`.
+const LIST_OUTPUT: usize = 1024 * 1024;
 
 /// One variable of the program's environment.
 #[derive(Debug)]
@@ -146,6 +160,226 @@ pub fn principal(mapped: &str) -> Result<String, rolegate_core::provisioning::Un
     match target_problem(mapped) {
         None => Ok(mapped.to_string()),
         Some(_) => Err(rolegate_core::provisioning::UnmappedReason::InvalidValue),
+    }
+}
+
+/// An `exec` connector.
+pub struct ExecConnector {
+    name: String,
+    config: ExecConfig,
+    timeout: Duration,
+}
+
+/// What a finished run left: its standard output (up to the limit) and whether it
+/// overflowed.
+struct Run {
+    stdout: Vec<u8>,
+    overflow: bool,
+}
+
+/// Reads `from` to its end, keeping the first `limit` bytes (or, with `tail`, the last).
+async fn drain(mut from: impl AsyncRead + Unpin, limit: usize, tail: bool) -> (Vec<u8>, bool) {
+    let mut kept = Vec::new();
+    let mut overflow = false;
+    let mut buf = [0u8; 8192];
+    loop {
+        match from.read(&mut buf).await {
+            Ok(0) | Err(_) => return (kept, overflow),
+            Ok(n) => {
+                kept.extend_from_slice(&buf[..n]);
+                if kept.len() > limit {
+                    overflow = true;
+                    if tail {
+                        kept.drain(..kept.len() - limit);
+                    } else {
+                        kept.truncate(limit);
+                    }
+                }
+            }
+        }
+    }
+}
+
+impl ExecConnector {
+    /// The connector `name` of `config`, each run limited to `timeout`.
+    pub fn new(name: &str, config: ExecConfig, timeout: Duration) -> Self {
+        Self {
+            name: name.to_string(),
+            config,
+            timeout,
+        }
+    }
+
+    fn secrets(&self) -> impl Iterator<Item = &Secret> {
+        self.config.env.iter().filter_map(|(_, v)| match v {
+            EnvValue::Secret(s) => Some(s),
+            EnvValue::Literal(_) => None,
+        })
+    }
+
+    /// Runs the program once with `document` on its standard input.
+    async fn run(&self, document: &Value, limit: usize) -> Result<Run, ConnectorError> {
+        let Some((program, args)) = self.config.command.split_first() else {
+            return Err(ConnectorError::refused("ProgramFailed", "no command"));
+        };
+        let mut cmd = tokio::process::Command::new(program);
+        cmd.args(args)
+            .env_clear()
+            .current_dir(&self.config.workdir)
+            .process_group(0)
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .kill_on_drop(true);
+        for (k, v) in &self.config.env {
+            match v {
+                EnvValue::Literal(l) => cmd.env(k, l),
+                EnvValue::Secret(s) => cmd.env(k, s.expose()),
+            };
+        }
+        let mut child = cmd
+            .spawn()
+            .map_err(|e| ConnectorError::unreachable(format!("cannot start {program}: {e}")))?;
+        let group = child
+            .id()
+            .and_then(|id| i32::try_from(id).ok())
+            .and_then(rustix::process::Pid::from_raw);
+        let (Some(mut stdin), Some(stdout), Some(stderr)) =
+            (child.stdin.take(), child.stdout.take(), child.stderr.take())
+        else {
+            return Err(ConnectorError::unreachable(
+                "the program's pipes are missing",
+            ));
+        };
+        let input = format!("{document}\n");
+        let writer = tokio::spawn(async move {
+            // A program that does not read its input is its own business.
+            let _ = stdin.write_all(input.as_bytes()).await;
+        });
+        let out = tokio::spawn(drain(stdout, limit, false));
+        let err = tokio::spawn(drain(stderr, STDERR_TAIL, true));
+        let status = match tokio::time::timeout(self.timeout, child.wait()).await {
+            Ok(status) => status.map_err(|e| ConnectorError::unreachable(e.to_string()))?,
+            Err(_) => {
+                if let Some(g) = group {
+                    let _ = rustix::process::kill_process_group(g, rustix::process::Signal::TERM);
+                }
+                if tokio::time::timeout(Duration::from_secs(2), child.wait())
+                    .await
+                    .is_err()
+                    && let Some(g) = group
+                {
+                    let _ = rustix::process::kill_process_group(g, rustix::process::Signal::KILL);
+                }
+                let _ = child.wait().await;
+                return Err(ConnectorError::unreachable(format!(
+                    "{program} ran past its timeout of {} s and was stopped",
+                    self.timeout.as_secs_f64()
+                )));
+            }
+        };
+        let _ = writer.await;
+        let (stdout, overflow) = out.await.unwrap_or_default();
+        let (stderr, _) = err.await.unwrap_or_default();
+        if !status.success() {
+            let tail = String::from_utf8_lossy(&stderr).trim().to_string();
+            let how = match status.code() {
+                Some(code) => format!("exited with status {code}"),
+                None => "was killed by a signal".to_string(),
+            };
+            let message = if tail.is_empty() {
+                format!("{program} {how}")
+            } else {
+                format!("{program} {how}: {tail}")
+            };
+            return Err(ConnectorError::refused(
+                "ProgramFailed",
+                redact(&message, self.secrets()),
+            ));
+        }
+        Ok(Run { stdout, overflow })
+    }
+
+    fn document(&self, operation: &str, grant: &Grant, ctx: &ApplyContext) -> Value {
+        let mut d = json!({"version": 1, "operation": operation, "connector": self.name,
+            "itemId": ctx.item_id, "target": grant.target, "principal": grant.principal,
+            "subject": ctx.subject, "cause": ctx.cause, "createdDateTime": ctx.created});
+        if operation == "apply" {
+            d["assignmentIds"] = json!(ctx.assignment_ids);
+            d["notAfter"] = json!(ctx.not_after);
+        }
+        d
+    }
+}
+
+impl Connector for ExecConnector {
+    fn apply<'a>(
+        &'a self,
+        grant: &'a Grant,
+        ctx: &'a ApplyContext,
+    ) -> BoxFuture<'a, Result<(), ConnectorError>> {
+        Box::pin(async move {
+            self.run(&self.document("apply", grant, ctx), APPLY_OUTPUT)
+                .await
+                .map(|_| ())
+        })
+    }
+
+    fn revoke<'a>(
+        &'a self,
+        grant: &'a Grant,
+        ctx: &'a ApplyContext,
+    ) -> BoxFuture<'a, Result<(), ConnectorError>> {
+        Box::pin(async move {
+            self.run(&self.document("revoke", grant, ctx), APPLY_OUTPUT)
+                .await
+                .map(|_| ())
+        })
+    }
+
+    fn list<'a>(
+        &'a self,
+        targets: &'a [String],
+    ) -> BoxFuture<'a, Result<Vec<Grant>, ConnectorError>> {
+        Box::pin(async move {
+            let doc = json!({"version": 1, "operation": "list", "connector": self.name,
+                             "targets": targets});
+            let run = self.run(&doc, LIST_OUTPUT).await?;
+            let invalid = |why: &str| {
+                ConnectorError::refused(
+                    "InvalidListOutput",
+                    format!(
+                        "the answer to list {why}; expected {{\"grants\": [{{\"target\": …, \"principal\": …}}]}}"
+                    ),
+                )
+            };
+            if run.overflow {
+                return Err(invalid("is over 1 MiB"));
+            }
+            let answer: Value =
+                serde_json::from_slice(&run.stdout).map_err(|_| invalid("is not JSON"))?;
+            let Some(grants) = answer.get("grants").and_then(Value::as_array) else {
+                return Err(invalid("has no grants array"));
+            };
+            let mut out = Vec::new();
+            for g in grants {
+                let (Some(target), Some(principal)) = (
+                    g.get("target").and_then(Value::as_str),
+                    g.get("principal").and_then(Value::as_str),
+                ) else {
+                    return Err(invalid("holds an entry without a target and a principal"));
+                };
+                if targets.iter().any(|t| t == target) {
+                    out.push(Grant {
+                        target: target.to_string(),
+                        principal: principal.to_string(),
+                    });
+                }
+            }
+            out.sort();
+            out.dedup();
+            Ok(out)
+        })
     }
 }
 

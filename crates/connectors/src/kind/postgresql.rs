@@ -4,7 +4,7 @@
 //! identifiers double-quoted with `"` doubled, catalog values as bind parameters.
 
 use crate::config::{Doc, Table};
-use crate::connector::{BoxFuture, Connector, ConnectorError, Grant};
+use crate::connector::{ApplyContext, BoxFuture, Connector, ConnectorError, Grant};
 use crate::secret::{Secret, redact};
 use rolegate_core::provisioning::UnmappedReason;
 use std::time::Duration;
@@ -380,11 +380,19 @@ impl PostgresqlConnector {
 }
 
 impl Connector for PostgresqlConnector {
-    fn apply<'a>(&'a self, grant: &'a Grant) -> BoxFuture<'a, Result<(), ConnectorError>> {
+    fn apply<'a>(
+        &'a self,
+        grant: &'a Grant,
+        _ctx: &'a ApplyContext,
+    ) -> BoxFuture<'a, Result<(), ConnectorError>> {
         Box::pin(self.with_client(async move |c: &mut Client| self.apply_on(c, grant).await))
     }
 
-    fn revoke<'a>(&'a self, grant: &'a Grant) -> BoxFuture<'a, Result<(), ConnectorError>> {
+    fn revoke<'a>(
+        &'a self,
+        grant: &'a Grant,
+        _ctx: &'a ApplyContext,
+    ) -> BoxFuture<'a, Result<(), ConnectorError>> {
         Box::pin(self.with_client(async move |c: &mut Client| self.revoke_on(c, grant).await))
     }
 

@@ -284,6 +284,29 @@ impl<'t, 'i> Table<'t, 'i> {
         self.string(doc, key)
     }
 
+    /// One of a few words (`options`); `default` when absent or wrong.
+    pub(crate) fn choice<T: Copy>(
+        &mut self,
+        doc: &mut Doc<'_>,
+        key: &str,
+        default: T,
+        options: &[(&str, T)],
+    ) -> T {
+        let Some(s) = self.string(doc, key) else {
+            return default;
+        };
+        if let Some((_, v)) = options.iter().find(|(word, _)| *word == s.get_ref()) {
+            return *v;
+        }
+        let words: Vec<String> = options.iter().map(|(w, _)| format!("\"{w}\"")).collect();
+        doc.problem(
+            s.span(),
+            &self.field(key),
+            format!("must be {}", words.join(" or ")),
+        );
+        default
+    }
+
     /// An optional boolean (`default` when absent).
     pub(crate) fn boolean(&mut self, doc: &mut Doc<'_>, key: &str, default: bool) -> bool {
         let Some(v) = self.value(key) else {
@@ -565,19 +588,15 @@ fn read_connector(
             })
             .collect(),
     };
-    let principal_case = match t.string(doc, "principal_case") {
-        None => PrincipalCase::Preserve,
-        Some(s) if s.get_ref() == "preserve" => PrincipalCase::Preserve,
-        Some(s) if s.get_ref() == "lower" => PrincipalCase::Lower,
-        Some(s) => {
-            doc.problem(
-                s.span(),
-                &t.field("principal_case"),
-                "must be \"preserve\" or \"lower\"".into(),
-            );
-            PrincipalCase::Preserve
-        }
-    };
+    let principal_case = t.choice(
+        doc,
+        "principal_case",
+        PrincipalCase::Preserve,
+        &[
+            ("preserve", PrincipalCase::Preserve),
+            ("lower", PrincipalCase::Lower),
+        ],
+    );
     let reconcile_interval = t.duration(doc, "reconcile_interval", Duration::from_secs(60));
     if reconcile_interval < Duration::from_secs(1)
         && let Some(v) = t.entries.get("reconcile_interval")
@@ -588,19 +607,12 @@ fn read_connector(
             "must be at least \"1s\"".into(),
         );
     }
-    let on_drift = match t.string(doc, "on_drift") {
-        None => OnDrift::Revoke,
-        Some(s) if s.get_ref() == "revoke" => OnDrift::Revoke,
-        Some(s) if s.get_ref() == "report" => OnDrift::Report,
-        Some(s) => {
-            doc.problem(
-                s.span(),
-                &t.field("on_drift"),
-                "must be \"revoke\" or \"report\"".into(),
-            );
-            OnDrift::Revoke
-        }
-    };
+    let on_drift = t.choice(
+        doc,
+        "on_drift",
+        OnDrift::Revoke,
+        &[("revoke", OnDrift::Revoke), ("report", OnDrift::Report)],
+    );
     let max_revocations_per_pass = t.integer(doc, "max_revocations_per_pass", 1..=u32::MAX, 100);
     let ignore_members = t
         .strings(doc, "ignore_members")

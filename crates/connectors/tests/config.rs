@@ -360,6 +360,14 @@ fn targets_names_and_values_are_checked_per_kind() {
         "timeout = \"10 minutes\"\n[[connectors.pg.rules]]",
     ));
     assert!(line.contains("timeout: must be a duration"), "{line}");
+    let line = only_problem(&pg_target("x").replace(
+        "[[connectors.pg.rules]]",
+        "on_drift = \"ignore\"\n[[connectors.pg.rules]]",
+    ));
+    assert!(
+        line.ends_with("connectors.pg.on_drift: must be \"revoke\" or \"report\""),
+        "{line}"
+    );
     // The same target on the same endpoint under two connectors.
     let twice = format!(
         "{}{}",

@@ -193,18 +193,14 @@ pub(crate) fn read(doc: &mut Doc<'_>, t: &mut Table<'_, '_>, insecure: bool) -> 
     if bind_password.is_none() && !t_has(t, "bind_password") && !t_has(t, "bind_password_file") {
         t.missing(doc, "bind_password");
     }
-    let member_attribute = match t.string(doc, "member_attribute") {
-        None => "member".to_string(),
-        Some(s) if s.get_ref() == "member" || s.get_ref() == "uniqueMember" => s.into_inner(),
-        Some(s) => {
-            doc.problem(
-                s.span(),
-                &t.field("member_attribute"),
-                "must be \"member\" or \"uniqueMember\"".into(),
-            );
-            "member".into()
-        }
-    };
+    let member_attribute = t
+        .choice(
+            doc,
+            "member_attribute",
+            "member",
+            &[("member", "member"), ("uniqueMember", "uniqueMember")],
+        )
+        .to_string();
     let member_template = t.string(doc, "member_template").and_then(|s| {
         let sample = s.get_ref().replace("{value}", "x");
         if !s.get_ref().contains("{value}") || parse_dn(&sample).is_none() {

@@ -81,19 +81,12 @@ pub(crate) fn read(
 ) -> Option<PostgresqlConfig> {
     let url = t.required_string(doc, "url");
     let password = t.secret(doc, "password");
-    let terminate_sessions = match t.string(doc, "on_revoke_sessions") {
-        None => false,
-        Some(s) if s.get_ref() == "keep" => false,
-        Some(s) if s.get_ref() == "terminate" => true,
-        Some(s) => {
-            doc.problem(
-                s.span(),
-                &t.field("on_revoke_sessions"),
-                "must be \"keep\" or \"terminate\"".into(),
-            );
-            false
-        }
-    };
+    let terminate_sessions = t.choice(
+        doc,
+        "on_revoke_sessions",
+        false,
+        &[("keep", false), ("terminate", true)],
+    );
     let url = url?;
     let field = t.field("url");
     let Some(uri) = parse_uri(url.get_ref()) else {

@@ -37,6 +37,10 @@ key = [doc["target"], doc["principal"]]
 if doc["principal"] == "fail":
     sys.stderr.write("cannot reach vault with token " + os.environ["VAULT_TOKEN"] + "\n")
     sys.exit(3)
+if doc["principal"] == "linger":
+    # Exits at once, but leaves a child holding stdout open.
+    subprocess.Popen(["/bin/sleep", "30"])
+    sys.exit(0)
 if doc["principal"] == "slow":
     child = subprocess.Popen(["/bin/sleep", "30"])
     open(state + ".child", "w").write(str(child.pid))
@@ -184,6 +188,15 @@ async fn a_failure_carries_its_stderr_without_secrets() {
         "{e}"
     );
     assert!(!e.message.contains(TOKEN), "{e}");
+    let e = f
+        .connector
+        .apply(&grant("linger"), &ApplyContext::default())
+        .await
+        .unwrap_err();
+    assert!(
+        e.message.contains("left a process holding its output open"),
+        "{e}"
+    );
     let e = f
         .connector
         .list(&["garbage".to_string()])

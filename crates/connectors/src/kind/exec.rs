@@ -278,9 +278,24 @@ impl ExecConnector {
                 )));
             }
         };
-        let _ = writer.await;
-        let (stdout, overflow) = out.await.unwrap_or_default();
-        let (stderr, _) = err.await.unwrap_or_default();
+        writer.abort();
+        // A program that left a process behind holding its output open would keep the
+        // pipes from closing: wait a little, then stop the group and fail the run.
+        let outputs = async { (out.await, err.await) };
+        let (out, err) = match tokio::time::timeout(Duration::from_secs(2), outputs).await {
+            Ok(both) => both,
+            Err(_) => {
+                if let Some(g) = group {
+                    let _ = rustix::process::kill_process_group(g, rustix::process::Signal::KILL);
+                }
+                return Err(ConnectorError::refused(
+                    "ProgramFailed",
+                    format!("{program} exited but left a process holding its output open"),
+                ));
+            }
+        };
+        let (stdout, overflow) = out.unwrap_or_default();
+        let (stderr, _) = err.unwrap_or_default();
         if !status.success() {
             let tail = String::from_utf8_lossy(&stderr).trim().to_string();
             let how = match status.code() {

@@ -1,10 +1,22 @@
 //! `ldap`: group membership (`member` or `uniqueMember`) added and removed in an LDAP
-//! directory (connectors.md §5.2). This file holds the kind's keys, their validation, and
-//! RFC 4514 distinguished names.
+//! directory (connectors.md §5.2): the kind's keys and their validation, RFC 4514
+//! distinguished names, and the connector. No subject data ever goes into a search filter:
+//! `list` reads each managed group by its DN.
 
 use crate::config::{Doc, Table};
-use crate::secret::Secret;
+use crate::connector::{ApplyContext, BoxFuture, Connector, ConnectorError, Grant};
+use crate::secret::{Secret, redact};
+use ldap3::{Ldap, LdapConnAsync, LdapConnSettings, Mod, Scope, SearchEntry};
 use rolegate_core::provisioning::UnmappedReason;
+use std::collections::HashSet;
+use std::time::Duration;
+
+/// `attributeOrValueExists`: adding a present member is success.
+const RC_VALUE_EXISTS: u32 = 20;
+/// `noSuchAttribute`: removing an absent member is success.
+const RC_NO_SUCH_ATTRIBUTE: u32 = 16;
+/// `noSuchObject`.
+const RC_NO_SUCH_OBJECT: u32 = 32;
 
 /// The keys of an `ldap` connector.
 #[derive(Debug)]
@@ -133,6 +145,276 @@ pub fn principal(template: Option<&str>, mapped: &str) -> Result<String, Unmappe
         return Err(UnmappedReason::InvalidValue);
     }
     Ok(dn)
+}
+
+/// The comparable form of a DN (§5.2): attribute types and values lower-cased, values
+/// unescaped with runs of spaces collapsed, multi-valued RDNs sorted, then written back
+/// escaped. So `UID=Alice, OU=People` and `uid=alice,ou=people` are the same member.
+pub fn canonical_dn(dn: &str) -> Option<String> {
+    let rdns = parse_dn(dn)?;
+    let parts: Vec<String> = rdns
+        .into_iter()
+        .map(|rdn| {
+            let mut avas: Vec<String> = rdn
+                .into_iter()
+                .map(|(attr, value)| {
+                    let value = value.split_whitespace().collect::<Vec<_>>().join(" ");
+                    format!(
+                        "{}={}",
+                        attr.to_ascii_lowercase(),
+                        escape_value(&value.to_lowercase())
+                    )
+                })
+                .collect();
+            avas.sort();
+            avas.join("+")
+        })
+        .collect();
+    Some(parts.join(","))
+}
+
+/// An `ldap` connector. Each operation binds on a connection of its own.
+pub struct LdapConnector {
+    url: String,
+    starttls: bool,
+    tls: Option<std::sync::Arc<rustls::ClientConfig>>,
+    bind_dn: String,
+    bind_password: Secret,
+    member_attribute: String,
+    placeholder: Option<String>,
+    /// Canonical DNs never reported: the placeholder, the service account, ignore_members.
+    left_out: HashSet<String>,
+    timeout: Duration,
+}
+
+impl LdapConnector {
+    /// The connector of `config`; `timeout` bounds connecting and each operation.
+    pub fn new(
+        config: &LdapConfig,
+        ignore_members: &[String],
+        timeout: Duration,
+    ) -> Result<Self, String> {
+        let tls = match &config.tls_ca_file {
+            Some(path) => Some(std::sync::Arc::new(tls_config(path)?)),
+            None => None,
+        };
+        let left_out = ignore_members
+            .iter()
+            .chain(config.placeholder_member.iter())
+            .chain(std::iter::once(&config.bind_dn))
+            .filter_map(|dn| canonical_dn(dn))
+            .collect();
+        Ok(Self {
+            url: config.url.clone(),
+            starttls: config.starttls,
+            tls,
+            bind_dn: config.bind_dn.clone(),
+            bind_password: config.bind_password.clone(),
+            member_attribute: config.member_attribute.clone(),
+            placeholder: config.placeholder_member.clone(),
+            left_out,
+            timeout,
+        })
+    }
+
+    fn refused(&self, code: &str, e: impl std::fmt::Display) -> ConnectorError {
+        ConnectorError::refused(code, redact(&e.to_string(), [&self.bind_password]))
+    }
+
+    fn unreachable(&self, e: impl std::fmt::Display) -> ConnectorError {
+        ConnectorError::unreachable(redact(&e.to_string(), [&self.bind_password]))
+    }
+
+    async fn bind(&self) -> Result<Ldap, ConnectorError> {
+        let mut settings = LdapConnSettings::new()
+            .set_conn_timeout(self.timeout)
+            .set_starttls(self.starttls);
+        if let Some(config) = &self.tls {
+            settings = settings.set_config(config.clone());
+        }
+        let (conn, mut ldap) = LdapConnAsync::with_settings(settings, &self.url)
+            .await
+            .map_err(|e| self.unreachable(e))?;
+        ldap3::drive!(conn);
+        ldap.with_timeout(self.timeout);
+        let bound = ldap
+            .simple_bind(&self.bind_dn, self.bind_password.expose())
+            .await
+            .map_err(|e| self.unreachable(e))?;
+        if bound.rc != 0 {
+            return Err(self.refused("BindFailed", bound));
+        }
+        Ok(ldap)
+    }
+
+    /// The member values of `group` as the directory holds them.
+    async fn members(&self, ldap: &mut Ldap, group: &str) -> Result<Vec<String>, ConnectorError> {
+        let found = ldap
+            .with_timeout(self.timeout)
+            .search(
+                group,
+                Scope::Base,
+                "(objectClass=*)",
+                vec![self.member_attribute.as_str()],
+            )
+            .await
+            .map_err(|e| self.unreachable(e))?;
+        if found.1.rc == RC_NO_SUCH_OBJECT {
+            return Err(self.refused("TargetNotFound", format!("no group entry {group}")));
+        }
+        let (entries, _) = found
+            .success()
+            .map_err(|e| self.refused("TargetError", e))?;
+        let mut out = Vec::new();
+        for e in entries {
+            let entry = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+                SearchEntry::construct(e)
+            }))
+            .map_err(|_| {
+                self.refused(
+                    "TargetError",
+                    "the server sent an entry that cannot be read",
+                )
+            })?;
+            for (attr, values) in entry.attrs {
+                if attr.eq_ignore_ascii_case(&self.member_attribute) {
+                    out.extend(values);
+                }
+            }
+        }
+        Ok(out)
+    }
+
+    async fn modify(
+        &self,
+        ldap: &mut Ldap,
+        group: &str,
+        mods: Vec<Mod<String>>,
+        ok: u32,
+    ) -> Result<(), ConnectorError> {
+        let done = ldap
+            .with_timeout(self.timeout)
+            .modify(group, mods)
+            .await
+            .map_err(|e| self.unreachable(e))?;
+        match done.rc {
+            0 => Ok(()),
+            rc if rc == ok => Ok(()),
+            RC_NO_SUCH_OBJECT => {
+                Err(self.refused("TargetNotFound", format!("no group entry {group}")))
+            }
+            _ => Err(self.refused("TargetError", done)),
+        }
+    }
+}
+
+/// A rustls configuration trusting the certificates of the PEM file `path` (chain and host
+/// name always verified).
+fn tls_config(path: &str) -> Result<rustls::ClientConfig, String> {
+    use rustls::pki_types::CertificateDer;
+    use rustls::pki_types::pem::PemObject;
+    let mut roots = rustls::RootCertStore::empty();
+    let certs: Vec<CertificateDer<'static>> = CertificateDer::pem_file_iter(path)
+        .map_err(|e| format!("tls_ca_file {path}: {e}"))?
+        .collect::<Result<_, _>>()
+        .map_err(|e| format!("tls_ca_file {path}: {e}"))?;
+    for c in certs {
+        roots
+            .add(c)
+            .map_err(|e| format!("tls_ca_file {path}: {e}"))?;
+    }
+    Ok(rustls::ClientConfig::builder()
+        .with_root_certificates(roots)
+        .with_no_client_auth())
+}
+
+impl Connector for LdapConnector {
+    fn apply<'a>(
+        &'a self,
+        grant: &'a Grant,
+        _ctx: &'a ApplyContext,
+    ) -> BoxFuture<'a, Result<(), ConnectorError>> {
+        Box::pin(async move {
+            let mut ldap = self.bind().await?;
+            let add = Mod::Add(
+                self.member_attribute.clone(),
+                HashSet::from([grant.principal.clone()]),
+            );
+            let out = self
+                .modify(&mut ldap, &grant.target, vec![add], RC_VALUE_EXISTS)
+                .await;
+            let _ = ldap.unbind().await;
+            out
+        })
+    }
+
+    fn revoke<'a>(
+        &'a self,
+        grant: &'a Grant,
+        _ctx: &'a ApplyContext,
+    ) -> BoxFuture<'a, Result<(), ConnectorError>> {
+        Box::pin(async move {
+            let mut ldap = self.bind().await?;
+            let out = async {
+                let members = self.members(&mut ldap, &grant.target).await?;
+                let wanted = canonical_dn(&grant.principal);
+                let Some(value) = members
+                    .iter()
+                    .find(|m| canonical_dn(m).is_some() && canonical_dn(m) == wanted)
+                else {
+                    return Ok(());
+                };
+                let mut mods = vec![Mod::Delete(
+                    self.member_attribute.clone(),
+                    HashSet::from([value.clone()]),
+                )];
+                // The group's last member: keep it valid with the placeholder.
+                if members.len() == 1
+                    && let Some(p) = &self.placeholder
+                {
+                    mods.push(Mod::Add(
+                        self.member_attribute.clone(),
+                        HashSet::from([p.clone()]),
+                    ));
+                }
+                self.modify(&mut ldap, &grant.target, mods, RC_NO_SUCH_ATTRIBUTE)
+                    .await
+            }
+            .await;
+            let _ = ldap.unbind().await;
+            out
+        })
+    }
+
+    fn list<'a>(
+        &'a self,
+        targets: &'a [String],
+    ) -> BoxFuture<'a, Result<Vec<Grant>, ConnectorError>> {
+        Box::pin(async move {
+            let mut ldap = self.bind().await?;
+            let mut out = Vec::new();
+            for target in targets {
+                let members = match self.members(&mut ldap, target).await {
+                    Ok(m) => m,
+                    Err(e) => {
+                        let _ = ldap.unbind().await;
+                        return Err(e);
+                    }
+                };
+                for m in members {
+                    if canonical_dn(&m).is_some_and(|c| !self.left_out.contains(&c)) {
+                        out.push(Grant {
+                            target: target.clone(),
+                            principal: m,
+                        });
+                    }
+                }
+            }
+            let _ = ldap.unbind().await;
+            out.sort();
+            Ok(out)
+        })
+    }
 }
 
 /// Reads `ldap[s]://host[:port]` (an optional trailing `/`): the host and whether it is
@@ -320,6 +602,26 @@ mod tests {
         assert_eq!(escape_value("a\0b"), "a\\00b");
         assert_eq!(principal(None, "uid=x,dc=y"), Ok("uid=x,dc=y".into()));
         assert_eq!(principal(None, "alice"), Err(UnmappedReason::InvalidValue));
+    }
+
+    #[test]
+    fn dns_compare_by_their_parsed_form() {
+        assert_eq!(
+            canonical_dn("UID=Alice,  OU=People ,dc=Example,DC=net"),
+            canonical_dn("uid=alice,ou=people,dc=example,dc=net")
+        );
+        assert_eq!(
+            canonical_dn("cn=a+sn=b,dc=x"),
+            canonical_dn("SN=B+CN=A,dc=x")
+        );
+        assert_ne!(
+            canonical_dn("uid=j\\+doe,dc=x"),
+            canonical_dn("uid=j+doe=x,dc=x")
+        );
+        assert_eq!(
+            canonical_dn("uid=j\\2Bdoe,dc=x"),
+            canonical_dn("uid=J\\+Doe,dc=x")
+        );
     }
 
     #[test]

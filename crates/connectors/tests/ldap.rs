@@ -1,0 +1,327 @@
+//! The `ldap` kind against a real OpenLDAP `slapd` started by the test on a free loopback
+//! port with a throwaway configuration (connectors.md §5.2): the service account may write
+//! the `member` attribute of the managed group only. Skipped, saying so, without Debian's
+//! `slapd` (`.ci/run` installs it).
+
+use ldap3::{LdapConnAsync, Mod, Scope, SearchEntry};
+use rolegate_connectors::config::parse;
+use rolegate_connectors::connector::{ApplyContext, Connector, Grant};
+use rolegate_connectors::kind::KindConfig;
+use rolegate_connectors::kind::ldap::{LdapConnector, canonical_dn, principal};
+use std::collections::HashSet;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::Duration;
+
+const SLAPD: &str = "/usr/sbin/slapd";
+const SLAPADD: &str = "/usr/sbin/slapadd";
+const ADMIN: &str = "cn=admin,dc=example,dc=net";
+const ADMIN_PW: &str = "admin-Secret-1";
+const SERVICE: &str = "cn=rolegate,ou=services,dc=example,dc=net";
+const SERVICE_PW: &str = "rolegate-Secret-2";
+const MANAGED: &str = "cn=prod-admins,ou=groups,dc=example,dc=net";
+const UNMANAGED: &str = "cn=others,ou=groups,dc=example,dc=net";
+const PLACEHOLDER: &str = "cn=placeholder,dc=example,dc=net";
+const TEMPLATE: &str = "uid={value},ou=people,dc=example,dc=net";
+
+/// A slapd of this test, stopped and removed on drop.
+struct Slapd {
+    child: Child,
+    dir: PathBuf,
+    url: String,
+}
+
+impl Drop for Slapd {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+        let _ = std::fs::remove_dir_all(&self.dir);
+    }
+}
+
+fn slapd() -> Option<Slapd> {
+    if !Path::new(SLAPD).exists() {
+        eprintln!(
+            "SKIPPED the ldap connector tests: no {SLAPD} (apt-get install slapd ldap-utils)"
+        );
+        return None;
+    }
+    use std::sync::atomic::{AtomicU32, Ordering};
+    static N: AtomicU32 = AtomicU32::new(0);
+    let dir = std::env::temp_dir().join(format!(
+        "rolegate-slapd-{}-{}",
+        std::process::id(),
+        N.fetch_add(1, Ordering::SeqCst)
+    ));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(dir.join("data")).unwrap_or_else(|e| panic!("{e}"));
+    let conf = format!(
+        "include /etc/ldap/schema/core.schema\n\
+         include /etc/ldap/schema/cosine.schema\n\
+         include /etc/ldap/schema/inetorgperson.schema\n\
+         pidfile {dir}/slapd.pid\n\
+         modulepath /usr/lib/ldap\n\
+         moduleload back_mdb\n\
+         database mdb\n\
+         maxsize 10485760\n\
+         suffix \"dc=example,dc=net\"\n\
+         rootdn \"{ADMIN}\"\n\
+         rootpw {ADMIN_PW}\n\
+         directory {dir}/data\n\
+         access to dn.exact=\"{MANAGED}\" attrs=member by dn.exact=\"{SERVICE}\" write by * break\n\
+         access to attrs=userPassword by anonymous auth by * none\n\
+         access to * by * read\n",
+        dir = dir.display()
+    );
+    std::fs::write(dir.join("slapd.conf"), conf).unwrap_or_else(|e| panic!("{e}"));
+    let ldif = format!(
+        "dn: dc=example,dc=net\nobjectClass: dcObject\nobjectClass: organization\ndc: example\no: Example\n\n\
+         dn: ou=people,dc=example,dc=net\nobjectClass: organizationalUnit\nou: people\n\n\
+         dn: ou=groups,dc=example,dc=net\nobjectClass: organizationalUnit\nou: groups\n\n\
+         dn: ou=services,dc=example,dc=net\nobjectClass: organizationalUnit\nou: services\n\n\
+         dn: {SERVICE}\nobjectClass: organizationalRole\nobjectClass: simpleSecurityObject\ncn: rolegate\nuserPassword: {SERVICE_PW}\n\n\
+         dn: {MANAGED}\nobjectClass: groupOfNames\ncn: prod-admins\nmember: {PLACEHOLDER}\n\n\
+         dn: {UNMANAGED}\nobjectClass: groupOfNames\ncn: others\nmember: {PLACEHOLDER}\n"
+    );
+    std::fs::write(dir.join("base.ldif"), ldif).unwrap_or_else(|e| panic!("{e}"));
+    let loaded = Command::new(SLAPADD)
+        .arg("-f")
+        .arg(dir.join("slapd.conf"))
+        .arg("-l")
+        .arg(dir.join("base.ldif"))
+        .output()
+        .unwrap_or_else(|e| panic!("slapadd: {e}"));
+    assert!(
+        loaded.status.success(),
+        "slapadd: {}",
+        String::from_utf8_lossy(&loaded.stderr)
+    );
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .map(|a| a.port())
+        .unwrap_or_else(|e| panic!("{e}"));
+    let url = format!("ldap://127.0.0.1:{port}");
+    let child = Command::new(SLAPD)
+        .arg("-f")
+        .arg(dir.join("slapd.conf"))
+        .arg("-h")
+        .arg(format!("{url}/"))
+        .args(["-d", "0"])
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap_or_else(|e| panic!("slapd: {e}"));
+    let server = Slapd { child, dir, url };
+    let up = (0..100).any(|_| {
+        let ok = std::net::TcpStream::connect(("127.0.0.1", port)).is_ok();
+        if !ok {
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        ok
+    });
+    assert!(up, "slapd did not start on {}", server.url);
+    Some(server)
+}
+
+fn connector(url: &str, ignore: &[&str]) -> LdapConnector {
+    let text = format!(
+        "[connectors.dir]\nkind = \"ldap\"\nurl = \"{url}\"\nbind_dn = \"{SERVICE}\"\n\
+         bind_password = \"${{LDAP_PW}}\"\nmember_template = \"{TEMPLATE}\"\n\
+         placeholder_member = \"{PLACEHOLDER}\"\nignore_members = {ignore:?}\n\
+         [[connectors.dir.rules]]\nrole = \"Owner\"\n\
+         scope = \"/subscriptions/3f2504e0-4f89-11d3-9a0c-0305e82c3301\"\ntarget = \"{MANAGED}\"\n"
+    );
+    let config =
+        parse("t.toml", &text, &[("LDAP_PW", SERVICE_PW)]).unwrap_or_else(|p| panic!("{p:#?}"));
+    let c = &config.connectors[0];
+    let KindConfig::Ldap(l) = &c.kind else {
+        panic!("{:?}", c.kind)
+    };
+    LdapConnector::new(l, &c.ignore_members, c.timeout).unwrap_or_else(|e| panic!("{e}"))
+}
+
+/// The member values of `group`, read as the directory's administrator.
+async fn members(url: &str, group: &str) -> Vec<String> {
+    let (conn, mut ldap) = LdapConnAsync::new(url)
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
+    ldap3::drive!(conn);
+    ldap.simple_bind(ADMIN, ADMIN_PW)
+        .await
+        .and_then(|r| r.success())
+        .unwrap_or_else(|e| panic!("{e}"));
+    let (entries, _) = ldap
+        .search(group, Scope::Base, "(objectClass=*)", vec!["member"])
+        .await
+        .and_then(|r| r.success())
+        .unwrap_or_else(|e| panic!("{e}"));
+    let mut out: Vec<String> = entries
+        .into_iter()
+        .flat_map(|e| {
+            SearchEntry::construct(e)
+                .attrs
+                .remove("member")
+                .unwrap_or_default()
+        })
+        .collect();
+    out.sort();
+    out
+}
+
+async fn admin_modify(url: &str, group: &str, m: Mod<String>) {
+    let (conn, mut ldap) = LdapConnAsync::new(url)
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
+    ldap3::drive!(conn);
+    ldap.simple_bind(ADMIN, ADMIN_PW)
+        .await
+        .and_then(|r| r.success())
+        .unwrap_or_else(|e| panic!("{e}"));
+    ldap.modify(group, vec![m])
+        .await
+        .and_then(|r| r.success())
+        .unwrap_or_else(|e| panic!("{e}"));
+}
+
+/// The canonical forms of `dns`, sorted.
+fn canon(dns: &[impl AsRef<str>]) -> Vec<Option<String>> {
+    let mut out: Vec<Option<String>> = dns.iter().map(|d| canonical_dn(d.as_ref())).collect();
+    out.sort();
+    out
+}
+
+fn grant(value: &str) -> Grant {
+    Grant {
+        target: MANAGED.into(),
+        principal: principal(Some(TEMPLATE), value).unwrap_or_else(|e| panic!("{e:?}")),
+    }
+}
+
+#[tokio::test]
+async fn members_are_added_listed_and_removed_in_the_managed_group() {
+    let Some(server) = slapd() else { return };
+    let url = server.url.as_str();
+    let c = connector(url, &["uid=dba-oncall,ou=people,dc=example,dc=net"]);
+    let ctx = ApplyContext::default();
+
+    c.apply(&grant("alice"), &ctx).await.unwrap();
+    c.apply(&grant("alice"), &ctx).await.unwrap();
+    c.apply(&grant("j+doe"), &ctx).await.unwrap();
+    // slapd stores `\+` as `\2B`: the same DN, compared by its parsed form.
+    assert_eq!(
+        canon(&members(url, MANAGED).await),
+        canon(&[
+            PLACEHOLDER,
+            "uid=alice,ou=people,dc=example,dc=net",
+            "uid=j\\+doe,ou=people,dc=example,dc=net",
+        ]),
+    );
+
+    // A member added by hand in another spelling, and an ignored one.
+    admin_modify(
+        url,
+        MANAGED,
+        Mod::Add(
+            "member".into(),
+            HashSet::from(["UID=Bob, OU=People,DC=example,DC=net".to_string()]),
+        ),
+    )
+    .await;
+    admin_modify(
+        url,
+        MANAGED,
+        Mod::Add(
+            "member".into(),
+            HashSet::from(["uid=dba-oncall,ou=people,dc=example,dc=net".to_string()]),
+        ),
+    )
+    .await;
+    let listed = c.list(&[MANAGED.to_string()]).await.unwrap();
+    let canonical: Vec<Option<String>> =
+        listed.iter().map(|g| canonical_dn(&g.principal)).collect();
+    let mut want = vec![
+        canonical_dn("uid=alice,ou=people,dc=example,dc=net"),
+        canonical_dn("uid=bob,ou=people,dc=example,dc=net"),
+        canonical_dn("uid=j\\+doe,ou=people,dc=example,dc=net"),
+    ];
+    want.sort();
+    let mut got = canonical.clone();
+    got.sort();
+    assert_eq!(
+        got, want,
+        "no placeholder, no service account, no ignored member: {listed:?}"
+    );
+
+    // Removed whatever the spelling; the last member leaves the placeholder in place.
+    c.revoke(&grant("bob"), &ctx).await.unwrap();
+    c.revoke(&grant("alice"), &ctx).await.unwrap();
+    c.revoke(&grant("alice"), &ctx).await.unwrap();
+    c.revoke(&grant("j+doe"), &ctx).await.unwrap();
+    assert_eq!(
+        canon(&members(url, MANAGED).await),
+        canon(&[PLACEHOLDER, "uid=dba-oncall,ou=people,dc=example,dc=net"])
+    );
+
+    // The last member removed: the placeholder keeps the group valid (groupOfNames needs a
+    // member).
+    let member = |dn: &str| HashSet::from([dn.to_string()]);
+    let carol = "uid=carol,ou=people,dc=example,dc=net";
+    admin_modify(url, MANAGED, Mod::Add("member".into(), member(carol))).await;
+    for dn in [PLACEHOLDER, "uid=dba-oncall,ou=people,dc=example,dc=net"] {
+        admin_modify(url, MANAGED, Mod::Delete("member".into(), member(dn))).await;
+    }
+    c.apply(&grant("alice"), &ctx).await.unwrap();
+    admin_modify(url, MANAGED, Mod::Delete("member".into(), member(carol))).await;
+    assert_eq!(
+        canon(&members(url, MANAGED).await),
+        canon(&["uid=alice,ou=people,dc=example,dc=net"])
+    );
+    c.revoke(&grant("alice"), &ctx).await.unwrap();
+    assert_eq!(canon(&members(url, MANAGED).await), canon(&[PLACEHOLDER]));
+
+    // The service account may not write other groups: least privilege holds.
+    let other = Grant {
+        target: UNMANAGED.into(),
+        principal: "uid=alice,ou=people,dc=example,dc=net".into(),
+    };
+    let e = c.apply(&other, &ctx).await.unwrap_err();
+    assert!(!e.unreachable, "{e}");
+    assert_eq!(members(url, UNMANAGED).await, vec![PLACEHOLDER.to_string()]);
+
+    // A group that does not exist: list fails whole, never an empty answer.
+    let e = c
+        .list(&[
+            MANAGED.to_string(),
+            "cn=absent,ou=groups,dc=example,dc=net".to_string(),
+        ])
+        .await
+        .unwrap_err();
+    assert_eq!(e.code, "TargetNotFound", "{e}");
+}
+
+#[tokio::test]
+async fn a_wrong_password_or_a_down_server_fails_clearly() {
+    if let Some(server) = slapd() {
+        let text = format!(
+            "[connectors.dir]\nkind = \"ldap\"\nurl = \"{}\"\nbind_dn = \"{SERVICE}\"\n\
+             bind_password = \"${{LDAP_PW}}\"\n[[connectors.dir.rules]]\nrole = \"Owner\"\n\
+             scope = \"/subscriptions/3f2504e0-4f89-11d3-9a0c-0305e82c3301\"\ntarget = \"{MANAGED}\"\n",
+            server.url
+        );
+        let config = parse("t.toml", &text, &[("LDAP_PW", "wrong-Password-3")])
+            .unwrap_or_else(|p| panic!("{p:#?}"));
+        let KindConfig::Ldap(l) = &config.connectors[0].kind else {
+            panic!("{:?}", config.connectors[0].kind)
+        };
+        let c =
+            LdapConnector::new(l, &[], Duration::from_secs(5)).unwrap_or_else(|e| panic!("{e}"));
+        let e = c.list(&[MANAGED.to_string()]).await.unwrap_err();
+        assert_eq!(e.code, "BindFailed", "{e}");
+        assert!(!e.unreachable);
+        assert!(!e.message.contains("wrong-Password-3"), "{e}");
+    }
+    let down = connector("ldap://127.0.0.1:9", &[]);
+    let e = down.list(&[MANAGED.to_string()]).await.unwrap_err();
+    assert!(e.unreachable, "{e}");
+    assert!(!e.message.contains(SERVICE_PW));
+}

@@ -47,6 +47,64 @@ pub fn json(config: &ConnectorsConfig) -> Value {
     json!({"valid": true, "connectors": connectors})
 }
 
+/// What `--connect` found for one connector: the grants `list` read on its managed
+/// targets, or why it could not.
+pub type Reach = Result<usize, String>;
+
+/// Runs `list`, read-only, against every connector of `config` (in order).
+pub async fn connect(config: &ConnectorsConfig) -> Vec<Reach> {
+    let mut out = Vec::new();
+    for c in &config.connectors {
+        let mut targets: Vec<String> = c.rules.iter().map(|r| r.target.clone()).collect();
+        targets.sort();
+        targets.dedup();
+        let reach = match crate::kind::build(c) {
+            Ok(connector) => connector
+                .list(&targets)
+                .await
+                .map(|g| g.len())
+                .map_err(|e| e.to_string()),
+            Err(e) => Err(e),
+        };
+        out.push(reach);
+    }
+    out
+}
+
+/// Adds what `--connect` found to the `-o json` document of a valid file.
+pub fn with_reach(mut doc: Value, reach: &[Reach]) -> Value {
+    if let Some(list) = doc.get_mut("connectors").and_then(Value::as_array_mut) {
+        for (c, r) in list.iter_mut().zip(reach) {
+            match r {
+                Ok(n) => {
+                    c["reachable"] = json!(true);
+                    c["grants"] = json!(n);
+                }
+                Err(e) => {
+                    c["reachable"] = json!(false);
+                    c["error"] = json!(e);
+                }
+            }
+        }
+    }
+    doc
+}
+
+/// The text lines of what `--connect` found.
+pub fn reach_text(config: &ConnectorsConfig, reach: &[Reach]) -> String {
+    let mut out = String::new();
+    for (c, r) in config.connectors.iter().zip(reach) {
+        match r {
+            Ok(n) => out.push_str(&format!(
+                "connector {}: reachable, {n} grants on its targets\n",
+                c.name
+            )),
+            Err(e) => out.push_str(&format!("connector {}: NOT reachable: {e}\n", c.name)),
+        }
+    }
+    out
+}
+
 /// The `-o json` document of an invalid file.
 pub fn json_problems(problems: &[ConfigProblem]) -> Value {
     let errors: Vec<Value> = problems

@@ -12,27 +12,59 @@ pub enum ConnectorsCommand {
     /// password files). Exit 0 when valid, 2 with one line per problem when not.
     #[command(after_help = "Examples:
   rolegate connectors check /etc/rolegate/connectors.toml
-  rolegate connectors check connectors.toml -o json")]
+  rolegate connectors check connectors.toml -o json
+  rolegate connectors check connectors.toml --connect     also read each target (exit 1 if one is down)")]
     Check {
         /// The connectors file.
         path: String,
+        /// Also run `list`, read-only, against every connector: reachability and the number
+        /// of grants found. Exit 1 when one cannot be reached.
+        #[arg(long)]
+        connect: bool,
     },
 }
 
 /// Runs a `connectors` subcommand; returns the process's exit code.
 pub fn run(command: &ConnectorsCommand, json: bool) -> i32 {
     match command {
-        ConnectorsCommand::Check { path } => match config::load(path, &ProcessEnvironment) {
+        ConnectorsCommand::Check { path, connect } => match config::load(path, &ProcessEnvironment)
+        {
             Ok(c) => {
                 for w in &c.warnings {
                     eprintln!("warning: {w}");
                 }
+                let reach = if *connect {
+                    match tokio::runtime::Builder::new_current_thread()
+                        .enable_all()
+                        .build()
+                    {
+                        Ok(rt) => Some(rt.block_on(check::connect(&c))),
+                        Err(e) => {
+                            eprintln!("error: cannot start the runtime: {e}");
+                            return 1;
+                        }
+                    }
+                } else {
+                    None
+                };
                 if json {
-                    println!("{}", check::json(&c));
+                    let doc = check::json(&c);
+                    let doc = match &reach {
+                        Some(r) => check::with_reach(doc, r),
+                        None => doc,
+                    };
+                    println!("{doc}");
                 } else {
                     print!("{}", check::text(&c));
+                    if let Some(r) = &reach {
+                        print!("{}", check::reach_text(&c, r));
+                    }
                 }
-                0
+                if reach.is_some_and(|r| r.iter().any(Result::is_err)) {
+                    1
+                } else {
+                    0
+                }
             }
             Err(problems) => {
                 if json {

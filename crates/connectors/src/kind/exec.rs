@@ -22,7 +22,7 @@ const APPLY_OUTPUT: usize = 64 * 1024;
 const LIST_OUTPUT: usize = 1024 * 1024;
 
 /// One variable of the program's environment.
-#[derive(Debug)]
+#[derive(Debug, Clone)]
 pub enum EnvValue {
     /// Written in the file (shown by `check`).
     Literal(String),
@@ -31,7 +31,7 @@ pub enum EnvValue {
 }
 
 /// The keys of an `exec` connector.
-#[derive(Debug)]
+#[derive(Debug, Clone)]
 pub struct ExecConfig {
     /// The program (an absolute path) and its arguments.
     pub command: Vec<String>,

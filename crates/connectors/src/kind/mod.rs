@@ -52,6 +52,23 @@ impl KindConfig {
     }
 }
 
+/// The connector of a validated configuration: the registry of kinds.
+pub fn build(
+    c: &crate::config::ConnectorConfig,
+) -> Result<Box<dyn crate::connector::Connector>, String> {
+    Ok(match &c.kind {
+        KindConfig::Postgresql(k) => Box::new(postgresql::PostgresqlConnector::new(
+            &c.name,
+            k,
+            &c.ignore_members,
+            c.timeout,
+            c.concurrency,
+        )?),
+        KindConfig::Ldap(k) => Box::new(ldap::LdapConnector::new(k, &c.ignore_members, c.timeout)?),
+        KindConfig::Exec(k) => Box::new(exec::ExecConnector::new(&c.name, k.clone(), c.timeout)),
+    })
+}
+
 /// The kinds' names, as the file writes them.
 pub const KINDS: [&str; 3] = ["postgresql", "ldap", "exec"];
 

@@ -157,3 +157,66 @@ fn an_invalid_file_lists_every_problem_and_exits_2() {
     ));
     let _ = std::fs::remove_dir_all(dir);
 }
+
+#[test]
+fn connect_reads_each_target_and_exits_1_when_one_is_down() {
+    let dir = std::env::temp_dir().join(format!(
+        "rolegate-it-connectors-{}",
+        crate::harness::uuid_like()
+    ));
+    // One role with one member on the test PostgreSQL, when there is one.
+    let role = format!("rgc{}_app", std::process::id());
+    let member = format!("rgc{}_alice", std::process::id());
+    let pg = crate::harness::postgres_client().ok();
+    if let Some(mut client) = pg {
+        client
+            .batch_execute(&format!(
+                "DROP ROLE IF EXISTS {member}; DROP ROLE IF EXISTS {role};
+                 CREATE ROLE {role} NOLOGIN; CREATE ROLE {member} LOGIN; GRANT {role} TO {member}"
+            ))
+            .unwrap_or_else(|e| panic!("{e}"));
+        let file = write(
+            &dir,
+            "up.toml",
+            &format!(
+                "[connectors.pg]\nkind = \"postgresql\"\nurl = \"postgresql://postgres@127.0.0.1:5432/postgres\"\n\
+                 [[connectors.pg.rules]]\nrole = \"Reader\"\n\
+                 scope = \"/subscriptions/3f2504e0-4f89-11d3-9a0c-0305e82c3301\"\ntarget = \"{role}\"\n"
+            ),
+        );
+        let out = check(&file, &["--connect", "-o", "json"]);
+        let doc: serde_json::Value = serde_json::from_slice(&out.stdout).expect("json");
+        assert_eq!(out.status.code(), Some(0), "{doc}");
+        assert_eq!(doc["connectors"][0]["reachable"], true, "{doc}");
+        assert_eq!(doc["connectors"][0]["grants"], 1, "{doc}");
+        let out = check(&file, &["--connect"]);
+        assert!(
+            String::from_utf8_lossy(&out.stdout)
+                .contains("connector pg: reachable, 1 grants on its targets")
+        );
+        let _ = client.batch_execute(&format!("DROP ROLE {member}; DROP ROLE {role}"));
+    } else {
+        eprintln!("SKIPPED the reachable half of check --connect: no PostgreSQL");
+    }
+    // Nothing listens on port 9.
+    let file = write(
+        &dir,
+        "down.toml",
+        "[connectors.pg]\nkind = \"postgresql\"\nurl = \"postgresql://postgres@127.0.0.1:9/postgres\"\n\
+         [[connectors.pg.rules]]\nrole = \"Reader\"\n\
+         scope = \"/subscriptions/3f2504e0-4f89-11d3-9a0c-0305e82c3301\"\ntarget = \"app\"\n",
+    );
+    let out = check(&file, &["--connect", "-o", "json"]);
+    assert_eq!(out.status.code(), Some(1));
+    let doc: serde_json::Value = serde_json::from_slice(&out.stdout).expect("json");
+    assert_eq!(doc["connectors"][0]["reachable"], false);
+    assert!(
+        doc["connectors"][0]["error"]
+            .as_str()
+            .is_some_and(|e| e.starts_with("Unreachable: ")),
+        "{doc}"
+    );
+    // Without --connect nothing is contacted: the same file is valid.
+    assert_eq!(check(&file, &[]).status.code(), Some(0));
+    let _ = std::fs::remove_dir_all(dir);
+}

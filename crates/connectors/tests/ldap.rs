@@ -24,11 +24,23 @@ const UNMANAGED: &str = "cn=others,ou=groups,dc=example,dc=net";
 const PLACEHOLDER: &str = "cn=placeholder,dc=example,dc=net";
 const TEMPLATE: &str = "uid={value},ou=people,dc=example,dc=net";
 
-/// A slapd of this test, stopped and removed on drop.
+/// The test CA and `localhost` certificate committed for the e-mail tests (their key was
+/// never kept, nothing trusts them outside the tests).
+fn tls_file(name: &str) -> String {
+    format!(
+        "{}/../rolegate/tests/it/tls/{name}",
+        env!("CARGO_MANIFEST_DIR")
+    )
+}
+
+/// A slapd of this test, stopped and removed on drop: plain LDAP on `port`, LDAPS on
+/// `tls_port`, both on loopback, with a certificate for `localhost`.
 struct Slapd {
     child: Child,
     dir: PathBuf,
     url: String,
+    port: u16,
+    tls_port: u16,
 }
 
 impl Drop for Slapd {
@@ -68,10 +80,16 @@ fn slapd() -> Option<Slapd> {
          rootdn \"{ADMIN}\"\n\
          rootpw {ADMIN_PW}\n\
          directory {dir}/data\n\
+         TLSCACertificateFile {ca}\n\
+         TLSCertificateFile {cert}\n\
+         TLSCertificateKeyFile {key}\n\
          access to dn.exact=\"{MANAGED}\" attrs=member by dn.exact=\"{SERVICE}\" write by * break\n\
          access to attrs=userPassword by anonymous auth by * none\n\
          access to * by * read\n",
-        dir = dir.display()
+        dir = dir.display(),
+        ca = tls_file("ca.pem"),
+        cert = tls_file("relay.pem"),
+        key = tls_file("relay.key"),
     );
     std::fs::write(dir.join("slapd.conf"), conf).unwrap_or_else(|e| panic!("{e}"));
     let ldif = format!(
@@ -96,24 +114,34 @@ fn slapd() -> Option<Slapd> {
         "slapadd: {}",
         String::from_utf8_lossy(&loaded.stderr)
     );
-    let port = std::net::TcpListener::bind("127.0.0.1:0")
-        .and_then(|l| l.local_addr())
-        .map(|a| a.port())
-        .unwrap_or_else(|e| panic!("{e}"));
+    let free_port = || {
+        std::net::TcpListener::bind("127.0.0.1:0")
+            .and_then(|l| l.local_addr())
+            .map(|a| a.port())
+            .unwrap_or_else(|e| panic!("{e}"))
+    };
+    let (port, tls_port) = (free_port(), free_port());
     let url = format!("ldap://127.0.0.1:{port}");
     let child = Command::new(SLAPD)
         .arg("-f")
         .arg(dir.join("slapd.conf"))
         .arg("-h")
-        .arg(format!("{url}/"))
+        .arg(format!("{url}/ ldaps://127.0.0.1:{tls_port}/"))
         .args(["-d", "0"])
         .stdout(Stdio::null())
         .stderr(Stdio::null())
         .spawn()
         .unwrap_or_else(|e| panic!("slapd: {e}"));
-    let server = Slapd { child, dir, url };
+    let server = Slapd {
+        child,
+        dir,
+        url,
+        port,
+        tls_port,
+    };
     let up = (0..100).any(|_| {
-        let ok = std::net::TcpStream::connect(("127.0.0.1", port)).is_ok();
+        let ok = std::net::TcpStream::connect(("127.0.0.1", port)).is_ok()
+            && std::net::TcpStream::connect(("127.0.0.1", tls_port)).is_ok();
         if !ok {
             std::thread::sleep(Duration::from_millis(50));
         }
@@ -124,8 +152,13 @@ fn slapd() -> Option<Slapd> {
 }
 
 fn connector(url: &str, ignore: &[&str]) -> LdapConnector {
+    connector_with(url, ignore, "")
+}
+
+/// A connector with `extra` keys (TLS settings).
+fn connector_with(url: &str, ignore: &[&str], extra: &str) -> LdapConnector {
     let text = format!(
-        "[connectors.dir]\nkind = \"ldap\"\nurl = \"{url}\"\nbind_dn = \"{SERVICE}\"\n\
+        "[connectors.dir]\nkind = \"ldap\"\nurl = \"{url}\"\n{extra}\nbind_dn = \"{SERVICE}\"\n\
          bind_password = \"${{LDAP_PW}}\"\nmember_template = \"{TEMPLATE}\"\n\
          placeholder_member = \"{PLACEHOLDER}\"\nignore_members = {ignore:?}\n\
          [[connectors.dir.rules]]\nrole = \"Owner\"\n\
@@ -324,4 +357,39 @@ async fn a_wrong_password_or_a_down_server_fails_clearly() {
     let e = down.list(&[MANAGED.to_string()]).await.unwrap_err();
     assert!(e.unreachable, "{e}");
     assert!(!e.message.contains(SERVICE_PW));
+}
+
+#[tokio::test]
+async fn tls_is_verified_for_ldaps_and_starttls() {
+    let Some(server) = slapd() else { return };
+    let ca = format!("tls_ca_file = \"{}\"", tls_file("ca.pem"));
+    let targets = [MANAGED.to_string()];
+    // ldaps:// and StartTLS, each verifying the server against the given CA and host name.
+    let ldaps = connector_with(&format!("ldaps://localhost:{}", server.tls_port), &[], &ca);
+    ldaps
+        .apply(&grant("alice"), &ApplyContext::default())
+        .await
+        .unwrap();
+    assert_eq!(ldaps.list(&targets).await.unwrap().len(), 1);
+    let starttls = connector_with(
+        &format!("ldap://localhost:{}", server.port),
+        &[],
+        &format!("{ca}\nstarttls = true"),
+    );
+    starttls
+        .revoke(&grant("alice"), &ApplyContext::default())
+        .await
+        .unwrap();
+    assert!(starttls.list(&targets).await.unwrap().is_empty());
+    // Not trusted without the CA (the system's roots do not know it), and a certificate
+    // for localhost does not do for 127.0.0.1: verification cannot be switched off.
+    let untrusted = connector_with(&format!("ldaps://localhost:{}", server.tls_port), &[], "");
+    let e = untrusted.list(&targets).await.unwrap_err();
+    assert!(e.unreachable && e.message.contains("UnknownIssuer"), "{e}");
+    let wrong_name = connector_with(&format!("ldaps://127.0.0.1:{}", server.tls_port), &[], &ca);
+    let e = wrong_name.list(&targets).await.unwrap_err();
+    assert!(
+        e.unreachable && e.message.contains("not valid for name"),
+        "{e}"
+    );
 }

@@ -8,6 +8,10 @@ use std::fmt;
 
 use jiff::Timestamp;
 
+/// The instants (Unix seconds) whose UTC form has a four-digit year, 0000 to 9999: what a
+/// date-time literal may denote, so that it prints back as one.
+const UTC_FOUR_DIGIT_YEARS: std::ops::Range<i64> = -62_167_219_200..253_402_300_800;
+
 use crate::error::DomainError;
 
 type Result<T, E = DomainError> = std::result::Result<T, E>;
@@ -484,7 +488,18 @@ fn lex(input: &str) -> Result<Vec<Token>> {
                 }
                 let text: String = chars[start..i].iter().collect();
                 let invalid = |_| syntax(start, format!("invalid date-time literal `{text}`"));
-                Tok::Lit(Literal::DateTime(text.parse().map_err(invalid)?))
+                let at: Timestamp = text.parse().map_err(invalid)?;
+                // In UTC, as it is printed back, the year must still have four digits:
+                // `0000-01-01T00:00:05+02:00` is a moment of year -1.
+                if !UTC_FOUR_DIGIT_YEARS.contains(&at.as_second()) {
+                    return Err(syntax(
+                        start,
+                        format!(
+                            "date-time literal `{text}` lies outside the years 0000 to 9999 in UTC"
+                        ),
+                    ));
+                }
+                Tok::Lit(Literal::DateTime(at))
             }
             c if c.is_ascii_digit() || (c == '-' && digit(i)) => {
                 i = skip_digits(i);
@@ -1399,6 +1414,10 @@ mod tests {
                 "invalid date-time literal `2024-13-01T00:00:00Z`",
             ),
             ("t eq 2024-05-01", "position 5: invalid date-time literal"),
+            (
+                "t lt 0000-01-01T00:00:05.0+02:00",
+                "lies outside the years 0000 to 9999 in UTC",
+            ),
             (&"(".repeat(8000), "nested deeper than 64 levels"),
             (&format!("{}a eq 1", "not ".repeat(100)), "nested deeper"),
             (&tolowers, "nested deeper"),

@@ -12,6 +12,12 @@ use crate::assignment::{AssignmentState, RoleAssignment};
 use jiff::Timestamp;
 use std::collections::HashMap;
 
+/// A stored instant back as a timestamp. Every stored value came from one, so the
+/// fallback never applies; were it to, `MIN` errs towards "already ended".
+fn instant(us: i64) -> Timestamp {
+    Timestamp::from_microsecond(us).unwrap_or(Timestamp::MIN)
+}
+
 /// One live assignment as the index keeps it (compact: ids interned, times as µs).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 struct Grant {
@@ -90,11 +96,12 @@ impl GrantList {
         self.grants.insert(at, grant);
     }
 
-    /// Removes the grants `remove` picks; returns how many.
+    /// Removes the grants `remove` picks, and their keys; returns how many.
     fn remove_where(&mut self, remove: impl Fn(&Grant) -> bool) -> usize {
         let before = self.grants.len();
+        let mut removed = self.grants.iter().map(&remove);
+        self.resources.retain(|_| !removed.next().unwrap_or(false));
         self.grants.retain(|g| !remove(g));
-        self.resources = self.grants.iter().map(|g| g.resource).collect();
         before - self.grants.len()
     }
 
@@ -449,7 +456,6 @@ impl AccessIndex {
                 .flat_map(|(d, scope)| list.on_scope(*scope).iter().map(move |g| (d, g)))
             {
                 let role = self.role_of.get(&g.role);
-                let time = |us: i64| Timestamp::from_microsecond(us).unwrap_or(Timestamp::MIN);
                 out.push(crate::access_decision::Holding {
                     assignment_id: key_to_id(g.assignment),
                     holder_id: self.subjects.name(holder).unwrap_or_default().to_string(),
@@ -463,8 +469,8 @@ impl AccessIndex {
                     template_id: role.map(|k| k.template_id.to_string()),
                     permissions: role.and_then(|k| k.permissions),
                     state: g.state,
-                    start: time(g.start_us),
-                    end: g.end_us.map(time),
+                    start: instant(g.start_us),
+                    end: g.end_us.map(instant),
                     linked_eligible_id: self.linked.get(&g.assignment).map(|l| key_to_id(*l)),
                 });
             }
@@ -509,64 +515,67 @@ impl AccessIndex {
         action: &crate::access_decision::Action,
         at: Timestamp,
     ) -> Vec<String> {
-        let Some(r) = self.resources.get(resource_id) else {
-            return Vec::new();
-        };
-        let scopes = self.ancestry(r);
         let at_us = at.as_microsecond();
-        let mut out: Vec<String> = self
-            .grants
-            .iter()
-            .filter(|(_, list)| {
-                list.iter().any(|g| {
-                    g.state == AssignmentState::Active
-                        && g.is_current(at_us)
-                        && scopes.contains(&g.resource)
-                        && self.role_allows(g.role, action)
-                })
-            })
-            .filter_map(|(s, _)| self.subjects.name(*s).map(str::to_string))
-            .collect();
+        let mut out: Vec<String> = Vec::new();
+        for (holder, g) in self.on_chain_of_every_holder(resource_id) {
+            let allows = g.state == AssignmentState::Active
+                && g.is_current(at_us)
+                && self.role_allows(g.role, action);
+            if allows && let Some(name) = self.subjects.name(holder) {
+                out.push(name.to_string());
+            }
+        }
         out.sort();
+        out.dedup();
         out
     }
 
     /// The active assignments in effect at `at` whose role is the template `template_id`,
-    /// on `resource_id` or an ancestor (connectors.md §4): one pass over every holder's
-    /// grants on the scope chain.
+    /// on `resource_id` or an ancestor (connectors.md §4).
     pub fn active_with_role(
         &self,
         resource_id: &str,
         template_id: &str,
         at: Timestamp,
     ) -> Vec<RoleGrant> {
-        let Some(r) = self.resources.get(resource_id) else {
-            return Vec::new();
-        };
-        let scopes = self.ancestry(r);
         let at_us = at.as_microsecond();
-        let mut out = Vec::new();
-        for (holder, list) in &self.grants {
-            for scope in &scopes {
-                for g in list.on_scope(*scope) {
-                    let role_matches = self
+        let mut out: Vec<RoleGrant> = self
+            .on_chain_of_every_holder(resource_id)
+            .filter(|(_, g)| {
+                g.state == AssignmentState::Active
+                    && g.is_current(at_us)
+                    && self
                         .role_of
                         .get(&g.role)
-                        .is_some_and(|k| k.template_id.eq_ignore_ascii_case(template_id));
-                    if g.state == AssignmentState::Active && g.is_current(at_us) && role_matches {
-                        out.push(RoleGrant {
-                            holder_id: self.subjects.name(*holder).unwrap_or_default().to_string(),
-                            assignment_id: key_to_id(g.assignment),
-                            end: g.end_us.map(|us| {
-                                Timestamp::from_microsecond(us).unwrap_or(Timestamp::MAX)
-                            }),
-                        });
-                    }
-                }
-            }
-        }
+                        .is_some_and(|k| k.template_id.eq_ignore_ascii_case(template_id))
+            })
+            .map(|(holder, g)| RoleGrant {
+                holder_id: self.subjects.name(holder).unwrap_or_default().to_string(),
+                assignment_id: key_to_id(g.assignment),
+                end: g.end_us.map(instant),
+            })
+            .collect();
         out.sort_by(|a, b| (&a.holder_id, &a.assignment_id).cmp(&(&b.holder_id, &b.assignment_id)));
         out
+    }
+
+    /// Every holder's grants on `resource_id` or its ancestors: one pass over all holders,
+    /// a few binary searches each.
+    fn on_chain_of_every_holder<'a>(
+        &'a self,
+        resource_id: &str,
+    ) -> impl Iterator<Item = (u32, &'a Grant)> + 'a {
+        let scopes = self
+            .resources
+            .get(resource_id)
+            .map(|r| self.ancestry(r))
+            .unwrap_or_default();
+        self.grants.iter().flat_map(move |(holder, list)| {
+            scopes
+                .clone()
+                .into_iter()
+                .flat_map(move |scope| list.on_scope(scope).iter().map(move |g| (*holder, g)))
+        })
     }
 
     /// The resources where `subject_id` (or one of its groups) holds an active assignment in
@@ -694,6 +703,31 @@ mod tests {
         ix.add_resource("vm", Some("rg"));
         ix.add_resource("other", Some("mg"));
         ix
+    }
+
+    #[test]
+    fn removing_a_grant_keeps_the_resource_keys_in_step() {
+        let mut ix = tree();
+        for (id, r) in [("a1", "vm"), ("a2", "rg"), ("a3", "sub"), ("a4", "rg")] {
+            ix.upsert(
+                &assignment(id, "u", r, AssignmentState::Active, 0, None),
+                false,
+            );
+        }
+        ix.remove("u", "a2");
+        let mut on: Vec<(String, usize)> = ix
+            .holdings("u", "vm")
+            .into_iter()
+            .map(|h| (h.resource_id, h.distance))
+            .collect();
+        on.sort();
+        assert_eq!(
+            on,
+            vec![("rg".into(), 1), ("sub".into(), 2), ("vm".into(), 0)]
+        );
+        let list = &ix.grants[&ix.subjects.get("u").unwrap()];
+        let keys: Vec<u32> = list.grants.iter().map(|g| g.resource).collect();
+        assert_eq!(list.resources, keys);
     }
 
     #[test]

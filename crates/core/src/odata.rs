@@ -8,11 +8,11 @@ use std::fmt;
 
 use jiff::Timestamp;
 
+use crate::error::DomainError;
+
 /// The instants (Unix seconds) whose UTC form has a four-digit year, 0000 to 9999: what a
 /// date-time literal may denote, so that it prints back as one.
 const UTC_FOUR_DIGIT_YEARS: std::ops::Range<i64> = -62_167_219_200..253_402_300_800;
-
-use crate::error::DomainError;
 
 type Result<T, E = DomainError> = std::result::Result<T, E>;
 

@@ -122,6 +122,7 @@ pub fn parse(
         env,
         problems: Vec::new(),
         warnings: Vec::new(),
+        targets: Vec::new(),
     };
     let root = match DeTable::parse(text) {
         Ok(t) => t,
@@ -135,7 +136,6 @@ pub fn parse(
         }
     };
     let connectors = read_connectors(&mut doc, &root);
-    doc.check_shared_targets(&connectors);
     if doc.problems.is_empty() {
         Ok(ConnectorsConfig {
             connectors,
@@ -154,6 +154,8 @@ pub(crate) struct Doc<'a> {
     env: &'a dyn Environment,
     problems: Vec<ConfigProblem>,
     warnings: Vec<String>,
+    /// (endpoint, target, connector) of every rule read so far.
+    targets: Vec<(String, String, String)>,
 }
 
 impl Doc<'_> {
@@ -188,31 +190,30 @@ impl Doc<'_> {
         self.env
     }
 
-    fn check_shared_targets(&mut self, connectors: &[ConnectorConfig]) {
-        let mut seen: Vec<(String, String, &str)> = Vec::new();
-        for c in connectors {
-            let endpoint = c.kind.endpoint().to_string();
-            for (rule, line) in c.rules.iter().zip(&c.rule_lines) {
-                let key = (endpoint.clone(), rule.target.clone());
-                if let Some((_, _, other)) = seen
-                    .iter()
-                    .find(|(e, t, other)| (e, t) == (&key.0, &key.1) && *other != c.name)
-                {
-                    let field = format!("connectors.{}.rules[{}].target", c.name, rule.index);
-                    let message = format!(
-                        "target \"{}\" on this endpoint is already managed by connector \"{other}\"",
-                        rule.target
-                    );
-                    self.problems.push(ConfigProblem {
-                        path: self.path.to_string(),
-                        position: Some((*line, 1)),
-                        field,
-                        message,
-                    });
-                } else {
-                    seen.push((key.0, key.1, &c.name));
-                }
-            }
+    /// Records that `connector` manages `target` on `endpoint`; a problem at `span` when
+    /// another connector of the file already does (§3.1).
+    fn claim_target(
+        &mut self,
+        endpoint: &str,
+        target: &str,
+        connector: &str,
+        span: Range<usize>,
+        field: &str,
+    ) {
+        let other = self
+            .targets
+            .iter()
+            .find(|(e, t, c)| e == endpoint && t == target && c != connector)
+            .map(|(_, _, c)| c.clone());
+        match other {
+            Some(other) => self.problem(
+                span,
+                field,
+                format!("target \"{target}\" on this endpoint is already managed by connector \"{other}\""),
+            ),
+            None => self
+                .targets
+                .push((endpoint.into(), target.into(), connector.into())),
         }
     }
 }
@@ -354,8 +355,15 @@ impl<'t, 'i> Table<'t, 'i> {
         }
     }
 
-    /// An optional duration (§2.2): `"<integer><unit>"` or an integer of seconds.
-    pub(crate) fn duration(&mut self, doc: &mut Doc<'_>, key: &str, default: Duration) -> Duration {
+    /// An optional duration (§2.2): `"<integer><unit>"` or an integer of seconds, at least
+    /// `min` (and never zero).
+    pub(crate) fn duration(
+        &mut self,
+        doc: &mut Doc<'_>,
+        key: &str,
+        default: Duration,
+        min: Duration,
+    ) -> Duration {
         let Some(v) = self.value(key) else {
             return default;
         };
@@ -367,7 +375,15 @@ impl<'t, 'i> Table<'t, 'i> {
             _ => None,
         };
         match parsed {
-            Some(d) if !d.is_zero() => d,
+            Some(d) if !d.is_zero() && d >= min => d,
+            Some(d) if !d.is_zero() => {
+                doc.problem(
+                    v.span(),
+                    &self.field(key),
+                    format!("must be at least {}", iso_duration(min)),
+                );
+                default
+            }
             _ => {
                 doc.problem(
                     v.span(),
@@ -448,6 +464,19 @@ impl<'t, 'i> Table<'t, 'i> {
         }
     }
 
+    /// A required secret: `key` or `KEY_file` must be given.
+    pub(crate) fn required_secret(&mut self, doc: &mut Doc<'_>, key: &str) -> Option<Secret> {
+        let given = [key.to_string(), format!("{key}_file")]
+            .iter()
+            .any(|k| self.entries.get(k.as_str()).is_some());
+        if !given {
+            self.read.insert(key.to_string());
+            self.missing(doc, key);
+            return None;
+        }
+        self.secret(doc, key)
+    }
+
     /// Takes every key as read: when the kind is missing or unknown, its own keys cannot be
     /// told from typos, and the kind's problem is the one worth reporting.
     fn accept_rest(&mut self) {
@@ -459,10 +488,9 @@ impl<'t, 'i> Table<'t, 'i> {
     /// Reports every key that was not read as unknown (§2.2: a typo must not silently
     /// disable a safety setting).
     pub(crate) fn finish(self, doc: &mut Doc<'_>) {
-        for (key, value) in self.entries.iter() {
+        for (key, _) in self.entries.iter() {
             if !self.read.contains(key.get_ref().as_ref()) {
                 doc.problem(key.span(), &self.field(key.get_ref()), "unknown key".into());
-                let _ = value;
             }
         }
     }
@@ -597,16 +625,12 @@ fn read_connector(
             ("lower", PrincipalCase::Lower),
         ],
     );
-    let reconcile_interval = t.duration(doc, "reconcile_interval", Duration::from_secs(60));
-    if reconcile_interval < Duration::from_secs(1)
-        && let Some(v) = t.entries.get("reconcile_interval")
-    {
-        doc.problem(
-            v.span(),
-            &t.field("reconcile_interval"),
-            "must be at least \"1s\"".into(),
-        );
-    }
+    let reconcile_interval = t.duration(
+        doc,
+        "reconcile_interval",
+        Duration::from_secs(60),
+        Duration::from_secs(1),
+    );
     let on_drift = t.choice(
         doc,
         "on_drift",
@@ -626,11 +650,13 @@ fn read_connector(
         Some(KindConfig::Exec(_)) => Duration::from_secs(30),
         _ => Duration::from_secs(10),
     };
-    let timeout = t.duration(doc, "timeout", default_timeout);
+    let timeout = t.duration(doc, "timeout", default_timeout, Duration::ZERO);
+    let endpoint = kind.as_ref().map(|k| (name, k.endpoint().to_string()));
     let (rules, rule_lines) = read_rules(
         doc,
         &mut t,
         kind_name.as_ref().map(|k| k.get_ref().as_str()),
+        endpoint,
     );
     t.finish(doc);
     if insecure {
@@ -660,6 +686,7 @@ fn read_rules(
     doc: &mut Doc<'_>,
     t: &mut Table<'_, '_>,
     kind: Option<&str>,
+    owner: Option<(&str, String)>,
 ) -> (Vec<Rule>, Vec<usize>) {
     let field = t.field("rules");
     let Some(v) = t.value("rules") else {
@@ -716,13 +743,20 @@ fn read_rules(
             } else {
                 kind.and_then(|k| kind::target_problem(k, s.get_ref()))
             };
-            match problem {
-                Some(message) => {
-                    doc.problem(s.span(), &r.field("target"), message);
-                    None
-                }
-                None => Some(s.into_inner()),
+            if let Some(message) = problem {
+                doc.problem(s.span(), &r.field("target"), message);
+                return None;
             }
+            if let Some((connector, endpoint)) = &owner {
+                doc.claim_target(
+                    endpoint,
+                    s.get_ref(),
+                    connector,
+                    s.span(),
+                    &r.field("target"),
+                );
+            }
+            Some(s.into_inner())
         });
         let line = doc.position(item.span().start).0;
         r.finish(doc);

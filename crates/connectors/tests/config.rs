@@ -313,6 +313,15 @@ fn secrets_come_from_set_variables_or_readable_files_only() {
         pw.0.display()
     );
     assert!(only_problem(&with(&both)).contains("not both"));
+    // A CA file is read at load: one that holds no certificate is refused then.
+    let line = only_problem(&with(&format!(
+        "bind_password = \"${{LDAP_BIND_PASSWORD}}\"\ntls_ca_file = \"{}\"",
+        pw.0.display()
+    )));
+    assert!(
+        line.contains("tls_ca_file: ") && line.contains("holds no PEM certificate"),
+        "{line}"
+    );
     let c = parse(
         "c.toml",
         &with(&format!("bind_password_file = \"{}\"", pw.0.display())),
@@ -374,7 +383,23 @@ fn targets_names_and_values_are_checked_per_kind() {
         pg_target("shared"),
         pg_target("shared").replace("connectors.pg", "connectors.pg2")
     );
-    assert!(only_problem(&twice).contains("already managed by connector \"pg\""));
+    let line = only_problem(&twice);
+    assert!(
+        line.contains("already managed by connector \"pg\""),
+        "{line}"
+    );
+    assert!(
+        line.starts_with("c.toml:14:10: connectors.pg2.rules[0].target: "),
+        "at the second connector's target: {line}"
+    );
+    let line = only_problem(&pg_target("x").replace(
+        "[[connectors.pg.rules]]",
+        "reconcile_interval = \"500ms\"\n[[connectors.pg.rules]]",
+    ));
+    assert!(
+        line.ends_with("connectors.pg.reconcile_interval: must be at least PT1S"),
+        "{line}"
+    );
 
     let exec = |program: &str| {
         format!(

@@ -170,11 +170,11 @@ fn connector_with(url: &str, ignore: &[&str], extra: &str) -> LdapConnector {
     let KindConfig::Ldap(l) = &c.kind else {
         panic!("{:?}", c.kind)
     };
-    LdapConnector::new(l, &c.ignore_members, c.timeout).unwrap_or_else(|e| panic!("{e}"))
+    LdapConnector::new(l, &c.ignore_members, c.timeout)
 }
 
-/// The member values of `group`, read as the directory's administrator.
-async fn members(url: &str, group: &str) -> Vec<String> {
+/// A session as the directory's administrator.
+async fn admin(url: &str) -> ldap3::Ldap {
     let (conn, mut ldap) = LdapConnAsync::new(url)
         .await
         .unwrap_or_else(|e| panic!("{e}"));
@@ -183,7 +183,13 @@ async fn members(url: &str, group: &str) -> Vec<String> {
         .await
         .and_then(|r| r.success())
         .unwrap_or_else(|e| panic!("{e}"));
-    let (entries, _) = ldap
+    ldap
+}
+
+/// The member values of `group`, read as the directory's administrator.
+async fn members(url: &str, group: &str) -> Vec<String> {
+    let (entries, _) = admin(url)
+        .await
         .search(group, Scope::Base, "(objectClass=*)", vec!["member"])
         .await
         .and_then(|r| r.success())
@@ -202,15 +208,9 @@ async fn members(url: &str, group: &str) -> Vec<String> {
 }
 
 async fn admin_modify(url: &str, group: &str, m: Mod<String>) {
-    let (conn, mut ldap) = LdapConnAsync::new(url)
+    admin(url)
         .await
-        .unwrap_or_else(|e| panic!("{e}"));
-    ldap3::drive!(conn);
-    ldap.simple_bind(ADMIN, ADMIN_PW)
-        .await
-        .and_then(|r| r.success())
-        .unwrap_or_else(|e| panic!("{e}"));
-    ldap.modify(group, vec![m])
+        .modify(group, vec![m])
         .await
         .and_then(|r| r.success())
         .unwrap_or_else(|e| panic!("{e}"));
@@ -346,8 +346,7 @@ async fn a_wrong_password_or_a_down_server_fails_clearly() {
         let KindConfig::Ldap(l) = &config.connectors[0].kind else {
             panic!("{:?}", config.connectors[0].kind)
         };
-        let c =
-            LdapConnector::new(l, &[], Duration::from_secs(5)).unwrap_or_else(|e| panic!("{e}"));
+        let c = LdapConnector::new(l, &[], Duration::from_secs(5));
         let e = c.list(&[MANAGED.to_string()]).await.unwrap_err();
         assert_eq!(e.code, "BindFailed", "{e}");
         assert!(!e.unreachable);

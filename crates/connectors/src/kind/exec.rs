@@ -315,6 +315,18 @@ impl ExecConnector {
         Ok(Run { stdout, overflow })
     }
 
+    /// Runs an apply or a revoke: the program's output is read and ignored.
+    async fn change(
+        &self,
+        operation: &str,
+        grant: &Grant,
+        ctx: &ApplyContext,
+    ) -> Result<(), ConnectorError> {
+        self.run(&self.document(operation, grant, ctx), APPLY_OUTPUT)
+            .await
+            .map(|_| ())
+    }
+
     fn document(&self, operation: &str, grant: &Grant, ctx: &ApplyContext) -> Value {
         let mut d = json!({"version": 1, "operation": operation, "connector": self.name,
             "itemId": ctx.item_id, "target": grant.target, "principal": grant.principal,
@@ -333,11 +345,7 @@ impl Connector for ExecConnector {
         grant: &'a Grant,
         ctx: &'a ApplyContext,
     ) -> BoxFuture<'a, Result<(), ConnectorError>> {
-        Box::pin(async move {
-            self.run(&self.document("apply", grant, ctx), APPLY_OUTPUT)
-                .await
-                .map(|_| ())
-        })
+        Box::pin(self.change("apply", grant, ctx))
     }
 
     fn revoke<'a>(
@@ -345,11 +353,7 @@ impl Connector for ExecConnector {
         grant: &'a Grant,
         ctx: &'a ApplyContext,
     ) -> BoxFuture<'a, Result<(), ConnectorError>> {
-        Box::pin(async move {
-            self.run(&self.document("revoke", grant, ctx), APPLY_OUTPUT)
-                .await
-                .map(|_| ())
-        })
+        Box::pin(self.change("revoke", grant, ctx))
     }
 
     fn list<'a>(

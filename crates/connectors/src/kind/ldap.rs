@@ -25,8 +25,9 @@ pub struct LdapConfig {
     pub url: String,
     /// StartTLS before binding (with `ldap://`).
     pub starttls: bool,
-    /// PEM bundle to verify the server; the system roots when absent.
-    pub tls_ca_file: Option<String>,
+    /// The TLS configuration trusting `tls_ca_file`'s certificates (read at load); the
+    /// system roots when absent.
+    pub tls: Option<std::sync::Arc<rustls::ClientConfig>>,
     /// The service account's DN.
     pub bind_dn: String,
     /// Its password.
@@ -189,32 +190,24 @@ pub struct LdapConnector {
 
 impl LdapConnector {
     /// The connector of `config`; `timeout` bounds connecting and each operation.
-    pub fn new(
-        config: &LdapConfig,
-        ignore_members: &[String],
-        timeout: Duration,
-    ) -> Result<Self, String> {
-        let tls = match &config.tls_ca_file {
-            Some(path) => Some(std::sync::Arc::new(tls_config(path)?)),
-            None => None,
-        };
+    pub fn new(config: &LdapConfig, ignore_members: &[String], timeout: Duration) -> Self {
         let left_out = ignore_members
             .iter()
             .chain(config.placeholder_member.iter())
             .chain(std::iter::once(&config.bind_dn))
             .filter_map(|dn| canonical_dn(dn))
             .collect();
-        Ok(Self {
+        Self {
             url: config.url.clone(),
             starttls: config.starttls,
-            tls,
+            tls: config.tls.clone(),
             bind_dn: config.bind_dn.clone(),
             bind_password: config.bind_password.clone(),
             member_attribute: config.member_attribute.clone(),
             placeholder: config.placeholder_member.clone(),
             left_out,
             timeout,
-        })
+        }
     }
 
     fn refused(&self, code: &str, e: impl std::fmt::Display) -> ConnectorError {
@@ -223,6 +216,17 @@ impl LdapConnector {
 
     fn unreachable(&self, e: impl std::fmt::Display) -> ConnectorError {
         ConnectorError::unreachable(redact(&e.to_string(), [&self.bind_password]))
+    }
+
+    /// Binds, runs `op`, and unbinds whatever `op` answered.
+    async fn session<T>(
+        &self,
+        op: impl AsyncFnOnce(&mut Ldap) -> Result<T, ConnectorError>,
+    ) -> Result<T, ConnectorError> {
+        let mut ldap = self.bind().await?;
+        let out = op(&mut ldap).await;
+        let _ = ldap.unbind().await;
+        out
     }
 
     async fn bind(&self) -> Result<Ldap, ConnectorError> {
@@ -315,13 +319,15 @@ fn tls_config(path: &str) -> Result<rustls::ClientConfig, String> {
     use rustls::pki_types::pem::PemObject;
     let mut roots = rustls::RootCertStore::empty();
     let certs: Vec<CertificateDer<'static>> = CertificateDer::pem_file_iter(path)
-        .map_err(|e| format!("tls_ca_file {path}: {e}"))?
-        .collect::<Result<_, _>>()
-        .map_err(|e| format!("tls_ca_file {path}: {e}"))?;
+        .and_then(|certs| certs.collect::<Result<_, _>>())
+        .map_err(|e| format!("cannot read certificates from {path}: {e}"))?;
     for c in certs {
         roots
             .add(c)
-            .map_err(|e| format!("tls_ca_file {path}: {e}"))?;
+            .map_err(|e| format!("a certificate of {path} cannot be used: {e}"))?;
+    }
+    if roots.is_empty() {
+        return Err(format!("{path} holds no PEM certificate"));
     }
     Ok(rustls::ClientConfig::builder()
         .with_root_certificates(roots)
@@ -334,18 +340,14 @@ impl Connector for LdapConnector {
         grant: &'a Grant,
         _ctx: &'a ApplyContext,
     ) -> BoxFuture<'a, Result<(), ConnectorError>> {
-        Box::pin(async move {
-            let mut ldap = self.bind().await?;
+        Box::pin(self.session(async move |ldap: &mut Ldap| {
             let add = Mod::Add(
                 self.member_attribute.clone(),
                 HashSet::from([grant.principal.clone()]),
             );
-            let out = self
-                .modify(&mut ldap, &grant.target, vec![add], RC_VALUE_EXISTS)
-                .await;
-            let _ = ldap.unbind().await;
-            out
-        })
+            self.modify(ldap, &grant.target, vec![add], RC_VALUE_EXISTS)
+                .await
+        }))
     }
 
     fn revoke<'a>(
@@ -353,55 +355,44 @@ impl Connector for LdapConnector {
         grant: &'a Grant,
         _ctx: &'a ApplyContext,
     ) -> BoxFuture<'a, Result<(), ConnectorError>> {
-        Box::pin(async move {
-            let mut ldap = self.bind().await?;
-            let out = async {
-                let members = self.members(&mut ldap, &grant.target).await?;
-                let wanted = canonical_dn(&grant.principal);
-                let Some(value) = members
-                    .iter()
-                    .find(|m| canonical_dn(m).is_some() && canonical_dn(m) == wanted)
-                else {
-                    return Ok(());
-                };
-                let mut mods = vec![Mod::Delete(
+        Box::pin(self.session(async move |ldap: &mut Ldap| {
+            // A principal that is not a DN cannot be a member.
+            let Some(wanted) = canonical_dn(&grant.principal) else {
+                return Ok(());
+            };
+            let members = self.members(ldap, &grant.target).await?;
+            let Some(value) = members
+                .iter()
+                .find(|m| canonical_dn(m).as_ref() == Some(&wanted))
+            else {
+                return Ok(());
+            };
+            let mut mods = vec![Mod::Delete(
+                self.member_attribute.clone(),
+                HashSet::from([value.clone()]),
+            )];
+            // The group's last member: keep it valid with the placeholder.
+            if members.len() == 1
+                && let Some(p) = &self.placeholder
+            {
+                mods.push(Mod::Add(
                     self.member_attribute.clone(),
-                    HashSet::from([value.clone()]),
-                )];
-                // The group's last member: keep it valid with the placeholder.
-                if members.len() == 1
-                    && let Some(p) = &self.placeholder
-                {
-                    mods.push(Mod::Add(
-                        self.member_attribute.clone(),
-                        HashSet::from([p.clone()]),
-                    ));
-                }
-                self.modify(&mut ldap, &grant.target, mods, RC_NO_SUCH_ATTRIBUTE)
-                    .await
+                    HashSet::from([p.clone()]),
+                ));
             }
-            .await;
-            let _ = ldap.unbind().await;
-            out
-        })
+            self.modify(ldap, &grant.target, mods, RC_NO_SUCH_ATTRIBUTE)
+                .await
+        }))
     }
 
     fn list<'a>(
         &'a self,
         targets: &'a [String],
     ) -> BoxFuture<'a, Result<Vec<Grant>, ConnectorError>> {
-        Box::pin(async move {
-            let mut ldap = self.bind().await?;
+        Box::pin(self.session(async move |ldap: &mut Ldap| {
             let mut out = Vec::new();
             for target in targets {
-                let members = match self.members(&mut ldap, target).await {
-                    Ok(m) => m,
-                    Err(e) => {
-                        let _ = ldap.unbind().await;
-                        return Err(e);
-                    }
-                };
-                for m in members {
+                for m in self.members(ldap, target).await? {
                     if canonical_dn(&m).is_some_and(|c| !self.left_out.contains(&c)) {
                         out.push(Grant {
                             target: target.clone(),
@@ -410,10 +401,9 @@ impl Connector for LdapConnector {
                     }
                 }
             }
-            let _ = ldap.unbind().await;
             out.sort();
             Ok(out)
-        })
+        }))
     }
 }
 
@@ -459,22 +449,17 @@ fn dn_field(doc: &mut Doc<'_>, t: &mut Table<'_, '_>, key: &str, required: bool)
 pub(crate) fn read(doc: &mut Doc<'_>, t: &mut Table<'_, '_>, insecure: bool) -> Option<LdapConfig> {
     let url = t.required_string(doc, "url");
     let starttls = t.boolean(doc, "starttls", false);
-    let tls_ca_file = t.string(doc, "tls_ca_file").and_then(|f| {
-        if std::fs::File::open(f.get_ref()).is_err() {
-            doc.problem(
-                f.span(),
-                &t.field("tls_ca_file"),
-                format!("cannot read {}", f.get_ref()),
-            );
-            return None;
-        }
-        Some(f.into_inner())
-    });
+    let tls = t
+        .string(doc, "tls_ca_file")
+        .and_then(|f| match tls_config(f.get_ref()) {
+            Ok(config) => Some(std::sync::Arc::new(config)),
+            Err(e) => {
+                doc.problem(f.span(), &t.field("tls_ca_file"), e);
+                None
+            }
+        });
     let bind_dn = dn_field(doc, t, "bind_dn", true);
-    let bind_password = t.secret(doc, "bind_password");
-    if bind_password.is_none() && !t_has(t, "bind_password") && !t_has(t, "bind_password_file") {
-        t.missing(doc, "bind_password");
-    }
+    let bind_password = t.required_secret(doc, "bind_password");
     let member_attribute = t
         .choice(
             doc,
@@ -527,17 +512,13 @@ pub(crate) fn read(doc: &mut Doc<'_>, t: &mut Table<'_, '_>, insecure: bool) -> 
     Some(LdapConfig {
         url: url.into_inner(),
         starttls,
-        tls_ca_file,
+        tls,
         bind_dn: bind_dn?,
         bind_password: bind_password?,
         member_attribute,
         member_template,
         placeholder_member,
     })
-}
-
-fn t_has(t: &mut Table<'_, '_>, key: &str) -> bool {
-    t.value(key).is_some()
 }
 
 /// A group DN.

@@ -64,7 +64,7 @@ pub fn build(
             c.timeout,
             c.concurrency,
         )?),
-        KindConfig::Ldap(k) => Box::new(ldap::LdapConnector::new(k, &c.ignore_members, c.timeout)?),
+        KindConfig::Ldap(k) => Box::new(ldap::LdapConnector::new(k, &c.ignore_members, c.timeout)),
         KindConfig::Exec(k) => Box::new(exec::ExecConnector::new(&c.name, k.clone(), c.timeout)),
     })
 }

@@ -234,7 +234,8 @@ impl PostgresqlConnector {
     ) -> Result<T, ConnectorError> {
         let mut client = self.client().await?;
         let out = op(&mut client).await;
-        if out.as_ref().is_ok() || out.as_ref().is_err_and(|e| !e.unreachable) {
+        // A connection that could not reach the server is dropped, not pooled.
+        if !matches!(&out, Err(e) if e.unreachable) {
             self.release(client).await;
         }
         out
@@ -301,27 +302,22 @@ impl PostgresqlConnector {
     }
 
     async fn revoke_on(&self, c: &mut Client, g: &Grant) -> Result<(), ConnectorError> {
-        let version: i32 = c
-            .query_one("SELECT current_setting('server_version_num')::int", &[])
-            .await
-            .map_err(|e| self.error(&e))?
-            .get(0);
-        // One row per grantor on 16+: each is revoked under its grantor's name.
-        let grantors: Vec<String> = c
+        // One row per grantor on 16+ (each is revoked under its grantor's name), with the
+        // server's version: one round trip.
+        let rows = c
             .query(
-                "SELECT DISTINCT g.rolname FROM pg_auth_members m \
+                "SELECT DISTINCT g.rolname, current_setting('server_version_num')::int \
+                 FROM pg_auth_members m \
                  JOIN pg_roles r ON r.oid = m.roleid JOIN pg_roles u ON u.oid = m.member \
                  JOIN pg_roles g ON g.oid = m.grantor WHERE r.rolname = $1 AND u.rolname = $2",
                 &[&g.target, &g.principal],
             )
             .await
-            .map_err(|e| self.error(&e))?
-            .iter()
-            .map(|r| r.get(0))
-            .collect();
-        if grantors.is_empty() {
+            .map_err(|e| self.error(&e))?;
+        let Some(version) = rows.first().map(|r| r.get::<_, i32>(1)) else {
             return Ok(());
-        }
+        };
+        let grantors: Vec<String> = rows.iter().map(|r| r.get(0)).collect();
         let (t, p) = (quote_ident(&g.target), quote_ident(&g.principal));
         let statements: Vec<String> = if version >= 160_000 {
             grantors

@@ -27,52 +27,52 @@ pub enum ConnectorsCommand {
 /// Runs a `connectors` subcommand; returns the process's exit code.
 pub fn run(command: &ConnectorsCommand, json: bool) -> i32 {
     match command {
-        ConnectorsCommand::Check { path, connect } => match config::load(path, &ProcessEnvironment)
-        {
-            Ok(c) => {
-                for w in &c.warnings {
-                    eprintln!("warning: {w}");
-                }
-                let reach = if *connect {
-                    match tokio::runtime::Builder::new_current_thread()
-                        .enable_all()
-                        .build()
-                    {
-                        Ok(rt) => Some(rt.block_on(check::connect(&c))),
-                        Err(e) => {
-                            eprintln!("error: cannot start the runtime: {e}");
-                            return 1;
-                        }
-                    }
-                } else {
-                    None
-                };
-                if json {
-                    let doc = check::json(&c);
-                    let doc = match &reach {
-                        Some(r) => check::with_reach(doc, r),
-                        None => doc,
-                    };
-                    println!("{doc}");
-                } else {
-                    print!("{}", check::text(&c));
-                    if let Some(r) = &reach {
-                        print!("{}", check::reach_text(&c, r));
-                    }
-                }
-                if reach.is_some_and(|r| r.iter().any(Result::is_err)) {
-                    1
-                } else {
-                    0
-                }
-            }
-            Err(problems) => {
-                if json {
-                    println!("{}", check::json_problems(&problems));
-                }
-                eprint!("{}", config::report(&problems));
-                2
-            }
-        },
+        ConnectorsCommand::Check { path, connect } => check_file(path, *connect, json),
     }
+}
+
+/// `connectors check`: 0 valid (and reachable with `connect`), 1 a connector down, 2 an
+/// invalid file.
+fn check_file(path: &str, connect: bool, json: bool) -> i32 {
+    let c = match config::load(path, &ProcessEnvironment) {
+        Ok(c) => c,
+        Err(problems) => {
+            if json {
+                println!("{}", check::json_problems(&problems));
+            }
+            eprint!("{}", config::report(&problems));
+            return 2;
+        }
+    };
+    for w in &c.warnings {
+        eprintln!("warning: {w}");
+    }
+    let reach = if connect {
+        match tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+        {
+            Ok(rt) => Some(rt.block_on(check::connect(&c))),
+            Err(e) => {
+                eprintln!("error: cannot start the runtime: {e}");
+                return 1;
+            }
+        }
+    } else {
+        None
+    };
+    if json {
+        let doc = check::json(&c);
+        let doc = match &reach {
+            Some(r) => check::with_reach(doc, r),
+            None => doc,
+        };
+        println!("{doc}");
+    } else {
+        print!("{}", check::text(&c));
+        if let Some(r) = &reach {
+            print!("{}", check::reach_text(&c, r));
+        }
+    }
+    i32::from(reach.is_some_and(|r| r.iter().any(Result::is_err)))
 }

@@ -43,6 +43,9 @@ pub struct AppState {
     pub authzen_clients: Vec<String>,
     /// The URL clients reach this server at (`--public-url`, else the listening address).
     pub public_url: String,
+    /// Signalled after every committed write, so the connectors' planner (connectors.md
+    /// §6.1) looks at the new state at once.
+    pub committed: tokio::sync::Notify,
 }
 
 /// The default of [`AppState::request_timeout`] (`--request-timeout`).
@@ -114,6 +117,7 @@ impl AppState {
             discovery: crate::discovery::ClientDiscovery::default(),
             authzen_clients: Vec::new(),
             public_url: "http://localhost".to_string(),
+            committed: tokio::sync::Notify::new(),
         })
     }
 
@@ -282,7 +286,7 @@ impl AppState {
         f: impl FnOnce(&mut dyn Tx, &OpContext) -> Result<(T, Vec<AccessChange>)> + Send + 'static,
     ) -> Result<T, ApiError> {
         let state = Arc::clone(self);
-        blocking(move || state.write_ordered(&caller, &correlation_id, Some(op), f)).await
+        blocking(move || state.write_ordered(&caller, &correlation_id, Some(op), true, f)).await
     }
 
     /// A system job's write (the background scheduler's): runs `f` as `caller` in a write
@@ -297,16 +301,29 @@ impl AppState {
         correlation_id: &str,
         f: impl FnOnce(&mut dyn Tx, &OpContext) -> Result<(T, Vec<AccessChange>)>,
     ) -> Result<T> {
-        self.write_ordered(caller, correlation_id, None, f)
+        self.write_ordered(caller, correlation_id, None, true, f)
     }
 
-    /// The one write path: under the write lock, commit `f`, then patch the index. With
-    /// `refusal`, a 4xx failure leaves a `failure` audit record.
+    /// [`AppState::write_as_system`] without signalling [`AppState::committed`]: for the
+    /// connectors' planner, whose own writes must not wake it again.
+    pub fn write_unsignalled<T>(
+        &self,
+        caller: &Caller,
+        correlation_id: &str,
+        f: impl FnOnce(&mut dyn Tx, &OpContext) -> Result<(T, Vec<AccessChange>)>,
+    ) -> Result<T> {
+        self.write_ordered(caller, correlation_id, None, false, f)
+    }
+
+    /// The one write path: under the write lock, commit `f`, then patch the index, then
+    /// (with `signal`) wake whoever waits on [`AppState::committed`]. With `refusal`, a 4xx
+    /// failure leaves a `failure` audit record.
     fn write_ordered<T>(
         &self,
         caller: &Caller,
         correlation_id: &str,
         refusal: Option<Operation>,
+        signal: bool,
         f: impl FnOnce(&mut dyn Tx, &OpContext) -> Result<(T, Vec<AccessChange>)>,
     ) -> Result<T> {
         // A panic under this lock leaves nothing half-written (the transaction rolled
@@ -369,6 +386,9 @@ impl AppState {
                     position.seq = seq;
                 }
             }
+        }
+        if signal {
+            self.committed.notify_one();
         }
         Ok(value)
     }

@@ -805,6 +805,7 @@ pub fn audit_list(api: &Api, style: &Style, args: &AuditListArgs) -> Outcome<()>
                 .filter(|s| !s.is_empty())
                 .or(by["displayName"].as_str())
                 .or(by["id"].as_str())
+                .or(r["initiatedBy"]["app"]["displayName"].as_str())
                 .unwrap_or_default()
                 .to_string(),
             target,

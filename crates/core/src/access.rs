@@ -559,6 +559,32 @@ impl AccessIndex {
         out
     }
 
+    /// The first instant after `after` at which an active assignment whose role is the
+    /// template `template_id`, on `resource_id` or an ancestor, starts or ends: when
+    /// [`AccessIndex::active_with_role`]'s answer may next change without a write
+    /// (connectors.md §6.2).
+    pub fn next_instant_with_role(
+        &self,
+        resource_id: &str,
+        template_id: &str,
+        after: Timestamp,
+    ) -> Option<Timestamp> {
+        let after_us = after.as_microsecond();
+        self.on_chain_of_every_holder(resource_id)
+            .filter(|(_, g)| {
+                g.state == AssignmentState::Active
+                    && self
+                        .role_of
+                        .get(&g.role)
+                        .is_some_and(|k| k.template_id.eq_ignore_ascii_case(template_id))
+            })
+            .flat_map(|(_, g)| [Some(g.start_us), g.end_us])
+            .flatten()
+            .filter(|t| *t > after_us)
+            .min()
+            .map(instant)
+    }
+
     /// Every holder's grants on `resource_id` or its ancestors: one pass over all holders,
     /// a few binary searches each.
     fn on_chain_of_every_holder<'a>(
@@ -983,6 +1009,7 @@ impl OpContext<'_> {
             id: self.caller.subject_id.clone(),
             display_name: self.caller.display_name.clone(),
             user_principal_name: self.caller.principal_name.clone(),
+            application: false,
         }
     }
 }

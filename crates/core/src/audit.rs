@@ -21,6 +21,21 @@ pub struct Initiator {
     pub display_name: String,
     /// User principal name, when known.
     pub user_principal_name: Option<String>,
+    /// True when an application acted (Rolegate's connectors): the document then names it
+    /// under `initiatedBy.app` (`id` as its `servicePrincipalId`) and `user` is `null`.
+    pub application: bool,
+}
+
+impl Initiator {
+    /// Rolegate's own application `display_name`, known by `id`.
+    pub fn application(id: &str, display_name: &str) -> Self {
+        Self {
+            id: id.into(),
+            display_name: display_name.into(),
+            user_principal_name: None,
+            application: true,
+        }
+    }
 }
 
 /// A property changed by the action.
@@ -111,6 +126,20 @@ impl AuditRecord {
         }
     }
 
+    /// `initiatedBy`: a user, or an application with `user` null.
+    fn initiator_document(&self) -> Value {
+        let i = &self.initiated_by;
+        if i.application {
+            json!({"app": {"displayName": i.display_name, "servicePrincipalId": i.id}, "user": null})
+        } else {
+            json!({"user": {
+                "id": i.id,
+                "displayName": i.display_name,
+                "userPrincipalName": i.user_principal_name,
+            }})
+        }
+    }
+
     /// The record as Graph's `directoryAudit` JSON document: what the API returns, what the
     /// store keeps, and what the hash chain covers.
     pub fn to_document(&self) -> Value {
@@ -124,11 +153,7 @@ impl AuditRecord {
             "activityDateTime": crate::schedule::format_datetime(self.activity_date_time),
             "loggedByService": "PIM",
             "operationType": self.operation_type,
-            "initiatedBy": {"user": {
-                "id": self.initiated_by.id,
-                "displayName": self.initiated_by.display_name,
-                "userPrincipalName": self.initiated_by.user_principal_name,
-            }},
+            "initiatedBy": self.initiator_document(),
             "targetResources": self.target_resources.iter().map(|t| json!({
                 "id": t.id,
                 "displayName": t.display_name,
@@ -144,6 +169,15 @@ impl AuditRecord {
                 .collect::<Vec<_>>(),
         })
     }
+}
+
+/// Who acted, as people read a record's `initiatedBy`: the user's `displayName`, or the
+/// application's (`app.displayName`) for Rolegate's own connectors.
+pub fn initiator_name(initiated_by: &Value) -> &str {
+    initiated_by["user"]["displayName"]
+        .as_str()
+        .or_else(|| initiated_by["app"]["displayName"].as_str())
+        .unwrap_or_default()
 }
 
 /// The columns a store keeps beside an audit document so that lists filter and authorise
@@ -219,7 +253,13 @@ impl AuditIndex {
             activity: text(&doc["activityDisplayName"], "activityDisplayName")?,
             result: text(&doc["result"], "result")?,
             correlation_id: text(&doc["correlationId"], "correlationId")?,
-            initiator_id: text(&doc["initiatedBy"]["user"]["id"], "initiatedBy.user.id")?,
+            initiator_id: match &doc["initiatedBy"]["user"] {
+                Value::Null => text(
+                    &doc["initiatedBy"]["app"]["servicePrincipalId"],
+                    "initiatedBy.app.servicePrincipalId",
+                )?,
+                user => text(&user["id"], "initiatedBy.user.id")?,
+            },
             resource_id,
             request_id,
             target_ids,
@@ -533,6 +573,7 @@ mod tests {
                 id: "u1".into(),
                 display_name: "Ann \"the admin\"".into(),
                 user_principal_name: None,
+                application: false,
             },
             target_resources: vec![
                 Target::new("Role", "role-1", "Contributor"),

@@ -1,7 +1,8 @@
 //! The storage the domain needs, phrased in domain terms. A [`Store`] runs closures inside
 //! transactions: a [`ReadTx`] has only the reads, a [`Tx`] adds the writes. Both are made
 //! of small traits, one read and one write trait per aggregate (directory, catalog,
-//! assignments, requests, subscriptions, audit log, access log, portal sessions), plus the
+//! assignments, requests, subscriptions, audit log, access log, portal sessions,
+//! connector delivery), plus the
 //! scheduler's [`DueWork`] and the [`Outbox`]es, which only write transactions have. Every
 //! state change happens in one write transaction together with its audit record, so a
 //! change is all there or not at all.
@@ -12,11 +13,13 @@ use crate::assignment::{AssignmentState, EndReason, RoleAssignment};
 use crate::audit::{AuditEntry, AuditRecord, ChainLink};
 use crate::directory::Subject;
 use crate::error::{DomainError, Result};
+use crate::provisioning::delivery::{ConnectorItem, ItemState, LedgerEntry, RequestedKey};
 use crate::query::{ListQuery, Page};
 use crate::request::{Approval, RoleAssignmentRequest};
 use crate::resource::Resource;
 use crate::role::{RoleDefinition, RoleSetting};
 use jiff::Timestamp;
+use std::collections::BTreeMap;
 
 /// Reads of the directory: subjects, their SCIM records, group membership.
 pub trait DirectoryRead {
@@ -30,6 +33,9 @@ pub trait DirectoryRead {
     ) -> Result<Page<(Subject, crate::scim::record::ScimRecord)>>;
     /// The SCIM record of subject `id` (by id only).
     fn subject_scim(&mut self, id: &str) -> Result<Option<crate::scim::record::ScimRecord>>;
+    /// Every subject (connectors' desired state needs them all to find principals two
+    /// subjects share), by id.
+    fn all_subjects(&mut self) -> Result<Vec<Subject>>;
     /// Direct members of a group.
     fn group_members(&mut self, group_id: &str) -> Result<Vec<String>>;
     /// Direct groups of a subject.
@@ -412,6 +418,134 @@ pub trait AccessLogWrite {
     fn prune_access_log(&mut self, before: Timestamp) -> Result<()>;
 }
 
+/// Reads of connector delivery (connectors.md §6, §7): requested state, ledger, items,
+/// passes and findings, per connector.
+pub trait ConnectorRead {
+    /// What the newest item of each key of `connector` asked for.
+    fn requested_keys(
+        &mut self,
+        connector: &str,
+    ) -> Result<BTreeMap<(String, String), RequestedKey>>;
+    /// The grants Rolegate made through `connector` and has not revoked.
+    fn connector_ledger(&mut self, connector: &str) -> Result<Vec<LedgerEntry>>;
+    /// Items of `connector`, newest first, only those in `state` when given.
+    fn connector_items(
+        &mut self,
+        connector: &str,
+        state: Option<ItemState>,
+        limit: u32,
+    ) -> Result<Vec<ConnectorItem>>;
+    /// The newest item of each key of `connector` that is unfinished, or dead since
+    /// `dead_since` or later.
+    fn settling_items(
+        &mut self,
+        connector: &str,
+        dead_since: Timestamp,
+    ) -> Result<Vec<ConnectorItem>>;
+    /// The number of items of `connector` in each state.
+    fn connector_item_counts(&mut self, connector: &str) -> Result<Vec<(ItemState, u64)>>;
+    /// The newest reconciliation pass of `connector` (its §7.4 summary document).
+    fn last_reconcile_pass(&mut self, connector: &str) -> Result<Option<serde_json::Value>>;
+    /// The findings of kind `kind` (`outside`, `unmapped`) recorded for `connector`: two
+    /// keys and a detail each.
+    fn connector_findings(
+        &mut self,
+        connector: &str,
+        kind: &str,
+    ) -> Result<Vec<(String, String, String)>>;
+}
+
+/// Writes of connector delivery.
+pub trait ConnectorWrite {
+    /// Writes `item` (state `pending`): the older items of its key that are not running
+    /// become `superseded`, and the key's requested state becomes the item's operation.
+    fn enqueue_connector_item(&mut self, item: &ConnectorItem) -> Result<()>;
+    /// Leases up to `limit` items of `connector` that may run at `now` to `owner` until
+    /// `lease_until` (state `inProgress`, one more attempt): due `pending` or `retrying`
+    /// items and running items whose lease ran out, never one with an older unfinished
+    /// item of its key, oldest first.
+    fn claim_connector_items(
+        &mut self,
+        connector: &str,
+        owner: &str,
+        now: Timestamp,
+        lease_until: Timestamp,
+        limit: u32,
+    ) -> Result<Vec<ConnectorItem>>;
+    /// Settles running item `id` if `owner` still holds it: `succeeded` (and the ledger
+    /// follows: a grant enters it, a revoke leaves it), `retrying` at `next_attempt`, or
+    /// `dead`. False when the lease was lost (another node took the item over).
+    fn settle_connector_item(
+        &mut self,
+        id: &str,
+        owner: &str,
+        outcome: &ItemOutcome,
+        now: Timestamp,
+    ) -> Result<bool>;
+    /// Re-arms the dead items of `connector` that died before `died_before` (every one
+    /// when `None`): `pending` again, attempts reset. Returns how many.
+    fn rearm_dead_items(
+        &mut self,
+        connector: &str,
+        died_before: Option<Timestamp>,
+        now: Timestamp,
+    ) -> Result<u64>;
+    /// Adds a grant found present and desired to the ledger (reconciliation's adoption).
+    fn adopt_connector_grant(&mut self, connector: &str, entry: &LedgerEntry) -> Result<()>;
+    /// Takes the cluster-wide lease `name` for `owner` until `until` when it is free, run
+    /// out or already `owner`'s. True when taken.
+    fn claim_connector_lease(
+        &mut self,
+        name: &str,
+        owner: &str,
+        now: Timestamp,
+        until: Timestamp,
+    ) -> Result<bool>;
+    /// Frees lease `name` if `owner` holds it.
+    fn release_connector_lease(&mut self, name: &str, owner: &str) -> Result<()>;
+    /// Stores a reconciliation pass of `connector` (its §7.4 summary document with `id`
+    /// and `startDateTime`), replacing an earlier version of the same pass.
+    fn record_reconcile_pass(&mut self, connector: &str, pass: &serde_json::Value) -> Result<()>;
+    /// Replaces the findings of kind `kind` of `connector`.
+    fn replace_connector_findings(
+        &mut self,
+        connector: &str,
+        kind: &str,
+        rows: &[(String, String, String)],
+    ) -> Result<()>;
+    /// Deletes settled items: succeeded and superseded ones completed before
+    /// `settled_before`, dead ones before `dead_before`; and passes started before
+    /// `settled_before`.
+    fn prune_connector_items(
+        &mut self,
+        settled_before: Timestamp,
+        dead_before: Timestamp,
+    ) -> Result<()>;
+}
+
+/// How an attempt at an item ended.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ItemOutcome {
+    /// Applied.
+    Succeeded,
+    /// Failed; try again at `next_attempt`.
+    Retry {
+        /// When.
+        next_attempt: Timestamp,
+        /// The error's code.
+        code: String,
+        /// The error's message (redacted).
+        message: String,
+    },
+    /// Failed for the last time.
+    Dead {
+        /// The error's code.
+        code: String,
+        /// The error's message (redacted).
+        message: String,
+    },
+}
+
 /// A read transaction: every read, nothing that writes, so a write in a read path does not
 /// compile.
 pub trait ReadTx:
@@ -423,6 +557,7 @@ pub trait ReadTx:
     + AuditRead
     + AccessLogRead
     + SessionRead
+    + ConnectorRead
 {
 }
 
@@ -435,7 +570,8 @@ impl<
         + SubscriptionRead
         + AuditRead
         + AccessLogRead
-        + SessionRead,
+        + SessionRead
+        + ConnectorRead,
 > ReadTx for T
 {
 }
@@ -453,6 +589,7 @@ pub trait Tx:
     + AuditWrite
     + AccessLogWrite
     + SessionWrite
+    + ConnectorWrite
 {
 }
 
@@ -468,7 +605,8 @@ impl<
         + Outbox
         + AuditWrite
         + AccessLogWrite
-        + SessionWrite,
+        + SessionWrite
+        + ConnectorWrite,
 > Tx for T
 {
 }

@@ -92,7 +92,7 @@ pub fn line(doc: &Map<String, Value>) -> Option<Line> {
         id: text(&doc["id"]),
         at: When::at(at),
         activity: text(&doc["activityDisplayName"]),
-        by: text(&doc["initiatedBy"]["user"]["displayName"]),
+        by: rolegate_core::audit::initiator_name(&doc["initiatedBy"]).to_string(),
         result: text(&doc["result"]),
         targets,
     })
@@ -390,7 +390,7 @@ pub async fn show(State(portal): State<S>, visit: Visit, Path(id): Path<String>)
         "Initiated by".to_string(),
         format!(
             "{} ({})",
-            text(&d["initiatedBy"]["user"]["displayName"]),
+            rolegate_core::audit::initiator_name(&d["initiatedBy"]),
             text(&d["initiatedBy"]["user"]["id"])
         ),
     )])
@@ -512,7 +512,7 @@ pub async fn export_csv(
         let d = &e.document;
         let by = format!(
             "{} ({})",
-            text(&d["initiatedBy"]["user"]["displayName"]),
+            rolegate_core::audit::initiator_name(&d["initiatedBy"]),
             text(&d["initiatedBy"]["user"]["id"])
         );
         let targets = d["targetResources"]

@@ -267,7 +267,7 @@ fn history_entry(
     Some(HistoryEntry {
         at: When::at(at),
         activity: text(&doc["activityDisplayName"]),
-        by: text(&doc["initiatedBy"]["user"]["displayName"]),
+        by: rolegate_core::audit::initiator_name(&doc["initiatedBy"]).to_string(),
         result: text(&doc["result"]),
         detail,
     })

@@ -124,7 +124,7 @@ fn csv_row(doc: &Value) -> String {
         text(&doc["correlationId"]),
         text(&doc["loggedByService"]),
         text(&user["id"]),
-        text(&user["displayName"]),
+        rolegate_core::audit::initiator_name(&doc["initiatedBy"]).to_string(),
         text(&user["userPrincipalName"]),
         list(&doc["targetResources"], &|t| {
             format!("{}:{}", text(&t["type"]), text(&t["id"]))

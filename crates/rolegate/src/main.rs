@@ -9,6 +9,7 @@ mod listen;
 mod mail;
 mod maintenance;
 mod notify;
+mod provisioning;
 mod scheduler;
 mod seed;
 
@@ -128,6 +129,11 @@ struct ServeArgs {
     /// Address to listen on (`127.0.0.1:0` picks a free port).
     #[arg(long, env = "ROLEGATE_LISTEN", default_value = "127.0.0.1:8080")]
     listen: String,
+    /// Provisioning connectors (docs/connectors.md): a TOML file of rules that grant
+    /// database roles, directory groups or a program's targets to whoever holds a role. It
+    /// is validated before the server listens; any problem stops it (exit 2).
+    #[arg(long, env = "ROLEGATE_CONNECTORS", value_name = "PATH")]
+    connectors: Option<String>,
     /// Database URL: `sqlite://PATH` (created and migrated on start) or
     /// `postgres://user:password@host:port/database[?schema=NAME]` (several nodes may share it).
     #[arg(
@@ -448,6 +454,26 @@ async fn portal_oidc(
 }
 
 async fn serve(args: ServeArgs) -> anyhow::Result<()> {
+    // The connectors file is validated first: any problem stops the server with exit 2
+    // and one line per problem (connectors.md §2.1).
+    let connectors =
+        args.connectors.as_deref().map(|path| {
+            match rolegate_connectors::config::load(
+                path,
+                &rolegate_connectors::secret::ProcessEnvironment,
+            ) {
+                Ok(c) => {
+                    for w in &c.warnings {
+                        tracing::warn!(warning = %w, "connectors configuration");
+                    }
+                    c
+                }
+                Err(problems) => {
+                    eprint!("{}", rolegate_connectors::config::report(&problems));
+                    std::process::exit(2);
+                }
+            }
+        });
     // Settle authentication before touching the database.
     let oidc = oidc_config(&args)?;
     let secret = match (&oidc, &args.auth_hs256_secret, args.demo) {
@@ -608,6 +634,14 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
     // The scheduler stops when the shutdown signal arrives, or when serving ends for any
     // other reason (the signal future, and with it `stop`, is dropped then).
     let (stop, stopped) = tokio::sync::watch::channel(false);
+    let provisioning = match connectors {
+        Some(c) => {
+            let p = provisioning::Provisioning::new(Arc::clone(&state), c)?;
+            tracing::info!(connectors = p.links.len(), "provisioning connectors on");
+            p.start(&stop)
+        }
+        None => Vec::new(),
+    };
     let jobs = tokio::spawn(scheduler::run(
         Arc::clone(&state),
         args.scheduler_interval,
@@ -693,6 +727,11 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
         && let Err(e) = mailer.await
     {
         tracing::error!(error = %e, "e-mail worker failed");
+    }
+    for task in provisioning {
+        if let Err(e) = task.await {
+            tracing::error!(error = %e, "connector task failed");
+        }
     }
     tracing::info!("rolegate stopped");
     Ok(())

@@ -41,6 +41,8 @@ mod oidc;
 mod openapi;
 #[path = "it/portal.rs"]
 mod portal;
+#[path = "it/provisioning.rs"]
+mod provisioning;
 #[path = "it/python_client.rs"]
 mod python_client;
 #[path = "it/reads.rs"]

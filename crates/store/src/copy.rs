@@ -32,7 +32,8 @@ pub struct Table {
 /// Every table a copy carries, each after the tables its foreign keys refer to. Left out:
 /// `schema_migrations` (each database is migrated by its own open path), `access_log`,
 /// the running nodes' change feed (written on PostgreSQL only), which a copy starts empty,
-/// and `portal_sessions` and `portal_sign_ins` (people sign in again on the new database).
+/// `portal_sessions` and `portal_sign_ins` (people sign in again on the new database), and
+/// `connector_leases` (held by running nodes only).
 pub const TABLES: &[Table] = &[
     Table {
         name: "resources",
@@ -281,6 +282,73 @@ pub const TABLES: &[Table] = &[
         order: "assignment_id, threshold, end_at",
         serial: false,
     },
+    Table {
+        name: "connector_items",
+        columns: &[
+            "seq",
+            "id",
+            "connector",
+            "target",
+            "principal",
+            "subject_id",
+            "operation",
+            "cause",
+            "cause_id",
+            "assignment_ids",
+            "not_after",
+            "state",
+            "attempts",
+            "created_at",
+            "due_at",
+            "next_attempt_at",
+            "last_attempt_at",
+            "completed_at",
+            "error_code",
+            "error_message",
+            "lease_owner",
+            "lease_until",
+        ],
+        order: "seq",
+        serial: true,
+    },
+    Table {
+        name: "connector_requested",
+        columns: &[
+            "connector",
+            "target",
+            "principal",
+            "operation",
+            "subject_id",
+            "not_after",
+        ],
+        order: "connector, target, principal",
+        serial: false,
+    },
+    Table {
+        name: "connector_ledger",
+        columns: &[
+            "connector",
+            "target",
+            "principal",
+            "subject_id",
+            "since",
+            "item_id",
+        ],
+        order: "connector, target, principal",
+        serial: false,
+    },
+    Table {
+        name: "connector_passes",
+        columns: &["id", "connector", "started_at", "summary"],
+        order: "id",
+        serial: false,
+    },
+    Table {
+        name: "connector_findings",
+        columns: &["connector", "kind", "a", "b", "detail"],
+        order: "connector, kind, a, b",
+        serial: false,
+    },
 ];
 
 /// How many rows a copy wrote into one table.
@@ -470,7 +538,7 @@ mod tests {
                 let tables: BTreeSet<String> = strings(
                     c,
                     "SELECT name FROM sqlite_master WHERE type = 'table' \
-                     AND name NOT IN ('schema_migrations', 'sqlite_sequence', 'access_log', 'portal_sessions', 'portal_sign_ins')",
+                     AND name NOT IN ('schema_migrations', 'sqlite_sequence', 'access_log', 'portal_sessions', 'portal_sign_ins', 'connector_leases')",
                     &[],
                 )
                 .into_iter()

@@ -29,6 +29,10 @@ use std::time::Duration;
 const MIGRATIONS: &[(i64, &str)] = &[
     (1, include_str!("../migrations/postgres/0001_schema.sql")),
     (2, include_str!("../migrations/postgres/0002_portal.sql")),
+    (
+        3,
+        include_str!("../migrations/postgres/0003_connectors.sql"),
+    ),
 ];
 
 /// The advisory lock every write transaction on `schema` holds: one per schema, so

@@ -27,6 +27,7 @@ pub(crate) const MIGRATIONS: &[(i64, &str)] = &[
     (7, include_str!("../migrations/sqlite/0007_reminders.sql")),
     (8, include_str!("../migrations/sqlite/0008_access_log.sql")),
     (9, include_str!("../migrations/sqlite/0009_portal.sql")),
+    (10, include_str!("../migrations/sqlite/0010_connectors.sql")),
 ];
 
 /// A SQLite connection inside an open transaction, as the SQL code sees it.

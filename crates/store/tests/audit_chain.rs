@@ -34,6 +34,7 @@ fn record(n: u32, target: &str) -> AuditRecord {
             id: "u1".into(),
             display_name: "User One".into(),
             user_principal_name: Some("u1@example.test".into()),
+            application: false,
         },
         target_resources: vec![Target::new("Resource", target, "res")],
         additional_details: vec![("resourceId".into(), target.into())],

@@ -42,6 +42,15 @@ impl KindConfig {
         }
     }
 
+    /// A principal as the kind compares principals: an LDAP DN canonicalised (case and
+    /// spacing of attribute types, escapes), anything else as is.
+    pub fn comparable_principal(&self, principal: &str) -> String {
+        match self {
+            Self::Ldap(_) => ldap::canonical_dn(principal).unwrap_or_else(|| principal.to_string()),
+            Self::Postgresql(_) | Self::Exec(_) => principal.to_string(),
+        }
+    }
+
     /// Where it connects, without any secret: a URL, or for `exec` the command array.
     pub fn endpoint(&self) -> Value {
         match self {

@@ -27,6 +27,7 @@ mod openapi;
 mod portal;
 mod portal_browser;
 mod portal_oidc;
+mod provisioning;
 mod python_client;
 mod reads;
 mod requests;

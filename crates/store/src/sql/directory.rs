@@ -17,6 +17,13 @@ impl DirectoryRead for SqlTx<'_> {
             ),
         }
     }
+    fn all_subjects(&mut self) -> Result<Vec<Subject>> {
+        self.many(
+            &format!("SELECT {SUBJECT_COLS} FROM subjects ORDER BY id"),
+            &[],
+            subject_row,
+        )
+    }
     fn list_subjects(&mut self, q: &SubjectQuery) -> Result<Page<(Subject, ScimRecord)>> {
         let wh = crate::sql::scim::where_sql(q, self.c.dialect())?;
         let order = crate::sql::scim::order_sql(q.sort.as_ref(), self.c.dialect());

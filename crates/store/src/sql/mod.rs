@@ -8,6 +8,7 @@ mod access_log;
 mod assignments;
 mod audit;
 mod catalog;
+mod connectors;
 mod directory;
 mod due_work;
 pub mod odata;

@@ -2,7 +2,7 @@
 //! queries (OData filter + server restrictions + paging) to SQL, and the helpers the
 //! storage port's implementations share. The port itself is implemented one aggregate per
 //! file beside this one (`directory.rs`, `catalog.rs`, `assignments.rs`, `requests.rs`,
-//! `due_work.rs`, `outbox.rs`, `audit.rs`, `access_log.rs`, `sessions.rs`).
+//! `due_work.rs`, `outbox.rs`, `audit.rs`, `access_log.rs`, `sessions.rs`, `connectors.rs`).
 
 pub(super) use super::odata::{SqlFragment, filter_to_sql, orderby_to_sql};
 pub(super) use super::rows::*;
@@ -20,6 +20,9 @@ pub(super) use rolegate_core::notification::{
 };
 pub(super) use rolegate_core::odata::EntityFields;
 pub(super) use rolegate_core::policy::{RoleRules, RuleResult, RuleSetting, TicketInfo};
+pub(super) use rolegate_core::provisioning::delivery::{
+    ConnectorItem, ItemOperation, ItemState, LedgerEntry, RequestedKey,
+};
 pub(super) use rolegate_core::query::{
     DIRECTORY_AUDIT_FIELDS, ListQuery, Page, RESOURCE_FIELDS, ROLE_ASSIGNMENT_FIELDS,
     ROLE_ASSIGNMENT_REQUEST_FIELDS, ROLE_DEFINITION_FIELDS, ROLE_SETTING_FIELDS, Restriction,

@@ -3,6 +3,9 @@
 //! configuration loader (crate `rolegate-connectors`) builds these, the desired state is
 //! computed from them.
 
+pub mod delivery;
+pub mod records;
+
 use crate::access::AccessIndex;
 use crate::directory::{Subject, SubjectKind};
 use crate::role::{BUILT_IN_ROLES, BuiltInRole};

@@ -1,0 +1,436 @@
+//! Delivery of connector grants (connectors.md §6): the items a change requires, their
+//! states, and the backoff between attempts. Pure: the stores keep items, the server's
+//! planner and worker run them.
+//!
+//! Items are planned by comparing a connector's desired state (§4) with the **requested**
+//! state of each key — what the newest item of that key asked for — so an item is written
+//! only when the operation a key needs differs from the last one requested (§6.1), and a
+//! planning pass run twice, or by two nodes one after the other, writes nothing the second
+//! time.
+
+use super::Desired;
+use jiff::{SignedDuration, Timestamp};
+use std::collections::{BTreeMap, BTreeSet};
+
+/// What an item does to its key.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum ItemOperation {
+    /// Make (target, principal) present.
+    Grant,
+    /// Make (target, principal) absent.
+    Revoke,
+}
+
+impl ItemOperation {
+    /// The wire name (`grant`, `revoke`).
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Grant => "grant",
+            Self::Revoke => "revoke",
+        }
+    }
+
+    /// Reads a wire name.
+    pub fn parse(text: &str) -> Option<Self> {
+        match text {
+            "grant" => Some(Self::Grant),
+            "revoke" => Some(Self::Revoke),
+            _ => None,
+        }
+    }
+}
+
+/// Where an item stands (§6.4).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum ItemState {
+    /// Written, not yet attempted (or due later).
+    Pending,
+    /// Claimed by a node, operation running.
+    InProgress,
+    /// The last attempt failed; another is due.
+    Retrying,
+    /// Applied.
+    Succeeded,
+    /// Every attempt failed; needs attention.
+    Dead,
+    /// Replaced by a newer item of its key before it ran.
+    Superseded,
+}
+
+impl ItemState {
+    /// Every state, in the order the API lists them.
+    pub const ALL: [ItemState; 6] = [
+        Self::Pending,
+        Self::InProgress,
+        Self::Retrying,
+        Self::Succeeded,
+        Self::Dead,
+        Self::Superseded,
+    ];
+
+    /// The wire name (`pending`, `inProgress`, …).
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Pending => "pending",
+            Self::InProgress => "inProgress",
+            Self::Retrying => "retrying",
+            Self::Succeeded => "succeeded",
+            Self::Dead => "dead",
+            Self::Superseded => "superseded",
+        }
+    }
+
+    /// Reads a wire name.
+    pub fn parse(text: &str) -> Option<Self> {
+        Self::ALL.into_iter().find(|s| s.as_str() == text)
+    }
+
+    /// Whether an item in this state will still run (its key is not settled yet).
+    pub fn unfinished(self) -> bool {
+        matches!(self, Self::Pending | Self::InProgress | Self::Retrying)
+    }
+}
+
+/// Why an item was written (§5.3's `cause` values).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Cause {
+    /// An assignment was created, changed or removed, or a subject or membership changed.
+    Assignment,
+    /// A schedule's start instant.
+    Started,
+    /// A schedule's end instant.
+    Ended,
+    /// The target left management after a reload.
+    Configuration,
+    /// Drift found by reconciliation.
+    Reconcile,
+}
+
+impl Cause {
+    /// The wire name.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Assignment => "assignment",
+            Self::Started => "started",
+            Self::Ended => "ended",
+            Self::Configuration => "configuration",
+            Self::Reconcile => "reconcile",
+        }
+    }
+}
+
+/// What the newest item of a key asked for, and for whom.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RequestedKey {
+    /// The operation last requested.
+    pub operation: ItemOperation,
+    /// The subject the principal stood for.
+    pub subject_id: Option<String>,
+    /// For a grant: when its assignments end (`None`: one is permanent).
+    pub not_after: Option<Timestamp>,
+}
+
+/// An item to write.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PlannedItem {
+    /// The key: (target, principal).
+    pub key: (String, String),
+    /// Grant or revoke.
+    pub operation: ItemOperation,
+    /// The subject the principal stands for, when known.
+    pub subject_id: Option<String>,
+    /// Why.
+    pub cause: Cause,
+    /// The assignment that justifies a grant (the first), when there is one.
+    pub cause_id: Option<String>,
+    /// Every assignment that justifies a grant.
+    pub assignment_ids: Vec<String>,
+    /// For a grant: the latest end among its assignments.
+    pub not_after: Option<Timestamp>,
+    /// When the need arose (the planning instant, or the end instant of an ended grant):
+    /// propagation is measured from it.
+    pub due: Timestamp,
+}
+
+/// The items that bring a connector's requested state to `desired` at `now` (§6.1, §6.2):
+/// a `grant` for every desired key whose last request was not a grant, a `revoke` for every
+/// key last requested granted that is no longer desired. A revoke's cause is `ended` when
+/// every assignment behind the grant had ended by `now`, `configuration` when no rule names
+/// its target any more (`managed` holds the targets rules name), else `assignment`.
+pub fn plan(
+    desired: &Desired,
+    requested: &BTreeMap<(String, String), RequestedKey>,
+    managed: &BTreeSet<String>,
+    now: Timestamp,
+) -> Vec<PlannedItem> {
+    let mut out = Vec::new();
+    for (key, why) in &desired.grants {
+        if requested
+            .get(key)
+            .is_some_and(|r| r.operation == ItemOperation::Grant)
+        {
+            continue;
+        }
+        let assignment_ids: Vec<String> = why.assignment_ids.iter().cloned().collect();
+        out.push(PlannedItem {
+            key: key.clone(),
+            operation: ItemOperation::Grant,
+            subject_id: Some(why.subject_id.clone()),
+            cause: Cause::Assignment,
+            cause_id: assignment_ids.first().cloned(),
+            assignment_ids,
+            not_after: why.not_after,
+            due: now,
+        });
+    }
+    for (key, r) in requested {
+        if r.operation != ItemOperation::Grant || desired.grants.contains_key(key) {
+            continue;
+        }
+        let (cause, due) = if !managed.contains(&key.0) {
+            (Cause::Configuration, now)
+        } else {
+            match r.not_after {
+                Some(end) if end <= now => (Cause::Ended, end),
+                _ => (Cause::Assignment, now),
+            }
+        };
+        out.push(PlannedItem {
+            key: key.clone(),
+            operation: ItemOperation::Revoke,
+            subject_id: r.subject_id.clone(),
+            cause,
+            cause_id: None,
+            assignment_ids: Vec::new(),
+            not_after: None,
+            due,
+        });
+    }
+    out
+}
+
+/// One stored item (§9's `Item`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ConnectorItem {
+    /// GUID.
+    pub id: String,
+    /// The connector's name.
+    pub connector: String,
+    /// The target.
+    pub target: String,
+    /// The principal.
+    pub principal: String,
+    /// The subject it stands for, when known.
+    pub subject_id: Option<String>,
+    /// Grant or revoke.
+    pub operation: ItemOperation,
+    /// Why.
+    pub cause: String,
+    /// What caused it (an assignment id), when known.
+    pub cause_id: Option<String>,
+    /// The assignments that justify a grant.
+    pub assignment_ids: Vec<String>,
+    /// For a grant: the latest end among them.
+    pub not_after: Option<Timestamp>,
+    /// Where it stands.
+    pub state: ItemState,
+    /// Attempts made.
+    pub attempts: u32,
+    /// When it was written.
+    pub created: Timestamp,
+    /// When the need arose (propagation is measured from it).
+    pub due: Timestamp,
+    /// When the next attempt may start.
+    pub next_attempt: Timestamp,
+    /// When the last attempt started.
+    pub last_attempt: Option<Timestamp>,
+    /// When it succeeded, died or was superseded.
+    pub completed: Option<Timestamp>,
+    /// The last failure: code and (redacted) message.
+    pub last_error: Option<(String, String)>,
+}
+
+impl ConnectorItem {
+    /// A `pending` item of `connector` for `planned`, written at `now` with id `id`.
+    pub fn new(id: String, connector: &str, planned: PlannedItem, now: Timestamp) -> Self {
+        let (target, principal) = planned.key;
+        Self {
+            id,
+            connector: connector.to_string(),
+            target,
+            principal,
+            subject_id: planned.subject_id,
+            operation: planned.operation,
+            cause: planned.cause.as_str().to_string(),
+            cause_id: planned.cause_id,
+            assignment_ids: planned.assignment_ids,
+            not_after: planned.not_after,
+            state: ItemState::Pending,
+            attempts: 0,
+            created: now,
+            due: planned.due,
+            next_attempt: now,
+            last_attempt: None,
+            completed: None,
+            last_error: None,
+        }
+    }
+}
+
+/// A grant Rolegate made and has not revoked (§6.5).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct LedgerEntry {
+    /// The target.
+    pub target: String,
+    /// The principal.
+    pub principal: String,
+    /// The subject it was made for.
+    pub subject_id: Option<String>,
+    /// When it was applied.
+    pub since: Timestamp,
+    /// The item that made it.
+    pub item_id: String,
+}
+
+/// The longest wait between two attempts.
+const MAX_BACKOFF: SignedDuration = SignedDuration::from_mins(5);
+
+/// How long to wait after the `failures`-th failed attempt (§6.4): min(1 s × 2^(n−1), 5 min),
+/// scaled by `1 + jitter` where `jitter` is drawn from [-0.2, 0.2] by the caller (clamped
+/// here).
+pub fn retry_delay(failures: u32, jitter: f64) -> SignedDuration {
+    let exponent = failures.saturating_sub(1).min(16);
+    let base = SignedDuration::from_secs(1i64 << exponent).min(MAX_BACKOFF);
+    let factor = 1.0 + jitter.clamp(-0.2, 0.2);
+    SignedDuration::try_from_secs_f64(base.as_secs_f64() * factor).unwrap_or(base)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::provisioning::DesiredGrant;
+
+    fn at(s: i64) -> Timestamp {
+        Timestamp::from_second(1_800_000_000 + s).unwrap_or(Timestamp::UNIX_EPOCH)
+    }
+
+    fn key(t: &str, p: &str) -> (String, String) {
+        (t.to_string(), p.to_string())
+    }
+
+    fn desired(keys: &[(&str, &str, Option<i64>)]) -> Desired {
+        let mut d = Desired::default();
+        for (t, p, end) in keys {
+            d.grants.insert(
+                key(t, p),
+                DesiredGrant {
+                    subject_id: format!("subject-{p}"),
+                    assignment_ids: BTreeSet::from([format!("a-{p}")]),
+                    not_after: end.map(at),
+                },
+            );
+        }
+        d
+    }
+
+    fn granted(end: Option<i64>) -> RequestedKey {
+        RequestedKey {
+            operation: ItemOperation::Grant,
+            subject_id: Some("s".into()),
+            not_after: end.map(at),
+        }
+    }
+
+    #[test]
+    fn only_keys_whose_operation_changes_get_an_item() {
+        let managed = BTreeSet::from(["t".to_string(), "u".to_string()]);
+        let d = desired(&[("t", "alice", Some(100)), ("t", "bob", None)]);
+        let mut requested = BTreeMap::new();
+        requested.insert(key("t", "alice"), granted(Some(100)));
+        requested.insert(
+            key("t", "bob"),
+            RequestedKey {
+                operation: ItemOperation::Revoke,
+                subject_id: None,
+                not_after: None,
+            },
+        );
+        requested.insert(key("u", "carol"), granted(None));
+        let items = plan(&d, &requested, &managed, at(10));
+        let summary: Vec<_> = items
+            .iter()
+            .map(|i| (i.key.1.as_str(), i.operation, i.cause))
+            .collect();
+        assert_eq!(
+            summary,
+            [
+                ("bob", ItemOperation::Grant, Cause::Assignment),
+                ("carol", ItemOperation::Revoke, Cause::Assignment)
+            ]
+        );
+        assert_eq!(items[0].cause_id.as_deref(), Some("a-bob"));
+        assert_eq!(items[0].due, at(10));
+        // Planned again once the items are requested: nothing more.
+        for i in &items {
+            requested.insert(
+                i.key.clone(),
+                RequestedKey {
+                    operation: i.operation,
+                    subject_id: i.subject_id.clone(),
+                    not_after: i.not_after,
+                },
+            );
+        }
+        assert!(plan(&d, &requested, &managed, at(11)).is_empty());
+    }
+
+    #[test]
+    fn a_revoke_says_whether_the_grant_ended_or_left_management() {
+        let managed = BTreeSet::from(["t".to_string()]);
+        let requested = BTreeMap::from([
+            (key("t", "ended"), granted(Some(5))),
+            (key("t", "removed"), granted(Some(50))),
+            (key("gone", "x"), granted(Some(5))),
+        ]);
+        let items = plan(&Desired::default(), &requested, &managed, at(10));
+        let causes: Vec<_> = items
+            .iter()
+            .map(|i| (i.key.1.as_str(), i.cause, i.due))
+            .collect();
+        assert_eq!(
+            causes,
+            [
+                ("x", Cause::Configuration, at(10)),
+                ("ended", Cause::Ended, at(5)),
+                ("removed", Cause::Assignment, at(10))
+            ]
+        );
+    }
+
+    #[test]
+    fn backoff_doubles_from_one_second_up_to_five_minutes_with_jitter() {
+        let secs = |n, j| retry_delay(n, j).as_secs_f64();
+        assert_eq!(secs(1, 0.0), 1.0);
+        assert_eq!(secs(2, 0.0), 2.0);
+        assert_eq!(secs(9, 0.0), 256.0);
+        assert_eq!(secs(10, 0.0), 300.0);
+        assert_eq!(secs(u32::MAX, 0.0), 300.0);
+        assert_eq!(secs(3, 0.2), 4.8);
+        assert_eq!(secs(3, -0.9), 3.2);
+        // With the default 10 attempts an item dies about 9 minutes after its first failure.
+        let total: f64 = (1..10).map(|n| secs(n, 0.0)).sum();
+        assert!((500.0..600.0).contains(&total), "{total}");
+    }
+
+    #[test]
+    fn states_and_operations_round_trip_their_wire_names() {
+        for s in ItemState::ALL {
+            assert_eq!(ItemState::parse(s.as_str()), Some(s));
+        }
+        assert_eq!(ItemState::parse("done"), None);
+        for o in [ItemOperation::Grant, ItemOperation::Revoke] {
+            assert_eq!(ItemOperation::parse(o.as_str()), Some(o));
+        }
+        assert!(ItemState::Retrying.unfinished() && !ItemState::Dead.unfinished());
+    }
+}

@@ -1,0 +1,235 @@
+//! Provisioning audit records (connectors.md §7.5): category `Provisioning`, initiated by
+//! the application "Rolegate connectors", one target for the connector's target and one for
+//! the subject when known.
+
+use super::delivery::{ConnectorItem, ItemOperation};
+use crate::audit::{AuditRecord, Initiator, ModifiedProperty, Target};
+use crate::directory::Subject;
+use jiff::Timestamp;
+
+/// The id records name the connectors' application by (`initiatedBy.app.servicePrincipalId`).
+pub const CONNECTORS_APP_ID: &str = "rolegate-connectors";
+
+/// What reconciliation found about a key whose item later ran (§7.2).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Finding {
+    /// Desired and absent.
+    Missing,
+    /// Present, not desired, made by Rolegate.
+    Stale,
+    /// Present, not desired, not made by Rolegate.
+    Outside,
+}
+
+/// The activity of a settled item (§7.5's table): what it did, and whether reconciliation
+/// (`finding`) caused it.
+pub fn item_activity(item: &ConnectorItem, finding: Option<Finding>, dead: bool) -> &'static str {
+    if dead {
+        return "Connector item failed";
+    }
+    match (item.operation, finding) {
+        (ItemOperation::Grant, Some(Finding::Missing)) => "Restore missing connector grant",
+        (ItemOperation::Grant, _) => "Grant connector access",
+        (ItemOperation::Revoke, Some(Finding::Stale)) => "Revoke stale connector grant",
+        (ItemOperation::Revoke, Some(Finding::Outside)) => "Revoke grant made outside Rolegate",
+        (ItemOperation::Revoke, _) => "Revoke connector access",
+    }
+}
+
+/// Facts every provisioning record carries.
+#[derive(Debug, Clone)]
+pub struct RecordContext<'a> {
+    /// The record's id.
+    pub id: String,
+    /// The connector's name.
+    pub connector: &'a str,
+    /// Its kind.
+    pub kind: &'a str,
+    /// When.
+    pub at: Timestamp,
+}
+
+/// A provisioning record: `activity` about `target`/`principal` (`principal` granted when
+/// `granted`, else removed), correlated with `correlation_id`, with `details` after the
+/// ones every record has.
+#[allow(clippy::too_many_arguments)]
+pub fn record(
+    ctx: &RecordContext<'_>,
+    activity: &str,
+    operation_type: &str,
+    failure: Option<&str>,
+    correlation_id: &str,
+    target: &str,
+    principal: Option<(&str, bool)>,
+    subject: Option<&Subject>,
+    details: Vec<(String, String)>,
+) -> AuditRecord {
+    let quoted = |p: &str| serde_json::Value::String(p.to_string()).to_string();
+    let mut connector_target = Target::new(
+        "ConnectorTarget",
+        &format!("{}/{}", ctx.connector, target),
+        target,
+    );
+    if let Some((p, granted)) = principal {
+        connector_target.modified_properties.push(ModifiedProperty {
+            display_name: "member".into(),
+            old_value: (!granted).then(|| quoted(p)),
+            new_value: granted.then(|| quoted(p)),
+        });
+    }
+    let mut targets = vec![connector_target];
+    if let Some(s) = subject {
+        targets.push(Target::new(s.kind.as_str(), &s.id, &s.display_name));
+    }
+    let mut additional = vec![
+        ("connector".to_string(), ctx.connector.to_string()),
+        ("kind".to_string(), ctx.kind.to_string()),
+        ("target".to_string(), target.to_string()),
+    ];
+    if let Some((p, _)) = principal {
+        additional.push(("principal".into(), p.to_string()));
+    }
+    additional.extend(details);
+    AuditRecord {
+        id: ctx.id.clone(),
+        category: "Provisioning".into(),
+        correlation_id: correlation_id.to_string(),
+        result: if failure.is_some() {
+            "failure"
+        } else {
+            "success"
+        }
+        .into(),
+        result_reason: failure.unwrap_or_default().to_string(),
+        activity_display_name: activity.to_string(),
+        activity_date_time: ctx.at,
+        operation_type: operation_type.to_string(),
+        initiated_by: Initiator::application(CONNECTORS_APP_ID, "Rolegate connectors"),
+        target_resources: targets,
+        additional_details: additional,
+    }
+}
+
+/// The record of an item that succeeded or died (§7.5).
+pub fn item_record(
+    ctx: &RecordContext<'_>,
+    item: &ConnectorItem,
+    finding: Option<Finding>,
+    error: Option<&str>,
+    subject: Option<&Subject>,
+    resource_id: Option<&str>,
+) -> AuditRecord {
+    let granted = item.operation == ItemOperation::Grant;
+    let mut details = vec![
+        ("itemId".to_string(), item.id.clone()),
+        ("cause".to_string(), item.cause.clone()),
+    ];
+    if let Some(s) = &item.subject_id {
+        details.push(("subjectId".into(), s.clone()));
+    }
+    if let Some(a) = item.assignment_ids.first() {
+        details.push(("assignmentId".into(), a.clone()));
+    }
+    if let Some(r) = resource_id {
+        details.push(("resourceId".into(), r.to_string()));
+    }
+    if let Some(e) = error {
+        details.push(("reason".into(), e.to_string()));
+    }
+    record(
+        ctx,
+        item_activity(item, finding, error.is_some()),
+        if granted { "Assign" } else { "Unassign" },
+        error,
+        &item.id,
+        &item.target,
+        Some((&item.principal, granted)),
+        subject,
+        details,
+    )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::provisioning::delivery::{Cause, PlannedItem};
+
+    fn item(operation: ItemOperation) -> ConnectorItem {
+        ConnectorItem::new(
+            "item-1".into(),
+            "pg",
+            PlannedItem {
+                key: ("app_admin".into(), "alice".into()),
+                operation,
+                subject_id: Some("s-1".into()),
+                cause: Cause::Assignment,
+                cause_id: Some("a-1".into()),
+                assignment_ids: vec!["a-1".into()],
+                not_after: None,
+                due: Timestamp::UNIX_EPOCH,
+            },
+            Timestamp::UNIX_EPOCH,
+        )
+    }
+
+    #[test]
+    fn activities_follow_the_operation_the_finding_and_the_outcome() {
+        let grant = item(ItemOperation::Grant);
+        let revoke = item(ItemOperation::Revoke);
+        assert_eq!(item_activity(&grant, None, false), "Grant connector access");
+        assert_eq!(
+            item_activity(&grant, Some(Finding::Missing), false),
+            "Restore missing connector grant"
+        );
+        assert_eq!(
+            item_activity(&revoke, None, false),
+            "Revoke connector access"
+        );
+        assert_eq!(
+            item_activity(&revoke, Some(Finding::Stale), false),
+            "Revoke stale connector grant"
+        );
+        assert_eq!(
+            item_activity(&revoke, Some(Finding::Outside), false),
+            "Revoke grant made outside Rolegate"
+        );
+        assert_eq!(item_activity(&revoke, None, true), "Connector item failed");
+    }
+
+    #[test]
+    fn an_item_record_names_the_target_the_member_change_and_the_application() {
+        let ctx = RecordContext {
+            id: "rec-1".into(),
+            connector: "pg",
+            kind: "postgresql",
+            at: Timestamp::UNIX_EPOCH,
+        };
+        let doc = item_record(
+            &ctx,
+            &item(ItemOperation::Revoke),
+            None,
+            None,
+            None,
+            Some("r-1"),
+        )
+        .to_document();
+        assert_eq!(doc["category"], "Provisioning");
+        assert_eq!(doc["correlationId"], "item-1");
+        assert_eq!(doc["operationType"], "Unassign");
+        assert_eq!(doc["initiatedBy"]["user"], serde_json::Value::Null);
+        assert_eq!(
+            doc["initiatedBy"]["app"]["displayName"],
+            "Rolegate connectors"
+        );
+        let target = &doc["targetResources"][0];
+        assert_eq!(target["id"], "pg/app_admin");
+        assert_eq!(target["type"], "ConnectorTarget");
+        assert_eq!(target["modifiedProperties"][0]["oldValue"], "\"alice\"");
+        assert_eq!(
+            target["modifiedProperties"][0]["newValue"],
+            serde_json::Value::Null
+        );
+        let index = crate::audit::AuditIndex::of(&doc).map(|i| i.initiator_id);
+        assert_eq!(index.ok().as_deref(), Some(CONNECTORS_APP_ID));
+    }
+}

@@ -1,0 +1,230 @@
+//! The planner (connectors.md §6.1, §6.2): after every commit, and at every start or end
+//! instant of an assignment a rule matches, one write transaction computes each
+//! connector's desired state and writes the items that bring its requested state there.
+//! Several nodes may plan the same change one after the other (the write lock orders them):
+//! the second finds the requested state already right and writes nothing.
+
+use super::{Link, Provisioning, blocking, caller};
+use rolegate_core::access::AccessIndex;
+use rolegate_core::directory::Subject;
+use rolegate_core::error::{DomainError, Result};
+use rolegate_core::provisioning::delivery::{self, ConnectorItem};
+use rolegate_core::provisioning::records::{self, RecordContext};
+use rolegate_core::provisioning::{self, Desired, PrincipalMapping};
+use rolegate_core::store::{ReadTx, Tx};
+use std::collections::BTreeSet;
+use std::sync::Arc;
+use std::time::Duration;
+use tokio::sync::watch;
+
+/// How often the planner looks for work nobody signalled (another node's commit).
+const POLL: Duration = Duration::from_secs(1);
+/// A pass runs at least this often even when nothing seems to have changed (directory
+/// changes on another node leave no access-log entry).
+const IDLE_PASS: Duration = Duration::from_secs(30);
+
+/// Runs until `stop` turns true.
+pub(super) async fn run(p: Arc<Provisioning>, mut stop: watch::Receiver<bool>) {
+    let mut head_seen = i64::MIN;
+    let mut last_pass = tokio::time::Instant::now();
+    let mut next_instant: Option<jiff::Timestamp> = None;
+    let mut due = true;
+    loop {
+        if due {
+            let q = Arc::clone(&p);
+            match blocking(move || pass(&q)).await {
+                Ok(outcome) => {
+                    next_instant = outcome.next_instant;
+                    for (link, wrote) in p.links.iter().zip(outcome.written) {
+                        if wrote > 0 {
+                            link.work.notify_one();
+                        }
+                    }
+                }
+                Err(e) => tracing::warn!(error = %e, "connector planning failed; retrying"),
+            }
+            last_pass = tokio::time::Instant::now();
+        }
+        // Sleep until the next instant a rule's assignment starts or ends, at most POLL.
+        let now = p.state.clock.now();
+        let wait = next_instant
+            .map(|t| t.duration_since(now))
+            .and_then(|d| Duration::try_from(d).ok())
+            .map_or(POLL, |d| d.min(POLL));
+        tokio::select! {
+            biased;
+            _ = stop.wait_for(|s| *s) => break,
+            _ = p.state.committed.notified() => { due = true; continue; }
+            _ = tokio::time::sleep(wait) => {}
+        }
+        let now = p.state.clock.now();
+        due = next_instant.is_some_and(|t| t <= now) || last_pass.elapsed() >= IDLE_PASS;
+        if !due && p.state.store.shared() {
+            // Another node's commit: its access-log entry moved the head.
+            let s = Arc::clone(&p.state);
+            if let Ok(head) = blocking(move || {
+                rolegate_core::store::read(s.store.as_ref(), |tx| tx.access_log_head())
+            })
+            .await
+            {
+                due = head != head_seen;
+                head_seen = head;
+            }
+        }
+    }
+    tracing::info!("connector planner stopped");
+}
+
+/// What one planning pass did.
+#[derive(Debug, Default)]
+struct PassOutcome {
+    /// Items written, per connector (in `links` order).
+    written: Vec<usize>,
+    /// The next instant an assignment a rule matches starts or ends.
+    next_instant: Option<jiff::Timestamp>,
+}
+
+/// One planning pass over every connector, in one write transaction.
+fn pass(p: &Provisioning) -> Result<PassOutcome> {
+    let correlation_id = uuid::Uuid::new_v4().to_string();
+    p.state
+        .write_unsignalled(&caller(), &correlation_id, |tx: &mut dyn Tx, ctx| {
+            let now = ctx.now;
+            let directory = tx.all_subjects()?;
+            let mut out = PassOutcome::default();
+            for link in &p.links {
+                let (desired, next) = desired_state(tx, p, link, &directory, now)?;
+                out.next_instant = match (out.next_instant, next) {
+                    (Some(a), Some(b)) => Some(a.min(b)),
+                    (a, b) => a.or(b),
+                };
+                let name = &link.config.name;
+                let requested = tx.requested_keys(name)?;
+                let managed: BTreeSet<String> =
+                    link.config.rules.iter().map(|r| r.target.clone()).collect();
+                let items = delivery::plan(&desired, &requested, &managed, now);
+                for planned in &items {
+                    let item = ConnectorItem::new((ctx.new_id)(), name, planned.clone(), now);
+                    tx.enqueue_connector_item(&item)?;
+                }
+                out.written.push(items.len());
+                record_unmapped(tx, link, &desired, &directory, now, ctx.new_id)?;
+            }
+            Ok((out, Vec::new()))
+        })
+}
+
+/// One connector's desired state at `now` (§4) from the access index, which the write
+/// transaction has caught up with the committed database, and the next instant it may
+/// change without a write.
+pub(super) fn desired_state(
+    tx: &mut dyn ReadTx,
+    p: &Provisioning,
+    link: &Link,
+    directory: &[Subject],
+    now: jiff::Timestamp,
+) -> Result<(Desired, Option<jiff::Timestamp>)> {
+    let c = &link.config;
+    let mut anchors = Vec::with_capacity(c.rules.len());
+    for rule in &c.rules {
+        let mut anchor = None;
+        for scope in std::iter::once(rule.scope.clone()).chain(rule.scope.ancestors()) {
+            if let Some(r) = tx.resource_by_external_key(&scope.key())? {
+                anchor = Some(r.id);
+                break;
+            }
+        }
+        anchors.push(anchor);
+    }
+    let finish = |v: &str| c.kind.principal(v);
+    let mapping = PrincipalMapping {
+        sources: &c.principal,
+        case: c.principal_case,
+        finish: &finish,
+    };
+    let index = p
+        .state
+        .access
+        .read()
+        .map_err(|_| DomainError::internal("access index lock poisoned"))?;
+    let desired = provisioning::desired(&c.rules, &anchors, &index, directory, &mapping, now);
+    let next = next_instant(&index, &c.rules, &anchors, now);
+    Ok((desired, next))
+}
+
+fn next_instant(
+    index: &AccessIndex,
+    rules: &[provisioning::Rule],
+    anchors: &[Option<String>],
+    now: jiff::Timestamp,
+) -> Option<jiff::Timestamp> {
+    rules
+        .iter()
+        .zip(anchors)
+        .filter_map(|(rule, anchor)| {
+            index.next_instant_with_role(anchor.as_deref()?, rule.role.template_id, now)
+        })
+        .min()
+}
+
+/// Records the subjects a rule would grant something that have no usable principal (§3.2):
+/// each one that was not unmapped before gets one `Subject not mapped` record and a
+/// warning.
+fn record_unmapped(
+    tx: &mut dyn Tx,
+    link: &Link,
+    desired: &Desired,
+    directory: &[Subject],
+    now: jiff::Timestamp,
+    new_id: &dyn Fn() -> String,
+) -> Result<()> {
+    let name = &link.config.name;
+    let before: BTreeSet<String> = tx
+        .connector_findings(name, "unmapped")?
+        .into_iter()
+        .map(|(subject, _, _)| subject)
+        .collect();
+    let mut rows = Vec::new();
+    for (subject_id, (reason, targets)) in &desired.unmapped {
+        rows.push((
+            subject_id.clone(),
+            String::new(),
+            reason.as_str().to_string(),
+        ));
+        if before.contains(subject_id) {
+            continue;
+        }
+        let subject = directory.iter().find(|s| &s.id == subject_id);
+        tracing::warn!(connector = %name, subject = %subject_id, reason = reason.as_str(), "subject not mapped to a principal; nothing granted");
+        for target in targets {
+            let ctx = RecordContext {
+                id: new_id(),
+                connector: name,
+                kind: link.kind(),
+                at: now,
+            };
+            let record = records::record(
+                &ctx,
+                "Subject not mapped",
+                "Other",
+                Some(&format!(
+                    "the subject has no usable principal ({})",
+                    reason.as_str()
+                )),
+                &ctx.id,
+                target,
+                None,
+                subject,
+                vec![
+                    ("subjectId".into(), subject_id.clone()),
+                    ("reason".into(), reason.as_str().to_string()),
+                ],
+            );
+            tx.append_audit(&record)?;
+        }
+    }
+    if rows.len() != before.len() || rows.iter().any(|(s, _, _)| !before.contains(s)) {
+        tx.replace_connector_findings(name, "unmapped", &rows)?;
+    }
+    Ok(())
+}

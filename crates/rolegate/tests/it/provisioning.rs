@@ -1,0 +1,412 @@
+//! Provisioning connectors end to end (connectors.md §4, §6, §7, §8) against the machine's
+//! real PostgreSQL: `serve --connectors FILE` grants a database role when a role is
+//! activated, revokes it when the activation is removed or its few-second schedule ends
+//! (with the scheduler slowed to a minute, so the connector's own timer does it), follows
+//! groups and ancestor scopes, grants nothing for eligibility, and its reconciliation
+//! revokes a grant made by hand, with audit records; a target that is down leaves the
+//! activation successful and the grant is applied when it comes back. Each run creates its
+//! own roles (random names) and drops them. Skipped, saying so, without PostgreSQL.
+
+use crate::fixture::*;
+use crate::harness::{self, ADMIN, Server, TcpProxy, wait_until};
+use serde_json::{Value, json};
+
+/// The roles of one run on the test PostgreSQL server, dropped at the end.
+struct Roles {
+    admin: postgres::Client,
+    prefix: String,
+}
+
+impl Roles {
+    /// A run's roles: `prefix_app_admin` (managed target), `prefix_other` (unmanaged),
+    /// login roles for `people`, and `prefix_prov`, the connector's account, holding ADMIN
+    /// OPTION on the managed target only. `None` without PostgreSQL.
+    fn create(test: &str, people: &[&str]) -> Option<Roles> {
+        let admin = match harness::postgres_client() {
+            Ok(c) => c,
+            Err(e) => {
+                harness::skip(
+                    test,
+                    &format!("no PostgreSQL at {} ({e})", harness::postgres_url()),
+                );
+                return None;
+            }
+        };
+        let digits: String = harness::uuid_like()
+            .chars()
+            .filter(char::is_ascii_digit)
+            .collect();
+        let mut roles = Roles {
+            admin,
+            prefix: format!("rgp{}", &digits[digits.len().saturating_sub(12)..]),
+        };
+        let mut sql = format!(
+            "CREATE ROLE {0}_app_admin NOLOGIN; CREATE ROLE {0}_other NOLOGIN; \
+             CREATE ROLE {0}_prov LOGIN NOINHERIT; GRANT {0}_app_admin TO {0}_prov WITH ADMIN OPTION;",
+            roles.prefix
+        );
+        for p in people {
+            sql.push_str(&format!("CREATE ROLE {}_{p} LOGIN;", roles.prefix));
+        }
+        roles
+            .admin
+            .batch_execute(&sql)
+            .unwrap_or_else(|e| panic!("create roles: {e}"));
+        Some(roles)
+    }
+
+    fn name(&self, what: &str) -> String {
+        format!("{}_{what}", self.prefix)
+    }
+
+    /// The members of role `target`, sorted.
+    fn members(&mut self, target: &str) -> Vec<String> {
+        let mut out: Vec<String> = self
+            .admin
+            .query(
+                "SELECT u.rolname FROM pg_auth_members m JOIN pg_roles r ON r.oid = m.roleid \
+                 JOIN pg_roles u ON u.oid = m.member WHERE r.rolname = $1",
+                &[&self.name(target)],
+            )
+            .unwrap_or_else(|e| panic!("members: {e}"))
+            .iter()
+            .map(|r| r.get(0))
+            .collect();
+        out.sort();
+        out
+    }
+
+    fn has(&mut self, target: &str, person: &str) -> bool {
+        let who = self.name(person);
+        self.members(target).contains(&who)
+    }
+
+    fn exec(&mut self, sql: &str) {
+        self.admin
+            .batch_execute(sql)
+            .unwrap_or_else(|e| panic!("{sql}: {e}"));
+    }
+}
+
+impl Drop for Roles {
+    fn drop(&mut self) {
+        if let Ok(rows) = self.admin.query(
+            "SELECT rolname FROM pg_roles WHERE starts_with(rolname, $1)",
+            &[&self.prefix],
+        ) {
+            for r in rows {
+                let name: String = r.get(0);
+                let _ = self
+                    .admin
+                    .batch_execute(&format!("DROP ROLE IF EXISTS {name}"));
+            }
+        }
+    }
+}
+
+/// `host:port/database` of the test PostgreSQL server.
+fn pg_address() -> (String, String) {
+    let url = harness::postgres_url();
+    let rest = url.rsplit_once('@').map_or(url.as_str(), |(_, r)| r);
+    let (host, database) = rest.split_once('/').unwrap_or((rest, "postgres"));
+    let database = database.split('?').next().unwrap_or("postgres");
+    (host.to_string(), database.to_string())
+}
+
+/// A connectors file granting `prefix_app_admin` to whoever holds Contributor on `scope`,
+/// connecting as `prefix_prov` to `host`.
+fn connectors_file(roles: &Roles, host: &str, scope: &str, extra: &str) -> std::path::PathBuf {
+    let (_, database) = pg_address();
+    let text = format!(
+        "[connectors.pg]\nkind = \"postgresql\"\n\
+         url = \"postgresql://{prov}@{host}/{database}\"\n\
+         principal = [\"userNameLocalPart\"]\nreconcile_interval = \"1s\"\ntimeout = \"2s\"\n{extra}\n\
+         [[connectors.pg.rules]]\nrole = \"Contributor\"\nscope = \"{scope}\"\ntarget = \"{target}\"\n",
+        prov = roles.name("prov"),
+        target = roles.name("app_admin"),
+    );
+    let dir = std::env::temp_dir().join(format!("rolegate-it-prov-{}", harness::uuid_like()));
+    std::fs::create_dir_all(&dir).unwrap_or_else(|e| panic!("{e}"));
+    let path = dir.join("connectors.toml");
+    std::fs::write(&path, text).unwrap_or_else(|e| panic!("{e}"));
+    path
+}
+
+/// A SCIM user whose `userName` local part is the run's role for `person`.
+fn person(s: &Server, admin: &str, roles: &Roles, person: &str) -> (String, String) {
+    let r = s.call(
+        "POST",
+        "/scim/v2/Users",
+        Some(admin),
+        Some(&json!({
+            "schemas": ["urn:ietf:params:scim:schemas:core:2.0:User"],
+            "userName": format!("{}@example.test", roles.name(person)),
+            "displayName": person,
+        })),
+    );
+    assert_eq!(r.status, 201, "SCIM create user: {}", r.text);
+    let id = r.json["id"]
+        .as_str()
+        .unwrap_or_else(|| panic!("no user id: {}", r.text))
+        .to_string();
+    let token = harness::token(&id, true);
+    (id, token)
+}
+
+/// Provisioning audit records, newest first.
+fn provisioning_records(s: &Server, admin: &str) -> Vec<Value> {
+    let r = s.get(
+        &format!(
+            "/beta/auditLogs/directoryAudits?$filter={}&$top=200",
+            enc("category eq 'Provisioning'")
+        ),
+        admin,
+    );
+    assert_eq!(r.status, 200, "audit: {}", r.text);
+    r.json["value"].as_array().cloned().unwrap_or_default()
+}
+
+fn has_record(records: &[Value], activity: &str, principal: &str) -> bool {
+    records.iter().any(|r| {
+        r["activityDisplayName"] == activity
+            && r["additionalDetails"].as_array().is_some_and(|d| {
+                d.iter()
+                    .any(|d| d["key"] == "principal" && d["value"] == principal)
+            })
+    })
+}
+
+#[test]
+fn activations_grant_and_their_end_revokes_a_postgresql_role() {
+    let Some(mut roles) = Roles::create(
+        "activations_grant_and_their_end_revokes_a_postgresql_role",
+        &["alice", "bob", "carol", "dave", "erin", "mallory"],
+    ) else {
+        return;
+    };
+    let sub_arm = format!("/subscriptions/{}", guid());
+    let rg_arm = format!("{sub_arm}/resourceGroups/analytics");
+    let (host, _) = pg_address();
+    let file = connectors_file(&roles, &host, &rg_arm, "");
+    let file = file.to_string_lossy().to_string();
+    // The scheduler is slowed to a minute: ends are the connector's own timer's work.
+    let s = Server::start_with(&["--connectors", &file, "--scheduler-interval", "60"]);
+    let admin = harness::token(ADMIN, true);
+    register(&s, &admin, &rg_arm);
+    let sub = resource_id(&s, &admin, &sub_arm);
+    let rg = resource_id(&s, &admin, &rg_arm);
+    let contributor = role_id(&s, &admin, &sub, CONTRIBUTOR);
+    let add = |subject: &str, state: &str, resource: &str, role: &str, schedule: Value| {
+        let mut body = request_body("AdminAdd", state, resource, role, subject);
+        body["schedule"] = schedule;
+        let r = post_request(&s, &admin, &body);
+        assert_eq!(r.status, 201, "AdminAdd: {}", r.text);
+    };
+
+    // Alice is eligible on the subscription (an ancestor of the rule's scope): nothing yet.
+    let (alice, alice_token) = person(&s, &admin, &roles, "alice");
+    add(&alice, "Eligible", &sub, &contributor, lasting("P30D"));
+    // Erin is active on a resource group *below* nothing the rule covers: another group.
+    let (erin, _) = person(&s, &admin, &roles, "erin");
+    register(&s, &admin, &format!("{sub_arm}/resourceGroups/other"));
+    let other = resource_id(&s, &admin, &format!("{sub_arm}/resourceGroups/other"));
+    add(
+        &erin,
+        "Active",
+        &other,
+        &role_id(&s, &admin, &other, CONTRIBUTOR),
+        lasting("P1D"),
+    );
+    // Alice activates for a few seconds: granted, then revoked at the end by the timer.
+    let eligible = list_assignments(&s, &admin, &sub)
+        .into_iter()
+        .find(|a| a["subjectId"] == alice.as_str())
+        .and_then(|a| a["id"].as_str().map(str::to_string))
+        .expect("alice's eligibility");
+    let r = post_request(
+        &s,
+        &alice_token,
+        &activation(&sub, &contributor, &alice, Some(&eligible), "PT4S"),
+    );
+    assert_eq!(r.status, 201, "activate: {}", r.text);
+    wait_until(10, "alice's activation is granted in PostgreSQL", || {
+        roles.has("app_admin", "alice")
+    });
+    wait_until(20, "alice's activation ends in PostgreSQL", || {
+        !roles.has("app_admin", "alice")
+    });
+
+    // Bob activates for an hour and deactivates himself: revoked.
+    let (bob, bob_token) = person(&s, &admin, &roles, "bob");
+    add(
+        &bob,
+        "Eligible",
+        &rg,
+        &role_id(&s, &admin, &rg, CONTRIBUTOR),
+        lasting("P30D"),
+    );
+    let rg_contributor = role_id(&s, &admin, &rg, CONTRIBUTOR);
+    let r = post_request(
+        &s,
+        &bob_token,
+        &activation(&rg, &rg_contributor, &bob, None, "PT1H"),
+    );
+    assert_eq!(r.status, 201, "activate: {}", r.text);
+    wait_until(10, "bob's activation is granted", || {
+        roles.has("app_admin", "bob")
+    });
+    let remove = request_body("UserRemove", "Active", &rg, &rg_contributor, &bob);
+    let r = post_request(&s, &bob_token, &remove);
+    assert_eq!(r.status, 201, "deactivate: {}", r.text);
+    wait_until(10, "bob's deactivation is revoked", || {
+        !roles.has("app_admin", "bob")
+    });
+
+    // Carol and dave through a group active on the subscription: both granted.
+    let (carol, _) = person(&s, &admin, &roles, "carol");
+    let (dave, _) = person(&s, &admin, &roles, "dave");
+    let inner = create_group(&s, &admin, "inner", &[&dave]);
+    let group = create_group(&s, &admin, "analysts", &[&carol, &inner]);
+    add(&group, "Active", &sub, &contributor, lasting("P1D"));
+    wait_until(10, "the group's members are granted", || {
+        roles.has("app_admin", "carol") && roles.has("app_admin", "dave")
+    });
+
+    // Mallory is granted by hand, and the unmanaged role to carol too: reconciliation
+    // revokes the first (an audit record says so) and never touches the second.
+    let (mallory, other_role) = (roles.name("mallory"), roles.name("other"));
+    roles.exec(&format!(
+        "GRANT {} TO {mallory}; GRANT {other_role} TO {}",
+        roles.name("app_admin"),
+        roles.name("carol")
+    ));
+    wait_until(15, "reconciliation revokes the grant made by hand", || {
+        !roles.has("app_admin", "mallory")
+    });
+    assert!(roles.has("other", "carol"), "an unmanaged role was touched");
+    // Eligible alone, or active elsewhere, never granted anything.
+    assert!(!roles.has("app_admin", "alice"));
+    assert!(
+        !roles.has("app_admin", "erin"),
+        "{erin} granted by a sibling scope"
+    );
+
+    let records = provisioning_records(&s, &admin);
+    let alice_role = roles.name("alice");
+    assert!(
+        has_record(&records, "Grant connector access", &alice_role),
+        "{records:#?}"
+    );
+    assert!(
+        has_record(&records, "Revoke connector access", &alice_role),
+        "{records:#?}"
+    );
+    assert!(
+        has_record(&records, "Revoke grant made outside Rolegate", &mallory),
+        "{records:#?}"
+    );
+    let grant = records
+        .iter()
+        .find(|r| r["activityDisplayName"] == "Grant connector access")
+        .expect("a grant record");
+    assert_eq!(
+        grant["initiatedBy"]["app"]["displayName"],
+        "Rolegate connectors"
+    );
+    assert_eq!(grant["targetResources"][0]["type"], "ConnectorTarget");
+    let ended = records.iter().any(|r| {
+        r["activityDisplayName"] == "Revoke connector access"
+            && r["additionalDetails"].as_array().is_some_and(|d| {
+                d.iter()
+                    .any(|d| d["key"] == "cause" && d["value"] == "ended")
+            })
+    });
+    assert!(ended, "no revoke caused by an end: {records:#?}");
+    // The chain still verifies with the connectors' records in it.
+    let verify = std::process::Command::new(harness::binary())
+        .args(["audit", "verify", "--database", &s.database_url()])
+        .output()
+        .unwrap_or_else(|e| panic!("audit verify: {e}"));
+    assert!(
+        verify.status.success(),
+        "{}{}",
+        String::from_utf8_lossy(&verify.stdout),
+        String::from_utf8_lossy(&verify.stderr)
+    );
+}
+
+#[test]
+fn a_target_that_is_down_leaves_the_activation_successful_and_gets_the_grant_later() {
+    let Some(mut roles) = Roles::create(
+        "a_target_that_is_down_leaves_the_activation_successful_and_gets_the_grant_later",
+        &["alice"],
+    ) else {
+        return;
+    };
+    let (host, _) = pg_address();
+    let proxy = TcpProxy::start(&host);
+    proxy.cut();
+    let sub_arm = format!("/subscriptions/{}", guid());
+    let file = connectors_file(&roles, &format!("127.0.0.1:{}", proxy.port), &sub_arm, "");
+    let s = Server::start_with(&["--connectors", &file.to_string_lossy()]);
+    let admin = harness::token(ADMIN, true);
+    register(&s, &admin, &sub_arm);
+    let sub = resource_id(&s, &admin, &sub_arm);
+    let contributor = role_id(&s, &admin, &sub, CONTRIBUTOR);
+    let (alice, _) = person(&s, &admin, &roles, "alice");
+    let mut body = request_body("AdminAdd", "Active", &sub, &contributor, &alice);
+    body["schedule"] = lasting("P1D");
+    let r = post_request(&s, &admin, &body);
+    assert_eq!(r.status, 201, "AdminAdd with the target down: {}", r.text);
+    assert_eq!(status_of(&r.json), ("Closed", "Provisioned"));
+    // The item is retried (a failed attempt is logged) while the target is down.
+    wait_until(15, "a failed attempt is logged", || {
+        s.log().contains("connector attempt failed; will retry")
+    });
+    assert!(!roles.has("app_admin", "alice"));
+    proxy.resume();
+    wait_until(20, "the grant is applied once the target is back", || {
+        roles.has("app_admin", "alice")
+    });
+}
+
+#[test]
+fn a_bad_connectors_file_stops_the_server_with_every_problem() {
+    let dir = std::env::temp_dir().join(format!("rolegate-it-prov-{}", harness::uuid_like()));
+    std::fs::create_dir_all(&dir).unwrap_or_else(|e| panic!("{e}"));
+    let path = dir.join("connectors.toml");
+    std::fs::write(
+        &path,
+        "[connectors.pg]\nkind = \"postgresql\"\nurl = \"postgresql://p@127.0.0.1/db\"\n\
+         password = \"hunter2-in-the-file\"\n\
+         [[connectors.pg.rules]]\nrole = \"Redaer\"\nscope = \"/subscriptions/x\"\ntarget = \"t\"\n",
+    )
+    .unwrap_or_else(|e| panic!("{e}"));
+    let file = path.to_string_lossy().to_string();
+    let stderr = harness::refused_start(
+        &[
+            "--connectors",
+            &file,
+            "--auth-hs256-secret",
+            "a-development-secret-of-32-bytes!",
+        ],
+        &[],
+    );
+    assert!(
+        stderr.contains("rolegate: invalid connectors configuration (3 problems)"),
+        "{stderr}"
+    );
+    assert!(
+        stderr.contains(&format!("{file}:4:12: connectors.pg.password")),
+        "{stderr}"
+    );
+    assert!(
+        stderr.contains("connectors.pg.rules[0].role: unknown role definition \"Redaer\""),
+        "{stderr}"
+    );
+    assert!(stderr.contains("connectors.pg.rules[0].scope"), "{stderr}");
+    assert!(
+        !stderr.contains("hunter2"),
+        "a secret was printed: {stderr}"
+    );
+}

@@ -1,0 +1,431 @@
+//! Connector delivery (connectors.md §6, §7): items, requested state, ledger, passes,
+//! findings and leases.
+
+use super::tx::*;
+
+const ITEM_COLS: &str = "i.id, i.connector, i.target, i.principal, i.subject_id, i.operation, i.cause, \
+     i.cause_id, i.assignment_ids, i.not_after, i.state, i.attempts, i.created_at, i.due_at, \
+     i.next_attempt_at, i.last_attempt_at, i.completed_at, i.error_code, i.error_message";
+
+/// States in which an item will still run.
+const UNFINISHED: &str = "('pending', 'retrying', 'inProgress')";
+
+fn item_row(r: &Row) -> Result<ConnectorItem> {
+    let operation: String = r.get(5)?;
+    let state: String = r.get(10)?;
+    let ids: String = r.get(8)?;
+    let opt_ts =
+        |i: usize| -> Result<Option<Timestamp>> { r.get::<Option<i64>>(i)?.map(ts).transpose() };
+    let code: Option<String> = r.get(17)?;
+    let message: Option<String> = r.get(18)?;
+    Ok(ConnectorItem {
+        id: r.get(0)?,
+        connector: r.get(1)?,
+        target: r.get(2)?,
+        principal: r.get(3)?,
+        subject_id: r.get(4)?,
+        operation: ItemOperation::parse(&operation)
+            .ok_or_else(|| bad_column("item operation", &operation))?,
+        cause: r.get(6)?,
+        cause_id: r.get(7)?,
+        assignment_ids: ids
+            .split(',')
+            .filter(|s| !s.is_empty())
+            .map(str::to_string)
+            .collect(),
+        not_after: opt_ts(9)?,
+        state: ItemState::parse(&state).ok_or_else(|| bad_column("item state", &state))?,
+        attempts: r.get(11)?,
+        created: ts(r.get(12)?)?,
+        due: ts(r.get(13)?)?,
+        next_attempt: ts(r.get(14)?)?,
+        last_attempt: opt_ts(15)?,
+        completed: opt_ts(16)?,
+        last_error: code.map(|c| (c, message.unwrap_or_default())),
+    })
+}
+
+impl ConnectorRead for SqlTx<'_> {
+    fn requested_keys(
+        &mut self,
+        connector: &str,
+    ) -> Result<std::collections::BTreeMap<(String, String), RequestedKey>> {
+        let rows = self.many(
+            "SELECT target, principal, operation, subject_id, not_after FROM connector_requested \
+             WHERE connector = ?",
+            &params![connector],
+            |r| {
+                let operation: String = r.get(2)?;
+                Ok((
+                    (r.get::<String>(0)?, r.get::<String>(1)?),
+                    RequestedKey {
+                        operation: ItemOperation::parse(&operation)
+                            .ok_or_else(|| bad_column("requested operation", &operation))?,
+                        subject_id: r.get(3)?,
+                        not_after: r.get::<Option<i64>>(4)?.map(ts).transpose()?,
+                    },
+                ))
+            },
+        )?;
+        Ok(rows.into_iter().collect())
+    }
+    fn connector_ledger(&mut self, connector: &str) -> Result<Vec<LedgerEntry>> {
+        self.many(
+            "SELECT target, principal, subject_id, since, item_id FROM connector_ledger \
+             WHERE connector = ? ORDER BY target, principal",
+            &params![connector],
+            |r| {
+                Ok(LedgerEntry {
+                    target: r.get(0)?,
+                    principal: r.get(1)?,
+                    subject_id: r.get(2)?,
+                    since: ts(r.get(3)?)?,
+                    item_id: r.get(4)?,
+                })
+            },
+        )
+    }
+    fn connector_items(
+        &mut self,
+        connector: &str,
+        state: Option<ItemState>,
+        limit: u32,
+    ) -> Result<Vec<ConnectorItem>> {
+        match state {
+            Some(state) => self.many(
+                &format!(
+                    "SELECT {ITEM_COLS} FROM connector_items i WHERE i.connector = ? AND i.state = ? \
+                     ORDER BY i.seq DESC LIMIT ?"
+                ),
+                &params![connector, state.as_str(), limit],
+                item_row,
+            ),
+            None => self.many(
+                &format!(
+                    "SELECT {ITEM_COLS} FROM connector_items i WHERE i.connector = ? \
+                     ORDER BY i.seq DESC LIMIT ?"
+                ),
+                &params![connector, limit],
+                item_row,
+            ),
+        }
+    }
+    fn settling_items(
+        &mut self,
+        connector: &str,
+        dead_since: Timestamp,
+    ) -> Result<Vec<ConnectorItem>> {
+        self.many(
+            &format!(
+                "SELECT {ITEM_COLS} FROM connector_items i WHERE i.connector = ?1 \
+                 AND (i.state IN {UNFINISHED} OR (i.state = 'dead' AND i.completed_at >= ?2)) \
+                 AND NOT EXISTS (SELECT 1 FROM connector_items n WHERE n.connector = i.connector \
+                   AND n.target = i.target AND n.principal = i.principal AND n.seq > i.seq \
+                   AND n.state <> 'superseded') \
+                 ORDER BY i.seq"
+            ),
+            &params![connector, us(dead_since)],
+            item_row,
+        )
+    }
+    fn connector_item_counts(&mut self, connector: &str) -> Result<Vec<(ItemState, u64)>> {
+        self.many(
+            "SELECT state, count(*) FROM connector_items WHERE connector = ? GROUP BY state",
+            &params![connector],
+            |r| {
+                let state: String = r.get(0)?;
+                Ok((
+                    ItemState::parse(&state).ok_or_else(|| bad_column("item state", &state))?,
+                    u64::try_from(r.get::<i64>(1)?).unwrap_or(0),
+                ))
+            },
+        )
+    }
+    fn last_reconcile_pass(&mut self, connector: &str) -> Result<Option<serde_json::Value>> {
+        self.one(
+            "SELECT summary FROM connector_passes WHERE connector = ? \
+             ORDER BY started_at DESC, id DESC LIMIT 1",
+            &params![connector],
+            |r| serde_json::from_str(&r.get::<String>(0)?).map_err(json_err),
+        )
+    }
+    fn connector_findings(
+        &mut self,
+        connector: &str,
+        kind: &str,
+    ) -> Result<Vec<(String, String, String)>> {
+        self.many(
+            "SELECT a, b, detail FROM connector_findings WHERE connector = ? AND kind = ? \
+             ORDER BY a, b",
+            &params![connector, kind],
+            |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)),
+        )
+    }
+}
+
+impl ConnectorWrite for SqlTx<'_> {
+    fn enqueue_connector_item(&mut self, item: &ConnectorItem) -> Result<()> {
+        self.exec(
+            "UPDATE connector_items SET state = 'superseded', completed_at = ?4, lease_owner = NULL \
+             WHERE connector = ?1 AND target = ?2 AND principal = ?3 \
+               AND state IN ('pending', 'retrying')",
+            &params![item.connector, item.target, item.principal, us(item.created)],
+        )?;
+        self.exec(
+            "INSERT INTO connector_items (id, connector, target, principal, subject_id, operation, \
+             cause, cause_id, assignment_ids, not_after, state, attempts, created_at, due_at, \
+             next_attempt_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+            &params![
+                item.id,
+                item.connector,
+                item.target,
+                item.principal,
+                item.subject_id,
+                item.operation.as_str(),
+                item.cause,
+                item.cause_id,
+                item.assignment_ids.join(","),
+                item.not_after.map(us),
+                item.state.as_str(),
+                item.attempts,
+                us(item.created),
+                us(item.due),
+                us(item.next_attempt)
+            ],
+        )?;
+        self.exec(
+            "INSERT INTO connector_requested (connector, target, principal, operation, subject_id, \
+             not_after) VALUES (?, ?, ?, ?, ?, ?) \
+             ON CONFLICT (connector, target, principal) DO UPDATE SET \
+             operation = excluded.operation, subject_id = excluded.subject_id, \
+             not_after = excluded.not_after",
+            &params![
+                item.connector,
+                item.target,
+                item.principal,
+                item.operation.as_str(),
+                item.subject_id,
+                item.not_after.map(us)
+            ],
+        )?;
+        Ok(())
+    }
+    fn claim_connector_items(
+        &mut self,
+        connector: &str,
+        owner: &str,
+        now: Timestamp,
+        lease_until: Timestamp,
+        limit: u32,
+    ) -> Result<Vec<ConnectorItem>> {
+        let ids = self.many(
+            &format!(
+                "SELECT i.id FROM connector_items i WHERE i.connector = ?1 \
+                 AND ((i.state IN ('pending', 'retrying') AND i.next_attempt_at <= ?2) \
+                      OR (i.state = 'inProgress' AND i.lease_until < ?2)) \
+                 AND NOT EXISTS (SELECT 1 FROM connector_items o WHERE o.connector = i.connector \
+                   AND o.target = i.target AND o.principal = i.principal AND o.seq < i.seq \
+                   AND o.state IN {UNFINISHED}) \
+                 ORDER BY i.seq LIMIT ?3"
+            ),
+            &params![connector, us(now), limit],
+            |r| r.get::<String>(0),
+        )?;
+        let mut claimed = Vec::with_capacity(ids.len());
+        for id in ids {
+            self.exec(
+                "UPDATE connector_items SET state = 'inProgress', lease_owner = ?2, \
+                 lease_until = ?3, attempts = attempts + 1, last_attempt_at = ?4 WHERE id = ?1",
+                &params![id, owner, us(lease_until), us(now)],
+            )?;
+            claimed.extend(self.one(
+                &format!("SELECT {ITEM_COLS} FROM connector_items i WHERE i.id = ?"),
+                &params![id],
+                item_row,
+            )?);
+        }
+        Ok(claimed)
+    }
+    fn settle_connector_item(
+        &mut self,
+        id: &str,
+        owner: &str,
+        outcome: &ItemOutcome,
+        now: Timestamp,
+    ) -> Result<bool> {
+        let held = "id = ?1 AND lease_owner = ?2 AND state = 'inProgress'";
+        let changed = match outcome {
+            ItemOutcome::Succeeded => self.exec(
+                &format!(
+                    "UPDATE connector_items SET state = 'succeeded', completed_at = ?3, \
+                     lease_owner = NULL, lease_until = 0, error_code = NULL, error_message = NULL \
+                     WHERE {held}"
+                ),
+                &params![id, owner, us(now)],
+            )?,
+            ItemOutcome::Retry {
+                next_attempt,
+                code,
+                message,
+            } => self.exec(
+                &format!(
+                    "UPDATE connector_items SET state = 'retrying', next_attempt_at = ?3, \
+                     lease_owner = NULL, lease_until = 0, error_code = ?4, error_message = ?5 \
+                     WHERE {held}"
+                ),
+                &params![id, owner, us(*next_attempt), code, message],
+            )?,
+            ItemOutcome::Dead { code, message } => self.exec(
+                &format!(
+                    "UPDATE connector_items SET state = 'dead', completed_at = ?3, \
+                     lease_owner = NULL, lease_until = 0, error_code = ?4, error_message = ?5 \
+                     WHERE {held}"
+                ),
+                &params![id, owner, us(now), code, message],
+            )?,
+        };
+        if changed == 0 {
+            return Ok(false);
+        }
+        if *outcome == ItemOutcome::Succeeded {
+            let item = self
+                .one(
+                    &format!("SELECT {ITEM_COLS} FROM connector_items i WHERE i.id = ?"),
+                    &params![id],
+                    item_row,
+                )?
+                .ok_or_else(|| DomainError::internal("a settled item vanished"))?;
+            match item.operation {
+                ItemOperation::Grant => self.adopt_connector_grant(
+                    &item.connector,
+                    &LedgerEntry {
+                        target: item.target.clone(),
+                        principal: item.principal.clone(),
+                        subject_id: item.subject_id.clone(),
+                        since: now,
+                        item_id: item.id.clone(),
+                    },
+                )?,
+                ItemOperation::Revoke => {
+                    self.exec(
+                        "DELETE FROM connector_ledger \
+                         WHERE connector = ? AND target = ? AND principal = ?",
+                        &params![item.connector, item.target, item.principal],
+                    )?;
+                }
+            }
+        }
+        Ok(true)
+    }
+    fn rearm_dead_items(
+        &mut self,
+        connector: &str,
+        died_before: Option<Timestamp>,
+        now: Timestamp,
+    ) -> Result<u64> {
+        // Only the newest item of a key is re-armed: an older dead one is outdated.
+        let newest = "NOT EXISTS (SELECT 1 FROM connector_items n \
+             WHERE n.connector = connector_items.connector AND n.target = connector_items.target \
+             AND n.principal = connector_items.principal AND n.seq > connector_items.seq)";
+        let sql = |extra: &str| {
+            format!(
+                "UPDATE connector_items SET state = 'pending', attempts = 0, next_attempt_at = ?2, \
+                 completed_at = NULL WHERE connector = ?1 AND state = 'dead' AND {newest}{extra}"
+            )
+        };
+        match died_before {
+            Some(before) => self.exec(
+                &sql(" AND completed_at < ?3"),
+                &params![connector, us(now), us(before)],
+            ),
+            None => self.exec(&sql(""), &params![connector, us(now)]),
+        }
+    }
+    fn adopt_connector_grant(&mut self, connector: &str, e: &LedgerEntry) -> Result<()> {
+        self.exec(
+            "INSERT INTO connector_ledger (connector, target, principal, subject_id, since, item_id) \
+             VALUES (?, ?, ?, ?, ?, ?) ON CONFLICT (connector, target, principal) DO UPDATE SET \
+             subject_id = excluded.subject_id, since = excluded.since, item_id = excluded.item_id",
+            &params![
+                connector,
+                e.target,
+                e.principal,
+                e.subject_id,
+                us(e.since),
+                e.item_id
+            ],
+        )?;
+        Ok(())
+    }
+    fn claim_connector_lease(
+        &mut self,
+        name: &str,
+        owner: &str,
+        now: Timestamp,
+        until: Timestamp,
+    ) -> Result<bool> {
+        let n = self.exec(
+            "INSERT INTO connector_leases (name, owner, until) VALUES (?1, ?2, ?4) \
+             ON CONFLICT (name) DO UPDATE SET owner = excluded.owner, until = excluded.until \
+             WHERE connector_leases.until < ?3 OR connector_leases.owner = ?2",
+            &params![name, owner, us(now), us(until)],
+        )?;
+        Ok(n > 0)
+    }
+    fn release_connector_lease(&mut self, name: &str, owner: &str) -> Result<()> {
+        self.exec(
+            "DELETE FROM connector_leases WHERE name = ? AND owner = ?",
+            &params![name, owner],
+        )?;
+        Ok(())
+    }
+    fn record_reconcile_pass(&mut self, connector: &str, pass: &serde_json::Value) -> Result<()> {
+        let id = pass["id"].as_str().unwrap_or_default();
+        let started = pass["startDateTime"]
+            .as_str()
+            .and_then(|s| s.parse::<Timestamp>().ok())
+            .ok_or_else(|| DomainError::internal("a pass summary without startDateTime"))?;
+        let text = pass.to_string();
+        self.exec(
+            "INSERT INTO connector_passes (id, connector, started_at, summary) VALUES (?, ?, ?, ?) \
+             ON CONFLICT (id) DO UPDATE SET summary = excluded.summary",
+            &params![id, connector, us(started), text],
+        )?;
+        Ok(())
+    }
+    fn replace_connector_findings(
+        &mut self,
+        connector: &str,
+        kind: &str,
+        rows: &[(String, String, String)],
+    ) -> Result<()> {
+        self.exec(
+            "DELETE FROM connector_findings WHERE connector = ? AND kind = ?",
+            &params![connector, kind],
+        )?;
+        for (a, b, detail) in rows {
+            self.exec(
+                "INSERT INTO connector_findings (connector, kind, a, b, detail) \
+                 VALUES (?, ?, ?, ?, ?)",
+                &params![connector, kind, a, b, detail],
+            )?;
+        }
+        Ok(())
+    }
+    fn prune_connector_items(
+        &mut self,
+        settled_before: Timestamp,
+        dead_before: Timestamp,
+    ) -> Result<()> {
+        self.exec(
+            "DELETE FROM connector_items WHERE (state IN ('succeeded', 'superseded') \
+             AND completed_at < ?1) OR (state = 'dead' AND completed_at < ?2)",
+            &params![us(settled_before), us(dead_before)],
+        )?;
+        self.exec(
+            "DELETE FROM connector_passes WHERE started_at < ?",
+            &params![us(settled_before)],
+        )?;
+        Ok(())
+    }
+}

@@ -4,6 +4,7 @@
 
 pub mod auth;
 pub mod authzen;
+pub mod connectors;
 pub mod discovery;
 pub mod error;
 pub mod extract;
@@ -213,6 +214,21 @@ fn routes() -> Routes {
             get(graph::my_expired_assignments),
         )
         .route("/metrics", get(metrics_text))
+        .route("/rolegate/v1/connectors", get(connectors::list))
+        .route("/rolegate/v1/connectors/reload", post(connectors::reload))
+        .route("/rolegate/v1/connectors/{name}", get(connectors::get))
+        .route(
+            "/rolegate/v1/connectors/{name}/grants",
+            get(connectors::grants),
+        )
+        .route(
+            "/rolegate/v1/connectors/{name}/items",
+            get(connectors::items),
+        )
+        .route(
+            "/rolegate/v1/connectors/{name}/reconcile",
+            post(connectors::reconcile),
+        )
         .route("/beta/privilegedAccess", get(graph::providers))
         .route(p, get(graph::providers))
         .route(&format!("{p}/resources"), list_route(Collection::Resources))
@@ -324,11 +340,14 @@ fn routes() -> Routes {
 
 async fn metrics_text(State(s): State<S>) -> Response {
     let assignments = s.access.read().map(|ix| ix.len()).unwrap_or(0);
-    (
-        [(header::CONTENT_TYPE, "text/plain; version=0.0.4")],
-        metrics::render(assignments),
-    )
-        .into_response()
+    let mut text = metrics::render(assignments);
+    if let Some(o) = s.connectors.get() {
+        match o.metrics().await {
+            Ok(more) => text.push_str(&more),
+            Err(e) => tracing::warn!(error = %e, "could not read the connectors' metrics"),
+        }
+    }
+    ([(header::CONTENT_TYPE, "text/plain; version=0.0.4")], text).into_response()
 }
 
 async fn readyz(State(s): State<S>) -> Response {

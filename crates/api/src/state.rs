@@ -46,6 +46,8 @@ pub struct AppState {
     /// Signalled after every committed write, so the connectors' planner (connectors.md
     /// §6.1) looks at the new state at once.
     pub committed: tokio::sync::Notify,
+    /// The running provisioning connectors, once started (`--connectors`).
+    pub connectors: std::sync::OnceLock<Arc<dyn crate::connectors::ConnectorOperator>>,
 }
 
 /// The default of [`AppState::request_timeout`] (`--request-timeout`).
@@ -118,6 +120,7 @@ impl AppState {
             authzen_clients: Vec::new(),
             public_url: "http://localhost".to_string(),
             committed: tokio::sync::Notify::new(),
+            connectors: std::sync::OnceLock::new(),
         })
     }
 

@@ -22,29 +22,29 @@ fn principal_case(c: &ConnectorConfig) -> &'static str {
 
 /// The `-o json` document of a valid file.
 pub fn json(config: &ConnectorsConfig) -> Value {
-    let connectors: Vec<Value> = config
-        .connectors
+    let connectors: Vec<Value> = config.connectors.iter().map(connector_json).collect();
+    json!({"valid": true, "connectors": connectors})
+}
+
+/// One connector's effective rules and settings, as `check -o json` and the operator API
+/// (connectors.md §9) show them; never a secret.
+pub fn connector_json(c: &ConnectorConfig) -> Value {
+    let rules: Vec<Value> = c
+        .rules
         .iter()
-        .map(|c| {
-            let rules: Vec<Value> = c
-                .rules
-                .iter()
-                .zip(&c.rule_lines)
-                .map(|(r, line)| {
-                    json!({"index": r.index, "line": line, "role": r.role.display_name,
-                           "templateId": r.role.template_id, "scope": r.scope.as_str(),
-                           "target": r.target})
-                })
-                .collect();
-            let principal: Vec<String> = c.principal.iter().map(|p| p.as_text()).collect();
-            json!({"name": c.name, "kind": c.kind.name(), "endpoint": c.kind.endpoint(),
-                   "reconcileInterval": iso_duration(c.reconcile_interval),
-                   "onDrift": on_drift(c), "principal": principal,
-                   "principalCase": principal_case(c), "ignoreMembers": c.ignore_members,
-                   "insecure": c.insecure, "rules": rules})
+        .zip(&c.rule_lines)
+        .map(|(r, line)| {
+            json!({"index": r.index, "line": line, "role": r.role.display_name,
+                   "templateId": r.role.template_id, "scope": r.scope.as_str(),
+                   "target": r.target})
         })
         .collect();
-    json!({"valid": true, "connectors": connectors})
+    let principal: Vec<String> = c.principal.iter().map(|p| p.as_text()).collect();
+    json!({"name": c.name, "kind": c.kind.name(), "endpoint": c.kind.endpoint(),
+           "reconcileInterval": iso_duration(c.reconcile_interval),
+           "onDrift": on_drift(c), "principal": principal,
+           "principalCase": principal_case(c), "ignoreMembers": c.ignore_members,
+           "insecure": c.insecure, "rules": rules})
 }
 
 /// What `--connect` found for one connector: the grants `list` read on its managed

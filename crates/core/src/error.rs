@@ -50,6 +50,10 @@ pub enum ErrorCode {
     RoleAssignmentNotFound,
     /// GET of an unknown role assignment request (404).
     RoleAssignmentRequestNotFound,
+    /// An unknown provisioning connector (404, connectors.md §9).
+    ConnectorNotFound,
+    /// A connectors file that does not validate, on reload (400, connectors.md §2.1).
+    InvalidConnectorConfiguration,
     /// Anything else that is not there: an unknown route, subject or navigation (404).
     NotFound,
     /// Missing or invalid bearer token (401).
@@ -103,6 +107,8 @@ impl ErrorCode {
             RoleDefinitionNotFound => "RoleDefinitionNotFound",
             RoleAssignmentNotFound => "RoleAssignmentNotFound",
             NotFound => "NotFound",
+            ConnectorNotFound => "ConnectorNotFound",
+            InvalidConnectorConfiguration => "InvalidConnectorConfiguration",
             InvalidAuthenticationToken => "InvalidAuthenticationToken",
             AuthorizationRequestDenied => "Authorization_RequestDenied",
             MethodNotAllowed => "MethodNotAllowed",
@@ -126,6 +132,7 @@ impl ErrorCode {
             | RoleSettingNotFound
             | RoleAssignmentNotFound
             | RoleAssignmentRequestNotFound
+            | ConnectorNotFound
             | NotFound => 404,
             InvalidAuthenticationToken => 401,
             AuthorizationRequestDenied => 403,

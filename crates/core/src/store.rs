@@ -482,6 +482,9 @@ pub trait ConnectorWrite {
         outcome: &ItemOutcome,
         now: Timestamp,
     ) -> Result<bool>;
+    /// Supersedes every item of `connector` that has not run yet (the connector left the
+    /// file, §6.6).
+    fn supersede_connector_items(&mut self, connector: &str, now: Timestamp) -> Result<()>;
     /// Re-arms the dead items of `connector` that died before `died_before` (every one
     /// when `None`): `pending` again, attempts reset. Returns how many.
     fn rearm_dead_items(

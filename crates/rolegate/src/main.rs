@@ -634,13 +634,15 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
     // The scheduler stops when the shutdown signal arrives, or when serving ends for any
     // other reason (the signal future, and with it `stop`, is dropped then).
     let (stop, stopped) = tokio::sync::watch::channel(false);
-    let provisioning = match connectors {
-        Some(c) => {
-            let p = provisioning::Provisioning::new(Arc::clone(&state), c)?;
-            tracing::info!(connectors = p.links.len(), "provisioning connectors on");
-            p.start(&stop)
+    let provisioning = match (connectors, &args.connectors) {
+        (Some(c), Some(path)) => {
+            let p =
+                provisioning::Provisioning::start(Arc::clone(&state), path, c, stop.subscribe())?;
+            tracing::info!(connectors = p.links().len(), "provisioning connectors on");
+            tokio::spawn(reload_connectors_on_sighup(Arc::clone(&p)));
+            Some(p)
         }
-        None => Vec::new(),
+        _ => None,
     };
     let jobs = tokio::spawn(scheduler::run(
         Arc::clone(&state),
@@ -728,10 +730,8 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
     {
         tracing::error!(error = %e, "e-mail worker failed");
     }
-    for task in provisioning {
-        if let Err(e) = task.await {
-            tracing::error!(error = %e, "connector task failed");
-        }
+    if let Some(p) = provisioning {
+        p.finished().await;
     }
     tracing::info!("rolegate stopped");
     Ok(())
@@ -759,6 +759,26 @@ async fn reload_tls_on_sighup(files: Arc<listen::TlsFiles>) {
     }
     #[cfg(not(unix))]
     drop(files);
+}
+
+/// Re-reads the connectors file on every SIGHUP (connectors.md §2.1): a valid file replaces
+/// the running configuration, an invalid one is logged line by line and changes nothing.
+async fn reload_connectors_on_sighup(p: Arc<provisioning::Provisioning>) {
+    #[cfg(unix)]
+    {
+        let Ok(mut hup) = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup())
+        else {
+            tracing::warn!("SIGHUP cannot be watched: the connectors file is read at start only");
+            return;
+        };
+        while hup.recv().await.is_some() {
+            if let Err(e) = p.reload().await {
+                tracing::error!(error = %e, "SIGHUP: the connectors reload could not be recorded");
+            }
+        }
+    }
+    #[cfg(not(unix))]
+    drop(p);
 }
 
 /// Resolves on SIGINT or SIGTERM; in-flight requests then finish before exit.

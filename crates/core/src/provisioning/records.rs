@@ -110,6 +110,42 @@ pub fn record(
     }
 }
 
+/// The record of a reload of the connectors file at `path` (§2.1, §6.6): `failure` holds
+/// the problem lines of an invalid file; `removed` names the connectors the new file left
+/// out, whose `left_behind` ledger entries stay in their targets.
+pub fn reload_record(
+    id: &str,
+    at: Timestamp,
+    path: &str,
+    failure: Option<&str>,
+    removed: &[String],
+    left_behind: usize,
+) -> AuditRecord {
+    let mut details = vec![("path".to_string(), path.to_string())];
+    if !removed.is_empty() {
+        details.push(("removedConnectors".into(), removed.join(",")));
+        details.push(("ledgerEntriesLeftBehind".into(), left_behind.to_string()));
+    }
+    AuditRecord {
+        id: id.to_string(),
+        category: "Provisioning".into(),
+        correlation_id: id.to_string(),
+        result: if failure.is_some() {
+            "failure"
+        } else {
+            "success"
+        }
+        .into(),
+        result_reason: failure.unwrap_or_default().to_string(),
+        activity_display_name: "Reload connector configuration".into(),
+        activity_date_time: at,
+        operation_type: "Update".into(),
+        initiated_by: Initiator::application(CONNECTORS_APP_ID, "Rolegate connectors"),
+        target_resources: vec![Target::new("ConnectorConfiguration", "connectors", path)],
+        additional_details: details,
+    }
+}
+
 /// The record of an item that succeeded or died (§7.5).
 pub fn item_record(
     ctx: &RecordContext<'_>,

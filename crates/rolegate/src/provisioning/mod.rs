@@ -13,6 +13,8 @@
 //! and planning is idempotent, so several nodes planning the same change write its items
 //! once (docs/connectors.md, "Delivery").
 
+mod metrics;
+mod operator;
 mod planner;
 mod reconciler;
 mod worker;
@@ -22,7 +24,9 @@ use rolegate_connectors::config::{ConnectorConfig, ConnectorsConfig};
 use rolegate_connectors::connector::{Connector, ConnectorError};
 use rolegate_core::access::Caller;
 use rolegate_core::provisioning::records::CONNECTORS_APP_ID;
-use std::sync::{Arc, Mutex};
+use rolegate_core::store;
+use std::collections::BTreeSet;
+use std::sync::{Arc, Mutex, RwLock};
 use tokio::sync::{Notify, watch};
 
 /// One configured connector with its live link to the target.
@@ -37,6 +41,13 @@ pub struct Link {
     work: Notify,
     /// Wakes its reconciler (a pass asked for now).
     reconcile: Notify,
+    /// Its counters, gauges and histograms.
+    metrics: metrics::ConnectorMetrics,
+    /// The grants its targets held as of the last `list`, kept current by this node's
+    /// operations since; `None` until a `list` succeeded.
+    present: Mutex<Option<BTreeSet<(String, String)>>>,
+    /// Turns true when a reload replaced it: its tasks stop.
+    retired: watch::Sender<bool>,
 }
 
 /// A connector's health as the last operation or `list` saw it (§8, §9).
@@ -54,6 +65,19 @@ impl Link {
     /// The kind's name.
     pub fn kind(&self) -> &'static str {
         self.config.kind.name()
+    }
+
+    /// Notes that `key` is now present (`true`) or absent in the target.
+    fn set_present(&self, key: (String, String), present: bool) {
+        if let Ok(mut p) = self.present.lock()
+            && let Some(set) = p.as_mut()
+        {
+            if present {
+                set.insert(key);
+            } else {
+                set.remove(&key);
+            }
+        }
     }
 
     /// Records the outcome of one contact with the target.
@@ -85,10 +109,20 @@ impl Link {
 /// Every connector of the file, running.
 pub struct Provisioning {
     state: Arc<AppState>,
-    /// The connectors, in file order.
-    pub links: Vec<Arc<Link>>,
+    /// The file given at start, re-read on reload.
+    path: String,
+    /// The connectors, in file order; replaced whole by a valid reload.
+    links: RwLock<Arc<Vec<Arc<Link>>>>,
     /// This node's name on leases.
     node: String,
+    /// Reloads: successes and failures.
+    reloads: [std::sync::atomic::AtomicU64; 2],
+    /// Stops every task.
+    stop: watch::Receiver<bool>,
+    /// The tasks started so far (awaited at shutdown).
+    tasks: Mutex<Vec<tokio::task::JoinHandle<()>>>,
+    /// One reload at a time.
+    reloading: tokio::sync::Mutex<()>,
 }
 
 /// Who the connectors' writes run as (their records name the application instead).
@@ -102,48 +136,195 @@ fn caller() -> Caller {
     }
 }
 
+/// Builds the links of `config` (no network call yet).
+fn links_of(config: ConnectorsConfig) -> Result<Vec<Arc<Link>>, String> {
+    let mut links = Vec::new();
+    for c in config.connectors {
+        let connector = rolegate_connectors::kind::build(&c)
+            .map_err(|e| format!("connector {}: {e}", c.name))?;
+        links.push(Arc::new(Link {
+            config: c,
+            connector,
+            status: Mutex::new(LinkStatus::default()),
+            work: Notify::new(),
+            reconcile: Notify::new(),
+            metrics: metrics::ConnectorMetrics::default(),
+            present: Mutex::new(None),
+            retired: watch::channel(false).0,
+        }));
+    }
+    Ok(links)
+}
+
 impl Provisioning {
-    /// Builds every connector of `config` (no network call yet).
-    pub fn new(state: Arc<AppState>, config: ConnectorsConfig) -> anyhow::Result<Arc<Self>> {
-        let mut links = Vec::new();
-        for c in config.connectors {
-            let connector = rolegate_connectors::kind::build(&c)
-                .map_err(|e| anyhow::anyhow!("connector {}: {e}", c.name))?;
-            links.push(Arc::new(Link {
-                config: c,
-                connector,
-                status: Mutex::new(LinkStatus::default()),
-                work: Notify::new(),
-                reconcile: Notify::new(),
-            }));
-        }
-        Ok(Arc::new(Self {
+    /// Starts every connector of `config`, read from `path`: the planner, and a worker and
+    /// a reconciler per connector, until `stop` turns true; and serves the operator API
+    /// and the metrics from them.
+    pub fn start(
+        state: Arc<AppState>,
+        path: &str,
+        config: ConnectorsConfig,
+        stop: watch::Receiver<bool>,
+    ) -> anyhow::Result<Arc<Self>> {
+        let links = links_of(config).map_err(|e| anyhow::anyhow!(e))?;
+        let p = Arc::new(Self {
             state,
-            links,
+            path: path.to_string(),
+            links: RwLock::new(Arc::new(Vec::new())),
             node: format!("node-{}", uuid::Uuid::new_v4().simple()),
-        }))
+            reloads: Default::default(),
+            stop,
+            tasks: Mutex::new(Vec::new()),
+            reloading: tokio::sync::Mutex::new(()),
+        });
+        let operator: Arc<dyn rolegate_api::connectors::ConnectorOperator> =
+            Arc::new(operator::Operator(Arc::clone(&p)));
+        if p.state.connectors.set(operator).is_err() {
+            tracing::warn!("the connectors' operator API was already set");
+        }
+        p.spawn(tokio::spawn(planner::run(Arc::clone(&p), p.stop.clone())));
+        p.install(links, "startup");
+        Ok(p)
     }
 
-    /// Starts the planner, and a worker and a reconciler per connector; they stop when
-    /// `stop` turns true.
-    pub fn start(self: &Arc<Self>, stop: &watch::Sender<bool>) -> Vec<tokio::task::JoinHandle<()>> {
-        let mut tasks = vec![tokio::spawn(planner::run(
-            Arc::clone(self),
-            stop.subscribe(),
-        ))];
-        for link in &self.links {
-            tasks.push(tokio::spawn(worker::run(
+    /// The connectors now, in file order.
+    pub fn links(&self) -> Arc<Vec<Arc<Link>>> {
+        self.links
+            .read()
+            .map(|l| Arc::clone(&l))
+            .unwrap_or_else(|e| Arc::clone(&e.into_inner()))
+    }
+
+    /// The connector named `name`.
+    fn link(&self, name: &str) -> Option<Arc<Link>> {
+        self.links().iter().find(|l| l.config.name == name).cloned()
+    }
+
+    fn spawn(&self, task: tokio::task::JoinHandle<()>) {
+        if let Ok(mut tasks) = self.tasks.lock() {
+            tasks.retain(|t| !t.is_finished());
+            tasks.push(task);
+        }
+    }
+
+    /// Puts `links` in force: the old ones retire (their operations in flight finish),
+    /// each new one gets a worker and a reconciler whose first pass runs at once with
+    /// `trigger`, and the planner plans against them.
+    fn install(self: &Arc<Self>, links: Vec<Arc<Link>>, trigger: &'static str) {
+        let old = {
+            let mut current = self.links.write().unwrap_or_else(|e| e.into_inner());
+            std::mem::replace(&mut *current, Arc::new(links))
+        };
+        for link in old.iter() {
+            link.retired.send_replace(true);
+        }
+        for link in self.links().iter() {
+            self.spawn(tokio::spawn(worker::run(
                 Arc::clone(self),
                 Arc::clone(link),
-                stop.subscribe(),
+                self.stop.clone(),
             )));
-            tasks.push(tokio::spawn(reconciler::run(
+            self.spawn(tokio::spawn(reconciler::run(
                 Arc::clone(self),
                 Arc::clone(link),
-                stop.subscribe(),
+                self.stop.clone(),
+                trigger,
             )));
         }
-        tasks
+        self.state.committed.notify_one();
+    }
+
+    /// Re-reads the file (`SIGHUP`, `POST /rolegate/v1/connectors/reload`): valid, it
+    /// replaces the running configuration and every connector starts a pass at once, and
+    /// the items of a connector no longer in the file are superseded; invalid, nothing
+    /// changes and the problem lines are returned. Either way one audit record and one
+    /// count of `rolegate_connectors_reload_total`.
+    pub async fn reload(self: &Arc<Self>) -> rolegate_core::error::Result<Result<(), String>> {
+        let _one = self.reloading.lock().await;
+        let path = self.path.clone();
+        let loaded = tokio::task::spawn_blocking(move || {
+            rolegate_connectors::config::load(
+                &path,
+                &rolegate_connectors::secret::ProcessEnvironment,
+            )
+        })
+        .await
+        .map_err(|e| rolegate_core::DomainError::internal(format!("reload task failed: {e}")))?;
+        let outcome = loaded
+            .map_err(|problems| rolegate_connectors::config::report(&problems))
+            .and_then(|config| {
+                let warnings = config.warnings.clone();
+                links_of(config).map(|links| (links, warnings))
+            });
+        let now = self.state.clock.now();
+        let (failure, left_behind) = match &outcome {
+            Err(problems) => {
+                for line in problems.lines() {
+                    tracing::error!(problem = %line, "connectors reload refused; the running configuration stays");
+                }
+                (Some(problems.clone()), Vec::new())
+            }
+            Ok((links, _)) => {
+                let removed: Vec<String> = self
+                    .links()
+                    .iter()
+                    .map(|l| l.config.name.clone())
+                    .filter(|n| !links.iter().any(|l| &l.config.name == n))
+                    .collect();
+                (None, removed)
+            }
+        };
+        let (q, path) = (Arc::clone(self), self.path.clone());
+        let (fail, removed) = (failure.clone(), left_behind.clone());
+        blocking(move || {
+            store::write(q.state.store.as_ref(), |tx| {
+                let mut left = 0usize;
+                for name in &removed {
+                    tx.supersede_connector_items(name, now)?;
+                    left += tx.connector_ledger(name)?.len();
+                }
+                let record = rolegate_core::provisioning::records::reload_record(
+                    &uuid::Uuid::new_v4().to_string(),
+                    now,
+                    &path,
+                    fail.as_deref(),
+                    &removed,
+                    left,
+                );
+                tx.append_audit(&record)
+            })
+        })
+        .await?;
+        self.reloads[usize::from(failure.is_some())]
+            .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        match outcome {
+            Err(problems) => Ok(Err(problems)),
+            Ok((links, warnings)) => {
+                for w in &warnings {
+                    tracing::warn!(warning = %w, "connectors configuration");
+                }
+                tracing::info!(
+                    connectors = links.len(),
+                    "connectors configuration reloaded"
+                );
+                self.install(links, "reload");
+                Ok(Ok(()))
+            }
+        }
+    }
+
+    /// Waits for every task to stop (after `stop` turned true).
+    pub async fn finished(&self) {
+        let tasks = self
+            .tasks
+            .lock()
+            .map(|mut t| std::mem::take(&mut *t))
+            .unwrap_or_default();
+        for task in tasks {
+            if let Err(e) = task.await {
+                tracing::error!(error = %e, "connector task failed");
+            }
+        }
     }
 }
 

@@ -35,7 +35,7 @@ pub(super) async fn run(p: Arc<Provisioning>, mut stop: watch::Receiver<bool>) {
             match blocking(move || pass(&q)).await {
                 Ok(outcome) => {
                     next_instant = outcome.next_instant;
-                    for (link, wrote) in p.links.iter().zip(outcome.written) {
+                    for (link, wrote) in outcome.links.iter().zip(outcome.written) {
                         if wrote > 0 {
                             link.work.notify_one();
                         }
@@ -76,8 +76,10 @@ pub(super) async fn run(p: Arc<Provisioning>, mut stop: watch::Receiver<bool>) {
 }
 
 /// What one planning pass did.
-#[derive(Debug, Default)]
+#[derive(Default)]
 struct PassOutcome {
+    /// The connectors planned for.
+    links: Arc<Vec<Arc<Link>>>,
     /// Items written, per connector (in `links` order).
     written: Vec<usize>,
     /// The next instant an assignment a rule matches starts or ends.
@@ -91,8 +93,11 @@ fn pass(p: &Provisioning) -> Result<PassOutcome> {
         .write_unsignalled(&caller(), &correlation_id, |tx: &mut dyn Tx, ctx| {
             let now = ctx.now;
             let directory = tx.all_subjects()?;
-            let mut out = PassOutcome::default();
-            for link in &p.links {
+            let mut out = PassOutcome {
+                links: p.links(),
+                ..PassOutcome::default()
+            };
+            for link in out.links.clone().iter() {
                 let (desired, next) = desired_state(tx, p, link, &directory, now)?;
                 out.next_instant = match (out.next_instant, next) {
                     (Some(a), Some(b)) => Some(a.min(b)),
@@ -184,6 +189,10 @@ fn record_unmapped(
         .into_iter()
         .map(|(subject, _, _)| subject)
         .collect();
+    link.metrics.unmapped_subjects.store(
+        u64::try_from(desired.unmapped.len()).unwrap_or(u64::MAX),
+        std::sync::atomic::Ordering::Relaxed,
+    );
     let mut rows = Vec::new();
     for (subject_id, (reason, targets)) in &desired.unmapped {
         rows.push((

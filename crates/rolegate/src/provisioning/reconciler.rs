@@ -6,7 +6,7 @@
 //! that fails changes nothing; over `max_revocations_per_pass`, nothing is revoked.
 
 use super::planner::desired_state;
-use super::{Link, Provisioning, blocking, caller};
+use super::{Link, Provisioning, blocking, caller, metrics};
 use rolegate_connectors::connector::ConnectorError;
 use rolegate_core::error::Result;
 use rolegate_core::provisioning::delivery::{
@@ -19,15 +19,22 @@ use rolegate_core::store::{self, Tx};
 use serde_json::{Value, json};
 use std::collections::{BTreeMap, BTreeSet};
 use std::sync::Arc;
+use std::sync::atomic::Ordering;
 use std::time::Duration;
 use tokio::sync::watch;
 
 /// A dead item is re-armed by the first pass at least this long after it died (§6.4).
 const REARM_AFTER: jiff::SignedDuration = jiff::SignedDuration::from_hours(1);
 
-/// Runs until `stop` turns true.
-pub(super) async fn run(p: Arc<Provisioning>, link: Arc<Link>, mut stop: watch::Receiver<bool>) {
-    let mut trigger = "startup";
+/// Runs until `stop` turns true or a reload retires `link`; the first pass at once, with
+/// `trigger` (`startup`, `reload`).
+pub(super) async fn run(
+    p: Arc<Provisioning>,
+    link: Arc<Link>,
+    mut stop: watch::Receiver<bool>,
+    mut trigger: &'static str,
+) {
+    let mut retired = link.retired.subscribe();
     loop {
         if let Err(e) = pass(&p, &link, trigger).await {
             tracing::warn!(connector = %link.config.name, error = %e, "reconciliation pass could not be recorded");
@@ -35,6 +42,7 @@ pub(super) async fn run(p: Arc<Provisioning>, link: Arc<Link>, mut stop: watch::
         tokio::select! {
             biased;
             _ = stop.wait_for(|s| *s) => break,
+            _ = retired.wait_for(|r| *r) => break,
             _ = link.reconcile.notified() => trigger = "operator",
             _ = tokio::time::sleep(link.config.reconcile_interval) => trigger = "interval",
         }
@@ -72,6 +80,7 @@ async fn pass(p: &Arc<Provisioning>, link: &Arc<Link>, trigger: &str) -> Result<
         .collect::<BTreeSet<_>>()
         .into_iter()
         .collect();
+    let began = std::time::Instant::now();
     let listed =
         match tokio::time::timeout(link.config.timeout, link.connector.list(&targets)).await {
             Ok(r) => r,
@@ -84,6 +93,18 @@ async fn pass(p: &Arc<Provisioning>, link: &Arc<Link>, trigger: &str) -> Result<
         &listed.as_ref().map(|_| ()).map_err(Clone::clone),
         p.state.clock.now(),
     );
+    let m = &link.metrics;
+    let list = metrics::operation_index("list");
+    m.operation_seconds[list].observe(began.elapsed().as_secs_f64());
+    metrics::count(&m.operations[list], listed.is_ok());
+    if let (Ok(grants), Ok(mut present)) = (&listed, link.present.lock()) {
+        *present = Some(
+            grants
+                .iter()
+                .map(|g| (g.target.clone(), g.principal.clone()))
+                .collect(),
+        );
+    }
     let (q, l, trigger) = (Arc::clone(p), Arc::clone(link), trigger.to_string());
     let summary = blocking(move || {
         let correlation_id = uuid::Uuid::new_v4().to_string();
@@ -96,9 +117,23 @@ async fn pass(p: &Arc<Provisioning>, link: &Arc<Link>, trigger: &str) -> Result<
             })
     })
     .await?;
-    let found = ["missing", "stale", "outside"]
-        .iter()
-        .any(|k| summary[*k].as_u64().unwrap_or(0) > 0);
+    let number = |k: &str| summary[k].as_u64().unwrap_or(0);
+    let found = metrics::FINDINGS.iter().any(|k| number(k) > 0);
+    let succeeded = summary["status"] == "succeeded";
+    metrics::count(&m.reconciles, succeeded);
+    m.reconcile_seconds.observe(began.elapsed().as_secs_f64());
+    if summary["error"].is_null() {
+        for (finding, counter) in metrics::FINDINGS.iter().zip(&m.drift) {
+            counter.fetch_add(number(finding), Ordering::Relaxed);
+        }
+        m.outside_grants.store(number("outside"), Ordering::Relaxed);
+        m.unmapped_subjects
+            .store(number("unmapped"), Ordering::Relaxed);
+    }
+    if succeeded {
+        m.last_reconcile_success
+            .store(p.state.clock.now().as_second(), Ordering::Relaxed);
+    }
     if summary["status"] == "failed" {
         tracing::warn!(connector = %link.config.name, error = %summary["error"], "reconciliation pass failed");
     } else if found {

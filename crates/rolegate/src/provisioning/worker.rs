@@ -6,7 +6,7 @@
 //! lives nobody else takes its items; when it dies, its leases run out and another node
 //! takes them over (applying twice is harmless: every operation is idempotent).
 
-use super::{Link, Provisioning, blocking};
+use super::{Link, Provisioning, blocking, metrics};
 use rolegate_connectors::connector::{ApplyContext, ConnectorError, Grant};
 use rolegate_core::provisioning::delivery::{ConnectorItem, ItemOperation, retry_delay};
 use rolegate_core::provisioning::records::{self, Finding, RecordContext};
@@ -21,9 +21,11 @@ use tokio::task::JoinSet;
 /// node's items).
 const POLL: Duration = Duration::from_secs(1);
 
-/// Runs until `stop` turns true; operations in flight then finish and are settled.
+/// Runs until `stop` turns true or a reload retires `link`; operations in flight then
+/// finish and are settled.
 pub(super) async fn run(p: Arc<Provisioning>, link: Arc<Link>, mut stop: watch::Receiver<bool>) {
     let concurrency = usize::try_from(link.config.concurrency.max(1)).unwrap_or(1);
+    let mut retired = link.retired.subscribe();
     let mut running: JoinSet<()> = JoinSet::new();
     loop {
         let room = concurrency.saturating_sub(running.len());
@@ -42,6 +44,7 @@ pub(super) async fn run(p: Arc<Provisioning>, link: Arc<Link>, mut stop: watch::
         tokio::select! {
             biased;
             _ = stop.wait_for(|s| *s) => break,
+            _ = retired.wait_for(|r| *r) => break,
             _ = link.work.notified() => {}
             Some(_) = running.join_next(), if !running.is_empty() => {}
             _ = tokio::time::sleep(POLL) => {}
@@ -107,6 +110,7 @@ async fn apply(p: Arc<Provisioning>, link: Arc<Link>, item: ConnectorItem) {
             ItemOperation::Revoke => link.connector.revoke(&grant, &ctx).await,
         }
     };
+    let began = std::time::Instant::now();
     let result = match tokio::time::timeout(link.config.timeout, operation).await {
         Ok(r) => r,
         Err(_) => Err(ConnectorError::unreachable(format!(
@@ -116,6 +120,10 @@ async fn apply(p: Arc<Provisioning>, link: Arc<Link>, item: ConnectorItem) {
     };
     let now = p.state.clock.now();
     link.saw(&result, now);
+    let m = &link.metrics;
+    let op = metrics::operation_index(item.operation.as_str());
+    m.operation_seconds[op].observe(began.elapsed().as_secs_f64());
+    metrics::count(&m.operations[op], result.is_ok());
     let outcome = match &result {
         Ok(()) => ItemOutcome::Succeeded,
         Err(e) if item.attempts >= link.config.max_attempts => ItemOutcome::Dead {
@@ -148,10 +156,16 @@ async fn apply(p: Arc<Provisioning>, link: Arc<Link>, item: ConnectorItem) {
             tracing::warn!(connector = %name, item_id = %item.id, "a connector item's lease ran out while it ran; another node took it over")
         }
         (Ok(true), Ok(())) => {
+            let granted = item.operation == ItemOperation::Grant;
+            link.set_present((item.target.clone(), item.principal.clone()), granted);
+            let since_due = now.duration_since(item.due).as_secs_f64();
+            m.propagation_seconds[usize::from(!granted)].observe(since_due);
             tracing::info!(connector = %name, kind = link.kind(), %target, %principal, item_id = %item.id, operation = item.operation.as_str(), cause = %item.cause, "connector item applied")
         }
         (Ok(true), Err(e)) => {
             if matches!(outcome, ItemOutcome::Dead { .. }) {
+                m.dead_items
+                    .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
                 tracing::error!(connector = %name, kind = link.kind(), %target, %principal, item_id = %item.id, attempt, error = %e, "connector item failed for good (dead)")
             } else {
                 tracing::warn!(connector = %name, kind = link.kind(), %target, %principal, item_id = %item.id, attempt, error = %e, "connector attempt failed; will retry")

@@ -322,6 +322,7 @@ fn activations_grant_and_their_end_revokes_a_postgresql_role() {
             })
     });
     assert!(ended, "no revoke caused by an end: {records:#?}");
+    operator_api_shows_the_connector(&s, &admin, &mut roles, &carol);
     // The chain still verifies with the connectors' records in it.
     let verify = std::process::Command::new(harness::binary())
         .args(["audit", "verify", "--database", &s.database_url()])
@@ -409,4 +410,174 @@ fn a_bad_connectors_file_stops_the_server_with_every_problem() {
         !stderr.contains("hunter2"),
         "a secret was printed: {stderr}"
     );
+}
+
+/// The operator API (§9) and the metrics (§10) of the running `pg` connector, with
+/// `carol` granted through her group.
+fn operator_api_shows_the_connector(s: &Server, admin: &str, roles: &mut Roles, carol: &str) {
+    let r = s.get("/rolegate/v1/connectors", admin);
+    assert_eq!(r.status, 200, "{}", r.text);
+    let pg = &r.json["value"][0];
+    assert_eq!(pg["name"], "pg");
+    assert_eq!(pg["kind"], "postgresql");
+    assert_eq!(pg["status"], "ok", "{pg:#}");
+    assert_eq!(pg["rules"][0]["target"], roles.name("app_admin"));
+    assert_eq!(pg["items"]["dead"], 0);
+    assert!(pg["lastReconcile"]["id"].is_string(), "{pg:#}");
+    assert!(!r.text.contains("password"), "{}", r.text);
+    assert_eq!(
+        s.get("/rolegate/v1/connectors/pg", admin).json["name"],
+        "pg"
+    );
+    let missing = s.get("/rolegate/v1/connectors/nope", admin);
+    assert_eq!((missing.status, missing.code()), (404, "ConnectorNotFound"));
+    let (_, user_token) = person(s, admin, roles, "erin2");
+    let denied = s.get("/rolegate/v1/connectors", &user_token);
+    assert_eq!(
+        (denied.status, denied.code()),
+        (403, "Authorization_RequestDenied")
+    );
+    let anonymous = s.try_call("GET", "/rolegate/v1/connectors", None, None);
+    assert_eq!(anonymous.map(|r| r.status).ok(), Some(401));
+
+    let grants = s.get(
+        &format!("/rolegate/v1/connectors/pg/grants?subjectId={carol}"),
+        admin,
+    );
+    assert_eq!(grants.status, 200, "{}", grants.text);
+    let row = &grants.json["value"][0];
+    assert_eq!(row["principal"], roles.name("carol"), "{}", grants.text);
+    assert_eq!(row["state"], "applied", "{row:#}");
+    assert_eq!(
+        (row["desired"].clone(), row["madeByRolegate"].clone()),
+        (json!(true), json!(true))
+    );
+    assert_eq!(row["present"], true, "{row:#}");
+    let items = s.get(
+        "/rolegate/v1/connectors/pg/items?state=succeeded&top=5",
+        admin,
+    );
+    assert_eq!(items.status, 200, "{}", items.text);
+    let items = items.json["value"].as_array().cloned().unwrap_or_default();
+    assert!(!items.is_empty() && items.len() <= 5);
+    assert!(
+        items
+            .iter()
+            .all(|i| i["state"] == "succeeded" && i["attempts"] == 1)
+    );
+    let bad = s.get("/rolegate/v1/connectors/pg/items?top=0", admin);
+    assert_eq!(bad.status, 400, "{}", bad.text);
+
+    let pass = s.post("/rolegate/v1/connectors/pg/reconcile", admin, &json!({}));
+    assert_eq!(pass.status, 200, "{}", pass.text);
+    assert_eq!(pass.json["trigger"], "operator");
+    assert_eq!(pass.json["status"], "succeeded", "{}", pass.text);
+    assert_eq!(pass.json["stale"], 0);
+
+    let metrics = s.get("/metrics", admin).text;
+    for series in [
+        "rolegate_connector_up{connector=\"pg\",kind=\"postgresql\"} 1",
+        "rolegate_connector_items{connector=\"pg\",state=\"dead\"} 0",
+        "rolegate_connector_propagation_seconds_count{connector=\"pg\",operation=\"grant\"}",
+        "rolegate_connector_reconcile_total{connector=\"pg\",result=\"success\"}",
+    ] {
+        assert!(metrics.contains(series), "{series} not in\n{metrics}");
+    }
+    assert!(
+        !metrics.contains(&roles.name("carol")),
+        "a principal in the metrics"
+    );
+}
+
+#[test]
+fn a_reload_replaces_a_valid_file_and_refuses_an_invalid_one() {
+    let Some(mut roles) = Roles::create(
+        "a_reload_replaces_a_valid_file_and_refuses_an_invalid_one",
+        &["alice"],
+    ) else {
+        return;
+    };
+    let (host, _) = pg_address();
+    let sub_arm = format!("/subscriptions/{}", guid());
+    let file = connectors_file(&roles, &host, &sub_arm, "");
+    let s = Server::start_with(&["--connectors", &file.to_string_lossy()]);
+    let admin = harness::token(ADMIN, true);
+    register(&s, &admin, &sub_arm);
+    let sub = resource_id(&s, &admin, &sub_arm);
+    let reader = role_id(&s, &admin, &sub, "acdd72a7-3385-48ef-bd42-f606fba81ae7");
+    let (alice, _) = person(&s, &admin, &roles, "alice");
+    let mut body = request_body("AdminAdd", "Active", &sub, &reader, &alice);
+    body["schedule"] = lasting("P1D");
+    assert_eq!(post_request(&s, &admin, &body).status, 201);
+
+    // An invalid file: 400 with the problem lines, and the running configuration stays.
+    let valid = std::fs::read_to_string(&file).unwrap_or_else(|e| panic!("{e}"));
+    std::fs::write(
+        &file,
+        format!("{valid}\n[connectors.pg2]\nkind = \"nosuch\"\n"),
+    )
+    .unwrap_or_else(|e| panic!("{e}"));
+    let r = s.post("/rolegate/v1/connectors/reload", &admin, &json!({}));
+    assert_eq!(
+        (r.status, r.code()),
+        (400, "InvalidConnectorConfiguration"),
+        "{}",
+        r.text
+    );
+    assert!(r.text.contains("connectors.pg2.kind"), "{}", r.text);
+    assert_eq!(
+        s.get("/rolegate/v1/connectors", &admin).json["value"][0]["name"],
+        "pg"
+    );
+
+    // A valid file that also grants the target to Readers: alice, a Reader, gets it.
+    std::fs::write(
+        &file,
+        format!(
+            "{valid}\n[[connectors.pg.rules]]\nrole = \"Reader\"\nscope = \"{sub_arm}\"\ntarget = \"{}\"\n",
+            roles.name("app_admin")
+        ),
+    )
+    .unwrap_or_else(|e| panic!("{e}"));
+    let r = s.post("/rolegate/v1/connectors/reload", &admin, &json!({}));
+    assert_eq!(r.status, 200, "{}", r.text);
+    assert_eq!(
+        r.json["value"][0]["rules"][1]["role"], "Reader",
+        "{}",
+        r.text
+    );
+    wait_until(10, "the reloaded rule grants alice", || {
+        roles.has("app_admin", "alice")
+    });
+
+    // SIGHUP re-reads the file too: back to the Contributor rule alone, alice's grant goes.
+    std::fs::write(&file, &valid).unwrap_or_else(|e| panic!("{e}"));
+    let pid = s.pid().unwrap_or_else(|| panic!("no pid"));
+    let hup = std::process::Command::new("kill")
+        .args(["-HUP", &pid.to_string()])
+        .status()
+        .unwrap_or_else(|e| panic!("kill: {e}"));
+    assert!(hup.success());
+    wait_until(10, "SIGHUP's reload revokes alice's grant", || {
+        !roles.has("app_admin", "alice")
+    });
+    let records = provisioning_records(&s, &admin);
+    let reloads: Vec<&str> = records
+        .iter()
+        .filter(|r| r["activityDisplayName"] == "Reload connector configuration")
+        .filter_map(|r| r["result"].as_str())
+        .collect();
+    assert_eq!(reloads, ["success", "success", "failure"], "{records:#?}");
+}
+
+#[test]
+fn without_a_connectors_file_the_operator_api_lists_none() {
+    let s = Server::start();
+    let admin = harness::token(ADMIN, true);
+    let r = s.get("/rolegate/v1/connectors", &admin);
+    assert_eq!((r.status, r.json.clone()), (200, json!({"value": []})));
+    let r = s.post("/rolegate/v1/connectors/reload", &admin, &json!({}));
+    assert_eq!((r.status, r.code()), (400, "InvalidConnectorConfiguration"));
+    let r = s.get("/rolegate/v1/connectors/pg/grants", &admin);
+    assert_eq!((r.status, r.code()), (404, "ConnectorNotFound"));
 }

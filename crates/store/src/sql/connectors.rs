@@ -317,6 +317,14 @@ impl ConnectorWrite for SqlTx<'_> {
         }
         Ok(true)
     }
+    fn supersede_connector_items(&mut self, connector: &str, now: Timestamp) -> Result<()> {
+        self.exec(
+            "UPDATE connector_items SET state = 'superseded', completed_at = ?2, lease_owner = NULL \
+             WHERE connector = ?1 AND state IN ('pending', 'retrying')",
+            &params![connector, us(now)],
+        )?;
+        Ok(())
+    }
     fn rearm_dead_items(
         &mut self,
         connector: &str,

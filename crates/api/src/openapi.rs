@@ -998,6 +998,63 @@ pub fn document() -> Value {
         "get",
         public("Prometheus metrics", "text/plain", &[200]),
     );
+    let object = json!({"type": "object"});
+    let collection = json!({"type": "object", "properties": {"value": {"type": "array", "items": {"type": "object"}}}});
+    let name = || path_param("name", None);
+    paths.add(
+        "/rolegate/v1/connectors",
+        "get",
+        Op::new("Provisioning connectors, in file order (connectors.md §9; tenant administrators)")
+            .ok_json(200, "The connectors", collection.clone()),
+    );
+    paths.add(
+        "/rolegate/v1/connectors/reload",
+        "post",
+        Op::new("Re-read the connectors file given at start (connectors.md §2.1)").ok_json(
+            200,
+            "The connectors now",
+            collection.clone(),
+        ),
+    );
+    paths.add(
+        "/rolegate/v1/connectors/{name}",
+        "get",
+        Op::new("One connector: status, items, last pass, rules")
+            .params([name()])
+            .ok_json(200, "The connector", object.clone()),
+    );
+    paths.add(
+        "/rolegate/v1/connectors/{name}/grants",
+        "get",
+        Op::new("The connector's grants and their state, by target then principal")
+            .params([
+                name(),
+                query_param("target", json!({"type": "string"}), "Exact target"),
+                query_param("principal", json!({"type": "string"}), "Exact principal"),
+                query_param("subjectId", json!({"type": "string"}), "Exact subject id"),
+                query_param("state", json!({"type": "string", "enum": ["applied", "pending", "retrying", "failed", "unmapped", "outside"]}), "Grant state"),
+            ])
+            .ok_json(200, "The grants", collection.clone()),
+    );
+    paths.add(
+        "/rolegate/v1/connectors/{name}/items",
+        "get",
+        Op::new("The connector's delivery items, newest first")
+            .params([
+                name(),
+                query_param("state", json!({"type": "string", "enum": ["pending", "inProgress", "retrying", "succeeded", "dead", "superseded"]}), "Item state"),
+                query_param("top", json!({"type": "integer", "minimum": 1, "maximum": 1000}), "At most this many (default 100)"),
+            ])
+            .ok_json(200, "The items", collection.clone()),
+    );
+    paths.add(
+        "/rolegate/v1/connectors/{name}/reconcile",
+        "post",
+        Op::new("Re-arm the connector's dead items and run a reconciliation pass now (waits up to 30 s)")
+            .params([name()])
+            .ok_json(200, "The finished pass", object.clone())
+            .ok_json(202, "The pass, still running", object),
+    );
     let mut spec = Op::new("This document");
     spec.public = true;
     paths.add(

@@ -23,8 +23,13 @@ const POLL: Duration = Duration::from_secs(1);
 /// changes on another node leave no access-log entry).
 const IDLE_PASS: Duration = Duration::from_secs(30);
 
+/// Settled items are pruned this often, keeping succeeded and superseded ones 30 days and
+/// dead ones 90 (§6.4).
+const PRUNE_EVERY: Duration = Duration::from_secs(3600);
+
 /// Runs until `stop` turns true.
 pub(super) async fn run(p: Arc<Provisioning>, mut stop: watch::Receiver<bool>) {
+    let mut pruned = tokio::time::Instant::now();
     let mut head_seen = i64::MIN;
     let mut last_pass = tokio::time::Instant::now();
     let mut next_instant: Option<jiff::Timestamp> = None;
@@ -44,6 +49,24 @@ pub(super) async fn run(p: Arc<Provisioning>, mut stop: watch::Receiver<bool>) {
                 Err(e) => tracing::warn!(error = %e, "connector planning failed; retrying"),
             }
             last_pass = tokio::time::Instant::now();
+        }
+        if pruned.elapsed() >= PRUNE_EVERY {
+            pruned = tokio::time::Instant::now();
+            let s = Arc::clone(&p.state);
+            let done = blocking(move || {
+                let now = s.clock.now();
+                let days = |d: i64| {
+                    now.checked_sub(jiff::SignedDuration::from_hours(24 * d))
+                        .unwrap_or(now)
+                };
+                rolegate_core::store::write(s.store.as_ref(), |tx| {
+                    tx.prune_connector_items(days(30), days(90))
+                })
+            })
+            .await;
+            if let Err(e) = done {
+                tracing::warn!(error = %e, "could not prune settled connector items");
+            }
         }
         // Sleep until the next instant a rule's assignment starts or ends, at most POLL.
         let now = p.state.clock.now();

@@ -437,3 +437,143 @@ impl ConnectorWrite for SqlTx<'_> {
         Ok(())
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::sqlite::{SqliteConnection, db};
+    use rolegate_core::provisioning::delivery::{Cause, PlannedItem};
+    use rusqlite::Connection;
+
+    fn at(s: i64) -> Timestamp {
+        Timestamp::from_second(1_700_000_000 + s).unwrap_or(Timestamp::UNIX_EPOCH)
+    }
+
+    fn item(id: &str, principal: &str, operation: ItemOperation, s: i64) -> ConnectorItem {
+        ConnectorItem::new(
+            id.into(),
+            "pg",
+            PlannedItem {
+                key: ("t".into(), principal.into()),
+                operation,
+                subject_id: Some(format!("s-{principal}")),
+                cause: Cause::Assignment,
+                cause_id: None,
+                assignment_ids: vec!["a1".into(), "a2".into()],
+                not_after: Some(at(500)),
+                due: at(s),
+            },
+            at(s),
+        )
+    }
+
+    fn ids(items: &[ConnectorItem]) -> Vec<&str> {
+        items.iter().map(|i| i.id.as_str()).collect()
+    }
+
+    /// Items of one key run in order, one at a time; a newer item supersedes the waiting
+    /// ones; leases are exclusive until they run out; settling moves the ledger; dead items
+    /// are re-armed only as the newest of their key; settled items are pruned.
+    #[test]
+    fn items_run_in_order_per_key_under_exclusive_leases() -> Result<()> {
+        let c = Connection::open_in_memory().map_err(db)?;
+        crate::sqlite::migrate(&c)?;
+        let conn = SqliteConnection(&c);
+        let mut tx = SqlTx::new(&conn);
+        tx.enqueue_connector_item(&item("g-alice", "alice", ItemOperation::Grant, 1))?;
+        tx.enqueue_connector_item(&item("g-bob", "bob", ItemOperation::Grant, 1))?;
+        let requested = tx.requested_keys("pg")?;
+        assert_eq!(requested.len(), 2);
+        // Two keys, two items claimed at once; nothing left for another node.
+        let claimed = tx.claim_connector_items("pg", "A", at(2), at(60), 10)?;
+        assert_eq!(ids(&claimed), ["g-alice", "g-bob"]);
+        assert_eq!(claimed[0].attempts, 1);
+        assert_eq!(claimed[0].assignment_ids, ["a1", "a2"]);
+        assert!(
+            tx.claim_connector_items("pg", "B", at(3), at(63), 10)?
+                .is_empty()
+        );
+        // A revoke of alice's key waits behind her running grant.
+        tx.enqueue_connector_item(&item("r-alice", "alice", ItemOperation::Revoke, 4))?;
+        assert!(
+            tx.claim_connector_items("pg", "B", at(5), at(65), 10)?
+                .is_empty()
+        );
+        // Only the holder settles; the grant enters the ledger.
+        assert!(!tx.settle_connector_item("g-alice", "B", &ItemOutcome::Succeeded, at(6))?);
+        assert!(tx.settle_connector_item("g-alice", "A", &ItemOutcome::Succeeded, at(6))?);
+        assert_eq!(tx.connector_ledger("pg")?.len(), 1);
+        // Bob's lease runs out (node A died): B takes his grant over.
+        let taken = tx.claim_connector_items("pg", "B", at(61), at(120), 10)?;
+        assert_eq!(ids(&taken), ["g-bob", "r-alice"]);
+        assert!(!tx.settle_connector_item("g-bob", "A", &ItemOutcome::Succeeded, at(62))?);
+        assert!(tx.settle_connector_item("g-bob", "B", &ItemOutcome::Succeeded, at(62))?);
+        // The revoke fails, is retried later, then succeeds: the ledger entry goes.
+        let retry = ItemOutcome::Retry {
+            next_attempt: at(100),
+            code: "Unreachable".into(),
+            message: "down".into(),
+        };
+        assert!(tx.settle_connector_item("r-alice", "B", &retry, at(62))?);
+        assert!(
+            tx.claim_connector_items("pg", "B", at(99), at(160), 10)?
+                .is_empty()
+        );
+        let again = tx.claim_connector_items("pg", "B", at(100), at(160), 10)?;
+        assert_eq!(ids(&again), ["r-alice"]);
+        assert_eq!(again[0].attempts, 2);
+        assert_eq!(
+            again[0].last_error,
+            Some(("Unreachable".into(), "down".into()))
+        );
+        assert!(tx.settle_connector_item("r-alice", "B", &ItemOutcome::Succeeded, at(101))?);
+        let ledger = tx.connector_ledger("pg")?;
+        assert!(ledger.iter().all(|e| e.principal != "alice"), "{ledger:?}");
+        // A waiting item is superseded by a newer one of its key.
+        tx.enqueue_connector_item(&item("g2-alice", "alice", ItemOperation::Grant, 110))?;
+        tx.enqueue_connector_item(&item("r2-alice", "alice", ItemOperation::Revoke, 111))?;
+        let states: Vec<_> = tx
+            .connector_items("pg", None, 10)?
+            .into_iter()
+            .map(|i| (i.id, i.state))
+            .collect();
+        assert_eq!(states[0], ("r2-alice".to_string(), ItemState::Pending));
+        assert_eq!(states[1], ("g2-alice".to_string(), ItemState::Superseded));
+        // It dies; re-armed only before the cut-off and only as the newest of its key.
+        let claimed = tx.claim_connector_items("pg", "A", at(112), at(170), 10)?;
+        assert_eq!(ids(&claimed), ["r2-alice"]);
+        let dead = ItemOutcome::Dead {
+            code: "Refused".into(),
+            message: "no".into(),
+        };
+        assert!(tx.settle_connector_item("r2-alice", "A", &dead, at(113))?);
+        assert_eq!(tx.settling_items("pg", at(113))?.len(), 1);
+        assert_eq!(tx.rearm_dead_items("pg", Some(at(113)), at(114))?, 0);
+        assert_eq!(tx.rearm_dead_items("pg", None, at(114))?, 1);
+        let counts = tx.connector_item_counts("pg")?;
+        assert!(counts.contains(&(ItemState::Pending, 1)), "{counts:?}");
+        // Pruning keeps what is recent or unfinished.
+        tx.prune_connector_items(at(1000), at(1000))?;
+        let left = tx.connector_items("pg", None, 10)?;
+        assert_eq!(ids(&left), ["r2-alice"]);
+        Ok(())
+    }
+
+    /// A lease row is held by one owner until it runs out or is released.
+    #[test]
+    fn a_connector_lease_has_one_holder() -> Result<()> {
+        let c = Connection::open_in_memory().map_err(db)?;
+        crate::sqlite::migrate(&c)?;
+        let conn = SqliteConnection(&c);
+        let mut tx = SqlTx::new(&conn);
+        assert!(tx.claim_connector_lease("reconcile:pg", "A", at(0), at(60))?);
+        assert!(tx.claim_connector_lease("reconcile:pg", "A", at(1), at(61))?);
+        assert!(!tx.claim_connector_lease("reconcile:pg", "B", at(2), at(62))?);
+        assert!(tx.claim_connector_lease("reconcile:pg", "B", at(62), at(120))?);
+        tx.release_connector_lease("reconcile:pg", "A")?;
+        assert!(!tx.claim_connector_lease("reconcile:pg", "A", at(63), at(123))?);
+        tx.release_connector_lease("reconcile:pg", "B")?;
+        assert!(tx.claim_connector_lease("reconcile:pg", "A", at(64), at(124))?);
+        Ok(())
+    }
+}

@@ -581,3 +581,202 @@ fn without_a_connectors_file_the_operator_api_lists_none() {
     let r = s.get("/rolegate/v1/connectors/pg/grants", &admin);
     assert_eq!((r.status, r.code()), (404, "ConnectorNotFound"));
 }
+
+/// The `exec` program of [`an_exec_connector_applies_retries_and_revokes_through_serve`]:
+/// keeps its grants in $STATE, fails its first attempt for each principal (printing the
+/// secret it was given, which the server must redact), answers `list`.
+const EXEC_PROGRAM: &str = r#"#!/usr/bin/python3
+import json, os, sys
+doc = json.load(sys.stdin)
+state = os.environ["STATE"]
+grants = json.load(open(state)) if os.path.exists(state) else []
+if doc["operation"] == "list":
+    print(json.dumps({"grants": [{"target": t, "principal": p} for t, p in grants if t in doc["targets"]]}))
+    sys.exit(0)
+key = [doc["target"], doc["principal"]]
+marker = state + "." + doc["principal"] + ".failed"
+if not os.path.exists(marker):
+    open(marker, "w").write("1")
+    sys.stderr.write("vault refused token " + os.environ["VAULT_TOKEN"] + "\n")
+    sys.exit(3)
+if doc["operation"] == "apply" and key not in grants:
+    grants.append(key)
+if doc["operation"] == "revoke" and key in grants:
+    grants.remove(key)
+json.dump(grants, open(state, "w"))
+"#;
+
+#[test]
+fn an_exec_connector_applies_retries_and_revokes_through_serve() {
+    use std::os::unix::fs::PermissionsExt;
+    if !std::path::Path::new("/usr/bin/python3").exists() {
+        harness::skip(
+            "an_exec_connector_applies_retries_and_revokes_through_serve",
+            "no /usr/bin/python3",
+        );
+        return;
+    }
+    const TOKEN: &str = "vault-Token-Secret-4242";
+    let dir = std::env::temp_dir().join(format!("rolegate-it-exec-{}", harness::uuid_like()));
+    std::fs::create_dir_all(&dir).unwrap_or_else(|e| panic!("{e}"));
+    let program = dir.join("vault-helper");
+    std::fs::write(&program, EXEC_PROGRAM).unwrap_or_else(|e| panic!("{e}"));
+    std::fs::set_permissions(&program, std::fs::Permissions::from_mode(0o755))
+        .unwrap_or_else(|e| panic!("{e}"));
+    let state = dir.join("state.json");
+    let sub_arm = format!("/subscriptions/{}", guid());
+    let file = dir.join("connectors.toml");
+    std::fs::write(
+        &file,
+        format!(
+            "[connectors.vault]\nkind = \"exec\"\ncommand = [\"{}\"]\ntimeout = \"5s\"\n\
+             principal = [\"userNameLocalPart\"]\n\
+             env = {{ STATE = \"{}\", VAULT_TOKEN = \"${{VAULT_TOKEN}}\" }}\n\
+             [[connectors.vault.rules]]\nrole = \"Contributor\"\nscope = \"{sub_arm}\"\n\
+             target = \"database/roles/payments-rw\"\n",
+            program.display(),
+            state.display()
+        ),
+    )
+    .unwrap_or_else(|e| panic!("{e}"));
+    let s = Server::start_with_env(&[
+        ("ROLEGATE_CONNECTORS", &file.to_string_lossy()),
+        ("VAULT_TOKEN", TOKEN),
+    ]);
+    let admin = harness::token(ADMIN, true);
+    register(&s, &admin, &sub_arm);
+    let sub = resource_id(&s, &admin, &sub_arm);
+    let contributor = role_id(&s, &admin, &sub, CONTRIBUTOR);
+    let user = format!("x{}", harness::uuid_like().replace('-', ""));
+    let r = s.call(
+        "POST",
+        "/scim/v2/Users",
+        Some(&admin),
+        Some(
+            &json!({"schemas": ["urn:ietf:params:scim:schemas:core:2.0:User"],
+                     "userName": format!("{user}@example.test"), "displayName": "Vault user"}),
+        ),
+    );
+    assert_eq!(r.status, 201, "{}", r.text);
+    let id = r.json["id"].as_str().unwrap_or_default().to_string();
+    let mut body = request_body("AdminAdd", "Active", &sub, &contributor, &id);
+    body["schedule"] = lasting("PT6S");
+    assert_eq!(post_request(&s, &admin, &body).status, 201);
+    let granted = || {
+        std::fs::read_to_string(&state)
+            .ok()
+            .and_then(|t| serde_json::from_str::<Value>(&t).ok())
+            .is_some_and(|g| g == json!([["database/roles/payments-rw", user.as_str()]]))
+    };
+    // The first attempt fails (exit 3), the retry a second later applies it.
+    wait_until(
+        15,
+        "the program is asked to apply the grant, and retried",
+        granted,
+    );
+    wait_until(20, "the end of the schedule revokes it", || {
+        std::fs::read_to_string(&state).is_ok_and(|t| t.trim() == "[]")
+    });
+    let log = s.log();
+    assert!(
+        log.contains("connector attempt failed; will retry"),
+        "{log}"
+    );
+    assert!(log.contains("vault refused token ***"), "{log}");
+    assert!(!log.contains(TOKEN), "the secret is in the log: {log}");
+    let items = s.get(
+        "/rolegate/v1/connectors/vault/items?state=succeeded",
+        &admin,
+    );
+    let attempts: Vec<(String, u64)> = items.json["value"]
+        .as_array()
+        .map(|v| {
+            v.iter()
+                .map(|i| {
+                    (
+                        i["operation"].as_str().unwrap_or_default().to_string(),
+                        i["attempts"].as_u64().unwrap_or(0),
+                    )
+                })
+                .collect()
+        })
+        .unwrap_or_default();
+    assert_eq!(
+        attempts,
+        [("revoke".to_string(), 1), ("grant".to_string(), 2)],
+        "{}",
+        items.text
+    );
+    std::fs::remove_dir_all(dir).ok();
+}
+
+#[test]
+fn two_nodes_apply_each_change_once_and_a_killed_node_loses_nothing() {
+    let test = "two_nodes_apply_each_change_once_and_a_killed_node_loses_nothing";
+    if harness::backend() != harness::Backend::Postgres {
+        harness::skip(test, "several nodes need a shared PostgreSQL database");
+        return;
+    }
+    let people = ["p1", "p2", "p3", "p4", "p5", "p6"];
+    let Some(mut roles) = Roles::create(test, &people) else {
+        return;
+    };
+    let (host, _) = pg_address();
+    let sub_arm = format!("/subscriptions/{}", guid());
+    let file = connectors_file(&roles, &host, &sub_arm, "");
+    let file = file.to_string_lossy().to_string();
+    let mut a = Server::start_with(&["--connectors", &file]);
+    let b = a.sibling(&["--connectors", &file], None);
+    let admin = harness::token(ADMIN, true);
+    register(&a, &admin, &sub_arm);
+    let sub = resource_id(&a, &admin, &sub_arm);
+    let contributor = role_id(&a, &admin, &sub, CONTRIBUTOR);
+    for (n, p) in people.iter().enumerate() {
+        let node = if n % 2 == 0 { &a } else { &b };
+        let (id, _) = person(node, &admin, &roles, p);
+        let mut body = request_body("AdminAdd", "Active", &sub, &contributor, &id);
+        body["schedule"] = lasting("P1D");
+        let r = post_request(node, &admin, &body);
+        assert_eq!(r.status, 201, "{}", r.text);
+    }
+    // Node A dies at once, whatever it was doing: B plans and applies the rest (taking
+    // over A's leases when they run out).
+    a.kill();
+    wait_until(90, "every grant is applied by the surviving node", || {
+        people.iter().all(|p| roles.has("app_admin", p))
+    });
+    // Each grant settles once, with one audit record (a grant A applied but never settled
+    // is applied again by B, harmlessly, and recorded once).
+    wait_until(90, "every grant item has settled", || {
+        let rows = b.sql(
+            "SELECT count(*) FROM connector_items WHERE operation = 'grant' AND state = 'succeeded'",
+            &[],
+        );
+        rows.first().and_then(|r| r.first()) == Some(&json!(people.len()))
+    });
+    let rows = b.sql(
+        "SELECT principal, count(*) FROM connector_items \
+         WHERE operation = 'grant' AND state <> 'superseded' GROUP BY principal",
+        &[],
+    );
+    assert_eq!(rows.len(), people.len(), "{rows:?}");
+    assert!(
+        rows.iter().all(|r| r[1] == json!(1)),
+        "an item twice: {rows:?}"
+    );
+    let records = provisioning_records(&b, &admin);
+    for p in people {
+        let principal = roles.name(p);
+        let grants = records
+            .iter()
+            .filter(|r| {
+                has_record(
+                    std::slice::from_ref(*r),
+                    "Grant connector access",
+                    &principal,
+                )
+            })
+            .count();
+        assert_eq!(grants, 1, "{principal} recorded {grants} times");
+    }
+}

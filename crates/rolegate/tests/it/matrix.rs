@@ -31,13 +31,14 @@ const COLUMNS: [&str; 10] = [
 ];
 
 /// The cell vocabulary.
-const VOCABULARY: [&str; 9] = [
+const VOCABULARY: [&str; 10] = [
     "200",
     "200 filtered",
     "200 own",
     "200 empty",
     "201",
     "204",
+    "400",
     "401",
     "403",
     "404",

@@ -46,7 +46,15 @@ pub(super) async fn run(p: Arc<Provisioning>, mut stop: watch::Receiver<bool>) {
                         }
                     }
                 }
-                Err(e) => tracing::warn!(error = %e, "connector planning failed; retrying"),
+                Err(e) => {
+                    tracing::warn!(error = %e, "connector planning failed; retrying in a second");
+                    next_instant = p
+                        .state
+                        .clock
+                        .now()
+                        .checked_add(jiff::SignedDuration::from_secs(1))
+                        .ok();
+                }
             }
             last_pass = tokio::time::Instant::now();
         }

@@ -10,7 +10,7 @@ use super::{Link, Provisioning, blocking, caller, metrics};
 use rolegate_connectors::connector::ConnectorError;
 use rolegate_core::error::Result;
 use rolegate_core::provisioning::delivery::{
-    Cause, ConnectorItem, ItemOperation, LedgerEntry, PlannedItem,
+    Cause, ConnectorItem, ItemOperation, ItemState, LedgerEntry, PlannedItem,
 };
 use rolegate_core::provisioning::records::{self, RecordContext};
 use rolegate_core::provisioning::{OnDrift, reconcile};
@@ -198,11 +198,20 @@ fn compare(
         .iter()
         .map(|e| (e.target.clone(), same(&e.principal)))
         .collect();
-    let settling: BTreeSet<(String, String)> = tx
+    // Keys still moving, and keys an item settled since `list` read the target (the list
+    // may predate it): left out on both sides, so a grant applied meanwhile is not taken
+    // for a missing one, nor a revoke for a grant made outside Rolegate.
+    let mut settling: BTreeSet<(String, String)> = tx
         .settling_items(name, now.checked_sub(REARM_AFTER).unwrap_or(now))?
         .into_iter()
         .map(|i| (i.target, same(&i.principal)))
         .collect();
+    settling.extend(
+        tx.connector_items(name, Some(ItemState::Succeeded), 1000)?
+            .into_iter()
+            .filter(|i| i.completed.is_some_and(|c| c >= started))
+            .map(|i| (i.target, same(&i.principal))),
+    );
     let plan = reconcile(
         &desired_keys.keys().cloned().collect(),
         &actual_keys.keys().cloned().collect(),

@@ -684,28 +684,31 @@ fn an_exec_connector_applies_retries_and_revokes_through_serve() {
     );
     assert!(log.contains("vault refused token ***"), "{log}");
     assert!(!log.contains(TOKEN), "the secret is in the log: {log}");
-    let items = s.get(
-        "/rolegate/v1/connectors/vault/items?state=succeeded",
-        &admin,
-    );
-    let attempts: Vec<(String, u64)> = items.json["value"]
-        .as_array()
-        .map(|v| {
-            v.iter()
-                .map(|i| {
-                    (
-                        i["operation"].as_str().unwrap_or_default().to_string(),
-                        i["attempts"].as_u64().unwrap_or(0),
-                    )
-                })
-                .collect()
-        })
-        .unwrap_or_default();
-    assert_eq!(
-        attempts,
-        [("revoke".to_string(), 1), ("grant".to_string(), 2)],
-        "{}",
-        items.text
+    // The revoke is settled (and listed) just after the program wrote its state.
+    let attempts = || -> Vec<(String, u64)> {
+        let items = s.get(
+            "/rolegate/v1/connectors/vault/items?state=succeeded",
+            &admin,
+        );
+        items.json["value"]
+            .as_array()
+            .map(|v| {
+                v.iter()
+                    .map(|i| {
+                        (
+                            i["operation"].as_str().unwrap_or_default().to_string(),
+                            i["attempts"].as_u64().unwrap_or(0),
+                        )
+                    })
+                    .collect()
+            })
+            .unwrap_or_default()
+    };
+    let expected = [("revoke".to_string(), 1), ("grant".to_string(), 2)];
+    wait_until(
+        10,
+        "the grant (second attempt) and the revoke are settled",
+        || attempts() == expected,
     );
     std::fs::remove_dir_all(dir).ok();
 }

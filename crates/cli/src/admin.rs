@@ -754,6 +754,7 @@ pub struct AuditListArgs {
 
 /// `rolegate audit list`: audit records through the API, newest first.
 pub fn audit_list(api: &Api, style: &Style, args: &AuditListArgs) -> Outcome<()> {
+    use rolegate_core::audit::{initiator_id, initiator_name};
     let since = now()
         .checked_sub(args.since)
         .map_err(|_| Failure::usage("--since reaches back too far"))?;
@@ -803,9 +804,8 @@ pub fn audit_list(api: &Api, style: &Style, args: &AuditListArgs) -> Outcome<()>
             by["userPrincipalName"]
                 .as_str()
                 .filter(|s| !s.is_empty())
-                .or(by["displayName"].as_str())
-                .or(by["id"].as_str())
-                .or(r["initiatedBy"]["app"]["displayName"].as_str())
+                .or_else(|| Some(initiator_name(&r["initiatedBy"])).filter(|s| !s.is_empty()))
+                .or_else(|| initiator_id(&r["initiatedBy"]))
                 .unwrap_or_default()
                 .to_string(),
             target,

@@ -540,15 +540,8 @@ impl AccessIndex {
     ) -> Vec<RoleGrant> {
         let at_us = at.as_microsecond();
         let mut out: Vec<RoleGrant> = self
-            .on_chain_of_every_holder(resource_id)
-            .filter(|(_, g)| {
-                g.state == AssignmentState::Active
-                    && g.is_current(at_us)
-                    && self
-                        .role_of
-                        .get(&g.role)
-                        .is_some_and(|k| k.template_id.eq_ignore_ascii_case(template_id))
-            })
+            .active_of_template_on_chain(resource_id, template_id)
+            .filter(|(_, g)| g.is_current(at_us))
             .map(|(holder, g)| RoleGrant {
                 holder_id: self.subjects.name(holder).unwrap_or_default().to_string(),
                 assignment_id: key_to_id(g.assignment),
@@ -570,19 +563,29 @@ impl AccessIndex {
         after: Timestamp,
     ) -> Option<Timestamp> {
         let after_us = after.as_microsecond();
+        self.active_of_template_on_chain(resource_id, template_id)
+            .flat_map(|(_, g)| [Some(g.start_us), g.end_us])
+            .flatten()
+            .filter(|t| *t > after_us)
+            .min()
+            .map(instant)
+    }
+
+    /// Every holder's active grants (in effect or not) whose role is the template
+    /// `template_id`, on `resource_id` or its ancestors.
+    fn active_of_template_on_chain<'a>(
+        &'a self,
+        resource_id: &str,
+        template_id: &'a str,
+    ) -> impl Iterator<Item = (u32, &'a Grant)> + 'a {
         self.on_chain_of_every_holder(resource_id)
-            .filter(|(_, g)| {
+            .filter(move |(_, g)| {
                 g.state == AssignmentState::Active
                     && self
                         .role_of
                         .get(&g.role)
                         .is_some_and(|k| k.template_id.eq_ignore_ascii_case(template_id))
             })
-            .flat_map(|(_, g)| [Some(g.start_us), g.end_us])
-            .flatten()
-            .filter(|t| *t > after_us)
-            .min()
-            .map(instant)
     }
 
     /// Every holder's grants on `resource_id` or its ancestors: one pass over all holders,

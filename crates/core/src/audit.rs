@@ -180,6 +180,15 @@ pub fn initiator_name(initiated_by: &Value) -> &str {
         .unwrap_or_default()
 }
 
+/// Who acted, by id, from a record's `initiatedBy`: the user's `id`, or the application's
+/// `servicePrincipalId` when `user` is null (what stores index as the initiator).
+pub fn initiator_id(initiated_by: &Value) -> Option<&str> {
+    match &initiated_by["user"] {
+        Value::Null => initiated_by["app"]["servicePrincipalId"].as_str(),
+        user => user["id"].as_str(),
+    }
+}
+
 /// The columns a store keeps beside an audit document so that lists filter and authorise
 /// in the database. Every one is derived from the document by [`AuditIndex::of`], so a
 /// verifier can check the stored columns against the (hashed) document.
@@ -253,13 +262,11 @@ impl AuditIndex {
             activity: text(&doc["activityDisplayName"], "activityDisplayName")?,
             result: text(&doc["result"], "result")?,
             correlation_id: text(&doc["correlationId"], "correlationId")?,
-            initiator_id: match &doc["initiatedBy"]["user"] {
-                Value::Null => text(
-                    &doc["initiatedBy"]["app"]["servicePrincipalId"],
-                    "initiatedBy.app.servicePrincipalId",
-                )?,
-                user => text(&user["id"], "initiatedBy.user.id")?,
-            },
+            initiator_id: initiator_id(&doc["initiatedBy"])
+                .map(str::to_string)
+                .ok_or_else(|| {
+                    DomainError::internal("audit document has no initiator id (user or app)")
+                })?,
             resource_id,
             request_id,
             target_ids,

@@ -391,7 +391,7 @@ pub async fn show(State(portal): State<S>, visit: Visit, Path(id): Path<String>)
         format!(
             "{} ({})",
             rolegate_core::audit::initiator_name(&d["initiatedBy"]),
-            text(&d["initiatedBy"]["user"]["id"])
+            rolegate_core::audit::initiator_id(&d["initiatedBy"]).unwrap_or_default()
         ),
     )])
     .collect();
@@ -513,7 +513,7 @@ pub async fn export_csv(
         let by = format!(
             "{} ({})",
             rolegate_core::audit::initiator_name(&d["initiatedBy"]),
-            text(&d["initiatedBy"]["user"]["id"])
+            rolegate_core::audit::initiator_id(&d["initiatedBy"]).unwrap_or_default()
         );
         let targets = d["targetResources"]
             .as_array()

@@ -123,7 +123,9 @@ fn csv_row(doc: &Value) -> String {
         text(&doc["resultReason"]),
         text(&doc["correlationId"]),
         text(&doc["loggedByService"]),
-        text(&user["id"]),
+        rolegate_core::audit::initiator_id(&doc["initiatedBy"])
+            .unwrap_or_default()
+            .to_string(),
         rolegate_core::audit::initiator_name(&doc["initiatedBy"]).to_string(),
         text(&user["userPrincipalName"]),
         list(&doc["targetResources"], &|t| {

@@ -72,7 +72,8 @@ fn context(base: &str, set: &str, entity: bool) -> Value {
     ))
 }
 
-fn next_link(headers: &HeaderMap, uri: &Uri, skip: u64) -> String {
+/// The `@odata.nextLink` of a page: this request's URL with `$skip` set to `skip`.
+pub(crate) fn next_link(headers: &HeaderMap, uri: &Uri, skip: u64) -> String {
     let host = base_url(headers);
     let origin = host.trim_end_matches("/beta");
     let mut query: Vec<String> = uri

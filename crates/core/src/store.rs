@@ -428,6 +428,13 @@ pub trait ConnectorRead {
     ) -> Result<BTreeMap<(String, String), RequestedKey>>;
     /// The grants Rolegate made through `connector` and has not revoked.
     fn connector_ledger(&mut self, connector: &str) -> Result<Vec<LedgerEntry>>;
+    /// Whether Rolegate's ledger of `connector` holds (`target`, `principal`).
+    fn in_connector_ledger(
+        &mut self,
+        connector: &str,
+        target: &str,
+        principal: &str,
+    ) -> Result<bool>;
     /// Items of `connector`, newest first, only those in `state` when given.
     fn connector_items(
         &mut self,
@@ -472,12 +479,12 @@ pub trait ConnectorWrite {
         lease_until: Timestamp,
         limit: u32,
     ) -> Result<Vec<ConnectorItem>>;
-    /// Settles running item `id` if `owner` still holds it: `succeeded` (and the ledger
+    /// Settles running `item` if `owner` still holds it: `succeeded` (and the ledger
     /// follows: a grant enters it, a revoke leaves it), `retrying` at `next_attempt`, or
     /// `dead`. False when the lease was lost (another node took the item over).
     fn settle_connector_item(
         &mut self,
-        id: &str,
+        item: &ConnectorItem,
         owner: &str,
         outcome: &ItemOutcome,
         now: Timestamp,

@@ -91,9 +91,26 @@ pub fn record(
     }
     additional.extend(details);
     AuditRecord {
-        id: ctx.id.clone(),
-        category: "Provisioning".into(),
         correlation_id: correlation_id.to_string(),
+        target_resources: targets,
+        additional_details: additional,
+        ..application_record(&ctx.id, ctx.at, activity, operation_type, failure)
+    }
+}
+
+/// A `Provisioning` record by the application "Rolegate connectors", correlated with its own
+/// id, without targets or details yet; `failure` makes it a `failure` with that reason.
+fn application_record(
+    id: &str,
+    at: Timestamp,
+    activity: &str,
+    operation_type: &str,
+    failure: Option<&str>,
+) -> AuditRecord {
+    AuditRecord {
+        id: id.to_string(),
+        category: "Provisioning".into(),
+        correlation_id: id.to_string(),
         result: if failure.is_some() {
             "failure"
         } else {
@@ -102,11 +119,11 @@ pub fn record(
         .into(),
         result_reason: failure.unwrap_or_default().to_string(),
         activity_display_name: activity.to_string(),
-        activity_date_time: ctx.at,
+        activity_date_time: at,
         operation_type: operation_type.to_string(),
         initiated_by: Initiator::application(CONNECTORS_APP_ID, "Rolegate connectors"),
-        target_resources: targets,
-        additional_details: additional,
+        target_resources: Vec::new(),
+        additional_details: Vec::new(),
     }
 }
 
@@ -127,22 +144,9 @@ pub fn reload_record(
         details.push(("ledgerEntriesLeftBehind".into(), left_behind.to_string()));
     }
     AuditRecord {
-        id: id.to_string(),
-        category: "Provisioning".into(),
-        correlation_id: id.to_string(),
-        result: if failure.is_some() {
-            "failure"
-        } else {
-            "success"
-        }
-        .into(),
-        result_reason: failure.unwrap_or_default().to_string(),
-        activity_display_name: "Reload connector configuration".into(),
-        activity_date_time: at,
-        operation_type: "Update".into(),
-        initiated_by: Initiator::application(CONNECTORS_APP_ID, "Rolegate connectors"),
         target_resources: vec![Target::new("ConnectorConfiguration", "connectors", path)],
         additional_details: details,
+        ..application_record(id, at, "Reload connector configuration", "Update", failure)
     }
 }
 

@@ -23,7 +23,7 @@ use rolegate_api::AppState;
 use rolegate_connectors::config::{ConnectorConfig, ConnectorsConfig};
 use rolegate_connectors::connector::{Connector, ConnectorError};
 use rolegate_core::access::Caller;
-use rolegate_core::provisioning::records::CONNECTORS_APP_ID;
+use rolegate_core::provisioning::records::{CONNECTORS_APP_ID, RecordContext};
 use rolegate_core::store;
 use std::collections::BTreeSet;
 use std::sync::{Arc, Mutex, RwLock};
@@ -65,6 +65,16 @@ impl Link {
     /// The kind's name.
     pub fn kind(&self) -> &'static str {
         self.config.kind.name()
+    }
+
+    /// The facts of a provisioning audit record of this connector at `at`, with a fresh id.
+    fn record_context(&self, at: jiff::Timestamp) -> RecordContext<'_> {
+        RecordContext {
+            id: uuid::Uuid::new_v4().to_string(),
+            connector: &self.config.name,
+            kind: self.kind(),
+            at,
+        }
     }
 
     /// Notes that `key` is now present (`true`) or absent in the target.
@@ -195,9 +205,13 @@ impl Provisioning {
             .unwrap_or_else(|e| Arc::clone(&e.into_inner()))
     }
 
-    /// The connector named `name`.
-    fn link(&self, name: &str) -> Option<Arc<Link>> {
-        self.links().iter().find(|l| l.config.name == name).cloned()
+    /// The connector named `name`, or `404 ConnectorNotFound`.
+    fn named(&self, name: &str) -> rolegate_core::error::Result<Arc<Link>> {
+        self.links()
+            .iter()
+            .find(|l| l.config.name == name)
+            .cloned()
+            .ok_or_else(|| rolegate_api::connectors::connector_not_found(name))
     }
 
     fn spawn(&self, task: tokio::task::JoinHandle<()>) {

@@ -4,7 +4,7 @@
 
 use super::planner::desired_state;
 use super::{Link, Provisioning, blocking, metrics};
-use rolegate_api::connectors::{ConnectorOperator, GrantFilter, OperatorFuture, PassOutcome};
+use rolegate_api::connectors::{ConnectorOperator, OperatorFuture, PassOutcome};
 use rolegate_core::error::Result;
 use rolegate_core::provisioning::delivery::{ConnectorItem, ItemOperation, ItemState};
 use rolegate_core::schedule::format_datetime;
@@ -41,6 +41,14 @@ fn item_doc(i: &ConnectorItem) -> Value {
     })
 }
 
+/// How many of `counts` (per state, as the store counts them) are in `state`.
+fn in_state(counts: &[(ItemState, u64)], state: ItemState) -> u64 {
+    counts
+        .iter()
+        .find(|(s, _)| *s == state)
+        .map_or(0, |(_, n)| *n)
+}
+
 /// One connector's document (§9 `Connector`).
 async fn connector_doc(p: &Arc<Provisioning>, link: &Arc<Link>) -> Result<Value> {
     let (q, name) = (Arc::clone(p), link.config.name.clone());
@@ -55,12 +63,7 @@ async fn connector_doc(p: &Arc<Provisioning>, link: &Arc<Link>) -> Result<Value>
         })
     })
     .await?;
-    let count = |s: ItemState| {
-        counts
-            .iter()
-            .find(|(state, _)| *state == s)
-            .map_or(0, |(_, n)| *n)
-    };
+    let count = |s: ItemState| in_state(&counts, s);
     let status = link.status.lock().map(|s| s.clone()).unwrap_or_default();
     let last_pass_failed = pass.as_ref().is_some_and(|p| p["status"] == "failed");
     let health = match status.up {
@@ -226,6 +229,8 @@ async fn grant_rows(p: &Arc<Provisioning>, link: &Arc<Link>) -> Result<Vec<Value
             }));
         }
     }
+    let text = |r: &Value, key: &str| r[key].as_str().unwrap_or_default().to_string();
+    out.sort_by_cached_key(|r| (text(r, "target"), text(r, "principal")));
     Ok(out)
 }
 
@@ -241,61 +246,20 @@ impl ConnectorOperator for Operator {
         })
     }
 
-    fn connector(&self, name: &str) -> OperatorFuture<Option<Value>> {
+    fn connector(&self, name: &str) -> OperatorFuture<Value> {
         let (p, name) = (Arc::clone(&self.0), name.to_string());
-        Box::pin(async move {
-            match p.link(&name) {
-                Some(link) => Ok(Some(connector_doc(&p, &link).await?)),
-                None => Ok(None),
-            }
-        })
+        Box::pin(async move { connector_doc(&p, &p.named(&name)?).await })
     }
 
-    fn grants(&self, name: &str, filter: GrantFilter) -> OperatorFuture<Option<Vec<Value>>> {
+    fn grants(&self, name: &str) -> OperatorFuture<Vec<Value>> {
         let (p, name) = (Arc::clone(&self.0), name.to_string());
-        Box::pin(async move {
-            let Some(link) = p.link(&name) else {
-                return Ok(None);
-            };
-            let matches = |row: &Value, key: &str, wanted: &Option<String>| {
-                wanted.as_ref().is_none_or(|w| row[key].as_str() == Some(w))
-            };
-            let mut rows: Vec<Value> = grant_rows(&p, &link)
-                .await?
-                .into_iter()
-                .filter(|r| {
-                    matches(r, "target", &filter.target)
-                        && matches(r, "principal", &filter.principal)
-                        && matches(r, "subjectId", &filter.subject_id)
-                        && matches(r, "state", &filter.state)
-                })
-                .collect();
-            rows.sort_by(|a, b| {
-                let key = |r: &Value| {
-                    (
-                        r["target"].as_str().unwrap_or_default().to_string(),
-                        r["principal"].as_str().unwrap_or_default().to_string(),
-                    )
-                };
-                key(a).cmp(&key(b))
-            });
-            rows.truncate(1000);
-            Ok(Some(rows))
-        })
+        Box::pin(async move { grant_rows(&p, &p.named(&name)?).await })
     }
 
-    fn items(
-        &self,
-        name: &str,
-        state: Option<String>,
-        top: u32,
-    ) -> OperatorFuture<Option<Vec<Value>>> {
+    fn items(&self, name: &str, state: Option<ItemState>, top: u32) -> OperatorFuture<Vec<Value>> {
         let (p, name) = (Arc::clone(&self.0), name.to_string());
         Box::pin(async move {
-            if p.link(&name).is_none() {
-                return Ok(None);
-            }
-            let state = state.as_deref().and_then(ItemState::parse);
+            p.named(&name)?;
             let q = Arc::clone(&p);
             let items = blocking(move || {
                 store::read(q.state.store.as_ref(), |tx| {
@@ -303,16 +267,14 @@ impl ConnectorOperator for Operator {
                 })
             })
             .await?;
-            Ok(Some(items.iter().map(item_doc).collect()))
+            Ok(items.iter().map(item_doc).collect())
         })
     }
 
-    fn reconcile(&self, name: &str) -> OperatorFuture<Option<PassOutcome>> {
+    fn reconcile(&self, name: &str) -> OperatorFuture<PassOutcome> {
         let (p, name) = (Arc::clone(&self.0), name.to_string());
         Box::pin(async move {
-            let Some(link) = p.link(&name) else {
-                return Ok(None);
-            };
+            let link = p.named(&name)?;
             let asked = p.state.clock.now();
             let (q, n) = (Arc::clone(&p), name.clone());
             let rearmed = blocking(move || {
@@ -340,13 +302,13 @@ impl ConnectorOperator for Operator {
                         .is_some_and(|started| started >= asked)
                 });
                 if let Some(pass) = newer {
-                    return Ok(Some(PassOutcome::Finished(pass)));
+                    return Ok(PassOutcome::Finished(pass));
                 }
                 if tokio::time::Instant::now() >= deadline {
-                    return Ok(Some(PassOutcome::Running(json!({
+                    return Ok(PassOutcome::Running(json!({
                         "id": null, "trigger": "operator", "status": "running",
                         "startDateTime": format_datetime(asked), "endDateTime": null,
-                    }))));
+                    })));
                 }
                 tokio::time::sleep(Duration::from_millis(100)).await;
             }
@@ -385,12 +347,7 @@ impl ConnectorOperator for Operator {
                     })
                 })
                 .await?;
-                let count = |s: ItemState| {
-                    counts
-                        .iter()
-                        .find(|(state, _)| *state == s)
-                        .map_or(0, |(_, n)| *n)
-                };
+                let count = |s: ItemState| in_state(&counts, s);
                 let now = p.state.clock.now();
                 let overdue = open
                     .iter()

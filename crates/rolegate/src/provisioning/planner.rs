@@ -9,7 +9,7 @@ use rolegate_core::access::AccessIndex;
 use rolegate_core::directory::Subject;
 use rolegate_core::error::{DomainError, Result};
 use rolegate_core::provisioning::delivery::{self, ConnectorItem};
-use rolegate_core::provisioning::records::{self, RecordContext};
+use rolegate_core::provisioning::records;
 use rolegate_core::provisioning::{self, Desired, PrincipalMapping};
 use rolegate_core::store::{ReadTx, Tx};
 use std::collections::BTreeSet;
@@ -144,7 +144,7 @@ fn pass(p: &Provisioning) -> Result<PassOutcome> {
                     tx.enqueue_connector_item(&item)?;
                 }
                 out.written.push(items.len());
-                record_unmapped(tx, link, &desired, &directory, now, ctx.new_id)?;
+                record_unmapped(tx, link, &desired, &directory, now)?;
             }
             Ok((out, Vec::new()))
         })
@@ -212,7 +212,6 @@ fn record_unmapped(
     desired: &Desired,
     directory: &[Subject],
     now: jiff::Timestamp,
-    new_id: &dyn Fn() -> String,
 ) -> Result<()> {
     let name = &link.config.name;
     let before: BTreeSet<String> = tx
@@ -236,32 +235,34 @@ fn record_unmapped(
         }
         let subject = directory.iter().find(|s| &s.id == subject_id);
         tracing::warn!(connector = %name, subject = %subject_id, reason = reason.as_str(), "subject not mapped to a principal; nothing granted");
-        for target in targets {
-            let ctx = RecordContext {
-                id: new_id(),
-                connector: name,
-                kind: link.kind(),
-                at: now,
-            };
-            let record = records::record(
-                &ctx,
-                "Subject not mapped",
-                "Other",
-                Some(&format!(
-                    "the subject has no usable principal ({})",
-                    reason.as_str()
-                )),
-                &ctx.id,
-                target,
-                None,
-                subject,
-                vec![
-                    ("subjectId".into(), subject_id.clone()),
-                    ("reason".into(), reason.as_str().to_string()),
-                ],
-            );
-            tx.append_audit(&record)?;
-        }
+        // One record per subject that becomes unmapped, naming its first target and, in
+        // its details, every target it would get.
+        let Some(first) = targets.first() else {
+            continue;
+        };
+        let ctx = link.record_context(now);
+        let record = records::record(
+            &ctx,
+            "Subject not mapped",
+            "Other",
+            Some(&format!(
+                "the subject has no usable principal ({})",
+                reason.as_str()
+            )),
+            &ctx.id,
+            first,
+            None,
+            subject,
+            vec![
+                ("subjectId".into(), subject_id.clone()),
+                ("reason".into(), reason.as_str().to_string()),
+                (
+                    "targets".into(),
+                    targets.iter().cloned().collect::<Vec<_>>().join(","),
+                ),
+            ],
+        );
+        tx.append_audit(&record)?;
     }
     if rows.len() != before.len() || rows.iter().any(|(s, _, _)| !before.contains(s)) {
         tx.replace_connector_findings(name, "unmapped", &rows)?;

@@ -12,7 +12,7 @@ use rolegate_core::error::Result;
 use rolegate_core::provisioning::delivery::{
     Cause, ConnectorItem, ItemOperation, ItemState, LedgerEntry, PlannedItem,
 };
-use rolegate_core::provisioning::records::{self, RecordContext};
+use rolegate_core::provisioning::records;
 use rolegate_core::provisioning::{OnDrift, reconcile};
 use rolegate_core::schedule::format_datetime;
 use rolegate_core::store::{self, Tx};
@@ -282,18 +282,12 @@ fn compare(
             },
         )?;
     }
-    let reported = report_outside(tx, link, &plan.outside, &actual_keys, now, new_id)?;
-    let record_ctx = |id: String| RecordContext {
-        id,
-        connector: name,
-        kind: link.kind(),
-        at: now,
-    };
+    let reported = report_outside(tx, link, &plan.outside, &actual_keys, now)?;
     if let Some(why) = &plan.refused {
         summary["status"] = json!("failed");
         summary["error"] = json!(why);
         tracing::error!(connector = %name, error = %why, "reconciliation refused by the safety valve");
-        let ctx = record_ctx(new_id());
+        let ctx = link.record_context(now);
         let record = records::record(
             &ctx,
             "Reconcile connector",
@@ -334,7 +328,6 @@ fn report_outside(
     outside: &[(String, String)],
     actual_keys: &BTreeMap<(String, String), (String, String)>,
     now: jiff::Timestamp,
-    new_id: &dyn Fn() -> String,
 ) -> Result<u64> {
     if link.config.on_drift != OnDrift::Report {
         return Ok(0);
@@ -354,12 +347,7 @@ fn report_outside(
             continue;
         }
         reported += 1;
-        let ctx = RecordContext {
-            id: new_id(),
-            connector: name,
-            kind: link.kind(),
-            at: now,
-        };
+        let ctx = link.record_context(now);
         let record = records::record(
             &ctx,
             "Report grant made outside Rolegate",

@@ -9,7 +9,7 @@
 use super::{Link, Provisioning, blocking, metrics};
 use rolegate_connectors::connector::{ApplyContext, ConnectorError, Grant};
 use rolegate_core::provisioning::delivery::{ConnectorItem, ItemOperation, retry_delay};
-use rolegate_core::provisioning::records::{self, Finding, RecordContext};
+use rolegate_core::provisioning::records::{self, Finding};
 use rolegate_core::schedule::format_datetime;
 use rolegate_core::store::{self, ItemOutcome};
 use std::sync::Arc;
@@ -190,22 +190,21 @@ fn settle(
         let finding = if item.cause == "reconcile" {
             Some(match item.operation {
                 ItemOperation::Grant => Finding::Missing,
-                ItemOperation::Revoke => {
-                    let ledger = tx.connector_ledger(&item.connector)?;
-                    if ledger
-                        .iter()
-                        .any(|e| e.target == item.target && e.principal == item.principal)
-                    {
-                        Finding::Stale
-                    } else {
-                        Finding::Outside
-                    }
+                ItemOperation::Revoke
+                    if tx.in_connector_ledger(
+                        &item.connector,
+                        &item.target,
+                        &item.principal,
+                    )? =>
+                {
+                    Finding::Stale
                 }
+                ItemOperation::Revoke => Finding::Outside,
             })
         } else {
             None
         };
-        if !tx.settle_connector_item(&item.id, &p.node, outcome, now)? {
+        if !tx.settle_connector_item(item, &p.node, outcome, now)? {
             return Ok(false);
         }
         let error = match outcome {
@@ -213,13 +212,20 @@ fn settle(
             ItemOutcome::Dead { code, message } => Some(format!("{code}: {message}")),
             ItemOutcome::Retry { .. } => return Ok(true),
         };
-        let ctx = RecordContext {
-            id: uuid::Uuid::new_v4().to_string(),
-            connector: &item.connector,
-            kind: link.kind(),
-            at: now,
+        let ctx = link.record_context(now);
+        // The assignment's resource, so that its R3 holders read the record too.
+        let resource_id = match item.assignment_ids.first() {
+            Some(a) => tx.assignment(a)?.map(|a| a.resource_id),
+            None => None,
         };
-        let record = records::item_record(&ctx, item, finding, error.as_deref(), subject, None);
+        let record = records::item_record(
+            &ctx,
+            item,
+            finding,
+            error.as_deref(),
+            subject,
+            resource_id.as_deref(),
+        );
         tx.append_audit(&record)?;
         Ok(true)
     })

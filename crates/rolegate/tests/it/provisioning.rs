@@ -154,26 +154,29 @@ fn person(s: &Server, admin: &str, roles: &Roles, person: &str) -> (String, Stri
 }
 
 /// Provisioning audit records, newest first.
-fn provisioning_records(s: &Server, admin: &str) -> Vec<Value> {
+fn provisioning_records(s: &Server, token: &str) -> Vec<Value> {
     let r = s.get(
         &format!(
             "/beta/auditLogs/directoryAudits?$filter={}&$top=200",
             enc("category eq 'Provisioning'")
         ),
-        admin,
+        token,
     );
     assert_eq!(r.status, 200, "audit: {}", r.text);
     r.json["value"].as_array().cloned().unwrap_or_default()
 }
 
 fn has_record(records: &[Value], activity: &str, principal: &str) -> bool {
-    records.iter().any(|r| {
-        r["activityDisplayName"] == activity
-            && r["additionalDetails"].as_array().is_some_and(|d| {
-                d.iter()
-                    .any(|d| d["key"] == "principal" && d["value"] == principal)
-            })
-    })
+    records.iter().any(|r| is_record(r, activity, principal))
+}
+
+/// Whether `record` is of `activity` about `principal`.
+fn is_record(record: &Value, activity: &str, principal: &str) -> bool {
+    record["activityDisplayName"] == activity
+        && record["additionalDetails"].as_array().is_some_and(|d| {
+            d.iter()
+                .any(|d| d["key"] == "principal" && d["value"] == principal)
+        })
 }
 
 #[test]
@@ -322,6 +325,47 @@ fn activations_grant_and_their_end_revokes_a_postgresql_role() {
             })
     });
     assert!(ended, "no revoke caused by an end: {records:#?}");
+    // decisions §11: R3 holders read the records about their resources. An Owner of the
+    // subscription reads the grant record of alice's activation there; a person without a
+    // role there reads no audit at all.
+    let grant_record = records
+        .iter()
+        .find(|r| is_record(r, "Grant connector access", &alice_role))
+        .cloned()
+        .unwrap_or_default();
+    let detail = |r: &Value, key: &str| {
+        r["additionalDetails"]
+            .as_array()
+            .and_then(|d| d.iter().find(|d| d["key"] == key))
+            .map(|d| d["value"].clone())
+    };
+    assert_eq!(
+        detail(&grant_record, "resourceId"),
+        Some(json!(sub)),
+        "{grant_record:#}"
+    );
+    let (owner, owner_token) = person(&s, &admin, &roles, "owner");
+    add(
+        &owner,
+        "Active",
+        &sub,
+        &role_id(&s, &admin, &sub, OWNER),
+        lasting("P1D"),
+    );
+    let seen = provisioning_records(&s, &owner_token);
+    assert!(
+        seen.iter().any(|r| r["id"] == grant_record["id"]),
+        "the subscription's Owner does not see {grant_record:#}"
+    );
+    let (_, stranger) = person(&s, &admin, &roles, "stranger");
+    let r = s.get(
+        &format!(
+            "/beta/auditLogs/directoryAudits?$filter={}",
+            enc("category eq 'Provisioning'")
+        ),
+        &stranger,
+    );
+    assert_eq!(r.status, 403, "{}", r.text);
     operator_api_shows_the_connector(&s, &admin, &mut roles, &carol);
     // The chain still verifies with the connectors' records in it.
     let verify = std::process::Command::new(harness::binary())
@@ -439,6 +483,27 @@ fn operator_api_shows_the_connector(s: &Server, admin: &str, roles: &mut Roles, 
     );
     let anonymous = s.try_call("GET", "/rolegate/v1/connectors", None, None);
     assert_eq!(anonymous.map(|r| r.status).ok(), Some(401));
+    // decisions §8: a request-id on every answer, the Graph envelope naming it on errors.
+    assert!(r.header("request-id").is_some_and(|id| !id.is_empty()));
+    assert_eq!(
+        missing.json["error"]["innerError"]["request-id"].as_str(),
+        missing.header("request-id"),
+        "{}",
+        missing.text
+    );
+    // Bad input is a 4xx, never a 5xx.
+    for (path, status) in [
+        ("/rolegate/v1/connectors/%00", 400),
+        ("/rolegate/v1/connectors/pg/items?top=abc", 400),
+        ("/rolegate/v1/connectors/pg/items?top=1001", 400),
+        ("/rolegate/v1/connectors/pg/items?state=done", 400),
+        ("/rolegate/v1/connectors/pg/grants?$skip=-1", 400),
+        ("/rolegate/v1/connectors/%E2%82%AC/grants", 404),
+    ] {
+        let r = s.get(path, admin);
+        assert_eq!(r.status, status, "{path}: {}", r.text);
+        assert!(r.json["error"]["code"].is_string(), "{path}: {}", r.text);
+    }
 
     let grants = s.get(
         &format!("/rolegate/v1/connectors/pg/grants?subjectId={carol}"),
@@ -710,6 +775,69 @@ fn an_exec_connector_applies_retries_and_revokes_through_serve() {
         "the grant (second attempt) and the revoke are settled",
         || attempts() == expected,
     );
+
+    // Two people whose userName local parts are the same: neither is granted (§3.2
+    // `ambiguous`); each is listed as unmapped and recorded once.
+    let mut twins = Vec::new();
+    for domain in ["a.example", "b.example"] {
+        let r = s.call(
+            "POST",
+            "/scim/v2/Users",
+            Some(&admin),
+            Some(
+                &json!({"schemas": ["urn:ietf:params:scim:schemas:core:2.0:User"],
+                         "userName": format!("{user}twin@{domain}"), "displayName": "Twin"}),
+            ),
+        );
+        assert_eq!(r.status, 201, "{}", r.text);
+        let twin = r.json["id"].as_str().unwrap_or_default().to_string();
+        let mut body = request_body("AdminAdd", "Active", &sub, &contributor, &twin);
+        body["schedule"] = lasting("P1D");
+        assert_eq!(post_request(&s, &admin, &body).status, 201);
+        twins.push(twin);
+    }
+    wait_until(10, "both twins are listed as unmapped", || {
+        let rows = s.get(
+            "/rolegate/v1/connectors/vault/grants?state=unmapped",
+            &admin,
+        );
+        let mut found: Vec<(String, String)> = rows.json["value"]
+            .as_array()
+            .map(|v| {
+                v.iter()
+                    .map(|r| {
+                        (
+                            r["subjectId"].as_str().unwrap_or_default().to_string(),
+                            r["unmappedReason"].as_str().unwrap_or_default().to_string(),
+                        )
+                    })
+                    .collect()
+            })
+            .unwrap_or_default();
+        found.sort();
+        let mut wanted: Vec<(String, String)> = twins
+            .iter()
+            .map(|t| (t.clone(), "ambiguous".to_string()))
+            .collect();
+        wanted.sort();
+        found == wanted
+    });
+    let records = provisioning_records(&s, &admin);
+    for twin in &twins {
+        let about_twin = records
+            .iter()
+            .filter(|r| {
+                r["activityDisplayName"] == "Subject not mapped"
+                    && r["result"] == "failure"
+                    && r["additionalDetails"].as_array().is_some_and(|d| {
+                        d.iter()
+                            .any(|d| d["key"] == "subjectId" && d["value"] == twin.as_str())
+                    })
+            })
+            .count();
+        assert_eq!(about_twin, 1, "{twin}: {records:#?}");
+    }
+    assert!(std::fs::read_to_string(&state).is_ok_and(|t| t.trim() == "[]"));
     std::fs::remove_dir_all(dir).ok();
 }
 

@@ -85,6 +85,20 @@ impl ConnectorRead for SqlTx<'_> {
             },
         )
     }
+    fn in_connector_ledger(
+        &mut self,
+        connector: &str,
+        target: &str,
+        principal: &str,
+    ) -> Result<bool> {
+        Ok(self
+            .one(
+                "SELECT 1 FROM connector_ledger WHERE connector = ? AND target = ? AND principal = ?",
+                &params![connector, target, principal],
+                |r| r.get::<i64>(0),
+            )?
+            .is_some())
+    }
     fn connector_items(
         &mut self,
         connector: &str,
@@ -248,12 +262,13 @@ impl ConnectorWrite for SqlTx<'_> {
     }
     fn settle_connector_item(
         &mut self,
-        id: &str,
+        item: &ConnectorItem,
         owner: &str,
         outcome: &ItemOutcome,
         now: Timestamp,
     ) -> Result<bool> {
         let held = "id = ?1 AND lease_owner = ?2 AND state = 'inProgress'";
+        let id = item.id.as_str();
         let changed = match outcome {
             ItemOutcome::Succeeded => self.exec(
                 &format!(
@@ -288,13 +303,6 @@ impl ConnectorWrite for SqlTx<'_> {
             return Ok(false);
         }
         if *outcome == ItemOutcome::Succeeded {
-            let item = self
-                .one(
-                    &format!("SELECT {ITEM_COLS} FROM connector_items i WHERE i.id = ?"),
-                    &params![id],
-                    item_row,
-                )?
-                .ok_or_else(|| DomainError::internal("a settled item vanished"))?;
             match item.operation {
                 ItemOperation::Grant => self.adopt_connector_grant(
                     &item.connector,
@@ -467,6 +475,14 @@ mod tests {
         )
     }
 
+    /// Item `id` as stored.
+    fn stored(tx: &mut SqlTx<'_>, id: &str) -> Result<ConnectorItem> {
+        tx.connector_items("pg", None, 100)?
+            .into_iter()
+            .find(|i| i.id == id)
+            .ok_or_else(|| DomainError::internal(format!("no item {id}")))
+    }
+
     fn ids(items: &[ConnectorItem]) -> Vec<&str> {
         items.iter().map(|i| i.id.as_str()).collect()
     }
@@ -500,21 +516,28 @@ mod tests {
                 .is_empty()
         );
         // Only the holder settles; the grant enters the ledger.
-        assert!(!tx.settle_connector_item("g-alice", "B", &ItemOutcome::Succeeded, at(6))?);
-        assert!(tx.settle_connector_item("g-alice", "A", &ItemOutcome::Succeeded, at(6))?);
+        let held = stored(&mut tx, "g-alice")?;
+        assert!(!tx.settle_connector_item(&held, "B", &ItemOutcome::Succeeded, at(6))?);
+        let held = stored(&mut tx, "g-alice")?;
+        assert!(tx.settle_connector_item(&held, "A", &ItemOutcome::Succeeded, at(6))?);
         assert_eq!(tx.connector_ledger("pg")?.len(), 1);
+        assert!(tx.in_connector_ledger("pg", "t", "alice")?);
+        assert!(!tx.in_connector_ledger("pg", "t", "bob")?);
         // Bob's lease runs out (node A died): B takes his grant over.
         let taken = tx.claim_connector_items("pg", "B", at(61), at(120), 10)?;
         assert_eq!(ids(&taken), ["g-bob", "r-alice"]);
-        assert!(!tx.settle_connector_item("g-bob", "A", &ItemOutcome::Succeeded, at(62))?);
-        assert!(tx.settle_connector_item("g-bob", "B", &ItemOutcome::Succeeded, at(62))?);
+        let held = stored(&mut tx, "g-bob")?;
+        assert!(!tx.settle_connector_item(&held, "A", &ItemOutcome::Succeeded, at(62))?);
+        let held = stored(&mut tx, "g-bob")?;
+        assert!(tx.settle_connector_item(&held, "B", &ItemOutcome::Succeeded, at(62))?);
         // The revoke fails, is retried later, then succeeds: the ledger entry goes.
         let retry = ItemOutcome::Retry {
             next_attempt: at(100),
             code: "Unreachable".into(),
             message: "down".into(),
         };
-        assert!(tx.settle_connector_item("r-alice", "B", &retry, at(62))?);
+        let held = stored(&mut tx, "r-alice")?;
+        assert!(tx.settle_connector_item(&held, "B", &retry, at(62))?);
         assert!(
             tx.claim_connector_items("pg", "B", at(99), at(160), 10)?
                 .is_empty()
@@ -526,7 +549,8 @@ mod tests {
             again[0].last_error,
             Some(("Unreachable".into(), "down".into()))
         );
-        assert!(tx.settle_connector_item("r-alice", "B", &ItemOutcome::Succeeded, at(101))?);
+        let held = stored(&mut tx, "r-alice")?;
+        assert!(tx.settle_connector_item(&held, "B", &ItemOutcome::Succeeded, at(101))?);
         let ledger = tx.connector_ledger("pg")?;
         assert!(ledger.iter().all(|e| e.principal != "alice"), "{ledger:?}");
         // A waiting item is superseded by a newer one of its key.
@@ -546,7 +570,8 @@ mod tests {
             code: "Refused".into(),
             message: "no".into(),
         };
-        assert!(tx.settle_connector_item("r2-alice", "A", &dead, at(113))?);
+        let held = stored(&mut tx, "r2-alice")?;
+        assert!(tx.settle_connector_item(&held, "A", &dead, at(113))?);
         assert_eq!(tx.settling_items("pg", at(113))?.len(), 1);
         assert_eq!(tx.rearm_dead_items("pg", Some(at(113)), at(114))?, 0);
         assert_eq!(tx.rearm_dead_items("pg", None, at(114))?, 1);

@@ -771,14 +771,25 @@ fn schemas() -> Value {
         ("operationType", nullable_str()),
         (
             "initiatedBy",
-            object(&[(
-                "user",
-                object(&[
-                    ("id", nullable_str()),
-                    ("displayName", nullable_str()),
-                    ("userPrincipalName", nullable_str()),
-                ]),
-            )]),
+            // A person (`user`), or Rolegate's connectors (`app`, with `user` null).
+            object(&[
+                ("user", {
+                    let mut user = object(&[
+                        ("id", nullable_str()),
+                        ("displayName", nullable_str()),
+                        ("userPrincipalName", nullable_str()),
+                    ]);
+                    user["nullable"] = json!(true);
+                    user
+                }),
+                (
+                    "app",
+                    object(&[
+                        ("displayName", nullable_str()),
+                        ("servicePrincipalId", nullable_str()),
+                    ]),
+                ),
+            ]),
         ),
         (
             "targetResources",

@@ -102,11 +102,42 @@ fn live_server_conforms_to_its_openapi_document() {
     else {
         return;
     };
-    let t = Tenant::start();
-    seed(&t);
-    let s: &Server = &t.s;
     let dir = std::env::temp_dir().join(format!("rolegate-schemathesis-{}", uuid_like()));
     std::fs::create_dir_all(&dir).expect("temp dir");
+    // An exec connector (a one-line program), so that the operator API has a connector to
+    // show and the audit log holds records initiated by the connectors' application.
+    let connectors = dir.join("connectors.toml");
+    let write_connectors = |scope: &str| {
+        let program = "import json,sys; d=json.load(sys.stdin); print(json.dumps({'grants': []}) if d['operation'] == 'list' else '')";
+        std::fs::write(
+            &connectors,
+            format!(
+                "[connectors.vault]\nkind = \"exec\"\ncommand = [{python:?}, \"-c\", {program:?}]\n\
+                 [[connectors.vault.rules]]\nrole = \"Contributor\"\nscope = \"{scope}\"\n\
+                 target = \"database/roles/app\"\n"
+            ),
+        )
+        .expect("connectors file");
+    };
+    write_connectors("/subscriptions/00000000-0000-0000-0000-000000000000");
+    let t = Tenant::start_with(&["--connectors", &connectors.to_string_lossy()]);
+    write_connectors(&t.sub_arm);
+    let r = t.s.post(
+        "/rolegate/v1/connectors/reload",
+        &t.admin,
+        &serde_json::json!({}),
+    );
+    assert_eq!(r.status, 200, "{}", r.text);
+    seed(&t);
+    let s: &Server = &t.s;
+    crate::harness::wait_until(15, "the connector grants bob's activation", || {
+        s.get(
+            "/beta/auditLogs/directoryAudits?$filter=category%20eq%20'Provisioning'",
+            &t.admin,
+        )
+        .text
+        .contains("Grant connector access")
+    });
     let mut cmd = Command::new("bash");
     cmd.arg(SCRIPT)
         .arg(&s.origin)

@@ -150,6 +150,23 @@ fn quote(s: &str) -> String {
 /// subjects and resources whose name, `userName` or e-mail contains it.
 fn ids_named(tx: &mut dyn ReadTx, text: &str) -> Result<Vec<String>> {
     let mut ids = vec![text.to_string()];
+    // Rolegate's own initiators are not in the directory: found by the names records show.
+    let scheduler = rolegate_core::scheduler::caller();
+    let wanted = text.to_lowercase();
+    for (id, name) in [
+        (
+            scheduler.subject_id.as_str(),
+            scheduler.display_name.as_str(),
+        ),
+        (
+            rolegate_core::provisioning::records::CONNECTORS_APP_ID,
+            rolegate_core::provisioning::records::CONNECTORS_APP_NAME,
+        ),
+    ] {
+        if name.to_lowercase().contains(&wanted) {
+            ids.push(id.to_string());
+        }
+    }
     for s in rolegate_core::scim::find_subjects(tx, text, 20)? {
         ids.push(s.id);
     }

@@ -9,6 +9,8 @@ use jiff::Timestamp;
 
 /// The id records name the connectors' application by (`initiatedBy.app.servicePrincipalId`).
 pub const CONNECTORS_APP_ID: &str = "rolegate-connectors";
+/// The name records show for the connectors' application.
+pub const CONNECTORS_APP_NAME: &str = "Rolegate connectors";
 
 /// What reconciliation found about a key whose item later ran (§7.2).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -121,7 +123,7 @@ fn application_record(
         activity_display_name: activity.to_string(),
         activity_date_time: at,
         operation_type: operation_type.to_string(),
-        initiated_by: Initiator::application(CONNECTORS_APP_ID, "Rolegate connectors"),
+        initiated_by: Initiator::application(CONNECTORS_APP_ID, CONNECTORS_APP_NAME),
         target_resources: Vec::new(),
         additional_details: Vec::new(),
     }

@@ -23,7 +23,7 @@ use rolegate_api::AppState;
 use rolegate_connectors::config::{ConnectorConfig, ConnectorsConfig};
 use rolegate_connectors::connector::{Connector, ConnectorError};
 use rolegate_core::access::Caller;
-use rolegate_core::provisioning::records::{CONNECTORS_APP_ID, RecordContext};
+use rolegate_core::provisioning::records::{CONNECTORS_APP_ID, CONNECTORS_APP_NAME, RecordContext};
 use rolegate_core::store;
 use std::collections::BTreeSet;
 use std::sync::{Arc, Mutex, RwLock};
@@ -139,7 +139,7 @@ pub struct Provisioning {
 fn caller() -> Caller {
     Caller {
         subject_id: CONNECTORS_APP_ID.into(),
-        display_name: "Rolegate connectors".into(),
+        display_name: CONNECTORS_APP_NAME.into(),
         principal_name: None,
         is_tenant_admin: false,
         mfa: false,

@@ -838,6 +838,30 @@ fn an_exec_connector_applies_retries_and_revokes_through_serve() {
         assert_eq!(about_twin, 1, "{twin}: {records:#?}");
     }
     assert!(std::fs::read_to_string(&state).is_ok_and(|t| t.trim() == "[]"));
+
+    // The portal names the connectors' application, and finds its records by that name.
+    let mut v = crate::portal::Visitor::new(&s);
+    assert_eq!(v.sign_in(ADMIN, true).status, 303);
+    let page = v.get("/ui/audit?initiated_by=Rolegate%20connectors");
+    assert!(
+        page.text.contains("Grant connector access"),
+        "{}",
+        page.text
+    );
+    assert!(!page.text.contains("Add user"), "{}", page.text);
+    let grant = records
+        .iter()
+        .find(|r| r["activityDisplayName"] == "Grant connector access")
+        .and_then(|r| r["id"].as_str())
+        .unwrap_or_default();
+    let record = v.get(&format!("/ui/audit/{grant}"));
+    assert!(
+        record
+            .text
+            .contains("Rolegate connectors (rolegate-connectors)"),
+        "{}",
+        record.text
+    );
     std::fs::remove_dir_all(dir).ok();
 }
 

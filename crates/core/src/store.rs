@@ -449,6 +449,9 @@ pub trait ConnectorRead {
         connector: &str,
         dead_since: Timestamp,
     ) -> Result<Vec<ConnectorItem>>;
+    /// When the next item of `connector` may be claimed: the earliest next attempt of a
+    /// waiting item, or lease end of a running one; `None` when nothing is unfinished.
+    fn next_connector_item_due(&mut self, connector: &str) -> Result<Option<Timestamp>>;
     /// The number of items of `connector` in each state.
     fn connector_item_counts(&mut self, connector: &str) -> Result<Vec<(ItemState, u64)>>;
     /// The newest reconciliation pass of `connector` (its §7.4 summary document).

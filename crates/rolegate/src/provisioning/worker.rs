@@ -17,8 +17,8 @@ use std::time::Duration;
 use tokio::sync::watch;
 use tokio::task::JoinSet;
 
-/// How often the worker looks for items nobody signalled (retries falling due, another
-/// node's items).
+/// How often at most the worker looks for items nobody signalled (another node's items);
+/// a retry falling due sooner wakes it at its time.
 const POLL: Duration = Duration::from_secs(1);
 
 /// Runs until `stop` turns true or a reload retires `link`; operations in flight then
@@ -28,8 +28,12 @@ pub(super) async fn run(p: Arc<Provisioning>, link: Arc<Link>, mut stop: watch::
     let mut retired = link.retired.subscribe();
     let mut running: JoinSet<()> = JoinSet::new();
     loop {
+        // A cheap read first: the claim is a write (on PostgreSQL under the cluster's write
+        // lock), made only when an item is due.
+        let due = next_due(&p, &link).await;
+        let now = p.state.clock.now();
         let room = concurrency.saturating_sub(running.len());
-        if room > 0 {
+        if room > 0 && due.is_some_and(|d| d <= now) {
             match claim(&p, &link, room).await {
                 Ok(items) => {
                     for item in items {
@@ -47,10 +51,36 @@ pub(super) async fn run(p: Arc<Provisioning>, link: Arc<Link>, mut stop: watch::
             _ = retired.wait_for(|r| *r) => break,
             _ = link.work.notified() => {}
             Some(_) = running.join_next(), if !running.is_empty() => {}
-            _ = tokio::time::sleep(POLL) => {}
+            _ = tokio::time::sleep(until_due(due, now)) => {}
         }
     }
     while running.join_next().await.is_some() {}
+}
+
+/// When the connector's next item falls due (`None`: nothing unfinished, or the store
+/// could not say: the next poll asks again).
+async fn next_due(p: &Arc<Provisioning>, link: &Arc<Link>) -> Option<jiff::Timestamp> {
+    let (q, name) = (Arc::clone(p), link.config.name.clone());
+    match blocking(move || {
+        store::read(q.state.store.as_ref(), |tx| {
+            tx.next_connector_item_due(&name)
+        })
+    })
+    .await
+    {
+        Ok(due) => due,
+        Err(e) => {
+            tracing::warn!(connector = %link.config.name, error = %e, "could not read the connector's items");
+            None
+        }
+    }
+}
+
+/// How long to sleep: until `due` when it comes sooner than the next poll.
+fn until_due(due: Option<jiff::Timestamp>, now: jiff::Timestamp) -> Duration {
+    due.map(|d| d.duration_since(now))
+        .and_then(|d| Duration::try_from(d).ok())
+        .map_or(POLL, |d| d.min(POLL))
 }
 
 /// Leases up to `room` items of `link`.

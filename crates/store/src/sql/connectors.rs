@@ -142,6 +142,17 @@ impl ConnectorRead for SqlTx<'_> {
             item_row,
         )
     }
+    fn next_connector_item_due(&mut self, connector: &str) -> Result<Option<Timestamp>> {
+        self.one(
+            "SELECT min(CASE WHEN state = 'inProgress' THEN lease_until ELSE next_attempt_at END) \
+             FROM connector_items WHERE connector = ? AND state IN ('pending', 'retrying', 'inProgress')",
+            &params![connector],
+            |r| r.get::<Option<i64>>(0),
+        )?
+        .flatten()
+        .map(ts)
+        .transpose()
+    }
     fn connector_item_counts(&mut self, connector: &str) -> Result<Vec<(ItemState, u64)>> {
         self.many(
             "SELECT state, count(*) FROM connector_items WHERE connector = ? GROUP BY state",
@@ -501,8 +512,14 @@ mod tests {
         let requested = tx.requested_keys("pg")?;
         assert_eq!(requested.len(), 2);
         // Two keys, two items claimed at once; nothing left for another node.
+        assert_eq!(tx.next_connector_item_due("pg")?, Some(at(1)));
         let claimed = tx.claim_connector_items("pg", "A", at(2), at(60), 10)?;
         assert_eq!(ids(&claimed), ["g-alice", "g-bob"]);
+        assert_eq!(
+            tx.next_connector_item_due("pg")?,
+            Some(at(60)),
+            "the leases' end"
+        );
         assert_eq!(claimed[0].attempts, 1);
         assert_eq!(claimed[0].assignment_ids, ["a1", "a2"]);
         assert!(

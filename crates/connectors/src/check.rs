@@ -32,9 +32,8 @@ pub fn connector_json(c: &ConnectorConfig) -> Value {
     let rules: Vec<Value> = c
         .rules
         .iter()
-        .zip(&c.rule_lines)
-        .map(|(r, line)| {
-            json!({"index": r.index, "line": line, "role": r.role.display_name,
+        .map(|r| {
+            json!({"index": r.index, "line": r.line, "role": r.role.display_name,
                    "templateId": r.role.template_id, "scope": r.scope.as_str(),
                    "target": r.target})
         })

@@ -73,8 +73,6 @@ pub struct ConnectorConfig {
     pub kind: KindConfig,
     /// Its rules, in file order.
     pub rules: Vec<Rule>,
-    /// The 1-based line of each rule's table, for `check`.
-    pub rule_lines: Vec<usize>,
     /// Principal sources, in order (§3.2).
     pub principal: Vec<PrincipalSource>,
     /// Case applied to the mapped value.
@@ -652,7 +650,7 @@ fn read_connector(
     };
     let timeout = t.duration(doc, "timeout", default_timeout, Duration::ZERO);
     let endpoint = kind.as_ref().map(|k| (name, k.endpoint().to_string()));
-    let (rules, rule_lines) = read_rules(
+    let rules = read_rules(
         doc,
         &mut t,
         kind_name.as_ref().map(|k| k.get_ref().as_str()),
@@ -668,7 +666,6 @@ fn read_connector(
         name: name.to_string(),
         kind: kind?,
         rules,
-        rule_lines,
         principal,
         principal_case,
         reconcile_interval,
@@ -687,11 +684,11 @@ fn read_rules(
     t: &mut Table<'_, '_>,
     kind: Option<&str>,
     owner: Option<(&str, String)>,
-) -> (Vec<Rule>, Vec<usize>) {
+) -> Vec<Rule> {
     let field = t.field("rules");
     let Some(v) = t.value("rules") else {
         t.missing(doc, "rules");
-        return (Vec::new(), Vec::new());
+        return Vec::new();
     };
     let DeValue::Array(items) = v.get_ref() else {
         doc.problem(
@@ -699,13 +696,12 @@ fn read_rules(
             &field,
             "must be an array of tables ([[…rules]])".into(),
         );
-        return (Vec::new(), Vec::new());
+        return Vec::new();
     };
     if items.is_empty() {
         doc.problem(v.span(), &field, "must hold at least one rule".into());
     }
     let mut rules = Vec::new();
-    let mut lines = Vec::new();
     for (index, item) in items.iter().enumerate() {
         let Some(mut r) = Table::new(format!("{field}[{index}]"), item, doc) else {
             continue;
@@ -763,14 +759,14 @@ fn read_rules(
         if let (Some(role), Some(scope), Some(target)) = (role, scope, target) {
             rules.push(Rule {
                 index,
+                line,
                 role,
                 scope,
                 target,
             });
-            lines.push(line);
         }
     }
-    (rules, lines)
+    rules
 }
 
 #[cfg(test)]

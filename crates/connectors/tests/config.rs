@@ -124,7 +124,8 @@ target = "database/roles/payments-rw"
     assert_eq!(pg.reconcile_interval, Duration::from_secs(60));
     assert_eq!(pg.timeout, Duration::from_secs(10));
     assert_eq!(pg.rules[1].role.display_name, "Contributor");
-    assert_eq!(pg.rule_lines, [12, 17], "each rule's [[…rules]] header");
+    let lines: Vec<usize> = pg.rules.iter().map(|r| r.line).collect();
+    assert_eq!(lines, [12, 17], "each rule's [[…rules]] header");
     match &pg.kind {
         KindConfig::Postgresql(k) => {
             assert_eq!(k.password.as_ref().map(|s| s.expose()), Some(SECRET));

@@ -18,6 +18,8 @@ use std::collections::{BTreeMap, BTreeSet, HashMap};
 pub struct Rule {
     /// Its position in the connector's `rules` array (0-based).
     pub index: usize,
+    /// The 1-based line of its `[[…rules]]` table in the file (for `connectors check`).
+    pub line: usize,
     /// The role, resolved to a built-in role.
     pub role: &'static BuiltInRole,
     /// The scope it covers (assignments on it or an ancestor count).
@@ -634,6 +636,7 @@ mod tests {
                 let mapping = PrincipalMapping { sources: &sources, case: PrincipalCase::Lower, finish: &finish };
                 let rules: Vec<Rule> = w.rules.iter().enumerate().map(|(index, (t, _, target))| Rule {
                     index,
+                    line: 0,
                     role: resolve_role(TEMPLATES[*t]).unwrap(),
                     scope: ArmId::parse("/subscriptions/3f2504e0-4f89-11d3-9a0c-0305e82c3301").unwrap(),
                     target: format!("t{target}"),
@@ -668,6 +671,7 @@ mod tests {
             };
             let rules = vec![Rule {
                 index: 0,
+                line: 0,
                 role: resolve_role("Reader").unwrap(),
                 scope: ArmId::parse("/subscriptions/3f2504e0-4f89-11d3-9a0c-0305e82c3301").unwrap(),
                 target: "t0".into(),

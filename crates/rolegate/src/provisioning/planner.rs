@@ -129,25 +129,52 @@ fn pass(p: &Provisioning) -> Result<PassOutcome> {
                 ..PassOutcome::default()
             };
             for link in out.links.clone().iter() {
-                let (desired, next) = desired_state(tx, p, link, &directory, now)?;
-                out.next_instant = match (out.next_instant, next) {
+                let planned = plan_link(tx, p, link, &directory, now, ctx.new_id)?;
+                out.next_instant = match (out.next_instant, planned.next_instant) {
                     (Some(a), Some(b)) => Some(a.min(b)),
                     (a, b) => a.or(b),
                 };
-                let name = &link.config.name;
-                let requested = tx.requested_keys(name)?;
-                let managed: BTreeSet<String> =
-                    link.config.rules.iter().map(|r| r.target.clone()).collect();
-                let items = delivery::plan(&desired, &requested, &managed, now);
-                for planned in &items {
-                    let item = ConnectorItem::new((ctx.new_id)(), name, planned.clone(), now);
-                    tx.enqueue_connector_item(&item)?;
-                }
-                out.written.push(items.len());
-                record_unmapped(tx, link, &desired, &directory, now)?;
+                out.written.push(planned.written);
             }
             Ok((out, Vec::new()))
         })
+}
+
+/// What planning one connector did.
+pub(super) struct Planned {
+    /// The connector's desired state at the planning instant.
+    pub desired: Desired,
+    /// Items written.
+    pub written: usize,
+    /// The next instant its desired state may change without a write.
+    pub next_instant: Option<jiff::Timestamp>,
+}
+
+/// Plans one connector at `now` inside the caller's write transaction: the items that bring
+/// its requested state to its desired state, and the subjects that became unmapped. The
+/// reconciler plans first too, so that what planning would do is never taken for drift.
+pub(super) fn plan_link(
+    tx: &mut dyn Tx,
+    p: &Provisioning,
+    link: &Link,
+    directory: &[Subject],
+    now: jiff::Timestamp,
+    new_id: &dyn Fn() -> String,
+) -> Result<Planned> {
+    let (desired, next_instant) = desired_state(tx, p, link, directory, now)?;
+    let name = &link.config.name;
+    let requested = tx.requested_keys(name)?;
+    let managed: BTreeSet<String> = link.config.rules.iter().map(|r| r.target.clone()).collect();
+    let items = delivery::plan(&desired, &requested, &managed, now);
+    for planned in &items {
+        tx.enqueue_connector_item(&ConnectorItem::new(new_id(), name, planned.clone(), now))?;
+    }
+    record_unmapped(tx, link, &desired, directory, now)?;
+    Ok(Planned {
+        desired,
+        written: items.len(),
+        next_instant,
+    })
 }
 
 /// One connector's desired state at `now` (§4) from the access index, which the write

@@ -5,7 +5,7 @@
 //! reported. One pass per connector at a time in the whole cluster (a lease row); a `list`
 //! that fails changes nothing; over `max_revocations_per_pass`, nothing is revoked.
 
-use super::planner::desired_state;
+use super::planner::plan_link;
 use super::{Link, Provisioning, blocking, caller, metrics};
 use rolegate_connectors::connector::ConnectorError;
 use rolegate_core::error::Result;
@@ -175,8 +175,10 @@ fn compare(
     if rearmed > 0 {
         tracing::info!(connector = %name, rearmed, "dead connector items re-armed an hour after they died");
     }
+    // Plan first: a change not planned yet gets its own item (and is then settling), not a
+    // "missing" or "stale" finding.
     let directory = tx.all_subjects()?;
-    let (desired, _) = desired_state(tx, p, link, &directory, now)?;
+    let desired = plan_link(tx, p, link, &directory, now, new_id)?.desired;
     // Principals compare as the kind compares them (an LDAP DN in any spelling).
     let same = |principal: &str| c.kind.comparable_principal(principal);
     let desired_keys: BTreeMap<(String, String), (String, String)> = desired

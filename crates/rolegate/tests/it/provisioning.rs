@@ -132,25 +132,53 @@ fn connectors_file(roles: &Roles, host: &str, scope: &str, extra: &str) -> std::
     path
 }
 
-/// A SCIM user whose `userName` local part is the run's role for `person`.
+/// A SCIM user whose `userName` local part is the run's role for `person`, and a token.
 fn person(s: &Server, admin: &str, roles: &Roles, person: &str) -> (String, String) {
+    let id = scim_user(
+        s,
+        admin,
+        &format!("{}@example.test", roles.name(person)),
+        person,
+    );
+    let token = harness::token(&id, true);
+    (id, token)
+}
+
+/// A new SCIM user; its id.
+fn scim_user(s: &Server, admin: &str, user_name: &str, display_name: &str) -> String {
     let r = s.call(
         "POST",
         "/scim/v2/Users",
         Some(admin),
         Some(&json!({
             "schemas": ["urn:ietf:params:scim:schemas:core:2.0:User"],
-            "userName": format!("{}@example.test", roles.name(person)),
-            "displayName": person,
+            "userName": user_name,
+            "displayName": display_name,
         })),
     );
     assert_eq!(r.status, 201, "SCIM create user: {}", r.text);
-    let id = r.json["id"]
+    r.json["id"]
         .as_str()
         .unwrap_or_else(|| panic!("no user id: {}", r.text))
-        .to_string();
-    let token = harness::token(&id, true);
-    (id, token)
+        .to_string()
+}
+
+/// An AdminAdd of `state` (`Active`, `Eligible`) lasting `duration` from now, through
+/// `s`, that must succeed; the request as answered.
+fn admin_add(
+    s: &Server,
+    admin: &str,
+    state: &str,
+    resource: &str,
+    role: &str,
+    subject: &str,
+    duration: &str,
+) -> Value {
+    let mut body = request_body("AdminAdd", state, resource, role, subject);
+    body["schedule"] = lasting(duration);
+    let r = post_request(s, admin, &body);
+    assert_eq!(r.status, 201, "AdminAdd: {}", r.text);
+    r.json
 }
 
 /// Provisioning audit records, newest first.
@@ -199,16 +227,13 @@ fn activations_grant_and_their_end_revokes_a_postgresql_role() {
     let sub = resource_id(&s, &admin, &sub_arm);
     let rg = resource_id(&s, &admin, &rg_arm);
     let contributor = role_id(&s, &admin, &sub, CONTRIBUTOR);
-    let add = |subject: &str, state: &str, resource: &str, role: &str, schedule: Value| {
-        let mut body = request_body("AdminAdd", state, resource, role, subject);
-        body["schedule"] = schedule;
-        let r = post_request(&s, &admin, &body);
-        assert_eq!(r.status, 201, "AdminAdd: {}", r.text);
+    let add = |subject: &str, state: &str, resource: &str, role: &str, duration: &str| {
+        admin_add(&s, &admin, state, resource, role, subject, duration);
     };
 
     // Alice is eligible on the subscription (an ancestor of the rule's scope): nothing yet.
     let (alice, alice_token) = person(&s, &admin, &roles, "alice");
-    add(&alice, "Eligible", &sub, &contributor, lasting("P30D"));
+    add(&alice, "Eligible", &sub, &contributor, "P30D");
     // Erin is active on a resource group *below* nothing the rule covers: another group.
     let (erin, _) = person(&s, &admin, &roles, "erin");
     register(&s, &admin, &format!("{sub_arm}/resourceGroups/other"));
@@ -218,7 +243,7 @@ fn activations_grant_and_their_end_revokes_a_postgresql_role() {
         "Active",
         &other,
         &role_id(&s, &admin, &other, CONTRIBUTOR),
-        lasting("P1D"),
+        "P1D",
     );
     // Alice activates for a few seconds: granted, then revoked at the end by the timer.
     let eligible = list_assignments(&s, &admin, &sub)
@@ -246,7 +271,7 @@ fn activations_grant_and_their_end_revokes_a_postgresql_role() {
         "Eligible",
         &rg,
         &role_id(&s, &admin, &rg, CONTRIBUTOR),
-        lasting("P30D"),
+        "P30D",
     );
     let rg_contributor = role_id(&s, &admin, &rg, CONTRIBUTOR);
     let r = post_request(
@@ -270,7 +295,7 @@ fn activations_grant_and_their_end_revokes_a_postgresql_role() {
     let (dave, _) = person(&s, &admin, &roles, "dave");
     let inner = create_group(&s, &admin, "inner", &[&dave]);
     let group = create_group(&s, &admin, "analysts", &[&carol, &inner]);
-    add(&group, "Active", &sub, &contributor, lasting("P1D"));
+    add(&group, "Active", &sub, &contributor, "P1D");
     wait_until(10, "the group's members are granted", || {
         roles.has("app_admin", "carol") && roles.has("app_admin", "dave")
     });
@@ -350,7 +375,7 @@ fn activations_grant_and_their_end_revokes_a_postgresql_role() {
         "Active",
         &sub,
         &role_id(&s, &admin, &sub, OWNER),
-        lasting("P1D"),
+        "P1D",
     );
     let seen = provisioning_records(&s, &owner_token);
     assert!(
@@ -399,11 +424,12 @@ fn a_target_that_is_down_leaves_the_activation_successful_and_gets_the_grant_lat
     let sub = resource_id(&s, &admin, &sub_arm);
     let contributor = role_id(&s, &admin, &sub, CONTRIBUTOR);
     let (alice, _) = person(&s, &admin, &roles, "alice");
-    let mut body = request_body("AdminAdd", "Active", &sub, &contributor, &alice);
-    body["schedule"] = lasting("P1D");
-    let r = post_request(&s, &admin, &body);
-    assert_eq!(r.status, 201, "AdminAdd with the target down: {}", r.text);
-    assert_eq!(status_of(&r.json), ("Closed", "Provisioned"));
+    let added = admin_add(&s, &admin, "Active", &sub, &contributor, &alice, "P1D");
+    assert_eq!(
+        status_of(&added),
+        ("Closed", "Provisioned"),
+        "with the target down"
+    );
     // The item is retried (a failed attempt is logged) while the target is down.
     wait_until(15, "a failed attempt is logged", || {
         s.log().contains("connector attempt failed; will retry")
@@ -571,9 +597,7 @@ fn a_reload_replaces_a_valid_file_and_refuses_an_invalid_one() {
     let sub = resource_id(&s, &admin, &sub_arm);
     let reader = role_id(&s, &admin, &sub, "acdd72a7-3385-48ef-bd42-f606fba81ae7");
     let (alice, _) = person(&s, &admin, &roles, "alice");
-    let mut body = request_body("AdminAdd", "Active", &sub, &reader, &alice);
-    body["schedule"] = lasting("P1D");
-    assert_eq!(post_request(&s, &admin, &body).status, 201);
+    admin_add(&s, &admin, "Active", &sub, &reader, &alice, "P1D");
 
     // An invalid file: 400 with the problem lines, and the running configuration stays.
     let valid = std::fs::read_to_string(&file).unwrap_or_else(|e| panic!("{e}"));
@@ -713,20 +737,8 @@ fn an_exec_connector_applies_retries_and_revokes_through_serve() {
     let sub = resource_id(&s, &admin, &sub_arm);
     let contributor = role_id(&s, &admin, &sub, CONTRIBUTOR);
     let user = format!("x{}", harness::uuid_like().replace('-', ""));
-    let r = s.call(
-        "POST",
-        "/scim/v2/Users",
-        Some(&admin),
-        Some(
-            &json!({"schemas": ["urn:ietf:params:scim:schemas:core:2.0:User"],
-                     "userName": format!("{user}@example.test"), "displayName": "Vault user"}),
-        ),
-    );
-    assert_eq!(r.status, 201, "{}", r.text);
-    let id = r.json["id"].as_str().unwrap_or_default().to_string();
-    let mut body = request_body("AdminAdd", "Active", &sub, &contributor, &id);
-    body["schedule"] = lasting("PT6S");
-    assert_eq!(post_request(&s, &admin, &body).status, 201);
+    let id = scim_user(&s, &admin, &format!("{user}@example.test"), "Vault user");
+    admin_add(&s, &admin, "Active", &sub, &contributor, &id, "PT6S");
     let granted = || {
         std::fs::read_to_string(&state)
             .ok()
@@ -780,20 +792,8 @@ fn an_exec_connector_applies_retries_and_revokes_through_serve() {
     // `ambiguous`); each is listed as unmapped and recorded once.
     let mut twins = Vec::new();
     for domain in ["a.example", "b.example"] {
-        let r = s.call(
-            "POST",
-            "/scim/v2/Users",
-            Some(&admin),
-            Some(
-                &json!({"schemas": ["urn:ietf:params:scim:schemas:core:2.0:User"],
-                         "userName": format!("{user}twin@{domain}"), "displayName": "Twin"}),
-            ),
-        );
-        assert_eq!(r.status, 201, "{}", r.text);
-        let twin = r.json["id"].as_str().unwrap_or_default().to_string();
-        let mut body = request_body("AdminAdd", "Active", &sub, &contributor, &twin);
-        body["schedule"] = lasting("P1D");
-        assert_eq!(post_request(&s, &admin, &body).status, 201);
+        let twin = scim_user(&s, &admin, &format!("{user}twin@{domain}"), "Twin");
+        admin_add(&s, &admin, "Active", &sub, &contributor, &twin, "P1D");
         twins.push(twin);
     }
     wait_until(10, "both twins are listed as unmapped", || {
@@ -896,10 +896,7 @@ fn two_nodes_apply_each_change_once_and_a_killed_node_loses_nothing() {
     for (n, p) in people.iter().enumerate() {
         let node = if n % 2 == 0 { &a } else { &b };
         let (id, _) = person(node, &admin, &roles, p);
-        let mut body = request_body("AdminAdd", "Active", &sub, &contributor, &id);
-        body["schedule"] = lasting("P1D");
-        let r = post_request(node, &admin, &body);
-        assert_eq!(r.status, 201, "{}", r.text);
+        admin_add(node, &admin, "Active", &sub, &contributor, &id, "P1D");
     }
     // Node A dies at once, whatever it was doing: B plans and applies the rest (taking
     // over A's leases when they run out).

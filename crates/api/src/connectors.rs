@@ -40,6 +40,14 @@ pub trait ConnectorOperator: Send + Sync {
     fn connector(&self, name: &str) -> OperatorFuture<Value>;
     /// Every grant row (§9 `Grant`) of one connector, sorted by target then principal.
     fn grants(&self, name: &str) -> OperatorFuture<Vec<Value>>;
+    /// The grant rows, across connectors, that any of `assignment_ids` justifies, each with
+    /// its `connector` and `kind`; only `only_subject`'s rows when given (a holder's own
+    /// view, whose errors carry no message).
+    fn assignment_grants(
+        &self,
+        assignment_ids: Vec<String>,
+        only_subject: Option<String>,
+    ) -> OperatorFuture<Vec<Value>>;
     /// One connector's items (§9 `Item`), newest first, at most `top`.
     fn items(&self, name: &str, state: Option<ItemState>, top: u32) -> OperatorFuture<Vec<Value>>;
     /// Re-arms the connector's dead items and runs a pass now (or joins the running one),

@@ -322,6 +322,47 @@ pub async fn item_route(
     get_item(s, c, o, p, h, coll).await
 }
 
+/// `GET …/roleAssignments/{id}/connectorGrants` (Rolegate): what the connectors did with an
+/// assignment the caller may read, one row per connector, target and principal it justifies
+/// (docs/connectors.md "The grant's state for the person who activated"); only the caller's
+/// own rows unless it administers the resource. `{"value": []}` without connectors.
+pub async fn assignment_connector_grants(
+    State(s): State<Arc<AppState>>,
+    Auth(c): Auth,
+    Path(p): Params,
+) -> ApiResult<Response> {
+    provider(&p)?;
+    let rid = p.get("rid").cloned();
+    let id = p.get("id").cloned().unwrap_or_default();
+    let only = s
+        .read(move |tx, st| {
+            let now = st.clock.now();
+            let access = st.access_view();
+            ensure_resource(tx, rid.as_deref())?;
+            match visibility::load_item(
+                tx,
+                Collection::RoleAssignments,
+                &id,
+                rid.as_deref(),
+                &c,
+                &access,
+                now,
+            )? {
+                visibility::Item::Assignment(a, _) => Ok((
+                    a.id,
+                    visibility::connector_grants_viewed_by(&c, &access, &a.resource_id, now),
+                )),
+                _ => Err(Collection::RoleAssignments.not_found(&id)),
+            }
+        })
+        .await?;
+    let value = match s.connectors.get() {
+        Some(o) => o.assignment_grants(vec![only.0], only.1).await?,
+        None => Vec::new(),
+    };
+    Ok(axum::Json(serde_json::json!({ "value": value })).into_response())
+}
+
 /// `GET /beta/me` (Rolegate): the caller as a `governanceSubject`, with
 /// `isTenantAdministrator` and `mfa` as the server sees them (`rolegate whoami`). A tenant
 /// administrator outside the directory is described from the token.

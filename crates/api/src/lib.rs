@@ -282,6 +282,10 @@ fn routes() -> Routes {
                 get(graph::export),
             )
             .route(
+                &format!("{prefix}/roleAssignments/{{id}}/connectorGrants"),
+                get(graph::assignment_connector_grants),
+            )
+            .route(
                 &format!("{prefix}/roleAssignmentRequests/{{id}}/cancel"),
                 post(graph::cancel_request),
             )

@@ -438,6 +438,19 @@ fn graph_prefix(paths: &mut Paths, prefix: &str, nested: bool) {
         v
     };
     paths.add(
+        &format!("{prefix}/roleAssignments/{{id}}/connectorGrants"),
+        "get",
+        Op::new(format!(
+            "What the provisioning connectors did with an assignment{under} (Rolegate): one row per connector, target and principal it justifies; only the caller's own rows unless it administers the resource"
+        ))
+        .params(req_params())
+        .ok_json(200, "The grants", collection_of(json!({"type": "object", "properties": {
+            "connector": str_prop(), "kind": str_prop(), "target": str_prop(),
+            "principal": {"type": "string", "nullable": true}, "subjectId": str_prop(),
+            "state": {"type": "string", "enum": ["applied", "pending", "retrying", "failed", "unmapped"]},
+        }}))),
+    );
+    paths.add(
         &format!("{prefix}/roleAssignmentRequests/{{id}}/cancel"),
         "post",
         Op::new(format!("Cancel a pending request{under}"))

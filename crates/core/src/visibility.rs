@@ -666,6 +666,20 @@ pub fn may_read_audit_entry(
     caller.is_tenant_admin || resource_id.is_some_and(|r| caller.may_administer(access, r, now))
 }
 
+/// Whose connector grant rows of an assignment on `resource_id` `caller` sees, once it may
+/// read the assignment: every holder's (`None`) for tenant administrators and R3 holders of
+/// the resource, who read the connectors' audit records too (decisions.md §11); only its
+/// own (`Some(its id)`) for anyone else, since rows name principals in other systems.
+pub fn connector_grants_viewed_by(
+    caller: &Caller,
+    access: &dyn AccessView,
+    resource_id: &str,
+    now: Timestamp,
+) -> Option<String> {
+    (!may_read_audit_entry(caller, access, Some(resource_id), now))
+        .then(|| caller.subject_id.clone())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

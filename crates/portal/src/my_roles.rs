@@ -97,6 +97,57 @@ impl When {
     }
 }
 
+/// What one connector did with an active role, in words (docs/connectors.md "The grant's
+/// state for the person who activated").
+pub struct GrantView {
+    /// "app_admin in pg_main".
+    what: String,
+    /// "Granted", "Granting", "Retrying", "Failed", "Not granted".
+    state: &'static str,
+    /// Why, when it is not simply granted.
+    detail: String,
+}
+
+impl GrantView {
+    /// The view of one row of `…/connectorGrants`.
+    fn of(row: &serde_json::Value) -> Self {
+        let text = |k: &str| row[k].as_str().unwrap_or_default().to_string();
+        let attempts = row["attempts"].as_u64().unwrap_or(0);
+        let (state, detail) = match row["state"].as_str().unwrap_or_default() {
+            "applied" => ("Granted", String::new()),
+            "pending" if row["operation"] == "revoke" => ("Removing", String::new()),
+            "pending" => ("Granting", String::new()),
+            "retrying" => (
+                "Retrying",
+                format!(
+                    "{attempts} attempt{} failed; Rolegate keeps trying",
+                    if attempts == 1 { "" } else { "s" }
+                ),
+            ),
+            "failed" => (
+                "Failed",
+                "Rolegate gave up; your administrator can see why and retry".to_string(),
+            ),
+            _ => (
+                "Not granted",
+                match row["unmappedReason"].as_str() {
+                    Some("ambiguous") => "another account maps to the same name there",
+                    Some("invalidValue") => "your account's name there is not valid for it",
+                    _ => "your account has no name there",
+                }
+                .to_string(),
+            ),
+        };
+        let target = text("target");
+        let connector = text("connector");
+        Self {
+            what: format!("{target} in {connector}"),
+            state,
+            detail,
+        }
+    }
+}
+
 /// One row of a "My roles" table.
 pub struct RowView {
     id: String,
@@ -109,6 +160,8 @@ pub struct RowView {
     may_extend: bool,
     may_deactivate: bool,
     may_renew: bool,
+    /// What the connectors did with it (active rows, when connectors run).
+    grants: Vec<GrantView>,
 }
 
 impl RowView {
@@ -127,6 +180,7 @@ impl RowView {
             may_extend: r.may_extend,
             may_deactivate: r.may_deactivate,
             may_renew: r.may_renew,
+            grants: Vec::new(),
         }
     }
 }
@@ -140,6 +194,8 @@ struct MyRolesPage {
     eligible: Vec<RowView>,
     active: Vec<RowView>,
     expired: Vec<RowView>,
+    /// Whether connectors run: the active table then shows "Connected systems".
+    connected: bool,
 }
 
 /// The `done` query a redirect after an action carries: which success to announce.
@@ -190,13 +246,39 @@ pub async fn page(State(portal): State<S>, visit: Visit, Query(q): Query<Done>) 
         Ok(c) => c.with_status(done_message(q.done.as_deref())),
         Err(r) => return r,
     };
-    let rows = |v: &[RoleRow]| v.iter().map(|r| RowView::of(r, at)).collect();
+    let rows = |v: &[RoleRow]| v.iter().map(|r| RowView::of(r, at)).collect::<Vec<_>>();
+    let mut active = rows(&roles.active);
+    let connectors = portal.app.connectors.get().cloned();
+    if let Some(operator) = &connectors {
+        let ids = active.iter().map(|r| r.id.clone()).collect();
+        // A person sees only their own rows here, whatever else they administer.
+        match operator
+            .assignment_grants(ids, Some(visit.caller.subject_id.clone()))
+            .await
+        {
+            Ok(grants) => {
+                for row in &mut active {
+                    row.grants = grants
+                        .iter()
+                        .filter(|g| {
+                            g["assignmentIds"]
+                                .as_array()
+                                .is_some_and(|ids| ids.iter().any(|i| i == row.id.as_str()))
+                        })
+                        .map(GrantView::of)
+                        .collect();
+                }
+            }
+            Err(e) => return ErrorPage::from_api(&visit.request_id, e.into()).into_response(),
+        }
+    }
     let page = MyRolesPage {
         chrome,
         ask,
         eligible: rows(&roles.eligible),
-        active: rows(&roles.active),
+        active,
         expired: rows(&roles.expired),
+        connected: connectors.is_some(),
     };
     render(StatusCode::OK, &page, &visit.request_id)
 }

@@ -185,14 +185,22 @@ pub struct DesiredGrant {
     pub not_after: Option<Timestamp>,
 }
 
+/// A subject a rule would grant something that has no usable principal (§3.3).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct UnmappedSubject {
+    /// Why it has no principal.
+    pub reason: UnmappedReason,
+    /// The targets it would get → the assignments that would justify each.
+    pub targets: BTreeMap<String, BTreeSet<String>>,
+}
+
 /// One connector's desired state at an instant.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct Desired {
     /// (target, principal) → why.
     pub grants: BTreeMap<(String, String), DesiredGrant>,
-    /// Subjects a rule would grant something that have no usable principal, with the
-    /// targets they would get.
-    pub unmapped: BTreeMap<String, (UnmappedReason, BTreeSet<String>)>,
+    /// Subject id → what it would get without a usable principal.
+    pub unmapped: BTreeMap<String, UnmappedSubject>,
 }
 
 /// The desired state of one connector at `at` (§4): for each rule, the users and service
@@ -275,9 +283,12 @@ pub fn desired(
             Err(reason) => {
                 out.unmapped
                     .entry(subject)
-                    .or_insert((reason, BTreeSet::new()))
-                    .1
-                    .insert(target);
+                    .or_insert(UnmappedSubject {
+                        reason,
+                        targets: BTreeMap::new(),
+                    })
+                    .targets
+                    .insert(target, why.assignment_ids);
             }
         }
     }
@@ -579,9 +590,14 @@ mod tests {
                             Err(reason) => {
                                 out.unmapped
                                     .entry(subject_id(u))
-                                    .or_insert((reason, BTreeSet::new()))
-                                    .1
-                                    .insert(target.clone());
+                                    .or_insert(UnmappedSubject {
+                                        reason,
+                                        targets: BTreeMap::new(),
+                                    })
+                                    .targets
+                                    .entry(target.clone())
+                                    .or_default()
+                                    .insert(format!("00000000-0000-0000-0000-{:012x}", i + 1));
                             }
                         }
                     }
@@ -687,7 +703,7 @@ mod tests {
             // alice@corp and alice@partner share "alice": u0 is unmapped, not granted.
             assert!(d.grants.is_empty(), "{d:?}");
             assert_eq!(
-                d.unmapped.get("u0").map(|u| u.0),
+                d.unmapped.get("u0").map(|u| u.reason),
                 Some(UnmappedReason::Ambiguous)
             );
             let by_name = PrincipalMapping {

@@ -218,20 +218,43 @@ async fn grant_rows(p: &Arc<Provisioning>, link: &Arc<Link>) -> Result<Vec<Value
             Value::Object(r)
         })
         .collect();
-    for (subject, (reason, targets)) in &desired.unmapped {
-        for target in targets {
+    for (subject, u) in &desired.unmapped {
+        for (target, assignment_ids) in &u.targets {
             out.push(json!({
                 "target": target, "principal": null, "subjectId": subject, "desired": true,
                 "present": null, "madeByRolegate": false, "state": "unmapped",
                 "operation": null, "itemId": null, "attempts": 0, "lastError": null,
                 "nextAttemptDateTime": null, "since": null, "notAfter": null,
-                "assignmentIds": [], "unmappedReason": reason.as_str(),
+                "assignmentIds": assignment_ids, "unmappedReason": u.reason.as_str(),
             }));
         }
     }
     let text = |r: &Value, key: &str| r[key].as_str().unwrap_or_default().to_string();
     out.sort_by_cached_key(|r| (text(r, "target"), text(r, "principal")));
     Ok(out)
+}
+
+/// A grant row as the holder of the assignment sees it (docs/connectors.md "The grant's
+/// state for the person who activated"): the connector and its kind, without the
+/// reconciliation columns; the last error's message only for `full` viewers (it may name
+/// hosts and accounts of the target).
+fn assignment_grant(link: &Link, mut row: Value, full: bool) -> Value {
+    if let Some(m) = row.as_object_mut() {
+        for k in ["desired", "present", "madeByRolegate", "itemId"] {
+            m.remove(k);
+        }
+        m.insert("connector".into(), json!(link.config.name));
+        m.insert("kind".into(), json!(link.kind()));
+        if !full && let Some(Value::Object(e)) = m.get_mut("lastError") {
+            e.insert(
+                "message".into(),
+                json!(
+                    "the target refused or could not be reached; a tenant administrator sees why"
+                ),
+            );
+        }
+    }
+    row
 }
 
 impl ConnectorOperator for Operator {
@@ -254,6 +277,34 @@ impl ConnectorOperator for Operator {
     fn grants(&self, name: &str) -> OperatorFuture<Vec<Value>> {
         let (p, name) = (Arc::clone(&self.0), name.to_string());
         Box::pin(async move { grant_rows(&p, &p.named(&name)?).await })
+    }
+
+    fn assignment_grants(
+        &self,
+        assignment_ids: Vec<String>,
+        only_subject: Option<String>,
+    ) -> OperatorFuture<Vec<Value>> {
+        let p = Arc::clone(&self.0);
+        Box::pin(async move {
+            let mut out = Vec::new();
+            for link in p.links().iter() {
+                for row in grant_rows(&p, link).await? {
+                    let justified = row["assignmentIds"].as_array().is_some_and(|ids| {
+                        ids.iter().any(|id| {
+                            id.as_str()
+                                .is_some_and(|id| assignment_ids.iter().any(|a| a == id))
+                        })
+                    });
+                    let theirs = only_subject
+                        .as_deref()
+                        .is_none_or(|s| row["subjectId"].as_str() == Some(s));
+                    if justified && theirs {
+                        out.push(assignment_grant(link, row, only_subject.is_none()));
+                    }
+                }
+            }
+            Ok(out)
+        })
     }
 
     fn items(&self, name: &str, state: Option<ItemState>, top: u32) -> OperatorFuture<Vec<Value>> {

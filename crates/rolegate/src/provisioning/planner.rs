@@ -251,7 +251,8 @@ fn record_unmapped(
         std::sync::atomic::Ordering::Relaxed,
     );
     let mut rows = Vec::new();
-    for (subject_id, (reason, targets)) in &desired.unmapped {
+    for (subject_id, u) in &desired.unmapped {
+        let (reason, targets) = (u.reason, &u.targets);
         rows.push((
             subject_id.clone(),
             String::new(),
@@ -264,7 +265,7 @@ fn record_unmapped(
         tracing::warn!(connector = %name, subject = %subject_id, reason = reason.as_str(), "subject not mapped to a principal; nothing granted");
         // One record per subject that becomes unmapped, naming its first target and, in
         // its details, every target it would get.
-        let Some(first) = targets.first() else {
+        let Some((first, _)) = targets.first_key_value() else {
             continue;
         };
         let ctx = link.record_context(now);
@@ -285,7 +286,7 @@ fn record_unmapped(
                 ("reason".into(), reason.as_str().to_string()),
                 (
                     "targets".into(),
-                    targets.iter().cloned().collect::<Vec<_>>().join(","),
+                    targets.keys().cloned().collect::<Vec<_>>().join(","),
                 ),
             ],
         );

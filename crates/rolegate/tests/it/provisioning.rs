@@ -194,6 +194,43 @@ fn provisioning_records(s: &Server, token: &str) -> Vec<Value> {
     r.json["value"].as_array().cloned().unwrap_or_default()
 }
 
+/// The id of `subject`'s assignment on `resource` (its first, as listed there).
+fn assignment_of(s: &Server, admin: &str, resource: &str, subject: &str) -> String {
+    list_assignments(s, admin, resource)
+        .into_iter()
+        .find(|a| a["subjectId"] == subject)
+        .and_then(|a| a["id"].as_str().map(str::to_string))
+        .unwrap_or_else(|| panic!("no assignment of {subject} on {resource}"))
+}
+
+/// `GET …/roleAssignments/{assignment}/connectorGrants` as `token`: the rows, after
+/// checking the answer is 200.
+fn connector_grants(s: &Server, token: &str, assignment: &str) -> Vec<Value> {
+    let r = s.get(
+        &format!(
+            "/beta/privilegedAccess/azureResources/roleAssignments/{assignment}/connectorGrants"
+        ),
+        token,
+    );
+    assert_eq!(r.status, 200, "connectorGrants: {}", r.text);
+    r.json["value"].as_array().cloned().unwrap_or_default()
+}
+
+/// The (principal, state) of each row, sorted.
+fn grant_states(rows: &[Value]) -> Vec<(String, String)> {
+    let mut out: Vec<(String, String)> = rows
+        .iter()
+        .map(|r| {
+            (
+                r["principal"].as_str().unwrap_or_default().to_string(),
+                r["state"].as_str().unwrap_or_default().to_string(),
+            )
+        })
+        .collect();
+    out.sort();
+    out
+}
+
 fn has_record(records: &[Value], activity: &str, principal: &str) -> bool {
     records.iter().any(|r| is_record(r, activity, principal))
 }
@@ -291,7 +328,7 @@ fn activations_grant_and_their_end_revokes_a_postgresql_role() {
     });
 
     // Carol and dave through a group active on the subscription: both granted.
-    let (carol, _) = person(&s, &admin, &roles, "carol");
+    let (carol, carol_token) = person(&s, &admin, &roles, "carol");
     let (dave, _) = person(&s, &admin, &roles, "dave");
     let inner = create_group(&s, &admin, "inner", &[&dave]);
     let group = create_group(&s, &admin, "analysts", &[&carol, &inner]);
@@ -299,6 +336,21 @@ fn activations_grant_and_their_end_revokes_a_postgresql_role() {
     wait_until(10, "the group's members are granted", || {
         roles.has("app_admin", "carol") && roles.has("app_admin", "dave")
     });
+    // The group's assignment shows each member's grant: carol sees her own row only, the
+    // tenant administrator both, once their items are settled.
+    let group_assignment = assignment_of(&s, &admin, &sub, &group);
+    let applied = |who: &str| (roles.name(who), "applied".to_string());
+    wait_until(10, "both grants show as applied", || {
+        grant_states(&connector_grants(&s, &admin, &group_assignment))
+            == vec![applied("carol"), applied("dave")]
+    });
+    let mine = connector_grants(&s, &carol_token, &group_assignment);
+    assert_eq!(grant_states(&mine), vec![applied("carol")], "{mine:#?}");
+    assert_eq!(mine[0]["connector"], "pg");
+    assert_eq!(mine[0]["kind"], "postgresql");
+    assert_eq!(mine[0]["target"], json!(roles.name("app_admin")));
+    assert_eq!(mine[0]["subjectId"], json!(carol));
+    assert!(mine[0]["since"].is_string(), "{mine:#?}");
 
     // Mallory is granted by hand, and the unmanaged role to carol too: reconciliation
     // revokes the first (an audit record says so) and never touches the second.
@@ -430,14 +482,52 @@ fn a_target_that_is_down_leaves_the_activation_successful_and_gets_the_grant_lat
         ("Closed", "Provisioned"),
         "with the target down"
     );
-    // The item is retried (a failed attempt is logged) while the target is down.
+    // The item is retried (a failed attempt is logged) while the target is down, and
+    // alice sees it on her assignment without the error's details, which name the
+    // target's host; the tenant administrator sees them.
     wait_until(15, "a failed attempt is logged", || {
         s.log().contains("connector attempt failed; will retry")
     });
     assert!(!roles.has("app_admin", "alice"));
+    let assignment = assignment_of(&s, &admin, &sub, &alice);
+    let alice_token = harness::token(&alice, true);
+    let state = |token: &str| {
+        connector_grants(&s, token, &assignment)
+            .first()
+            .cloned()
+            .unwrap_or_default()
+    };
+    wait_until(10, "alice's grant shows as retrying", || {
+        state(&alice_token)["state"] == "retrying"
+    });
+    let hers = state(&alice_token);
+    assert!(
+        hers["attempts"].as_u64().is_some_and(|n| n >= 1),
+        "{hers:#}"
+    );
+    assert!(hers["nextAttemptDateTime"].is_string(), "{hers:#}");
+    let message = hers["lastError"]["message"].as_str().unwrap_or_default();
+    assert!(
+        message.contains("administrator") && !message.contains("127.0.0.1"),
+        "{hers:#}"
+    );
+    let full = state(&admin);
+    assert_ne!(full["lastError"]["message"], hers["lastError"]["message"]);
+    // Someone who may not read the assignment learns nothing of it.
+    let stranger = scim_user(&s, &admin, "stranger@example.test", "Stranger");
+    let r = s.get(
+        &format!(
+            "/beta/privilegedAccess/azureResources/roleAssignments/{assignment}/connectorGrants"
+        ),
+        &harness::token(&stranger, true),
+    );
+    assert!(matches!(r.status, 403 | 404), "{}", r.text);
     proxy.resume();
     wait_until(20, "the grant is applied once the target is back", || {
         roles.has("app_admin", "alice")
+    });
+    wait_until(10, "alice's grant shows as applied", || {
+        state(&alice_token)["state"] == "applied"
     });
 }
 
@@ -845,6 +935,47 @@ fn an_exec_connector_applies_retries_and_revokes_through_serve() {
     }
     let records = provisioning_records(&s, &admin);
     assert!(std::fs::read_to_string(&state).is_ok_and(|t| t.trim() == "[]"));
+
+    // A twin sees why on their own assignment, through the API and on "My roles".
+    let twin_name = format!("{user}twin@a.example");
+    let twin_rows = connector_grants(
+        &s,
+        &harness::token(&twins[0], true),
+        &assignment_of(&s, &admin, &sub, &twins[0]),
+    );
+    assert_eq!(twin_rows.len(), 1, "{twin_rows:#?}");
+    assert_eq!(twin_rows[0]["state"], "unmapped");
+    assert_eq!(twin_rows[0]["unmappedReason"], "ambiguous");
+    assert_eq!(twin_rows[0]["principal"], Value::Null);
+    let mut twin_visit = crate::portal::Visitor::new(&s);
+    assert_eq!(twin_visit.sign_in(&twin_name, true).status, 303);
+    let page = twin_visit.get("/ui/");
+    for text in [
+        "Connected systems",
+        "database/roles/payments-rw in vault: <strong>Not granted</strong>",
+        "another account maps to the same name there",
+    ] {
+        assert!(page.text.contains(text), "no {text:?} in {}", page.text);
+    }
+    // Someone granted for a day sees "Granted" once the retried attempt is applied.
+    let steady_name = format!("{user}steady@example.test");
+    let steady = scim_user(&s, &admin, &steady_name, "Steady");
+    admin_add(&s, &admin, "Active", &sub, &contributor, &steady, "P1D");
+    let steady_assignment = assignment_of(&s, &admin, &sub, &steady);
+    let steady_token = harness::token(&steady, true);
+    wait_until(15, "steady's grant shows as applied", || {
+        grant_states(&connector_grants(&s, &steady_token, &steady_assignment))
+            == vec![(format!("{user}steady"), "applied".to_string())]
+    });
+    let mut steady_visit = crate::portal::Visitor::new(&s);
+    assert_eq!(steady_visit.sign_in(&steady_name, true).status, 303);
+    let page = steady_visit.get("/ui/");
+    assert!(
+        page.text
+            .contains("database/roles/payments-rw in vault: <strong>Granted</strong>"),
+        "{}",
+        page.text
+    );
 
     // The portal names the connectors' application, and finds its records by that name.
     let mut v = crate::portal::Visitor::new(&s);

@@ -43,6 +43,8 @@ mod openapi;
 mod portal;
 #[path = "it/provisioning.rs"]
 mod provisioning;
+#[path = "it/provisioning_ldap.rs"]
+mod provisioning_ldap;
 #[path = "it/python_client.rs"]
 mod python_client;
 #[path = "it/reads.rs"]

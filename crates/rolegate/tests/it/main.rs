@@ -28,6 +28,7 @@ mod portal;
 mod portal_browser;
 mod portal_oidc;
 mod provisioning;
+mod provisioning_ldap;
 mod python_client;
 mod reads;
 mod requests;

@@ -145,7 +145,7 @@ fn person(s: &Server, admin: &str, roles: &Roles, person: &str) -> (String, Stri
 }
 
 /// A new SCIM user; its id.
-fn scim_user(s: &Server, admin: &str, user_name: &str, display_name: &str) -> String {
+pub(crate) fn scim_user(s: &Server, admin: &str, user_name: &str, display_name: &str) -> String {
     let r = s.call(
         "POST",
         "/scim/v2/Users",
@@ -165,7 +165,7 @@ fn scim_user(s: &Server, admin: &str, user_name: &str, display_name: &str) -> St
 
 /// An AdminAdd of `state` (`Active`, `Eligible`) lasting `duration` from now, through
 /// `s`, that must succeed; the request as answered.
-fn admin_add(
+pub(crate) fn admin_add(
     s: &Server,
     admin: &str,
     state: &str,
@@ -182,7 +182,7 @@ fn admin_add(
 }
 
 /// Provisioning audit records, newest first.
-fn provisioning_records(s: &Server, token: &str) -> Vec<Value> {
+pub(crate) fn provisioning_records(s: &Server, token: &str) -> Vec<Value> {
     let r = s.get(
         &format!(
             "/beta/auditLogs/directoryAudits?$filter={}&$top=200",
@@ -195,7 +195,7 @@ fn provisioning_records(s: &Server, token: &str) -> Vec<Value> {
 }
 
 /// The id of `subject`'s assignment on `resource` (its first, as listed there).
-fn assignment_of(s: &Server, admin: &str, resource: &str, subject: &str) -> String {
+pub(crate) fn assignment_of(s: &Server, admin: &str, resource: &str, subject: &str) -> String {
     list_assignments(s, admin, resource)
         .into_iter()
         .find(|a| a["subjectId"] == subject)
@@ -231,12 +231,12 @@ fn grant_states(rows: &[Value]) -> Vec<(String, String)> {
     out
 }
 
-fn has_record(records: &[Value], activity: &str, principal: &str) -> bool {
+pub(crate) fn has_record(records: &[Value], activity: &str, principal: &str) -> bool {
     records.iter().any(|r| is_record(r, activity, principal))
 }
 
 /// Whether `record` is of `activity` about `principal`.
-fn is_record(record: &Value, activity: &str, principal: &str) -> bool {
+pub(crate) fn is_record(record: &Value, activity: &str, principal: &str) -> bool {
     record["activityDisplayName"] == activity
         && record["additionalDetails"].as_array().is_some_and(|d| {
             d.iter()

@@ -63,11 +63,17 @@ mod tempfile_path {
 #[test]
 fn the_contracts_example_loads_as_written() {
     let pw = secret_file(&format!("{SECRET}\n"));
+    // The contract names /etc/rolegate/db-ca.pem; the file must exist, as it is read at
+    // load: the tests' CA stands in for it.
+    let ca = format!(
+        "{}/../rolegate/tests/it/tls/ca.pem",
+        env!("CARGO_MANIFEST_DIR")
+    );
     let text = format!(
         r#"
 [connectors.pg_main]
 kind = "postgresql"
-url = "postgresql://rolegate_provisioner@db1.example.net:5432/postgres?sslmode=verify-full&sslrootcert=/etc/rolegate/db-ca.pem"
+url = "postgresql://rolegate_provisioner@db1.example.net:5432/postgres?sslmode=verify-full&sslrootcert={}"
 password_file = "{}"
 principal = ["urn:ietf:params:scim:schemas:extension:enterprise:2.0:User:employeeNumber", "userNameLocalPart"]
 principal_case = "lower"
@@ -111,6 +117,7 @@ role = "Contributor"
 scope = "/subscriptions/3f2504e0-4f89-11d3-9a0c-0305e82c3301/resourceGroups/payments"
 target = "database/roles/payments-rw"
 "#,
+        ca,
         pw.0.display(),
         pw.0.display()
     );

@@ -224,3 +224,114 @@ async fn an_unreachable_server_is_reported_as_down() {
     let e = c.list(&["t".to_string()]).await.unwrap_err();
     assert!(e.unreachable, "never an empty answer: {e}");
 }
+
+/// The server's certificate file when it serves TLS with one this test can read (Debian
+/// makes a self-signed `localhost` certificate); `None` otherwise.
+async fn server_certificate(admin: &Client) -> Option<String> {
+    let on: String = admin.query_one("SHOW ssl", &[]).await.ok()?.get(0);
+    let file: String = admin
+        .query_one("SHOW ssl_cert_file", &[])
+        .await
+        .ok()?
+        .get(0);
+    (on == "on" && file.starts_with('/') && std::fs::read(&file).is_ok()).then_some(file)
+}
+
+#[tokio::test]
+async fn tls_is_verified_as_sslmode_says() {
+    let Some(admin) = admin().await else { return };
+    let Some(cert) = server_certificate(&admin).await else {
+        eprintln!(
+            "SKIPPED tls_is_verified_as_sslmode_says: the PostgreSQL server has no readable TLS certificate"
+        );
+        return;
+    };
+    let roles = Roles {
+        prefix: format!("rgtls{}", std::process::id()),
+    };
+    roles.drop_all(&admin).await;
+    let (target, alice, provisioner) = (
+        roles.name("app_admin"),
+        roles.name("alice"),
+        roles.name("prov"),
+    );
+    admin
+        .batch_execute(&format!(
+            "CREATE ROLE {target} NOLOGIN; CREATE ROLE {alice} LOGIN; \
+             CREATE ROLE {provisioner} LOGIN NOINHERIT; GRANT {target} TO {provisioner} WITH ADMIN OPTION"
+        ))
+        .await
+        .unwrap();
+    let port = admin_url()
+        .rsplit_once(':')
+        .and_then(|(_, p)| p.split('/').next())
+        .and_then(|p| p.parse::<u16>().ok())
+        .unwrap_or(5432);
+    let url = |host: &str, params: &str| {
+        format!("postgresql://{provisioner}@{host}:{port}/postgres?{params}")
+    };
+    // verify-full: the chain to the server's own certificate and the name `localhost`.
+    let c = connector(
+        &url(
+            "localhost",
+            &format!("sslmode=verify-full&sslrootcert={cert}"),
+        ),
+        &[],
+    );
+    // The connector's own account is a member too (WITH ADMIN OPTION).
+    let granted = async || members(&admin, &target).await.contains(&alice);
+    c.apply(&grant(&target, &alice), &ctx()).await.unwrap();
+    assert!(granted().await);
+    // The connection it keeps is encrypted.
+    let encrypted: Vec<bool> = admin
+        .query(
+            "SELECT s.ssl FROM pg_stat_ssl s JOIN pg_stat_activity a ON a.pid = s.pid WHERE a.usename = $1",
+            &[&provisioner],
+        )
+        .await
+        .unwrap()
+        .iter()
+        .map(|r| r.get(0))
+        .collect();
+    assert!(
+        !encrypted.is_empty() && encrypted.iter().all(|e| *e),
+        "{encrypted:?}"
+    );
+    // The same certificate does not name 127.0.0.1: verify-full refuses, verify-ca (the
+    // chain only) accepts.
+    let c = connector(
+        &url(
+            "127.0.0.1",
+            &format!("sslmode=verify-full&sslrootcert={cert}"),
+        ),
+        &[],
+    );
+    let e = c.revoke(&grant(&target, &alice), &ctx()).await.unwrap_err();
+    assert!(e.unreachable, "{e}");
+    assert!(e.to_string().to_lowercase().contains("certificate"), "{e}");
+    let c = connector(
+        &url(
+            "127.0.0.1",
+            &format!("sslmode=verify-ca&sslrootcert={cert}"),
+        ),
+        &[],
+    );
+    c.revoke(&grant(&target, &alice), &ctx()).await.unwrap();
+    assert!(!granted().await);
+    // Another CA: refused.
+    let other_ca = format!(
+        "{}/../rolegate/tests/it/tls/ca.pem",
+        env!("CARGO_MANIFEST_DIR")
+    );
+    let c = connector(
+        &url(
+            "localhost",
+            &format!("sslmode=verify-full&sslrootcert={other_ca}"),
+        ),
+        &[],
+    );
+    let e = c.apply(&grant(&target, &alice), &ctx()).await.unwrap_err();
+    assert!(e.unreachable, "{e}");
+    assert!(!granted().await);
+    roles.drop_all(&admin).await;
+}

@@ -4,6 +4,7 @@
 pub mod exec;
 pub mod ldap;
 pub mod postgresql;
+pub mod postgresql_tls;
 
 use crate::config::{Doc, Table};
 use serde_json::Value;

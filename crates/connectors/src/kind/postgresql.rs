@@ -3,6 +3,7 @@
 //! ever sends `GRANT "target" TO "principal"` and `REVOKE` for targets its rules name,
 //! identifiers double-quoted with `"` doubled, catalog values as bind parameters.
 
+use super::postgresql_tls::{PostgresTls, split_uri};
 use crate::config::{Doc, Table};
 use crate::connector::{ApplyContext, BoxFuture, Connector, ConnectorError, Grant};
 use crate::secret::{Secret, redact};
@@ -19,6 +20,8 @@ pub struct PostgresqlConfig {
     pub password: Option<Secret>,
     /// Whether a revoke also ends the principal's sessions.
     pub terminate_sessions: bool,
+    /// TLS as the URI's `sslmode`, `sslrootcert`, `sslcert` and `sslkey` say.
+    pub tls: PostgresTls,
 }
 
 /// What a libpq URI says about where it connects and how.
@@ -118,10 +121,18 @@ pub(crate) fn read(
         );
         return None;
     }
+    let tls = match PostgresTls::of(&split_uri(url.get_ref()).1) {
+        Ok(tls) => tls,
+        Err(message) => {
+            doc.problem(url.span(), &field, message);
+            return None;
+        }
+    };
     Some(PostgresqlConfig {
         url: url.into_inner(),
         password,
         terminate_sessions,
+        tls,
     })
 }
 
@@ -158,6 +169,7 @@ pub fn quote_ident(name: &str) -> String {
 /// A `postgresql` connector: pooled connections (up to `concurrency`), kept open.
 pub struct PostgresqlConnector {
     config: tokio_postgres::Config,
+    tls: PostgresTls,
     ignore_members: Vec<String>,
     terminate_sessions: bool,
     secrets: Vec<Secret>,
@@ -174,7 +186,11 @@ impl PostgresqlConnector {
         timeout: Duration,
         concurrency: u32,
     ) -> Result<Self, String> {
-        let mut pg: tokio_postgres::Config = config.url.parse().map_err(|e| format!("url: {e}"))?;
+        let mut pg: tokio_postgres::Config = split_uri(&config.url)
+            .0
+            .parse()
+            .map_err(|e| format!("url: {e}"))?;
+        pg.ssl_mode(config.tls.ssl_mode());
         if let Some(p) = &config.password {
             pg.password(p.expose());
         }
@@ -184,6 +200,7 @@ impl PostgresqlConnector {
             .options(format!("-c statement_timeout={ms} -c lock_timeout={ms}"));
         Ok(Self {
             config: pg,
+            tls: config.tls.clone(),
             ignore_members: ignore_members.to_vec(),
             terminate_sessions: config.terminate_sessions,
             secrets: config.password.iter().cloned().collect(),
@@ -195,7 +212,21 @@ impl PostgresqlConnector {
     fn error(&self, e: &tokio_postgres::Error) -> ConnectorError {
         let message = match e.as_db_error() {
             Some(db) => db.message().to_string(),
-            None => e.to_string(),
+            None => {
+                // tokio-postgres says "error performing TLS handshake"; the cause (say, an
+                // unknown issuer) is in the chain of sources.
+                let mut text = e.to_string();
+                let mut source = std::error::Error::source(e);
+                while let Some(cause) = source {
+                    let cause_text = cause.to_string();
+                    if !text.contains(&cause_text) {
+                        text.push_str(": ");
+                        text.push_str(&cause_text);
+                    }
+                    source = cause.source();
+                }
+                text
+            }
         };
         let message = redact(&message, &self.secrets);
         if e.as_db_error().is_some() {
@@ -211,12 +242,23 @@ impl PostgresqlConnector {
                 return Ok(c);
             }
         }
-        let (client, connection) = self
-            .config
-            .connect(NoTls)
-            .await
-            .map_err(|e| self.error(&e))?;
-        tokio::spawn(connection);
+        let client = match self.tls.connector() {
+            Some(tls) => {
+                let (client, connection) =
+                    self.config.connect(tls).await.map_err(|e| self.error(&e))?;
+                tokio::spawn(connection);
+                client
+            }
+            None => {
+                let (client, connection) = self
+                    .config
+                    .connect(NoTls)
+                    .await
+                    .map_err(|e| self.error(&e))?;
+                tokio::spawn(connection);
+                client
+            }
+        };
         Ok(client)
     }
 

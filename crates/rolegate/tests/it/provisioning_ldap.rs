@@ -14,6 +14,7 @@ mod slapd;
 use super::provisioning::{admin_add, assignment_of, has_record, provisioning_records, scim_user};
 use crate::fixture::*;
 use crate::harness::{self, ADMIN, Server, TcpProxy, wait_until};
+use serde_json::{Value, json};
 use slapd::{
     ADMIN as DIRECTORY_ADMIN, ADMIN_PW, MANAGED, PLACEHOLDER, SERVICE, SERVICE_PW, UNMANAGED,
 };
@@ -239,12 +240,53 @@ fn an_ldap_connector_follows_activations_through_serve() {
     expected.sort();
     assert_eq!(now, expected, "erin (eligible) or another is in the group");
 
+    // Directory changes through SCIM: carol leaves the group, frank is disabled, dave is
+    // deleted; each loses the membership, with a revoke record.
+    let patch = |path: &str, op: Value| {
+        let r = s.call(
+            "PATCH",
+            path,
+            Some(&admin),
+            Some(
+                &json!({"schemas": ["urn:ietf:params:scim:api:messages:2.0:PatchOp"],
+                         "Operations": [op]}),
+            ),
+        );
+        assert!(r.status < 300, "PATCH {path}: {}", r.text);
+    };
+    patch(
+        &format!("/scim/v2/Groups/{group}"),
+        json!({"op": "remove", "path": format!("members[value eq \"{carol}\"]")}),
+    );
+    wait_until(10, "carol, out of the group, is removed", || !has("carol"));
+    patch(
+        &format!("/scim/v2/Users/{frank}"),
+        json!({"op": "replace", "path": "active", "value": false}),
+    );
+    wait_until(10, "frank, disabled, is removed", || !has("frank"));
+    let r = s.call(
+        "DELETE",
+        &format!("/scim/v2/Users/{dave}"),
+        Some(&admin),
+        None,
+    );
+    assert_eq!(r.status, 204, "{}", r.text);
+    wait_until(10, "dave, deleted, is removed", || !has("dave"));
+    assert_eq!(
+        members(&url, MANAGED),
+        vec![PLACEHOLDER.to_ascii_lowercase()],
+        "the placeholder stays when the last member leaves"
+    );
+
     let records = provisioning_records(&s, &admin);
     for (activity, who) in [
         ("Grant connector access", "alice"),
         ("Revoke connector access", "alice"),
         ("Revoke connector access", "bob"),
         ("Grant connector access", "frank"),
+        ("Revoke connector access", "carol"),
+        ("Revoke connector access", "frank"),
+        ("Revoke connector access", "dave"),
     ] {
         assert!(
             has_record(&records, activity, &entry(who)),

@@ -1004,6 +1004,89 @@ fn an_exec_connector_applies_retries_and_revokes_through_serve() {
 }
 
 #[test]
+fn the_docs_exec_example_keeps_an_allowlist_through_serve() {
+    use std::os::unix::fs::PermissionsExt;
+    let test = "the_docs_exec_example_keeps_an_allowlist_through_serve";
+    if !std::path::Path::new("/usr/bin/python3").exists() {
+        harness::skip(test, "no /usr/bin/python3");
+        return;
+    }
+    let dir = std::env::temp_dir().join(format!("rolegate-it-allow-{}", harness::uuid_like()));
+    std::fs::create_dir_all(&dir).unwrap_or_else(|e| panic!("{e}"));
+    // docs/connectors.md "Any system": the example program, installed 0755.
+    let program = dir.join("allowlist-connector");
+    std::fs::copy(
+        concat!(
+            env!("CARGO_MANIFEST_DIR"),
+            "/../../docs/examples/allowlist_connector.py"
+        ),
+        &program,
+    )
+    .unwrap_or_else(|e| panic!("{e}"));
+    std::fs::set_permissions(&program, std::fs::Permissions::from_mode(0o755))
+        .unwrap_or_else(|e| panic!("{e}"));
+    let allowed = dir.join("allowed");
+    let sub_arm = format!("/subscriptions/{}", guid());
+    let rg_arm = format!("{sub_arm}/resourceGroups/production");
+    let file = dir.join("connectors.toml");
+    std::fs::write(
+        &file,
+        format!(
+            "[connectors.deployers]\nkind = \"exec\"\ncommand = [\"{}\"]\n\
+             env = {{ ALLOWLIST = \"{}\" }}\ntimeout = \"10s\"\nreconcile_interval = \"1s\"\n\
+             principal = [\"userNameLocalPart\"]\n\
+             [[connectors.deployers.rules]]\nrole = \"Contributor\"\nscope = \"{rg_arm}\"\n\
+             target = \"deploy:production\"\n",
+            program.display(),
+            allowed.display()
+        ),
+    )
+    .unwrap_or_else(|e| panic!("{e}"));
+    let s = Server::start_with(&["--connectors", &file.to_string_lossy()]);
+    let admin = harness::token(ADMIN, true);
+    register(&s, &admin, &rg_arm);
+    let rg = resource_id(&s, &admin, &rg_arm);
+    let contributor = role_id(&s, &admin, &rg, CONTRIBUTOR);
+    let user = format!("d{}", harness::uuid_like().replace('-', ""));
+    let id = scim_user(&s, &admin, &format!("{user}@example.test"), "Deployer");
+    let lines = || {
+        let mut v: Vec<String> = std::fs::read_to_string(&allowed)
+            .unwrap_or_default()
+            .lines()
+            .map(str::to_string)
+            .collect();
+        v.sort();
+        v
+    };
+    // A line for another target, written by hand, is not the connector's business.
+    std::fs::write(&allowed, "deploy:staging\tbob\n").unwrap_or_else(|e| panic!("{e}"));
+    admin_add(&s, &admin, "Active", &rg, &contributor, &id, "PT6S");
+    let mine = format!("deploy:production\t{user}");
+    wait_until(10, "the activation adds its line", || {
+        lines().contains(&mine)
+    });
+    // A line added by hand on the managed target is removed by reconciliation.
+    let mut text = std::fs::read_to_string(&allowed).unwrap_or_default();
+    text.push_str("deploy:production\tmallory\n");
+    std::fs::write(&allowed, text).unwrap_or_else(|e| panic!("{e}"));
+    wait_until(15, "reconciliation removes the line added by hand", || {
+        !lines().contains(&"deploy:production\tmallory".to_string())
+    });
+    wait_until(20, "the end of the activation removes its line", || {
+        !lines().contains(&mine)
+    });
+    assert_eq!(lines(), vec!["deploy:staging\tbob".to_string()]);
+    // The program has written the file before its run is settled and recorded.
+    wait_until(10, "the three operations are recorded", || {
+        let records = provisioning_records(&s, &admin);
+        has_record(&records, "Grant connector access", &user)
+            && has_record(&records, "Revoke connector access", &user)
+            && has_record(&records, "Revoke grant made outside Rolegate", "mallory")
+    });
+    std::fs::remove_dir_all(dir).ok();
+}
+
+#[test]
 fn two_nodes_apply_each_change_once_and_a_killed_node_loses_nothing() {
     let test = "two_nodes_apply_each_change_once_and_a_killed_node_loses_nothing";
     if harness::backend() != harness::Backend::Postgres {

@@ -552,6 +552,22 @@ impl AccessIndex {
         out
     }
 
+    /// The ids of the active assignments whose role is the template `template_id`, on
+    /// `resource_id` or an ancestor, that start after `at`: the ones
+    /// [`AccessIndex::active_with_role`] counts once they start.
+    pub fn upcoming_with_role(
+        &self,
+        resource_id: &str,
+        template_id: &str,
+        at: Timestamp,
+    ) -> Vec<String> {
+        let at_us = at.as_microsecond();
+        self.active_of_template_on_chain(resource_id, template_id)
+            .filter(|(_, g)| g.start_us > at_us)
+            .map(|(_, g)| key_to_id(g.assignment))
+            .collect()
+    }
+
     /// The first instant after `after` at which an active assignment whose role is the
     /// template `template_id`, on `resource_id` or an ancestor, starts or ends: when
     /// [`AccessIndex::active_with_role`]'s answer may next change without a write

@@ -104,6 +104,8 @@ pub trait CatalogWrite {
 pub trait AssignmentRead {
     /// An assignment by id (live or ended but not yet moved to history).
     fn assignment(&mut self, id: &str) -> Result<Option<RoleAssignment>>;
+    /// An assignment moved to history (removed, or ended and archived), by id.
+    fn assignment_in_history(&mut self, id: &str) -> Result<Option<RoleAssignment>>;
     /// Assignments (live or ended, not in history) with this key.
     fn assignments_with_key(&mut self, key: &AssignmentKey) -> Result<Vec<RoleAssignment>>;
     /// Assignments in history with this key that ended by expiry after `since`.

@@ -115,7 +115,6 @@ impl GrantView {
         let attempts = row["attempts"].as_u64().unwrap_or(0);
         let (state, detail) = match row["state"].as_str().unwrap_or_default() {
             "applied" => ("Granted", String::new()),
-            "pending" if row["operation"] == "revoke" => ("Removing", String::new()),
             "pending" => ("Granting", String::new()),
             "retrying" => (
                 "Retrying",

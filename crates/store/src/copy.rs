@@ -320,6 +320,7 @@ pub const TABLES: &[Table] = &[
             "operation",
             "subject_id",
             "not_after",
+            "assignment_ids",
         ],
         order: "connector, target, principal",
         serial: false,

@@ -33,6 +33,10 @@ const MIGRATIONS: &[(i64, &str)] = &[
         3,
         include_str!("../migrations/postgres/0003_connectors.sql"),
     ),
+    (
+        4,
+        include_str!("../migrations/postgres/0004_connector_requested_assignments.sql"),
+    ),
 ];
 
 /// The advisory lock every write transaction on `schema` holds: one per schema, so

@@ -28,6 +28,10 @@ pub(crate) const MIGRATIONS: &[(i64, &str)] = &[
     (8, include_str!("../migrations/sqlite/0008_access_log.sql")),
     (9, include_str!("../migrations/sqlite/0009_portal.sql")),
     (10, include_str!("../migrations/sqlite/0010_connectors.sql")),
+    (
+        11,
+        include_str!("../migrations/sqlite/0011_connector_requested_assignments.sql"),
+    ),
 ];
 
 /// A SQLite connection inside an open transaction, as the SQL code sees it.

@@ -94,12 +94,17 @@ impl ItemState {
 /// Why an item was written (§5.3's `cause` values).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum Cause {
-    /// An assignment was created, changed or removed, or a subject or membership changed.
+    /// An assignment was created, changed or removed (also: what planning could not tell
+    /// apart further, see [`refine_cause`]).
     Assignment,
     /// A schedule's start instant.
     Started,
     /// A schedule's end instant.
     Ended,
+    /// Group membership changed.
+    Membership,
+    /// A subject was created, changed, deactivated or deleted.
+    Directory,
     /// The target left management after a reload.
     Configuration,
     /// Drift found by reconciliation.
@@ -113,6 +118,8 @@ impl Cause {
             Self::Assignment => "assignment",
             Self::Started => "started",
             Self::Ended => "ended",
+            Self::Membership => "membership",
+            Self::Directory => "directory",
             Self::Configuration => "configuration",
             Self::Reconcile => "reconcile",
         }
@@ -128,6 +135,8 @@ pub struct RequestedKey {
     pub subject_id: Option<String>,
     /// For a grant: when its assignments end (`None`: one is permanent).
     pub not_after: Option<Timestamp>,
+    /// For a grant: the assignments that justified it (a later revoke names them).
+    pub assignment_ids: Vec<String>,
 }
 
 /// An item to write.
@@ -200,13 +209,75 @@ pub fn plan(
             operation: ItemOperation::Revoke,
             subject_id: r.subject_id.clone(),
             cause,
-            cause_id: None,
-            assignment_ids: Vec::new(),
+            cause_id: r.assignment_ids.first().cloned(),
+            assignment_ids: r.assignment_ids.clone(),
             not_after: None,
             due,
         });
     }
     out
+}
+
+/// What planning knows about one assignment behind an item (a grant's justification, or
+/// the one a revoked grant had), to name the item's cause.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct AssignmentFacts {
+    /// Whether it is in effect now (live, started and not ended).
+    pub in_effect: bool,
+    /// Whether the item's subject holds it itself rather than through a group.
+    pub direct: bool,
+    /// Whether it justified some grant of the connector (or would have, for a subject
+    /// without a principal) at the previous planning pass.
+    pub known_before: bool,
+    /// Whether, at the previous planning pass, it existed and was due to start later.
+    pub upcoming_before: bool,
+}
+
+/// The cause (§5.3) of an item [`plan`] named `assignment`, told apart as far as the
+/// facts from this node's previous planning pass allow (`had_previous` false: there was
+/// none, the cause stays `assignment`). A grant whose assignments all justified grants
+/// already is `membership` when one is held through a group (the person joined it) and
+/// `directory` otherwise (the person was enabled or renamed); one whose new assignments
+/// were all waiting for their start is `started`. A revoke is `directory` when its
+/// subject is gone or disabled, `assignment` when an assignment behind it is no longer in
+/// effect, `membership` when one is held through a group, and `directory` otherwise.
+/// Other causes are kept.
+pub fn refine_cause(
+    item: &PlannedItem,
+    facts: &[AssignmentFacts],
+    subject_active: bool,
+    had_previous: bool,
+) -> Cause {
+    if !had_previous || item.cause != Cause::Assignment || facts.is_empty() {
+        return item.cause;
+    }
+    let through_group = facts.iter().any(|f| !f.direct);
+    match item.operation {
+        ItemOperation::Grant => {
+            if facts.iter().all(|f| f.known_before) {
+                if through_group {
+                    Cause::Membership
+                } else {
+                    Cause::Directory
+                }
+            } else if facts.iter().all(|f| f.known_before || f.upcoming_before) {
+                Cause::Started
+            } else {
+                Cause::Assignment
+            }
+        }
+        ItemOperation::Revoke => {
+            if !subject_active {
+                Cause::Directory
+            } else if facts.iter().any(|f| !f.in_effect) {
+                Cause::Assignment
+            } else if through_group {
+                Cause::Membership
+            } else {
+                Cause::Directory
+            }
+        }
+    }
 }
 
 /// One stored item (§9's `Item`).
@@ -338,6 +409,7 @@ mod tests {
             operation: ItemOperation::Grant,
             subject_id: Some("s".into()),
             not_after: end.map(at),
+            assignment_ids: vec!["a-before".into()],
         }
     }
 
@@ -353,6 +425,7 @@ mod tests {
                 operation: ItemOperation::Revoke,
                 subject_id: None,
                 not_after: None,
+                assignment_ids: Vec::new(),
             },
         );
         requested.insert(key("u", "carol"), granted(None));
@@ -378,6 +451,7 @@ mod tests {
                     operation: i.operation,
                     subject_id: i.subject_id.clone(),
                     not_after: i.not_after,
+                    assignment_ids: i.assignment_ids.clone(),
                 },
             );
         }
@@ -405,6 +479,67 @@ mod tests {
                 ("removed", Cause::Assignment, at(10))
             ]
         );
+    }
+
+    #[test]
+    fn a_revoke_names_the_assignments_of_the_grant_it_undoes() {
+        let managed = BTreeSet::from(["t".to_string()]);
+        let requested = BTreeMap::from([(key("t", "p"), granted(Some(50)))]);
+        let items = plan(&Desired::default(), &requested, &managed, at(10));
+        assert_eq!(items[0].assignment_ids, ["a-before"]);
+        assert_eq!(items[0].cause_id.as_deref(), Some("a-before"));
+    }
+
+    #[test]
+    fn causes_are_told_apart_from_the_facts() {
+        let fact = |in_effect, direct, known_before, upcoming_before| AssignmentFacts {
+            in_effect,
+            direct,
+            known_before,
+            upcoming_before,
+        };
+        let item = |operation| PlannedItem {
+            key: key("t", "p"),
+            operation,
+            subject_id: Some("s".into()),
+            cause: Cause::Assignment,
+            cause_id: None,
+            assignment_ids: vec!["a".into()],
+            not_after: None,
+            due: at(10),
+        };
+        let (grant, revoke) = (item(ItemOperation::Grant), item(ItemOperation::Revoke));
+        let cause =
+            |i: &PlannedItem, f: &[AssignmentFacts], active| refine_cause(i, f, active, true);
+        // Grants.
+        let group_known = [fact(true, false, true, false)];
+        assert_eq!(cause(&grant, &group_known, true), Cause::Membership);
+        let direct_known = [fact(true, true, true, false)];
+        assert_eq!(cause(&grant, &direct_known, true), Cause::Directory);
+        let waiting = [fact(true, true, false, true), fact(true, true, true, false)];
+        assert_eq!(cause(&grant, &waiting, true), Cause::Started);
+        let new = [
+            fact(true, true, false, false),
+            fact(true, true, false, true),
+        ];
+        assert_eq!(cause(&grant, &new, true), Cause::Assignment);
+        // Revokes.
+        assert_eq!(cause(&revoke, &group_known, false), Cause::Directory);
+        let gone = [fact(false, true, true, false)];
+        assert_eq!(cause(&revoke, &gone, true), Cause::Assignment);
+        assert_eq!(cause(&revoke, &group_known, true), Cause::Membership);
+        assert_eq!(cause(&revoke, &direct_known, true), Cause::Directory);
+        // Without a previous pass, without facts, or another cause: kept.
+        assert_eq!(
+            refine_cause(&grant, &group_known, true, false),
+            Cause::Assignment
+        );
+        assert_eq!(cause(&revoke, &[], false), Cause::Assignment);
+        let ended = PlannedItem {
+            cause: Cause::Ended,
+            ..revoke.clone()
+        };
+        assert_eq!(cause(&ended, &group_known, false), Cause::Ended);
     }
 
     #[test]

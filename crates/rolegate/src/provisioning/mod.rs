@@ -46,6 +46,9 @@ pub struct Link {
     /// The grants its targets held as of the last `list`, kept current by this node's
     /// operations since; `None` until a `list` succeeded.
     present: Mutex<Option<BTreeSet<(String, String)>>>,
+    /// What this node's previous planning pass for it saw (for naming causes,
+    /// `planner::name_causes`); `None` before the first.
+    previous_plan: Mutex<Option<planner::SeenAssignments>>,
     /// Turns true when a reload replaced it: its tasks stop.
     retired: watch::Sender<bool>,
 }
@@ -160,6 +163,7 @@ fn links_of(config: ConnectorsConfig) -> Result<Vec<Arc<Link>>, String> {
             reconcile: Notify::new(),
             metrics: metrics::ConnectorMetrics::default(),
             present: Mutex::new(None),
+            previous_plan: Mutex::new(None),
             retired: watch::channel(false).0,
         }));
     }

@@ -138,7 +138,7 @@ async fn grant_rows(p: &Arc<Provisioning>, link: &Arc<Link>) -> Result<Vec<Value
         store::read(q.state.store.as_ref(), |tx| {
             let now = q.state.clock.now();
             let directory = tx.all_subjects()?;
-            let (desired, _) = desired_state(tx, &q, &l, &directory, now)?;
+            let desired = desired_state(tx, &q, &l, &directory, now)?.desired;
             let name = &l.config.name;
             Ok((
                 desired,
@@ -234,27 +234,136 @@ async fn grant_rows(p: &Arc<Provisioning>, link: &Arc<Link>) -> Result<Vec<Value
     Ok(out)
 }
 
-/// A grant row as the holder of the assignment sees it (docs/connectors.md "The grant's
-/// state for the person who activated"): the connector and its kind, without the
-/// reconciliation columns; the last error's message only for `full` viewers (it may name
-/// hosts and accounts of the target).
-fn assignment_grant(link: &Link, mut row: Value, full: bool) -> Value {
-    if let Some(m) = row.as_object_mut() {
-        for k in ["desired", "present", "madeByRolegate", "itemId"] {
-            m.remove(k);
+/// The grant rows of `link` that any of `assignment_ids` justifies, as people see them on
+/// their assignment (docs/connectors.md "The grant's state for the person who activated"),
+/// only `only`'s when given (whose errors then carry no message: it may name the target's
+/// hosts and accounts). Built from what planning stored (each key's last requested
+/// operation with the assignments behind it, unfinished and dead items, the ledger, the
+/// subjects without a principal) rather than from a fresh desired state, so a person's
+/// page reads the connector's keys, not the whole directory. In the milliseconds between
+/// a commit and its planning pass, a new activation has no row yet.
+fn planned_rows(
+    tx: &mut dyn store::ReadTx,
+    p: &Provisioning,
+    link: &Link,
+    assignment_ids: &[String],
+    only: Option<&str>,
+) -> Result<Vec<Value>> {
+    let name = &link.config.name;
+    let wanted = |ids: &[String]| ids.iter().any(|id| assignment_ids.contains(id));
+    let theirs = |subject: Option<&str>| only.is_none_or(|o| subject == Some(o));
+    let requested = tx.requested_keys(name)?;
+    let keys: Vec<_> = requested
+        .iter()
+        .filter(|(_, r)| {
+            r.operation == ItemOperation::Grant
+                && wanted(&r.assignment_ids)
+                && theirs(r.subject_id.as_deref())
+        })
+        .collect();
+    let mut out = Vec::new();
+    if !keys.is_empty() {
+        let ledger: BTreeMap<(String, String), jiff::Timestamp> = tx
+            .connector_ledger(name)?
+            .into_iter()
+            .map(|e| ((e.target, e.principal), e.since))
+            .collect();
+        // The newest unfinished or dead item of each key.
+        let mut newest: BTreeMap<(String, String), ConnectorItem> = BTreeMap::new();
+        for i in tx.settling_items(name, jiff::Timestamp::MIN)? {
+            let key = (i.target.clone(), i.principal.clone());
+            if newest.get(&key).is_none_or(|n| n.created < i.created) {
+                newest.insert(key, i);
+            }
         }
-        m.insert("connector".into(), json!(link.config.name));
-        m.insert("kind".into(), json!(link.kind()));
-        if !full && let Some(Value::Object(e)) = m.get_mut("lastError") {
-            e.insert(
-                "message".into(),
-                json!(
-                    "the target refused or could not be reached; a tenant administrator sees why"
-                ),
-            );
+        for (key, r) in keys {
+            let since = ledger.get(key).copied();
+            // A dead item that an applied grant followed no longer says anything.
+            let item = newest
+                .get(key)
+                .filter(|i| !(i.state == ItemState::Dead && since.is_some_and(|s| s > i.created)));
+            let state = match (item.map(|i| i.state), since) {
+                (Some(ItemState::Retrying), _) => "retrying",
+                (Some(ItemState::Dead), _) => "failed",
+                (Some(_), _) | (None, None) => "pending",
+                (None, Some(_)) => "applied",
+            };
+            let last_error = item.and_then(|i| {
+                i.last_error.as_ref().map(|(code, message)| {
+                    let message = if only.is_some() {
+                        "the target refused or could not be reached; a tenant administrator sees why"
+                    } else {
+                        message.as_str()
+                    };
+                    error_doc(code, message, i.last_attempt.unwrap_or(i.created))
+                })
+            });
+            out.push(json!({
+                "connector": name, "kind": link.kind(), "target": key.0, "principal": key.1,
+                "subjectId": r.subject_id, "state": state,
+                "operation": item.map(|i| i.operation.as_str()),
+                "attempts": item.map_or(0, |i| i.attempts),
+                "lastError": last_error,
+                "nextAttemptDateTime": item
+                    .filter(|i| i.state == ItemState::Retrying)
+                    .map(|i| format_datetime(i.next_attempt)),
+                "since": since.map(format_datetime),
+                "notAfter": r.not_after.map(format_datetime),
+                "assignmentIds": r.assignment_ids, "unmappedReason": null,
+            }));
         }
     }
-    row
+    // Subjects without a principal: a row per target a rule would give them through these
+    // assignments.
+    let unmapped = tx.connector_findings(name, "unmapped")?;
+    if unmapped.iter().any(|(subject, _, _)| theirs(Some(subject))) {
+        let index = p.state.access.read().map_err(|_| {
+            rolegate_core::error::DomainError::internal("access index lock poisoned")
+        })?;
+        let anchors = super::planner::rule_anchors(tx, link)?;
+        for id in assignment_ids {
+            let Some(a) = tx.assignment(id)? else {
+                continue;
+            };
+            let Some(role) = tx.role_definition(&a.role_definition_id)? else {
+                continue;
+            };
+            let people = index.members_of_any(std::slice::from_ref(&a.subject_id));
+            let targets: Vec<&str> = link
+                .config
+                .rules
+                .iter()
+                .zip(&anchors)
+                .filter(|(rule, anchor)| {
+                    a.state == rolegate_core::assignment::AssignmentState::Active
+                        && rule
+                            .role
+                            .template_id
+                            .eq_ignore_ascii_case(&role.template_id)
+                        && anchor
+                            .as_ref()
+                            .is_some_and(|an| index.ancestors_or_self(an).contains(&a.resource_id))
+                })
+                .map(|(rule, _)| rule.target.as_str())
+                .collect();
+            for (subject, _, reason) in &unmapped {
+                let holds = *subject == a.subject_id || people.contains(subject);
+                if !holds || !theirs(Some(subject)) {
+                    continue;
+                }
+                for target in &targets {
+                    out.push(json!({
+                        "connector": name, "kind": link.kind(), "target": target,
+                        "principal": null, "subjectId": subject, "state": "unmapped",
+                        "operation": null, "attempts": 0, "lastError": null,
+                        "nextAttemptDateTime": null, "since": null, "notAfter": null,
+                        "assignmentIds": [id], "unmappedReason": reason,
+                    }));
+                }
+            }
+        }
+    }
+    Ok(out)
 }
 
 impl ConnectorOperator for Operator {
@@ -288,20 +397,16 @@ impl ConnectorOperator for Operator {
         Box::pin(async move {
             let mut out = Vec::new();
             for link in p.links().iter() {
-                for row in grant_rows(&p, link).await? {
-                    let justified = row["assignmentIds"].as_array().is_some_and(|ids| {
-                        ids.iter().any(|id| {
-                            id.as_str()
-                                .is_some_and(|id| assignment_ids.iter().any(|a| a == id))
+                let (q, l) = (Arc::clone(&p), Arc::clone(link));
+                let (ids, only) = (assignment_ids.clone(), only_subject.clone());
+                out.extend(
+                    blocking(move || {
+                        store::read(q.state.store.as_ref(), |tx| {
+                            planned_rows(tx, &q, &l, &ids, only.as_deref())
                         })
-                    });
-                    let theirs = only_subject
-                        .as_deref()
-                        .is_none_or(|s| row["subjectId"].as_str() == Some(s));
-                    if justified && theirs {
-                        out.push(assignment_grant(link, row, only_subject.is_none()));
-                    }
-                }
+                    })
+                    .await?,
+                );
             }
             Ok(out)
         })

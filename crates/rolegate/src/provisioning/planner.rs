@@ -161,11 +161,16 @@ pub(super) fn plan_link(
     now: jiff::Timestamp,
     new_id: &dyn Fn() -> String,
 ) -> Result<Planned> {
-    let (desired, next_instant) = desired_state(tx, p, link, directory, now)?;
+    let DesiredState {
+        desired,
+        next_instant,
+        upcoming,
+    } = desired_state(tx, p, link, directory, now)?;
     let name = &link.config.name;
     let requested = tx.requested_keys(name)?;
     let managed: BTreeSet<String> = link.config.rules.iter().map(|r| r.target.clone()).collect();
-    let items = delivery::plan(&desired, &requested, &managed, now);
+    let mut items = delivery::plan(&desired, &requested, &managed, now);
+    name_causes(tx, link, &desired, upcoming, directory, &mut items, now)?;
     for planned in &items {
         tx.enqueue_connector_item(&ConnectorItem::new(new_id(), name, planned.clone(), now))?;
     }
@@ -177,6 +182,76 @@ pub(super) fn plan_link(
     })
 }
 
+/// Tells the causes of `items` apart (`membership`, `directory`, `started`, §5.3) from
+/// the assignments behind each and what this node's previous pass for the connector saw
+/// (see [`delivery::refine_cause`]), then remembers this pass: the assignments that
+/// justify grants (or would, for subjects without a principal) and the `upcoming` ones.
+/// A pass whose transaction rolls back is remembered all the same: causes inform, they
+/// never decide.
+fn name_causes(
+    tx: &mut dyn Tx,
+    link: &Link,
+    desired: &Desired,
+    upcoming: BTreeSet<String>,
+    directory: &[Subject],
+    items: &mut [delivery::PlannedItem],
+    now: jiff::Timestamp,
+) -> Result<()> {
+    let justified: BTreeSet<String> = desired
+        .grants
+        .values()
+        .flat_map(|g| g.assignment_ids.iter().cloned())
+        .chain(
+            desired
+                .unmapped
+                .values()
+                .flat_map(|u| u.targets.values().flatten().cloned()),
+        )
+        .collect();
+    let previous = link
+        .previous_plan
+        .lock()
+        .map_err(|_| DomainError::internal("planner state lock poisoned"))?
+        .replace(SeenAssignments {
+            justified,
+            upcoming,
+        });
+    let Some(before) = previous else {
+        return Ok(());
+    };
+    for item in items
+        .iter_mut()
+        .filter(|i| i.cause == delivery::Cause::Assignment)
+    {
+        let mut facts = Vec::with_capacity(item.assignment_ids.len());
+        for id in &item.assignment_ids {
+            let a = tx.assignment(id)?;
+            facts.push(delivery::AssignmentFacts {
+                in_effect: a.as_ref().is_some_and(|a| a.is_current(now)),
+                direct: a
+                    .as_ref()
+                    .is_none_or(|a| item.subject_id.as_deref() == Some(a.subject_id.as_str())),
+                known_before: before.justified.contains(id),
+                upcoming_before: before.upcoming.contains(id),
+            });
+        }
+        let active = item
+            .subject_id
+            .as_deref()
+            .is_some_and(|s| directory.iter().any(|d| d.id == s && d.active));
+        item.cause = delivery::refine_cause(item, &facts, active, true);
+    }
+    Ok(())
+}
+
+/// What a planning pass saw of the assignments its connector's rules match.
+pub(super) struct SeenAssignments {
+    /// Those that justified a grant, or would have for a subject without a principal.
+    justified: BTreeSet<String>,
+    /// Those due to start later.
+    upcoming: BTreeSet<String>,
+}
+
 /// One connector's desired state at `now` (§4) from the access index, which the write
 /// transaction has caught up with the committed database, and the next instant it may
 /// change without a write.
@@ -186,19 +261,9 @@ pub(super) fn desired_state(
     link: &Link,
     directory: &[Subject],
     now: jiff::Timestamp,
-) -> Result<(Desired, Option<jiff::Timestamp>)> {
+) -> Result<DesiredState> {
     let c = &link.config;
-    let mut anchors = Vec::with_capacity(c.rules.len());
-    for rule in &c.rules {
-        let mut anchor = None;
-        for scope in std::iter::once(rule.scope.clone()).chain(rule.scope.ancestors()) {
-            if let Some(r) = tx.resource_by_external_key(&scope.key())? {
-                anchor = Some(r.id);
-                break;
-            }
-        }
-        anchors.push(anchor);
-    }
+    let anchors = rule_anchors(tx, link)?;
     let finish = |v: &str| c.kind.principal(v);
     let mapping = PrincipalMapping {
         sources: &c.principal,
@@ -211,8 +276,48 @@ pub(super) fn desired_state(
         .read()
         .map_err(|_| DomainError::internal("access index lock poisoned"))?;
     let desired = provisioning::desired(&c.rules, &anchors, &index, directory, &mapping, now);
-    let next = next_instant(&index, &c.rules, &anchors, now);
-    Ok((desired, next))
+    let next_instant = next_instant(&index, &c.rules, &anchors, now);
+    let upcoming = c
+        .rules
+        .iter()
+        .zip(&anchors)
+        .filter_map(|(rule, anchor)| {
+            Some(index.upcoming_with_role(anchor.as_deref()?, rule.role.template_id, now))
+        })
+        .flatten()
+        .collect();
+    Ok(DesiredState {
+        desired,
+        next_instant,
+        upcoming,
+    })
+}
+
+/// One connector's desired state at an instant, and what comes next.
+pub(super) struct DesiredState {
+    /// The desired state (§4).
+    pub desired: Desired,
+    /// The next instant it may change without a write.
+    pub next_instant: Option<jiff::Timestamp>,
+    /// The assignments a rule matches that start later.
+    pub upcoming: BTreeSet<String>,
+}
+
+/// For each rule of `link`, the registered resource covering its scope: the scope itself,
+/// or its nearest registered ancestor; `None` when none is registered.
+pub(super) fn rule_anchors(tx: &mut dyn ReadTx, link: &Link) -> Result<Vec<Option<String>>> {
+    let mut anchors = Vec::with_capacity(link.config.rules.len());
+    for rule in &link.config.rules {
+        let mut anchor = None;
+        for scope in std::iter::once(rule.scope.clone()).chain(rule.scope.ancestors()) {
+            if let Some(r) = tx.resource_by_external_key(&scope.key())? {
+                anchor = Some(r.id);
+                break;
+            }
+        }
+        anchors.push(anchor);
+    }
+    Ok(anchors)
 }
 
 fn next_instant(

@@ -243,9 +243,13 @@ fn settle(
             ItemOutcome::Retry { .. } => return Ok(true),
         };
         let ctx = link.record_context(now);
-        // The assignment's resource, so that its R3 holders read the record too.
+        // The assignment's resource, so that its R3 holders read the record too (a
+        // revoke's assignment may have moved to history already).
         let resource_id = match item.assignment_ids.first() {
-            Some(a) => tx.assignment(a)?.map(|a| a.resource_id),
+            Some(a) => match tx.assignment(a)? {
+                Some(live) => Some(live.resource_id),
+                None => tx.assignment_in_history(a)?.map(|h| h.resource_id),
+            },
             None => None,
         };
         let record = records::item_record(

@@ -429,11 +429,30 @@ fn activations_grant_and_their_end_revokes_a_postgresql_role() {
         &role_id(&s, &admin, &sub, OWNER),
         "P1D",
     );
-    let seen = provisioning_records(&s, &owner_token);
-    assert!(
-        seen.iter().any(|r| r["id"] == grant_record["id"]),
-        "the subscription's Owner does not see {grant_record:#}"
+    // The revoke at the end of alice's activation names the same assignment and resource,
+    // though the assignment has ended.
+    let revoke_record = records
+        .iter()
+        .find(|r| is_record(r, "Revoke connector access", &alice_role))
+        .cloned()
+        .unwrap_or_default();
+    assert_eq!(
+        detail(&revoke_record, "resourceId"),
+        Some(json!(sub)),
+        "{revoke_record:#}"
     );
+    assert_eq!(
+        detail(&revoke_record, "assignmentId"),
+        detail(&grant_record, "assignmentId"),
+        "{revoke_record:#}"
+    );
+    let seen = provisioning_records(&s, &owner_token);
+    for record in [&grant_record, &revoke_record] {
+        assert!(
+            seen.iter().any(|r| r["id"] == record["id"]),
+            "the subscription's Owner does not see {record:#}"
+        );
+    }
     let (_, stranger) = person(&s, &admin, &roles, "stranger");
     let r = s.get(
         &format!(

@@ -11,7 +11,9 @@
 #[path = "../../../connectors/tests/support/slapd.rs"]
 mod slapd;
 
-use super::provisioning::{admin_add, assignment_of, has_record, provisioning_records, scim_user};
+use super::provisioning::{
+    admin_add, assignment_of, has_record, is_record, provisioning_records, scim_user,
+};
 use crate::fixture::*;
 use crate::harness::{self, ADMIN, Server, TcpProxy, wait_until};
 use serde_json::{Value, json};
@@ -52,6 +54,22 @@ fn members(url: &str, group: &str) -> Vec<String> {
         .filter_map(|l| l.strip_prefix("member: "))
         .map(str::to_ascii_lowercase)
         .collect()
+}
+
+/// The `cause` the newest record of `activity` about `principal` gives.
+fn cause_of(records: &[Value], activity: &str, principal: &str) -> String {
+    records
+        .iter()
+        .find(|r| is_record(r, activity, principal))
+        .and_then(|r| {
+            r["additionalDetails"]
+                .as_array()?
+                .iter()
+                .find(|d| d["key"] == "cause")?["value"]
+                .as_str()
+                .map(str::to_string)
+        })
+        .unwrap_or_default()
 }
 
 /// Adds `member` to `group` as the directory's administrator (a change behind Rolegate's
@@ -278,6 +296,18 @@ fn an_ldap_connector_follows_activations_through_serve() {
         "the placeholder stays when the last member leaves"
     );
 
+    // An assignment made to start a few seconds later is granted at its start.
+    let (gina, _) = person("gina");
+    let mut body = request_body("AdminAdd", "Active", &rg, &rg_contributor, &gina);
+    body["schedule"] =
+        json!({"type": "Once", "startDateTime": from_now(3).to_string(), "duration": "PT1H"});
+    let r = post_request(&s, &admin, &body);
+    assert_eq!(r.status, 201, "future AdminAdd: {}", r.text);
+    assert!(!has("gina"), "granted before its start");
+    wait_until(15, "gina is added when her assignment starts", || {
+        has("gina")
+    });
+
     // The directory is changed before each operation is settled and recorded.
     let expected_records = [
         ("Grant connector access", "alice"),
@@ -287,6 +317,7 @@ fn an_ldap_connector_follows_activations_through_serve() {
         ("Revoke connector access", "carol"),
         ("Revoke connector access", "frank"),
         ("Revoke connector access", "dave"),
+        ("Grant connector access", "gina"),
     ];
     wait_until(10, "every operation is recorded", || {
         let records = provisioning_records(&s, &admin);
@@ -294,6 +325,33 @@ fn an_ldap_connector_follows_activations_through_serve() {
             .iter()
             .all(|(activity, who)| has_record(&records, activity, &entry(who)))
     });
+    // Each record says why (connectors.md §5.3 `cause`).
+    let records = provisioning_records(&s, &admin);
+    let causes: Vec<(&str, &str, String)> = [
+        ("Revoke connector access", "alice"),
+        ("Revoke connector access", "bob"),
+        ("Grant connector access", "dave"),
+        ("Revoke connector access", "carol"),
+        ("Revoke connector access", "frank"),
+        ("Revoke connector access", "dave"),
+        ("Grant connector access", "gina"),
+    ]
+    .into_iter()
+    .map(|(activity, who)| (activity, who, cause_of(&records, activity, &entry(who))))
+    .collect();
+    let expected: Vec<(&str, &str, String)> = [
+        ("Revoke connector access", "alice", "ended"),
+        ("Revoke connector access", "bob", "assignment"),
+        ("Grant connector access", "dave", "assignment"),
+        ("Revoke connector access", "carol", "membership"),
+        ("Revoke connector access", "frank", "directory"),
+        ("Revoke connector access", "dave", "directory"),
+        ("Grant connector access", "gina", "started"),
+    ]
+    .into_iter()
+    .map(|(a, w, c)| (a, w, c.to_string()))
+    .collect();
+    assert_eq!(causes, expected);
     let log = s.log();
     assert!(!log.contains(SERVICE_PW), "the bind password is in the log");
     std::fs::remove_dir_all(dir).ok();

@@ -10,6 +10,13 @@ impl AssignmentRead for SqlTx<'_> {
             assignment_row,
         )
     }
+    fn assignment_in_history(&mut self, id: &str) -> Result<Option<RoleAssignment>> {
+        self.one(
+            &format!("SELECT {ASSIGNMENT_COLS} FROM assignment_history a WHERE a.id = ?"),
+            &params![id],
+            assignment_row,
+        )
+    }
     fn assignments_with_key(&mut self, key: &AssignmentKey) -> Result<Vec<RoleAssignment>> {
         self.many(
             &format!(

@@ -10,10 +10,18 @@ const ITEM_COLS: &str = "i.id, i.connector, i.target, i.principal, i.subject_id,
 /// States in which an item will still run.
 const UNFINISHED: &str = "('pending', 'retrying', 'inProgress')";
 
+/// Comma-separated assignment ids, as items and requested keys keep them.
+fn ids(text: &str) -> Vec<String> {
+    text.split(',')
+        .filter(|s| !s.is_empty())
+        .map(str::to_string)
+        .collect()
+}
+
 fn item_row(r: &Row) -> Result<ConnectorItem> {
     let operation: String = r.get(5)?;
     let state: String = r.get(10)?;
-    let ids: String = r.get(8)?;
+    let ids_text: String = r.get(8)?;
     let opt_ts =
         |i: usize| -> Result<Option<Timestamp>> { r.get::<Option<i64>>(i)?.map(ts).transpose() };
     let code: Option<String> = r.get(17)?;
@@ -28,11 +36,7 @@ fn item_row(r: &Row) -> Result<ConnectorItem> {
             .ok_or_else(|| bad_column("item operation", &operation))?,
         cause: r.get(6)?,
         cause_id: r.get(7)?,
-        assignment_ids: ids
-            .split(',')
-            .filter(|s| !s.is_empty())
-            .map(str::to_string)
-            .collect(),
+        assignment_ids: ids(&ids_text),
         not_after: opt_ts(9)?,
         state: ItemState::parse(&state).ok_or_else(|| bad_column("item state", &state))?,
         attempts: r.get(11)?,
@@ -51,8 +55,8 @@ impl ConnectorRead for SqlTx<'_> {
         connector: &str,
     ) -> Result<std::collections::BTreeMap<(String, String), RequestedKey>> {
         let rows = self.many(
-            "SELECT target, principal, operation, subject_id, not_after FROM connector_requested \
-             WHERE connector = ?",
+            "SELECT target, principal, operation, subject_id, not_after, assignment_ids \
+             FROM connector_requested WHERE connector = ?",
             &params![connector],
             |r| {
                 let operation: String = r.get(2)?;
@@ -63,6 +67,7 @@ impl ConnectorRead for SqlTx<'_> {
                             .ok_or_else(|| bad_column("requested operation", &operation))?,
                         subject_id: r.get(3)?,
                         not_after: r.get::<Option<i64>>(4)?.map(ts).transpose()?,
+                        assignment_ids: ids(&r.get::<String>(5)?),
                     },
                 ))
             },
@@ -220,17 +225,18 @@ impl ConnectorWrite for SqlTx<'_> {
         )?;
         self.exec(
             "INSERT INTO connector_requested (connector, target, principal, operation, subject_id, \
-             not_after) VALUES (?, ?, ?, ?, ?, ?) \
+             not_after, assignment_ids) VALUES (?, ?, ?, ?, ?, ?, ?) \
              ON CONFLICT (connector, target, principal) DO UPDATE SET \
              operation = excluded.operation, subject_id = excluded.subject_id, \
-             not_after = excluded.not_after",
+             not_after = excluded.not_after, assignment_ids = excluded.assignment_ids",
             &params![
                 item.connector,
                 item.target,
                 item.principal,
                 item.operation.as_str(),
                 item.subject_id,
-                item.not_after.map(us)
+                item.not_after.map(us),
+                item.assignment_ids.join(",")
             ],
         )?;
         Ok(())

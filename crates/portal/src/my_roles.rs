@@ -99,13 +99,13 @@ impl When {
 
 /// What one connector did with an active role, in words (docs/connectors.md "The grant's
 /// state for the person who activated").
-pub struct GrantView {
+pub(crate) struct GrantView {
     /// "app_admin in pg_main".
-    what: String,
+    pub(crate) what: String,
     /// "Granted", "Granting", "Retrying", "Failed", "Not granted".
-    state: &'static str,
+    pub(crate) state: &'static str,
     /// Why, when it is not simply granted.
-    detail: String,
+    pub(crate) detail: String,
 }
 
 impl GrantView {
@@ -145,6 +145,36 @@ impl GrantView {
             detail,
         }
     }
+}
+
+/// What the connectors did with the caller's assignments `ids`: the caller's own grant
+/// rows (whatever else it administers), `None` when no connectors run.
+pub(crate) async fn connected_systems(
+    portal: &S,
+    visit: &Visit,
+    ids: Vec<String>,
+) -> Result<Option<Vec<serde_json::Value>>, Response> {
+    let Some(operator) = portal.app.connectors.get().cloned() else {
+        return Ok(None);
+    };
+    operator
+        .assignment_grants(ids, Some(visit.caller.subject_id.clone()))
+        .await
+        .map(Some)
+        .map_err(|e| ErrorPage::from_api(&visit.request_id, e.into()).into_response())
+}
+
+/// The views of the rows of `grants` that assignment `id` justifies.
+pub(crate) fn of_assignment(grants: &[serde_json::Value], id: &str) -> Vec<GrantView> {
+    grants
+        .iter()
+        .filter(|g| {
+            g["assignmentIds"]
+                .as_array()
+                .is_some_and(|ids| ids.iter().any(|i| i == id))
+        })
+        .map(GrantView::of)
+        .collect()
 }
 
 /// One row of a "My roles" table.
@@ -247,28 +277,14 @@ pub async fn page(State(portal): State<S>, visit: Visit, Query(q): Query<Done>) 
     };
     let rows = |v: &[RoleRow]| v.iter().map(|r| RowView::of(r, at)).collect::<Vec<_>>();
     let mut active = rows(&roles.active);
-    let connectors = portal.app.connectors.get().cloned();
-    if let Some(operator) = &connectors {
-        let ids = active.iter().map(|r| r.id.clone()).collect();
-        // A person sees only their own rows here, whatever else they administer.
-        match operator
-            .assignment_grants(ids, Some(visit.caller.subject_id.clone()))
-            .await
-        {
-            Ok(grants) => {
-                for row in &mut active {
-                    row.grants = grants
-                        .iter()
-                        .filter(|g| {
-                            g["assignmentIds"]
-                                .as_array()
-                                .is_some_and(|ids| ids.iter().any(|i| i == row.id.as_str()))
-                        })
-                        .map(GrantView::of)
-                        .collect();
-                }
-            }
-            Err(e) => return ErrorPage::from_api(&visit.request_id, e.into()).into_response(),
+    let ids = active.iter().map(|r| r.id.clone()).collect();
+    let grants = match connected_systems(&portal, &visit, ids).await {
+        Ok(g) => g,
+        Err(resp) => return resp,
+    };
+    if let Some(grants) = &grants {
+        for row in &mut active {
+            row.grants = of_assignment(grants, &row.id);
         }
     }
     let page = MyRolesPage {
@@ -277,7 +293,7 @@ pub async fn page(State(portal): State<S>, visit: Visit, Query(q): Query<Done>) 
         eligible: rows(&roles.eligible),
         active,
         expired: rows(&roles.expired),
-        connected: connectors.is_some(),
+        connected: grants.is_some(),
     };
     render(StatusCode::OK, &page, &visit.request_id)
 }

@@ -12,6 +12,7 @@ use axum::http::StatusCode;
 use axum::response::{IntoResponse, Redirect, Response};
 use jiff::Timestamp;
 use rolegate_api::state::Operation;
+use rolegate_core::assignment::AssignmentState;
 use rolegate_core::odata;
 use rolegate_core::operation;
 use rolegate_core::overview::{self, RequestRecord};
@@ -240,6 +241,8 @@ struct RequestPage {
     emergency: bool,
     cancellable: bool,
     history: Vec<HistoryEntry>,
+    /// What the connectors did with the assignment it created (the caller's own rows).
+    grants: Vec<crate::my_roles::GrantView>,
 }
 
 fn history_entry(
@@ -312,6 +315,15 @@ pub async fn show(
     };
     let approved = rec.approvals.iter().filter(|a| a.approved).count();
     let own = r.subject_id == visit.caller.subject_id || r.requested_by == visit.caller.subject_id;
+    let grants = match &r.assignment_id {
+        Some(a) if r.state == AssignmentState::Active => {
+            match crate::my_roles::connected_systems(&portal, &visit, vec![a.clone()]).await {
+                Ok(g) => crate::my_roles::of_assignment(&g.unwrap_or_default(), a),
+                Err(resp) => return resp,
+            }
+        }
+        _ => Vec::new(),
+    };
     let page = RequestPage {
         chrome,
         id: r.id.clone(),
@@ -349,6 +361,7 @@ pub async fn show(
             .enumerate()
             .filter_map(|(i, e)| history_entry(&e.document, i == 0))
             .collect(),
+        grants,
     };
     render(StatusCode::OK, &page, &visit.request_id)
 }

@@ -979,7 +979,7 @@ fn an_exec_connector_applies_retries_and_revokes_through_serve() {
     // Someone granted for a day sees "Granted" once the retried attempt is applied.
     let steady_name = format!("{user}steady@example.test");
     let steady = scim_user(&s, &admin, &steady_name, "Steady");
-    admin_add(&s, &admin, "Active", &sub, &contributor, &steady, "P1D");
+    let steady_request = admin_add(&s, &admin, "Active", &sub, &contributor, &steady, "P1D");
     let steady_assignment = assignment_of(&s, &admin, &sub, &steady);
     let steady_token = harness::token(&steady, true);
     wait_until(15, "steady's grant shows as applied", || {
@@ -988,10 +988,14 @@ fn an_exec_connector_applies_retries_and_revokes_through_serve() {
     });
     let mut steady_visit = crate::portal::Visitor::new(&s);
     assert_eq!(steady_visit.sign_in(&steady_name, true).status, 303);
+    let granted_text = "database/roles/payments-rw in vault: <strong>Granted</strong>";
     let page = steady_visit.get("/ui/");
+    assert!(page.text.contains(granted_text), "{}", page.text);
+    // The request's page says so too: it is where an activation lands.
+    let request_id = steady_request["id"].as_str().unwrap_or_default();
+    let page = steady_visit.get(&format!("/ui/requests/{request_id}"));
     assert!(
-        page.text
-            .contains("database/roles/payments-rw in vault: <strong>Granted</strong>"),
+        page.text.contains("<dt>Connected systems</dt>") && page.text.contains(granted_text),
         "{}",
         page.text
     );

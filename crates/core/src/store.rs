@@ -36,6 +36,10 @@ pub trait DirectoryRead {
     /// Every subject (connectors' desired state needs them all to find principals two
     /// subjects share), by id.
     fn all_subjects(&mut self) -> Result<Vec<Subject>>;
+    /// Every subject with its SCIM record (connectors mapping principals from extension
+    /// attributes), by id.
+    fn all_subjects_with_scim(&mut self)
+    -> Result<Vec<(Subject, crate::scim::record::ScimRecord)>>;
     /// Direct members of a group.
     fn group_members(&mut self, group_id: &str) -> Result<Vec<String>>;
     /// Direct groups of a subject.

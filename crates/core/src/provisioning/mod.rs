@@ -143,6 +143,38 @@ pub struct PrincipalMapping<'a> {
     pub case: PrincipalCase,
     /// The kind's finishing step (a role name as is, a DN from a template, …).
     pub finish: &'a dyn Fn(&str) -> Result<String, UnmappedReason>,
+    /// The value of an extension attribute (schema URN, attribute) of a subject, from its
+    /// SCIM document ([`extension_value`]).
+    pub extension: &'a dyn Fn(&Subject, &str, &str) -> Option<String>,
+}
+
+/// The value of extension attribute `attribute` (`employeeNumber`, or `manager.value` for a
+/// sub-attribute) of schema `schema` in a SCIM document, names compared without case as
+/// SCIM does (RFC 7643 §2.1): a string as it is, a number or boolean as text, nothing for
+/// anything else.
+pub fn extension_value(
+    document: &serde_json::Map<String, serde_json::Value>,
+    schema: &str,
+    attribute: &str,
+) -> Option<String> {
+    fn get<'v>(
+        o: &'v serde_json::Map<String, serde_json::Value>,
+        name: &str,
+    ) -> Option<&'v serde_json::Value> {
+        o.iter()
+            .find(|(k, _)| k.eq_ignore_ascii_case(name))
+            .map(|(_, v)| v)
+    }
+    let mut value = get(document, schema)?;
+    for part in attribute.split('.') {
+        value = get(value.as_object()?, part)?;
+    }
+    match value {
+        serde_json::Value::String(s) => Some(s.clone()),
+        serde_json::Value::Number(n) => Some(n.to_string()),
+        serde_json::Value::Bool(b) => Some(b.to_string()),
+        _ => None,
+    }
 }
 
 impl PrincipalMapping<'_> {
@@ -160,8 +192,9 @@ impl PrincipalMapping<'_> {
                         .as_deref()
                         .map(|n| n.rsplit_once('@').map_or(n, |(local, _)| local).to_string()),
                     PrincipalSource::ExternalId => subject.external_id.clone(),
-                    // Extension attributes are not kept by the directory yet.
-                    PrincipalSource::Extension { .. } => None,
+                    PrincipalSource::Extension { schema, attribute } => {
+                        (self.extension)(subject, schema, attribute)
+                    }
                 };
                 v.filter(|v| !v.is_empty())
             })
@@ -376,6 +409,66 @@ mod tests {
             reader
         );
         assert!(resolve_role("Redaer").is_none());
+    }
+
+    #[test]
+    fn extension_values_are_found_without_case_and_as_text() {
+        let doc = serde_json::json!({
+            "userName": "alice@corp",
+            "urn:ietf:params:scim:schemas:extension:enterprise:2.0:User": {
+                "employeeNumber": "E-0042", "costCenter": 7, "manager": {"value": "m-1"},
+                "division": null, "organization": ["x"]
+            }
+        });
+        let doc = doc.as_object().cloned().unwrap_or_default();
+        let ent = "urn:ietf:params:scim:schemas:extension:enterprise:2.0:User";
+        let value = |schema: &str, attribute: &str| extension_value(&doc, schema, attribute);
+        assert_eq!(value(ent, "employeeNumber").as_deref(), Some("E-0042"));
+        assert_eq!(
+            value(&ent.to_uppercase(), "EMPLOYEENUMBER").as_deref(),
+            Some("E-0042")
+        );
+        assert_eq!(value(ent, "costCenter").as_deref(), Some("7"));
+        assert_eq!(value(ent, "manager.value").as_deref(), Some("m-1"));
+        for (schema, attribute) in [
+            (ent, "division"),
+            (ent, "organization"),
+            (ent, "manager"),
+            (ent, "missing"),
+            ("urn:other", "employeeNumber"),
+        ] {
+            assert_eq!(value(schema, attribute), None, "{attribute}");
+        }
+        // The mapping asks for it in its order.
+        let finish = |v: &str| Ok(v.to_string());
+        let lookup = |_: &Subject, schema: &str, attribute: &str| value(schema, attribute);
+        let sources = [
+            PrincipalSource::parse(&format!("{ent}:employeeNumber"))
+                .unwrap_or(PrincipalSource::UserName),
+            PrincipalSource::UserNameLocalPart,
+        ];
+        let mapping = PrincipalMapping {
+            sources: &sources,
+            case: PrincipalCase::Lower,
+            finish: &finish,
+            extension: &lookup,
+        };
+        let subject = Subject {
+            id: "u".into(),
+            external_id: None,
+            kind: SubjectKind::User,
+            display_name: "Alice".into(),
+            principal_name: Some("alice@corp".into()),
+            email: None,
+            active: true,
+        };
+        assert_eq!(mapping.principal(&subject).as_deref(), Ok("e-0042"));
+        let none = |_: &Subject, _: &str, _: &str| None;
+        let fallback = PrincipalMapping {
+            extension: &none,
+            ..mapping
+        };
+        assert_eq!(fallback.principal(&subject).as_deref(), Ok("alice"));
     }
 
     #[test]
@@ -649,7 +742,7 @@ mod tests {
             fn desired_state_is_section_4_read_literally(w in world()) {
                 let sources = [if w.local_part { PrincipalSource::UserNameLocalPart } else { PrincipalSource::UserName }];
                 let finish = |v: &str| if v.len() > 16 { Err(UnmappedReason::InvalidValue) } else { Ok(v.to_string()) };
-                let mapping = PrincipalMapping { sources: &sources, case: PrincipalCase::Lower, finish: &finish };
+                let mapping = PrincipalMapping { sources: &sources, case: PrincipalCase::Lower, finish: &finish, extension: &|_, _, _| None };
                 let rules: Vec<Rule> = w.rules.iter().enumerate().map(|(index, (t, _, target))| Rule {
                     index,
                     line: 0,
@@ -684,6 +777,7 @@ mod tests {
                 sources: &sources,
                 case: PrincipalCase::Preserve,
                 finish: &finish,
+                extension: &|_, _, _| None,
             };
             let rules = vec![Rule {
                 index: 0,
@@ -710,6 +804,7 @@ mod tests {
                 sources: &[PrincipalSource::UserName],
                 case: PrincipalCase::Preserve,
                 finish: &finish,
+                extension: &|_, _, _| None,
             };
             let d = desired(
                 &rules,

@@ -12,7 +12,7 @@ use rolegate_core::provisioning::delivery::{self, ConnectorItem};
 use rolegate_core::provisioning::records;
 use rolegate_core::provisioning::{self, Desired, PrincipalMapping};
 use rolegate_core::store::{ReadTx, Tx};
-use std::collections::BTreeSet;
+use std::collections::{BTreeSet, HashMap};
 use std::sync::Arc;
 use std::time::Duration;
 use tokio::sync::watch;
@@ -123,9 +123,10 @@ fn pass(p: &Provisioning) -> Result<PassOutcome> {
     p.state
         .write_unsignalled(&caller(), &correlation_id, |tx: &mut dyn Tx, ctx| {
             let now = ctx.now;
-            let directory = tx.all_subjects()?;
+            let links = p.links();
+            let directory = Directory::read(tx, links.iter().map(AsRef::as_ref))?;
             let mut out = PassOutcome {
-                links: p.links(),
+                links,
                 ..PassOutcome::default()
             };
             for link in out.links.clone().iter() {
@@ -157,7 +158,7 @@ pub(super) fn plan_link(
     tx: &mut dyn Tx,
     p: &Provisioning,
     link: &Link,
-    directory: &[Subject],
+    directory: &Directory,
     now: jiff::Timestamp,
     new_id: &dyn Fn() -> String,
 ) -> Result<Planned> {
@@ -193,7 +194,7 @@ fn name_causes(
     link: &Link,
     desired: &Desired,
     upcoming: BTreeSet<String>,
-    directory: &[Subject],
+    directory: &Directory,
     items: &mut [delivery::PlannedItem],
     now: jiff::Timestamp,
 ) -> Result<()> {
@@ -238,7 +239,8 @@ fn name_causes(
         let active = item
             .subject_id
             .as_deref()
-            .is_some_and(|s| directory.iter().any(|d| d.id == s && d.active));
+            .and_then(|s| directory.subject(s))
+            .is_some_and(|d| d.active);
         item.cause = delivery::refine_cause(item, &facts, active, true);
     }
     Ok(())
@@ -259,23 +261,33 @@ pub(super) fn desired_state(
     tx: &mut dyn ReadTx,
     p: &Provisioning,
     link: &Link,
-    directory: &[Subject],
+    directory: &Directory,
     now: jiff::Timestamp,
 ) -> Result<DesiredState> {
     let c = &link.config;
     let anchors = rule_anchors(tx, link)?;
     let finish = |v: &str| c.kind.principal(v);
+    let extension =
+        |s: &Subject, schema: &str, attribute: &str| directory.extension(&s.id, schema, attribute);
     let mapping = PrincipalMapping {
         sources: &c.principal,
         case: c.principal_case,
         finish: &finish,
+        extension: &extension,
     };
     let index = p
         .state
         .access
         .read()
         .map_err(|_| DomainError::internal("access index lock poisoned"))?;
-    let desired = provisioning::desired(&c.rules, &anchors, &index, directory, &mapping, now);
+    let desired = provisioning::desired(
+        &c.rules,
+        &anchors,
+        &index,
+        &directory.subjects,
+        &mapping,
+        now,
+    );
     let next_instant = next_instant(&index, &c.rules, &anchors, now);
     let upcoming = c
         .rules
@@ -291,6 +303,66 @@ pub(super) fn desired_state(
         next_instant,
         upcoming,
     })
+}
+
+/// The directory as planning reads it: every subject and, when a connector maps
+/// principals from extension attributes, their SCIM documents.
+pub(super) struct Directory {
+    /// Every subject.
+    pub subjects: Vec<Subject>,
+    /// Each subject's position in `subjects`.
+    by_id: HashMap<String, usize>,
+    /// SCIM documents by subject id (empty when no connector needs them).
+    documents: HashMap<String, serde_json::Map<String, serde_json::Value>>,
+}
+
+impl Directory {
+    /// Reads it for `links`.
+    pub(super) fn read<'a>(
+        tx: &mut dyn ReadTx,
+        mut links: impl Iterator<Item = &'a Link>,
+    ) -> Result<Self> {
+        let extensions = links.any(|l| {
+            l.config
+                .principal
+                .iter()
+                .any(|s| matches!(s, provisioning::PrincipalSource::Extension { .. }))
+        });
+        let (subjects, documents) = if extensions {
+            let mut documents = HashMap::new();
+            let subjects = tx
+                .all_subjects_with_scim()?
+                .into_iter()
+                .map(|(subject, record)| {
+                    documents.insert(subject.id.clone(), record.attributes);
+                    subject
+                })
+                .collect();
+            (subjects, documents)
+        } else {
+            (tx.all_subjects()?, HashMap::new())
+        };
+        let by_id = subjects
+            .iter()
+            .enumerate()
+            .map(|(i, s): (usize, &Subject)| (s.id.clone(), i))
+            .collect();
+        Ok(Self {
+            subjects,
+            by_id,
+            documents,
+        })
+    }
+
+    /// Subject `id`.
+    pub(super) fn subject(&self, id: &str) -> Option<&Subject> {
+        self.by_id.get(id).and_then(|i| self.subjects.get(*i))
+    }
+
+    /// The value of an extension attribute of subject `id`'s SCIM document.
+    fn extension(&self, id: &str, schema: &str, attribute: &str) -> Option<String> {
+        provisioning::extension_value(self.documents.get(id)?, schema, attribute)
+    }
 }
 
 /// One connector's desired state at an instant, and what comes next.
@@ -342,7 +414,7 @@ fn record_unmapped(
     tx: &mut dyn Tx,
     link: &Link,
     desired: &Desired,
-    directory: &[Subject],
+    directory: &Directory,
     now: jiff::Timestamp,
 ) -> Result<()> {
     let name = &link.config.name;
@@ -366,7 +438,7 @@ fn record_unmapped(
         if before.contains(subject_id) {
             continue;
         }
-        let subject = directory.iter().find(|s| &s.id == subject_id);
+        let subject = directory.subject(subject_id);
         tracing::warn!(connector = %name, subject = %subject_id, reason = reason.as_str(), "subject not mapped to a principal; nothing granted");
         // One record per subject that becomes unmapped, naming its first target and, in
         // its details, every target it would get.

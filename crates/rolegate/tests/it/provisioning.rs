@@ -1026,17 +1026,22 @@ fn an_exec_connector_applies_retries_and_revokes_through_serve() {
     std::fs::remove_dir_all(dir).ok();
 }
 
-#[test]
-fn the_docs_exec_example_keeps_an_allowlist_through_serve() {
+/// docs/connectors.md "Any system": the example program installed 0755 in a fresh
+/// folder, and a connectors file giving `deploy:production` to Contributors of `rg_arm`
+/// with `principal` as its sources (TOML array items). The folder, the file and the
+/// allowlist's path; `None` (said) without python3.
+fn allowlist_connector(
+    test: &str,
+    rg_arm: &str,
+    principal: &str,
+) -> Option<(std::path::PathBuf, std::path::PathBuf, std::path::PathBuf)> {
     use std::os::unix::fs::PermissionsExt;
-    let test = "the_docs_exec_example_keeps_an_allowlist_through_serve";
     if !std::path::Path::new("/usr/bin/python3").exists() {
         harness::skip(test, "no /usr/bin/python3");
-        return;
+        return None;
     }
     let dir = std::env::temp_dir().join(format!("rolegate-it-allow-{}", harness::uuid_like()));
     std::fs::create_dir_all(&dir).unwrap_or_else(|e| panic!("{e}"));
-    // docs/connectors.md "Any system": the example program, installed 0755.
     let program = dir.join("allowlist-connector");
     std::fs::copy(
         concat!(
@@ -1049,15 +1054,13 @@ fn the_docs_exec_example_keeps_an_allowlist_through_serve() {
     std::fs::set_permissions(&program, std::fs::Permissions::from_mode(0o755))
         .unwrap_or_else(|e| panic!("{e}"));
     let allowed = dir.join("allowed");
-    let sub_arm = format!("/subscriptions/{}", guid());
-    let rg_arm = format!("{sub_arm}/resourceGroups/production");
     let file = dir.join("connectors.toml");
     std::fs::write(
         &file,
         format!(
             "[connectors.deployers]\nkind = \"exec\"\ncommand = [\"{}\"]\n\
              env = {{ ALLOWLIST = \"{}\" }}\ntimeout = \"10s\"\nreconcile_interval = \"1s\"\n\
-             principal = [\"userNameLocalPart\"]\n\
+             principal = [{principal}]\n\
              [[connectors.deployers.rules]]\nrole = \"Contributor\"\nscope = \"{rg_arm}\"\n\
              target = \"deploy:production\"\n",
             program.display(),
@@ -1065,6 +1068,31 @@ fn the_docs_exec_example_keeps_an_allowlist_through_serve() {
         ),
     )
     .unwrap_or_else(|e| panic!("{e}"));
+    Some((dir, file, allowed))
+}
+
+/// The lines of an allowlist file, sorted.
+fn allowlist(path: &std::path::Path) -> Vec<String> {
+    let mut v: Vec<String> = std::fs::read_to_string(path)
+        .unwrap_or_default()
+        .lines()
+        .map(str::to_string)
+        .collect();
+    v.sort();
+    v
+}
+
+#[test]
+fn the_docs_exec_example_keeps_an_allowlist_through_serve() {
+    let sub_arm = format!("/subscriptions/{}", guid());
+    let rg_arm = format!("{sub_arm}/resourceGroups/production");
+    let Some((dir, file, allowed)) = allowlist_connector(
+        "the_docs_exec_example_keeps_an_allowlist_through_serve",
+        &rg_arm,
+        "\"userNameLocalPart\"",
+    ) else {
+        return;
+    };
     let s = Server::start_with(&["--connectors", &file.to_string_lossy()]);
     let admin = harness::token(ADMIN, true);
     register(&s, &admin, &rg_arm);
@@ -1072,15 +1100,7 @@ fn the_docs_exec_example_keeps_an_allowlist_through_serve() {
     let contributor = role_id(&s, &admin, &rg, CONTRIBUTOR);
     let user = format!("d{}", harness::uuid_like().replace('-', ""));
     let id = scim_user(&s, &admin, &format!("{user}@example.test"), "Deployer");
-    let lines = || {
-        let mut v: Vec<String> = std::fs::read_to_string(&allowed)
-            .unwrap_or_default()
-            .lines()
-            .map(str::to_string)
-            .collect();
-        v.sort();
-        v
-    };
+    let lines = || allowlist(&allowed);
     // A line for another target, written by hand, is not the connector's business.
     std::fs::write(&allowed, "deploy:staging\tbob\n").unwrap_or_else(|e| panic!("{e}"));
     admin_add(&s, &admin, "Active", &rg, &contributor, &id, "PT6S");
@@ -1106,6 +1126,85 @@ fn the_docs_exec_example_keeps_an_allowlist_through_serve() {
             && has_record(&records, "Revoke connector access", &user)
             && has_record(&records, "Revoke grant made outside Rolegate", "mallory")
     });
+    std::fs::remove_dir_all(dir).ok();
+}
+
+#[test]
+fn an_extension_attribute_names_the_principal_and_its_change_moves_the_grant() {
+    let sub_arm = format!("/subscriptions/{}", guid());
+    let rg_arm = format!("{sub_arm}/resourceGroups/production");
+    let ent = "urn:ietf:params:scim:schemas:extension:enterprise:2.0:User";
+    let Some((dir, file, allowed)) = allowlist_connector(
+        "an_extension_attribute_names_the_principal_and_its_change_moves_the_grant",
+        &rg_arm,
+        &format!("\"{ent}:employeeNumber\", \"userNameLocalPart\""),
+    ) else {
+        return;
+    };
+    let s = Server::start_with(&["--connectors", &file.to_string_lossy()]);
+    let admin = harness::token(ADMIN, true);
+    register(&s, &admin, &rg_arm);
+    let rg = resource_id(&s, &admin, &rg_arm);
+    let contributor = role_id(&s, &admin, &rg, CONTRIBUTOR);
+    // One person with an employee number, one without (the second source decides).
+    let r = s.call(
+        "POST",
+        "/scim/v2/Users",
+        Some(&admin),
+        Some(&json!({
+            "schemas": ["urn:ietf:params:scim:schemas:core:2.0:User", ent],
+            "userName": "erin@example.test",
+            ent: {"employeeNumber": "E1234"},
+        })),
+    );
+    assert_eq!(r.status, 201, "{}", r.text);
+    let erin = r.json["id"].as_str().unwrap_or_default().to_string();
+    let frank = scim_user(&s, &admin, "frank@example.test", "Frank");
+    for who in [&erin, &frank] {
+        admin_add(&s, &admin, "Active", &rg, &contributor, who, "P1D");
+    }
+    let want = |lines: &[&str]| lines.iter().map(|l| l.to_string()).collect::<Vec<_>>();
+    wait_until(10, "both are granted under their principals", || {
+        allowlist(&allowed) == want(&["deploy:production\tE1234", "deploy:production\tfrank"])
+    });
+    // The employee number changes through SCIM: the old principal loses the grant, the new
+    // one gets it, both for a directory change.
+    let r = s.call(
+        "PATCH",
+        &format!("/scim/v2/Users/{erin}"),
+        Some(&admin),
+        Some(&json!({"schemas": ["urn:ietf:params:scim:api:messages:2.0:PatchOp"],
+                     "Operations": [{"op": "replace", "path": format!("{ent}:employeeNumber"), "value": "E5678"}]})),
+    );
+    assert!(r.status < 300, "{}", r.text);
+    wait_until(10, "the grant moves to the new employee number", || {
+        allowlist(&allowed) == want(&["deploy:production\tE5678", "deploy:production\tfrank"])
+    });
+    let cause = |activity: &str, principal: &str| {
+        provisioning_records(&s, &admin)
+            .iter()
+            .find(|r| is_record(r, activity, principal))
+            .and_then(|r| {
+                r["additionalDetails"]
+                    .as_array()?
+                    .iter()
+                    .find(|d| d["key"] == "cause")?["value"]
+                    .as_str()
+                    .map(str::to_string)
+            })
+    };
+    wait_until(10, "both operations are recorded", || {
+        cause("Revoke connector access", "E1234").is_some()
+            && cause("Grant connector access", "E5678").is_some()
+    });
+    assert_eq!(
+        cause("Revoke connector access", "E1234").as_deref(),
+        Some("directory")
+    );
+    assert_eq!(
+        cause("Grant connector access", "E5678").as_deref(),
+        Some("directory")
+    );
     std::fs::remove_dir_all(dir).ok();
 }
 

@@ -24,6 +24,13 @@ impl DirectoryRead for SqlTx<'_> {
             subject_row,
         )
     }
+    fn all_subjects_with_scim(&mut self) -> Result<Vec<(Subject, ScimRecord)>> {
+        self.many(
+            &format!("SELECT {SCIM_SUBJECT_COLS} FROM subjects s ORDER BY s.id"),
+            &[],
+            scim_subject_row,
+        )
+    }
     fn list_subjects(&mut self, q: &SubjectQuery) -> Result<Page<(Subject, ScimRecord)>> {
         let wh = crate::sql::scim::where_sql(q, self.c.dialect())?;
         let order = crate::sql::scim::order_sql(q.sort.as_ref(), self.c.dialect());

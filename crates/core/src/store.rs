@@ -501,6 +501,15 @@ pub trait ConnectorWrite {
     /// Supersedes every item of `connector` that has not run yet (the connector left the
     /// file, §6.6).
     fn supersede_connector_items(&mut self, connector: &str, now: Timestamp) -> Result<()>;
+    /// Records that the last requested grant of (`target`, `principal`) now stands on
+    /// other assignments (`refreshed`), and re-arms its item if that died (§6.4: a newer
+    /// change of its key re-arms a dead item). Returns whether an item was re-armed.
+    fn refresh_requested_grant(
+        &mut self,
+        connector: &str,
+        refreshed: &crate::provisioning::delivery::RefreshedGrant,
+        now: Timestamp,
+    ) -> Result<bool>;
     /// Re-arms the dead items of `connector` that died before `died_before` (every one
     /// when `None`): `pending` again, attempts reset. Returns how many.
     fn rearm_dead_items(

@@ -218,6 +218,43 @@ pub fn plan(
     out
 }
 
+/// A key whose last requested grant still stands, on other assignments than it was
+/// requested for (a second activation, an extension, one of two ending): no item is
+/// written (the operation does not change, §6.1), but the key's requested state follows,
+/// so that a later revoke names the right assignments and end, and a dead grant item is
+/// re-armed (§6.4).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RefreshedGrant {
+    /// The key: (target, principal).
+    pub key: (String, String),
+    /// The assignments that justify it now.
+    pub assignment_ids: Vec<String>,
+    /// The latest end among them.
+    pub not_after: Option<Timestamp>,
+}
+
+/// The keys of `desired` last requested granted whose assignments or end changed since.
+pub fn refreshed_grants(
+    desired: &Desired,
+    requested: &BTreeMap<(String, String), RequestedKey>,
+) -> Vec<RefreshedGrant> {
+    desired
+        .grants
+        .iter()
+        .filter_map(|(key, why)| {
+            let r = requested.get(key)?;
+            let ids: Vec<String> = why.assignment_ids.iter().cloned().collect();
+            (r.operation == ItemOperation::Grant
+                && (r.assignment_ids != ids || r.not_after != why.not_after))
+                .then(|| RefreshedGrant {
+                    key: key.clone(),
+                    assignment_ids: ids,
+                    not_after: why.not_after,
+                })
+        })
+        .collect()
+}
+
 /// What planning knows about one assignment behind an item (a grant's justification, or
 /// the one a revoked grant had), to name the item's cause.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -478,6 +515,34 @@ mod tests {
                 ("ended", Cause::Ended, at(5)),
                 ("removed", Cause::Assignment, at(10))
             ]
+        );
+    }
+
+    #[test]
+    fn a_grant_that_stands_on_other_assignments_is_refreshed_without_an_item() {
+        let d = desired(&[("t", "alice", Some(100)), ("t", "bob", None)]);
+        let mut requested = BTreeMap::new();
+        // alice's grant was requested for another assignment that ends earlier.
+        requested.insert(key("t", "alice"), granted(Some(50)));
+        // bob's is exactly as requested.
+        requested.insert(
+            key("t", "bob"),
+            RequestedKey {
+                operation: ItemOperation::Grant,
+                subject_id: Some("subject-bob".into()),
+                not_after: None,
+                assignment_ids: vec!["a-bob".into()],
+            },
+        );
+        let managed = BTreeSet::from(["t".to_string()]);
+        assert!(plan(&d, &requested, &managed, at(10)).is_empty());
+        assert_eq!(
+            refreshed_grants(&d, &requested),
+            [RefreshedGrant {
+                key: key("t", "alice"),
+                assignment_ids: vec!["a-alice".into()],
+                not_after: Some(at(100)),
+            }]
         );
     }
 

@@ -145,7 +145,7 @@ fn pass(p: &Provisioning) -> Result<PassOutcome> {
 pub(super) struct Planned {
     /// The connector's desired state at the planning instant.
     pub desired: Desired,
-    /// Items written.
+    /// Items written or re-armed (the worker has work).
     pub written: usize,
     /// The next instant its desired state may change without a write.
     pub next_instant: Option<jiff::Timestamp>,
@@ -175,10 +175,17 @@ pub(super) fn plan_link(
     for planned in &items {
         tx.enqueue_connector_item(&ConnectorItem::new(new_id(), name, planned.clone(), now))?;
     }
+    let mut rearmed = 0;
+    for refreshed in delivery::refreshed_grants(&desired, &requested) {
+        if tx.refresh_requested_grant(name, &refreshed, now)? {
+            tracing::info!(connector = %name, target = %refreshed.key.0, principal = %refreshed.key.1, "dead connector item re-armed by a newer change of its key");
+            rearmed += 1;
+        }
+    }
     record_unmapped(tx, link, &desired, directory, now)?;
     Ok(Planned {
         desired,
-        written: items.len(),
+        written: items.len() + rearmed,
         next_instant,
     })
 }

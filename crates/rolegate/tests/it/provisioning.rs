@@ -1209,6 +1209,70 @@ fn an_extension_attribute_names_the_principal_and_its_change_moves_the_grant() {
 }
 
 #[test]
+fn a_grant_that_outlives_its_first_assignment_is_revoked_for_the_right_reason() {
+    let sub_arm = format!("/subscriptions/{}", guid());
+    let rg_arm = format!("{sub_arm}/resourceGroups/production");
+    let Some((dir, file, allowed)) = allowlist_connector(
+        "a_grant_that_outlives_its_first_assignment_is_revoked_for_the_right_reason",
+        &rg_arm,
+        "\"userNameLocalPart\"",
+    ) else {
+        return;
+    };
+    let s = Server::start_with(&["--connectors", &file.to_string_lossy()]);
+    let admin = harness::token(ADMIN, true);
+    register(&s, &admin, &rg_arm);
+    let rg = resource_id(&s, &admin, &rg_arm);
+    let contributor = role_id(&s, &admin, &rg, CONTRIBUTOR);
+    let gail = scim_user(&s, &admin, "gail@example.test", "Gail");
+    let line = "deploy:production\tgail".to_string();
+    // Granted for a few seconds directly, then also through a group for a day.
+    admin_add(&s, &admin, "Active", &rg, &contributor, &gail, "PT3S");
+    wait_until(10, "gail is granted", || {
+        allowlist(&allowed) == [line.clone()]
+    });
+    let group = create_group(&s, &admin, "deployers", &[&gail]);
+    admin_add(&s, &admin, "Active", &rg, &contributor, &group, "P1D");
+    // The direct assignment ends: the grant stands on the group's.
+    let direct_end = from_now(4);
+    sleep_past(direct_end);
+    std::thread::sleep(std::time::Duration::from_millis(500));
+    assert_eq!(
+        allowlist(&allowed),
+        std::slice::from_ref(&line),
+        "revoked though the group holds it"
+    );
+    // Gail leaves the group: revoked now, because of the membership, not of the old end.
+    let left = now();
+    let r = s.call(
+        "PATCH",
+        &format!("/scim/v2/Groups/{group}"),
+        Some(&admin),
+        Some(&json!({"schemas": ["urn:ietf:params:scim:api:messages:2.0:PatchOp"],
+                     "Operations": [{"op": "remove", "path": format!("members[value eq \"{gail}\"]")}]})),
+    );
+    assert!(r.status < 300, "{}", r.text);
+    wait_until(10, "gail is revoked", || allowlist(&allowed).is_empty());
+    let revoke = || {
+        let items = s.get(
+            "/rolegate/v1/connectors/deployers/items?state=succeeded",
+            &admin,
+        );
+        items.json["value"]
+            .as_array()
+            .and_then(|v| v.iter().find(|i| i["operation"] == "revoke").cloned())
+    };
+    wait_until(10, "the revoke is settled", || revoke().is_some());
+    let item = revoke().unwrap_or_default();
+    assert_eq!(item["cause"], "membership", "{item:#}");
+    assert!(
+        ts(&item["dueDateTime"]) >= left,
+        "due before gail left: {item:#}"
+    );
+    std::fs::remove_dir_all(dir).ok();
+}
+
+#[test]
 fn two_nodes_apply_each_change_once_and_a_killed_node_loses_nothing() {
     let test = "two_nodes_apply_each_change_once_and_a_killed_node_loses_nothing";
     if harness::backend() != harness::Backend::Postgres {

@@ -350,6 +350,43 @@ impl ConnectorWrite for SqlTx<'_> {
         )?;
         Ok(())
     }
+    fn refresh_requested_grant(
+        &mut self,
+        connector: &str,
+        refreshed: &RefreshedGrant,
+        now: Timestamp,
+    ) -> Result<bool> {
+        let (target, principal) = &refreshed.key;
+        self.exec(
+            "UPDATE connector_requested SET assignment_ids = ?, not_after = ? \
+             WHERE connector = ? AND target = ? AND principal = ? AND operation = 'grant'",
+            &params![
+                refreshed.assignment_ids.join(","),
+                refreshed.not_after.map(us),
+                connector,
+                target,
+                principal
+            ],
+        )?;
+        // The key's newest item, if it is a dead grant, runs again.
+        let rearmed = self.exec(
+            "UPDATE connector_items SET state = 'pending', attempts = 0, next_attempt_at = ?, \
+             completed_at = NULL, assignment_ids = ?, not_after = ? \
+             WHERE connector = ? AND target = ? AND principal = ? AND state = 'dead' \
+             AND operation = 'grant' AND NOT EXISTS (SELECT 1 FROM connector_items n \
+             WHERE n.connector = connector_items.connector AND n.target = connector_items.target \
+             AND n.principal = connector_items.principal AND n.seq > connector_items.seq)",
+            &params![
+                us(now),
+                refreshed.assignment_ids.join(","),
+                refreshed.not_after.map(us),
+                connector,
+                target,
+                principal
+            ],
+        )?;
+        Ok(rearmed > 0)
+    }
     fn rearm_dead_items(
         &mut self,
         connector: &str,
@@ -604,6 +641,49 @@ mod tests {
         tx.prune_connector_items(at(1000), at(1000))?;
         let left = tx.connector_items("pg", None, 10)?;
         assert_eq!(ids(&left), ["r2-alice"]);
+        Ok(())
+    }
+
+    /// A grant that stands on other assignments updates its key's requested state, and
+    /// re-arms its item if that died; a revoke's key is left alone.
+    #[test]
+    fn a_refreshed_grant_follows_its_assignments_and_rearms_a_dead_item() -> Result<()> {
+        let c = Connection::open_in_memory().map_err(db)?;
+        crate::sqlite::migrate(&c)?;
+        let conn = SqliteConnection(&c);
+        let mut tx = SqlTx::new(&conn);
+        tx.enqueue_connector_item(&item("g-alice", "alice", ItemOperation::Grant, 1))?;
+        tx.enqueue_connector_item(&item("r-bob", "bob", ItemOperation::Revoke, 1))?;
+        let claimed = tx.claim_connector_items("pg", "A", at(2), at(60), 10)?;
+        assert_eq!(claimed.len(), 2);
+        let dead = ItemOutcome::Dead {
+            code: "Refused".into(),
+            message: "no".into(),
+        };
+        let held = stored(&mut tx, "g-alice")?;
+        assert!(tx.settle_connector_item(&held, "A", &dead, at(3))?);
+        let refreshed = |principal: &str| RefreshedGrant {
+            key: ("t".into(), principal.into()),
+            assignment_ids: vec!["a3".into()],
+            not_after: Some(at(900)),
+        };
+        assert!(tx.refresh_requested_grant("pg", &refreshed("alice"), at(4))?);
+        let requested = tx.requested_keys("pg")?;
+        let alice = &requested[&("t".to_string(), "alice".to_string())];
+        assert_eq!(alice.assignment_ids, ["a3"]);
+        assert_eq!(alice.not_after, Some(at(900)));
+        let again = stored(&mut tx, "g-alice")?;
+        assert_eq!((again.state, again.attempts), (ItemState::Pending, 0));
+        assert_eq!(again.assignment_ids, ["a3"]);
+        // Once re-armed, refreshing again re-arms nothing more.
+        assert!(!tx.refresh_requested_grant("pg", &refreshed("alice"), at(5))?);
+        // Bob's key was last requested revoked: untouched.
+        assert!(!tx.refresh_requested_grant("pg", &refreshed("bob"), at(5))?);
+        let requested = tx.requested_keys("pg")?;
+        assert_eq!(
+            requested[&("t".to_string(), "bob".to_string())].assignment_ids,
+            ["a1", "a2"]
+        );
         Ok(())
     }
 

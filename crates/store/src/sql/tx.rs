@@ -21,7 +21,7 @@ pub(super) use rolegate_core::notification::{
 pub(super) use rolegate_core::odata::EntityFields;
 pub(super) use rolegate_core::policy::{RoleRules, RuleResult, RuleSetting, TicketInfo};
 pub(super) use rolegate_core::provisioning::delivery::{
-    ConnectorItem, ItemOperation, ItemState, LedgerEntry, RequestedKey,
+    ConnectorItem, ItemOperation, ItemState, LedgerEntry, RefreshedGrant, RequestedKey,
 };
 pub(super) use rolegate_core::query::{
     DIRECTORY_AUDIT_FIELDS, ListQuery, Page, RESOURCE_FIELDS, ROLE_ASSIGNMENT_FIELDS,

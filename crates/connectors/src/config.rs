@@ -95,6 +95,19 @@ pub struct ConnectorConfig {
     pub insecure: bool,
 }
 
+impl ConnectorConfig {
+    /// The principals Rolegate never grants, revokes nor reports in this connector, as
+    /// the kind compares them: `ignore_members` and its own account (§2.2, §11.1).
+    pub fn untouchable(&self) -> std::collections::BTreeSet<String> {
+        self.ignore_members
+            .iter()
+            .cloned()
+            .chain(self.kind.own_account())
+            .map(|p| self.kind.comparable_principal(&p))
+            .collect()
+    }
+}
+
 /// Reads and validates the connectors file at `path`; `env` resolves `${NAME}`.
 pub fn load(path: &str, env: &dyn Environment) -> Result<ConnectorsConfig, Vec<ConfigProblem>> {
     match std::fs::read_to_string(path) {

@@ -655,6 +655,34 @@ impl AccessIndex {
         out
     }
 
+    /// For each of `groups`, every subject that belongs to it, directly or through nested
+    /// groups (the group itself included): [`AccessIndex::members_of_any`] for many groups
+    /// in one pass over the directory.
+    pub fn members_of_each(&self, groups: &[String]) -> HashMap<String, Vec<String>> {
+        let wanted: HashMap<u32, &String> = groups
+            .iter()
+            .filter_map(|g| self.subjects.get(g).map(|id| (id, g)))
+            .collect();
+        let mut out: HashMap<String, Vec<String>> = HashMap::new();
+        if wanted.is_empty() {
+            return out;
+        }
+        for (id, name) in self.subjects.names.iter().enumerate() {
+            let Ok(id) = u32::try_from(id) else { continue };
+            for g in self.closure(id) {
+                if let Some(group) = wanted.get(&g) {
+                    out.entry((*group).clone())
+                        .or_default()
+                        .push(name.to_string());
+                }
+            }
+        }
+        for members in out.values_mut() {
+            members.sort();
+        }
+        out
+    }
+
     /// `roots` and every resource below them, each once, as the index knows the tree.
     pub fn subtrees(&self, roots: &[String]) -> Vec<String> {
         let mut children: HashMap<u32, Vec<u32>> = HashMap::new();

@@ -52,6 +52,21 @@ impl KindConfig {
         }
     }
 
+    /// The connector's own account as a principal of its kind (the PostgreSQL user, the
+    /// LDAP bind DN), whose memberships Rolegate never changes (§11.1); `None` for `exec`.
+    pub fn own_account(&self) -> Option<String> {
+        match self {
+            Self::Postgresql(c) => postgresql_tls::split_uri(&c.url)
+                .0
+                .parse::<tokio_postgres::Config>()
+                .ok()?
+                .get_user()
+                .map(str::to_string),
+            Self::Ldap(c) => Some(c.bind_dn.clone()),
+            Self::Exec(_) => None,
+        }
+    }
+
     /// Where it connects, without any secret: a URL, or for `exec` the command array.
     pub fn endpoint(&self) -> Value {
         match self {

@@ -6,7 +6,7 @@
 pub mod delivery;
 pub mod records;
 
-use crate::access::AccessIndex;
+use crate::access::{AccessIndex, RoleGrant};
 use crate::directory::{Subject, SubjectKind};
 use crate::role::{BUILT_IN_ROLES, BuiltInRole};
 use crate::scope::ArmId;
@@ -251,23 +251,41 @@ pub fn desired(
     at: Timestamp,
 ) -> Desired {
     let by_id: HashMap<&str, &Subject> = directory.iter().map(|s| (s.id.as_str(), s)).collect();
-    // Who stands behind each holder: itself, or a group's members through nesting.
-    let mut people_of: HashMap<String, Vec<String>> = HashMap::new();
+    let held: Vec<(&Rule, Vec<RoleGrant>)> = rules
+        .iter()
+        .zip(anchors)
+        .filter_map(|(rule, anchor)| {
+            Some((
+                rule,
+                index.active_with_role(anchor.as_deref()?, rule.role.template_id, at),
+            ))
+        })
+        .collect();
+    // Who stands behind each group holder: its members through nesting, found for every
+    // group in one pass over the directory.
+    let groups: Vec<String> = held
+        .iter()
+        .flat_map(|(_, grants)| grants.iter().map(|g| &g.holder_id))
+        .filter(|h| {
+            by_id
+                .get(h.as_str())
+                .is_some_and(|s| s.kind == SubjectKind::Group)
+        })
+        .cloned()
+        .collect::<BTreeSet<_>>()
+        .into_iter()
+        .collect();
+    let members = index.members_of_each(&groups);
     // (subject, target) → why; the principal is found afterwards.
     let mut wanted: BTreeMap<(String, String), DesiredGrant> = BTreeMap::new();
-    for (rule, anchor) in rules.iter().zip(anchors) {
-        let Some(anchor) = anchor else { continue };
-        for g in index.active_with_role(anchor, rule.role.template_id, at) {
-            let people = people_of.entry(g.holder_id.clone()).or_insert_with(|| {
-                let is_group = by_id
-                    .get(g.holder_id.as_str())
-                    .is_some_and(|s| s.kind == SubjectKind::Group);
-                if is_group {
-                    index.members_of_any(std::slice::from_ref(&g.holder_id))
-                } else {
-                    vec![g.holder_id.clone()]
-                }
-            });
+    for (rule, grants) in &held {
+        for g in grants {
+            let own = [g.holder_id.clone()];
+            let people: &[String] = if groups.binary_search(&g.holder_id).is_ok() {
+                members.get(&g.holder_id).map_or(&[], Vec::as_slice)
+            } else {
+                &own
+            };
             for person in people.iter() {
                 let counts = by_id
                     .get(person.as_str())

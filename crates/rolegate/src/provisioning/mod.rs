@@ -46,6 +46,9 @@ pub struct Link {
     /// The grants its targets held as of the last `list`, kept current by this node's
     /// operations since; `None` until a `list` succeeded.
     present: Mutex<Option<BTreeSet<(String, String)>>>,
+    /// The principals it never touches, as its kind compares them
+    /// (`ConnectorConfig::untouchable`).
+    untouchable: BTreeSet<String>,
     /// What this node's previous planning pass for it saw (for naming causes,
     /// `planner::name_causes`); `None` before the first.
     previous_plan: Mutex<Option<planner::SeenAssignments>>,
@@ -78,6 +81,15 @@ impl Link {
             kind: self.kind(),
             at,
         }
+    }
+
+    /// Whether `principal` is one it never grants, revokes nor reports: `ignore_members`
+    /// or its own account.
+    fn untouchable(&self, principal: &str) -> bool {
+        !self.untouchable.is_empty()
+            && self
+                .untouchable
+                .contains(&self.config.kind.comparable_principal(principal))
     }
 
     /// Notes that `key` is now present (`true`) or absent in the target.
@@ -155,6 +167,7 @@ fn links_of(config: ConnectorsConfig) -> Result<Vec<Arc<Link>>, String> {
     for c in config.connectors {
         let connector = rolegate_connectors::kind::build(&c)
             .map_err(|e| format!("connector {}: {e}", c.name))?;
+        let untouchable = c.untouchable();
         links.push(Arc::new(Link {
             config: c,
             connector,
@@ -163,6 +176,7 @@ fn links_of(config: ConnectorsConfig) -> Result<Vec<Arc<Link>>, String> {
             reconcile: Notify::new(),
             metrics: metrics::ConnectorMetrics::default(),
             present: Mutex::new(None),
+            untouchable,
             previous_plan: Mutex::new(None),
             retired: watch::channel(false).0,
         }));

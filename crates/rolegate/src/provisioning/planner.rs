@@ -120,7 +120,9 @@ struct PassOutcome {
 /// One planning pass over every connector, in one write transaction.
 fn pass(p: &Provisioning) -> Result<PassOutcome> {
     let correlation_id = uuid::Uuid::new_v4().to_string();
-    p.state
+    let started = std::time::Instant::now();
+    let outcome = p
+        .state
         .write_unsignalled(&caller(), &correlation_id, |tx: &mut dyn Tx, ctx| {
             let now = ctx.now;
             let links = p.links();
@@ -138,7 +140,15 @@ fn pass(p: &Provisioning) -> Result<PassOutcome> {
                 out.written.push(planned.written);
             }
             Ok((out, Vec::new()))
-        })
+        });
+    if let Ok(o) = &outcome {
+        tracing::debug!(
+            elapsed_ms = started.elapsed().as_secs_f64() * 1000.0,
+            items = o.written.iter().sum::<usize>(),
+            "connector planning pass"
+        );
+    }
+    outcome
 }
 
 /// What planning one connector did.
@@ -168,7 +178,9 @@ pub(super) fn plan_link(
         upcoming,
     } = desired_state(tx, p, link, directory, now)?;
     let name = &link.config.name;
-    let requested = tx.requested_keys(name)?;
+    let mut requested = tx.requested_keys(name)?;
+    // Principals never touched: neither granted nor revoked, whatever maps to them.
+    requested.retain(|(_, principal), _| !link.untouchable(principal));
     let managed: BTreeSet<String> = link.config.rules.iter().map(|r| r.target.clone()).collect();
     let mut items = delivery::plan(&desired, &requested, &managed, now);
     name_causes(tx, link, &desired, upcoming, directory, &mut items, now)?;
@@ -287,7 +299,7 @@ pub(super) fn desired_state(
         .access
         .read()
         .map_err(|_| DomainError::internal("access index lock poisoned"))?;
-    let desired = provisioning::desired(
+    let mut desired = provisioning::desired(
         &c.rules,
         &anchors,
         &index,
@@ -295,6 +307,9 @@ pub(super) fn desired_state(
         &mapping,
         now,
     );
+    desired
+        .grants
+        .retain(|(_, principal), _| !link.untouchable(principal));
     let next_instant = next_instant(&index, &c.rules, &anchors, now);
     let upcoming = c
         .rules

@@ -1028,12 +1028,13 @@ fn an_exec_connector_applies_retries_and_revokes_through_serve() {
 
 /// docs/connectors.md "Any system": the example program installed 0755 in a fresh
 /// folder, and a connectors file giving `deploy:production` to Contributors of `rg_arm`
-/// with `principal` as its sources (TOML array items). The folder, the file and the
+/// with `principal` as its sources (TOML array items) and `extra` keys. The folder, the file and the
 /// allowlist's path; `None` (said) without python3.
 fn allowlist_connector(
     test: &str,
     rg_arm: &str,
     principal: &str,
+    extra: &str,
 ) -> Option<(std::path::PathBuf, std::path::PathBuf, std::path::PathBuf)> {
     use std::os::unix::fs::PermissionsExt;
     if !std::path::Path::new("/usr/bin/python3").exists() {
@@ -1060,7 +1061,7 @@ fn allowlist_connector(
         format!(
             "[connectors.deployers]\nkind = \"exec\"\ncommand = [\"{}\"]\n\
              env = {{ ALLOWLIST = \"{}\" }}\ntimeout = \"10s\"\nreconcile_interval = \"1s\"\n\
-             principal = [{principal}]\n\
+             principal = [{principal}]\n{extra}\n\
              [[connectors.deployers.rules]]\nrole = \"Contributor\"\nscope = \"{rg_arm}\"\n\
              target = \"deploy:production\"\n",
             program.display(),
@@ -1090,6 +1091,7 @@ fn the_docs_exec_example_keeps_an_allowlist_through_serve() {
         "the_docs_exec_example_keeps_an_allowlist_through_serve",
         &rg_arm,
         "\"userNameLocalPart\"",
+        "",
     ) else {
         return;
     };
@@ -1138,6 +1140,7 @@ fn an_extension_attribute_names_the_principal_and_its_change_moves_the_grant() {
         "an_extension_attribute_names_the_principal_and_its_change_moves_the_grant",
         &rg_arm,
         &format!("\"{ent}:employeeNumber\", \"userNameLocalPart\""),
+        "",
     ) else {
         return;
     };
@@ -1216,6 +1219,7 @@ fn a_grant_that_outlives_its_first_assignment_is_revoked_for_the_right_reason() 
         "a_grant_that_outlives_its_first_assignment_is_revoked_for_the_right_reason",
         &rg_arm,
         "\"userNameLocalPart\"",
+        "",
     ) else {
         return;
     };
@@ -1269,6 +1273,55 @@ fn a_grant_that_outlives_its_first_assignment_is_revoked_for_the_right_reason() 
         ts(&item["dueDateTime"]) >= left,
         "due before gail left: {item:#}"
     );
+    std::fs::remove_dir_all(dir).ok();
+}
+
+#[test]
+fn ignored_members_are_never_granted_revoked_nor_reported() {
+    let sub_arm = format!("/subscriptions/{}", guid());
+    let rg_arm = format!("{sub_arm}/resourceGroups/production");
+    let Some((dir, file, allowed)) = allowlist_connector(
+        "ignored_members_are_never_granted_revoked_nor_reported",
+        &rg_arm,
+        "\"userNameLocalPart\"",
+        "ignore_members = [\"oncall\"]",
+    ) else {
+        return;
+    };
+    // The on-call account's line was written by hand and must stay.
+    std::fs::write(&allowed, "deploy:production\toncall\n").unwrap_or_else(|e| panic!("{e}"));
+    let s = Server::start_with(&["--connectors", &file.to_string_lossy()]);
+    let admin = harness::token(ADMIN, true);
+    register(&s, &admin, &rg_arm);
+    let rg = resource_id(&s, &admin, &rg_arm);
+    let contributor = role_id(&s, &admin, &rg, CONTRIBUTOR);
+    // A person who maps to the ignored principal activates and deactivates: nothing
+    // happens to its line; another person's grant shows planning runs.
+    let oncall = scim_user(&s, &admin, "oncall@example.test", "On call");
+    let hana = scim_user(&s, &admin, "hana@example.test", "Hana");
+    admin_add(&s, &admin, "Active", &rg, &contributor, &oncall, "PT2S");
+    admin_add(&s, &admin, "Active", &rg, &contributor, &hana, "P1D");
+    let both = vec![
+        "deploy:production\thana".to_string(),
+        "deploy:production\toncall".to_string(),
+    ];
+    wait_until(10, "hana is granted", || allowlist(&allowed) == both);
+    sleep_past(from_now(3));
+    // Reconciliation runs every second: the ignored line is neither revoked nor reported.
+    let pass = s.post(
+        "/rolegate/v1/connectors/deployers/reconcile",
+        &admin,
+        &json!({}),
+    );
+    assert_eq!(pass.status, 200, "{}", pass.text);
+    assert_eq!(pass.json["outside"], 0, "{}", pass.text);
+    assert_eq!(allowlist(&allowed), both);
+    let items = s.get("/rolegate/v1/connectors/deployers/items", &admin);
+    let touched: Vec<&Value> = items.json["value"]
+        .as_array()
+        .map(|v| v.iter().filter(|i| i["principal"] == "oncall").collect())
+        .unwrap_or_default();
+    assert!(touched.is_empty(), "{touched:#?}");
     std::fs::remove_dir_all(dir).ok();
 }
 

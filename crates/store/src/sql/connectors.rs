@@ -251,9 +251,13 @@ impl ConnectorWrite for SqlTx<'_> {
     ) -> Result<Vec<ConnectorItem>> {
         let ids = self.many(
             &format!(
-                "SELECT i.id FROM connector_items i WHERE i.connector = ?1 \
-                 AND ((i.state IN ('pending', 'retrying') AND i.next_attempt_at <= ?2) \
-                      OR (i.state = 'inProgress' AND i.lease_until < ?2)) \
+                // Candidates through the state index (settled items, the bulk of the
+                // table, are never read), then the oldest unblocked ones.
+                "SELECT i.id FROM connector_items i WHERE i.id IN ( \
+                   SELECT c.id FROM connector_items c WHERE c.connector = ?1 \
+                   AND c.state IN ('pending', 'retrying') AND c.next_attempt_at <= ?2 \
+                   UNION ALL SELECT c.id FROM connector_items c WHERE c.connector = ?1 \
+                   AND c.state = 'inProgress' AND c.lease_until < ?2) \
                  AND NOT EXISTS (SELECT 1 FROM connector_items o WHERE o.connector = i.connector \
                    AND o.target = i.target AND o.principal = i.principal AND o.seq < i.seq \
                    AND o.state IN {UNFINISHED}) \

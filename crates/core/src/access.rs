@@ -158,6 +158,17 @@ pub struct RoleGrant {
     pub end: Option<Timestamp>,
 }
 
+/// One query's answer of [`AccessIndex::role_holders`].
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct RoleHolders {
+    /// The assignments in effect, by holder then assignment id.
+    pub current: Vec<RoleGrant>,
+    /// The ids of those that start later.
+    pub upcoming: Vec<String>,
+    /// The first instant one of them starts or ends.
+    pub next_instant: Option<Timestamp>,
+}
+
 /// A role definition as decisions need it: its template and the permissions Rolegate
 /// knows for it.
 #[derive(Debug, Clone)]
@@ -530,78 +541,71 @@ impl AccessIndex {
         out
     }
 
-    /// The active assignments in effect at `at` whose role is the template `template_id`,
-    /// on `resource_id` or an ancestor (connectors.md §4).
-    pub fn active_with_role(
-        &self,
-        resource_id: &str,
-        template_id: &str,
-        at: Timestamp,
-    ) -> Vec<RoleGrant> {
+    /// For each query (a resource id and a role template), what connectors.md §4 and §6.2
+    /// ask of the active assignments of that role on the resource or an ancestor, all
+    /// queries answered in one pass over the holders: those in effect at `at` (by holder,
+    /// then assignment), the ids of those that start later, and the first instant after
+    /// `at` at which one starts or ends (when the answer may next change without a write).
+    /// A query on an unknown resource gets an empty answer.
+    pub fn role_holders(&self, queries: &[(&str, &str)], at: Timestamp) -> Vec<RoleHolders> {
         let at_us = at.as_microsecond();
-        let mut out: Vec<RoleGrant> = self
-            .active_of_template_on_chain(resource_id, template_id)
-            .filter(|(_, g)| g.is_current(at_us))
-            .map(|(holder, g)| RoleGrant {
-                holder_id: self.subjects.name(holder).unwrap_or_default().to_string(),
-                assignment_id: key_to_id(g.assignment),
-                end: g.end_us.map(instant),
+        // Per query: its scopes (the resource and its ancestors) and the role ids of its
+        // template, so the pass compares integers only.
+        let plans: Vec<(Vec<u32>, std::collections::HashSet<u32>)> = queries
+            .iter()
+            .map(|(resource, template)| {
+                let scopes = self
+                    .resources
+                    .get(resource)
+                    .map(|r| self.ancestry(r))
+                    .unwrap_or_default();
+                let roles = self
+                    .role_of
+                    .iter()
+                    .filter(|(_, k)| k.template_id.eq_ignore_ascii_case(template))
+                    .map(|(id, _)| *id)
+                    .collect();
+                (scopes, roles)
             })
             .collect();
-        out.sort_by(|a, b| (&a.holder_id, &a.assignment_id).cmp(&(&b.holder_id, &b.assignment_id)));
+        let mut out: Vec<RoleHolders> = queries.iter().map(|_| RoleHolders::default()).collect();
+        let mut next: Vec<Option<i64>> = vec![None; queries.len()];
+        for (holder, list) in &self.grants {
+            for (q, (scopes, roles)) in plans.iter().enumerate() {
+                for scope in scopes {
+                    for g in list.on_scope(*scope) {
+                        if g.state != AssignmentState::Active || !roles.contains(&g.role) {
+                            continue;
+                        }
+                        if g.is_current(at_us) {
+                            out[q].current.push(RoleGrant {
+                                holder_id: self
+                                    .subjects
+                                    .name(*holder)
+                                    .unwrap_or_default()
+                                    .to_string(),
+                                assignment_id: key_to_id(g.assignment),
+                                end: g.end_us.map(instant),
+                            });
+                        } else if g.start_us > at_us {
+                            out[q].upcoming.push(key_to_id(g.assignment));
+                        }
+                        for t in [Some(g.start_us), g.end_us].into_iter().flatten() {
+                            if t > at_us && next[q].is_none_or(|n| t < n) {
+                                next[q] = Some(t);
+                            }
+                        }
+                    }
+                }
+            }
+        }
+        for (answer, next) in out.iter_mut().zip(next) {
+            answer.current.sort_by(|a, b| {
+                (&a.holder_id, &a.assignment_id).cmp(&(&b.holder_id, &b.assignment_id))
+            });
+            answer.next_instant = next.map(instant);
+        }
         out
-    }
-
-    /// The ids of the active assignments whose role is the template `template_id`, on
-    /// `resource_id` or an ancestor, that start after `at`: the ones
-    /// [`AccessIndex::active_with_role`] counts once they start.
-    pub fn upcoming_with_role(
-        &self,
-        resource_id: &str,
-        template_id: &str,
-        at: Timestamp,
-    ) -> Vec<String> {
-        let at_us = at.as_microsecond();
-        self.active_of_template_on_chain(resource_id, template_id)
-            .filter(|(_, g)| g.start_us > at_us)
-            .map(|(_, g)| key_to_id(g.assignment))
-            .collect()
-    }
-
-    /// The first instant after `after` at which an active assignment whose role is the
-    /// template `template_id`, on `resource_id` or an ancestor, starts or ends: when
-    /// [`AccessIndex::active_with_role`]'s answer may next change without a write
-    /// (connectors.md §6.2).
-    pub fn next_instant_with_role(
-        &self,
-        resource_id: &str,
-        template_id: &str,
-        after: Timestamp,
-    ) -> Option<Timestamp> {
-        let after_us = after.as_microsecond();
-        self.active_of_template_on_chain(resource_id, template_id)
-            .flat_map(|(_, g)| [Some(g.start_us), g.end_us])
-            .flatten()
-            .filter(|t| *t > after_us)
-            .min()
-            .map(instant)
-    }
-
-    /// Every holder's active grants (in effect or not) whose role is the template
-    /// `template_id`, on `resource_id` or its ancestors.
-    fn active_of_template_on_chain<'a>(
-        &'a self,
-        resource_id: &str,
-        template_id: &'a str,
-    ) -> impl Iterator<Item = (u32, &'a Grant)> + 'a {
-        self.on_chain_of_every_holder(resource_id)
-            .filter(move |(_, g)| {
-                g.state == AssignmentState::Active
-                    && self
-                        .role_of
-                        .get(&g.role)
-                        .is_some_and(|k| k.template_id.eq_ignore_ascii_case(template_id))
-            })
     }
 
     /// Every holder's grants on `resource_id` or its ancestors: one pass over all holders,
@@ -776,6 +780,50 @@ mod tests {
         ix.add_resource("vm", Some("rg"));
         ix.add_resource("other", Some("mg"));
         ix
+    }
+
+    #[test]
+    fn role_holders_answer_every_query_in_one_pass() {
+        let mut ix = tree();
+        ix.add_role("role", "b24988ac-6180-42a0-ab88-20f7382dd24c");
+        let id = |n: u32| format!("00000000-0000-0000-0000-{n:012x}");
+        for (n, subject, resource, state, from, to) in [
+            (1, "u1", "sub", AssignmentState::Active, 0, Some(100)), // in effect on the chain
+            (2, "u2", "mg", AssignmentState::Active, 50, Some(80)),  // starts later
+            (3, "u3", "vm", AssignmentState::Active, 0, None),       // below the scope
+            (4, "u4", "sub", AssignmentState::Eligible, 0, None),    // eligible
+            (5, "u5", "other", AssignmentState::Active, 0, None),    // a sibling
+        ] {
+            ix.upsert(
+                &assignment(&id(n), subject, resource, state, from, to),
+                false,
+            );
+        }
+        let contributor = "B24988AC-6180-42A0-AB88-20F7382DD24C";
+        let answers = ix.role_holders(
+            &[
+                ("rg", contributor),
+                ("rg", "acdd72a7-3385-48ef-bd42-f606fba81ae7"),
+                ("nowhere", contributor),
+            ],
+            t(10),
+        );
+        let current: Vec<(&str, &str)> = answers[0]
+            .current
+            .iter()
+            .map(|g| (g.holder_id.as_str(), g.assignment_id.as_str()))
+            .collect();
+        assert_eq!(current, [("u1", id(1).as_str())]);
+        assert_eq!(answers[0].current[0].end, Some(t(100)));
+        assert_eq!(answers[0].upcoming, [id(2)]);
+        assert_eq!(answers[0].next_instant, Some(t(50)));
+        // Another role, an unknown resource: nothing.
+        assert_eq!(answers[1], RoleHolders::default());
+        assert_eq!(answers[2], RoleHolders::default());
+        // Later, the next instant moves on.
+        let later = ix.role_holders(&[("rg", contributor)], t(60));
+        assert_eq!(later[0].current.len(), 2);
+        assert_eq!(later[0].next_instant, Some(t(80)));
     }
 
     #[test]

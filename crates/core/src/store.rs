@@ -40,6 +40,9 @@ pub trait DirectoryRead {
     /// attributes), by id.
     fn all_subjects_with_scim(&mut self)
     -> Result<Vec<(Subject, crate::scim::record::ScimRecord)>>;
+    /// A number every change of a subject (insert, update, delete) moves, on any node:
+    /// whether a directory read earlier is still current.
+    fn directory_generation(&mut self) -> Result<i64>;
     /// Direct members of a group.
     fn group_members(&mut self, group_id: &str) -> Result<Vec<String>>;
     /// Direct groups of a subject.

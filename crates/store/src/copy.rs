@@ -32,8 +32,9 @@ pub struct Table {
 /// Every table a copy carries, each after the tables its foreign keys refer to. Left out:
 /// `schema_migrations` (each database is migrated by its own open path), `access_log`,
 /// the running nodes' change feed (written on PostgreSQL only), which a copy starts empty,
-/// `portal_sessions` and `portal_sign_ins` (people sign in again on the new database), and
-/// `connector_leases` (held by running nodes only).
+/// `portal_sessions` and `portal_sign_ins` (people sign in again on the new database),
+/// `connector_leases` (held by running nodes only) and `directory_generation` (a counter
+/// for the nodes' caches, which start empty).
 pub const TABLES: &[Table] = &[
     Table {
         name: "resources",
@@ -539,7 +540,7 @@ mod tests {
                 let tables: BTreeSet<String> = strings(
                     c,
                     "SELECT name FROM sqlite_master WHERE type = 'table' \
-                     AND name NOT IN ('schema_migrations', 'sqlite_sequence', 'access_log', 'portal_sessions', 'portal_sign_ins', 'connector_leases')",
+                     AND name NOT IN ('schema_migrations', 'sqlite_sequence', 'access_log', 'portal_sessions', 'portal_sign_ins', 'connector_leases', 'directory_generation')",
                     &[],
                 )
                 .into_iter()

@@ -37,6 +37,10 @@ const MIGRATIONS: &[(i64, &str)] = &[
         4,
         include_str!("../migrations/postgres/0004_connector_requested_assignments.sql"),
     ),
+    (
+        5,
+        include_str!("../migrations/postgres/0005_directory_generation.sql"),
+    ),
 ];
 
 /// The advisory lock every write transaction on `schema` holds: one per schema, so

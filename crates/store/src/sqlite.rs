@@ -32,6 +32,10 @@ pub(crate) const MIGRATIONS: &[(i64, &str)] = &[
         11,
         include_str!("../migrations/sqlite/0011_connector_requested_assignments.sql"),
     ),
+    (
+        12,
+        include_str!("../migrations/sqlite/0012_directory_generation.sql"),
+    ),
 ];
 
 /// A SQLite connection inside an open transaction, as the SQL code sees it.

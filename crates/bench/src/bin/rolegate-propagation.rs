@@ -3,7 +3,8 @@
 //!
 //! It creates throwaway roles on a PostgreSQL server (a managed target, the connector's
 //! least-privilege account, one login role per person), starts `rolegate serve` on a fresh
-//! SQLite file with a `postgresql` connector for them, makes each person eligible, then
+//! SQLite file (or `--database`, say a tenant `rolegate seed` filled) with a `postgresql`
+//! connector for them, makes each person eligible, then
 //! activates one person every `--interval-ms` for `--seconds` seconds each while a second
 //! connection polls `pg_auth_members` every millisecond. It reports, over all people:
 //! **activation → grant visible** (from sending the request until the member appears) and
@@ -44,6 +45,10 @@ struct Args {
     /// Loopback port of the server.
     #[arg(long, default_value_t = 18095)]
     port: u16,
+    /// The database the server runs on (for instance one `rolegate seed` filled, to
+    /// measure at scale); default a fresh SQLite file.
+    #[arg(long)]
+    database: Option<String>,
 }
 
 /// Member → (first seen, first gone after that), in epoch microseconds.
@@ -160,7 +165,12 @@ fn main() -> anyhow::Result<()> {
     let rest = args.postgres.rsplit_once('@').map_or("", |(_, r)| r);
     let dir = std::env::temp_dir().join(&prefix);
     std::fs::create_dir_all(&dir)?;
-    let sub_arm = "/subscriptions/0f2c5a6e-1b3d-4e5f-8a9b-0c1d2e3f4a5b";
+    // A subscription of this run's own, so a reused database takes it as new.
+    let sub_arm = format!(
+        "/subscriptions/0f2c5a6e-1b3d-4e5f-8a9b-{:012}",
+        now_micros().rem_euclid(1_000_000_000_000)
+    );
+    let sub_arm = sub_arm.as_str();
     let file = dir.join("connectors.toml");
     std::fs::write(
         &file,
@@ -174,7 +184,11 @@ fn main() -> anyhow::Result<()> {
     let listen = format!("127.0.0.1:{}", args.port);
     let mut child = Command::new(&args.rolegate)
         .args(["serve", "--database"])
-        .arg(format!("sqlite://{}", dir.join("rolegate.db").display()))
+        .arg(
+            args.database
+                .clone()
+                .unwrap_or_else(|| format!("sqlite://{}", dir.join("rolegate.db").display())),
+        )
         .args([
             "--auth-hs256-secret",
             SECRET,

@@ -6,7 +6,7 @@
 pub mod delivery;
 pub mod records;
 
-use crate::access::{AccessIndex, RoleGrant};
+use crate::access::{AccessIndex, RoleGrant, RoleHolders};
 use crate::directory::{Subject, SubjectKind};
 use crate::role::{BUILT_IN_ROLES, BuiltInRole};
 use crate::scope::ArmId;
@@ -250,27 +250,101 @@ pub fn desired(
     mapping: &PrincipalMapping<'_>,
     at: Timestamp,
 ) -> Desired {
+    let holders = rule_holders(rules, anchors, index, at);
     let by_id: HashMap<&str, &Subject> = directory.iter().map(|s| (s.id.as_str(), s)).collect();
-    let held: Vec<(&Rule, Vec<RoleGrant>)> = rules
+    let principals = PrincipalTable::of(directory, mapping);
+    desired_from(
+        rules,
+        &holders,
+        index,
+        &|id| by_id.get(id).copied(),
+        &principals,
+    )
+}
+
+/// Every subject's principal in one connector, or why it has none (§3.2), a principal two
+/// subjects share being `ambiguous` for both: a function of the directory and the mapping
+/// alone, so a planner keeps it while neither changes.
+#[derive(Debug, Clone, Default)]
+pub struct PrincipalTable {
+    of: HashMap<String, Result<String, UnmappedReason>>,
+}
+
+impl PrincipalTable {
+    /// The table of `directory` (users and service principals) under `mapping`.
+    pub fn of(directory: &[Subject], mapping: &PrincipalMapping<'_>) -> Self {
+        let mut of: HashMap<String, Result<String, UnmappedReason>> = HashMap::new();
+        let mut owners: HashMap<String, usize> = HashMap::new();
+        for s in directory.iter().filter(|s| s.kind != SubjectKind::Group) {
+            let p = mapping.principal(s);
+            if let Ok(p) = &p {
+                *owners.entry(p.clone()).or_default() += 1;
+            }
+            of.insert(s.id.clone(), p);
+        }
+        for p in of.values_mut() {
+            if let Ok(name) = p
+                && owners.get(name.as_str()).is_some_and(|n| *n > 1)
+            {
+                *p = Err(UnmappedReason::Ambiguous);
+            }
+        }
+        Self { of }
+    }
+
+    /// Subject `id`'s principal, or why it has none (`noValue` for a subject it does not
+    /// know).
+    pub fn principal(&self, id: &str) -> Result<String, UnmappedReason> {
+        self.of
+            .get(id)
+            .cloned()
+            .unwrap_or(Err(UnmappedReason::NoValue))
+    }
+}
+
+/// [`AccessIndex::role_holders`] for each rule on its anchor (see [`desired`]), in one
+/// pass over the holders; an empty answer for a rule without an anchor.
+pub fn rule_holders(
+    rules: &[Rule],
+    anchors: &[Option<String>],
+    index: &AccessIndex,
+    at: Timestamp,
+) -> Vec<RoleHolders> {
+    let queries: Vec<(&str, &str)> = rules
         .iter()
         .zip(anchors)
-        .filter_map(|(rule, anchor)| {
-            Some((
-                rule,
-                index.active_with_role(anchor.as_deref()?, rule.role.template_id, at),
-            ))
+        .filter_map(|(rule, anchor)| Some((anchor.as_deref()?, rule.role.template_id)))
+        .collect();
+    let mut answers = index.role_holders(&queries, at).into_iter();
+    anchors
+        .iter()
+        .map(|a| match a {
+            Some(_) => answers.next().unwrap_or_default(),
+            None => RoleHolders::default(),
         })
+        .collect()
+}
+
+/// [`desired`] from each rule's holders (`holders[i]` answers `rules[i]`), the directory
+/// as a lookup by id, and its principals.
+pub fn desired_from<'d>(
+    rules: &[Rule],
+    holders: &[RoleHolders],
+    index: &AccessIndex,
+    subject: &dyn Fn(&str) -> Option<&'d Subject>,
+    principals: &PrincipalTable,
+) -> Desired {
+    let held: Vec<(&Rule, &[RoleGrant])> = rules
+        .iter()
+        .zip(holders)
+        .map(|(rule, h)| (rule, h.current.as_slice()))
         .collect();
     // Who stands behind each group holder: its members through nesting, found for every
     // group in one pass over the directory.
     let groups: Vec<String> = held
         .iter()
         .flat_map(|(_, grants)| grants.iter().map(|g| &g.holder_id))
-        .filter(|h| {
-            by_id
-                .get(h.as_str())
-                .is_some_and(|s| s.kind == SubjectKind::Group)
-        })
+        .filter(|h| subject(h.as_str()).is_some_and(|s| s.kind == SubjectKind::Group))
         .cloned()
         .collect::<BTreeSet<_>>()
         .into_iter()
@@ -279,7 +353,7 @@ pub fn desired(
     // (subject, target) → why; the principal is found afterwards.
     let mut wanted: BTreeMap<(String, String), DesiredGrant> = BTreeMap::new();
     for (rule, grants) in &held {
-        for g in grants {
+        for g in grants.iter() {
             let own = [g.holder_id.clone()];
             let people: &[String] = if groups.binary_search(&g.holder_id).is_ok() {
                 members.get(&g.holder_id).map_or(&[], Vec::as_slice)
@@ -287,8 +361,7 @@ pub fn desired(
                 &own
             };
             for person in people.iter() {
-                let counts = by_id
-                    .get(person.as_str())
+                let counts = subject(person.as_str())
                     .is_some_and(|s| s.kind != SubjectKind::Group && s.active);
                 if !counts {
                     continue;
@@ -310,24 +383,9 @@ pub fn desired(
             }
         }
     }
-    // Principals of the whole directory, to find the ones two subjects share.
-    let mut principals: HashMap<&str, Result<String, UnmappedReason>> = HashMap::new();
-    let mut owners: HashMap<String, usize> = HashMap::new();
-    for s in directory.iter().filter(|s| s.kind != SubjectKind::Group) {
-        let p = mapping.principal(s);
-        if let Ok(p) = &p {
-            *owners.entry(p.clone()).or_default() += 1;
-        }
-        principals.insert(s.id.as_str(), p);
-    }
     let mut out = Desired::default();
     for ((subject, target), why) in wanted {
-        let principal = match principals.get(subject.as_str()) {
-            Some(Ok(p)) if owners.get(p).is_some_and(|n| *n > 1) => Err(UnmappedReason::Ambiguous),
-            Some(p) => p.clone(),
-            None => Err(UnmappedReason::NoValue),
-        };
-        match principal {
+        match principals.principal(&subject) {
             Ok(principal) => {
                 out.grants.insert((target, principal), why);
             }

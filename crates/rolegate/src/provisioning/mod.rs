@@ -49,6 +49,8 @@ pub struct Link {
     /// The principals it never touches, as its kind compares them
     /// (`ConnectorConfig::untouchable`).
     untouchable: BTreeSet<String>,
+    /// Every subject's principal, with the directory generation it was computed at.
+    principals: Mutex<Option<(i64, Arc<rolegate_core::provisioning::PrincipalTable>)>>,
     /// What this node's previous planning pass for it saw (for naming causes,
     /// `planner::name_causes`); `None` before the first.
     previous_plan: Mutex<Option<planner::SeenAssignments>>,
@@ -81,6 +83,29 @@ impl Link {
             kind: self.kind(),
             at,
         }
+    }
+
+    /// Every subject's principal in `directory` under `mapping`: the table computed last
+    /// if the directory has not changed since (its generation), else a new one, kept.
+    fn principals(
+        &self,
+        directory: &planner::Directory,
+        mapping: &rolegate_core::provisioning::PrincipalMapping<'_>,
+    ) -> rolegate_core::error::Result<Arc<rolegate_core::provisioning::PrincipalTable>> {
+        let mut cache = self.principals.lock().map_err(|_| {
+            rolegate_core::error::DomainError::internal("principal cache lock poisoned")
+        })?;
+        if let Some((at, table)) = cache.as_ref()
+            && *at == directory.generation()
+        {
+            return Ok(Arc::clone(table));
+        }
+        let table = Arc::new(rolegate_core::provisioning::PrincipalTable::of(
+            &directory.subjects,
+            mapping,
+        ));
+        *cache = Some((directory.generation(), Arc::clone(&table)));
+        Ok(table)
     }
 
     /// Whether `principal` is one it never grants, revokes nor reports: `ignore_members`
@@ -148,6 +173,9 @@ pub struct Provisioning {
     tasks: Mutex<Vec<tokio::task::JoinHandle<()>>>,
     /// One reload at a time.
     reloading: tokio::sync::Mutex<()>,
+    /// The directory as planning last read it, with the generation it was read at
+    /// (`planner::Directory::current`).
+    directory: Mutex<Option<(i64, Arc<planner::Directory>)>>,
 }
 
 /// Who the connectors' writes run as (their records name the application instead).
@@ -177,6 +205,7 @@ fn links_of(config: ConnectorsConfig) -> Result<Vec<Arc<Link>>, String> {
             metrics: metrics::ConnectorMetrics::default(),
             present: Mutex::new(None),
             untouchable,
+            principals: Mutex::new(None),
             previous_plan: Mutex::new(None),
             retired: watch::channel(false).0,
         }));
@@ -204,6 +233,7 @@ impl Provisioning {
             stop,
             tasks: Mutex::new(Vec::new()),
             reloading: tokio::sync::Mutex::new(()),
+            directory: Mutex::new(None),
         });
         let operator: Arc<dyn rolegate_api::connectors::ConnectorOperator> =
             Arc::new(operator::Operator(Arc::clone(&p)));

@@ -137,7 +137,8 @@ async fn grant_rows(p: &Arc<Provisioning>, link: &Arc<Link>) -> Result<Vec<Value
     let (desired, ledger, items) = blocking(move || {
         store::read(q.state.store.as_ref(), |tx| {
             let now = q.state.clock.now();
-            let directory = super::planner::Directory::read(tx, std::iter::once(l.as_ref()))?;
+            let directory =
+                super::planner::Directory::current(tx, &q, std::iter::once(l.as_ref()))?;
             let desired = desired_state(tx, &q, &l, &directory, now)?.desired;
             let name = &l.config.name;
             Ok((

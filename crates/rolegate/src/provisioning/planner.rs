@@ -5,7 +5,6 @@
 //! the second finds the requested state already right and writes nothing.
 
 use super::{Link, Provisioning, blocking, caller};
-use rolegate_core::access::AccessIndex;
 use rolegate_core::directory::Subject;
 use rolegate_core::error::{DomainError, Result};
 use rolegate_core::provisioning::delivery::{self, ConnectorItem};
@@ -126,7 +125,7 @@ fn pass(p: &Provisioning) -> Result<PassOutcome> {
         .write_unsignalled(&caller(), &correlation_id, |tx: &mut dyn Tx, ctx| {
             let now = ctx.now;
             let links = p.links();
-            let directory = Directory::read(tx, links.iter().map(AsRef::as_ref))?;
+            let directory = Directory::current(tx, p, links.iter().map(AsRef::as_ref))?;
             let mut out = PassOutcome {
                 links,
                 ..PassOutcome::default()
@@ -299,27 +298,20 @@ pub(super) fn desired_state(
         .access
         .read()
         .map_err(|_| DomainError::internal("access index lock poisoned"))?;
-    let mut desired = provisioning::desired(
+    let holders = provisioning::rule_holders(&c.rules, &anchors, &index, now);
+    let principals = link.principals(directory, &mapping)?;
+    let mut desired = provisioning::desired_from(
         &c.rules,
-        &anchors,
+        &holders,
         &index,
-        &directory.subjects,
-        &mapping,
-        now,
+        &|id| directory.subject(id),
+        &principals,
     );
     desired
         .grants
         .retain(|(_, principal), _| !link.untouchable(principal));
-    let next_instant = next_instant(&index, &c.rules, &anchors, now);
-    let upcoming = c
-        .rules
-        .iter()
-        .zip(&anchors)
-        .filter_map(|(rule, anchor)| {
-            Some(index.upcoming_with_role(anchor.as_deref()?, rule.role.template_id, now))
-        })
-        .flatten()
-        .collect();
+    let next_instant = holders.iter().filter_map(|h| h.next_instant).min();
+    let upcoming = holders.into_iter().flat_map(|h| h.upcoming).collect();
     Ok(DesiredState {
         desired,
         next_instant,
@@ -336,20 +328,52 @@ pub(super) struct Directory {
     by_id: HashMap<String, usize>,
     /// SCIM documents by subject id (empty when no connector needs them).
     documents: HashMap<String, serde_json::Map<String, serde_json::Value>>,
+    /// Whether `documents` were read.
+    with_documents: bool,
+    /// The directory generation it was read at.
+    generation: i64,
+}
+
+/// Whether `link` maps principals from SCIM extension attributes.
+fn maps_extensions(link: &Link) -> bool {
+    link.config
+        .principal
+        .iter()
+        .any(|s| matches!(s, provisioning::PrincipalSource::Extension { .. }))
 }
 
 impl Directory {
-    /// Reads it for `links`.
-    pub(super) fn read<'a>(
+    /// The directory for `links`: the one read last if no subject changed since (the
+    /// database's directory generation says so, whichever node changed it), else a fresh
+    /// read, kept for the next pass. Reading 100,000 subjects costs far more than a pass
+    /// that finds nothing to do.
+    pub(super) fn current<'a>(
         tx: &mut dyn ReadTx,
-        mut links: impl Iterator<Item = &'a Link>,
-    ) -> Result<Self> {
-        let extensions = links.any(|l| {
-            l.config
-                .principal
-                .iter()
-                .any(|s| matches!(s, provisioning::PrincipalSource::Extension { .. }))
-        });
+        p: &Provisioning,
+        links: impl Iterator<Item = &'a Link>,
+    ) -> Result<Arc<Self>> {
+        let with_documents = links.into_iter().any(maps_extensions);
+        let generation = tx.directory_generation()?;
+        let mut cache = p
+            .directory
+            .lock()
+            .map_err(|_| DomainError::internal("directory cache lock poisoned"))?;
+        if let Some((at, d)) = cache.as_ref()
+            && *at == generation
+            && (d.with_documents || !with_documents)
+        {
+            return Ok(Arc::clone(d));
+        }
+        let mut d = Self::read(tx, with_documents)?;
+        d.generation = generation;
+        let d = Arc::new(d);
+        *cache = Some((generation, Arc::clone(&d)));
+        Ok(d)
+    }
+
+    /// Reads it, with the SCIM documents when `with_documents`.
+    fn read(tx: &mut dyn ReadTx, with_documents: bool) -> Result<Self> {
+        let extensions = with_documents;
         let (subjects, documents) = if extensions {
             let mut documents = HashMap::new();
             let subjects = tx
@@ -373,7 +397,14 @@ impl Directory {
             subjects,
             by_id,
             documents,
+            with_documents,
+            generation: 0,
         })
+    }
+
+    /// The directory generation it was read at.
+    pub(super) fn generation(&self) -> i64 {
+        self.generation
     }
 
     /// Subject `id`.
@@ -412,21 +443,6 @@ pub(super) fn rule_anchors(tx: &mut dyn ReadTx, link: &Link) -> Result<Vec<Optio
         anchors.push(anchor);
     }
     Ok(anchors)
-}
-
-fn next_instant(
-    index: &AccessIndex,
-    rules: &[provisioning::Rule],
-    anchors: &[Option<String>],
-    now: jiff::Timestamp,
-) -> Option<jiff::Timestamp> {
-    rules
-        .iter()
-        .zip(anchors)
-        .filter_map(|(rule, anchor)| {
-            index.next_instant_with_role(anchor.as_deref()?, rule.role.template_id, now)
-        })
-        .min()
 }
 
 /// Records the subjects a rule would grant something that have no usable principal (§3.2):

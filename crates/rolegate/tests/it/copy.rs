@@ -297,7 +297,7 @@ fn the_copy_names_every_table_and_column_of_the_postgres_schema() {
             c.query_each(
                 "SELECT table_name, column_name FROM information_schema.columns \
                  WHERE table_schema = current_schema() \
-                 AND table_name NOT IN ('schema_migrations', 'access_log', 'portal_sessions', 'portal_sign_ins', 'connector_leases')",
+                 AND table_name NOT IN ('schema_migrations', 'access_log', 'portal_sessions', 'portal_sign_ins', 'connector_leases', 'directory_generation')",
                 &[],
                 &mut |row| {
                     found.insert((row.get::<String>(0)?, row.get::<String>(1)?));

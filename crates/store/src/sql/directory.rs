@@ -31,6 +31,13 @@ impl DirectoryRead for SqlTx<'_> {
             scim_subject_row,
         )
     }
+    fn directory_generation(&mut self) -> Result<i64> {
+        Ok(self
+            .one("SELECT n FROM directory_generation", &[], |r| {
+                r.get::<i64>(0)
+            })?
+            .unwrap_or(0))
+    }
     fn list_subjects(&mut self, q: &SubjectQuery) -> Result<Page<(Subject, ScimRecord)>> {
         let wh = crate::sql::scim::where_sql(q, self.c.dialect())?;
         let order = crate::sql::scim::order_sql(q.sort.as_ref(), self.c.dialect());

@@ -514,11 +514,13 @@ pub trait ConnectorWrite {
         now: Timestamp,
     ) -> Result<bool>;
     /// Re-arms the dead items of `connector` that died before `died_before` (every one
-    /// when `None`): `pending` again, attempts reset. Returns how many.
+    /// when `None`): `pending` again, attempts reset, with `cause` when given (`operator`,
+    /// §5.3). Returns how many.
     fn rearm_dead_items(
         &mut self,
         connector: &str,
         died_before: Option<Timestamp>,
+        cause: Option<&str>,
         now: Timestamp,
     ) -> Result<u64>;
     /// Adds a grant found present and desired to the ledger (reconciliation's adoption).

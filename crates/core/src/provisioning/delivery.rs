@@ -109,6 +109,8 @@ pub enum Cause {
     Configuration,
     /// Drift found by reconciliation.
     Reconcile,
+    /// Re-armed by an operator (`POST …/reconcile`).
+    Operator,
 }
 
 impl Cause {
@@ -122,6 +124,7 @@ impl Cause {
             Self::Directory => "directory",
             Self::Configuration => "configuration",
             Self::Reconcile => "reconcile",
+            Self::Operator => "operator",
         }
     }
 }

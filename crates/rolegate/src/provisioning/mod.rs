@@ -178,6 +178,12 @@ pub struct Provisioning {
     directory: Mutex<Option<(i64, Arc<planner::Directory>)>>,
 }
 
+/// How long past a connector's `timeout` an operation may run before it is abandoned: the
+/// kinds enforce `timeout` themselves (statement and connect timeouts, LDAP operation
+/// timeouts, an `exec` run's process group stopped with SIGTERM then SIGKILL 2 s later), so
+/// that their own error, not a bare "no answer", is what operators read.
+const BACKSTOP: std::time::Duration = std::time::Duration::from_secs(5);
+
 /// Who the connectors' writes run as (their records name the application instead).
 fn caller() -> Caller {
     Caller {
@@ -280,6 +286,7 @@ impl Provisioning {
         for link in old.iter() {
             link.retired.send_replace(true);
         }
+        self.warn_unregistered_scopes();
         for link in self.links().iter() {
             self.spawn(tokio::spawn(worker::run(
                 Arc::clone(self),
@@ -294,6 +301,31 @@ impl Provisioning {
             )));
         }
         self.state.committed.notify_one();
+    }
+
+    /// Logs a warning for every rule whose scope is not registered (§3.1): it counts the
+    /// assignments on its registered ancestors until it is registered.
+    fn warn_unregistered_scopes(&self) {
+        let links = self.links();
+        let missing = rolegate_core::store::read(self.state.store.as_ref(), |tx| {
+            let mut missing = Vec::new();
+            for link in links.iter() {
+                for rule in &link.config.rules {
+                    if tx.resource_by_external_key(&rule.scope.key())?.is_none() {
+                        missing.push((link.config.name.clone(), rule.scope.to_string()));
+                    }
+                }
+            }
+            Ok(missing)
+        });
+        match missing {
+            Ok(missing) => {
+                for (connector, scope) in missing {
+                    tracing::warn!(connector = %connector, scope = %scope, "a connector rule's scope is not registered: it counts the assignments on its registered ancestors until it is");
+                }
+            }
+            Err(e) => tracing::warn!(error = %e, "could not check the connector rules' scopes"),
+        }
     }
 
     /// Re-reads the file (`SIGHUP`, `POST /rolegate/v1/connectors/reload`): valid, it

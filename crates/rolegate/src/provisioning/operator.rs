@@ -6,7 +6,7 @@ use super::planner::desired_state;
 use super::{Link, Provisioning, blocking, metrics};
 use rolegate_api::connectors::{ConnectorOperator, OperatorFuture, PassOutcome};
 use rolegate_core::error::Result;
-use rolegate_core::provisioning::delivery::{ConnectorItem, ItemOperation, ItemState};
+use rolegate_core::provisioning::delivery::{Cause, ConnectorItem, ItemOperation, ItemState};
 use rolegate_core::schedule::format_datetime;
 use rolegate_core::store;
 use serde_json::{Map, Value, json};
@@ -436,7 +436,7 @@ impl ConnectorOperator for Operator {
             let (q, n) = (Arc::clone(&p), name.clone());
             let rearmed = blocking(move || {
                 store::write(q.state.store.as_ref(), |tx| {
-                    tx.rearm_dead_items(&n, None, asked)
+                    tx.rearm_dead_items(&n, None, Some(Cause::Operator.as_str()), asked)
                 })
             })
             .await?;

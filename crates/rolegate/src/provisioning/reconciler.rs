@@ -81,14 +81,18 @@ async fn pass(p: &Arc<Provisioning>, link: &Arc<Link>, trigger: &str) -> Result<
         .into_iter()
         .collect();
     let began = std::time::Instant::now();
-    let listed =
-        match tokio::time::timeout(link.config.timeout, link.connector.list(&targets)).await {
-            Ok(r) => r,
-            Err(_) => Err(ConnectorError::unreachable(format!(
-                "list gave no answer within the timeout of {} ms",
-                link.config.timeout.as_millis()
-            ))),
-        };
+    let listed = match tokio::time::timeout(
+        link.config.timeout + super::BACKSTOP,
+        link.connector.list(&targets),
+    )
+    .await
+    {
+        Ok(r) => r,
+        Err(_) => Err(ConnectorError::unreachable(format!(
+            "list gave no answer within the timeout of {} ms",
+            link.config.timeout.as_millis()
+        ))),
+    };
     link.saw(
         &listed.as_ref().map(|_| ()).map_err(Clone::clone),
         p.state.clock.now(),
@@ -176,7 +180,7 @@ fn compare(
             return Ok(summary);
         }
     };
-    let rearmed = tx.rearm_dead_items(name, now.checked_sub(REARM_AFTER).ok(), now)?;
+    let rearmed = tx.rearm_dead_items(name, now.checked_sub(REARM_AFTER).ok(), None, now)?;
     if rearmed > 0 {
         tracing::info!(connector = %name, rearmed, "dead connector items re-armed an hour after they died");
     }

@@ -141,7 +141,10 @@ async fn apply(p: Arc<Provisioning>, link: Arc<Link>, item: ConnectorItem) {
         }
     };
     let began = std::time::Instant::now();
-    let result = match tokio::time::timeout(link.config.timeout, operation).await {
+    // The kind enforces `timeout` itself (an `exec` run's process group gets SIGTERM, then
+    // SIGKILL 2 s later, and its standard error becomes the error): this is a backstop.
+    let result = match tokio::time::timeout(link.config.timeout + super::BACKSTOP, operation).await
+    {
         Ok(r) => r,
         Err(_) => Err(ConnectorError::unreachable(format!(
             "no answer within the timeout of {} ms",

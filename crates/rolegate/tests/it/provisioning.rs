@@ -1096,6 +1096,11 @@ fn the_docs_exec_example_keeps_an_allowlist_through_serve() {
         return;
     };
     let s = Server::start_with(&["--connectors", &file.to_string_lossy()]);
+    // The rule's scope is registered only now: the start says so (§3.1).
+    wait_until(5, "the start warns of the unregistered scope", || {
+        s.log()
+            .contains("a connector rule's scope is not registered")
+    });
     let admin = harness::token(ADMIN, true);
     register(&s, &admin, &rg_arm);
     let rg = resource_id(&s, &admin, &rg_arm);

@@ -7,6 +7,10 @@ const ITEM_COLS: &str = "i.id, i.connector, i.target, i.principal, i.subject_id,
      i.cause_id, i.assignment_ids, i.not_after, i.state, i.attempts, i.created_at, i.due_at, \
      i.next_attempt_at, i.last_attempt_at, i.completed_at, i.error_code, i.error_message";
 
+/// Item `i` is the newest of its key.
+const NEWEST: &str = "NOT EXISTS (SELECT 1 FROM connector_items n WHERE n.connector = i.connector \
+     AND n.target = i.target AND n.principal = i.principal AND n.seq > i.seq)";
+
 /// States in which an item will still run.
 const UNFINISHED: &str = "('pending', 'retrying', 'inProgress')";
 
@@ -160,7 +164,11 @@ impl ConnectorRead for SqlTx<'_> {
     }
     fn connector_item_counts(&mut self, connector: &str) -> Result<Vec<(ItemState, u64)>> {
         self.many(
-            "SELECT state, count(*) FROM connector_items WHERE connector = ? GROUP BY state",
+            // A dead item a newer item of its key followed says nothing any more.
+            &format!(
+                "SELECT i.state, count(*) FROM connector_items i WHERE i.connector = ? \
+                 AND (i.state <> 'dead' OR {NEWEST}) GROUP BY i.state"
+            ),
             &params![connector],
             |r| {
                 let state: String = r.get(0)?;
@@ -395,6 +403,7 @@ impl ConnectorWrite for SqlTx<'_> {
         &mut self,
         connector: &str,
         died_before: Option<Timestamp>,
+        cause: Option<&str>,
         now: Timestamp,
     ) -> Result<u64> {
         // Only the newest item of a key is re-armed: an older dead one is outdated.
@@ -404,15 +413,16 @@ impl ConnectorWrite for SqlTx<'_> {
         let sql = |extra: &str| {
             format!(
                 "UPDATE connector_items SET state = 'pending', attempts = 0, next_attempt_at = ?2, \
-                 completed_at = NULL WHERE connector = ?1 AND state = 'dead' AND {newest}{extra}"
+                 completed_at = NULL, cause = coalesce(?3, cause) \
+                 WHERE connector = ?1 AND state = 'dead' AND {newest}{extra}"
             )
         };
         match died_before {
             Some(before) => self.exec(
-                &sql(" AND completed_at < ?3"),
-                &params![connector, us(now), us(before)],
+                &sql(" AND completed_at < ?4"),
+                &params![connector, us(now), cause, us(before)],
             ),
-            None => self.exec(&sql(""), &params![connector, us(now)]),
+            None => self.exec(&sql(""), &params![connector, us(now), cause]),
         }
     }
     fn adopt_connector_grant(&mut self, connector: &str, e: &LedgerEntry) -> Result<()> {
@@ -637,8 +647,12 @@ mod tests {
         let held = stored(&mut tx, "r2-alice")?;
         assert!(tx.settle_connector_item(&held, "A", &dead, at(113))?);
         assert_eq!(tx.settling_items("pg", at(113))?.len(), 1);
-        assert_eq!(tx.rearm_dead_items("pg", Some(at(113)), at(114))?, 0);
-        assert_eq!(tx.rearm_dead_items("pg", None, at(114))?, 1);
+        assert_eq!(tx.rearm_dead_items("pg", Some(at(113)), None, at(114))?, 0);
+        assert_eq!(
+            tx.rearm_dead_items("pg", None, Some("operator"), at(114))?,
+            1
+        );
+        assert_eq!(stored(&mut tx, "r2-alice")?.cause, "operator");
         let counts = tx.connector_item_counts("pg")?;
         assert!(counts.contains(&(ItemState::Pending, 1)), "{counts:?}");
         // Pruning keeps what is recent or unfinished.

@@ -1,4 +1,25 @@
-//! Shared pieces of Rolegate's benchmarks: latency statistics.
+//! Shared pieces of Rolegate's benchmarks: latency statistics and tokens.
+
+/// An HS256 token for `subject`, signed with `secret`, valid an hour, MFA satisfied: what
+/// the load generators send as a person.
+pub fn mfa_token(secret: &str, subject: &str) -> anyhow::Result<String> {
+    use rolegate_core::clock::Clock;
+    let now = rolegate_core::clock::SystemClock.now().as_second();
+    let claims = rolegate_api::auth::Claims {
+        sub: subject.into(),
+        oid: None,
+        amr: vec!["pwd".into(), "mfa".into()],
+        name: None,
+        exp: now + 3600,
+        nbf: None,
+        iat: Some(now),
+        iss: None,
+        aud: None,
+        nonce: None,
+        acr: None,
+    };
+    Ok(rolegate_api::auth::mint_hs256(secret.as_bytes(), &claims)?)
+}
 
 /// Latency percentiles of a run, in microseconds.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

@@ -4,8 +4,7 @@
 
 use anyhow::{Context, bail};
 use clap::{Parser, ValueEnum};
-use rolegate_api::auth::{Claims, mint_hs256};
-use rolegate_bench::percentiles;
+use rolegate_bench::{mfa_token as token, percentiles};
 use serde_json::{Value, json};
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
@@ -65,24 +64,6 @@ struct Args {
     /// The server's pid, to report its memory.
     #[arg(long)]
     server_pid: Option<u32>,
-}
-
-fn token(secret: &str, subject: &str) -> anyhow::Result<String> {
-    let now = rolegate_core::clock::Clock::now(&rolegate_core::clock::SystemClock).as_second();
-    let claims = Claims {
-        sub: subject.into(),
-        oid: None,
-        amr: vec!["pwd".into(), "mfa".into()],
-        name: None,
-        exp: now + 3600,
-        nbf: None,
-        iat: Some(now),
-        iss: None,
-        aud: None,
-        nonce: None,
-        acr: None,
-    };
-    Ok(mint_hs256(secret.as_bytes(), &claims)?)
 }
 
 /// One prepared call.

@@ -13,8 +13,7 @@
 
 use anyhow::{Context, bail};
 use clap::Parser;
-use rolegate_api::auth::{Claims, mint_hs256};
-use rolegate_bench::percentiles;
+use rolegate_bench::{mfa_token, percentiles};
 use rolegate_core::clock::{Clock, SystemClock};
 use serde_json::{Value, json};
 use std::collections::HashMap;
@@ -60,24 +59,6 @@ const ADMIN: &str = "bench-admin";
 /// A wall-clock instant in microseconds since the epoch.
 fn now_micros() -> i64 {
     SystemClock.now().as_microsecond()
-}
-
-fn token(subject: &str) -> anyhow::Result<String> {
-    let now = SystemClock.now().as_second();
-    let claims = Claims {
-        sub: subject.into(),
-        oid: None,
-        amr: vec!["pwd".into(), "mfa".into()],
-        name: None,
-        exp: now + 3600,
-        nbf: None,
-        iat: Some(now),
-        iss: None,
-        aud: None,
-        nonce: None,
-        acr: None,
-    };
-    Ok(mint_hs256(SECRET.as_bytes(), &claims)?)
 }
 
 /// Calls the server; the JSON answer, after checking the status is `want`.
@@ -221,7 +202,7 @@ fn main() -> anyhow::Result<()> {
         .http_status_as_error(false)
         .build()
         .into();
-    let admin = token(ADMIN)?;
+    let admin = mfa_token(SECRET, ADMIN)?;
     let pim = "/beta/privilegedAccess/azureResources";
     call(
         &agent,
@@ -287,7 +268,11 @@ fn main() -> anyhow::Result<()> {
             Some(&request("AdminAdd", "Eligible", &id, "P1D")),
             201,
         )?;
-        people.push((format!("{prefix}_u{i}"), id.clone(), token(&id)?));
+        people.push((
+            format!("{prefix}_u{i}"),
+            id.clone(),
+            mfa_token(SECRET, &id)?,
+        ));
     }
 
     // The watcher: first time each member is seen, and first time it is gone after that.

@@ -286,7 +286,11 @@ impl Provisioning {
         for link in old.iter() {
             link.retired.send_replace(true);
         }
-        self.warn_unregistered_scopes();
+        // Off the runtime's threads: the PostgreSQL store blocks.
+        let p = Arc::clone(self);
+        self.spawn(tokio::spawn(
+            async move { p.warn_unregistered_scopes().await },
+        ));
         for link in self.links().iter() {
             self.spawn(tokio::spawn(worker::run(
                 Arc::clone(self),
@@ -305,19 +309,22 @@ impl Provisioning {
 
     /// Logs a warning for every rule whose scope is not registered (§3.1): it counts the
     /// assignments on its registered ancestors until it is registered.
-    fn warn_unregistered_scopes(&self) {
-        let links = self.links();
-        let missing = rolegate_core::store::read(self.state.store.as_ref(), |tx| {
-            let mut missing = Vec::new();
-            for link in links.iter() {
-                for rule in &link.config.rules {
-                    if tx.resource_by_external_key(&rule.scope.key())?.is_none() {
-                        missing.push((link.config.name.clone(), rule.scope.to_string()));
+    async fn warn_unregistered_scopes(self: Arc<Self>) {
+        let (links, state) = (self.links(), Arc::clone(&self.state));
+        let missing = blocking(move || {
+            rolegate_core::store::read(state.store.as_ref(), |tx| {
+                let mut missing = Vec::new();
+                for link in links.iter() {
+                    for rule in &link.config.rules {
+                        if tx.resource_by_external_key(&rule.scope.key())?.is_none() {
+                            missing.push((link.config.name.clone(), rule.scope.to_string()));
+                        }
                     }
                 }
-            }
-            Ok(missing)
-        });
+                Ok(missing)
+            })
+        })
+        .await;
         match missing {
             Ok(missing) => {
                 for (connector, scope) in missing {

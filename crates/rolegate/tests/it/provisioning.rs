@@ -1026,50 +1026,116 @@ fn an_exec_connector_applies_retries_and_revokes_through_serve() {
     std::fs::remove_dir_all(dir).ok();
 }
 
-/// docs/connectors.md "Any system": the example program installed 0755 in a fresh
-/// folder, and a connectors file giving `deploy:production` to Contributors of `rg_arm`
-/// with `principal` as its sources (TOML array items) and `extra` keys. The folder, the file and the
-/// allowlist's path; `None` (said) without python3.
-fn allowlist_connector(
-    test: &str,
-    rg_arm: &str,
-    principal: &str,
-    extra: &str,
-) -> Option<(std::path::PathBuf, std::path::PathBuf, std::path::PathBuf)> {
-    use std::os::unix::fs::PermissionsExt;
-    if !std::path::Path::new("/usr/bin/python3").exists() {
-        harness::skip(test, "no /usr/bin/python3");
-        return None;
-    }
-    let dir = std::env::temp_dir().join(format!("rolegate-it-allow-{}", harness::uuid_like()));
-    std::fs::create_dir_all(&dir).unwrap_or_else(|e| panic!("{e}"));
-    let program = dir.join("allowlist-connector");
-    std::fs::copy(
-        concat!(
-            env!("CARGO_MANIFEST_DIR"),
-            "/../../docs/examples/allowlist_connector.py"
-        ),
-        &program,
-    )
-    .unwrap_or_else(|e| panic!("{e}"));
-    std::fs::set_permissions(&program, std::fs::Permissions::from_mode(0o755))
+/// A server with the exec connector of docs/connectors.md "Any system" (the example
+/// program installed 0755 in a fresh folder) giving `deploy:production` to Contributors of
+/// a resource group, with `principal` as its sources (TOML array items) and `extra` keys;
+/// the group registered after the start (which warns of it, §3.1).
+struct AllowlistTenant {
+    s: Server,
+    admin: String,
+    /// The resource group's id.
+    rg: String,
+    /// Contributor on it.
+    contributor: String,
+    /// The allowlist the program keeps.
+    allowed: std::path::PathBuf,
+    dir: std::path::PathBuf,
+}
+
+impl AllowlistTenant {
+    /// Starts it; `None` (said) without python3.
+    fn start(test: &str, principal: &str, extra: &str) -> Option<Self> {
+        use std::os::unix::fs::PermissionsExt;
+        if !std::path::Path::new("/usr/bin/python3").exists() {
+            harness::skip(test, "no /usr/bin/python3");
+            return None;
+        }
+        let dir = std::env::temp_dir().join(format!("rolegate-it-allow-{}", harness::uuid_like()));
+        std::fs::create_dir_all(&dir).unwrap_or_else(|e| panic!("{e}"));
+        let program = dir.join("allowlist-connector");
+        std::fs::copy(
+            concat!(
+                env!("CARGO_MANIFEST_DIR"),
+                "/../../docs/examples/allowlist_connector.py"
+            ),
+            &program,
+        )
         .unwrap_or_else(|e| panic!("{e}"));
-    let allowed = dir.join("allowed");
-    let file = dir.join("connectors.toml");
-    std::fs::write(
-        &file,
-        format!(
-            "[connectors.deployers]\nkind = \"exec\"\ncommand = [\"{}\"]\n\
-             env = {{ ALLOWLIST = \"{}\" }}\ntimeout = \"10s\"\nreconcile_interval = \"1s\"\n\
-             principal = [{principal}]\n{extra}\n\
-             [[connectors.deployers.rules]]\nrole = \"Contributor\"\nscope = \"{rg_arm}\"\n\
-             target = \"deploy:production\"\n",
-            program.display(),
-            allowed.display()
-        ),
-    )
-    .unwrap_or_else(|e| panic!("{e}"));
-    Some((dir, file, allowed))
+        std::fs::set_permissions(&program, std::fs::Permissions::from_mode(0o755))
+            .unwrap_or_else(|e| panic!("{e}"));
+        let allowed = dir.join("allowed");
+        let rg_arm = format!("/subscriptions/{}/resourceGroups/production", guid());
+        let file = dir.join("connectors.toml");
+        std::fs::write(
+            &file,
+            format!(
+                "[connectors.deployers]\nkind = \"exec\"\ncommand = [\"{}\"]\n\
+                 env = {{ ALLOWLIST = \"{}\" }}\ntimeout = \"10s\"\nreconcile_interval = \"1s\"\n\
+                 principal = [{principal}]\n{extra}\n\
+                 [[connectors.deployers.rules]]\nrole = \"Contributor\"\nscope = \"{rg_arm}\"\n\
+                 target = \"deploy:production\"\n",
+                program.display(),
+                allowed.display()
+            ),
+        )
+        .unwrap_or_else(|e| panic!("{e}"));
+        let s = Server::start_with(&["--connectors", &file.to_string_lossy()]);
+        wait_until(5, "the start warns of the unregistered scope", || {
+            s.log()
+                .contains("a connector rule's scope is not registered")
+        });
+        let admin = harness::token(ADMIN, true);
+        register(&s, &admin, &rg_arm);
+        let rg = resource_id(&s, &admin, &rg_arm);
+        let contributor = role_id(&s, &admin, &rg, CONTRIBUTOR);
+        Some(Self {
+            s,
+            admin,
+            rg,
+            contributor,
+            allowed,
+            dir,
+        })
+    }
+
+    /// The allowlist's lines, sorted.
+    fn lines(&self) -> Vec<String> {
+        allowlist(&self.allowed)
+    }
+
+    /// An Active assignment of Contributor on the group to `subject` lasting `duration`.
+    fn activate(&self, subject: &str, duration: &str) -> Value {
+        admin_add(
+            &self.s,
+            &self.admin,
+            "Active",
+            &self.rg,
+            &self.contributor,
+            subject,
+            duration,
+        )
+    }
+}
+
+impl Drop for AllowlistTenant {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.dir);
+    }
+}
+
+/// The `cause` of the newest record of `activity` about `principal`.
+pub(crate) fn cause_of(records: &[Value], activity: &str, principal: &str) -> Option<String> {
+    records
+        .iter()
+        .find(|r| is_record(r, activity, principal))
+        .and_then(|r| {
+            r["additionalDetails"]
+                .as_array()?
+                .iter()
+                .find(|d| d["key"] == "cause")?["value"]
+                .as_str()
+                .map(str::to_string)
+        })
 }
 
 /// The lines of an allowlist file, sorted.
@@ -1085,80 +1151,60 @@ fn allowlist(path: &std::path::Path) -> Vec<String> {
 
 #[test]
 fn the_docs_exec_example_keeps_an_allowlist_through_serve() {
-    let sub_arm = format!("/subscriptions/{}", guid());
-    let rg_arm = format!("{sub_arm}/resourceGroups/production");
-    let Some((dir, file, allowed)) = allowlist_connector(
+    let Some(t) = AllowlistTenant::start(
         "the_docs_exec_example_keeps_an_allowlist_through_serve",
-        &rg_arm,
         "\"userNameLocalPart\"",
         "",
     ) else {
         return;
     };
-    let s = Server::start_with(&["--connectors", &file.to_string_lossy()]);
-    // The rule's scope is registered only now: the start says so (§3.1).
-    wait_until(5, "the start warns of the unregistered scope", || {
-        s.log()
-            .contains("a connector rule's scope is not registered")
-    });
-    let admin = harness::token(ADMIN, true);
-    register(&s, &admin, &rg_arm);
-    let rg = resource_id(&s, &admin, &rg_arm);
-    let contributor = role_id(&s, &admin, &rg, CONTRIBUTOR);
+    let (s, admin) = (&t.s, &t.admin);
     let user = format!("d{}", harness::uuid_like().replace('-', ""));
-    let id = scim_user(&s, &admin, &format!("{user}@example.test"), "Deployer");
-    let lines = || allowlist(&allowed);
+    let id = scim_user(s, admin, &format!("{user}@example.test"), "Deployer");
     // A line for another target, written by hand, is not the connector's business.
-    std::fs::write(&allowed, "deploy:staging\tbob\n").unwrap_or_else(|e| panic!("{e}"));
-    admin_add(&s, &admin, "Active", &rg, &contributor, &id, "PT6S");
+    std::fs::write(&t.allowed, "deploy:staging\tbob\n").unwrap_or_else(|e| panic!("{e}"));
+    t.activate(&id, "PT6S");
     let mine = format!("deploy:production\t{user}");
     wait_until(10, "the activation adds its line", || {
-        lines().contains(&mine)
+        t.lines().contains(&mine)
     });
     // A line added by hand on the managed target is removed by reconciliation.
-    let mut text = std::fs::read_to_string(&allowed).unwrap_or_default();
+    let mut text = std::fs::read_to_string(&t.allowed).unwrap_or_default();
     text.push_str("deploy:production\tmallory\n");
-    std::fs::write(&allowed, text).unwrap_or_else(|e| panic!("{e}"));
+    std::fs::write(&t.allowed, text).unwrap_or_else(|e| panic!("{e}"));
     wait_until(15, "reconciliation removes the line added by hand", || {
-        !lines().contains(&"deploy:production\tmallory".to_string())
+        !t.lines()
+            .contains(&"deploy:production\tmallory".to_string())
     });
     wait_until(20, "the end of the activation removes its line", || {
-        !lines().contains(&mine)
+        !t.lines().contains(&mine)
     });
-    assert_eq!(lines(), vec!["deploy:staging\tbob".to_string()]);
+    assert_eq!(t.lines(), vec!["deploy:staging\tbob".to_string()]);
     // The program has written the file before its run is settled and recorded.
     wait_until(10, "the three operations are recorded", || {
-        let records = provisioning_records(&s, &admin);
+        let records = provisioning_records(s, admin);
         has_record(&records, "Grant connector access", &user)
             && has_record(&records, "Revoke connector access", &user)
             && has_record(&records, "Revoke grant made outside Rolegate", "mallory")
     });
-    std::fs::remove_dir_all(dir).ok();
 }
 
 #[test]
 fn an_extension_attribute_names_the_principal_and_its_change_moves_the_grant() {
-    let sub_arm = format!("/subscriptions/{}", guid());
-    let rg_arm = format!("{sub_arm}/resourceGroups/production");
     let ent = "urn:ietf:params:scim:schemas:extension:enterprise:2.0:User";
-    let Some((dir, file, allowed)) = allowlist_connector(
+    let Some(t) = AllowlistTenant::start(
         "an_extension_attribute_names_the_principal_and_its_change_moves_the_grant",
-        &rg_arm,
         &format!("\"{ent}:employeeNumber\", \"userNameLocalPart\""),
         "",
     ) else {
         return;
     };
-    let s = Server::start_with(&["--connectors", &file.to_string_lossy()]);
-    let admin = harness::token(ADMIN, true);
-    register(&s, &admin, &rg_arm);
-    let rg = resource_id(&s, &admin, &rg_arm);
-    let contributor = role_id(&s, &admin, &rg, CONTRIBUTOR);
+    let (s, admin) = (&t.s, &t.admin);
     // One person with an employee number, one without (the second source decides).
     let r = s.call(
         "POST",
         "/scim/v2/Users",
-        Some(&admin),
+        Some(admin),
         Some(&json!({
             "schemas": ["urn:ietf:params:scim:schemas:core:2.0:User", ent],
             "userName": "erin@example.test",
@@ -1167,87 +1213,64 @@ fn an_extension_attribute_names_the_principal_and_its_change_moves_the_grant() {
     );
     assert_eq!(r.status, 201, "{}", r.text);
     let erin = r.json["id"].as_str().unwrap_or_default().to_string();
-    let frank = scim_user(&s, &admin, "frank@example.test", "Frank");
+    let frank = scim_user(s, admin, "frank@example.test", "Frank");
     for who in [&erin, &frank] {
-        admin_add(&s, &admin, "Active", &rg, &contributor, who, "P1D");
+        t.activate(who, "P1D");
     }
     let want = |lines: &[&str]| lines.iter().map(|l| l.to_string()).collect::<Vec<_>>();
     wait_until(10, "both are granted under their principals", || {
-        allowlist(&allowed) == want(&["deploy:production\tE1234", "deploy:production\tfrank"])
+        t.lines() == want(&["deploy:production\tE1234", "deploy:production\tfrank"])
     });
     // The employee number changes through SCIM: the old principal loses the grant, the new
     // one gets it, both for a directory change.
     let r = s.call(
         "PATCH",
         &format!("/scim/v2/Users/{erin}"),
-        Some(&admin),
+        Some(admin),
         Some(&json!({"schemas": ["urn:ietf:params:scim:api:messages:2.0:PatchOp"],
                      "Operations": [{"op": "replace", "path": format!("{ent}:employeeNumber"), "value": "E5678"}]})),
     );
     assert!(r.status < 300, "{}", r.text);
     wait_until(10, "the grant moves to the new employee number", || {
-        allowlist(&allowed) == want(&["deploy:production\tE5678", "deploy:production\tfrank"])
+        t.lines() == want(&["deploy:production\tE5678", "deploy:production\tfrank"])
     });
-    let cause = |activity: &str, principal: &str| {
-        provisioning_records(&s, &admin)
-            .iter()
-            .find(|r| is_record(r, activity, principal))
-            .and_then(|r| {
-                r["additionalDetails"]
-                    .as_array()?
-                    .iter()
-                    .find(|d| d["key"] == "cause")?["value"]
-                    .as_str()
-                    .map(str::to_string)
-            })
+    let causes = || {
+        let records = provisioning_records(s, admin);
+        (
+            cause_of(&records, "Revoke connector access", "E1234"),
+            cause_of(&records, "Grant connector access", "E5678"),
+        )
     };
     wait_until(10, "both operations are recorded", || {
-        cause("Revoke connector access", "E1234").is_some()
-            && cause("Grant connector access", "E5678").is_some()
+        let (revoke, grant) = causes();
+        revoke.is_some() && grant.is_some()
     });
-    assert_eq!(
-        cause("Revoke connector access", "E1234").as_deref(),
-        Some("directory")
-    );
-    assert_eq!(
-        cause("Grant connector access", "E5678").as_deref(),
-        Some("directory")
-    );
-    std::fs::remove_dir_all(dir).ok();
+    let directory = Some("directory".to_string());
+    assert_eq!(causes(), (directory.clone(), directory));
 }
 
 #[test]
 fn a_grant_that_outlives_its_first_assignment_is_revoked_for_the_right_reason() {
-    let sub_arm = format!("/subscriptions/{}", guid());
-    let rg_arm = format!("{sub_arm}/resourceGroups/production");
-    let Some((dir, file, allowed)) = allowlist_connector(
+    let Some(t) = AllowlistTenant::start(
         "a_grant_that_outlives_its_first_assignment_is_revoked_for_the_right_reason",
-        &rg_arm,
         "\"userNameLocalPart\"",
         "",
     ) else {
         return;
     };
-    let s = Server::start_with(&["--connectors", &file.to_string_lossy()]);
-    let admin = harness::token(ADMIN, true);
-    register(&s, &admin, &rg_arm);
-    let rg = resource_id(&s, &admin, &rg_arm);
-    let contributor = role_id(&s, &admin, &rg, CONTRIBUTOR);
-    let gail = scim_user(&s, &admin, "gail@example.test", "Gail");
+    let (s, admin) = (&t.s, &t.admin);
+    let gail = scim_user(s, admin, "gail@example.test", "Gail");
     let line = "deploy:production\tgail".to_string();
     // Granted for a few seconds directly, then also through a group for a day.
-    admin_add(&s, &admin, "Active", &rg, &contributor, &gail, "PT3S");
-    wait_until(10, "gail is granted", || {
-        allowlist(&allowed) == [line.clone()]
-    });
-    let group = create_group(&s, &admin, "deployers", &[&gail]);
-    admin_add(&s, &admin, "Active", &rg, &contributor, &group, "P1D");
+    t.activate(&gail, "PT3S");
+    wait_until(10, "gail is granted", || t.lines() == [line.clone()]);
+    let group = create_group(s, admin, "deployers", &[&gail]);
+    t.activate(&group, "P1D");
     // The direct assignment ends: the grant stands on the group's.
-    let direct_end = from_now(4);
-    sleep_past(direct_end);
+    sleep_past(from_now(4));
     std::thread::sleep(std::time::Duration::from_millis(500));
     assert_eq!(
-        allowlist(&allowed),
+        t.lines(),
         std::slice::from_ref(&line),
         "revoked though the group holds it"
     );
@@ -1256,16 +1279,16 @@ fn a_grant_that_outlives_its_first_assignment_is_revoked_for_the_right_reason() 
     let r = s.call(
         "PATCH",
         &format!("/scim/v2/Groups/{group}"),
-        Some(&admin),
+        Some(admin),
         Some(&json!({"schemas": ["urn:ietf:params:scim:api:messages:2.0:PatchOp"],
                      "Operations": [{"op": "remove", "path": format!("members[value eq \"{gail}\"]")}]})),
     );
     assert!(r.status < 300, "{}", r.text);
-    wait_until(10, "gail is revoked", || allowlist(&allowed).is_empty());
+    wait_until(10, "gail is revoked", || t.lines().is_empty());
     let revoke = || {
         let items = s.get(
             "/rolegate/v1/connectors/deployers/items?state=succeeded",
-            &admin,
+            admin,
         );
         items.json["value"]
             .as_array()
@@ -1278,56 +1301,47 @@ fn a_grant_that_outlives_its_first_assignment_is_revoked_for_the_right_reason() 
         ts(&item["dueDateTime"]) >= left,
         "due before gail left: {item:#}"
     );
-    std::fs::remove_dir_all(dir).ok();
 }
 
 #[test]
 fn ignored_members_are_never_granted_revoked_nor_reported() {
-    let sub_arm = format!("/subscriptions/{}", guid());
-    let rg_arm = format!("{sub_arm}/resourceGroups/production");
-    let Some((dir, file, allowed)) = allowlist_connector(
+    let Some(t) = AllowlistTenant::start(
         "ignored_members_are_never_granted_revoked_nor_reported",
-        &rg_arm,
         "\"userNameLocalPart\"",
         "ignore_members = [\"oncall\"]",
     ) else {
         return;
     };
+    let (s, admin) = (&t.s, &t.admin);
     // The on-call account's line was written by hand and must stay.
-    std::fs::write(&allowed, "deploy:production\toncall\n").unwrap_or_else(|e| panic!("{e}"));
-    let s = Server::start_with(&["--connectors", &file.to_string_lossy()]);
-    let admin = harness::token(ADMIN, true);
-    register(&s, &admin, &rg_arm);
-    let rg = resource_id(&s, &admin, &rg_arm);
-    let contributor = role_id(&s, &admin, &rg, CONTRIBUTOR);
+    std::fs::write(&t.allowed, "deploy:production\toncall\n").unwrap_or_else(|e| panic!("{e}"));
     // A person who maps to the ignored principal activates and deactivates: nothing
     // happens to its line; another person's grant shows planning runs.
-    let oncall = scim_user(&s, &admin, "oncall@example.test", "On call");
-    let hana = scim_user(&s, &admin, "hana@example.test", "Hana");
-    admin_add(&s, &admin, "Active", &rg, &contributor, &oncall, "PT2S");
-    admin_add(&s, &admin, "Active", &rg, &contributor, &hana, "P1D");
+    let oncall = scim_user(s, admin, "oncall@example.test", "On call");
+    let hana = scim_user(s, admin, "hana@example.test", "Hana");
+    t.activate(&oncall, "PT2S");
+    t.activate(&hana, "P1D");
     let both = vec![
         "deploy:production\thana".to_string(),
         "deploy:production\toncall".to_string(),
     ];
-    wait_until(10, "hana is granted", || allowlist(&allowed) == both);
+    wait_until(10, "hana is granted", || t.lines() == both);
     sleep_past(from_now(3));
     // Reconciliation runs every second: the ignored line is neither revoked nor reported.
     let pass = s.post(
         "/rolegate/v1/connectors/deployers/reconcile",
-        &admin,
+        admin,
         &json!({}),
     );
     assert_eq!(pass.status, 200, "{}", pass.text);
     assert_eq!(pass.json["outside"], 0, "{}", pass.text);
-    assert_eq!(allowlist(&allowed), both);
-    let items = s.get("/rolegate/v1/connectors/deployers/items", &admin);
+    assert_eq!(t.lines(), both);
+    let items = s.get("/rolegate/v1/connectors/deployers/items", admin);
     let touched: Vec<&Value> = items.json["value"]
         .as_array()
         .map(|v| v.iter().filter(|i| i["principal"] == "oncall").collect())
         .unwrap_or_default();
     assert!(touched.is_empty(), "{touched:#?}");
-    std::fs::remove_dir_all(dir).ok();
 }
 
 #[test]

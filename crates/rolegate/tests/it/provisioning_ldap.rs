@@ -12,7 +12,7 @@
 mod slapd;
 
 use super::provisioning::{
-    admin_add, assignment_of, has_record, is_record, provisioning_records, scim_user,
+    admin_add, assignment_of, cause_of, has_record, provisioning_records, scim_user,
 };
 use crate::fixture::*;
 use crate::harness::{self, ADMIN, Server, TcpProxy, wait_until};
@@ -54,22 +54,6 @@ fn members(url: &str, group: &str) -> Vec<String> {
         .filter_map(|l| l.strip_prefix("member: "))
         .map(str::to_ascii_lowercase)
         .collect()
-}
-
-/// The `cause` the newest record of `activity` about `principal` gives.
-fn cause_of(records: &[Value], activity: &str, principal: &str) -> String {
-    records
-        .iter()
-        .find(|r| is_record(r, activity, principal))
-        .and_then(|r| {
-            r["additionalDetails"]
-                .as_array()?
-                .iter()
-                .find(|d| d["key"] == "cause")?["value"]
-                .as_str()
-                .map(str::to_string)
-        })
-        .unwrap_or_default()
 }
 
 /// Adds `member` to `group` as the directory's administrator (a change behind Rolegate's
@@ -337,7 +321,10 @@ fn an_ldap_connector_follows_activations_through_serve() {
         ("Grant connector access", "gina"),
     ]
     .into_iter()
-    .map(|(activity, who)| (activity, who, cause_of(&records, activity, &entry(who))))
+    .map(|(activity, who)| {
+        let cause = cause_of(&records, activity, &entry(who)).unwrap_or_default();
+        (activity, who, cause)
+    })
     .collect();
     let expected: Vec<(&str, &str, String)> = [
         ("Revoke connector access", "alice", "ended"),

@@ -1,6 +1,7 @@
 //! What `rolegate connectors check` prints (connectors.md §2.1): the effective rules of a
 //! valid file, or its problems, as text or JSON. Never a secret: the endpoint carries none
-//! (a URL with a password is refused) and `exec` environments are not shown.
+//! (a URL with a password is refused), and of an `exec` environment only the values written
+//! in the file are shown (§2.3); the operator API shows no environment at all.
 
 use crate::config::{ConfigProblem, ConnectorConfig, ConnectorsConfig, iso_duration};
 use rolegate_core::provisioning::{OnDrift, PrincipalCase};
@@ -22,8 +23,42 @@ fn principal_case(c: &ConnectorConfig) -> &'static str {
 
 /// The `-o json` document of a valid file.
 pub fn json(config: &ConnectorsConfig) -> Value {
-    let connectors: Vec<Value> = config.connectors.iter().map(connector_json).collect();
+    let connectors: Vec<Value> = config
+        .connectors
+        .iter()
+        .map(|c| {
+            let mut doc = connector_json(c);
+            if let Some(env) = exec_env(c) {
+                doc["env"] = Value::Object(
+                    env.into_iter()
+                        .map(|(name, value)| (name, Value::String(value)))
+                        .collect(),
+                );
+            }
+            doc
+        })
+        .collect();
     json!({"valid": true, "connectors": connectors})
+}
+
+/// An `exec` connector's environment as `check` shows it: values written in the file as
+/// they are, secrets (`"${NAME}"`, `{ file = … }`) as `(secret)`; `None` for other kinds.
+fn exec_env(c: &ConnectorConfig) -> Option<Vec<(String, String)>> {
+    let crate::kind::KindConfig::Exec(e) = &c.kind else {
+        return None;
+    };
+    Some(
+        e.env
+            .iter()
+            .map(|(name, value)| {
+                let shown = match value {
+                    crate::kind::exec::EnvValue::Literal(v) => v.clone(),
+                    crate::kind::exec::EnvValue::Secret(_) => "(secret)".to_string(),
+                };
+                (name.clone(), shown)
+            })
+            .collect(),
+    )
 }
 
 /// One connector's effective rules and settings, as `check -o json` and the operator API
@@ -156,6 +191,10 @@ pub fn text(config: &ConnectorsConfig) -> String {
             out.push_str(
                 "  insecure        yes: the connection is not verified or not encrypted\n",
             );
+        }
+        if let Some(env) = exec_env(c).filter(|e| !e.is_empty()) {
+            let shown: Vec<String> = env.iter().map(|(n, v)| format!("{n}={v}")).collect();
+            out.push_str(&format!("  environment     {}\n", shown.join(" ")));
         }
         out.push_str("  rules\n");
         for r in &c.rules {

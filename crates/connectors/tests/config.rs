@@ -160,8 +160,22 @@ target = "database/roles/payments-rw"
         rolegate_connectors::check::json(&config)
     );
     assert!(!shown.contains(SECRET), "{shown}");
+    assert!(!shown.contains("team-a"), "{shown}");
     assert!(
         shown.contains("analytics_read") && shown.contains("acdd72a7-3385-48ef-bd42-f606fba81ae7")
+    );
+    // An exec environment's values written in the file are shown, secrets are not (§2.3).
+    let doc = rolegate_connectors::check::json(&config);
+    assert_eq!(
+        doc["connectors"][2]["env"],
+        serde_json::json!({"VAULT_ADDR": "https://vault.example.net:8200",
+                           "VAULT_TOKEN": "(secret)", "VAULT_NAMESPACE": "(secret)"})
+    );
+    assert!(doc["connectors"][0].get("env").is_none());
+    assert!(
+        rolegate_connectors::check::text(&config).contains(
+            "environment     VAULT_ADDR=https://vault.example.net:8200 VAULT_TOKEN=(secret) VAULT_NAMESPACE=(secret)"
+        )
     );
 }
 

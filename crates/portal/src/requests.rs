@@ -316,7 +316,8 @@ pub async fn show(
     let approved = rec.approvals.iter().filter(|a| a.approved).count();
     let own = r.subject_id == visit.caller.subject_id || r.requested_by == visit.caller.subject_id;
     let grants = match &r.assignment_id {
-        Some(a) if r.state == AssignmentState::Active => {
+        // Only a request of the caller's own can show rows of the caller's own.
+        Some(a) if own && r.state == AssignmentState::Active => {
             match crate::my_roles::connected_systems(&portal, &visit, vec![a.clone()]).await {
                 Ok(g) => crate::my_roles::of_assignment(&g.unwrap_or_default(), a),
                 Err(resp) => return resp,

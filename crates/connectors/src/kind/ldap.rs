@@ -315,22 +315,8 @@ impl LdapConnector {
 /// A rustls configuration trusting the certificates of the PEM file `path` (chain and host
 /// name always verified).
 fn tls_config(path: &str) -> Result<rustls::ClientConfig, String> {
-    use rustls::pki_types::CertificateDer;
-    use rustls::pki_types::pem::PemObject;
-    let mut roots = rustls::RootCertStore::empty();
-    let certs: Vec<CertificateDer<'static>> = CertificateDer::pem_file_iter(path)
-        .and_then(|certs| certs.collect::<Result<_, _>>())
-        .map_err(|e| format!("cannot read certificates from {path}: {e}"))?;
-    for c in certs {
-        roots
-            .add(c)
-            .map_err(|e| format!("a certificate of {path} cannot be used: {e}"))?;
-    }
-    if roots.is_empty() {
-        return Err(format!("{path} holds no PEM certificate"));
-    }
     Ok(rustls::ClientConfig::builder()
-        .with_root_certificates(roots)
+        .with_root_certificates(super::pem_roots(path)?)
         .with_no_client_auth())
 }
 

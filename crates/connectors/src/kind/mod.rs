@@ -77,6 +77,26 @@ impl KindConfig {
     }
 }
 
+/// The certificates of the PEM file `path` as trusted roots (`tls_ca_file`,
+/// `sslrootcert`); why not, in words.
+pub(crate) fn pem_roots(path: &str) -> Result<rustls::RootCertStore, String> {
+    use rustls::pki_types::CertificateDer;
+    use rustls::pki_types::pem::PemObject;
+    let mut roots = rustls::RootCertStore::empty();
+    let certs: Vec<CertificateDer<'static>> = CertificateDer::pem_file_iter(path)
+        .and_then(|certs| certs.collect::<Result<_, _>>())
+        .map_err(|e| format!("cannot read certificates from {path}: {e}"))?;
+    for c in certs {
+        roots
+            .add(c)
+            .map_err(|e| format!("a certificate of {path} cannot be used: {e}"))?;
+    }
+    if roots.is_empty() {
+        return Err(format!("{path} holds no PEM certificate"));
+    }
+    Ok(roots)
+}
+
 /// The connector of a validated configuration: the registry of kinds.
 pub fn build(
     c: &crate::config::ConnectorConfig,

@@ -242,23 +242,20 @@ impl PostgresqlConnector {
                 return Ok(c);
             }
         }
-        let client = match self.tls.connector() {
-            Some(tls) => {
-                let (client, connection) =
-                    self.config.connect(tls).await.map_err(|e| self.error(&e))?;
-                tokio::spawn(connection);
-                client
-            }
-            None => {
-                let (client, connection) = self
-                    .config
-                    .connect(NoTls)
-                    .await
-                    .map_err(|e| self.error(&e))?;
-                tokio::spawn(connection);
-                client
-            }
-        };
+        match self.tls.connector() {
+            Some(tls) => self.connect(tls).await,
+            None => self.connect(NoTls).await,
+        }
+    }
+
+    /// A new connection over `tls`, its driver spawned.
+    async fn connect<T>(&self, tls: T) -> Result<Client, ConnectorError>
+    where
+        T: tokio_postgres::tls::MakeTlsConnect<tokio_postgres::Socket>,
+        T::Stream: Send + 'static,
+    {
+        let (client, connection) = self.config.connect(tls).await.map_err(|e| self.error(&e))?;
+        tokio::spawn(connection);
         Ok(client)
     }
 

@@ -182,30 +182,19 @@ impl PostgresTls {
 
 /// The trusted roots: the PEM file `path`, or the system's (`system`, or no `sslrootcert`).
 fn roots(path: Option<&str>) -> Result<RootCertStore, String> {
-    let mut roots = RootCertStore::empty();
     match path {
         Some(path) if path != "system" => {
-            let certs: Vec<CertificateDer<'static>> = CertificateDer::pem_file_iter(path)
-                .and_then(|c| c.collect::<Result<_, _>>())
-                .map_err(|e| format!("sslrootcert: cannot read {path}: {e}"))?;
-            for c in certs {
-                roots.add(c).map_err(|e| {
-                    format!("sslrootcert: a certificate of {path} cannot be used: {e}")
-                })?;
-            }
-            if roots.is_empty() {
-                return Err(format!("sslrootcert: {path} holds no PEM certificate"));
-            }
+            super::pem_roots(path).map_err(|e| format!("sslrootcert: {e}"))
         }
         _ => {
-            let found = rustls_native_certs::load_native_certs();
-            roots.add_parsable_certificates(found.certs);
+            let mut roots = RootCertStore::empty();
+            roots.add_parsable_certificates(rustls_native_certs::load_native_certs().certs);
             if roots.is_empty() {
                 return Err("no sslrootcert given and no system root certificates found".into());
             }
+            Ok(roots)
         }
     }
-    Ok(roots)
 }
 
 /// `verify-ca`: the chain must lead to a trusted root; the host name is not checked.

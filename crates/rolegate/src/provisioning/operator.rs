@@ -269,14 +269,12 @@ fn planned_rows(
             .into_iter()
             .map(|e| ((e.target, e.principal), e.since))
             .collect();
-        // The newest unfinished or dead item of each key.
-        let mut newest: BTreeMap<(String, String), ConnectorItem> = BTreeMap::new();
-        for i in tx.settling_items(name, jiff::Timestamp::MIN)? {
-            let key = (i.target.clone(), i.principal.clone());
-            if newest.get(&key).is_none_or(|n| n.created < i.created) {
-                newest.insert(key, i);
-            }
-        }
+        // The store gives each key's newest unfinished or dead item only.
+        let newest: BTreeMap<(String, String), ConnectorItem> = tx
+            .settling_items(name, jiff::Timestamp::MIN)?
+            .into_iter()
+            .map(|i| ((i.target.clone(), i.principal.clone()), i))
+            .collect();
         for (key, r) in keys {
             let since = ledger.get(key).copied();
             // A dead item that an applied grant followed no longer says anything.
@@ -318,17 +316,20 @@ fn planned_rows(
     // assignments.
     let unmapped = tx.connector_findings(name, "unmapped")?;
     if unmapped.iter().any(|(subject, _, _)| theirs(Some(subject))) {
+        // The database first, then the index's lock only for what it answers.
+        let anchors = super::planner::rule_anchors(tx, link)?;
+        let mut held = Vec::with_capacity(assignment_ids.len());
+        for id in assignment_ids {
+            if let Some(a) = tx.assignment(id)?
+                && let Some(role) = tx.role_definition(&a.role_definition_id)?
+            {
+                held.push((id, a, role));
+            }
+        }
         let index = p.state.access.read().map_err(|_| {
             rolegate_core::error::DomainError::internal("access index lock poisoned")
         })?;
-        let anchors = super::planner::rule_anchors(tx, link)?;
-        for id in assignment_ids {
-            let Some(a) = tx.assignment(id)? else {
-                continue;
-            };
-            let Some(role) = tx.role_definition(&a.role_definition_id)? else {
-                continue;
-            };
+        for (id, a, role) in held {
             let people = index.members_of_any(std::slice::from_ref(&a.subject_id));
             let targets: Vec<&str> = link
                 .config
@@ -397,6 +398,9 @@ impl ConnectorOperator for Operator {
         let p = Arc::clone(&self.0);
         Box::pin(async move {
             let mut out = Vec::new();
+            if assignment_ids.is_empty() {
+                return Ok(out);
+            }
             for link in p.links().iter() {
                 let (q, l) = (Arc::clone(&p), Arc::clone(link));
                 let (ids, only) = (assignment_ids.clone(), only_subject.clone());

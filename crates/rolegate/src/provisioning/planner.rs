@@ -293,13 +293,15 @@ pub(super) fn desired_state(
         finish: &finish,
         extension: &extension,
     };
+    // Before the index's lock: rebuilding the table after a directory change walks every
+    // subject, and commits wait for that lock.
+    let principals = link.principals(directory, &mapping)?;
     let index = p
         .state
         .access
         .read()
         .map_err(|_| DomainError::internal("access index lock poisoned"))?;
     let holders = provisioning::rule_holders(&c.rules, &anchors, &index, now);
-    let principals = link.principals(directory, &mapping)?;
     let mut desired = provisioning::desired_from(
         &c.rules,
         &holders,
@@ -373,8 +375,7 @@ impl Directory {
 
     /// Reads it, with the SCIM documents when `with_documents`.
     fn read(tx: &mut dyn ReadTx, with_documents: bool) -> Result<Self> {
-        let extensions = with_documents;
-        let (subjects, documents) = if extensions {
+        let (subjects, documents) = if with_documents {
             let mut documents = HashMap::new();
             let subjects = tx
                 .all_subjects_with_scim()?

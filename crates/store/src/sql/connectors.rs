@@ -7,9 +7,14 @@ const ITEM_COLS: &str = "i.id, i.connector, i.target, i.principal, i.subject_id,
      i.cause_id, i.assignment_ids, i.not_after, i.state, i.attempts, i.created_at, i.due_at, \
      i.next_attempt_at, i.last_attempt_at, i.completed_at, i.error_code, i.error_message";
 
-/// Item `i` is the newest of its key.
-const NEWEST: &str = "NOT EXISTS (SELECT 1 FROM connector_items n WHERE n.connector = i.connector \
-     AND n.target = i.target AND n.principal = i.principal AND n.seq > i.seq)";
+/// The item that `item` names (an alias, or the table in an UPDATE) is the newest of its
+/// key.
+fn newest(item: &str) -> String {
+    format!(
+        "NOT EXISTS (SELECT 1 FROM connector_items n WHERE n.connector = {item}.connector \
+         AND n.target = {item}.target AND n.principal = {item}.principal AND n.seq > {item}.seq)"
+    )
+}
 
 /// States in which an item will still run.
 const UNFINISHED: &str = "('pending', 'retrying', 'inProgress')";
@@ -167,7 +172,8 @@ impl ConnectorRead for SqlTx<'_> {
             // A dead item a newer item of its key followed says nothing any more.
             &format!(
                 "SELECT i.state, count(*) FROM connector_items i WHERE i.connector = ? \
-                 AND (i.state <> 'dead' OR {NEWEST}) GROUP BY i.state"
+                 AND (i.state <> 'dead' OR {}) GROUP BY i.state",
+                newest("i")
             ),
             &params![connector],
             |r| {
@@ -382,12 +388,13 @@ impl ConnectorWrite for SqlTx<'_> {
         )?;
         // The key's newest item, if it is a dead grant, runs again.
         let rearmed = self.exec(
-            "UPDATE connector_items SET state = 'pending', attempts = 0, next_attempt_at = ?, \
-             completed_at = NULL, assignment_ids = ?, not_after = ? \
-             WHERE connector = ? AND target = ? AND principal = ? AND state = 'dead' \
-             AND operation = 'grant' AND NOT EXISTS (SELECT 1 FROM connector_items n \
-             WHERE n.connector = connector_items.connector AND n.target = connector_items.target \
-             AND n.principal = connector_items.principal AND n.seq > connector_items.seq)",
+            &format!(
+                "UPDATE connector_items SET state = 'pending', attempts = 0, next_attempt_at = ?, \
+                 completed_at = NULL, assignment_ids = ?, not_after = ? \
+                 WHERE connector = ? AND target = ? AND principal = ? AND state = 'dead' \
+                 AND operation = 'grant' AND {}",
+                newest("connector_items")
+            ),
             &params![
                 us(now),
                 refreshed.assignment_ids.join(","),
@@ -407,9 +414,7 @@ impl ConnectorWrite for SqlTx<'_> {
         now: Timestamp,
     ) -> Result<u64> {
         // Only the newest item of a key is re-armed: an older dead one is outdated.
-        let newest = "NOT EXISTS (SELECT 1 FROM connector_items n \
-             WHERE n.connector = connector_items.connector AND n.target = connector_items.target \
-             AND n.principal = connector_items.principal AND n.seq > connector_items.seq)";
+        let newest = newest("connector_items");
         let sql = |extra: &str| {
             format!(
                 "UPDATE connector_items SET state = 'pending', attempts = 0, next_attempt_at = ?2, \
@@ -702,6 +707,41 @@ mod tests {
             requested[&("t".to_string(), "bob".to_string())].assignment_ids,
             ["a1", "a2"]
         );
+        Ok(())
+    }
+
+    /// Every insert, update and delete of a subject moves the directory generation, which
+    /// the connectors' planning trusts to know its cached directory is current.
+    #[test]
+    fn every_change_of_a_subject_moves_the_directory_generation() -> Result<()> {
+        use rolegate_core::directory::{Subject, SubjectKind};
+        let c = Connection::open_in_memory().map_err(db)?;
+        crate::sqlite::migrate(&c)?;
+        let conn = SqliteConnection(&c);
+        let mut tx = SqlTx::new(&conn);
+        let mut alice = Subject {
+            id: "s-alice".into(),
+            external_id: None,
+            kind: SubjectKind::User,
+            display_name: "Alice".into(),
+            principal_name: Some("alice@example.test".into()),
+            email: None,
+            active: true,
+        };
+        let before = tx.directory_generation()?;
+        tx.insert_subject(&alice, at(1))?;
+        let inserted = tx.directory_generation()?;
+        assert!(inserted > before);
+        alice.active = false;
+        tx.update_subject(&alice)?;
+        let updated = tx.directory_generation()?;
+        assert!(updated > inserted);
+        tx.delete_subject("s-alice")?;
+        assert!(tx.directory_generation()? > updated);
+        // Reads move nothing.
+        let now = tx.directory_generation()?;
+        tx.all_subjects()?;
+        assert_eq!(tx.directory_generation()?, now);
         Ok(())
     }
 

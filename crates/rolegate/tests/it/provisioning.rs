@@ -446,6 +446,16 @@ fn activations_grant_and_their_end_revokes_a_postgresql_role() {
         detail(&grant_record, "assignmentId"),
         "{revoke_record:#}"
     );
+    // An Owner of the subscription (R3, not a tenant administrator) sees every member's
+    // row of the group's assignment, as the administrator does (decisions §11).
+    let owners_view = connector_grants(&s, &owner_token, &group_assignment);
+    assert_eq!(
+        grant_states(&owners_view),
+        ["carol", "dave"]
+            .map(|who| (roles.name(who), "applied".to_string()))
+            .to_vec(),
+        "{owners_view:#?}"
+    );
     let seen = provisioning_records(&s, &owner_token);
     for record in [&grant_record, &revoke_record] {
         assert!(
@@ -541,6 +551,48 @@ fn a_target_that_is_down_leaves_the_activation_successful_and_gets_the_grant_lat
         &harness::token(&stranger, true),
     );
     assert!(matches!(r.status, 403 | 404), "{}", r.text);
+    // decisions §2: the assignment exists and is not theirs to read.
+    assert_eq!(r.status, 403, "{}", r.text);
+    assert_eq!(
+        r.json["error"]["code"], "Authorization_RequestDenied",
+        "{}",
+        r.text
+    );
+    // An unknown assignment, an unknown provider, an assignment not under the resource
+    // named: 404, as for the assignment itself.
+    for path in [
+        format!(
+            "/beta/privilegedAccess/azureResources/roleAssignments/{}/connectorGrants",
+            guid()
+        ),
+        format!("/beta/privilegedAccess/aadRoles/roleAssignments/{assignment}/connectorGrants"),
+        format!(
+            "/beta/privilegedAccess/azureResources/resources/{}/roleAssignments/{assignment}/connectorGrants",
+            guid()
+        ),
+    ] {
+        let r = s.get(&path, &admin);
+        assert_eq!(r.status, 404, "{path}: {}", r.text);
+    }
+    // Under its own resource, as at the top.
+    let nested = s.get(
+        &format!(
+            "/beta/privilegedAccess/azureResources/resources/{sub}/roleAssignments/{assignment}/connectorGrants"
+        ),
+        &alice_token,
+    );
+    assert_eq!(nested.status, 200, "{}", nested.text);
+    assert_eq!(
+        nested.json["value"][0]["connector"], "pg",
+        "{}",
+        nested.text
+    );
+    assert_eq!(
+        nested.json["value"][0]["target"],
+        json!(roles.name("app_admin")),
+        "{}",
+        nested.text
+    );
     proxy.resume();
     wait_until(20, "the grant is applied once the target is back", || {
         roles.has("app_admin", "alice")

@@ -458,6 +458,13 @@ pub trait ConnectorRead {
         connector: &str,
         dead_since: Timestamp,
     ) -> Result<Vec<ConnectorItem>>;
+    /// The keys (target, principal) of the items of `connector` that succeeded at or
+    /// after `since`.
+    fn succeeded_since(
+        &mut self,
+        connector: &str,
+        since: Timestamp,
+    ) -> Result<Vec<(String, String)>>;
     /// When the next item of `connector` may be claimed: the earliest next attempt of a
     /// waiting item, or lease end of a running one; `None` when nothing is unfinished.
     fn next_connector_item_due(&mut self, connector: &str) -> Result<Option<Timestamp>>;

@@ -41,6 +41,10 @@ const MIGRATIONS: &[(i64, &str)] = &[
         5,
         include_str!("../migrations/postgres/0005_directory_generation.sql"),
     ),
+    (
+        6,
+        include_str!("../migrations/postgres/0006_connector_items_completed.sql"),
+    ),
 ];
 
 /// The advisory lock every write transaction on `schema` holds: one per schema, so

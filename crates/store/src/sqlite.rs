@@ -36,6 +36,10 @@ pub(crate) const MIGRATIONS: &[(i64, &str)] = &[
         12,
         include_str!("../migrations/sqlite/0012_directory_generation.sql"),
     ),
+    (
+        13,
+        include_str!("../migrations/sqlite/0013_connector_items_completed.sql"),
+    ),
 ];
 
 /// A SQLite connection inside an open transaction, as the SQL code sees it.

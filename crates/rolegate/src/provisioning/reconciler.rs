@@ -10,7 +10,7 @@ use super::{Link, Provisioning, blocking, caller, metrics};
 use rolegate_connectors::connector::ConnectorError;
 use rolegate_core::error::Result;
 use rolegate_core::provisioning::delivery::{
-    Cause, ConnectorItem, ItemOperation, ItemState, LedgerEntry, PlannedItem,
+    Cause, ConnectorItem, ItemOperation, LedgerEntry, PlannedItem,
 };
 use rolegate_core::provisioning::records;
 use rolegate_core::provisioning::{OnDrift, reconcile};
@@ -218,10 +218,9 @@ fn compare(
         .map(|i| (i.target, same(&i.principal)))
         .collect();
     settling.extend(
-        tx.connector_items(name, Some(ItemState::Succeeded), 1000)?
+        tx.succeeded_since(name, started)?
             .into_iter()
-            .filter(|i| i.completed.is_some_and(|c| c >= started))
-            .map(|i| (i.target, same(&i.principal))),
+            .map(|(target, principal)| (target, same(&principal))),
     );
     let plan = reconcile(
         &desired_keys.keys().cloned().collect(),

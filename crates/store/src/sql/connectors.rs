@@ -167,6 +167,18 @@ impl ConnectorRead for SqlTx<'_> {
         .map(ts)
         .transpose()
     }
+    fn succeeded_since(
+        &mut self,
+        connector: &str,
+        since: Timestamp,
+    ) -> Result<Vec<(String, String)>> {
+        self.many(
+            "SELECT target, principal FROM connector_items WHERE connector = ? \
+             AND state = 'succeeded' AND completed_at >= ?",
+            &params![connector, us(since)],
+            |r| Ok((r.get::<String>(0)?, r.get::<String>(1)?)),
+        )
+    }
     fn connector_item_counts(&mut self, connector: &str) -> Result<Vec<(ItemState, u64)>> {
         self.many(
             // A dead item a newer item of its key followed says nothing any more.
@@ -600,6 +612,11 @@ mod tests {
         let held = stored(&mut tx, "g-alice")?;
         assert!(tx.settle_connector_item(&held, "A", &ItemOutcome::Succeeded, at(6))?);
         assert_eq!(tx.connector_ledger("pg")?.len(), 1);
+        assert_eq!(
+            tx.succeeded_since("pg", at(6))?,
+            [("t".to_string(), "alice".to_string())]
+        );
+        assert!(tx.succeeded_since("pg", at(7))?.is_empty());
         assert!(tx.in_connector_ledger("pg", "t", "alice")?);
         assert!(!tx.in_connector_ledger("pg", "t", "bob")?);
         // Bob's lease runs out (node A died): B takes his grant over.

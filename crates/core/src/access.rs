@@ -133,6 +133,8 @@ impl std::ops::Deref for GrantList {
 /// The in-memory index of live assignments, the resource tree and group membership.
 #[derive(Debug, Default)]
 pub struct AccessIndex {
+    /// What changed when, so a reader can tell whether an answer it kept still holds.
+    changes: Changes,
     subjects: Interner,
     resources: Interner,
     grants: HashMap<u32, GrantList>,
@@ -169,6 +171,67 @@ pub struct RoleHolders {
     pub next_instant: Option<Timestamp>,
 }
 
+/// The index's change counters. Every change takes the next tick and stamps what it
+/// touched: the holders of one role template, group membership, or the structure (the
+/// resource tree and the role catalogue, which every answer depends on).
+#[derive(Debug)]
+struct Changes {
+    /// Tells this index from any other (a rebuilt index starts its ticks again).
+    epoch: u64,
+    tick: u64,
+    by_template: HashMap<Box<str>, u64>,
+    membership: u64,
+    structure: u64,
+}
+
+impl Default for Changes {
+    fn default() -> Self {
+        static EPOCHS: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+        Self {
+            epoch: EPOCHS.fetch_add(1, std::sync::atomic::Ordering::Relaxed),
+            tick: 0,
+            by_template: HashMap::new(),
+            membership: 0,
+            structure: 0,
+        }
+    }
+}
+
+impl Changes {
+    fn next(&mut self) -> u64 {
+        self.tick += 1;
+        self.tick
+    }
+
+    fn template(&mut self, template: &str) {
+        let tick = self.next();
+        match self.by_template.get_mut(template) {
+            Some(t) => *t = tick,
+            None => {
+                self.by_template.insert(template.into(), tick);
+            }
+        }
+    }
+
+    fn membership(&mut self) {
+        self.membership = self.next();
+    }
+
+    fn structure(&mut self) {
+        self.structure = self.next();
+    }
+}
+
+/// Where an [`AccessIndex`] stood for some of its answers: equal stamps of one index mean
+/// those answers have not changed (see [`AccessIndex::holders_stamp`] and
+/// [`AccessIndex::membership_stamp`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct IndexStamp {
+    epoch: u64,
+    structure: u64,
+    tick: u64,
+}
+
 /// A role definition as decisions need it: its template and the permissions Rolegate
 /// knows for it.
 #[derive(Debug, Clone)]
@@ -195,6 +258,7 @@ impl AccessIndex {
 
     /// Records a resource and its parent.
     pub fn add_resource(&mut self, id: &str, parent: Option<&str>) {
+        self.changes.structure();
         let r = self.resources.intern(id);
         if let Some(p) = parent {
             let p = self.resources.intern(p);
@@ -204,6 +268,7 @@ impl AccessIndex {
 
     /// Records which role (template) the role definition `role_definition_id` is.
     pub fn add_role(&mut self, role_definition_id: &str, template_id: &str) {
+        self.changes.structure();
         let r = self.roles.intern(role_definition_id);
         let permissions = crate::permissions::built_in(template_id).map(|p| &p.permissions[..]);
         self.role_of.insert(
@@ -232,6 +297,7 @@ impl AccessIndex {
         if let Some(linked) = &a.linked_eligible_id {
             self.linked.insert(grant.assignment, assignment_key(linked));
         }
+        self.touch_role(grant.role);
         self.grants.entry(subject).or_default().insert(grant);
         self.grant_count += 1;
     }
@@ -243,8 +309,52 @@ impl AccessIndex {
         };
         let key = assignment_key(assignment_id);
         self.linked.remove(&key);
-        if let Some(list) = self.grants.get_mut(&subject) {
-            self.grant_count -= list.remove_where(|g| g.assignment == key);
+        let Some(list) = self.grants.get_mut(&subject) else {
+            return;
+        };
+        let roles: Vec<u32> = list
+            .iter()
+            .filter(|g| g.assignment == key)
+            .map(|g| g.role)
+            .collect();
+        self.grant_count -= list.remove_where(|g| g.assignment == key);
+        for role in roles {
+            self.touch_role(role);
+        }
+    }
+
+    /// Stamps a change of the holders of `role`'s template (none for a role the index
+    /// does not know: no answer counts its grants until [`AccessIndex::add_role`], which
+    /// changes the structure).
+    fn touch_role(&mut self, role: u32) {
+        if let Some(known) = self.role_of.get(&role) {
+            self.changes.template(&known.template_id);
+        }
+    }
+
+    /// Where the index stands for the holders of `template`'s roles
+    /// ([`AccessIndex::role_holders`] of that template, on any resource, at any instant):
+    /// a later stamp equal to this one means every such answer is unchanged.
+    pub fn holders_stamp(&self, template: &str) -> IndexStamp {
+        IndexStamp {
+            epoch: self.changes.epoch,
+            structure: self.changes.structure,
+            tick: self
+                .changes
+                .by_template
+                .get(template.to_ascii_lowercase().as_str())
+                .copied()
+                .unwrap_or(0),
+        }
+    }
+
+    /// Where the index stands for group membership (who belongs to which group, through
+    /// nesting): a later stamp equal to this one means membership is unchanged.
+    pub fn membership_stamp(&self) -> IndexStamp {
+        IndexStamp {
+            epoch: self.changes.epoch,
+            structure: self.changes.structure,
+            tick: self.changes.membership,
         }
     }
 
@@ -252,6 +362,7 @@ impl AccessIndex {
     pub fn set_groups(&mut self, member: &str, groups: &[String]) {
         let m = self.subjects.intern(member);
         let gs: Vec<u32> = groups.iter().map(|g| self.subjects.intern(g)).collect();
+        self.changes.membership();
         if gs.is_empty() {
             self.groups_of.remove(&m);
         } else {
@@ -262,6 +373,7 @@ impl AccessIndex {
     /// Adds `member` to `group`.
     pub fn add_membership(&mut self, group: &str, member: &str) {
         let (g, m) = (self.subjects.intern(group), self.subjects.intern(member));
+        self.changes.membership();
         let list = self.groups_of.entry(m).or_default();
         if !list.contains(&g) {
             list.push(g);
@@ -274,6 +386,7 @@ impl AccessIndex {
             && let Some(list) = self.groups_of.get_mut(&m)
         {
             list.retain(|x| *x != g);
+            self.changes.membership();
         }
     }
 
@@ -286,8 +399,10 @@ impl AccessIndex {
             self.grant_count -= list.len();
             for g in &list {
                 self.linked.remove(&g.assignment);
+                self.touch_role(g.role);
             }
         }
+        self.changes.membership();
         self.groups_of.remove(&s);
         for groups in self.groups_of.values_mut() {
             groups.retain(|g| *g != s);

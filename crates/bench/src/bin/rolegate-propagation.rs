@@ -48,6 +48,10 @@ struct Args {
     /// measure at scale); default a fresh SQLite file.
     #[arg(long)]
     database: Option<String>,
+    /// Writes the server's log (its standard error) here (with `RUST_LOG=rolegate::provisioning=debug`,
+    /// each planning pass's time).
+    #[arg(long)]
+    server_log: Option<std::path::PathBuf>,
 }
 
 /// Member → (first seen, first gone after that), in epoch microseconds.
@@ -182,7 +186,13 @@ fn main() -> anyhow::Result<()> {
         .arg("--connectors")
         .arg(&file)
         .stdout(Stdio::piped())
-        .stderr(Stdio::null())
+        .stderr(match &args.server_log {
+            Some(path) => Stdio::from(
+                std::fs::File::create(path)
+                    .with_context(|| format!("create {}", path.display()))?,
+            ),
+            None => Stdio::null(),
+        })
         .spawn()
         .with_context(|| format!("start {}", args.rolegate))?;
     let stdout = child.stdout.take().context("server stdout")?;

@@ -54,6 +54,12 @@ pub struct Link {
     /// What this node's previous planning pass for it saw (for naming causes,
     /// `planner::name_causes`); `None` before the first.
     previous_plan: Mutex<Option<planner::SeenAssignments>>,
+    /// Each rule's holders as planning last found them, reused while nothing they depend
+    /// on changed (`rule_holders_since`).
+    kept_holders: Mutex<rolegate_core::provisioning::KeptHolders>,
+    /// What this node's last committed planning pass planned from; a pass that finds the
+    /// same inputs is skipped (`planner::Settled`).
+    settled: Mutex<Option<planner::Settled>>,
     /// Turns true when a reload replaced it: its tasks stop.
     retired: watch::Sender<bool>,
 }
@@ -213,6 +219,8 @@ fn links_of(config: ConnectorsConfig) -> Result<Vec<Arc<Link>>, String> {
             untouchable,
             principals: Mutex::new(None),
             previous_plan: Mutex::new(None),
+            kept_holders: Mutex::new(Default::default()),
+            settled: Mutex::new(None),
             retired: watch::channel(false).0,
         }));
     }
@@ -257,6 +265,18 @@ impl Provisioning {
             .read()
             .map(|l| Arc::clone(&l))
             .unwrap_or_else(|e| Arc::clone(&e.into_inner()))
+    }
+
+    /// `e` with every loaded connector's secrets replaced by `***` (§2.3): a kind redacts
+    /// its own, this catches one connector's secret in another's error (a shared
+    /// password, a program printing its neighbour's token).
+    fn scrubbed(&self, mut e: ConnectorError) -> ConnectorError {
+        let links = self.links();
+        e.message = rolegate_connectors::secret::redact(
+            &e.message,
+            links.iter().flat_map(|l| l.config.kind.secrets()),
+        );
+        e
     }
 
     /// The connector named `name`, or `404 ConnectorNotFound`.

@@ -3,8 +3,14 @@
 //! connector's desired state and writes the items that bring its requested state there.
 //! Several nodes may plan the same change one after the other (the write lock orders them):
 //! the second finds the requested state already right and writes nothing.
+//!
+//! Planning is incremental (§6.1): a connector none of whose inputs changed since this
+//! node's last committed pass (its rules' holders, group membership, the directory, the
+//! rules' anchors, and no start or end instant passed) is skipped, and within a connector
+//! only the rules whose holders may have changed are recomputed.
 
 use super::{Link, Provisioning, blocking, caller};
+use rolegate_core::access::IndexStamp;
 use rolegate_core::directory::Subject;
 use rolegate_core::error::{DomainError, Result};
 use rolegate_core::provisioning::delivery::{self, ConnectorItem};
@@ -114,6 +120,10 @@ struct PassOutcome {
     written: Vec<usize>,
     /// The next instant an assignment a rule matches starts or ends.
     next_instant: Option<jiff::Timestamp>,
+    /// The connectors planned (not skipped), with what they were planned from.
+    settled: Vec<(Arc<Link>, Settled)>,
+    /// How many connectors were skipped: none of their inputs changed.
+    skipped: usize,
 }
 
 /// One planning pass over every connector, in one write transaction.
@@ -131,23 +141,120 @@ fn pass(p: &Provisioning) -> Result<PassOutcome> {
                 ..PassOutcome::default()
             };
             for link in out.links.clone().iter() {
-                let planned = plan_link(tx, p, link, &directory, now, ctx.new_id)?;
-                out.next_instant = match (out.next_instant, planned.next_instant) {
+                let inputs = PlanInputs::read(tx, p, link, &directory)?;
+                let until = match link.settled_until(&inputs, now)? {
+                    Some(until) => {
+                        out.skipped += 1;
+                        out.written.push(0);
+                        until
+                    }
+                    None => {
+                        let planned = plan_link(tx, p, link, &directory, now, ctx.new_id)?;
+                        out.written.push(planned.written);
+                        out.settled.push((
+                            Arc::clone(link),
+                            Settled {
+                                inputs,
+                                until: planned.next_instant,
+                            },
+                        ));
+                        planned.next_instant
+                    }
+                };
+                out.next_instant = match (out.next_instant, until) {
                     (Some(a), Some(b)) => Some(a.min(b)),
                     (a, b) => a.or(b),
                 };
-                out.written.push(planned.written);
             }
             Ok((out, Vec::new()))
         });
-    if let Ok(o) = &outcome {
-        tracing::debug!(
-            elapsed_ms = started.elapsed().as_secs_f64() * 1000.0,
-            items = o.written.iter().sum::<usize>(),
-            "connector planning pass"
-        );
+    let mut outcome = outcome?;
+    // Committed: what each planned connector was planned from now stands.
+    for (link, settled) in outcome.settled.drain(..) {
+        *link
+            .settled
+            .lock()
+            .map_err(|_| DomainError::internal("planner state lock poisoned"))? = Some(settled);
     }
-    outcome
+    tracing::debug!(
+        elapsed_ms = started.elapsed().as_secs_f64() * 1000.0,
+        items = outcome.written.iter().sum::<usize>(),
+        skipped = outcome.skipped,
+        "connector planning pass"
+    );
+    Ok(outcome)
+}
+
+/// What a connector's desired state is computed from, besides the instant: two passes
+/// that read equal inputs, neither past the first one's next start or end instant,
+/// compute the same desired state.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(super) struct PlanInputs {
+    /// Each rule's anchor (`rule_anchors`).
+    anchors: Vec<Option<String>>,
+    /// Where the access index stood for each rule's role.
+    holders: Vec<IndexStamp>,
+    /// Where it stood for group membership.
+    membership: IndexStamp,
+    /// The directory generation (subjects, their state and attributes).
+    directory: i64,
+}
+
+impl PlanInputs {
+    /// `link`'s inputs now. Read before planning: a change landing in between makes them
+    /// older than the plan, which only costs the next pass a recomputation.
+    fn read(
+        tx: &mut dyn ReadTx,
+        p: &Provisioning,
+        link: &Link,
+        directory: &Directory,
+    ) -> Result<Self> {
+        let anchors = rule_anchors(tx, link)?;
+        let index = p
+            .state
+            .access
+            .read()
+            .map_err(|_| DomainError::internal("access index lock poisoned"))?;
+        Ok(Self {
+            anchors,
+            holders: link
+                .config
+                .rules
+                .iter()
+                .map(|r| index.holders_stamp(r.role.template_id))
+                .collect(),
+            membership: index.membership_stamp(),
+            directory: directory.generation(),
+        })
+    }
+}
+
+/// A committed planning pass of one connector: what it planned from, and the next instant
+/// its desired state could change without a write.
+#[derive(Debug, Clone)]
+pub(super) struct Settled {
+    inputs: PlanInputs,
+    until: Option<jiff::Timestamp>,
+}
+
+impl Link {
+    /// When this node's last committed pass planned from `inputs` and `now` is before its
+    /// next instant, that instant (the requested state already matches the desired state,
+    /// so the pass can be skipped); `None` when the connector must be planned.
+    fn settled_until(
+        &self,
+        inputs: &PlanInputs,
+        now: jiff::Timestamp,
+    ) -> Result<Option<Option<jiff::Timestamp>>> {
+        let settled = self
+            .settled
+            .lock()
+            .map_err(|_| DomainError::internal("planner state lock poisoned"))?;
+        Ok(settled
+            .as_ref()
+            .filter(|s| s.inputs == *inputs && s.until.is_none_or(|t| now < t))
+            .map(|s| s.until))
+    }
 }
 
 /// What planning one connector did.
@@ -182,7 +289,7 @@ pub(super) fn plan_link(
     requested.retain(|(_, principal), _| !link.untouchable(principal));
     let managed: BTreeSet<String> = link.config.rules.iter().map(|r| r.target.clone()).collect();
     let mut items = delivery::plan(&desired, &requested, &managed, now);
-    name_causes(tx, link, &desired, upcoming, directory, &mut items, now)?;
+    let before = name_causes(tx, link, &desired, upcoming, directory, &mut items, now)?;
     for planned in &items {
         tx.enqueue_connector_item(&ConnectorItem::new(new_id(), name, planned.clone(), now))?;
     }
@@ -193,7 +300,7 @@ pub(super) fn plan_link(
             rearmed += 1;
         }
     }
-    record_unmapped(tx, link, &desired, directory, now)?;
+    record_unmapped(tx, link, &desired, directory, before.as_ref(), now)?;
     Ok(Planned {
         desired,
         written: items.len() + rearmed,
@@ -206,7 +313,7 @@ pub(super) fn plan_link(
 /// (see [`delivery::refine_cause`]), then remembers this pass: the assignments that
 /// justify grants (or would, for subjects without a principal) and the `upcoming` ones.
 /// A pass whose transaction rolls back is remembered all the same: causes inform, they
-/// never decide.
+/// never decide. Returns what the previous pass saw.
 fn name_causes(
     tx: &mut dyn Tx,
     link: &Link,
@@ -215,7 +322,7 @@ fn name_causes(
     directory: &Directory,
     items: &mut [delivery::PlannedItem],
     now: jiff::Timestamp,
-) -> Result<()> {
+) -> Result<Option<SeenAssignments>> {
     let justified: BTreeSet<String> = desired
         .grants
         .values()
@@ -235,33 +342,44 @@ fn name_causes(
             justified,
             upcoming,
         });
-    let Some(before) = previous else {
-        return Ok(());
-    };
-    for item in items
-        .iter_mut()
-        .filter(|i| i.cause == delivery::Cause::Assignment)
-    {
-        let mut facts = Vec::with_capacity(item.assignment_ids.len());
-        for id in &item.assignment_ids {
-            let a = tx.assignment(id)?;
-            facts.push(delivery::AssignmentFacts {
-                in_effect: a.as_ref().is_some_and(|a| a.is_current(now)),
-                direct: a
-                    .as_ref()
-                    .is_none_or(|a| item.subject_id.as_deref() == Some(a.subject_id.as_str())),
-                known_before: before.justified.contains(id),
-                upcoming_before: before.upcoming.contains(id),
-            });
+    if let Some(before) = &previous {
+        for item in items
+            .iter_mut()
+            .filter(|i| i.cause == delivery::Cause::Assignment)
+        {
+            item.cause = cause_of(tx, before, directory, item, now)?;
         }
-        let active = item
-            .subject_id
-            .as_deref()
-            .and_then(|s| directory.subject(s))
-            .is_some_and(|d| d.active);
-        item.cause = delivery::refine_cause(item, &facts, active, true);
     }
-    Ok(())
+    Ok(previous)
+}
+
+/// The cause of `item`, planned with cause `assignment`, told apart by
+/// [`delivery::refine_cause`] from its assignments and what the previous pass saw.
+fn cause_of(
+    tx: &mut dyn Tx,
+    before: &SeenAssignments,
+    directory: &Directory,
+    item: &delivery::PlannedItem,
+    now: jiff::Timestamp,
+) -> Result<delivery::Cause> {
+    let mut facts = Vec::with_capacity(item.assignment_ids.len());
+    for id in &item.assignment_ids {
+        let a = tx.assignment(id)?;
+        facts.push(delivery::AssignmentFacts {
+            in_effect: a.as_ref().is_some_and(|a| a.is_current(now)),
+            direct: a
+                .as_ref()
+                .is_none_or(|a| item.subject_id.as_deref() == Some(a.subject_id.as_str())),
+            known_before: before.justified.contains(id),
+            upcoming_before: before.upcoming.contains(id),
+        });
+    }
+    let active = item
+        .subject_id
+        .as_deref()
+        .and_then(|s| directory.subject(s))
+        .is_some_and(|d| d.active);
+    Ok(delivery::refine_cause(item, &facts, active, true))
 }
 
 /// What a planning pass saw of the assignments its connector's rules match.
@@ -301,7 +419,14 @@ pub(super) fn desired_state(
         .access
         .read()
         .map_err(|_| DomainError::internal("access index lock poisoned"))?;
-    let holders = provisioning::rule_holders(&c.rules, &anchors, &index, now);
+    let (holders, recomputed) = {
+        let mut kept = link
+            .kept_holders
+            .lock()
+            .map_err(|_| DomainError::internal("planner state lock poisoned"))?;
+        provisioning::rule_holders_since(&c.rules, &anchors, &index, now, &mut kept)
+    };
+    tracing::trace!(connector = %c.name, recomputed, rules = c.rules.len(), "rule holders");
     let mut desired = provisioning::desired_from(
         &c.rules,
         &holders,
@@ -454,6 +579,7 @@ fn record_unmapped(
     link: &Link,
     desired: &Desired,
     directory: &Directory,
+    previous: Option<&SeenAssignments>,
     now: jiff::Timestamp,
 ) -> Result<()> {
     let name = &link.config.name;
@@ -484,6 +610,21 @@ fn record_unmapped(
         let Some((first, _)) = targets.first_key_value() else {
             continue;
         };
+        // Named as a grant of its first target would be (§5.3).
+        let would_grant = delivery::PlannedItem {
+            key: (first.clone(), String::new()),
+            operation: delivery::ItemOperation::Grant,
+            subject_id: Some(subject_id.clone()),
+            cause: delivery::Cause::Assignment,
+            cause_id: None,
+            assignment_ids: targets.values().flatten().cloned().collect(),
+            not_after: None,
+            due: now,
+        };
+        let cause = match previous {
+            Some(seen) => cause_of(tx, seen, directory, &would_grant, now)?,
+            None => delivery::Cause::Assignment,
+        };
         let ctx = link.record_context(now);
         let record = records::record(
             &ctx,
@@ -498,6 +639,7 @@ fn record_unmapped(
             None,
             subject,
             vec![
+                ("cause".into(), cause.as_str().to_string()),
                 ("subjectId".into(), subject_id.clone()),
                 ("reason".into(), reason.as_str().to_string()),
                 (

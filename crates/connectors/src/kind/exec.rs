@@ -41,6 +41,16 @@ pub struct ExecConfig {
     pub workdir: String,
 }
 
+impl ExecConfig {
+    /// The environment's secret values.
+    pub fn secrets(&self) -> impl Iterator<Item = &Secret> {
+        self.env.iter().filter_map(|(_, v)| match v {
+            EnvValue::Secret(s) => Some(s),
+            EnvValue::Literal(_) => None,
+        })
+    }
+}
+
 pub(crate) fn read(doc: &mut Doc<'_>, t: &mut Table<'_, '_>) -> Option<ExecConfig> {
     let command = match t.strings(doc, "command") {
         None => {
@@ -210,13 +220,6 @@ impl ExecConnector {
         }
     }
 
-    fn secrets(&self) -> impl Iterator<Item = &Secret> {
-        self.config.env.iter().filter_map(|(_, v)| match v {
-            EnvValue::Secret(s) => Some(s),
-            EnvValue::Literal(_) => None,
-        })
-    }
-
     /// Runs the program once with `document` on its standard input.
     async fn run(&self, document: &Value, limit: usize) -> Result<Run, ConnectorError> {
         let Some((program, args)) = self.config.command.split_first() else {
@@ -309,7 +312,7 @@ impl ExecConnector {
             };
             return Err(ConnectorError::refused(
                 "ProgramFailed",
-                redact(&message, self.secrets()),
+                redact(&message, self.config.secrets()),
             ));
         }
         Ok(Run { stdout, overflow })

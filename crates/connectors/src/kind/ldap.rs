@@ -15,8 +15,32 @@ use std::time::Duration;
 const RC_VALUE_EXISTS: u32 = 20;
 /// `noSuchAttribute`: removing an absent member is success.
 const RC_NO_SUCH_ATTRIBUTE: u32 = 16;
+
 /// `noSuchObject`.
 const RC_NO_SUCH_OBJECT: u32 = 32;
+
+/// The most members read from one group (a bound on ranged retrieval).
+const MAX_MEMBERS: usize = 10_000_000;
+
+/// Whether `attr` is a ranged form of `member_attribute` (`member;range=0-1499`): `None`
+/// if not; `Some(None)` for the last range (`member;range=1500-*`); `Some(Some(n))` when
+/// values from `n` on remain to be asked for.
+fn member_range(attr: &str, member_attribute: &str) -> Option<Option<u64>> {
+    let (name, options) = attr.split_once(';')?;
+    if !name.eq_ignore_ascii_case(member_attribute) {
+        return None;
+    }
+    let range = options.split(';').find_map(|o| {
+        let (key, value) = o.split_once('=')?;
+        key.eq_ignore_ascii_case("range").then_some(value)
+    })?;
+    let (_, high) = range.split_once('-')?;
+    if high == "*" {
+        return Some(None);
+    }
+    // A bound that cannot be read ends the retrieval with what was read.
+    Some(high.parse::<u64>().ok().and_then(|h| h.checked_add(1)))
+}
 
 /// The keys of an `ldap` connector.
 #[derive(Debug)]
@@ -251,20 +275,57 @@ impl LdapConnector {
         Ok(ldap)
     }
 
-    /// The member values of `group` as the directory holds them.
+    /// The member values of `group` as the directory holds them, following ranged
+    /// retrieval (Active Directory answers a group of more than 1,500 members with
+    /// `member;range=0-1499` and the rest is asked for as `member;range=1500-*`).
     async fn members(&self, ldap: &mut Ldap, group: &str) -> Result<Vec<String>, ConnectorError> {
+        let mut out = Vec::new();
+        let mut asked = self.member_attribute.clone();
+        let mut from = 0;
+        loop {
+            let mut more = None;
+            for (attr, values) in self.read_entry(ldap, group, &asked).await? {
+                match member_range(&attr, &self.member_attribute) {
+                    Some(step) => {
+                        out.extend(values);
+                        more = step;
+                    }
+                    None if attr.eq_ignore_ascii_case(&self.member_attribute) => out.extend(values),
+                    None => {}
+                }
+            }
+            match more {
+                Some(next) if next > from && out.len() < MAX_MEMBERS => {
+                    from = next;
+                    asked = format!("{};range={next}-*", self.member_attribute);
+                }
+                Some(_) => {
+                    return Err(self.refused(
+                        "TargetError",
+                        format!(
+                            "group {group}'s ranged members do not advance or exceed {MAX_MEMBERS}"
+                        ),
+                    ));
+                }
+                None => return Ok(out),
+            }
+        }
+    }
+
+    /// The attributes `attribute` of entry `dn`.
+    async fn read_entry(
+        &self,
+        ldap: &mut Ldap,
+        dn: &str,
+        attribute: &str,
+    ) -> Result<Vec<(String, Vec<String>)>, ConnectorError> {
         let found = ldap
             .with_timeout(self.timeout)
-            .search(
-                group,
-                Scope::Base,
-                "(objectClass=*)",
-                vec![self.member_attribute.as_str()],
-            )
+            .search(dn, Scope::Base, "(objectClass=*)", vec![attribute])
             .await
             .map_err(|e| self.unreachable(e))?;
         if found.1.rc == RC_NO_SUCH_OBJECT {
-            return Err(self.refused("TargetNotFound", format!("no group entry {group}")));
+            return Err(self.refused("TargetNotFound", format!("no group entry {dn}")));
         }
         let (entries, _) = found
             .success()
@@ -280,11 +341,7 @@ impl LdapConnector {
                     "the server sent an entry that cannot be read",
                 )
             })?;
-            for (attr, values) in entry.attrs {
-                if attr.eq_ignore_ascii_case(&self.member_attribute) {
-                    out.extend(values);
-                }
-            }
+            out.extend(entry.attrs);
         }
         Ok(out)
     }
@@ -517,6 +574,29 @@ pub(crate) fn target_problem(target: &str) -> Option<String> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn ranged_member_values_say_where_the_next_range_starts() {
+        assert_eq!(
+            member_range("member;range=0-1499", "member"),
+            Some(Some(1500))
+        );
+        assert_eq!(
+            member_range("Member;Range=1500-2999", "member"),
+            Some(Some(3000))
+        );
+        assert_eq!(member_range("member;range=3000-*", "member"), Some(None));
+        // Other options beside the range, and a bound that cannot be read (last range).
+        assert_eq!(
+            member_range("member;binary;range=0-9", "member"),
+            Some(Some(10))
+        );
+        assert_eq!(member_range("member;range=0-x", "member"), Some(None));
+        // Not a ranged member value.
+        assert_eq!(member_range("member", "member"), None);
+        assert_eq!(member_range("uniqueMember;range=0-9", "member"), None);
+        assert_eq!(member_range("member;lang-en", "member"), None);
+    }
 
     #[test]
     fn dns_parse_with_escapes_and_multi_valued_rdns() {

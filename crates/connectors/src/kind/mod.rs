@@ -67,6 +67,16 @@ impl KindConfig {
         }
     }
 
+    /// The secrets its file gave it (a password, environment values from files or the
+    /// environment).
+    pub fn secrets(&self) -> Vec<&crate::secret::Secret> {
+        match self {
+            Self::Postgresql(c) => c.password.iter().collect(),
+            Self::Ldap(c) => vec![&c.bind_password],
+            Self::Exec(c) => c.secrets().collect(),
+        }
+    }
+
     /// Where it connects, without any secret: a URL, or for `exec` the command array.
     pub fn endpoint(&self) -> Value {
         match self {

@@ -3,6 +3,7 @@
 //! the subject when known.
 
 use super::delivery::{ConnectorItem, ItemOperation};
+use crate::assignment::RoleAssignment;
 use crate::audit::{AuditRecord, Initiator, ModifiedProperty, Target};
 use crate::directory::Subject;
 use jiff::Timestamp;
@@ -152,14 +153,16 @@ pub fn reload_record(
     }
 }
 
-/// The record of an item that succeeded or died (§7.5).
+/// The record of an item that succeeded or died (§7.5). `assignment` is its first
+/// assignment (live or in history): its resource lets that resource's R3 holders read the
+/// record, its request is named.
 pub fn item_record(
     ctx: &RecordContext<'_>,
     item: &ConnectorItem,
     finding: Option<Finding>,
     error: Option<&str>,
     subject: Option<&Subject>,
-    resource_id: Option<&str>,
+    assignment: Option<&RoleAssignment>,
 ) -> AuditRecord {
     let granted = item.operation == ItemOperation::Grant;
     let mut details = vec![
@@ -172,8 +175,16 @@ pub fn item_record(
     if let Some(a) = item.assignment_ids.first() {
         details.push(("assignmentId".into(), a.clone()));
     }
-    if let Some(r) = resource_id {
-        details.push(("resourceId".into(), r.to_string()));
+    if let Some(a) = assignment {
+        details.push(("resourceId".into(), a.resource_id.clone()));
+        if !a.request_id.is_empty() {
+            details.push(("requestId".into(), a.request_id.clone()));
+        }
+    }
+    if item.cause == super::delivery::Cause::Reconcile.as_str()
+        && let Some(pass) = &item.cause_id
+    {
+        details.push(("reconcileId".into(), pass.clone()));
     }
     if let Some(e) = error {
         details.push(("reason".into(), e.to_string()));
@@ -246,15 +257,47 @@ mod tests {
             kind: "postgresql",
             at: Timestamp::UNIX_EPOCH,
         };
+        let assignment = RoleAssignment {
+            id: "a-1".into(),
+            resource_id: "r-1".into(),
+            role_definition_id: "role".into(),
+            subject_id: "s-1".into(),
+            state: crate::assignment::AssignmentState::Active,
+            linked_eligible_id: None,
+            schedule: crate::schedule::Schedule {
+                start: Timestamp::UNIX_EPOCH,
+                end: None,
+            },
+            request_id: "req-1".into(),
+        };
         let doc = item_record(
             &ctx,
             &item(ItemOperation::Revoke),
             None,
             None,
             None,
-            Some("r-1"),
+            Some(&assignment),
         )
         .to_document();
+        let detail = |doc: &serde_json::Value, key: &str| {
+            doc["additionalDetails"]
+                .as_array()
+                .into_iter()
+                .flatten()
+                .find(|d| d["key"] == key)
+                .map(|d| d["value"].clone())
+        };
+        assert_eq!(detail(&doc, "resourceId"), Some("r-1".into()));
+        assert_eq!(detail(&doc, "requestId"), Some("req-1".into()));
+        assert_eq!(detail(&doc, "cause"), Some("assignment".into()));
+        assert_eq!(detail(&doc, "reconcileId"), None);
+        // An item a reconciliation pass wrote names the pass.
+        let mut restore = item(ItemOperation::Grant);
+        restore.cause = "reconcile".into();
+        restore.cause_id = Some("pass-1".into());
+        let restored =
+            item_record(&ctx, &restore, Some(Finding::Missing), None, None, None).to_document();
+        assert_eq!(detail(&restored, "reconcileId"), Some("pass-1".into()));
         assert_eq!(doc["category"], "Provisioning");
         assert_eq!(doc["correlationId"], "item-1");
         assert_eq!(doc["operationType"], "Unassign");

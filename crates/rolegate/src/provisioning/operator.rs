@@ -456,11 +456,13 @@ impl ConnectorOperator for Operator {
                     store::read(q.state.store.as_ref(), |tx| tx.last_reconcile_pass(&n))
                 })
                 .await?;
+                // A pass that ended since the ask: one this ask started, or the one
+                // running when it came (on this node or another), which it joins (§9).
                 let newer = last.filter(|pass| {
-                    pass["startDateTime"]
+                    pass["endDateTime"]
                         .as_str()
                         .and_then(|s| s.parse::<jiff::Timestamp>().ok())
-                        .is_some_and(|started| started >= asked)
+                        .is_some_and(|ended| ended >= asked)
                 });
                 if let Some(pass) = newer {
                     return Ok(PassOutcome::Finished(pass));

@@ -93,6 +93,7 @@ async fn pass(p: &Arc<Provisioning>, link: &Arc<Link>, trigger: &str) -> Result<
             link.config.timeout.as_millis()
         ))),
     };
+    let listed = listed.map_err(|e| p.scrubbed(e));
     link.saw(
         &listed.as_ref().map(|_| ()).map_err(Clone::clone),
         p.state.clock.now(),
@@ -109,6 +110,7 @@ async fn pass(p: &Arc<Provisioning>, link: &Arc<Link>, trigger: &str) -> Result<
                 .collect(),
         );
     }
+    let listed_ok = listed.is_ok();
     let (q, l, trigger) = (Arc::clone(p), Arc::clone(link), trigger.to_string());
     let summary = blocking(move || {
         let correlation_id = uuid::Uuid::new_v4().to_string();
@@ -126,7 +128,9 @@ async fn pass(p: &Arc<Provisioning>, link: &Arc<Link>, trigger: &str) -> Result<
     let succeeded = summary["status"] == "succeeded";
     metrics::count(&m.reconciles, succeeded);
     m.reconcile_seconds.observe(began.elapsed().as_secs_f64());
-    if summary["error"].is_null() {
+    // Findings count once the targets were read, also in a pass the safety valve
+    // refused (what it found is drift all the same).
+    if listed_ok {
         for (finding, counter) in metrics::FINDINGS.iter().zip(&m.drift) {
             counter.fetch_add(number(finding), Ordering::Relaxed);
         }
@@ -161,8 +165,9 @@ fn compare(
 ) -> Result<Value> {
     let c = &link.config;
     let name = &c.name;
+    let pass_id = new_id();
     let mut summary = json!({
-        "id": new_id(), "trigger": trigger, "status": "succeeded",
+        "id": pass_id, "trigger": trigger, "status": "succeeded",
         "startDateTime": format_datetime(started), "endDateTime": format_datetime(now),
         "error": null, "desired": 0, "actual": 0, "missing": 0, "stale": 0, "outside": 0,
         "granted": 0, "revoked": 0, "reported": 0, "unmapped": 0,
@@ -237,7 +242,8 @@ fn compare(
             operation,
             subject_id,
             cause: Cause::Reconcile,
-            cause_id: None,
+            // The pass that found it (audit records name it `reconcileId`).
+            cause_id: Some(pass_id.clone()),
             assignment_ids: grant
                 .map(|g| g.assignment_ids.iter().cloned().collect())
                 .unwrap_or_default(),
@@ -292,7 +298,7 @@ fn compare(
             },
         )?;
     }
-    let reported = report_outside(tx, link, &plan.outside, &actual_keys, now)?;
+    let reported = report_outside(tx, link, &plan.outside, &actual_keys, &pass_id, now)?;
     if let Some(why) = &plan.refused {
         summary["status"] = json!("failed");
         summary["error"] = json!(why);
@@ -303,17 +309,17 @@ fn compare(
             "Reconcile connector",
             "Other",
             Some(why),
-            summary["id"].as_str().unwrap_or_default(),
+            &pass_id,
             &c.rules
                 .first()
                 .map(|r| r.target.clone())
                 .unwrap_or_default(),
             None,
             None,
-            vec![(
-                "reconcileId".into(),
-                summary["id"].as_str().unwrap_or_default().to_string(),
-            )],
+            vec![
+                ("cause".into(), "reconcile".into()),
+                ("reconcileId".into(), pass_id.clone()),
+            ],
         );
         tx.append_audit(&record)?;
     }
@@ -337,6 +343,7 @@ fn report_outside(
     link: &Link,
     outside: &[(String, String)],
     actual_keys: &BTreeMap<(String, String), (String, String)>,
+    pass_id: &str,
     now: jiff::Timestamp,
 ) -> Result<u64> {
     if link.config.on_drift != OnDrift::Report {
@@ -367,7 +374,10 @@ fn report_outside(
             target,
             Some((principal, true)),
             None,
-            vec![("cause".into(), "reconcile".into())],
+            vec![
+                ("cause".into(), "reconcile".into()),
+                ("reconcileId".into(), pass_id.to_string()),
+            ],
         );
         tx.append_audit(&record)?;
     }

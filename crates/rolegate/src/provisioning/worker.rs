@@ -151,6 +151,7 @@ async fn apply(p: Arc<Provisioning>, link: Arc<Link>, item: ConnectorItem) {
             link.config.timeout.as_millis()
         ))),
     };
+    let result = result.map_err(|e| p.scrubbed(e));
     let now = p.state.clock.now();
     link.saw(&result, now);
     let m = &link.metrics;
@@ -246,12 +247,12 @@ fn settle(
             ItemOutcome::Retry { .. } => return Ok(true),
         };
         let ctx = link.record_context(now);
-        // The assignment's resource, so that its R3 holders read the record too (a
-        // revoke's assignment may have moved to history already).
-        let resource_id = match item.assignment_ids.first() {
+        // The assignment, for its resource (its R3 holders read the record too) and its
+        // request (a revoke's assignment may have moved to history already).
+        let assignment = match item.assignment_ids.first() {
             Some(a) => match tx.assignment(a)? {
-                Some(live) => Some(live.resource_id),
-                None => tx.assignment_in_history(a)?.map(|h| h.resource_id),
+                Some(live) => Some(live),
+                None => tx.assignment_in_history(a)?,
             },
             None => None,
         };
@@ -261,7 +262,7 @@ fn settle(
             finding,
             error.as_deref(),
             subject,
-            resource_id.as_deref(),
+            assignment.as_ref(),
         );
         tx.append_audit(&record)?;
         Ok(true)

@@ -294,6 +294,7 @@ fn activations_grant_and_their_end_revokes_a_postgresql_role() {
         &activation(&sub, &contributor, &alice, Some(&eligible), "PT4S"),
     );
     assert_eq!(r.status, 201, "activate: {}", r.text);
+    let alice_request = r.json["id"].as_str().unwrap_or_default().to_string();
     wait_until(10, "alice's activation is granted in PostgreSQL", || {
         roles.has("app_admin", "alice")
     });
@@ -420,6 +421,23 @@ fn activations_grant_and_their_end_revokes_a_postgresql_role() {
         detail(&grant_record, "resourceId"),
         Some(json!(sub)),
         "{grant_record:#}"
+    );
+    // §7.5: the request behind the grant is named; a reconciliation's records name it.
+    assert_eq!(
+        detail(&grant_record, "requestId"),
+        Some(json!(alice_request)),
+        "{grant_record:#}"
+    );
+    let outside = records
+        .iter()
+        .find(|r| is_record(r, "Revoke grant made outside Rolegate", &mallory))
+        .cloned()
+        .unwrap_or_default();
+    assert_eq!(detail(&outside, "cause"), Some(json!("reconcile")));
+    assert!(
+        detail(&outside, "reconcileId")
+            .is_some_and(|id| id.as_str().is_some_and(|id| !id.is_empty())),
+        "{outside:#}"
     );
     let (owner, owner_token) = person(&s, &admin, &roles, "owner");
     add(
@@ -722,7 +740,12 @@ fn operator_api_shows_the_connector(s: &Server, admin: &str, roles: &mut Roles, 
 
     let pass = s.post("/rolegate/v1/connectors/pg/reconcile", admin, &json!({}));
     assert_eq!(pass.status, 200, "{}", pass.text);
-    assert_eq!(pass.json["trigger"], "operator");
+    // Its own pass, or (passes run every second here) the one it joined.
+    assert!(
+        pass.json["trigger"] == "operator" || pass.json["trigger"] == "interval",
+        "{}",
+        pass.text
+    );
     assert_eq!(pass.json["status"], "succeeded", "{}", pass.text);
     assert_eq!(pass.json["stale"], 0);
 
@@ -883,7 +906,12 @@ fn an_exec_connector_applies_retries_and_revokes_through_serve() {
              principal = [\"userNameLocalPart\"]\n\
              env = {{ STATE = \"{}\", VAULT_TOKEN = \"${{VAULT_TOKEN}}\" }}\n\
              [[connectors.vault.rules]]\nrole = \"Contributor\"\nscope = \"{sub_arm}\"\n\
-             target = \"database/roles/payments-rw\"\n",
+             target = \"database/roles/payments-rw\"\n\
+             [connectors.peer]\nkind = \"exec\"\n\
+             command = [\"/bin/sh\", \"-c\", \"echo peer saw $SEEN >&2; exit 1\"]\n\
+             env = {{ SEEN = \"{TOKEN}\" }}\n\
+             [[connectors.peer.rules]]\nrole = \"Reader\"\nscope = \"{sub_arm}\"\n\
+             target = \"peer-target\"\n",
             program.display(),
             state.display()
         ),
@@ -921,6 +949,9 @@ fn an_exec_connector_applies_retries_and_revokes_through_serve() {
         "{log}"
     );
     assert!(log.contains("vault refused token ***"), "{log}");
+    // Another connector's program printing vault's secret (written there as a plain
+    // value) is redacted too (§2.3).
+    assert!(log.contains("peer saw ***"), "{log}");
     assert!(!log.contains(TOKEN), "the secret is in the log: {log}");
     // The revoke is settled (and listed) just after the program wrote its state.
     let attempts = || -> Vec<(String, u64)> {
@@ -1003,6 +1034,17 @@ fn an_exec_connector_applies_retries_and_revokes_through_serve() {
     });
     for twin in &twins {
         assert_eq!(unmapped_records(twin), 1, "{twin} recorded more than once");
+    }
+    // Every record about a connector's grants names a cause (§7.5).
+    for r in provisioning_records(&s, &admin)
+        .into_iter()
+        .filter(|r| r["activityDisplayName"] != "Reload connector configuration")
+    {
+        let has_cause = r["additionalDetails"].as_array().is_some_and(|d| {
+            d.iter()
+                .any(|d| d["key"] == "cause" && d["value"].is_string())
+        });
+        assert!(has_cause, "no cause: {r:#}");
     }
     let records = provisioning_records(&s, &admin);
     assert!(std::fs::read_to_string(&state).is_ok_and(|t| t.trim() == "[]"));

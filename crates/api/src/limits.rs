@@ -4,13 +4,17 @@
 
 use crate::error::ApiError;
 use axum::http::HeaderMap;
+use governor::clock::{Clock, MonotonicClock, Reference};
+use governor::middleware::NoOpMiddleware;
+use governor::state::keyed::DefaultKeyedStateStore;
+use governor::{Quota, RateLimiter};
 use rolegate_core::error::{DomainError, ErrorCode};
-use std::collections::HashMap;
 use std::hash::Hash;
 use std::net::{IpAddr, Ipv6Addr};
+use std::num::NonZeroU32;
 use std::str::FromStr;
 use std::sync::Mutex;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 /// How many requests a key may make: `per_second` on average, up to `burst` at once.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -31,85 +35,79 @@ impl Rate {
     }
 }
 
-/// The most keys one set of buckets tracks; past it (after dropping idle buckets) new keys
-/// are let through untracked, so memory stays bounded under an address-spraying flood.
+/// The most keys one set of buckets tracks: past it (after dropping the buckets that are
+/// full again), requests are let through uncounted until some refill, so memory stays
+/// bounded under an address-spraying flood (which a per-address limit cannot stop anyway).
 pub const MAX_TRACKED_KEYS: usize = 100_000;
-/// How often idle buckets are looked for.
+/// How often buckets that are full again are dropped.
 const SWEEP_INTERVAL: Duration = Duration::from_secs(10);
 
-#[derive(Debug)]
-struct Bucket {
-    tokens: f64,
-    updated: Instant,
+/// One token bucket per key (`governor`'s keyed GCRA limiter), made on a key's first
+/// request and dropped once it is full again (a full bucket and no bucket behave the same).
+pub struct TokenBuckets<K: Hash + Eq + Clone, C: Clock = MonotonicClock> {
+    limiter: RateLimiter<K, DefaultKeyedStateStore<K>, C, NoOpMiddleware<C::Instant>>,
+    clock: C,
+    last_sweep: Mutex<C::Instant>,
 }
 
-#[derive(Debug)]
-struct Buckets<K> {
-    by_key: HashMap<K, Bucket>,
-    last_sweep: Instant,
-}
-
-/// One token bucket per key, made on a key's first request and dropped once it has been
-/// idle long enough to be full again (a full bucket and no bucket behave the same).
-#[derive(Debug)]
-pub struct TokenBuckets<K> {
-    rate: Rate,
-    buckets: Mutex<Buckets<K>>,
-}
-
-impl<K: Hash + Eq> TokenBuckets<K> {
-    /// Empty buckets refilling at `rate`.
+impl<K: Hash + Eq + Clone> TokenBuckets<K> {
+    /// Empty buckets refilling at `rate`, on the monotonic clock.
     pub fn new(rate: Rate) -> Self {
+        Self::with_clock(rate, MonotonicClock)
+    }
+}
+
+impl<K: Hash + Eq + Clone, C: Clock + Clone> TokenBuckets<K, C> {
+    /// Empty buckets refilling at `rate`, on `clock`.
+    pub fn with_clock(rate: Rate, clock: C) -> Self {
+        let per_second = NonZeroU32::new(rate.per_second).unwrap_or(NonZeroU32::MIN);
+        let burst = NonZeroU32::new(rate.burst).unwrap_or(NonZeroU32::MIN);
+        let quota = Quota::per_second(per_second).allow_burst(burst);
         Self {
-            rate,
-            buckets: Mutex::new(Buckets {
-                by_key: HashMap::new(),
-                last_sweep: Instant::now(),
-            }),
+            limiter: RateLimiter::new(quota, DefaultKeyedStateStore::default(), clock.clone()),
+            last_sweep: Mutex::new(clock.now()),
+            clock,
         }
     }
 
-    /// Takes one token from `key`'s bucket at `now`: `Ok`, or `Err` with how long until
-    /// the next token.
-    pub fn take(&self, key: K, now: Instant) -> Result<(), Duration> {
-        let per_second = f64::from(self.rate.per_second.max(1));
-        let capacity = f64::from(self.rate.burst.max(1));
-        let refill_time = Duration::from_secs_f64(capacity / per_second);
-        let mut buckets = self
-            .buckets
-            .lock()
-            .unwrap_or_else(|poisoned| poisoned.into_inner());
-        let full = buckets.by_key.len() >= MAX_TRACKED_KEYS && !buckets.by_key.contains_key(&key);
-        if full || now.saturating_duration_since(buckets.last_sweep) >= SWEEP_INTERVAL {
-            buckets
-                .by_key
-                .retain(|_, b| now.saturating_duration_since(b.updated) < refill_time);
-            buckets.last_sweep = now;
-            if buckets.by_key.len() >= MAX_TRACKED_KEYS {
+    /// Takes one token from `key`'s bucket: `Ok`, or `Err` with how long until the next
+    /// token.
+    pub fn take(&self, key: &K) -> Result<(), Duration> {
+        let now = self.clock.now();
+        let sweep_due = {
+            let mut last = self
+                .last_sweep
+                .lock()
+                .unwrap_or_else(|poisoned| poisoned.into_inner());
+            let due = Duration::from(now.duration_since(*last)) >= SWEEP_INTERVAL;
+            if due {
+                *last = now;
+            }
+            due
+        };
+        if sweep_due || self.limiter.len() >= MAX_TRACKED_KEYS {
+            self.limiter.retain_recent();
+            self.limiter.shrink_to_fit();
+            if self.limiter.len() >= MAX_TRACKED_KEYS {
                 return Ok(());
             }
         }
-        let bucket = buckets.by_key.entry(key).or_insert(Bucket {
-            tokens: capacity,
-            updated: now,
-        });
-        let elapsed = now.saturating_duration_since(bucket.updated).as_secs_f64();
-        bucket.tokens = (bucket.tokens + elapsed * per_second).min(capacity);
-        bucket.updated = now;
-        if bucket.tokens >= 1.0 {
-            bucket.tokens -= 1.0;
-            Ok(())
-        } else {
-            Err(Duration::from_secs_f64((1.0 - bucket.tokens) / per_second))
-        }
+        self.limiter
+            .check_key(key)
+            .map_err(|not_until| not_until.wait_time_from(now))
     }
 
     /// How many keys have a bucket now.
     pub fn tracked(&self) -> usize {
-        self.buckets
-            .lock()
-            .map(|b| b.by_key.len())
-            .unwrap_or_else(|poisoned| poisoned.into_inner().by_key.len())
+        self.limiter.len()
+    }
+}
+
+impl<K: Hash + Eq + Clone, C: Clock + Clone> std::fmt::Debug for TokenBuckets<K, C> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("TokenBuckets")
+            .field("tracked", &self.tracked())
+            .finish()
     }
 }
 
@@ -260,7 +258,7 @@ impl RateLimits {
         };
         let client = client_address(peer, headers, &self.trusted_proxies);
         buckets
-            .take(client_key(client), Instant::now())
+            .take(&client_key(client))
             .map_err(|wait| too_many("this client address", wait))
     }
 
@@ -270,7 +268,7 @@ impl RateLimits {
             return Ok(());
         };
         buckets
-            .take(subject.to_string(), Instant::now())
+            .take(&subject.to_string())
             .map_err(|wait| too_many("this caller", wait))
     }
 }
@@ -290,6 +288,7 @@ fn too_many(who: &str, wait: Duration) -> ApiError {
 mod tests {
     use super::*;
     use axum::http::HeaderValue;
+    use governor::clock::FakeRelativeClock;
 
     fn rate(per_second: u32, burst: u32) -> Rate {
         Rate { per_second, burst }
@@ -297,31 +296,52 @@ mod tests {
 
     #[test]
     fn a_bucket_allows_its_burst_then_refills_at_the_rate() {
-        let buckets = TokenBuckets::new(rate(2, 3));
-        let t0 = Instant::now();
+        let clock = FakeRelativeClock::default();
+        let buckets = TokenBuckets::with_clock(rate(2, 3), clock.clone());
         for _ in 0..3 {
-            assert_eq!(buckets.take("a", t0), Ok(()));
+            assert_eq!(buckets.take(&"a"), Ok(()));
         }
-        let wait = buckets.take("a", t0).unwrap_err();
-        assert!(wait > Duration::from_millis(400) && wait <= Duration::from_millis(500));
+        let wait = buckets.take(&"a").unwrap_err();
+        assert!(
+            wait > Duration::from_millis(400) && wait <= Duration::from_millis(500),
+            "{wait:?}"
+        );
         // Another key has its own bucket.
-        assert_eq!(buckets.take("b", t0), Ok(()));
+        assert_eq!(buckets.take(&"b"), Ok(()));
         // Half a second later one token is back, and only one.
-        let t1 = t0 + Duration::from_millis(500);
-        assert_eq!(buckets.take("a", t1), Ok(()));
-        assert!(buckets.take("a", t1).is_err());
+        clock.advance(Duration::from_millis(500));
+        assert_eq!(buckets.take(&"a"), Ok(()));
+        assert!(buckets.take(&"a").is_err());
     }
 
     #[test]
     fn idle_buckets_are_dropped() {
-        let buckets = TokenBuckets::new(rate(10, 10));
-        let t0 = Instant::now();
+        let clock = FakeRelativeClock::default();
+        let buckets = TokenBuckets::with_clock(rate(10, 10), clock.clone());
         for i in 0..100 {
-            assert_eq!(buckets.take(i, t0), Ok(()));
+            assert_eq!(buckets.take(&i), Ok(()));
         }
         assert_eq!(buckets.tracked(), 100);
         // Refilled (1 s) and past the sweep interval: only the new key stays.
-        assert_eq!(buckets.take(1000, t0 + SWEEP_INTERVAL), Ok(()));
+        clock.advance(SWEEP_INTERVAL);
+        assert_eq!(buckets.take(&1000), Ok(()));
+        assert_eq!(buckets.tracked(), 1);
+    }
+
+    #[test]
+    fn past_the_bound_requests_pass_uncounted_until_buckets_refill() {
+        let clock = FakeRelativeClock::default();
+        let buckets = TokenBuckets::with_clock(rate(1, 1), clock.clone());
+        for i in 0..MAX_TRACKED_KEYS {
+            assert_eq!(buckets.take(&i), Ok(()));
+        }
+        // Every bucket is empty and none is full again: a key over its rate passes.
+        assert_eq!(buckets.take(&0), Ok(()));
+        assert_eq!(buckets.tracked(), MAX_TRACKED_KEYS);
+        // Once they refill they are dropped and counting resumes.
+        clock.advance(Duration::from_secs(2));
+        assert_eq!(buckets.take(&0), Ok(()));
+        assert!(buckets.take(&0).is_err());
         assert_eq!(buckets.tracked(), 1);
     }
 

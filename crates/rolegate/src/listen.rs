@@ -2,9 +2,10 @@
 //! preface over plain TCP, "prior knowledge"), optionally over TLS (rustls on the aws-lc-rs
 //! provider the rest of the binary uses), with connection limits — request headers of at
 //! most [`MAX_HEADER_BYTES`], and a connection without a request in flight for the idle
-//! timeout (a slow client still sending its headers included) is closed — and graceful
-//! shutdown: on the signal it stops accepting, lets requests in flight finish and closes
-//! idle connections.
+//! timeout (a slow client still sending its headers included) is closed, and at most
+//! `max_connections` open at once (over it, new connections wait in the kernel's accept
+//! queue until one closes) — and graceful shutdown: on the signal it stops accepting, lets
+//! requests in flight finish and closes idle connections.
 
 use anyhow::{Context, anyhow, bail};
 use axum::Router;
@@ -151,6 +152,27 @@ impl Drop for InFlight {
     }
 }
 
+/// The default `--max-connections`: three quarters of the process's open-file limit
+/// (the rest is for the database, connectors and files), between 64 and 16,384; 768 when
+/// the limit cannot be read (Linux's usual 1,024).
+pub fn default_max_connections() -> usize {
+    let soft = std::fs::read_to_string("/proc/self/limits")
+        .ok()
+        .and_then(|text| open_files_limit(&text));
+    soft.map_or(768, |n| (n / 4 * 3).clamp(64, 16_384))
+}
+
+/// The soft "Max open files" limit of a `/proc/self/limits` text (`None` when unlimited
+/// or absent).
+fn open_files_limit(text: &str) -> Option<usize> {
+    let line = text.lines().find(|l| l.starts_with("Max open files"))?;
+    line["Max open files".len()..]
+        .split_whitespace()
+        .next()?
+        .parse()
+        .ok()
+}
+
 /// Serves `app` on `listener` until `shutdown` resolves, then waits for the connections
 /// to finish (requests in flight complete; idle connections are closed). With `tls`, every
 /// connection is TLS (with the configuration current when it is accepted); a client
@@ -160,6 +182,7 @@ pub async fn serve(
     tls: Option<Arc<TlsFiles>>,
     app: Router,
     idle_timeout: Duration,
+    max_connections: usize,
     shutdown: impl Future<Output = ()>,
 ) {
     let mut builder = auto::Builder::new(TokioExecutor::new());
@@ -180,7 +203,26 @@ pub async fn serve(
     let (stop_tx, stop_rx) = watch::channel(());
     let (open_tx, open_rx) = watch::channel(());
     let mut shutdown = std::pin::pin!(shutdown);
+    // One permit per open connection: at the cap the loop stops accepting, so new
+    // connections wait in the kernel's queue (or are refused when it is full) rather than
+    // the process running out of file descriptors.
+    let slots = Arc::new(tokio::sync::Semaphore::new(max_connections.max(1)));
+    let mut at_cap = false;
     loop {
+        if slots.available_permits() == 0 && !at_cap {
+            tracing::warn!(
+                max_connections,
+                "connection limit reached: new connections wait until one closes"
+            );
+        }
+        at_cap = slots.available_permits() == 0;
+        let slot = tokio::select! {
+            slot = Arc::clone(&slots).acquire_owned() => match slot {
+                Ok(slot) => slot,
+                Err(_) => break,
+            },
+            () = &mut shutdown => break,
+        };
         let (tcp, peer) = tokio::select! {
             accepted = listener.accept() => match accepted {
                 Ok(accepted) => accepted,
@@ -202,6 +244,7 @@ pub async fn serve(
             idle_timeout,
             stop: stop_rx.clone(),
             _open: open_rx.clone(),
+            _slot: slot,
         };
         match &tls {
             None => {
@@ -238,6 +281,8 @@ struct Connection {
     stop: watch::Receiver<()>,
     /// Held until the connection is done (see [`serve`]).
     _open: watch::Receiver<()>,
+    /// Its place under `max_connections`, given back when it is done.
+    _slot: tokio::sync::OwnedSemaphorePermit,
 }
 
 impl Connection {
@@ -427,6 +472,7 @@ mod tests {
             None,
             app,
             Duration::from_millis(100),
+            16,
             std::future::pending(),
         ));
         let mut client = tokio::net::TcpStream::connect(addr).await.unwrap();
@@ -441,6 +487,67 @@ mod tests {
             .unwrap();
         assert!(answer.contains("first;"), "{answer}");
         assert!(answer.contains("second"), "{answer}");
+    }
+
+    #[tokio::test]
+    async fn over_the_connection_limit_a_client_waits_for_a_place() {
+        use tokio::io::{AsyncReadExt, AsyncWriteExt};
+        let app = Router::new().route("/", axum::routing::get(|| async { "hello" }));
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        tokio::spawn(serve(
+            listener,
+            None,
+            app,
+            Duration::from_secs(30),
+            2,
+            std::future::pending(),
+        ));
+        let ask = |mut c: tokio::net::TcpStream| async move {
+            c.write_all(b"GET / HTTP/1.1\r\nHost: a\r\nConnection: close\r\n\r\n")
+                .await
+                .unwrap();
+            let mut answer = String::new();
+            c.read_to_string(&mut answer).await.map(|_| answer)
+        };
+        // Two idle connections take both places (each answered, so surely accepted).
+        let mut held = Vec::new();
+        for _ in 0..2 {
+            let mut c = tokio::net::TcpStream::connect(addr).await.unwrap();
+            c.write_all(b"GET / HTTP/1.1\r\nHost: a\r\n\r\n")
+                .await
+                .unwrap();
+            let mut buf = [0u8; 256];
+            let n = c.read(&mut buf).await.unwrap();
+            assert!(String::from_utf8_lossy(&buf[..n]).contains("200 OK"));
+            held.push(c);
+        }
+        // A third connects (the kernel queues it) but gets no answer while both are held.
+        let third = tokio::spawn(ask(tokio::net::TcpStream::connect(addr).await.unwrap()));
+        tokio::time::sleep(Duration::from_millis(300)).await;
+        assert!(!third.is_finished(), "served over the limit");
+        // One closes: the third is served.
+        drop(held.pop());
+        let answer = tokio::time::timeout(Duration::from_secs(10), third)
+            .await
+            .unwrap()
+            .unwrap()
+            .unwrap();
+        assert!(answer.contains("hello"), "{answer}");
+    }
+
+    #[test]
+    fn the_default_connection_limit_follows_the_open_file_limit() {
+        let text = "Limit                     Soft Limit           Hard Limit           Units\n\
+                    Max cpu time              unlimited            unlimited            seconds\n\
+                    Max open files            20000                20000                files\n";
+        assert_eq!(open_files_limit(text), Some(20_000));
+        assert_eq!(
+            open_files_limit("Max open files            unlimited            unlimited   files"),
+            None
+        );
+        assert_eq!(open_files_limit("nothing"), None);
+        assert!((64..=16_384).contains(&default_max_connections()));
     }
 
     #[test]

@@ -309,6 +309,11 @@ struct ServeArgs {
         value_delimiter = ','
     )]
     trusted_proxies: Vec<IpRange>,
+    /// Connections held open at most; over it, new connections wait in the kernel's
+    /// accept queue until one closes. Default: three quarters of the open-file limit,
+    /// between 64 and 16,384.
+    #[arg(long, env = "ROLEGATE_MAX_CONNECTIONS", value_parser = clap::value_parser!(u32).range(1..))]
+    max_connections: Option<u32>,
     /// Milliseconds a connection may go without a request in flight (a client still
     /// sending its headers included) before it is closed; for tests.
     #[arg(long, hide = true, default_value_t = 10_000)]
@@ -711,11 +716,18 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
             },
         )
     });
+    let max_connections = args
+        .max_connections
+        .map_or_else(listen::default_max_connections, |n| {
+            usize::try_from(n).unwrap_or(usize::MAX)
+        });
+    tracing::info!(max_connections, "connection limit");
     listen::serve(
         listener,
         tls,
         router_with(state, portal),
         std::time::Duration::from_millis(args.idle_timeout_ms.max(1)),
+        max_connections,
         signal,
     )
     .await;

@@ -449,6 +449,21 @@ impl Provisioning {
     }
 }
 
+/// How long to sleep from `now` to wake at `at`, at most `poll`: nothing when `at` has
+/// passed already (a pass that outlasted the gap to the next instant wakes at once, not a
+/// poll later), `poll` when there is no such instant.
+fn sleep_until(
+    at: Option<jiff::Timestamp>,
+    now: jiff::Timestamp,
+    poll: std::time::Duration,
+) -> std::time::Duration {
+    at.map_or(poll, |t| {
+        std::time::Duration::try_from(t.duration_since(now))
+            .unwrap_or(std::time::Duration::ZERO)
+            .min(poll)
+    })
+}
+
 /// A random factor in [-0.2, 0.2] for backoff jitter (from a v4 UUID's random bits).
 fn jitter() -> f64 {
     let bits = uuid::Uuid::new_v4().as_u128() as u64;
@@ -464,5 +479,23 @@ async fn blocking<T: Send + 'static>(
         Err(e) => Err(rolegate_core::DomainError::internal(format!(
             "blocking task failed: {e}"
         ))),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::time::Duration;
+
+    #[test]
+    fn an_instant_already_passed_wakes_at_once_and_none_waits_a_poll() {
+        let now = jiff::Timestamp::from_second(1_800_000_000).unwrap();
+        let poll = Duration::from_secs(1);
+        let at = |ms: i64| Some(now + jiff::SignedDuration::from_millis(ms));
+        assert_eq!(sleep_until(at(-5), now, poll), Duration::ZERO);
+        assert_eq!(sleep_until(at(0), now, poll), Duration::ZERO);
+        assert_eq!(sleep_until(at(20), now, poll), Duration::from_millis(20));
+        assert_eq!(sleep_until(at(5_000), now, poll), poll);
+        assert_eq!(sleep_until(None, now, poll), poll);
     }
 }

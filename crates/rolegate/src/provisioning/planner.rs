@@ -83,10 +83,7 @@ pub(super) async fn run(p: Arc<Provisioning>, mut stop: watch::Receiver<bool>) {
         }
         // Sleep until the next instant a rule's assignment starts or ends, at most POLL.
         let now = p.state.clock.now();
-        let wait = next_instant
-            .map(|t| t.duration_since(now))
-            .and_then(|d| Duration::try_from(d).ok())
-            .map_or(POLL, |d| d.min(POLL));
+        let wait = super::sleep_until(next_instant, now, POLL);
         tokio::select! {
             biased;
             _ = stop.wait_for(|s| *s) => break,

@@ -51,7 +51,10 @@ pub(super) async fn run(p: Arc<Provisioning>, link: Arc<Link>, mut stop: watch::
             _ = retired.wait_for(|r| *r) => break,
             _ = link.work.notified() => {}
             Some(_) = running.join_next(), if !running.is_empty() => {}
-            _ = tokio::time::sleep(until_due(due, now)) => {}
+            // A due time already passed waits for a poll (or a finished operation, or new
+            // work): an item can be due and still not claimable, behind an unfinished older
+            // item of its key, and must not make this loop spin.
+            _ = tokio::time::sleep(super::sleep_until(due.filter(|d| *d > now), now, POLL)) => {}
         }
     }
     while running.join_next().await.is_some() {}
@@ -74,13 +77,6 @@ async fn next_due(p: &Arc<Provisioning>, link: &Arc<Link>) -> Option<jiff::Times
             None
         }
     }
-}
-
-/// How long to sleep: until `due` when it comes sooner than the next poll.
-fn until_due(due: Option<jiff::Timestamp>, now: jiff::Timestamp) -> Duration {
-    due.map(|d| d.duration_since(now))
-        .and_then(|d| Duration::try_from(d).ok())
-        .map_or(POLL, |d| d.min(POLL))
 }
 
 /// Leases up to `room` items of `link`.

@@ -1,8 +1,11 @@
 //! The e-mail worker (decisions.md §12): it leases due rows of the durable e-mail outbox
 //! (as the change-notification worker does), renders each message with the rules of
-//! `rolegate_core::email`, and sends it over SMTP with a minimal client (EHLO, STARTTLS,
-//! AUTH PLAIN or LOGIN, MAIL FROM, RCPT TO, DATA, QUIT) on a blocking thread with a short
-//! timeout. The relay URL says how:
+//! `rolegate_core::email`, builds it with `lettre`'s message builder (MIME, quoted-printable
+//! bodies, RFC 2047 headers), and sends it over SMTP with a minimal client of our own (EHLO,
+//! STARTTLS, AUTH PLAIN or LOGIN, MAIL FROM, RCPT TO, DATA, QUIT) on a blocking thread with
+//! a short timeout: `lettre`'s SMTP transport keeps what a relay sends after its reply to
+//! STARTTLS and reads it as if it came over TLS (a response injection), which this client
+//! refuses (docs/security.md "E-mail"). The relay URL says how:
 //!
 //! | `--smtp-url` | connection |
 //! |---|---|
@@ -18,6 +21,8 @@
 //! is deleted); anything else is retried with exponential backoff until four hours have
 //! passed since the change, then given up. Message bodies are never logged.
 
+use lettre::message::header::{ContentTransferEncoding, ContentType, HeaderName, HeaderValue};
+use lettre::message::{Mailbox, MultiPart, SinglePart};
 use rolegate_api::AppState;
 use rolegate_core::email::{self, Email, Message};
 use rolegate_core::error::Result;
@@ -364,7 +369,8 @@ pub fn send(cfg: &Config, m: &Message, now: jiff::Timestamp) -> std::result::Res
     tcp.set_read_timeout(Some(cfg.timeout))
         .and_then(|()| tcp.set_write_timeout(Some(cfg.timeout)))
         .map_err(|e| format!("socket: {e}"))?;
-    let data = mime(&cfg.from, m, now);
+    let data = String::from_utf8(mime(&cfg.from, m, now)?.formatted())
+        .map_err(|_| "the message is not UTF-8".to_string())?;
     let creds = relay.credentials.as_ref();
     let envelope = Envelope {
         from: &cfg.from,
@@ -495,24 +501,8 @@ fn ehlo<S: Read + Write>(conn: &mut BufReader<S>) -> std::result::Result<Vec<Str
 
 /// Standard base64 with padding (RFC 4648), for AUTH.
 fn base64(bytes: &[u8]) -> String {
-    const ALPHABET: &[u8; 64] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
-    let mut out = String::with_capacity(bytes.len().div_ceil(3) * 4);
-    for chunk in bytes.chunks(3) {
-        let b = [
-            chunk[0],
-            chunk.get(1).copied().unwrap_or(0),
-            chunk.get(2).copied().unwrap_or(0),
-        ];
-        let n = (u32::from(b[0]) << 16) | (u32::from(b[1]) << 8) | u32::from(b[2]);
-        for (i, shift) in [18, 12, 6, 0].into_iter().enumerate() {
-            if i <= chunk.len() {
-                out.push(char::from(ALPHABET[((n >> shift) & 63) as usize]));
-            } else {
-                out.push('=');
-            }
-        }
-    }
-    out
+    use base64::Engine;
+    base64::engine::general_purpose::STANDARD.encode(bytes)
 }
 
 /// AUTH with `creds`: PLAIN when the relay offers it, else LOGIN.
@@ -597,84 +587,46 @@ fn converse<S: Read + Write>(
     Ok(())
 }
 
-/// A header value: ASCII as is, anything else as an RFC 2047 encoded word.
-fn header_text(s: &str) -> String {
-    if s.chars().all(|c| c.is_ascii() && !c.is_ascii_control()) {
-        return s.to_string();
-    }
-    let mut out = String::from("=?UTF-8?Q?");
-    for b in s.bytes() {
-        match b {
-            b' ' => out.push('_'),
-            b'0'..=b'9' | b'a'..=b'z' | b'A'..=b'Z' | b'.' | b',' | b'-' | b':' | b'!' => {
-                out.push(char::from(b))
-            }
-            b => out.push_str(&format!("={b:02X}")),
-        }
-    }
-    out.push_str("?=");
-    out
-}
-
-/// Quoted-printable (RFC 2045), lines of at most 76 characters, CRLF line ends.
-fn quoted_printable(s: &str) -> String {
-    let mut out = String::with_capacity(s.len() + s.len() / 8);
-    for (i, line) in s.split('\n').enumerate() {
-        if i > 0 {
-            out.push_str("\r\n");
-        }
-        let line = line.strip_suffix('\r').unwrap_or(line);
-        let bytes = line.as_bytes();
-        let mut width = 0;
-        for (j, &b) in bytes.iter().enumerate() {
-            let last = j + 1 == bytes.len();
-            let piece = match b {
-                b' ' | b'\t' if !last => char::from(b).to_string(),
-                33..=60 | 62..=126 => char::from(b).to_string(),
-                _ => format!("={b:02X}"),
-            };
-            if width + piece.len() > 75 {
-                out.push_str("=\r\n");
-                width = 0;
-            }
-            width += piece.len();
-            out.push_str(&piece);
-        }
-    }
-    out
-}
-
-/// The whole message: headers and a `multipart/alternative` body (plain text, then HTML).
-fn mime(from: &str, m: &Message, now: jiff::Timestamp) -> String {
-    let boundary = format!("rolegate-{}", uuid::Uuid::new_v4().simple());
-    let date = now.strftime("%a, %d %b %Y %H:%M:%S +0000");
-    let id = uuid::Uuid::new_v4().simple();
+/// The whole message: headers and a `multipart/alternative` body (plain text, then HTML),
+/// both quoted-printable.
+fn mime(
+    from: &str,
+    m: &Message,
+    now: jiff::Timestamp,
+) -> std::result::Result<lettre::Message, String> {
+    let address = |a: &str| {
+        a.parse::<lettre::Address>()
+            .map_err(|e| format!("an address of the message is not valid: {e}"))
+    };
     let domain = from.rsplit_once('@').map_or("rolegate", |(_, d)| d);
-    let mut out = String::new();
-    for (k, v) in [
-        ("From", format!("Rolegate <{from}>")),
-        ("To", format!("<{}>", m.to)),
-        ("Subject", header_text(&m.subject)),
-        ("Date", date.to_string()),
-        ("Message-ID", format!("<{id}@{domain}>")),
-        ("MIME-Version", "1.0".to_string()),
-        ("Auto-Submitted", "auto-generated".to_string()),
-        (
-            "Content-Type",
-            format!("multipart/alternative; boundary=\"{boundary}\""),
-        ),
-    ] {
-        out.push_str(&format!("{k}: {v}\r\n"));
-    }
-    out.push_str("\r\n");
-    for (kind, body) in [("plain", &m.text), ("html", &m.html)] {
-        out.push_str(&format!(
-            "--{boundary}\r\nContent-Type: text/{kind}; charset=utf-8\r\nContent-Transfer-Encoding: quoted-printable\r\n\r\n{}\r\n",
-            quoted_printable(body)
-        ));
-    }
-    out.push_str(&format!("--{boundary}--"));
-    out
+    let part = |kind: ContentType, body: &str| {
+        SinglePart::builder()
+            .header(kind)
+            .header(ContentTransferEncoding::QuotedPrintable)
+            .body(body.to_string())
+    };
+    lettre::Message::builder()
+        .from(Mailbox::new(Some("Rolegate".into()), address(from)?))
+        .to(Mailbox::new(None, address(&m.to)?))
+        .subject(m.subject.as_str())
+        .date(
+            std::time::UNIX_EPOCH
+                + Duration::from_secs(u64::try_from(now.as_second()).unwrap_or_default()),
+        )
+        .message_id(Some(format!(
+            "<{}@{domain}>",
+            uuid::Uuid::new_v4().simple()
+        )))
+        .raw_header(HeaderValue::new(
+            HeaderName::new_from_ascii_str("Auto-Submitted"),
+            "auto-generated".into(),
+        ))
+        .multipart(
+            MultiPart::alternative()
+                .singlepart(part(ContentType::TEXT_PLAIN, &m.text))
+                .singlepart(part(ContentType::TEXT_HTML, &m.html)),
+        )
+        .map_err(|e| format!("the message cannot be built: {e}"))
 }
 
 #[cfg(test)]
@@ -752,12 +704,44 @@ mod tests {
     }
 
     #[test]
-    fn bodies_are_quoted_printable_with_short_lines() {
-        let long = "x".repeat(200);
-        let qp = quoted_printable(&format!("a=b é \n{long}"));
-        assert!(qp.starts_with("a=3Db =C3=A9=20\r\n"), "{qp}");
-        assert!(qp.split("\r\n").all(|l| l.len() <= 76));
-        assert_eq!(header_text("Approval needed"), "Approval needed");
-        assert_eq!(header_text("é"), "=?UTF-8?Q?=C3=A9?=");
+    fn messages_are_alternative_quoted_printable_and_auto_submitted() {
+        let m = Message {
+            to: "alice@example.com".into(),
+            subject: "Approval needed: é".into(),
+            text: format!("a=b é \n{}", "x".repeat(200)),
+            html: "<p>é</p>".into(),
+        };
+        let now = jiff::Timestamp::from_second(1_800_000_000).unwrap();
+        let raw =
+            String::from_utf8(mime("pim@rolegate.test", &m, now).unwrap().formatted()).unwrap();
+        assert!(
+            raw.contains("From: Rolegate <pim@rolegate.test>\r\n"),
+            "{raw}"
+        );
+        assert!(raw.contains("To: alice@example.com\r\n"), "{raw}");
+        assert!(raw.contains("Auto-Submitted: auto-generated\r\n"), "{raw}");
+        assert!(raw.contains("Message-ID: <"), "{raw}");
+        assert!(raw.contains("@rolegate.test>"), "{raw}");
+        assert!(
+            raw.contains("Date: Fri, 15 Jan 2027 08:00:00 +0000"),
+            "{raw}"
+        );
+        // The non-ASCII subject is an encoded word.
+        assert!(raw.contains("Subject: Approval needed: =?utf-8?"), "{raw}");
+        assert!(raw.contains("multipart/alternative"), "{raw}");
+        assert_eq!(
+            raw.matches("Content-Transfer-Encoding: quoted-printable")
+                .count(),
+            2,
+            "{raw}"
+        );
+        assert!(raw.contains("a=3Db =C3=A9"), "{raw}");
+        assert!(raw.split("\r\n").all(|l| l.len() <= 78), "{raw}");
+        // A recipient that is no address is refused before any connection.
+        let bad = Message {
+            to: "not an address".into(),
+            ..m
+        };
+        assert!(mime("pim@rolegate.test", &bad, now).is_err());
     }
 }

@@ -29,9 +29,12 @@ struct Mail {
 }
 
 impl Mail {
+    /// Header `name`'s value, its folded lines joined (RFC 5322 §2.2.3).
     fn header(&self, name: &str) -> String {
         let head = self.data.split("\r\n\r\n").next().unwrap_or("");
-        head.lines()
+        let unfolded = head.replace("\r\n ", " ").replace("\r\n\t", " ");
+        unfolded
+            .lines()
             .find_map(|l| {
                 l.split_once(':')
                     .filter(|(k, _)| k.eq_ignore_ascii_case(name))
@@ -94,11 +97,16 @@ struct SinkRules {
     tls: Option<Arc<rustls::ServerConfig>>,
     /// Speak TLS from the first byte (as an `smtps://` relay) with `tls` instead.
     implicit_tls: bool,
+    /// Send plaintext replies right after `220` to STARTTLS, before the handshake (a
+    /// STARTTLS response injection).
+    inject_after_starttls: bool,
 }
 
 /// An SMTP sink on `listener`.
 struct Sink {
     mails: Arc<Mutex<Vec<Mail>>>,
+    /// Connections accepted so far.
+    connections: Arc<std::sync::atomic::AtomicUsize>,
 }
 
 impl Sink {
@@ -119,9 +127,11 @@ impl Sink {
 
     fn on_with(listener: TcpListener, rules: SinkRules) -> Sink {
         let mails = Arc::new(Mutex::new(Vec::new()));
-        let m = Arc::clone(&mails);
+        let connections = Arc::new(std::sync::atomic::AtomicUsize::new(0));
+        let (m, counted) = (Arc::clone(&mails), Arc::clone(&connections));
         std::thread::spawn(move || {
             for conn in listener.incoming().flatten() {
+                counted.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
                 let m = Arc::clone(&m);
                 let rules = rules.clone();
                 std::thread::spawn(move || {
@@ -129,7 +139,7 @@ impl Sink {
                 });
             }
         });
-        Sink { mails }
+        Sink { mails, connections }
     }
 
     /// The messages to `address` whose subject starts with `prefix`, so far.
@@ -240,7 +250,11 @@ fn session<S: std::io::Read + Write>(
             caps.push_str("250 8BITMIME\r\n");
             w.write_all(caps.as_bytes())?;
         } else if upper.starts_with("STARTTLS") && rules.tls.is_some() && !over_tls {
-            w.write_all(b"220 ready\r\n")?;
+            if rules.inject_after_starttls {
+                w.write_all(b"220 ready\r\n250-injected\r\n250 AUTH PLAIN\r\n")?;
+            } else {
+                w.write_all(b"220 ready\r\n")?;
+            }
             w.flush()?;
             return Ok(Some(r.into_inner()));
         } else if let Some(token) = upper.strip_prefix("AUTH PLAIN ").map(|_| &line[11..]) {
@@ -851,6 +865,7 @@ fn starttls_upgrades_the_connection_before_authenticating() {
         auth: Some(("PLAIN", "pim", "tls-only")),
         tls: Some(sink_tls()),
         implicit_tls: false,
+        inject_after_starttls: false,
     });
     // The certificate names `localhost`.
     let url = url.replace("127.0.0.1", "localhost");
@@ -893,11 +908,51 @@ fn starttls_upgrades_the_connection_before_authenticating() {
 }
 
 #[test]
+fn a_relay_that_sends_data_before_the_tls_handshake_gets_nothing() {
+    let (sink, url) = Sink::start_with(SinkRules {
+        tls: Some(sink_tls()),
+        inject_after_starttls: true,
+        ..SinkRules::default()
+    });
+    let url = format!(
+        "{}?starttls=required",
+        url.replace("127.0.0.1", "localhost")
+    );
+    let mut args = mail_args(&url);
+    args.extend([
+        "--smtp-ca-file".to_string(),
+        tls_dir().join("ca.pem").display().to_string(),
+    ]);
+    let t = start(&args);
+    let (bob, _) = t.user("bob");
+    let (alice, alice_t, role, eligible) = eligible_user(&t, "alice", "P30D");
+    t.set_rule(
+        &role,
+        "userMemberSettings",
+        "ApprovalRule",
+        approval_by(&bob, json!({})),
+    );
+    let r = t.request(
+        &alice_t,
+        &activation(&t.sub, &role, &alice, Some(&eligible), "PT1H"),
+    );
+    assert_eq!(r.status, 201, "{}", r.text);
+    // The first attempt is refused before the handshake and retried (200 ms later here):
+    // a second connection shows the first one ended without delivering.
+    crate::harness::wait_until(15, "the relay is tried a second time", || {
+        sink.connections.load(std::sync::atomic::Ordering::SeqCst) >= 2
+    });
+    // Retried, never delivered: the replies read as if they came over TLS are refused.
+    assert!(sink.mails.lock().unwrap().is_empty());
+}
+
+#[test]
 fn smtps_speaks_tls_from_the_first_byte() {
     let (sink, url) = Sink::start_with(SinkRules {
         auth: Some(("LOGIN", "pim", "implicit")),
         tls: Some(sink_tls()),
         implicit_tls: true,
+        inject_after_starttls: false,
     });
     let url = with_credentials(&url.replace("127.0.0.1", "localhost"), "pim:implicit", "")
         .replacen("smtp://", "smtps://", 1);

@@ -21,7 +21,8 @@ use rolegate_core::store::{ReadTx, Store, Tx};
 use std::cell::RefCell;
 use std::collections::HashMap;
 use std::str::FromStr;
-use std::sync::{Condvar, Mutex};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
 /// Versioned migrations, applied in order under an advisory lock (nodes starting together
@@ -75,12 +76,17 @@ fn advisory_key(purpose: &str, schema: &str) -> i64 {
 
 /// How long a request waits for a free pooled connection before it fails with 503.
 const POOL_WAIT: Duration = Duration::from_secs(10);
+/// A request waits for a connection in slices this long, to fail at once when connecting
+/// to the database was just refused rather than after [`POOL_WAIT`].
+const POOL_SLICE: Duration = Duration::from_millis(100);
 
 /// The PostgreSQL store.
 pub struct PostgresStore {
-    config: Config,
     schema: String,
-    pool: Pool,
+    /// Whether the last connection attempt was refused (shared with the pool's connector).
+    refused: Arc<AtomicBool>,
+    /// The `r2d2` pool; `None` only while being dropped.
+    pool: Option<r2d2::Pool<Connector>>,
 }
 
 impl std::fmt::Debug for PostgresStore {
@@ -91,32 +97,42 @@ impl std::fmt::Debug for PostgresStore {
     }
 }
 
-/// A small blocking connection pool: idle connections are reused, at most `max` are open.
-struct Pool {
-    state: Mutex<PoolState>,
-    freed: Condvar,
-    max: usize,
+/// Makes the pool's connections (each with the schema as its search path) and remembers
+/// whether the last attempt was refused, so requests fail at once during an outage.
+struct Connector {
+    config: Config,
+    schema: String,
+    refused: Arc<AtomicBool>,
 }
 
-struct PoolState {
-    idle: Vec<PgClient>,
-    open: usize,
-}
+impl r2d2::ManageConnection for Connector {
+    type Connection = PgClient;
+    type Error = DomainError;
 
-/// A pooled connection, returned to the pool when dropped unless it broke.
-struct Pooled<'p> {
-    client: Option<PgClient>,
-    pool: &'p Pool,
-}
+    fn connect(&self) -> Result<PgClient> {
+        let made = self
+            .config
+            .connect(NoTls)
+            .map_err(db)
+            .and_then(|mut client| {
+                client
+                    .batch_execute(&format!("SET search_path TO {}", quote_ident(&self.schema)))
+                    .map_err(db)?;
+                Ok(client)
+            });
+        self.refused.store(made.is_err(), Ordering::Release);
+        Ok(PgClient {
+            client: made?,
+            statements: HashMap::new(),
+        })
+    }
 
-impl Drop for Pooled<'_> {
-    fn drop(&mut self) {
-        let mut state = self.pool.state.lock().unwrap_or_else(|e| e.into_inner());
-        match self.client.take() {
-            Some(c) if !c.client.is_closed() => state.idle.push(c),
-            _ => state.open = state.open.saturating_sub(1),
-        }
-        self.pool.freed.notify_one();
+    fn is_valid(&self, conn: &mut PgClient) -> Result<()> {
+        conn.client.simple_query("").map(|_| ()).map_err(db)
+    }
+
+    fn has_broken(&self, conn: &mut PgClient) -> bool {
+        conn.client.is_closed()
     }
 }
 
@@ -129,18 +145,6 @@ struct PgClient {
 /// Prepared statements kept per connection; past this many the cache starts over (OData
 /// filters make statement texts without end).
 const STATEMENT_CACHE: usize = 512;
-
-impl Pooled<'_> {
-    fn client(&mut self) -> Result<&mut Client> {
-        Ok(&mut self.parts()?.client)
-    }
-
-    fn parts(&mut self) -> Result<&mut PgClient> {
-        self.client
-            .as_mut()
-            .ok_or_else(|| DomainError::internal("postgres: pooled connection taken"))
-    }
-}
 
 /// A PostgreSQL error as a domain error: constraint violations and serialization
 /// failures are conflicts (retry), a lost or refused connection is 503, anything else
@@ -189,19 +193,11 @@ fn unavailable(e: &postgres::Error) -> DomainError {
 }
 
 impl Drop for PostgresStore {
-    /// Closes the idle connections on a thread of its own: closing blocks on the client's
+    /// Closes the connections on a thread of its own: closing blocks on the client's
     /// runtime, which must not happen on a thread driving the server's.
     fn drop(&mut self) {
-        let idle = std::mem::take(
-            &mut self
-                .pool
-                .state
-                .lock()
-                .unwrap_or_else(|e| e.into_inner())
-                .idle,
-        );
-        if !idle.is_empty() {
-            let _ = std::thread::spawn(move || drop(idle)).join();
+        if let Some(pool) = self.pool.take() {
+            let _ = std::thread::spawn(move || drop(pool)).join();
         }
     }
 }
@@ -212,17 +208,26 @@ impl PostgresStore {
     /// that is not at the latest version (`rolegate migrate` brings it there).
     pub fn open(url: &str, max_connections: usize, migrate: bool) -> Result<Self> {
         let (config, schema) = parse_url(url)?;
-        let store = Self {
+        let refused = Arc::new(AtomicBool::new(false));
+        let connector = Connector {
             config,
+            schema: schema.clone(),
+            refused: Arc::clone(&refused),
+        };
+        // Connections are made when first needed (none at start, none kept idle on
+        // purpose), never tested on checkout (a broken one is dropped on return), and a
+        // failed connection is retried in the background at most a second apart.
+        let pool = r2d2::Pool::builder()
+            .max_size(u32::try_from(max_connections.max(1)).unwrap_or(u32::MAX))
+            .min_idle(Some(0))
+            .test_on_check_out(false)
+            .connection_timeout(Duration::from_secs(2))
+            .error_handler(Box::new(r2d2::NopErrorHandler))
+            .build_unchecked(connector);
+        let store = Self {
             schema,
-            pool: Pool {
-                state: Mutex::new(PoolState {
-                    idle: Vec::new(),
-                    open: 0,
-                }),
-                freed: Condvar::new(),
-                max: max_connections.max(1),
-            },
+            refused,
+            pool: Some(pool),
         };
         if migrate {
             store.migrate()?;
@@ -250,7 +255,7 @@ impl PostgresStore {
     pub fn schema_version(&self) -> Result<i64> {
         let mut conn = self.connection()?;
         let row = conn
-            .client()?
+            .client
             .query_one(
                 "SELECT coalesce(max(version), 0) FROM schema_migrations",
                 &[],
@@ -262,7 +267,7 @@ impl PostgresStore {
     /// Drops the store's schema and everything in it (tests use one schema per run).
     pub fn drop_schema(&self) -> Result<()> {
         let mut conn = self.connection()?;
-        conn.client()?
+        conn.client
             .batch_execute(&format!(
                 "DROP SCHEMA IF EXISTS {} CASCADE",
                 quote_ident(&self.schema)
@@ -270,53 +275,25 @@ impl PostgresStore {
             .map_err(db)
     }
 
-    fn connect(&self) -> Result<PgClient> {
-        let mut client = self.config.connect(NoTls).map_err(db)?;
-        client
-            .batch_execute(&format!("SET search_path TO {}", quote_ident(&self.schema)))
-            .map_err(db)?;
-        Ok(PgClient {
-            client,
-            statements: HashMap::new(),
-        })
-    }
-
-    fn connection(&self) -> Result<Pooled<'_>> {
-        let mut state = self.pool.state.lock().unwrap_or_else(|e| e.into_inner());
+    /// A pooled connection: an idle one, or a new one, waiting up to [`POOL_WAIT`] for
+    /// one to be free; `503` at once when the database refused the last connection.
+    fn connection(&self) -> Result<r2d2::PooledConnection<Connector>> {
+        let pool = self
+            .pool
+            .as_ref()
+            .ok_or_else(|| DomainError::internal("postgres: the pool is closed"))?;
+        let deadline = std::time::Instant::now() + POOL_WAIT;
         loop {
-            if let Some(client) = state.idle.pop() {
-                if client.client.is_closed() {
-                    state.open = state.open.saturating_sub(1);
-                    continue;
-                }
-                return Ok(Pooled {
-                    client: Some(client),
-                    pool: &self.pool,
-                });
+            if let Ok(conn) = pool.get_timeout(POOL_SLICE) {
+                return Ok(conn);
             }
-            if state.open < self.pool.max {
-                state.open += 1;
-                drop(state);
-                return match self.connect() {
-                    Ok(client) => Ok(Pooled {
-                        client: Some(client),
-                        pool: &self.pool,
-                    }),
-                    Err(e) => {
-                        let mut state = self.pool.state.lock().unwrap_or_else(|e| e.into_inner());
-                        state.open = state.open.saturating_sub(1);
-                        self.pool.freed.notify_one();
-                        Err(e)
-                    }
-                };
+            if self.refused.load(Ordering::Acquire) {
+                return Err(DomainError::new(
+                    ErrorCode::ServiceUnavailable,
+                    "the database is unavailable; retry later",
+                ));
             }
-            let (next, timeout) = self
-                .pool
-                .freed
-                .wait_timeout(state, POOL_WAIT)
-                .unwrap_or_else(|e| e.into_inner());
-            state = next;
-            if timeout.timed_out() && state.idle.is_empty() && state.open >= self.pool.max {
+            if std::time::Instant::now() >= deadline {
                 return Err(DomainError::new(
                     ErrorCode::ServiceUnavailable,
                     "all database connections are busy; retry later",
@@ -327,7 +304,7 @@ impl PostgresStore {
 
     fn migrate(&self) -> Result<()> {
         let mut conn = self.connection()?;
-        let client = conn.client()?;
+        let client = &mut conn.client;
         let mut txn = client.transaction().map_err(db)?;
         txn.execute(
             "SELECT pg_advisory_xact_lock($1)",
@@ -379,7 +356,7 @@ impl PostgresStore {
         f: &mut dyn FnMut(&dyn sql::Connection) -> Result<()>,
     ) -> Result<()> {
         let mut conn = self.connection()?;
-        let PgClient { client, statements } = conn.parts()?;
+        let PgClient { client, statements } = &mut *conn;
         let mut txn = if write {
             let mut txn = client.transaction().map_err(db)?;
             txn.execute(
@@ -426,7 +403,7 @@ impl Store for PostgresStore {
 
     fn ping(&self) -> Result<()> {
         let mut conn = self.connection()?;
-        conn.client()?
+        conn.client
             .query_one("SELECT count(*) FROM schema_migrations", &[])
             .map(|_| ())
             .map_err(db)

@@ -184,6 +184,7 @@ async fn list(
                 );
             }
             let viewer = Viewer::new(&caller, &access, now);
+            viewer.prefetch(tx, &page.items, &opts.expand)?;
             let mut value = Vec::with_capacity(page.items.len());
             for e in &page.items {
                 value.push(Value::Object(shape(tx, e, &opts, &viewer)?));

@@ -94,6 +94,96 @@ impl<'a> Viewer<'a> {
     }
 }
 
+impl Viewer<'_> {
+    /// Loads what `expand` leads to from all of `items` at once, level by level: one
+    /// statement per navigation to resources, role definitions or subjects (two for
+    /// subjects named by external id), whatever the page size; rendering each item then
+    /// finds them cached. Other navigations load item by item as they are rendered.
+    pub fn prefetch(&self, tx: &mut dyn ReadTx, items: &[Entity], expand: &[Expand]) -> Result<()> {
+        self.prefetch_at(tx, items, expand, 0)
+    }
+
+    fn prefetch_at(
+        &self,
+        tx: &mut dyn ReadTx,
+        items: &[Entity],
+        expand: &[Expand],
+        depth: usize,
+    ) -> Result<()> {
+        // Deeper than rendering goes (it refuses past 4): nothing to load.
+        if depth > 4 {
+            return Ok(());
+        }
+        for x in expand {
+            let mut wanted: std::collections::BTreeMap<String, std::collections::BTreeSet<String>> =
+                std::collections::BTreeMap::new();
+            for e in items {
+                let Some(name) = navigations(e)
+                    .iter()
+                    .find(|n| n.eq_ignore_ascii_case(&x.path))
+                else {
+                    continue;
+                };
+                if let Some(key) = nav_key(e, name)
+                    && !self.expanded.borrow().contains_key(&key)
+                {
+                    wanted.entry(key.0).or_default().insert(key.1);
+                }
+            }
+            let mut loaded = Vec::new();
+            for (kind, ids) in wanted {
+                let ids: Vec<String> = ids.into_iter().collect();
+                let found: Vec<(String, Entity)> = match kind.as_str() {
+                    "resource" => tx
+                        .resources_by_id(&ids)?
+                        .into_iter()
+                        .map(|r| (r.id.clone(), Entity::Resource(r)))
+                        .collect(),
+                    "roleDefinition" => tx
+                        .role_definitions_by_id(&ids)?
+                        .into_iter()
+                        .map(|d| (d.id.clone(), Entity::RoleDefinition(d)))
+                        .collect(),
+                    "subject" => {
+                        let asked: std::collections::HashSet<&str> =
+                            ids.iter().map(String::as_str).collect();
+                        let subjects = tx.subjects_by_id(&ids)?;
+                        let by_id: std::collections::HashSet<String> = subjects
+                            .iter()
+                            .filter(|s| asked.contains(s.id.as_str()))
+                            .map(|s| s.id.clone())
+                            .collect();
+                        // Named by its id, or else by its external id (as `navigate`).
+                        subjects
+                            .into_iter()
+                            .filter_map(|s| {
+                                let key = if by_id.contains(&s.id) {
+                                    s.id.clone()
+                                } else {
+                                    s.external_id.clone()?
+                                };
+                                Some((key, Entity::Subject(s)))
+                            })
+                            .collect()
+                    }
+                    _ => continue,
+                };
+                let mut cache = self.expanded.borrow_mut();
+                for (id, e) in found {
+                    loaded.push(e.clone());
+                    cache.insert((kind.clone(), id), Some(e));
+                }
+                // Not found: the navigation is empty, as `navigate` would say.
+                for id in ids {
+                    cache.entry((kind.clone(), id)).or_insert(None);
+                }
+            }
+            self.prefetch_at(tx, &loaded, &x.options.expand, depth + 1)?;
+        }
+        Ok(())
+    }
+}
+
 /// What a navigation leads to, as (target kind, id), for caching.
 fn nav_key(e: &Entity, nav: &str) -> Option<(String, String)> {
     let (kind, id) = match (e, nav) {

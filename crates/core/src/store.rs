@@ -25,6 +25,9 @@ use std::collections::BTreeMap;
 pub trait DirectoryRead {
     /// A subject by id or external id.
     fn subject(&mut self, id: &str) -> Result<Option<Subject>>;
+    /// The subjects whose id or external id is one of `ids` (in no order; unknown ids are
+    /// left out), in at most two statements: `$expand` of a whole page at once.
+    fn subjects_by_id(&mut self, ids: &[String]) -> Result<Vec<Subject>>;
     /// Subjects matching a SCIM list query, with their SCIM records, paged (`total` is
     /// always counted). Filters run in the database with bound parameters.
     fn list_subjects(
@@ -69,6 +72,9 @@ pub trait DirectoryWrite {
 pub trait CatalogRead {
     /// A resource by id.
     fn resource(&mut self, id: &str) -> Result<Option<Resource>>;
+    /// The resources with one of `ids` (in no order; unknown ids are left out), in one
+    /// statement.
+    fn resources_by_id(&mut self, ids: &[String]) -> Result<Vec<Resource>>;
     /// A resource by ARM id key (lower-cased canonical ARM id).
     fn resource_by_external_key(&mut self, key: &str) -> Result<Option<Resource>>;
     /// Lists resources.
@@ -81,6 +87,9 @@ pub trait CatalogRead {
     fn all_role_templates(&mut self) -> Result<Vec<(String, String)>>;
     /// A role definition by id.
     fn role_definition(&mut self, id: &str) -> Result<Option<RoleDefinition>>;
+    /// The role definitions with one of `ids` (in no order; unknown ids are left out), in
+    /// one statement.
+    fn role_definitions_by_id(&mut self, ids: &[String]) -> Result<Vec<RoleDefinition>>;
     /// The role definition with `template_id` on `resource_id`.
     fn role_definition_by_template(
         &mut self,

@@ -574,6 +574,25 @@ fn select_and_nested_expand() {
         let keys: BTreeSet<&str> = a.as_object().unwrap().keys().map(String::as_str).collect();
         assert_eq!(keys, BTreeSet::from(["id", "roleDefinition"]), "{a}");
     }
+    // A whole page expanded at once (loaded per navigation, not per row): every row gets
+    // its own subject, resource and role definition with its resource.
+    let r = o.w.get(&format!(
+        "/roleAssignments?$expand={}",
+        enc("subject,resource,roleDefinition($expand=resource)")
+    ));
+    let l = rows(&r);
+    assert!(l.len() > 3, "{}", r.text);
+    let subjects: BTreeSet<&str> = l.iter().filter_map(|a| a["subjectId"].as_str()).collect();
+    assert!(subjects.len() > 1, "{}", r.text);
+    for a in &l {
+        assert_eq!(a["subject"]["id"], a["subjectId"], "{a}");
+        assert_eq!(a["resource"]["id"], a["resourceId"], "{a}");
+        assert_eq!(a["roleDefinition"]["id"], a["roleDefinitionId"], "{a}");
+        assert_eq!(
+            a["roleDefinition"]["resource"]["id"], a["roleDefinition"]["resourceId"],
+            "{a}"
+        );
+    }
     // Several expansions, and expansions of a single entity.
     let r = o.w.get(&format!(
         "/roleAssignments/{}?$expand=subject,resource,roleDefinition($expand=roleSetting)",

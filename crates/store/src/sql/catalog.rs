@@ -10,6 +10,19 @@ impl CatalogRead for SqlTx<'_> {
             resource_row,
         )
     }
+    fn resources_by_id(&mut self, ids: &[String]) -> Result<Vec<Resource>> {
+        if ids.is_empty() {
+            return Ok(Vec::new());
+        }
+        self.many(
+            &format!(
+                "SELECT {RESOURCE_COLS} FROM resources r WHERE r.id IN ({})",
+                placeholders(ids.len())
+            ),
+            &id_params(ids),
+            resource_row,
+        )
+    }
     fn resource_by_external_key(&mut self, key: &str) -> Result<Option<Resource>> {
         self.one(
             &format!("SELECT {RESOURCE_COLS} FROM resources r WHERE r.external_key = ?"),
@@ -51,6 +64,19 @@ impl CatalogRead for SqlTx<'_> {
         self.one(
             &format!("SELECT {ROLE_COLS} FROM role_definitions d WHERE d.id = ?"),
             &params![id],
+            role_row,
+        )
+    }
+    fn role_definitions_by_id(&mut self, ids: &[String]) -> Result<Vec<RoleDefinition>> {
+        if ids.is_empty() {
+            return Ok(Vec::new());
+        }
+        self.many(
+            &format!(
+                "SELECT {ROLE_COLS} FROM role_definitions d WHERE d.id IN ({})",
+                placeholders(ids.len())
+            ),
+            &id_params(ids),
             role_row,
         )
     }

@@ -232,6 +232,11 @@ pub(super) fn placeholders(n: usize) -> String {
     vec!["?"; n].join(", ")
 }
 
+/// `ids` as text parameters (for `IN (placeholders(ids.len()))`).
+pub(super) fn id_params(ids: &[String]) -> Vec<Value> {
+    ids.iter().map(|i| Value::Text(i.clone())).collect()
+}
+
 pub(super) fn restriction_sql(shape: &Shape, r: &Restriction, out: &mut SqlFragment) -> Result<()> {
     match r {
         Restriction::ResourceIn(ids) => {

@@ -852,6 +852,22 @@ mod tests {
             out
         }
 
+        /// The world's rules (their scopes are given as anchors by each test).
+        fn rules_of(w: &World) -> Vec<Rule> {
+            w.rules
+                .iter()
+                .enumerate()
+                .map(|(index, (t, _, target))| Rule {
+                    index,
+                    line: 0,
+                    role: resolve_role(TEMPLATES[*t]).unwrap(),
+                    scope: ArmId::parse("/subscriptions/3f2504e0-4f89-11d3-9a0c-0305e82c3301")
+                        .unwrap(),
+                    target: format!("t{target}"),
+                })
+                .collect()
+        }
+
         fn index(w: &World) -> AccessIndex {
             let mut ix = AccessIndex::new();
             for (r, parent) in TREE {
@@ -939,13 +955,7 @@ mod tests {
                 steps in proptest::collection::vec(step(), 1..24),
             ) {
                 let mut ix = index(&w);
-                let rules: Vec<Rule> = w.rules.iter().enumerate().map(|(index, (t, _, target))| Rule {
-                    index,
-                    line: 0,
-                    role: resolve_role(TEMPLATES[*t]).unwrap(),
-                    scope: ArmId::parse("/subscriptions/3f2504e0-4f89-11d3-9a0c-0305e82c3301").unwrap(),
-                    target: format!("t{target}"),
-                }).collect();
+                let rules = rules_of(&w);
                 // Rule 0 may anchor on a resource a step adds later.
                 let anchors: Vec<Option<String>> = w.rules.iter().enumerate().map(|(i, (_, scope, _))| {
                     Some(if i == 0 && *scope == 0 { "new0".to_string() } else { TREE[*scope].0.to_string() })
@@ -993,19 +1003,7 @@ mod tests {
                 local_part: false,
             };
             let mut ix = index(&w);
-            let rules: Vec<Rule> = w
-                .rules
-                .iter()
-                .enumerate()
-                .map(|(index, (t, _, target))| Rule {
-                    index,
-                    line: 0,
-                    role: resolve_role(TEMPLATES[*t]).unwrap(),
-                    scope: ArmId::parse("/subscriptions/3f2504e0-4f89-11d3-9a0c-0305e82c3301")
-                        .unwrap(),
-                    target: format!("t{target}"),
-                })
-                .collect();
+            let rules = rules_of(&w);
             let anchors = vec![Some("rg0".to_string()); 2];
             let mut kept = KeptHolders::default();
             let first = rule_holders_since(&rules, &anchors, &ix, now(), &mut kept);
@@ -1052,13 +1050,7 @@ mod tests {
                 let sources = [if w.local_part { PrincipalSource::UserNameLocalPart } else { PrincipalSource::UserName }];
                 let finish = |v: &str| if v.len() > 16 { Err(UnmappedReason::InvalidValue) } else { Ok(v.to_string()) };
                 let mapping = PrincipalMapping { sources: &sources, case: PrincipalCase::Lower, finish: &finish, extension: &|_, _, _| None };
-                let rules: Vec<Rule> = w.rules.iter().enumerate().map(|(index, (t, _, target))| Rule {
-                    index,
-                    line: 0,
-                    role: resolve_role(TEMPLATES[*t]).unwrap(),
-                    scope: ArmId::parse("/subscriptions/3f2504e0-4f89-11d3-9a0c-0305e82c3301").unwrap(),
-                    target: format!("t{target}"),
-                }).collect();
+                let rules = rules_of(&w);
                 let anchors: Vec<Option<String>> = w.rules.iter().map(|(_, scope, _)| Some(TREE[*scope].0.to_string())).collect();
                 let got = desired(&rules, &anchors, &index(&w), &directory(&w), &mapping, now());
                 prop_assert_eq!(got, brute_force(&w, &mapping));

@@ -786,12 +786,11 @@ fn sink_tls() -> Arc<rustls::ServerConfig> {
     Arc::new(config)
 }
 
-/// Starts a server with `args`, asks bob to approve alice's activation, and returns the
-/// message the sink received for bob.
-fn approval_mail_through(sink: &Sink, args: &[String]) -> Mail {
-    let t = start(args);
+/// Makes bob the approver of alice's role and has alice ask to activate it (so bob is
+/// e-mailed); returns bob's id.
+fn ask_bob_to_approve(t: &Tenant) -> String {
     let (bob, _) = t.user("bob");
-    let (alice, alice_t, role, eligible) = eligible_user(&t, "alice", "P30D");
+    let (alice, alice_t, role, eligible) = eligible_user(t, "alice", "P30D");
     t.set_rule(
         &role,
         "userMemberSettings",
@@ -803,6 +802,14 @@ fn approval_mail_through(sink: &Sink, args: &[String]) -> Mail {
         &activation(&t.sub, &role, &alice, Some(&eligible), "PT1H"),
     );
     assert_eq!(r.status, 201, "{}", r.text);
+    bob
+}
+
+/// Starts a server with `args`, asks bob to approve alice's activation, and returns the
+/// message the sink received for bob.
+fn approval_mail_through(sink: &Sink, args: &[String]) -> Mail {
+    let t = start(args);
+    let bob = ask_bob_to_approve(&t);
     sink.wait_for(
         &address_of(&t, &bob),
         "Approval needed:",
@@ -841,19 +848,7 @@ fn wrong_credentials_deliver_nothing() {
         ..SinkRules::default()
     });
     let t = start(&mail_args(&with_credentials(&url, "pim:pw-Zq81x", "")));
-    let (bob, _) = t.user("bob");
-    let (alice, alice_t, role, eligible) = eligible_user(&t, "alice", "P30D");
-    t.set_rule(
-        &role,
-        "userMemberSettings",
-        "ApprovalRule",
-        approval_by(&bob, json!({})),
-    );
-    let r = t.request(
-        &alice_t,
-        &activation(&t.sub, &role, &alice, Some(&eligible), "PT1H"),
-    );
-    assert_eq!(r.status, 201, "{}", r.text);
+    ask_bob_to_approve(&t);
     std::thread::sleep(Duration::from_millis(1500));
     assert!(sink.mails.lock().unwrap().is_empty());
     assert!(!t.s.log().contains("pw-Zq81x"), "{}", t.s.log());
@@ -890,19 +885,7 @@ fn starttls_upgrades_the_connection_before_authenticating() {
         "?starttls=required",
     );
     let t = start(&mail_args(&url));
-    let (bob, _) = t.user("bob");
-    let (alice, alice_t, role, eligible) = eligible_user(&t, "alice", "P30D");
-    t.set_rule(
-        &role,
-        "userMemberSettings",
-        "ApprovalRule",
-        approval_by(&bob, json!({})),
-    );
-    let r = t.request(
-        &alice_t,
-        &activation(&t.sub, &role, &alice, Some(&eligible), "PT1H"),
-    );
-    assert_eq!(r.status, 201, "{}", r.text);
+    ask_bob_to_approve(&t);
     std::thread::sleep(Duration::from_millis(1500));
     assert!(plain.mails.lock().unwrap().is_empty());
 }
@@ -924,19 +907,7 @@ fn a_relay_that_sends_data_before_the_tls_handshake_gets_nothing() {
         tls_dir().join("ca.pem").display().to_string(),
     ]);
     let t = start(&args);
-    let (bob, _) = t.user("bob");
-    let (alice, alice_t, role, eligible) = eligible_user(&t, "alice", "P30D");
-    t.set_rule(
-        &role,
-        "userMemberSettings",
-        "ApprovalRule",
-        approval_by(&bob, json!({})),
-    );
-    let r = t.request(
-        &alice_t,
-        &activation(&t.sub, &role, &alice, Some(&eligible), "PT1H"),
-    );
-    assert_eq!(r.status, 201, "{}", r.text);
+    ask_bob_to_approve(&t);
     // The first attempt is refused before the handshake and retried (200 ms later here):
     // a second connection shows the first one ended without delivering.
     crate::harness::wait_until(15, "the relay is tried a second time", || {

@@ -41,6 +41,8 @@ impl Rate {
 pub const MAX_TRACKED_KEYS: usize = 100_000;
 /// How often buckets that are full again are dropped.
 const SWEEP_INTERVAL: Duration = Duration::from_secs(10);
+/// How often they are looked for while [`MAX_TRACKED_KEYS`] are tracked.
+const FULL_SWEEP_INTERVAL: Duration = Duration::from_secs(1);
 
 /// One token bucket per key (`governor`'s keyed GCRA limiter), made on a key's first
 /// request and dropped once it is full again (a full bucket and no bucket behave the same).
@@ -74,23 +76,27 @@ impl<K: Hash + Eq + Clone, C: Clock + Clone> TokenBuckets<K, C> {
     /// token.
     pub fn take(&self, key: &K) -> Result<(), Duration> {
         let now = self.clock.now();
+        let full = self.limiter.len() >= MAX_TRACKED_KEYS;
         let sweep_due = {
             let mut last = self
                 .last_sweep
                 .lock()
                 .unwrap_or_else(|poisoned| poisoned.into_inner());
-            let due = Duration::from(now.duration_since(*last)) >= SWEEP_INTERVAL;
+            let since = Duration::from(now.duration_since(*last));
+            // Full, buckets are looked at again at most once a second (a sweep walks
+            // every key; a flood must not make every request pay for one).
+            let due = since >= SWEEP_INTERVAL || (full && since >= FULL_SWEEP_INTERVAL);
             if due {
                 *last = now;
             }
             due
         };
-        if sweep_due || self.limiter.len() >= MAX_TRACKED_KEYS {
+        if sweep_due {
             self.limiter.retain_recent();
             self.limiter.shrink_to_fit();
-            if self.limiter.len() >= MAX_TRACKED_KEYS {
-                return Ok(());
-            }
+        }
+        if full && self.limiter.len() >= MAX_TRACKED_KEYS {
+            return Ok(());
         }
         self.limiter
             .check_key(key)

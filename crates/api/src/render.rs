@@ -145,24 +145,21 @@ impl Viewer<'_> {
                         .map(|d| (d.id.clone(), Entity::RoleDefinition(d)))
                         .collect(),
                     "subject" => {
-                        let asked: std::collections::HashSet<&str> =
-                            ids.iter().map(String::as_str).collect();
+                        // As `navigate`: the subject with that id, else the one with that
+                        // external id.
                         let subjects = tx.subjects_by_id(&ids)?;
-                        let by_id: std::collections::HashSet<String> = subjects
+                        let by_id: HashMap<&str, &Subject> =
+                            subjects.iter().map(|s| (s.id.as_str(), s)).collect();
+                        let by_external: HashMap<&str, &Subject> = subjects
                             .iter()
-                            .filter(|s| asked.contains(s.id.as_str()))
-                            .map(|s| s.id.clone())
+                            .filter_map(|s| Some((s.external_id.as_deref()?, s)))
                             .collect();
-                        // Named by its id, or else by its external id (as `navigate`).
-                        subjects
-                            .into_iter()
-                            .filter_map(|s| {
-                                let key = if by_id.contains(&s.id) {
-                                    s.id.clone()
-                                } else {
-                                    s.external_id.clone()?
-                                };
-                                Some((key, Entity::Subject(s)))
+                        ids.iter()
+                            .filter_map(|id| {
+                                let s = by_id
+                                    .get(id.as_str())
+                                    .or_else(|| by_external.get(id.as_str()))?;
+                                Some((id.clone(), Entity::Subject((*s).clone())))
                             })
                             .collect()
                     }

@@ -349,6 +349,9 @@ pub fn send(cfg: &Config, m: &Message, now: jiff::Timestamp) -> std::result::Res
     if !email::valid_address(&m.to) {
         return Err("the recipient's address is not valid".into());
     }
+    // Built before connecting: a message that cannot be built opens no connection.
+    let data = String::from_utf8(mime(&cfg.from, m, now)?.formatted())
+        .map_err(|_| "the message is not UTF-8".to_string())?;
     let relay = &cfg.relay;
     let addrs: Vec<_> = (relay.host.as_str(), relay.port)
         .to_socket_addrs()
@@ -369,8 +372,6 @@ pub fn send(cfg: &Config, m: &Message, now: jiff::Timestamp) -> std::result::Res
     tcp.set_read_timeout(Some(cfg.timeout))
         .and_then(|()| tcp.set_write_timeout(Some(cfg.timeout)))
         .map_err(|e| format!("socket: {e}"))?;
-    let data = String::from_utf8(mime(&cfg.from, m, now)?.formatted())
-        .map_err(|_| "the message is not UTF-8".to_string())?;
     let creds = relay.credentials.as_ref();
     let envelope = Envelope {
         from: &cfg.from,
@@ -587,6 +588,14 @@ fn converse<S: Read + Write>(
     Ok(())
 }
 
+/// Whether `from` can be the sender of every message (`--smtp-from`, checked at start):
+/// the message builder's address rules are stricter than the directory's.
+pub fn check_sender(from: &str) -> std::result::Result<(), String> {
+    from.parse::<lettre::Address>()
+        .map(|_| ())
+        .map_err(|e| format!("`{from}` cannot be a sender address: {e}"))
+}
+
 /// The whole message: headers and a `multipart/alternative` body (plain text, then HTML),
 /// both quoted-printable.
 fn mime(
@@ -743,5 +752,7 @@ mod tests {
             ..m
         };
         assert!(mime("pim@rolegate.test", &bad, now).is_err());
+        assert!(check_sender("pim@rolegate.test").is_ok());
+        assert!(check_sender("a..b@rolegate.test").is_err());
     }
 }

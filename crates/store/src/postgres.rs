@@ -21,8 +21,7 @@ use rolegate_core::store::{ReadTx, Store, Tx};
 use std::cell::RefCell;
 use std::collections::HashMap;
 use std::str::FromStr;
-use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 /// Versioned migrations, applied in order under an advisory lock (nodes starting together
@@ -83,8 +82,9 @@ const POOL_SLICE: Duration = Duration::from_millis(100);
 /// The PostgreSQL store.
 pub struct PostgresStore {
     schema: String,
-    /// Whether the last connection attempt was refused (shared with the pool's connector).
-    refused: Arc<AtomicBool>,
+    /// Why the last connection attempt failed, if it did (shared with the pool's
+    /// connector).
+    refused: Arc<Refusal>,
     /// The `r2d2` pool; `None` only while being dropped.
     pool: Option<r2d2::Pool<Connector>>,
 }
@@ -97,12 +97,28 @@ impl std::fmt::Debug for PostgresStore {
     }
 }
 
+/// Why the pool's last connection attempt failed: requests answer it at once (a database
+/// that is down, a wrong password) rather than wait for a connection that will not come.
+/// A server at its connection limit is not a refusal: requests wait for a busy connection.
+#[derive(Default)]
+struct Refusal(Mutex<Option<DomainError>>);
+
+impl Refusal {
+    fn set(&self, why: Option<DomainError>) {
+        *self.0.lock().unwrap_or_else(|e| e.into_inner()) = why;
+    }
+
+    fn get(&self) -> Option<DomainError> {
+        self.0.lock().unwrap_or_else(|e| e.into_inner()).clone()
+    }
+}
+
 /// Makes the pool's connections (each with the schema as its search path) and remembers
-/// whether the last attempt was refused, so requests fail at once during an outage.
+/// why the last attempt failed, so requests fail at once during an outage.
 struct Connector {
     config: Config,
     schema: String,
-    refused: Arc<AtomicBool>,
+    refused: Arc<Refusal>,
 }
 
 impl r2d2::ManageConnection for Connector {
@@ -110,21 +126,27 @@ impl r2d2::ManageConnection for Connector {
     type Error = DomainError;
 
     fn connect(&self) -> Result<PgClient> {
-        let made = self
-            .config
-            .connect(NoTls)
-            .map_err(db)
-            .and_then(|mut client| {
-                client
-                    .batch_execute(&format!("SET search_path TO {}", quote_ident(&self.schema)))
-                    .map_err(db)?;
-                Ok(client)
-            });
-        self.refused.store(made.is_err(), Ordering::Release);
-        Ok(PgClient {
-            client: made?,
-            statements: HashMap::new(),
-        })
+        let made = self.config.connect(NoTls).and_then(|mut client| {
+            client.batch_execute(&format!("SET search_path TO {}", quote_ident(&self.schema)))?;
+            Ok(client)
+        });
+        match made {
+            Ok(client) => {
+                self.refused.set(None);
+                Ok(PgClient {
+                    client,
+                    statements: HashMap::new(),
+                })
+            }
+            Err(e) => {
+                let at_limit = e.code() == Some(&SqlState::TOO_MANY_CONNECTIONS);
+                let why = db(e);
+                if !at_limit {
+                    self.refused.set(Some(why.clone()));
+                }
+                Err(why)
+            }
+        }
     }
 
     fn is_valid(&self, conn: &mut PgClient) -> Result<()> {
@@ -208,7 +230,7 @@ impl PostgresStore {
     /// that is not at the latest version (`rolegate migrate` brings it there).
     pub fn open(url: &str, max_connections: usize, migrate: bool) -> Result<Self> {
         let (config, schema) = parse_url(url)?;
-        let refused = Arc::new(AtomicBool::new(false));
+        let refused = Arc::new(Refusal::default());
         let connector = Connector {
             config,
             schema: schema.clone(),
@@ -276,7 +298,8 @@ impl PostgresStore {
     }
 
     /// A pooled connection: an idle one, or a new one, waiting up to [`POOL_WAIT`] for
-    /// one to be free; `503` at once when the database refused the last connection.
+    /// one to be free; at once the reason the last connection attempt failed (a database
+    /// that is down is `503`).
     fn connection(&self) -> Result<r2d2::PooledConnection<Connector>> {
         let pool = self
             .pool
@@ -287,11 +310,8 @@ impl PostgresStore {
             if let Ok(conn) = pool.get_timeout(POOL_SLICE) {
                 return Ok(conn);
             }
-            if self.refused.load(Ordering::Acquire) {
-                return Err(DomainError::new(
-                    ErrorCode::ServiceUnavailable,
-                    "the database is unavailable; retry later",
-                ));
+            if let Some(why) = self.refused.get() {
+                return Err(why);
             }
             if std::time::Instant::now() >= deadline {
                 return Err(DomainError::new(

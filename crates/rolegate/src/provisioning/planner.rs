@@ -152,6 +152,7 @@ fn pass(p: &Provisioning) -> Result<PassOutcome> {
                             Arc::clone(link),
                             Settled {
                                 inputs,
+                                at: now,
                                 until: planned.next_instant,
                             },
                         ));
@@ -231,6 +232,8 @@ impl PlanInputs {
 #[derive(Debug, Clone)]
 pub(super) struct Settled {
     inputs: PlanInputs,
+    /// The instant it planned at.
+    at: jiff::Timestamp,
     until: Option<jiff::Timestamp>,
 }
 
@@ -249,7 +252,9 @@ impl Link {
             .map_err(|_| DomainError::internal("planner state lock poisoned"))?;
         Ok(settled
             .as_ref()
-            .filter(|s| s.inputs == *inputs && s.until.is_none_or(|t| now < t))
+            // Between the instant it planned at and its next instant (a clock stepped back
+            // plans again).
+            .filter(|s| s.inputs == *inputs && s.at <= now && s.until.is_none_or(|t| now < t))
             .map(|s| s.until))
     }
 }

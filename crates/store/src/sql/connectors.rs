@@ -534,9 +534,7 @@ impl ConnectorWrite for SqlTx<'_> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::sqlite::{SqliteConnection, db};
     use rolegate_core::provisioning::delivery::{Cause, PlannedItem};
-    use rusqlite::Connection;
 
     fn at(s: i64) -> Timestamp {
         Timestamp::from_second(1_700_000_000 + s).unwrap_or(Timestamp::UNIX_EPOCH)
@@ -577,154 +575,150 @@ mod tests {
     /// are re-armed only as the newest of their key; settled items are pruned.
     #[test]
     fn items_run_in_order_per_key_under_exclusive_leases() -> Result<()> {
-        let c = Connection::open_in_memory().map_err(db)?;
-        crate::sqlite::migrate(&c)?;
-        let conn = SqliteConnection(&c);
-        let mut tx = SqlTx::new(&conn);
-        tx.enqueue_connector_item(&item("g-alice", "alice", ItemOperation::Grant, 1))?;
-        tx.enqueue_connector_item(&item("g-bob", "bob", ItemOperation::Grant, 1))?;
-        let requested = tx.requested_keys("pg")?;
-        assert_eq!(requested.len(), 2);
-        // Two keys, two items claimed at once; nothing left for another node.
-        assert_eq!(tx.next_connector_item_due("pg")?, Some(at(1)));
-        let claimed = tx.claim_connector_items("pg", "A", at(2), at(60), 10)?;
-        assert_eq!(ids(&claimed), ["g-alice", "g-bob"]);
-        assert_eq!(
-            tx.next_connector_item_due("pg")?,
-            Some(at(60)),
-            "the leases' end"
-        );
-        assert_eq!(claimed[0].attempts, 1);
-        assert_eq!(claimed[0].assignment_ids, ["a1", "a2"]);
-        assert!(
-            tx.claim_connector_items("pg", "B", at(3), at(63), 10)?
-                .is_empty()
-        );
-        // A revoke of alice's key waits behind her running grant.
-        tx.enqueue_connector_item(&item("r-alice", "alice", ItemOperation::Revoke, 4))?;
-        assert!(
-            tx.claim_connector_items("pg", "B", at(5), at(65), 10)?
-                .is_empty()
-        );
-        // Only the holder settles; the grant enters the ledger.
-        let held = stored(&mut tx, "g-alice")?;
-        assert!(!tx.settle_connector_item(&held, "B", &ItemOutcome::Succeeded, at(6))?);
-        let held = stored(&mut tx, "g-alice")?;
-        assert!(tx.settle_connector_item(&held, "A", &ItemOutcome::Succeeded, at(6))?);
-        assert_eq!(tx.connector_ledger("pg")?.len(), 1);
-        assert_eq!(
-            tx.succeeded_since("pg", at(6))?,
-            [("t".to_string(), "alice".to_string())]
-        );
-        assert!(tx.succeeded_since("pg", at(7))?.is_empty());
-        assert!(tx.in_connector_ledger("pg", "t", "alice")?);
-        assert!(!tx.in_connector_ledger("pg", "t", "bob")?);
-        // Bob's lease runs out (node A died): B takes his grant over.
-        let taken = tx.claim_connector_items("pg", "B", at(61), at(120), 10)?;
-        assert_eq!(ids(&taken), ["g-bob", "r-alice"]);
-        let held = stored(&mut tx, "g-bob")?;
-        assert!(!tx.settle_connector_item(&held, "A", &ItemOutcome::Succeeded, at(62))?);
-        let held = stored(&mut tx, "g-bob")?;
-        assert!(tx.settle_connector_item(&held, "B", &ItemOutcome::Succeeded, at(62))?);
-        // The revoke fails, is retried later, then succeeds: the ledger entry goes.
-        let retry = ItemOutcome::Retry {
-            next_attempt: at(100),
-            code: "Unreachable".into(),
-            message: "down".into(),
-        };
-        let held = stored(&mut tx, "r-alice")?;
-        assert!(tx.settle_connector_item(&held, "B", &retry, at(62))?);
-        assert!(
-            tx.claim_connector_items("pg", "B", at(99), at(160), 10)?
-                .is_empty()
-        );
-        let again = tx.claim_connector_items("pg", "B", at(100), at(160), 10)?;
-        assert_eq!(ids(&again), ["r-alice"]);
-        assert_eq!(again[0].attempts, 2);
-        assert_eq!(
-            again[0].last_error,
-            Some(("Unreachable".into(), "down".into()))
-        );
-        let held = stored(&mut tx, "r-alice")?;
-        assert!(tx.settle_connector_item(&held, "B", &ItemOutcome::Succeeded, at(101))?);
-        let ledger = tx.connector_ledger("pg")?;
-        assert!(ledger.iter().all(|e| e.principal != "alice"), "{ledger:?}");
-        // A waiting item is superseded by a newer one of its key.
-        tx.enqueue_connector_item(&item("g2-alice", "alice", ItemOperation::Grant, 110))?;
-        tx.enqueue_connector_item(&item("r2-alice", "alice", ItemOperation::Revoke, 111))?;
-        let states: Vec<_> = tx
-            .connector_items("pg", None, 10)?
-            .into_iter()
-            .map(|i| (i.id, i.state))
-            .collect();
-        assert_eq!(states[0], ("r2-alice".to_string(), ItemState::Pending));
-        assert_eq!(states[1], ("g2-alice".to_string(), ItemState::Superseded));
-        // It dies; re-armed only before the cut-off and only as the newest of its key.
-        let claimed = tx.claim_connector_items("pg", "A", at(112), at(170), 10)?;
-        assert_eq!(ids(&claimed), ["r2-alice"]);
-        let dead = ItemOutcome::Dead {
-            code: "Refused".into(),
-            message: "no".into(),
-        };
-        let held = stored(&mut tx, "r2-alice")?;
-        assert!(tx.settle_connector_item(&held, "A", &dead, at(113))?);
-        assert_eq!(tx.settling_items("pg", at(113))?.len(), 1);
-        assert_eq!(tx.rearm_dead_items("pg", Some(at(113)), None, at(114))?, 0);
-        assert_eq!(
-            tx.rearm_dead_items("pg", None, Some("operator"), at(114))?,
-            1
-        );
-        assert_eq!(stored(&mut tx, "r2-alice")?.cause, "operator");
-        let counts = tx.connector_item_counts("pg")?;
-        assert!(counts.contains(&(ItemState::Pending, 1)), "{counts:?}");
-        // Pruning keeps what is recent or unfinished.
-        tx.prune_connector_items(at(1000), at(1000))?;
-        let left = tx.connector_items("pg", None, 10)?;
-        assert_eq!(ids(&left), ["r2-alice"]);
-        Ok(())
+        crate::sql::with_memory_tx(|mut tx| {
+            tx.enqueue_connector_item(&item("g-alice", "alice", ItemOperation::Grant, 1))?;
+            tx.enqueue_connector_item(&item("g-bob", "bob", ItemOperation::Grant, 1))?;
+            let requested = tx.requested_keys("pg")?;
+            assert_eq!(requested.len(), 2);
+            // Two keys, two items claimed at once; nothing left for another node.
+            assert_eq!(tx.next_connector_item_due("pg")?, Some(at(1)));
+            let claimed = tx.claim_connector_items("pg", "A", at(2), at(60), 10)?;
+            assert_eq!(ids(&claimed), ["g-alice", "g-bob"]);
+            assert_eq!(
+                tx.next_connector_item_due("pg")?,
+                Some(at(60)),
+                "the leases' end"
+            );
+            assert_eq!(claimed[0].attempts, 1);
+            assert_eq!(claimed[0].assignment_ids, ["a1", "a2"]);
+            assert!(
+                tx.claim_connector_items("pg", "B", at(3), at(63), 10)?
+                    .is_empty()
+            );
+            // A revoke of alice's key waits behind her running grant.
+            tx.enqueue_connector_item(&item("r-alice", "alice", ItemOperation::Revoke, 4))?;
+            assert!(
+                tx.claim_connector_items("pg", "B", at(5), at(65), 10)?
+                    .is_empty()
+            );
+            // Only the holder settles; the grant enters the ledger.
+            let held = stored(&mut tx, "g-alice")?;
+            assert!(!tx.settle_connector_item(&held, "B", &ItemOutcome::Succeeded, at(6))?);
+            let held = stored(&mut tx, "g-alice")?;
+            assert!(tx.settle_connector_item(&held, "A", &ItemOutcome::Succeeded, at(6))?);
+            assert_eq!(tx.connector_ledger("pg")?.len(), 1);
+            assert_eq!(
+                tx.succeeded_since("pg", at(6))?,
+                [("t".to_string(), "alice".to_string())]
+            );
+            assert!(tx.succeeded_since("pg", at(7))?.is_empty());
+            assert!(tx.in_connector_ledger("pg", "t", "alice")?);
+            assert!(!tx.in_connector_ledger("pg", "t", "bob")?);
+            // Bob's lease runs out (node A died): B takes his grant over.
+            let taken = tx.claim_connector_items("pg", "B", at(61), at(120), 10)?;
+            assert_eq!(ids(&taken), ["g-bob", "r-alice"]);
+            let held = stored(&mut tx, "g-bob")?;
+            assert!(!tx.settle_connector_item(&held, "A", &ItemOutcome::Succeeded, at(62))?);
+            let held = stored(&mut tx, "g-bob")?;
+            assert!(tx.settle_connector_item(&held, "B", &ItemOutcome::Succeeded, at(62))?);
+            // The revoke fails, is retried later, then succeeds: the ledger entry goes.
+            let retry = ItemOutcome::Retry {
+                next_attempt: at(100),
+                code: "Unreachable".into(),
+                message: "down".into(),
+            };
+            let held = stored(&mut tx, "r-alice")?;
+            assert!(tx.settle_connector_item(&held, "B", &retry, at(62))?);
+            assert!(
+                tx.claim_connector_items("pg", "B", at(99), at(160), 10)?
+                    .is_empty()
+            );
+            let again = tx.claim_connector_items("pg", "B", at(100), at(160), 10)?;
+            assert_eq!(ids(&again), ["r-alice"]);
+            assert_eq!(again[0].attempts, 2);
+            assert_eq!(
+                again[0].last_error,
+                Some(("Unreachable".into(), "down".into()))
+            );
+            let held = stored(&mut tx, "r-alice")?;
+            assert!(tx.settle_connector_item(&held, "B", &ItemOutcome::Succeeded, at(101))?);
+            let ledger = tx.connector_ledger("pg")?;
+            assert!(ledger.iter().all(|e| e.principal != "alice"), "{ledger:?}");
+            // A waiting item is superseded by a newer one of its key.
+            tx.enqueue_connector_item(&item("g2-alice", "alice", ItemOperation::Grant, 110))?;
+            tx.enqueue_connector_item(&item("r2-alice", "alice", ItemOperation::Revoke, 111))?;
+            let states: Vec<_> = tx
+                .connector_items("pg", None, 10)?
+                .into_iter()
+                .map(|i| (i.id, i.state))
+                .collect();
+            assert_eq!(states[0], ("r2-alice".to_string(), ItemState::Pending));
+            assert_eq!(states[1], ("g2-alice".to_string(), ItemState::Superseded));
+            // It dies; re-armed only before the cut-off and only as the newest of its key.
+            let claimed = tx.claim_connector_items("pg", "A", at(112), at(170), 10)?;
+            assert_eq!(ids(&claimed), ["r2-alice"]);
+            let dead = ItemOutcome::Dead {
+                code: "Refused".into(),
+                message: "no".into(),
+            };
+            let held = stored(&mut tx, "r2-alice")?;
+            assert!(tx.settle_connector_item(&held, "A", &dead, at(113))?);
+            assert_eq!(tx.settling_items("pg", at(113))?.len(), 1);
+            assert_eq!(tx.rearm_dead_items("pg", Some(at(113)), None, at(114))?, 0);
+            assert_eq!(
+                tx.rearm_dead_items("pg", None, Some("operator"), at(114))?,
+                1
+            );
+            assert_eq!(stored(&mut tx, "r2-alice")?.cause, "operator");
+            let counts = tx.connector_item_counts("pg")?;
+            assert!(counts.contains(&(ItemState::Pending, 1)), "{counts:?}");
+            // Pruning keeps what is recent or unfinished.
+            tx.prune_connector_items(at(1000), at(1000))?;
+            let left = tx.connector_items("pg", None, 10)?;
+            assert_eq!(ids(&left), ["r2-alice"]);
+            Ok(())
+        })
     }
 
     /// A grant that stands on other assignments updates its key's requested state, and
     /// re-arms its item if that died; a revoke's key is left alone.
     #[test]
     fn a_refreshed_grant_follows_its_assignments_and_rearms_a_dead_item() -> Result<()> {
-        let c = Connection::open_in_memory().map_err(db)?;
-        crate::sqlite::migrate(&c)?;
-        let conn = SqliteConnection(&c);
-        let mut tx = SqlTx::new(&conn);
-        tx.enqueue_connector_item(&item("g-alice", "alice", ItemOperation::Grant, 1))?;
-        tx.enqueue_connector_item(&item("r-bob", "bob", ItemOperation::Revoke, 1))?;
-        let claimed = tx.claim_connector_items("pg", "A", at(2), at(60), 10)?;
-        assert_eq!(claimed.len(), 2);
-        let dead = ItemOutcome::Dead {
-            code: "Refused".into(),
-            message: "no".into(),
-        };
-        let held = stored(&mut tx, "g-alice")?;
-        assert!(tx.settle_connector_item(&held, "A", &dead, at(3))?);
-        let refreshed = |principal: &str| RefreshedGrant {
-            key: ("t".into(), principal.into()),
-            assignment_ids: vec!["a3".into()],
-            not_after: Some(at(900)),
-        };
-        assert!(tx.refresh_requested_grant("pg", &refreshed("alice"), at(4))?);
-        let requested = tx.requested_keys("pg")?;
-        let alice = &requested[&("t".to_string(), "alice".to_string())];
-        assert_eq!(alice.assignment_ids, ["a3"]);
-        assert_eq!(alice.not_after, Some(at(900)));
-        let again = stored(&mut tx, "g-alice")?;
-        assert_eq!((again.state, again.attempts), (ItemState::Pending, 0));
-        assert_eq!(again.assignment_ids, ["a3"]);
-        // Once re-armed, refreshing again re-arms nothing more.
-        assert!(!tx.refresh_requested_grant("pg", &refreshed("alice"), at(5))?);
-        // Bob's key was last requested revoked: untouched.
-        assert!(!tx.refresh_requested_grant("pg", &refreshed("bob"), at(5))?);
-        let requested = tx.requested_keys("pg")?;
-        assert_eq!(
-            requested[&("t".to_string(), "bob".to_string())].assignment_ids,
-            ["a1", "a2"]
-        );
-        Ok(())
+        crate::sql::with_memory_tx(|mut tx| {
+            tx.enqueue_connector_item(&item("g-alice", "alice", ItemOperation::Grant, 1))?;
+            tx.enqueue_connector_item(&item("r-bob", "bob", ItemOperation::Revoke, 1))?;
+            let claimed = tx.claim_connector_items("pg", "A", at(2), at(60), 10)?;
+            assert_eq!(claimed.len(), 2);
+            let dead = ItemOutcome::Dead {
+                code: "Refused".into(),
+                message: "no".into(),
+            };
+            let held = stored(&mut tx, "g-alice")?;
+            assert!(tx.settle_connector_item(&held, "A", &dead, at(3))?);
+            let refreshed = |principal: &str| RefreshedGrant {
+                key: ("t".into(), principal.into()),
+                assignment_ids: vec!["a3".into()],
+                not_after: Some(at(900)),
+            };
+            assert!(tx.refresh_requested_grant("pg", &refreshed("alice"), at(4))?);
+            let requested = tx.requested_keys("pg")?;
+            let alice = &requested[&("t".to_string(), "alice".to_string())];
+            assert_eq!(alice.assignment_ids, ["a3"]);
+            assert_eq!(alice.not_after, Some(at(900)));
+            let again = stored(&mut tx, "g-alice")?;
+            assert_eq!((again.state, again.attempts), (ItemState::Pending, 0));
+            assert_eq!(again.assignment_ids, ["a3"]);
+            // Once re-armed, refreshing again re-arms nothing more.
+            assert!(!tx.refresh_requested_grant("pg", &refreshed("alice"), at(5))?);
+            // Bob's key was last requested revoked: untouched.
+            assert!(!tx.refresh_requested_grant("pg", &refreshed("bob"), at(5))?);
+            let requested = tx.requested_keys("pg")?;
+            assert_eq!(
+                requested[&("t".to_string(), "bob".to_string())].assignment_ids,
+                ["a1", "a2"]
+            );
+            Ok(())
+        })
     }
 
     /// Every insert, update and delete of a subject moves the directory generation, which
@@ -732,51 +726,47 @@ mod tests {
     #[test]
     fn every_change_of_a_subject_moves_the_directory_generation() -> Result<()> {
         use rolegate_core::directory::{Subject, SubjectKind};
-        let c = Connection::open_in_memory().map_err(db)?;
-        crate::sqlite::migrate(&c)?;
-        let conn = SqliteConnection(&c);
-        let mut tx = SqlTx::new(&conn);
-        let mut alice = Subject {
-            id: "s-alice".into(),
-            external_id: None,
-            kind: SubjectKind::User,
-            display_name: "Alice".into(),
-            principal_name: Some("alice@example.test".into()),
-            email: None,
-            active: true,
-        };
-        let before = tx.directory_generation()?;
-        tx.insert_subject(&alice, at(1))?;
-        let inserted = tx.directory_generation()?;
-        assert!(inserted > before);
-        alice.active = false;
-        tx.update_subject(&alice)?;
-        let updated = tx.directory_generation()?;
-        assert!(updated > inserted);
-        tx.delete_subject("s-alice")?;
-        assert!(tx.directory_generation()? > updated);
-        // Reads move nothing.
-        let now = tx.directory_generation()?;
-        tx.all_subjects()?;
-        assert_eq!(tx.directory_generation()?, now);
-        Ok(())
+        crate::sql::with_memory_tx(|mut tx| {
+            let mut alice = Subject {
+                id: "s-alice".into(),
+                external_id: None,
+                kind: SubjectKind::User,
+                display_name: "Alice".into(),
+                principal_name: Some("alice@example.test".into()),
+                email: None,
+                active: true,
+            };
+            let before = tx.directory_generation()?;
+            tx.insert_subject(&alice, at(1))?;
+            let inserted = tx.directory_generation()?;
+            assert!(inserted > before);
+            alice.active = false;
+            tx.update_subject(&alice)?;
+            let updated = tx.directory_generation()?;
+            assert!(updated > inserted);
+            tx.delete_subject("s-alice")?;
+            assert!(tx.directory_generation()? > updated);
+            // Reads move nothing.
+            let now = tx.directory_generation()?;
+            tx.all_subjects()?;
+            assert_eq!(tx.directory_generation()?, now);
+            Ok(())
+        })
     }
 
     /// A lease row is held by one owner until it runs out or is released.
     #[test]
     fn a_connector_lease_has_one_holder() -> Result<()> {
-        let c = Connection::open_in_memory().map_err(db)?;
-        crate::sqlite::migrate(&c)?;
-        let conn = SqliteConnection(&c);
-        let mut tx = SqlTx::new(&conn);
-        assert!(tx.claim_connector_lease("reconcile:pg", "A", at(0), at(60))?);
-        assert!(tx.claim_connector_lease("reconcile:pg", "A", at(1), at(61))?);
-        assert!(!tx.claim_connector_lease("reconcile:pg", "B", at(2), at(62))?);
-        assert!(tx.claim_connector_lease("reconcile:pg", "B", at(62), at(120))?);
-        tx.release_connector_lease("reconcile:pg", "A")?;
-        assert!(!tx.claim_connector_lease("reconcile:pg", "A", at(63), at(123))?);
-        tx.release_connector_lease("reconcile:pg", "B")?;
-        assert!(tx.claim_connector_lease("reconcile:pg", "A", at(64), at(124))?);
-        Ok(())
+        crate::sql::with_memory_tx(|mut tx| {
+            assert!(tx.claim_connector_lease("reconcile:pg", "A", at(0), at(60))?);
+            assert!(tx.claim_connector_lease("reconcile:pg", "A", at(1), at(61))?);
+            assert!(!tx.claim_connector_lease("reconcile:pg", "B", at(2), at(62))?);
+            assert!(tx.claim_connector_lease("reconcile:pg", "B", at(62), at(120))?);
+            tx.release_connector_lease("reconcile:pg", "A")?;
+            assert!(!tx.claim_connector_lease("reconcile:pg", "A", at(63), at(123))?);
+            tx.release_connector_lease("reconcile:pg", "B")?;
+            assert!(tx.claim_connector_lease("reconcile:pg", "A", at(64), at(124))?);
+            Ok(())
+        })
     }
 }

@@ -233,6 +233,15 @@ pub(crate) fn rewrite_placeholders(sql: &str, mut f: impl FnMut(usize, &mut Stri
     out
 }
 
+/// Runs `f` on a fresh, migrated in-memory SQLite database (the SQL modules' unit tests).
+#[cfg(test)]
+pub(super) fn with_memory_tx(f: impl FnOnce(tx::SqlTx<'_>) -> Result<()>) -> Result<()> {
+    let c = rusqlite::Connection::open_in_memory().map_err(crate::sqlite::db)?;
+    crate::sqlite::migrate(&c)?;
+    let conn = crate::sqlite::SqliteConnection(&c);
+    f(tx::SqlTx::new(&conn))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

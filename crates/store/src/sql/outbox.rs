@@ -188,8 +188,6 @@ impl Outbox for SqlTx<'_> {
 #[cfg(test)]
 mod outbox_tests {
     use super::*;
-    use crate::sqlite::{SqliteConnection, db};
-    use rusqlite::Connection;
 
     fn at(s: i64) -> Timestamp {
         Timestamp::from_second(1_700_000_000 + s).unwrap_or(Timestamp::UNIX_EPOCH)
@@ -199,74 +197,72 @@ mod outbox_tests {
     /// retries wait; rows of expired subscriptions are dropped.
     #[test]
     fn outbox_rows_are_leased_to_one_worker_at_a_time() -> Result<()> {
-        let c = Connection::open_in_memory().map_err(db)?;
-        crate::sqlite::migrate(&c)?;
-        let conn = SqliteConnection(&c);
-        let mut tx = SqlTx::new(&conn);
-        let sub = Subscription {
-            id: "s1".into(),
-            resource: "privilegedAccess/azureResources/roleAssignments".into(),
-            entity: NotifiedEntity::Assignment,
-            resource_id: None,
-            change_types: vec![ChangeType::Created],
-            notification_url: "https://example.com/hook".into(),
-            client_state: "k".into(),
-            expires_at: at(1000),
-            creator_id: "admin".into(),
-            created_at: at(0),
-        };
-        tx.insert_subscription(&sub)?;
-        tx.enqueue_notifications(
-            NotifiedEntity::Assignment,
-            "a1",
-            ChangeType::Created,
-            "r",
-            at(1),
-        )?;
-        // Not wanted: another change type, another entity.
-        tx.enqueue_notifications(
-            NotifiedEntity::Assignment,
-            "a1",
-            ChangeType::Updated,
-            "r",
-            at(1),
-        )?;
-        tx.enqueue_notifications(
-            NotifiedEntity::Request,
-            "q1",
-            ChangeType::Created,
-            "r",
-            at(1),
-        )?;
-        let got = tx.claim_deliveries("A", at(1), at(61), 10)?;
-        assert_eq!(got.len(), 1);
-        assert_eq!(got[0].entity_id, "a1");
-        assert_eq!(got[0].subscription, sub);
-        assert!(tx.claim_deliveries("B", at(2), at(62), 10)?.is_empty());
-        // A's lease ran out: B takes the row, and A can no longer settle it.
-        let again = tx.claim_deliveries("B", at(61), at(121), 10)?;
-        assert_eq!(again.len(), 1);
-        assert!(!tx.finish_delivery(&got[0].id, "A")?);
-        assert!(tx.retry_delivery(&got[0].id, "B", at(70))?);
-        assert!(tx.claim_deliveries("A", at(69), at(129), 10)?.is_empty());
-        let retried = tx.claim_deliveries("A", at(70), at(130), 10)?;
-        assert_eq!(retried.len(), 1);
-        assert_eq!(retried[0].attempts, 1);
-        assert_eq!(retried[0].first_due, at(1));
-        assert!(tx.finish_delivery(&retried[0].id, "A")?);
-        assert!(tx.claim_deliveries("A", at(999), at(1999), 10)?.is_empty());
-        // A row of a subscription that has expired is dropped, not delivered.
-        tx.enqueue_notifications(
-            NotifiedEntity::Assignment,
-            "a2",
-            ChangeType::Created,
-            "r",
-            at(5),
-        )?;
-        assert!(tx.claim_deliveries("A", at(1000), at(1060), 10)?.is_empty());
-        tx.renew_subscription("s1", at(5000))?;
-        assert!(tx.claim_deliveries("A", at(1000), at(1060), 10)?.is_empty());
-        Ok(())
+        crate::sql::with_memory_tx(|mut tx| {
+            let sub = Subscription {
+                id: "s1".into(),
+                resource: "privilegedAccess/azureResources/roleAssignments".into(),
+                entity: NotifiedEntity::Assignment,
+                resource_id: None,
+                change_types: vec![ChangeType::Created],
+                notification_url: "https://example.com/hook".into(),
+                client_state: "k".into(),
+                expires_at: at(1000),
+                creator_id: "admin".into(),
+                created_at: at(0),
+            };
+            tx.insert_subscription(&sub)?;
+            tx.enqueue_notifications(
+                NotifiedEntity::Assignment,
+                "a1",
+                ChangeType::Created,
+                "r",
+                at(1),
+            )?;
+            // Not wanted: another change type, another entity.
+            tx.enqueue_notifications(
+                NotifiedEntity::Assignment,
+                "a1",
+                ChangeType::Updated,
+                "r",
+                at(1),
+            )?;
+            tx.enqueue_notifications(
+                NotifiedEntity::Request,
+                "q1",
+                ChangeType::Created,
+                "r",
+                at(1),
+            )?;
+            let got = tx.claim_deliveries("A", at(1), at(61), 10)?;
+            assert_eq!(got.len(), 1);
+            assert_eq!(got[0].entity_id, "a1");
+            assert_eq!(got[0].subscription, sub);
+            assert!(tx.claim_deliveries("B", at(2), at(62), 10)?.is_empty());
+            // A's lease ran out: B takes the row, and A can no longer settle it.
+            let again = tx.claim_deliveries("B", at(61), at(121), 10)?;
+            assert_eq!(again.len(), 1);
+            assert!(!tx.finish_delivery(&got[0].id, "A")?);
+            assert!(tx.retry_delivery(&got[0].id, "B", at(70))?);
+            assert!(tx.claim_deliveries("A", at(69), at(129), 10)?.is_empty());
+            let retried = tx.claim_deliveries("A", at(70), at(130), 10)?;
+            assert_eq!(retried.len(), 1);
+            assert_eq!(retried[0].attempts, 1);
+            assert_eq!(retried[0].first_due, at(1));
+            assert!(tx.finish_delivery(&retried[0].id, "A")?);
+            assert!(tx.claim_deliveries("A", at(999), at(1999), 10)?.is_empty());
+            // A row of a subscription that has expired is dropped, not delivered.
+            tx.enqueue_notifications(
+                NotifiedEntity::Assignment,
+                "a2",
+                ChangeType::Created,
+                "r",
+                at(5),
+            )?;
+            assert!(tx.claim_deliveries("A", at(1000), at(1060), 10)?.is_empty());
+            tx.renew_subscription("s1", at(5000))?;
+            assert!(tx.claim_deliveries("A", at(1000), at(1060), 10)?.is_empty());
+            Ok(())
+        })
     }
 }
 
@@ -285,35 +281,33 @@ mod email_outbox_tests {
     /// retried row waits for its time and counts the attempt.
     #[test]
     fn email_rows_are_leased_to_one_worker_at_a_time() -> Result<()> {
-        let c = Connection::open_in_memory().map_err(db)?;
-        crate::sqlite::migrate(&c)?;
-        let conn = SqliteConnection(&c);
-        let mut tx = SqlTx::new(&conn);
-        let mail = Email {
-            id: "e1".into(),
-            request_id: "r1".into(),
-            assignment_id: None,
-            event: Event::ApprovalNeeded,
-            recipient_id: "u1".into(),
-            address: "bob@example.com".into(),
-            first_due: at(1),
-            attempts: 0,
-        };
-        tx.enqueue_email(&mail)?;
-        assert!(tx.claim_emails("A", at(0), at(60), 10)?.is_empty());
-        let got = tx.claim_emails("A", at(1), at(61), 10)?;
-        assert_eq!(got, vec![mail.clone()]);
-        assert!(tx.claim_emails("B", at(2), at(62), 10)?.is_empty());
-        assert!(!tx.finish_email("e1", "B")?);
-        assert!(tx.retry_email("e1", "A", at(70))?);
-        assert!(tx.claim_emails("B", at(69), at(129), 10)?.is_empty());
-        let retried = tx.claim_emails("B", at(70), at(130), 10)?;
-        assert_eq!(retried.len(), 1);
-        assert_eq!(retried[0].attempts, 1);
-        assert_eq!(retried[0].first_due, at(1));
-        assert!(tx.finish_email("e1", "B")?);
-        assert!(tx.claim_emails("A", at(999), at(1999), 10)?.is_empty());
-        Ok(())
+        crate::sql::with_memory_tx(|mut tx| {
+            let mail = Email {
+                id: "e1".into(),
+                request_id: "r1".into(),
+                assignment_id: None,
+                event: Event::ApprovalNeeded,
+                recipient_id: "u1".into(),
+                address: "bob@example.com".into(),
+                first_due: at(1),
+                attempts: 0,
+            };
+            tx.enqueue_email(&mail)?;
+            assert!(tx.claim_emails("A", at(0), at(60), 10)?.is_empty());
+            let got = tx.claim_emails("A", at(1), at(61), 10)?;
+            assert_eq!(got, vec![mail.clone()]);
+            assert!(tx.claim_emails("B", at(2), at(62), 10)?.is_empty());
+            assert!(!tx.finish_email("e1", "B")?);
+            assert!(tx.retry_email("e1", "A", at(70))?);
+            assert!(tx.claim_emails("B", at(69), at(129), 10)?.is_empty());
+            let retried = tx.claim_emails("B", at(70), at(130), 10)?;
+            assert_eq!(retried.len(), 1);
+            assert_eq!(retried[0].attempts, 1);
+            assert_eq!(retried[0].first_due, at(1));
+            assert!(tx.finish_email("e1", "B")?);
+            assert!(tx.claim_emails("A", at(999), at(1999), 10)?.is_empty());
+            Ok(())
+        })
     }
 
     #[test]

@@ -453,6 +453,25 @@ mod tests {
         }
     }
 
+    /// Serves `app` over plain TCP on a loopback port until the test ends; its address.
+    async fn plain_server(
+        app: Router,
+        idle_timeout: Duration,
+        max_connections: usize,
+    ) -> SocketAddr {
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        tokio::spawn(serve(
+            listener,
+            None,
+            app,
+            idle_timeout,
+            max_connections,
+            std::future::pending(),
+        ));
+        addr
+    }
+
     #[tokio::test]
     async fn a_slow_answer_keeps_its_connection_open_past_the_idle_timeout() {
         use tokio::io::{AsyncReadExt, AsyncWriteExt};
@@ -465,16 +484,7 @@ mod tests {
                 })
             }),
         );
-        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
-        let addr = listener.local_addr().unwrap();
-        tokio::spawn(serve(
-            listener,
-            None,
-            app,
-            Duration::from_millis(100),
-            16,
-            std::future::pending(),
-        ));
+        let addr = plain_server(app, Duration::from_millis(100), 16).await;
         let mut client = tokio::net::TcpStream::connect(addr).await.unwrap();
         client
             .write_all(b"GET /slow HTTP/1.1\r\nHost: a\r\nConnection: close\r\n\r\n")
@@ -493,16 +503,7 @@ mod tests {
     async fn over_the_connection_limit_a_client_waits_for_a_place() {
         use tokio::io::{AsyncReadExt, AsyncWriteExt};
         let app = Router::new().route("/", axum::routing::get(|| async { "hello" }));
-        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
-        let addr = listener.local_addr().unwrap();
-        tokio::spawn(serve(
-            listener,
-            None,
-            app,
-            Duration::from_secs(30),
-            2,
-            std::future::pending(),
-        ));
+        let addr = plain_server(app, Duration::from_secs(30), 2).await;
         let ask = |mut c: tokio::net::TcpStream| async move {
             c.write_all(b"GET / HTTP/1.1\r\nHost: a\r\nConnection: close\r\n\r\n")
                 .await

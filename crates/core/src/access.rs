@@ -761,22 +761,18 @@ impl AccessIndex {
     /// Every subject that is one of `groups` or belongs to one, directly or through nested
     /// groups, `groups` themselves included.
     pub fn members_of_any(&self, groups: &[String]) -> Vec<String> {
-        let wanted: std::collections::HashSet<u32> =
-            groups.iter().filter_map(|g| self.subjects.get(g)).collect();
-        let mut out: Vec<String> = Vec::new();
-        for (id, name) in self.subjects.names.iter().enumerate() {
-            let Ok(id) = u32::try_from(id) else { continue };
-            if self.closure(id).iter().any(|g| wanted.contains(g)) {
-                out.push(name.to_string());
-            }
-        }
+        let mut out: Vec<String> = self
+            .members_of_each(groups)
+            .into_values()
+            .flatten()
+            .collect();
         out.sort();
+        out.dedup();
         out
     }
 
     /// For each of `groups`, every subject that belongs to it, directly or through nested
-    /// groups (the group itself included): [`AccessIndex::members_of_any`] for many groups
-    /// in one pass over the directory.
+    /// groups (the group itself included), in one pass over the directory.
     pub fn members_of_each(&self, groups: &[String]) -> HashMap<String, Vec<String>> {
         let wanted: HashMap<u32, &String> = groups
             .iter()

@@ -139,11 +139,11 @@ impl r2d2::ManageConnection for Connector {
                 })
             }
             Err(e) => {
+                // A server at its connection limit answered: the database is there, and
+                // requests wait for a busy connection rather than fail.
                 let at_limit = e.code() == Some(&SqlState::TOO_MANY_CONNECTIONS);
                 let why = db(e);
-                if !at_limit {
-                    self.refused.set(Some(why.clone()));
-                }
+                self.refused.set((!at_limit).then(|| why.clone()));
                 Err(why)
             }
         }

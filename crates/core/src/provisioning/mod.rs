@@ -310,19 +310,7 @@ pub fn rule_holders(
     index: &AccessIndex,
     at: Timestamp,
 ) -> Vec<RoleHolders> {
-    let queries: Vec<(&str, &str)> = rules
-        .iter()
-        .zip(anchors)
-        .filter_map(|(rule, anchor)| Some((anchor.as_deref()?, rule.role.template_id)))
-        .collect();
-    let mut answers = index.role_holders(&queries, at).into_iter();
-    anchors
-        .iter()
-        .map(|a| match a {
-            Some(_) => answers.next().unwrap_or_default(),
-            None => RoleHolders::default(),
-        })
-        .collect()
+    rule_holders_since(rules, anchors, index, at, &mut KeptHolders::default()).0
 }
 
 /// Each rule's holders as an earlier call of [`rule_holders_since`] found them, with where

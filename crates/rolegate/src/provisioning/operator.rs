@@ -139,7 +139,8 @@ async fn grant_rows(p: &Arc<Provisioning>, link: &Arc<Link>) -> Result<Vec<Value
             let now = q.state.clock.now();
             let directory =
                 super::planner::Directory::current(tx, &q, std::iter::once(l.as_ref()))?;
-            let desired = desired_state(tx, &q, &l, &directory, now)?.desired;
+            let anchors = super::planner::rule_anchors(tx, &l)?;
+            let desired = desired_state(&q, &l, &directory, &anchors, now)?.desired;
             let name = &l.config.name;
             Ok((
                 desired,

@@ -146,7 +146,8 @@ fn pass(p: &Provisioning) -> Result<PassOutcome> {
                         until
                     }
                     None => {
-                        let planned = plan_link(tx, p, link, &directory, now, ctx.new_id)?;
+                        let planned =
+                            plan_link(tx, p, link, &directory, &inputs.anchors, now, ctx.new_id)?;
                         out.written.push(planned.written);
                         out.settled.push((
                             Arc::clone(link),
@@ -272,11 +273,13 @@ pub(super) struct Planned {
 /// Plans one connector at `now` inside the caller's write transaction: the items that bring
 /// its requested state to its desired state, and the subjects that became unmapped. The
 /// reconciler plans first too, so that what planning would do is never taken for drift.
+/// `anchors` are its rules' ([`rule_anchors`]).
 pub(super) fn plan_link(
     tx: &mut dyn Tx,
     p: &Provisioning,
     link: &Link,
     directory: &Directory,
+    anchors: &[Option<String>],
     now: jiff::Timestamp,
     new_id: &dyn Fn() -> String,
 ) -> Result<Planned> {
@@ -284,7 +287,7 @@ pub(super) fn plan_link(
         desired,
         next_instant,
         upcoming,
-    } = desired_state(tx, p, link, directory, now)?;
+    } = desired_state(p, link, directory, anchors, now)?;
     let name = &link.config.name;
     let mut requested = tx.requested_keys(name)?;
     // Principals never touched: neither granted nor revoked, whatever maps to them.
@@ -396,14 +399,13 @@ pub(super) struct SeenAssignments {
 /// transaction has caught up with the committed database, and the next instant it may
 /// change without a write.
 pub(super) fn desired_state(
-    tx: &mut dyn ReadTx,
     p: &Provisioning,
     link: &Link,
     directory: &Directory,
+    anchors: &[Option<String>],
     now: jiff::Timestamp,
 ) -> Result<DesiredState> {
     let c = &link.config;
-    let anchors = rule_anchors(tx, link)?;
     let finish = |v: &str| c.kind.principal(v);
     let extension =
         |s: &Subject, schema: &str, attribute: &str| directory.extension(&s.id, schema, attribute);
@@ -426,7 +428,7 @@ pub(super) fn desired_state(
             .kept_holders
             .lock()
             .map_err(|_| DomainError::internal("planner state lock poisoned"))?;
-        provisioning::rule_holders_since(&c.rules, &anchors, &index, now, &mut kept)
+        provisioning::rule_holders_since(&c.rules, anchors, &index, now, &mut kept)
     };
     tracing::trace!(connector = %c.name, recomputed, rules = c.rules.len(), "rule holders");
     let mut desired = provisioning::desired_from(

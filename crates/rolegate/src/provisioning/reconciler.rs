@@ -192,7 +192,8 @@ fn compare(
     // Plan first: a change not planned yet gets its own item (and is then settling), not a
     // "missing" or "stale" finding.
     let directory = super::planner::Directory::current(tx, p, std::iter::once(link))?;
-    let desired = plan_link(tx, p, link, &directory, now, new_id)?.desired;
+    let anchors = super::planner::rule_anchors(tx, link)?;
+    let desired = plan_link(tx, p, link, &directory, &anchors, now, new_id)?.desired;
     // Principals compare as the kind compares them (an LDAP DN in any spelling).
     let same = |principal: &str| c.kind.comparable_principal(principal);
     let desired_keys: BTreeMap<(String, String), (String, String)> = desired

@@ -918,6 +918,24 @@ fn a_relay_that_sends_data_before_the_tls_handshake_gets_nothing() {
 }
 
 #[test]
+fn a_sender_no_message_can_carry_stops_the_server_at_start() {
+    // The directory would accept this address; the message builder would not, so no
+    // e-mail could ever be sent: the server refuses to start and says why.
+    let stderr = crate::harness::refused_start(
+        &[
+            "--auth-hs256-secret",
+            crate::harness::SECRET,
+            "--smtp-url",
+            "smtp://127.0.0.1:2525",
+            "--smtp-from",
+            "pim..team@rolegate.test",
+        ],
+        &[],
+    );
+    assert!(stderr.contains("--smtp-from"), "{stderr}");
+}
+
+#[test]
 fn smtps_speaks_tls_from_the_first_byte() {
     let (sink, url) = Sink::start_with(SinkRules {
         auth: Some(("LOGIN", "pim", "implicit")),

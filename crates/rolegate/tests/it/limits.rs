@@ -234,11 +234,12 @@ fn connections_without_a_complete_request_are_closed() {
 #[test]
 fn bad_limit_settings_stop_the_server_with_a_clear_message() {
     let auth = ["--auth-hs256-secret", crate::harness::SECRET];
-    let cases: [(&[&str], &str); 3] = [
+    let cases: [(&[&str], &str); 4] = [
         (
             &["--trusted-proxy", "proxy.example"],
             "`proxy.example` is not an IP address",
         ),
+        (&["--max-connections", "0"], "--max-connections"),
         (
             &["--trusted-proxy", "10.0.0.0/40"],
             "the prefix length must be 0 to 32",

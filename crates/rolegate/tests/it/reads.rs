@@ -998,6 +998,23 @@ fn single_valued_navigations() {
         ));
         assert_eq!(r.status, 404, "{}", r.text);
         assert!(r.json["error"]["code"].is_string());
+        // The same navigations expanded on a list (a page's related entities are loaded
+        // together): the active row links its eligibility, every row its role setting.
+        let r = w.get(&format!(
+            "{prefix}/roleAssignments?$filter={}&$expand={}",
+            enc(&format!("subjectId eq '{user}'")),
+            enc("linkedEligibleRoleAssignment,roleDefinition($expand=roleSetting)")
+        ));
+        assert_eq!(r.status, 200, "{}", r.text);
+        let rows = r.json["value"].as_array().cloned().unwrap_or_default();
+        let by_id = |id: &str| rows.iter().find(|a| a["id"] == id).cloned();
+        let active_row = by_id(&active).unwrap_or_else(|| panic!("{}", r.text));
+        assert_eq!(active_row["linkedEligibleRoleAssignment"], elig, "{prefix}");
+        let eligible_row = by_id(&eligible).unwrap_or_else(|| panic!("{}", r.text));
+        assert_eq!(eligible_row["linkedEligibleRoleAssignment"], Value::Null);
+        for row in [&active_row, &eligible_row] {
+            assert_eq!(row["roleDefinition"]["roleSetting"], setting, "{prefix}");
+        }
     }
     // $select on a navigation target.
     let r = w.get(&format!(

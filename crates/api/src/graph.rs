@@ -510,8 +510,13 @@ pub async fn register(
     let display_name = body.opt_str("displayName")?;
     let parent = body.opt_str("parentExternalId")?;
     s.write(c, rid, Operation::register_resource(), move |tx, ctx| {
-        let (_, changes) =
-            operation::resource::register(tx, ctx, &external_id, display_name, parent.as_deref())?;
+        let (_, changes) = operation::resource::register(
+            tx,
+            ctx,
+            &external_id,
+            display_name.clone(),
+            parent.as_deref(),
+        )?;
         Ok(((), changes))
     })
     .await?;
@@ -588,7 +593,8 @@ pub async fn patch_role_setting(
                     format!("role setting `{id}` does not exist on resource `{r}`"),
                 ));
             }
-            operation::role::update_role_setting(tx, ctx, &id, patch).map(|_| ((), Vec::new()))
+            operation::role::update_role_setting(tx, ctx, &id, patch.clone())
+                .map(|_| ((), Vec::new()))
         },
     )
     .await?;
@@ -698,20 +704,11 @@ pub async fn create_request(
     provider(&p)?;
     let new = new_request(&body, p.get("rid").map(String::as_str))?;
     let base = base_url(&h);
-    let caller = c.clone();
-    let state_ref = Arc::clone(&s);
     let op = Operation::create_request(&new);
     let body = s
         .write(c, rid, op, move |tx, ctx| {
-            let out = operation::request::submit(tx, ctx, new)?;
-            let json = request_json(
-                &base,
-                &out.request,
-                ctx.now,
-                &caller,
-                &state_ref.access_view(),
-                tx,
-            )?;
+            let out = operation::request::submit(tx, ctx, new.clone())?;
+            let json = request_json(&base, &out.request, ctx.now, ctx.caller, ctx.access, tx)?;
             Ok((json, out.changes))
         })
         .await?;
@@ -766,19 +763,10 @@ pub async fn update_request(
     let id = p.get("id").cloned().unwrap_or_default();
     let input = decision_input(&body)?;
     let base = base_url(&h);
-    let caller = c.clone();
-    let state_ref = Arc::clone(&s);
     let body = s
         .write(c, rid, Operation::decide_request(&id), move |tx, ctx| {
             let out = operation::request::decide(tx, ctx, &id, &input)?;
-            let json = request_json(
-                &base,
-                &out.request,
-                ctx.now,
-                &caller,
-                &state_ref.access_view(),
-                tx,
-            )?;
+            let json = request_json(&base, &out.request, ctx.now, ctx.caller, ctx.access, tx)?;
             Ok((json, out.changes))
         })
         .await?;

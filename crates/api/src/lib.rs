@@ -9,6 +9,7 @@ pub mod discovery;
 pub mod error;
 pub mod extract;
 pub mod graph;
+pub mod group_commit;
 pub mod limits;
 pub mod metrics;
 pub mod oidc;

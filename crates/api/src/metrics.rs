@@ -73,6 +73,16 @@ pub fn record_authzen(endpoint: AuthzenEndpoint, permitted: Option<bool>) {
     }
 }
 
+/// Group commit: transactions committed, writes they carried, writes run again.
+static BATCHES: [AtomicU64; 3] = [const { AtomicU64::new(0) }; 3];
+
+/// Counts one committed batch of `writes` writes, `reruns` of which must run again.
+pub fn record_batch(writes: usize, reruns: usize) {
+    BATCHES[0].fetch_add(1, Ordering::Relaxed);
+    BATCHES[1].fetch_add(writes as u64, Ordering::Relaxed);
+    BATCHES[2].fetch_add(reruns as u64, Ordering::Relaxed);
+}
+
 /// The exposition text, with `assignments` live assignments in the access index.
 pub fn render(assignments: usize) -> String {
     let mut out = String::new();
@@ -121,6 +131,26 @@ pub fn render(assignments: usize) -> String {
                 ));
             }
         }
+    }
+    for (i, (name, help)) in [
+        (
+            "rolegate_write_batches_total",
+            "Write transactions committed for handlers' writes (group commit).",
+        ),
+        (
+            "rolegate_batched_writes_total",
+            "Handlers' writes run in those transactions (refusals included).",
+        ),
+        (
+            "rolegate_write_reruns_total",
+            "Writes run again in the next batch: the batch had changed what they read.",
+        ),
+    ]
+    .into_iter()
+    .enumerate()
+    {
+        out.push_str(&format!("# HELP {name} {help}\n# TYPE {name} counter\n"));
+        out.push_str(&format!("{name} {}\n", BATCHES[i].load(Ordering::Relaxed)));
     }
     out.push_str(
         "# HELP rolegate_access_index_assignments Live assignments held in the access index.\n",

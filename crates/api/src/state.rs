@@ -1,7 +1,8 @@
 //! Shared server state: the store, the access index, the clock and the authenticator, and
-//! the two ways handlers reach the store — a read transaction, or a serialised write
-//! transaction whose committed changes are applied to the access index before the
-//! response is sent (so a revocation is enforced by the time it is acknowledged).
+//! the two ways handlers reach the store — a read transaction, or a write committed with
+//! the writes that arrive with it ([`crate::group_commit`]), whose changes are applied to
+//! the access index before the response is sent (so a revocation is enforced by the time
+//! it is acknowledged).
 
 use crate::auth::Authenticator;
 use crate::error::ApiError;
@@ -22,6 +23,8 @@ pub struct AppState {
     access_log: Mutex<AccessLogPosition>,
     /// Serialises write transactions with their index updates.
     write_order: Mutex<()>,
+    /// Handlers' writes waiting for their batch (group commit).
+    pub(crate) writes: crate::group_commit::WriteQueue,
     /// The clock.
     pub clock: Arc<dyn Clock>,
     /// Token verification and tenant administrators.
@@ -109,6 +112,7 @@ impl AppState {
             access: RwLock::new(index),
             access_log: Mutex::new(AccessLogPosition { seq, at: now }),
             write_order: Mutex::new(()),
+            writes: crate::group_commit::WriteQueue::default(),
             clock,
             auth,
             scim_token: None,
@@ -215,7 +219,7 @@ impl AppState {
     /// seen to the index, so a decision here reflects every change committed anywhere
     /// before this transaction began. A node that fell too far behind rebuilds its index.
     /// Does nothing on a store of its own (every change went through this process).
-    fn catch_up(&self, tx: &mut dyn ReadTx) -> Result<()> {
+    pub(crate) fn catch_up(&self, tx: &mut dyn ReadTx) -> Result<()> {
         if !self.store.shared() {
             return Ok(());
         }
@@ -278,18 +282,42 @@ impl AppState {
         store::write(self.store.as_ref(), |tx| tx.prune_access_log(before))
     }
 
-    /// Runs `f` in a write transaction on a blocking thread, then applies the access
-    /// changes it returns to the index, before any other write can commit. A refused write
-    /// (any 4xx) is rolled back and leaves one `failure` audit record for `op`.
-    pub async fn write<T: Send + 'static>(
+    /// Runs `f` in a write transaction, committed together with the writes other handlers
+    /// submit meanwhile (group commit, [`crate::group_commit`]), then applies the access
+    /// changes it returns to the index; answers once all that is done. A refused write (any
+    /// 4xx but 409) is undone and leaves one `failure` audit record for `op`. `f` may run
+    /// more than once (when the batch's earlier writes changed what it read from the
+    /// index); only its last run is kept.
+    pub async fn write<T, F>(
         self: &Arc<Self>,
         caller: Caller,
         correlation_id: String,
         op: Operation,
-        f: impl FnOnce(&mut dyn Tx, &OpContext) -> Result<(T, Vec<AccessChange>)> + Send + 'static,
-    ) -> Result<T, ApiError> {
-        let state = Arc::clone(self);
-        blocking(move || state.write_ordered(&caller, &correlation_id, Some(op), true, f)).await
+        f: F,
+    ) -> Result<T, ApiError>
+    where
+        T: Send + 'static,
+        F: FnMut(&mut dyn Tx, &OpContext) -> Result<(T, Vec<AccessChange>)> + Send + 'static,
+    {
+        let (reply, answer) = tokio::sync::oneshot::channel();
+        let job = crate::group_commit::Job {
+            caller,
+            correlation_id,
+            op,
+            f,
+            value: None,
+            reply,
+        };
+        if self.writes.push(Box::new(job)) {
+            let state = Arc::clone(self);
+            tokio::task::spawn_blocking(move || crate::group_commit::drain(&state));
+        }
+        match answer.await {
+            Ok(r) => r.map_err(ApiError::from),
+            Err(_) => {
+                Err(DomainError::internal("the write was dropped before it was answered").into())
+            }
+        }
     }
 
     /// A system job's write (the background scheduler's): runs `f` as `caller` in a write
@@ -304,7 +332,7 @@ impl AppState {
         correlation_id: &str,
         f: impl FnOnce(&mut dyn Tx, &OpContext) -> Result<(T, Vec<AccessChange>)>,
     ) -> Result<T> {
-        self.write_ordered(caller, correlation_id, None, true, f)
+        self.write_ordered(caller, correlation_id, true, f)
     }
 
     /// [`AppState::write_as_system`] without signalling [`AppState::committed`]: for the
@@ -315,23 +343,26 @@ impl AppState {
         correlation_id: &str,
         f: impl FnOnce(&mut dyn Tx, &OpContext) -> Result<(T, Vec<AccessChange>)>,
     ) -> Result<T> {
-        self.write_ordered(caller, correlation_id, None, false, f)
+        self.write_ordered(caller, correlation_id, false, f)
     }
 
-    /// The one write path: under the write lock, commit `f`, then patch the index, then
-    /// (with `signal`) wake whoever waits on [`AppState::committed`]. With `refusal`, a 4xx
-    /// failure leaves a `failure` audit record.
+    /// The write lock: held while a transaction commits and its changes reach the index.
+    /// A panic under it leaves nothing half-written (the transaction rolled back while
+    /// unwinding), so a poisoned lock is safe to take over.
+    pub(crate) fn write_order(&self) -> std::sync::MutexGuard<'_, ()> {
+        self.write_order.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// A system write: under the write lock, commit `f`, then patch the index, then (with
+    /// `signal`) wake whoever waits on [`AppState::committed`].
     fn write_ordered<T>(
         &self,
         caller: &Caller,
         correlation_id: &str,
-        refusal: Option<Operation>,
         signal: bool,
         f: impl FnOnce(&mut dyn Tx, &OpContext) -> Result<(T, Vec<AccessChange>)>,
     ) -> Result<T> {
-        // A panic under this lock leaves nothing half-written (the transaction rolled
-        // back while unwinding), so a poisoned lock is safe to take over.
-        let _order = self.write_order.lock().unwrap_or_else(|e| e.into_inner());
+        let _order = self.write_order();
         let new_id = || uuid::Uuid::new_v4().to_string();
         let view = self.access_view();
         let ctx = OpContext {
@@ -343,7 +374,7 @@ impl AppState {
             mail: self.mail.as_ref(),
         };
         let shared = self.store.shared();
-        let outcome = store::write(self.store.as_ref(), |tx| {
+        let (value, changes, seq) = store::write(self.store.as_ref(), |tx| {
             // On a shared store the transaction holds the cluster's write lock: catch up
             // first, so `f` decides on every change committed before it, then log its own.
             self.catch_up(tx)?;
@@ -354,46 +385,43 @@ impl AppState {
                 None
             };
             Ok((value, changes, seq))
-        });
-        let (value, changes, seq) = match outcome {
-            Ok(done) => done,
-            Err(e) => {
-                let status = e.code.status();
-                if let Some(op) = refusal
-                    && (400..500).contains(&status)
-                    && status != 409
-                {
-                    let record = op.refusal(&ctx, &e);
-                    if let Err(audit) =
-                        store::write(self.store.as_ref(), |tx| tx.append_audit(&record))
-                    {
-                        tracing::warn!(error = %audit, "could not audit a refused write");
-                    }
-                }
-                return Err(e);
-            }
-        };
-        if !changes.is_empty() {
-            let mut position = self
-                .access_log
-                .lock()
-                .map_err(|_| DomainError::internal("access log position lock poisoned"))?;
+        })?;
+        self.apply_committed(std::iter::once((changes.as_slice(), seq)))?;
+        if signal {
+            self.committed.notify_one();
+        }
+        Ok(value)
+    }
+
+    /// Applies committed writes' access changes to the index, in commit order, each with
+    /// its access-log position on a shared store. Call it under the write lock.
+    pub(crate) fn apply_committed<'c>(
+        &self,
+        writes: impl IntoIterator<Item = (&'c [AccessChange], Option<i64>)>,
+    ) -> Result<()> {
+        let mut writes = writes.into_iter().filter(|(c, _)| !c.is_empty()).peekable();
+        if writes.peek().is_none() {
+            return Ok(());
+        }
+        let mut position = self
+            .access_log
+            .lock()
+            .map_err(|_| DomainError::internal("access log position lock poisoned"))?;
+        let mut index = self
+            .access
+            .write()
+            .map_err(|_| DomainError::internal("access index lock poisoned"))?;
+        for (changes, seq) in writes {
             // A read that caught up after this commit has applied these changes already
             // (with any later ones): apply them only when it has not.
             if seq.is_none_or(|seq| seq > position.seq) {
-                self.access
-                    .write()
-                    .map_err(|_| DomainError::internal("access index lock poisoned"))?
-                    .apply(&changes);
+                index.apply(changes);
                 if let Some(seq) = seq {
                     position.seq = seq;
                 }
             }
         }
-        if signal {
-            self.committed.notify_one();
-        }
-        Ok(value)
+        Ok(())
     }
 }
 
@@ -455,7 +483,11 @@ impl Operation {
         self
     }
 
-    fn refusal(&self, ctx: &OpContext, e: &DomainError) -> rolegate_core::audit::AuditRecord {
+    pub(crate) fn refusal(
+        &self,
+        ctx: &OpContext,
+        e: &DomainError,
+    ) -> rolegate_core::audit::AuditRecord {
         rolegate_core::audit::refusal(ctx, self.category, self.activity, e, self.about.clone())
     }
 }

@@ -71,7 +71,7 @@ async fn refuse(
 ) -> crate::error::ApiError {
     match s
         .write(caller, rid, op, move |_, _| {
-            Err::<((), Vec<AccessChange>), _>(e)
+            Err::<((), Vec<AccessChange>), _>(e.clone())
         })
         .await
     {
@@ -115,7 +115,7 @@ pub async fn create(
     let sub = s
         .write(c, rid, op.about(about(&sub.id)), move |tx, ctx| {
             operation::subscription::create(tx, ctx, &sub)?;
-            Ok((sub, Vec::new()))
+            Ok((sub.clone(), Vec::new()))
         })
         .await?;
     let mut v = render(&sub, &viewer);

@@ -25,6 +25,7 @@ pub mod notification;
 pub mod odata;
 pub mod operation;
 pub mod overview;
+pub mod pending_access;
 pub mod permissions;
 pub mod policy;
 pub mod provisioning;

@@ -625,9 +625,19 @@ impl<
 {
 }
 
+/// Nesting inside a write transaction: the writes a batch commits together (group commit)
+/// each run in a savepoint, so one that fails is undone alone.
+pub trait Savepoints {
+    /// Runs `f` in a savepoint of this transaction: what it wrote is kept when it returns
+    /// `Ok` and undone when it returns `Err` (the inner result); the transaction stays open
+    /// either way. The outer `Err` means the transaction itself failed: roll it back.
+    fn savepoint(&mut self, f: &mut dyn FnMut(&mut dyn Tx) -> Result<()>) -> Result<Result<()>>;
+}
+
 /// A write transaction: every read and every write.
 pub trait Tx:
     ReadTx
+    + Savepoints
     + DirectoryWrite
     + CatalogWrite
     + AssignmentWrite
@@ -645,6 +655,7 @@ pub trait Tx:
 impl<
     T: ?Sized
         + ReadTx
+        + Savepoints
         + DirectoryWrite
         + CatalogWrite
         + AssignmentWrite

@@ -363,7 +363,7 @@ pub async fn submit_request(
             visit.request_id.clone(),
             op,
             move |tx, ctx| {
-                let out = operation::request::submit(tx, ctx, new)?;
+                let out = operation::request::submit(tx, ctx, new.clone())?;
                 Ok((out.request, out.changes))
             },
         )

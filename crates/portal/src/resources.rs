@@ -273,7 +273,7 @@ pub async fn register(
             Operation::register_resource(),
             move |tx, ctx| {
                 let (_, changes) =
-                    operation::resource::register(tx, ctx, &arm, name, parent.as_deref())?;
+                    operation::resource::register(tx, ctx, &arm, name.clone(), parent.as_deref())?;
                 Ok(((), changes))
             },
         )

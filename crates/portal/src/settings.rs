@@ -528,7 +528,8 @@ pub async fn save(
             visit.request_id.clone(),
             Operation::update_role_setting(&id),
             move |tx, ctx| {
-                operation::role::update_role_setting(tx, ctx, &id, patch).map(|_| ((), Vec::new()))
+                operation::role::update_role_setting(tx, ctx, &id, patch.clone())
+                    .map(|_| ((), Vec::new()))
             },
         )
         .await;

@@ -21,6 +21,8 @@ mod durability;
 mod email;
 #[path = "it/fixture.rs"]
 mod fixture;
+#[path = "it/group_commit.rs"]
+mod group_commit;
 #[path = "it/harness.rs"]
 mod harness;
 #[path = "it/lifecycle.rs"]

@@ -16,6 +16,7 @@ mod copy;
 mod durability;
 mod email;
 mod fixture;
+mod group_commit;
 mod harness;
 mod lifecycle;
 mod limits;

@@ -46,6 +46,18 @@ impl<'c> SqlTx<'c> {
     }
 }
 
+impl Savepoints for SqlTx<'_> {
+    fn savepoint(&mut self, f: &mut dyn FnMut(&mut dyn Tx) -> Result<()>) -> Result<Result<()>> {
+        self.c.execute("SAVEPOINT batched_write", &[])?;
+        let outcome = f(self);
+        if outcome.is_err() {
+            self.c.execute("ROLLBACK TO SAVEPOINT batched_write", &[])?;
+        }
+        self.c.execute("RELEASE SAVEPOINT batched_write", &[])?;
+        Ok(outcome)
+    }
+}
+
 /// Where a collection keeps the columns that restrictions refer to.
 pub(super) struct Shape {
     from: &'static str,

@@ -1,0 +1,417 @@
+//! Group commit (issue 14): the writes handlers submit at the same time share one database
+//! transaction, so one durable commit (one fsync on SQLite, one round of WAL flush on
+//! PostgreSQL) acknowledges them all.
+//!
+//! A handler queues its write and waits. The first write to find the queue idle starts a
+//! drain on a blocking thread, which takes every queued write (at most [`MAX_BATCH`]) and
+//! runs them in one write transaction, in arrival order, each in a savepoint of its own:
+//! each keeps its own checks and its own answer, and one that fails is undone alone (its
+//! refusal audited as before). Then the transaction commits, the access changes are applied
+//! to the index in the same order, and only then does each handler get its answer, so
+//! nothing is acknowledged before it is durable and a failed commit acknowledges nothing.
+//! Writes that arrive meanwhile queue for the next batch, so the batch grows exactly as fast
+//! as commits are slow. The audit chain stays linear: the records are appended in one
+//! transaction, in order.
+//!
+//! Each write is decided on the index as last committed plus the store as its batch has
+//! left it. [`BatchView`] notices when the batch's earlier writes could have changed an
+//! answer of the index (a second activation by the same person, a group change, a new
+//! resource): that write is undone and runs again first in the next batch, where nothing is
+//! pending. Writes are therefore `FnMut`: a write may run more than once, and only its last
+//! run is kept.
+
+use crate::state::{AppState, Operation};
+use rolegate_core::access::{AccessChange, Caller, OpContext};
+use rolegate_core::error::{DomainError, Result};
+use rolegate_core::pending_access::{BatchView, PendingAccess};
+use rolegate_core::store::{self, Tx};
+use std::collections::VecDeque;
+use std::panic::{AssertUnwindSafe, catch_unwind};
+use std::sync::{Arc, Mutex};
+
+/// At most this many writes share a transaction (a bound on how long one commit holds the
+/// write lock and on the memory of its pending answers).
+pub const MAX_BATCH: usize = 128;
+
+/// What a batch gives each of its writes besides the write's own caller and request id.
+pub(crate) struct Env<'a> {
+    /// The index as the write may read it.
+    pub(crate) access: &'a BatchView<'a>,
+    /// The time the write runs at.
+    pub(crate) now: jiff::Timestamp,
+    /// Makes fresh GUIDs.
+    pub(crate) new_id: &'a dyn Fn() -> String,
+    /// E-mail notifications, when on.
+    pub(crate) mail: Option<&'a rolegate_core::email::MailPolicy>,
+}
+
+/// A queued write, its value kept until the batch commits.
+pub(crate) trait QueuedWrite: Send {
+    /// Runs the write in `tx`; keeps its value and returns its access changes.
+    fn run(&mut self, tx: &mut dyn Tx, env: &Env) -> Result<Vec<AccessChange>>;
+    /// The audit record of refusing the write with `e`.
+    fn refusal(&self, env: &Env, e: &DomainError) -> rolegate_core::audit::AuditRecord;
+    /// Answers the waiting handler: the kept value when `outcome` is `Ok`.
+    fn answer(self: Box<Self>, outcome: Result<()>);
+}
+
+/// A handler's write: its closure, the value of its last run, and where to answer.
+pub(crate) struct Job<T, F> {
+    pub(crate) caller: Caller,
+    pub(crate) correlation_id: String,
+    pub(crate) op: Operation,
+    pub(crate) f: F,
+    pub(crate) value: Option<T>,
+    pub(crate) reply: tokio::sync::oneshot::Sender<Result<T>>,
+}
+
+impl<T, F> Job<T, F> {
+    fn context<'a>(&'a self, env: &'a Env) -> OpContext<'a> {
+        context(&self.caller, &self.correlation_id, env)
+    }
+}
+
+fn context<'a>(caller: &'a Caller, correlation_id: &'a str, env: &'a Env) -> OpContext<'a> {
+    OpContext {
+        caller,
+        access: env.access,
+        now: env.now,
+        correlation_id,
+        new_id: env.new_id,
+        mail: env.mail,
+    }
+}
+
+impl<T, F> QueuedWrite for Job<T, F>
+where
+    T: Send,
+    F: FnMut(&mut dyn Tx, &OpContext) -> Result<(T, Vec<AccessChange>)> + Send,
+{
+    fn run(&mut self, tx: &mut dyn Tx, env: &Env) -> Result<Vec<AccessChange>> {
+        self.value = None;
+        let ctx = context(&self.caller, &self.correlation_id, env);
+        let (value, changes) = (self.f)(tx, &ctx)?;
+        self.value = Some(value);
+        Ok(changes)
+    }
+
+    fn refusal(&self, env: &Env, e: &DomainError) -> rolegate_core::audit::AuditRecord {
+        self.op.refusal(&self.context(env), e)
+    }
+
+    fn answer(self: Box<Self>, outcome: Result<()>) {
+        let Job { value, reply, .. } = *self;
+        let answer = outcome.and_then(|()| {
+            value.ok_or_else(|| DomainError::internal("a committed write kept no value"))
+        });
+        // The handler may have gone (its client disconnected): the write stands all the same.
+        let _ = reply.send(answer);
+    }
+}
+
+/// The writes waiting for a batch.
+#[derive(Default)]
+pub(crate) struct WriteQueue {
+    inner: Mutex<Waiting>,
+}
+
+#[derive(Default)]
+struct Waiting {
+    writes: VecDeque<Box<dyn QueuedWrite>>,
+    /// A drain is running (it takes whatever is queued before it stops).
+    draining: bool,
+}
+
+impl WriteQueue {
+    /// Queues `write`; true when the caller must start a drain.
+    pub(crate) fn push(&self, write: Box<dyn QueuedWrite>) -> bool {
+        let mut w = self.inner.lock().unwrap_or_else(|e| e.into_inner());
+        w.writes.push_back(write);
+        !std::mem::replace(&mut w.draining, true)
+    }
+
+    /// The next batch, or `None` (and the drain ends) when nothing waits.
+    fn next_batch(&self) -> Option<VecDeque<Box<dyn QueuedWrite>>> {
+        let mut w = self.inner.lock().unwrap_or_else(|e| e.into_inner());
+        if w.writes.is_empty() {
+            w.draining = false;
+            return None;
+        }
+        let n = w.writes.len().min(MAX_BATCH);
+        Some(w.writes.drain(..n).collect())
+    }
+
+    /// Puts writes that must run again at the head of the queue, in their order.
+    fn requeue(&self, writes: Vec<Box<dyn QueuedWrite>>) {
+        let mut w = self.inner.lock().unwrap_or_else(|e| e.into_inner());
+        for write in writes.into_iter().rev() {
+            w.writes.push_front(write);
+        }
+    }
+}
+
+/// Runs batches until the queue is empty. Blocks: runs on a blocking thread.
+pub(crate) fn drain(state: &Arc<AppState>) {
+    while let Some(batch) = state.writes.next_batch() {
+        let again = run_batch(state, batch);
+        state.writes.requeue(again);
+    }
+}
+
+/// How one write of a batch ended inside the transaction.
+enum Ran {
+    /// Done: its changes and, on a shared store, their access-log position.
+    Done(Vec<AccessChange>, Option<i64>),
+    /// Refused or failed, and undone; the refusal (if any) is audited in the batch.
+    Failed(DomainError),
+}
+
+/// Runs one batch in one transaction and answers its writes; returns the writes that must
+/// run again (they read an index the batch's earlier writes had changed).
+fn run_batch(
+    state: &AppState,
+    mut batch: VecDeque<Box<dyn QueuedWrite>>,
+) -> Vec<Box<dyn QueuedWrite>> {
+    let order = state.write_order();
+    let new_id = || uuid::Uuid::new_v4().to_string();
+    let committed = state.access_view();
+    let shared = state.store.shared();
+    let mut ran: Vec<(Box<dyn QueuedWrite>, Ran)> = Vec::with_capacity(batch.len());
+    let mut again = Vec::new();
+    let outcome = store::write(state.store.as_ref(), |tx| {
+        state.catch_up(tx)?;
+        let mut pending = PendingAccess::default();
+        while let Some(mut write) = batch.pop_front() {
+            let view = BatchView::new(&committed, &pending);
+            let env = Env {
+                access: &view,
+                now: state.clock.now(),
+                new_id: &new_id,
+                mail: state.mail.as_ref(),
+            };
+            let mut done = None;
+            let result = tx.savepoint(&mut |tx| {
+                let changes = catch_unwind(AssertUnwindSafe(|| write.run(tx, &env)))
+                    .unwrap_or_else(|_| Err(DomainError::internal("the write panicked")))?;
+                if view.is_stale() {
+                    return Err(DomainError::internal("stale"));
+                }
+                let seq = if shared && !changes.is_empty() {
+                    Some(tx.log_access_changes(&changes, env.now)?)
+                } else {
+                    None
+                };
+                done = Some((changes, seq));
+                Ok(())
+            })?;
+            if view.is_stale() {
+                again.push(write);
+                continue;
+            }
+            let outcome = match (result, done) {
+                (Ok(()), Some((changes, seq))) => {
+                    pending.add(&changes);
+                    Ran::Done(changes, seq)
+                }
+                (Ok(()), None) => Ran::Failed(DomainError::internal("a write kept no changes")),
+                (Err(e), _) => {
+                    if is_refusal(&e) {
+                        let record = write.refusal(&env, &e);
+                        if let Err(audit) = tx.savepoint(&mut |tx| tx.append_audit(&record))? {
+                            tracing::warn!(error = %audit, "could not audit a refused write");
+                        }
+                    }
+                    Ran::Failed(e)
+                }
+            };
+            ran.push((write, outcome));
+        }
+        Ok(())
+    });
+    match outcome {
+        Ok(()) => {
+            crate::metrics::record_batch(ran.len(), again.len());
+            let changes = ran.iter().filter_map(|(_, r)| match r {
+                Ran::Done(changes, seq) if !changes.is_empty() => Some((changes.as_slice(), *seq)),
+                _ => None,
+            });
+            if let Err(e) = state.apply_committed(changes) {
+                tracing::error!(error = %e, "could not apply committed access changes");
+            }
+            drop(order);
+            state.committed.notify_one();
+            for (write, r) in ran {
+                write.answer(match r {
+                    Ran::Done(..) => Ok(()),
+                    Ran::Failed(e) => Err(e),
+                });
+            }
+        }
+        Err(e) => {
+            drop(order);
+            // Nothing of the batch is durable: every write gets the failure, except a
+            // refusal, whose answer stands (only its audit record was lost with the batch).
+            for (write, r) in ran {
+                write.answer(Err(match r {
+                    Ran::Failed(refused) if is_refusal(&refused) => {
+                        tracing::warn!(error = %e, "could not audit a refused write");
+                        refused
+                    }
+                    _ => e.clone(),
+                }));
+            }
+            for write in batch.into_iter().chain(again.drain(..)) {
+                write.answer(Err(e.clone()));
+            }
+        }
+    }
+    again
+}
+
+/// Whether `e` refuses a write (a 4xx other than a lost race), which leaves an audit record.
+fn is_refusal(e: &DomainError) -> bool {
+    let status = e.code.status();
+    (400..500).contains(&status) && status != 409
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+    use super::*;
+    use rolegate_core::audit::{About, refusal};
+    use rolegate_store::{SqlStore, SqliteStore, Synchronous};
+    use tokio::sync::oneshot;
+
+    /// A state on a fresh SQLite file, and that store.
+    fn state() -> (AppState, Arc<SqliteStore>) {
+        let dir =
+            std::env::temp_dir().join(format!("rolegate-group-commit-{}", uuid::Uuid::new_v4()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let store = Arc::new(SqliteStore::open(&dir.join("t.db"), Synchronous::Normal).unwrap());
+        let auth = crate::auth::Authenticator::hs256(b"0123456789abcdef", None, None, []).unwrap();
+        let clock = Arc::new(rolegate_core::clock::SystemClock);
+        let state = AppState::new(store.clone(), clock, auth).unwrap();
+        (state, store)
+    }
+
+    type Answer<T> = oneshot::Receiver<Result<T>>;
+
+    /// A queued write named `name` running `f`.
+    fn job<T, F>(name: &'static str, f: F) -> (Box<dyn QueuedWrite>, Answer<T>)
+    where
+        T: Send + 'static,
+        F: FnMut(&mut dyn Tx, &OpContext) -> Result<(T, Vec<AccessChange>)> + Send + 'static,
+    {
+        let (reply, answer) = oneshot::channel();
+        let caller = Caller {
+            subject_id: format!("caller-{name}"),
+            display_name: name.into(),
+            principal_name: None,
+            is_tenant_admin: false,
+            mfa: false,
+        };
+        let job = Job {
+            caller,
+            correlation_id: format!("request-{name}"),
+            op: Operation::new("Test", "Refused write"),
+            f,
+            value: None,
+            reply,
+        };
+        (Box::new(job), answer)
+    }
+
+    /// Leaves an audit record whose activity is `name` (a database write to look for).
+    fn mark(tx: &mut dyn Tx, ctx: &OpContext, name: &str) -> Result<()> {
+        tx.append_audit(&refusal(
+            ctx,
+            "Test",
+            name,
+            &DomainError::bad_request("x"),
+            About::NOTHING,
+        ))
+    }
+
+    /// The activities of the audit log, in commit order.
+    fn activities(store: &SqliteStore) -> Vec<String> {
+        let mut out = Vec::new();
+        store
+            .read_sql(&mut |c| {
+                out.clear();
+                c.query_each(
+                    "SELECT activity FROM audit_log ORDER BY seq",
+                    &[],
+                    &mut |r| {
+                        out.push(r.get::<String>(0)?);
+                        Ok(())
+                    },
+                )
+            })
+            .unwrap();
+        out
+    }
+
+    #[test]
+    fn a_failing_write_is_undone_alone_and_its_neighbours_commit() {
+        let (state, store) = state();
+        let (a, answer_a) = job("A", |tx, ctx| Ok((mark(tx, ctx, "A")?, Vec::new())));
+        let (b, answer_b) = job("B", |tx, ctx| {
+            mark(tx, ctx, "B")?;
+            Err::<((), _), _>(DomainError::bad_request("B is refused"))
+        });
+        let (c, answer_c) = job("C", |tx, ctx| {
+            mark(tx, ctx, "C")?;
+            panic!("C fails unexpectedly");
+            #[allow(unreachable_code)]
+            Ok(((), Vec::new()))
+        });
+        let (d, answer_d) = job("D", |tx, ctx| Ok((mark(tx, ctx, "D")?, Vec::new())));
+        let again = run_batch(&state, VecDeque::from([a, b, c, d]));
+        assert!(again.is_empty());
+        assert!(answer_a.blocking_recv().unwrap().is_ok());
+        let refused = answer_b.blocking_recv().unwrap().unwrap_err();
+        assert_eq!(refused.message, "B is refused");
+        let panicked = answer_c.blocking_recv().unwrap().unwrap_err();
+        assert_eq!(panicked.code.status(), 500);
+        assert!(answer_d.blocking_recv().unwrap().is_ok());
+        // B's and C's own writes are undone; B's refusal is audited, C's failure is not
+        // (a 500 is no refusal).
+        assert_eq!(activities(&store), ["A", "Refused write", "D"]);
+    }
+
+    #[test]
+    fn a_write_that_read_what_an_earlier_write_changed_runs_again_after_it_commits() {
+        let (state, store) = state();
+        let (a, answer_a) = job("A", |tx, ctx| {
+            mark(tx, ctx, "A")?;
+            let joined = AccessChange::Groups {
+                member_id: "u1".into(),
+                groups: vec!["g1".into()],
+            };
+            Ok(((), vec![joined]))
+        });
+        let mut runs = 0;
+        let (b, mut answer_b) = job("B", move |tx, ctx| {
+            runs += 1;
+            mark(tx, ctx, "B")?;
+            Ok(((runs, ctx.access.groups_of("u1")), Vec::new()))
+        });
+        let (c, answer_c) = job("C", |tx, ctx| {
+            mark(tx, ctx, "C")?;
+            Ok((ctx.access.ancestors_or_self("nowhere"), Vec::new()))
+        });
+        let again = run_batch(&state, VecDeque::from([a, b, c]));
+        assert_eq!(again.len(), 1, "B read the groups A changed");
+        assert!(answer_a.blocking_recv().unwrap().is_ok());
+        assert!(
+            answer_c.blocking_recv().unwrap().is_ok(),
+            "C read nothing A changed"
+        );
+        assert!(answer_b.try_recv().is_err(), "B is not answered yet");
+        assert_eq!(activities(&store), ["A", "C"]);
+        assert!(run_batch(&state, again.into()).is_empty());
+        let (runs, groups) = answer_b.blocking_recv().unwrap().unwrap();
+        assert_eq!((runs, groups), (2, vec!["g1".to_string()]));
+        assert_eq!(activities(&store), ["A", "C", "B"]);
+    }
+}

@@ -414,4 +414,47 @@ mod tests {
         assert_eq!((runs, groups), (2, vec!["g1".to_string()]));
         assert_eq!(activities(&store), ["A", "C", "B"]);
     }
+
+    #[test]
+    fn system_writes_get_the_write_lock_while_batches_follow_each_other() {
+        let (state, _store) = state();
+        let busy = std::sync::atomic::AtomicBool::new(true);
+        let batches = std::sync::atomic::AtomicUsize::new(0);
+        std::thread::scope(|scope| {
+            scope.spawn(|| {
+                // Batch after batch, as under a steady stream of handlers' writes, for at
+                // most ten seconds.
+                let until = std::time::Instant::now() + std::time::Duration::from_secs(10);
+                while busy.load(std::sync::atomic::Ordering::Relaxed)
+                    && std::time::Instant::now() < until
+                {
+                    let (write, _answer) = job("busy", |_, _| Ok(((), Vec::new())));
+                    run_batch(&state, VecDeque::from([write]));
+                    batches.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                }
+            });
+            while batches.load(std::sync::atomic::Ordering::Relaxed) < 10 {
+                std::thread::yield_now();
+            }
+            let system = Caller {
+                subject_id: "scheduler".into(),
+                display_name: "scheduler".into(),
+                principal_name: None,
+                is_tenant_admin: true,
+                mfa: false,
+            };
+            let started = std::time::Instant::now();
+            for _ in 0..50 {
+                state
+                    .write_as_system(&system, "sweep", |_, _| Ok(((), Vec::new())))
+                    .unwrap();
+            }
+            let took = started.elapsed();
+            busy.store(false, std::sync::atomic::Ordering::Relaxed);
+            assert!(
+                took < std::time::Duration::from_secs(5),
+                "system writes waited {took:?}"
+            );
+        });
+    }
 }

@@ -29,9 +29,11 @@ use std::collections::VecDeque;
 use std::panic::{AssertUnwindSafe, catch_unwind};
 use std::sync::{Arc, Mutex};
 
-/// At most this many writes share a transaction (a bound on how long one commit holds the
-/// write lock and on the memory of its pending answers).
-pub const MAX_BATCH: usize = 128;
+/// At most this many writes share a transaction: a bound on how long one commit holds the
+/// write lock, and below PostgreSQL's 64 cached subtransactions per transaction (each write
+/// that commits is one released savepoint; past 64 every other session's visibility checks
+/// would read `pg_subtrans`).
+pub const MAX_BATCH: usize = 48;
 
 /// What a batch gives each of its writes besides the write's own caller and request id.
 pub(crate) struct Env<'a> {
@@ -150,11 +152,16 @@ impl WriteQueue {
     }
 }
 
-/// Runs batches until the queue is empty. Blocks: runs on a blocking thread.
+/// Runs batches until the queue is empty. Blocks: runs on a blocking thread. A batch that
+/// panics outside its writes (a bug) is rolled back while unwinding and its writes are
+/// answered with an error (their replies dropped); the drain goes on with the next one, so
+/// the queue never stays marked as drained by nobody.
 pub(crate) fn drain(state: &Arc<AppState>) {
     while let Some(batch) = state.writes.next_batch() {
-        let again = run_batch(state, batch);
-        state.writes.requeue(again);
+        match catch_unwind(AssertUnwindSafe(|| run_batch(state, batch))) {
+            Ok(again) => state.writes.requeue(again),
+            Err(_) => tracing::error!("a batch of writes panicked; its writes were refused"),
+        }
     }
 }
 
@@ -172,7 +179,7 @@ fn run_batch(
     state: &AppState,
     mut batch: VecDeque<Box<dyn QueuedWrite>>,
 ) -> Vec<Box<dyn QueuedWrite>> {
-    let order = state.write_order();
+    let order = state.write_order_after_system_writes();
     let new_id = || uuid::Uuid::new_v4().to_string();
     let committed = state.access_view();
     let shared = state.store.shared();
@@ -203,7 +210,16 @@ fn run_batch(
                 };
                 done = Some((changes, seq));
                 Ok(())
-            })?;
+            });
+            // The transaction failed (a lost connection, say): the write is answered with
+            // the batch's failure, like the writes after it.
+            let result = match result {
+                Ok(result) => result,
+                Err(e) => {
+                    batch.push_front(write);
+                    return Err(e);
+                }
+            };
             if view.is_stale() {
                 again.push(write);
                 continue;
@@ -217,8 +233,15 @@ fn run_batch(
                 (Err(e), _) => {
                     if is_refusal(&e) {
                         let record = write.refusal(&env, &e);
-                        if let Err(audit) = tx.savepoint(&mut |tx| tx.append_audit(&record))? {
-                            tracing::warn!(error = %audit, "could not audit a refused write");
+                        match tx.savepoint(&mut |tx| tx.append_audit(&record)) {
+                            Ok(Ok(())) => {}
+                            Ok(Err(audit)) => {
+                                tracing::warn!(error = %audit, "could not audit a refused write");
+                            }
+                            Err(broken) => {
+                                ran.push((write, Ran::Failed(e)));
+                                return Err(broken);
+                            }
                         }
                     }
                     Ran::Failed(e)
@@ -282,8 +305,17 @@ mod tests {
     use rolegate_store::{SqlStore, SqliteStore, Synchronous};
     use tokio::sync::oneshot;
 
-    /// A state on a fresh SQLite file, and that store.
-    fn state() -> (AppState, Arc<SqliteStore>) {
+    /// A directory removed with everything in it when dropped.
+    struct Scratch(std::path::PathBuf);
+
+    impl Drop for Scratch {
+        fn drop(&mut self) {
+            let _ = std::fs::remove_dir_all(&self.0);
+        }
+    }
+
+    /// A state on a fresh SQLite file, that store, and the file's directory.
+    fn state() -> (AppState, Arc<SqliteStore>, Scratch) {
         let dir =
             std::env::temp_dir().join(format!("rolegate-group-commit-{}", uuid::Uuid::new_v4()));
         std::fs::create_dir_all(&dir).unwrap();
@@ -291,7 +323,7 @@ mod tests {
         let auth = crate::auth::Authenticator::hs256(b"0123456789abcdef", None, None, []).unwrap();
         let clock = Arc::new(rolegate_core::clock::SystemClock);
         let state = AppState::new(store.clone(), clock, auth).unwrap();
-        (state, store)
+        (state, store, Scratch(dir))
     }
 
     type Answer<T> = oneshot::Receiver<Result<T>>;
@@ -353,7 +385,7 @@ mod tests {
 
     #[test]
     fn a_failing_write_is_undone_alone_and_its_neighbours_commit() {
-        let (state, store) = state();
+        let (state, store, _dir) = state();
         let (a, answer_a) = job("A", |tx, ctx| Ok((mark(tx, ctx, "A")?, Vec::new())));
         let (b, answer_b) = job("B", |tx, ctx| {
             mark(tx, ctx, "B")?;
@@ -381,7 +413,7 @@ mod tests {
 
     #[test]
     fn a_write_that_read_what_an_earlier_write_changed_runs_again_after_it_commits() {
-        let (state, store) = state();
+        let (state, store, _dir) = state();
         let (a, answer_a) = job("A", |tx, ctx| {
             mark(tx, ctx, "A")?;
             let joined = AccessChange::Groups {
@@ -417,7 +449,7 @@ mod tests {
 
     #[test]
     fn system_writes_get_the_write_lock_while_batches_follow_each_other() {
-        let (state, _store) = state();
+        let (state, _store, _dir) = state();
         let busy = std::sync::atomic::AtomicBool::new(true);
         let batches = std::sync::atomic::AtomicUsize::new(0);
         std::thread::scope(|scope| {

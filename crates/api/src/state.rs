@@ -25,6 +25,10 @@ pub struct AppState {
     write_order: Mutex<()>,
     /// Handlers' writes waiting for their batch (group commit).
     pub(crate) writes: crate::group_commit::WriteQueue,
+    /// System writes waiting for the write lock: a busy group commit drain lets them go
+    /// first (the lock is not fair, and a drain takes it back microseconds after letting
+    /// go, batch after batch, which could hold back the scheduler's expiries).
+    system_writes_waiting: std::sync::atomic::AtomicUsize,
     /// The clock.
     pub clock: Arc<dyn Clock>,
     /// Token verification and tenant administrators.
@@ -113,6 +117,7 @@ impl AppState {
             access_log: Mutex::new(AccessLogPosition { seq, at: now }),
             write_order: Mutex::new(()),
             writes: crate::group_commit::WriteQueue::default(),
+            system_writes_waiting: std::sync::atomic::AtomicUsize::new(0),
             clock,
             auth,
             scim_token: None,
@@ -347,10 +352,26 @@ impl AppState {
     }
 
     /// The write lock: held while a transaction commits and its changes reach the index.
-    /// A panic under it leaves nothing half-written (the transaction rolled back while
-    /// unwinding), so a poisoned lock is safe to take over.
+    /// A panic under it before the commit leaves nothing written (the transaction rolled
+    /// back while unwinding), so a poisoned lock is taken over; applying committed changes
+    /// to the index does not fail.
     pub(crate) fn write_order(&self) -> std::sync::MutexGuard<'_, ()> {
         self.write_order.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// The write lock for a batch of handlers' writes, once no system write waits for it.
+    pub(crate) fn write_order_after_system_writes(&self) -> std::sync::MutexGuard<'_, ()> {
+        use std::sync::atomic::Ordering;
+        // A waiting system write waits for nothing but the lock, which the drain does not
+        // hold here, so it takes it within a few scheduling rounds; the bound only keeps a
+        // surprise from stalling every write.
+        for _ in 0..100_000 {
+            if self.system_writes_waiting.load(Ordering::Acquire) == 0 {
+                break;
+            }
+            std::thread::yield_now();
+        }
+        self.write_order()
     }
 
     /// A system write: under the write lock, commit `f`, then patch the index, then (with
@@ -362,7 +383,10 @@ impl AppState {
         signal: bool,
         f: impl FnOnce(&mut dyn Tx, &OpContext) -> Result<(T, Vec<AccessChange>)>,
     ) -> Result<T> {
+        use std::sync::atomic::Ordering;
+        self.system_writes_waiting.fetch_add(1, Ordering::AcqRel);
         let _order = self.write_order();
+        self.system_writes_waiting.fetch_sub(1, Ordering::AcqRel);
         let new_id = || uuid::Uuid::new_v4().to_string();
         let view = self.access_view();
         let ctx = OpContext {

@@ -154,3 +154,40 @@ pub struct AssignmentKey {
     /// Eligible or active.
     pub state: AssignmentState,
 }
+
+/// Assignments for the core's tests.
+#[cfg(test)]
+pub(crate) mod for_tests {
+    use super::{AssignmentState, RoleAssignment};
+    use crate::schedule::Schedule;
+    use jiff::{SignedDuration, Timestamp};
+
+    /// Assignment number `n` of `role` on `resource` to `subject`, active or eligible, from
+    /// `start` for `hours` (no end without).
+    pub(crate) fn assignment(
+        n: usize,
+        (resource, role): (&str, &str),
+        subject: &str,
+        active: bool,
+        start: Timestamp,
+        hours: Option<i64>,
+    ) -> RoleAssignment {
+        RoleAssignment {
+            id: format!("00000000-0000-0000-0000-{n:012x}"),
+            resource_id: resource.into(),
+            role_definition_id: role.into(),
+            subject_id: subject.into(),
+            state: if active {
+                AssignmentState::Active
+            } else {
+                AssignmentState::Eligible
+            },
+            linked_eligible_id: None,
+            schedule: Schedule {
+                start,
+                end: hours.map(|h| start + SignedDuration::from_hours(h)),
+            },
+            request_id: "r".into(),
+        }
+    }
+}

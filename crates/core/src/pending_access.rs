@@ -136,8 +136,7 @@ mod tests {
     #![allow(clippy::unwrap_used)]
     use super::*;
     use crate::access::AccessIndex;
-    use crate::assignment::{AssignmentState, RoleAssignment};
-    use crate::schedule::Schedule;
+    use crate::assignment::for_tests::assignment;
     use jiff::SignedDuration;
     use proptest::prelude::*;
 
@@ -168,25 +167,16 @@ mod tests {
     type Spec = (usize, usize, usize, bool, bool, i64, Option<i64>);
 
     fn upsert((n, holder, resource, active, admin, from, len): Spec) -> AccessChange {
-        let start = now() + SignedDuration::from_hours(from);
+        let scope = TREE[resource].0;
         AccessChange::Upsert(
-            RoleAssignment {
-                id: format!("00000000-0000-0000-0000-{n:012x}"),
-                resource_id: TREE[resource].0.into(),
-                role_definition_id: format!("{}/role", TREE[resource].0),
-                subject_id: subject(holder),
-                state: if active {
-                    AssignmentState::Active
-                } else {
-                    AssignmentState::Eligible
-                },
-                linked_eligible_id: None,
-                schedule: Schedule {
-                    start,
-                    end: len.map(|l| start + SignedDuration::from_hours(l)),
-                },
-                request_id: "r".into(),
-            },
+            assignment(
+                n,
+                (scope, &format!("{scope}/role")),
+                &subject(holder),
+                active,
+                now() + SignedDuration::from_hours(from),
+                len,
+            ),
             admin,
         )
     }

@@ -168,14 +168,21 @@ impl Checkpointer {
             .spawn(move || {
                 let (lock, wake) = &*flag;
                 let mut stopped = lock.lock().unwrap_or_else(|e| e.into_inner());
+                let mut every = CHECKPOINT_EVERY;
                 while !*stopped {
                     stopped = wake
-                        .wait_timeout(stopped, CHECKPOINT_EVERY)
+                        .wait_timeout(stopped, every)
                         .unwrap_or_else(|e| e.into_inner())
                         .0;
-                    if let Err(e) = conn.query_row("PRAGMA wal_checkpoint(PASSIVE)", [], |_| Ok(()))
-                    {
-                        tracing::warn!(error = %e, "sqlite checkpoint failed");
+                    match conn.query_row("PRAGMA wal_checkpoint(PASSIVE)", [], |_| Ok(())) {
+                        Ok(()) => every = CHECKPOINT_EVERY,
+                        // Once a second while it fails (the writer checkpoints by itself
+                        // past its threshold meanwhile).
+                        Err(e) if every == CHECKPOINT_EVERY => {
+                            tracing::warn!(error = %e, "sqlite checkpoint failed");
+                            every = std::time::Duration::from_secs(1);
+                        }
+                        Err(_) => {}
                     }
                 }
             })

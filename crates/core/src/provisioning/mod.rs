@@ -643,8 +643,7 @@ mod tests {
 
     mod desired_state {
         use super::super::*;
-        use crate::assignment::{AssignmentState, RoleAssignment};
-        use crate::schedule::Schedule;
+        use crate::assignment::for_tests::assignment;
         use jiff::SignedDuration;
         use proptest::prelude::*;
 
@@ -868,25 +867,16 @@ mod tests {
                 ix.add_membership(&subject_id(USERS + g), &subject_id(*m));
             }
             for (i, (holder, t, resource, active, from, len)) in w.assignments.iter().enumerate() {
-                let start = now() + SignedDuration::from_hours(*from);
+                let scope = TREE[*resource].0;
                 ix.upsert(
-                    &RoleAssignment {
-                        id: format!("00000000-0000-0000-0000-{:012x}", i + 1),
-                        resource_id: TREE[*resource].0.into(),
-                        role_definition_id: format!("{}/role{t}", TREE[*resource].0),
-                        subject_id: subject_id(*holder),
-                        state: if *active {
-                            AssignmentState::Active
-                        } else {
-                            AssignmentState::Eligible
-                        },
-                        linked_eligible_id: None,
-                        schedule: Schedule {
-                            start,
-                            end: len.map(|l| start + SignedDuration::from_hours(l)),
-                        },
-                        request_id: "r".into(),
-                    },
+                    &assignment(
+                        i + 1,
+                        (scope, &format!("{scope}/role{t}")),
+                        &subject_id(*holder),
+                        *active,
+                        now() + SignedDuration::from_hours(*from),
+                        *len,
+                    ),
                     *t == 2,
                 );
             }
@@ -953,17 +943,15 @@ mod tests {
                 for step in steps {
                     match step {
                         Step::Upsert(n, (holder, t, resource, active, from, len)) => {
-                            let start = now() + SignedDuration::from_hours(from);
-                            ix.upsert(&RoleAssignment {
-                                id: format!("00000000-0000-0000-0000-{:012x}", n + 100),
-                                resource_id: TREE[resource].0.into(),
-                                role_definition_id: format!("{}/role{t}", TREE[resource].0),
-                                subject_id: subject_id(holder),
-                                state: if active { AssignmentState::Active } else { AssignmentState::Eligible },
-                                linked_eligible_id: None,
-                                schedule: Schedule { start, end: len.map(|l| start + SignedDuration::from_hours(l)) },
-                                request_id: "r".into(),
-                            }, false);
+                            let scope = TREE[resource].0;
+                            ix.upsert(&assignment(
+                                n + 100,
+                                (scope, &format!("{scope}/role{t}")),
+                                &subject_id(holder),
+                                active,
+                                now() + SignedDuration::from_hours(from),
+                                len,
+                            ), false);
                         }
                         Step::Remove(n) => {
                             for holder in 0..USERS + GROUPS {
@@ -1006,19 +994,7 @@ mod tests {
             // A change of the other rule's role recomputes that rule only.
             ix.add_membership("g0", "u1");
             ix.upsert(
-                &RoleAssignment {
-                    id: "00000000-0000-0000-0000-0000000000aa".into(),
-                    resource_id: "sub".into(),
-                    role_definition_id: "sub/role0".into(),
-                    subject_id: "u1".into(),
-                    state: AssignmentState::Active,
-                    linked_eligible_id: None,
-                    schedule: Schedule {
-                        start: now(),
-                        end: None,
-                    },
-                    request_id: "r".into(),
-                },
+                &assignment(0xaa, ("sub", "sub/role0"), "u1", true, now(), None),
                 false,
             );
             let after = rule_holders_since(&rules, &anchors, &ix, soon, &mut kept);

@@ -449,3 +449,28 @@ fn a_portal_session_started_on_one_node_is_served_and_ended_on_another() {
         "signed out on B is signed out on A"
     );
 }
+
+#[test]
+fn with_one_pooled_connection_concurrent_requests_wait_for_it_and_all_succeed() {
+    if !on_postgres("with_one_pooled_connection_concurrent_requests_wait_for_it_and_all_succeed")
+    {
+        return;
+    }
+    let t = Tenant::start_with(&["--database-pool-size", "1"]);
+    let (user, user_token, role, eligible) = eligible_user(&t, "Pooled User", "P30D");
+    // Reads and an activation at once, through one connection: each waits its turn (up to
+    // the pool's wait) and none is refused.
+    let statuses: Vec<u16> = std::thread::scope(|scope| {
+        let mut handles: Vec<_> = (0..16)
+            .map(|_| scope.spawn(|| t.s.get(&t.s.pim("/resources"), &t.admin).status))
+            .collect();
+        handles.push(scope.spawn(|| {
+            let body = activation(&t.sub, &role, &user, Some(&eligible), "PT1H");
+            t.s.post(&t.s.pim("/roleAssignmentRequests"), &user_token, &body)
+                .status
+        }));
+        handles.into_iter().map(|h| h.join().unwrap()).collect()
+    });
+    assert_eq!(statuses[..16], [200; 16], "{statuses:?}");
+    assert_eq!(statuses[16], 201, "{statuses:?}");
+}

@@ -452,8 +452,7 @@ fn a_portal_session_started_on_one_node_is_served_and_ended_on_another() {
 
 #[test]
 fn with_one_pooled_connection_concurrent_requests_wait_for_it_and_all_succeed() {
-    if !on_postgres("with_one_pooled_connection_concurrent_requests_wait_for_it_and_all_succeed")
-    {
+    if !on_postgres("with_one_pooled_connection_concurrent_requests_wait_for_it_and_all_succeed") {
         return;
     }
     let t = Tenant::start_with(&["--database-pool-size", "1"]);

@@ -18,7 +18,7 @@ SECONDS_PER=${SECONDS_PER:-20}
 "$BIN/rolegate" serve --database "$DATABASE" --auth-hs256-secret $SECRET --admin bench-admin --listen 127.0.0.1:18090 --rate-limit-per-ip 0 --rate-limit-per-subject 0 > server.out 2> server.log &
 PID=$!
 trap 'kill -TERM $PID 2>/dev/null; wait $PID 2>/dev/null || true' EXIT
-until grep -q listening server.out 2>/dev/null; do sleep 0.1; done
+until grep -q listening server.out 2>/dev/null; do kill -0 $PID 2>/dev/null || { cat server.log >&2; exit 1; }; sleep 0.1; done
 echo "## $CONNECTIONS connections, ${RATE:-closed loop}${RATE:+ requests/s open loop}, $SECONDS_PER s per scenario"
 "$BIN/rolegate-load" --origin http://127.0.0.1:18090 --secret $SECRET --manifest manifest.json \
   --seconds "$SECONDS_PER" --connections "$CONNECTIONS" --rate "${RATE:-0}" --server-pid $PID \

@@ -26,7 +26,7 @@ pub trait DirectoryRead {
     /// A subject by id or external id.
     fn subject(&mut self, id: &str) -> Result<Option<Subject>>;
     /// The subjects whose id or external id is one of `ids` (in no order; unknown ids are
-    /// left out), in at most two statements: `$expand` of a whole page at once.
+    /// left out), in one statement: `$expand` of a whole page at once.
     fn subjects_by_id(&mut self, ids: &[String]) -> Result<Vec<Subject>>;
     /// Subjects matching a SCIM list query, with their SCIM records, paged (`total` is
     /// always counted). Filters run in the database with bound parameters.

@@ -149,7 +149,8 @@ const WRITER_CHECKPOINT_PAGES: u32 = 10_000;
 /// took a fifth of the writer's time, and a WAL left to grow instead costs more (every
 /// write extends the file). A passive checkpoint never blocks the writer or the readers.
 struct Checkpointer {
-    stop: std::sync::Arc<(Mutex<bool>, std::sync::Condvar)>,
+    /// Dropped to stop the thread.
+    stop: Option<std::sync::mpsc::Sender<()>>,
     thread: Option<std::thread::JoinHandle<()>>,
 }
 
@@ -161,19 +162,14 @@ impl Checkpointer {
         )
         .map_err(internal)?;
         configure(&conn, sync)?;
-        let stop = std::sync::Arc::new((Mutex::new(false), std::sync::Condvar::new()));
-        let flag = std::sync::Arc::clone(&stop);
+        let (stop, stopped) = std::sync::mpsc::channel::<()>();
         let thread = std::thread::Builder::new()
             .name("sqlite-checkpoint".into())
             .spawn(move || {
-                let (lock, wake) = &*flag;
-                let mut stopped = lock.lock().unwrap_or_else(|e| e.into_inner());
                 let mut every = CHECKPOINT_EVERY;
-                while !*stopped {
-                    stopped = wake
-                        .wait_timeout(stopped, every)
-                        .unwrap_or_else(|e| e.into_inner())
-                        .0;
+                while let Err(std::sync::mpsc::RecvTimeoutError::Timeout) =
+                    stopped.recv_timeout(every)
+                {
                     match conn.query_row("PRAGMA wal_checkpoint(PASSIVE)", [], |_| Ok(())) {
                         Ok(()) => every = CHECKPOINT_EVERY,
                         // Once a second while it fails (the writer checkpoints by itself
@@ -188,7 +184,7 @@ impl Checkpointer {
             })
             .map_err(|e| DomainError::internal(format!("cannot start the checkpointer: {e}")))?;
         Ok(Self {
-            stop,
+            stop: Some(stop),
             thread: Some(thread),
         })
     }
@@ -196,9 +192,7 @@ impl Checkpointer {
 
 impl Drop for Checkpointer {
     fn drop(&mut self) {
-        let (lock, wake) = &*self.stop;
-        *lock.lock().unwrap_or_else(|e| e.into_inner()) = true;
-        wake.notify_all();
+        drop(self.stop.take());
         if let Some(t) = self.thread.take() {
             let _ = t.join();
         }

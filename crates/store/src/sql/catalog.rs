@@ -11,17 +11,8 @@ impl CatalogRead for SqlTx<'_> {
         )
     }
     fn resources_by_id(&mut self, ids: &[String]) -> Result<Vec<Resource>> {
-        if ids.is_empty() {
-            return Ok(Vec::new());
-        }
-        self.many(
-            &format!(
-                "SELECT {RESOURCE_COLS} FROM resources r WHERE r.id IN ({})",
-                placeholders(ids.len())
-            ),
-            &id_params(ids),
-            resource_row,
-        )
+        let select = format!("SELECT {RESOURCE_COLS} FROM resources r");
+        self.many_in(&select, &["r.id"], ids, resource_row)
     }
     fn resource_by_external_key(&mut self, key: &str) -> Result<Option<Resource>> {
         self.one(
@@ -68,17 +59,8 @@ impl CatalogRead for SqlTx<'_> {
         )
     }
     fn role_definitions_by_id(&mut self, ids: &[String]) -> Result<Vec<RoleDefinition>> {
-        if ids.is_empty() {
-            return Ok(Vec::new());
-        }
-        self.many(
-            &format!(
-                "SELECT {ROLE_COLS} FROM role_definitions d WHERE d.id IN ({})",
-                placeholders(ids.len())
-            ),
-            &id_params(ids),
-            role_row,
-        )
+        let select = format!("SELECT {ROLE_COLS} FROM role_definitions d");
+        self.many_in(&select, &["d.id"], ids, role_row)
     }
     fn role_definition_by_template(
         &mut self,

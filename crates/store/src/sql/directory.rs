@@ -18,35 +18,8 @@ impl DirectoryRead for SqlTx<'_> {
         }
     }
     fn subjects_by_id(&mut self, ids: &[String]) -> Result<Vec<Subject>> {
-        if ids.is_empty() {
-            return Ok(Vec::new());
-        }
-        let mut found = self.many(
-            &format!(
-                "SELECT {SUBJECT_COLS} FROM subjects WHERE id IN ({})",
-                placeholders(ids.len())
-            ),
-            &id_params(ids),
-            subject_row,
-        )?;
-        // As `subject`: an id that names no subject may be an external id.
-        let named: std::collections::HashSet<&str> = found.iter().map(|s| s.id.as_str()).collect();
-        let rest: Vec<String> = ids
-            .iter()
-            .filter(|i| !named.contains(i.as_str()))
-            .cloned()
-            .collect();
-        if !rest.is_empty() {
-            found.extend(self.many(
-                &format!(
-                    "SELECT {SUBJECT_COLS} FROM subjects WHERE external_id IN ({})",
-                    placeholders(rest.len())
-                ),
-                &id_params(&rest),
-                subject_row,
-            )?);
-        }
-        Ok(found)
+        let select = format!("SELECT {SUBJECT_COLS} FROM subjects");
+        self.many_in(&select, &["id", "external_id"], ids, subject_row)
     }
     fn all_subjects(&mut self) -> Result<Vec<Subject>> {
         self.many(

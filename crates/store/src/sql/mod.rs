@@ -247,6 +247,36 @@ mod tests {
     use super::*;
 
     #[test]
+    fn a_savepoint_keeps_what_succeeds_and_undoes_what_fails_in_one_transaction() {
+        use rolegate_core::access::AccessChange;
+        use rolegate_core::error::DomainError;
+        use rolegate_core::store::{AccessLogRead, Savepoints};
+        with_memory_tx(|mut tx| {
+            let at = jiff::Timestamp::UNIX_EPOCH;
+            let kept = [AccessChange::SubjectRemoved("kept".into())];
+            let undone = [AccessChange::SubjectRemoved("undone".into())];
+            let first = tx.savepoint(&mut |tx| tx.log_access_changes(&kept, at).map(|_| ()))?;
+            assert!(first.is_ok());
+            let second = tx.savepoint(&mut |tx| {
+                tx.log_access_changes(&undone, at)?;
+                Err(DomainError::bad_request("refused"))
+            })?;
+            assert_eq!(second.unwrap_err().message, "refused");
+            // The transaction goes on after the undone one.
+            let third = tx.savepoint(&mut |tx| tx.log_access_changes(&kept, at).map(|_| ()))?;
+            assert!(third.is_ok());
+            let logged: Vec<_> = tx
+                .access_changes_since(0, 10)?
+                .into_iter()
+                .flat_map(|e| e.changes)
+                .collect();
+            assert_eq!(logged, [kept.clone(), kept].concat());
+            Ok(())
+        })
+        .unwrap();
+    }
+
+    #[test]
     fn placeholders_are_numbered_outside_quotes() {
         let sql = "SELECT '?', \"a?\" FROM t WHERE a = ? AND b = ?2 AND c IN (?, ?)";
         let out = rewrite_placeholders(sql, |n, s| s.push_str(&format!("${n}")));

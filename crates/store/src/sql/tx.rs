@@ -244,11 +244,6 @@ pub(super) fn placeholders(n: usize) -> String {
     vec!["?"; n].join(", ")
 }
 
-/// `ids` as text parameters (for `IN (placeholders(ids.len()))`).
-pub(super) fn id_params(ids: &[String]) -> Vec<Value> {
-    ids.iter().map(|i| Value::Text(i.clone())).collect()
-}
-
 pub(super) fn restriction_sql(shape: &Shape, r: &Restriction, out: &mut SqlFragment) -> Result<()> {
     match r {
         Restriction::ResourceIn(ids) => {
@@ -332,6 +327,39 @@ impl SqlTx<'_> {
             Ok(())
         })?;
         Ok(out)
+    }
+
+    /// The rows of `select` (a statement without `WHERE`) whose `column` (or one of
+    /// `columns`, joined by `OR`) is one of `ids`, in one statement; none, and no
+    /// statement, for no ids. The list is padded to a power of two (with its last id), so
+    /// pages of any size share a few statements in the prepared-statement caches.
+    pub(super) fn many_in<T>(
+        &self,
+        select: &str,
+        columns: &[&str],
+        ids: &[String],
+        map: impl FnMut(&Row) -> Result<T>,
+    ) -> Result<Vec<T>> {
+        let Some(last) = ids.last() else {
+            return Ok(Vec::new());
+        };
+        let padded: Vec<String> = ids
+            .iter()
+            .chain(std::iter::repeat_n(
+                last,
+                ids.len().next_power_of_two() - ids.len(),
+            ))
+            .cloned()
+            .collect();
+        let list = placeholders(padded.len());
+        let mut out = SqlFragment::default();
+        let mut clauses = Vec::new();
+        for column in columns {
+            clauses.push(format!("{column} IN ({list})"));
+            push_ids(&mut out, &padded);
+        }
+        let sql = format!("{select} WHERE {}", clauses.join(" OR "));
+        self.many(&sql, &out.params, map)
     }
 
     pub(super) fn many<T>(

@@ -110,18 +110,16 @@ impl Viewer<'_> {
         expand: &[Expand],
         depth: usize,
     ) -> Result<()> {
-        // Deeper than rendering goes (it refuses past 4): nothing to load.
-        if depth > 4 {
+        // What these items lead to would render past the deepest level: nothing to load
+        // (rendering refuses the request).
+        if depth >= MAX_EXPAND_DEPTH {
             return Ok(());
         }
         for x in expand {
             let mut wanted: std::collections::BTreeMap<String, std::collections::BTreeSet<String>> =
                 std::collections::BTreeMap::new();
             for e in items {
-                let Some(name) = navigations(e)
-                    .iter()
-                    .find(|n| n.eq_ignore_ascii_case(&x.path))
-                else {
+                let Some(name) = navigation(e, &x.path) else {
                     continue;
                 };
                 if let Some(key) = nav_key(e, name)
@@ -294,6 +292,14 @@ pub fn properties(e: &Entity, now: Timestamp) -> Map<String, Value> {
 /// Properties returned only when `$select`ed (governanceResource only).
 const RESOURCE_OPTIONAL: [&str; 3] = ["roleAssignmentCount", "roleDefinitionCount", "permissions"];
 
+/// The navigation property of `e` named `path` (any case), spelled as the contract does.
+fn navigation(e: &Entity, path: &str) -> Option<&'static str> {
+    navigations(e)
+        .iter()
+        .find(|n| n.eq_ignore_ascii_case(path))
+        .copied()
+}
+
 fn navigations(e: &Entity) -> &'static [&'static str] {
     match e {
         Entity::Resource(_) => &["parent"],
@@ -312,15 +318,12 @@ fn navigations(e: &Entity) -> &'static [&'static str] {
 
 /// The entity a single-valued navigation leads to (`None` = the navigation is empty).
 pub fn navigate(tx: &mut dyn ReadTx, e: &Entity, nav: &str) -> Result<Option<Entity>> {
-    let name = navigations(e)
-        .iter()
-        .find(|n| n.eq_ignore_ascii_case(nav))
-        .ok_or_else(|| {
-            DomainError::bad_request(format!(
-                "`{nav}` is not a navigation property of {}",
-                entity_set(e)
-            ))
-        })?;
+    let name = navigation(e, nav).ok_or_else(|| {
+        DomainError::bad_request(format!(
+            "`{nav}` is not a navigation property of {}",
+            entity_set(e)
+        ))
+    })?;
     let resource = |tx: &mut dyn ReadTx, id: &str| -> Result<Option<Entity>> {
         Ok(tx.resource(id)?.map(Entity::Resource))
     };
@@ -330,7 +333,7 @@ pub fn navigate(tx: &mut dyn ReadTx, e: &Entity, nav: &str) -> Result<Option<Ent
     let subject = |tx: &mut dyn ReadTx, id: &str| -> Result<Option<Entity>> {
         Ok(tx.subject(id)?.map(Entity::Subject))
     };
-    match (e, *name) {
+    match (e, name) {
         (Entity::Resource(r), "parent") => match &r.parent_id {
             Some(p) => resource(tx, p),
             None => Ok(None),
@@ -363,12 +366,9 @@ fn expand_one(
     out: &mut Map<String, Value>,
     depth: usize,
 ) -> Result<()> {
-    let name = navigations(e)
-        .iter()
-        .find(|n| n.eq_ignore_ascii_case(&x.path))
-        .ok_or_else(|| {
-            DomainError::bad_request(format!("cannot $expand `{}` on {}", x.path, entity_set(e)))
-        })?;
+    let name = navigation(e, &x.path).ok_or_else(|| {
+        DomainError::bad_request(format!("cannot $expand `{}` on {}", x.path, entity_set(e)))
+    })?;
     let value = match viewer.navigate_cached(tx, e, name)? {
         // A resource the viewer may not navigate to (a parent without R1) expands to null.
         Some(Entity::Resource(r))
@@ -400,6 +400,9 @@ pub fn shape(
     shape_at(tx, e, opts, viewer, 0)
 }
 
+/// How deep `$expand` may nest: an entity at a deeper level is refused.
+const MAX_EXPAND_DEPTH: usize = 4;
+
 fn shape_at(
     tx: &mut dyn ReadTx,
     e: &Entity,
@@ -407,7 +410,7 @@ fn shape_at(
     viewer: &Viewer,
     depth: usize,
 ) -> Result<Map<String, Value>> {
-    if depth > 4 {
+    if depth > MAX_EXPAND_DEPTH {
         return Err(DomainError::bad_request("$expand is nested too deeply"));
     }
     let mut out = properties(e, viewer.now);

@@ -13,7 +13,7 @@ use std::hash::Hash;
 use std::net::{IpAddr, Ipv6Addr};
 use std::num::NonZeroU32;
 use std::str::FromStr;
-use std::sync::Mutex;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
 /// How many requests a key may make: `per_second` on average, up to `burst` at once.
@@ -49,7 +49,11 @@ const FULL_SWEEP_INTERVAL: Duration = Duration::from_secs(1);
 pub struct TokenBuckets<K: Hash + Eq + Clone, C: Clock = MonotonicClock> {
     limiter: RateLimiter<K, DefaultKeyedStateStore<K>, C, NoOpMiddleware<C::Instant>>,
     clock: C,
-    last_sweep: Mutex<C::Instant>,
+    /// The clock's reading when made: sweep times are kept as nanoseconds since.
+    start: C::Instant,
+    /// When buckets were last swept (nanoseconds since `start`); claimed without a lock,
+    /// since every request reads it.
+    last_sweep: AtomicU64,
 }
 
 impl<K: Hash + Eq + Clone> TokenBuckets<K> {
@@ -67,7 +71,8 @@ impl<K: Hash + Eq + Clone, C: Clock + Clone> TokenBuckets<K, C> {
         let quota = Quota::per_second(per_second).allow_burst(burst);
         Self {
             limiter: RateLimiter::new(quota, DefaultKeyedStateStore::default(), clock.clone()),
-            last_sweep: Mutex::new(clock.now()),
+            start: clock.now(),
+            last_sweep: AtomicU64::new(0),
             clock,
         }
     }
@@ -76,26 +81,26 @@ impl<K: Hash + Eq + Clone, C: Clock + Clone> TokenBuckets<K, C> {
     /// token.
     pub fn take(&self, key: &K) -> Result<(), Duration> {
         let now = self.clock.now();
-        let full = self.limiter.len() >= MAX_TRACKED_KEYS;
-        let sweep_due = {
-            let mut last = self
+        let mut full = self.limiter.len() >= MAX_TRACKED_KEYS;
+        let at = u64::from(now.duration_since(self.start));
+        let last = self.last_sweep.load(Ordering::Relaxed);
+        let since = Duration::from_nanos(at.saturating_sub(last));
+        // Full, buckets are looked at again at most once a second (a sweep walks every
+        // key; a flood must not make every request pay for one). One request claims it.
+        let due = since >= SWEEP_INTERVAL || (full && since >= FULL_SWEEP_INTERVAL);
+        if due
+            && self
                 .last_sweep
-                .lock()
-                .unwrap_or_else(|poisoned| poisoned.into_inner());
-            let since = Duration::from(now.duration_since(*last));
-            // Full, buckets are looked at again at most once a second (a sweep walks
-            // every key; a flood must not make every request pay for one).
-            let due = since >= SWEEP_INTERVAL || (full && since >= FULL_SWEEP_INTERVAL);
-            if due {
-                *last = now;
-            }
-            due
-        };
-        if sweep_due {
+                .compare_exchange(last, at, Ordering::Relaxed, Ordering::Relaxed)
+                .is_ok()
+        {
             self.limiter.retain_recent();
-            self.limiter.shrink_to_fit();
+            if since >= SWEEP_INTERVAL {
+                self.limiter.shrink_to_fit();
+            }
+            full = self.limiter.len() >= MAX_TRACKED_KEYS;
         }
-        if full && self.limiter.len() >= MAX_TRACKED_KEYS {
+        if full {
             return Ok(());
         }
         self.limiter

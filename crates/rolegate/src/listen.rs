@@ -207,21 +207,20 @@ pub async fn serve(
     // connections wait in the kernel's queue (or are refused when it is full) rather than
     // the process running out of file descriptors.
     let slots = Arc::new(tokio::sync::Semaphore::new(max_connections.max(1)));
-    let mut at_cap = false;
     loop {
-        if slots.available_permits() == 0 && !at_cap {
-            tracing::warn!(
-                max_connections,
-                "connection limit reached: new connections wait until one closes"
-            );
-        }
-        at_cap = slots.available_permits() == 0;
-        let slot = tokio::select! {
-            slot = Arc::clone(&slots).acquire_owned() => match slot {
-                Ok(slot) => slot,
-                Err(_) => break,
-            },
-            () = &mut shutdown => break,
+        let slot = match Arc::clone(&slots).try_acquire_owned() {
+            Ok(slot) => slot,
+            Err(_) => {
+                tracing::warn!(
+                    max_connections,
+                    "connection limit reached: new connections wait until one closes"
+                );
+                // The semaphore is never closed: the wait ends with a slot or the shutdown.
+                tokio::select! {
+                    Ok(slot) = Arc::clone(&slots).acquire_owned() => slot,
+                    () = &mut shutdown => break,
+                }
+            }
         };
         let (tcp, peer) = tokio::select! {
             accepted = listener.accept() => match accepted {

@@ -67,12 +67,7 @@ pub(crate) struct Job<T, F> {
     pub(crate) reply: tokio::sync::oneshot::Sender<Result<T>>,
 }
 
-impl<T, F> Job<T, F> {
-    fn context<'a>(&'a self, env: &'a Env) -> OpContext<'a> {
-        context(&self.caller, &self.correlation_id, env)
-    }
-}
-
+/// The operation context of a write by `caller` in its batch.
 fn context<'a>(caller: &'a Caller, correlation_id: &'a str, env: &'a Env) -> OpContext<'a> {
     OpContext {
         caller,
@@ -98,7 +93,8 @@ where
     }
 
     fn refusal(&self, env: &Env, e: &DomainError) -> rolegate_core::audit::AuditRecord {
-        self.op.refusal(&self.context(env), e)
+        self.op
+            .refusal(&context(&self.caller, &self.correlation_id, env), e)
     }
 
     fn answer(self: Box<Self>, outcome: Result<()>) {

@@ -588,9 +588,12 @@ fn converse<S: Read + Write>(
     Ok(())
 }
 
-/// Whether `from` can be the sender of every message (`--smtp-from`, checked at start):
-/// the message builder's address rules are stricter than the directory's.
+/// Whether `from` can be the sender of every message (`--smtp-from`, checked at start): an
+/// address by the directory's rules and by the message builder's, which are stricter.
 pub fn check_sender(from: &str) -> std::result::Result<(), String> {
+    if !email::valid_address(from) {
+        return Err(format!("`{from}` is not an e-mail address"));
+    }
     from.parse::<lettre::Address>()
         .map(|_| ())
         .map_err(|e| format!("`{from}` cannot be a sender address: {e}"))

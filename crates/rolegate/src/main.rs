@@ -567,9 +567,6 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
         (None, _) => None,
         (Some(url), Some(from)) => {
             let relay = mail::Relay::parse(url).map_err(|e| anyhow::anyhow!("--smtp-url: {e}"))?;
-            if !rolegate_core::email::valid_address(from.trim()) {
-                bail!("--smtp-from `{from}` is not an e-mail address");
-            }
             mail::check_sender(from.trim()).map_err(|e| anyhow::anyhow!("--smtp-from: {e}"))?;
             let tls = mail::tls_config(args.smtp_ca_file.as_deref())
                 .map_err(|e| anyhow::anyhow!("--smtp-ca-file: {e}"))?;

@@ -90,6 +90,18 @@ struct Call {
     body: Option<String>,
 }
 
+impl Call {
+    /// A call carrying bearer `token`.
+    fn bearer(method: &'static str, path: String, token: &str, body: Option<String>) -> Self {
+        Self {
+            method,
+            path,
+            credential: ("Authorization", format!("Bearer {token}")),
+            body,
+        }
+    }
+}
+
 /// A portal session of `user_name`, through the development sign-in (the server runs on
 /// an HS256 secret): the `Cookie` header value.
 fn portal_session(origin: &str, user_name: &str) -> anyhow::Result<String> {
@@ -125,50 +137,29 @@ fn calls(args: &Args, manifest: &Value, scenario: Scenario) -> anyhow::Result<Ve
     let admin = token(&args.secret, &args.admin)?;
     let mut out = Vec::new();
     match scenario {
-        Scenario::Healthz => out.push(Call {
-            method: "GET",
-            path: "/healthz".into(),
-            credential: ("Authorization", format!("Bearer {admin}")),
-            body: None,
-        }),
+        Scenario::Healthz => out.push(Call::bearer("GET", "/healthz".into(), &admin, None)),
         Scenario::ReadResource => {
             for a in list("activations") {
                 let s = a["subjectId"].as_str().unwrap_or_default();
                 let r = a["resourceId"].as_str().unwrap_or_default();
-                out.push(Call {
-                    method: "GET",
-                    path: format!("{base}/resources/{r}"),
-                    credential: (
-                        "Authorization",
-                        format!("Bearer {}", token(&args.secret, s)?),
-                    ),
-                    body: None,
-                });
+                let path = format!("{base}/resources/{r}");
+                out.push(Call::bearer("GET", path, &token(&args.secret, s)?, None));
             }
         }
         Scenario::MyAssignments => {
             for u in list("users") {
                 let u = u.as_str().unwrap_or_default();
-                out.push(Call {
-                    method: "GET",
-                    path: format!("{base}/roleAssignments?$filter=subjectId%20eq%20'{u}'"),
-                    credential: (
-                        "Authorization",
-                        format!("Bearer {}", token(&args.secret, u)?),
-                    ),
-                    body: None,
-                });
+                let path = format!("{base}/roleAssignments?$filter=subjectId%20eq%20'{u}'");
+                out.push(Call::bearer("GET", path, &token(&args.secret, u)?, None));
             }
         }
         Scenario::ResourceAssignments => {
             for r in list("resources") {
                 let r = r.as_str().unwrap_or_default();
-                out.push(Call {
-                    method: "GET",
-                    path: format!("{base}/resources/{r}/roleAssignments?$expand=subject,roleDefinition($expand=resource)"),
-                    credential: ("Authorization", format!("Bearer {admin}")),
-                    body: None,
-                });
+                let path = format!(
+                    "{base}/resources/{r}/roleAssignments?$expand=subject,roleDefinition($expand=resource)"
+                );
+                out.push(Call::bearer("GET", path, &admin, None));
             }
         }
         Scenario::Activate => {
@@ -180,19 +171,13 @@ fn calls(args: &Args, manifest: &Value, scenario: Scenario) -> anyhow::Result<Ve
                     "linkedEligibleRoleAssignmentId": a["eligibleId"], "reason": "load test",
                     "schedule": {"type": "Once", "duration": "PT1H"},
                 });
-                out.push(Call {
-                    method: "POST",
-                    path: format!("{base}/roleAssignmentRequests"),
-                    credential: (
-                        "Authorization",
-                        format!("Bearer {}", token(&args.secret, s)?),
-                    ),
-                    body: Some(body.to_string()),
-                });
+                let path = format!("{base}/roleAssignmentRequests");
+                let token = token(&args.secret, s)?;
+                out.push(Call::bearer("POST", path, &token, Some(body.to_string())));
             }
         }
         Scenario::AuthzenEvaluation | Scenario::AuthzenBatch => {
-            let pep = format!("Bearer {}", token(&args.secret, &args.pep)?);
+            let pep = token(&args.secret, &args.pep)?;
             let questions: Vec<Value> = list("activations")
                 .iter()
                 .take(8_000)
@@ -210,21 +195,18 @@ fn calls(args: &Args, manifest: &Value, scenario: Scenario) -> anyhow::Result<Ve
                 .collect();
             if scenario == Scenario::AuthzenEvaluation {
                 for q in questions {
-                    out.push(Call {
-                        method: "POST",
-                        path: "/access/v1/evaluation".into(),
-                        credential: ("Authorization", pep.clone()),
-                        body: Some(q.to_string()),
-                    });
+                    let path = "/access/v1/evaluation".into();
+                    out.push(Call::bearer("POST", path, &pep, Some(q.to_string())));
                 }
             } else {
                 for chunk in questions.chunks(100).filter(|c| c.len() == 100) {
-                    out.push(Call {
-                        method: "POST",
-                        path: "/access/v1/evaluations".into(),
-                        credential: ("Authorization", pep.clone()),
-                        body: Some(json!({"evaluations": chunk}).to_string()),
-                    });
+                    let body = json!({"evaluations": chunk}).to_string();
+                    out.push(Call::bearer(
+                        "POST",
+                        "/access/v1/evaluations".into(),
+                        &pep,
+                        Some(body),
+                    ));
                 }
             }
         }

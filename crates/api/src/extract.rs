@@ -42,8 +42,7 @@ pub async fn authenticate(parts: &Parts, state: &Arc<AppState>) -> Result<Caller
     let claims = state.auth.verify(header).await?;
     // Only a verified token names a subject: forged ones were counted per client address.
     state.rate_limits.check_subject(claims.subject())?;
-    let lookup = claims.subject().to_string();
-    let subject = state.read(move |tx, _| tx.subject(&lookup)).await?;
+    let subject = state.token_subject(claims.subject()).await?;
     let token = TokenIdentity {
         subject: claims.subject(),
         name: claims.name.as_deref(),

@@ -5,7 +5,7 @@
 
 use crate::error::ApiResult;
 use crate::extract::{Auth, Fields, JsonObject, OData, RequestId};
-use crate::render::{Entity, Viewer, entity_set, navigate, shape};
+use crate::render::{Entity, Lookup, Plain, Viewer, entity_set, navigate, shape};
 use crate::state::{AppState, Operation};
 use axum::extract::{Path, State};
 use axum::http::{HeaderMap, StatusCode, Uri, header};
@@ -111,9 +111,9 @@ fn validate_options(coll: Collection, opts: &QueryOptions) -> Result<()> {
     odata::validate_orderby(&opts.orderby, coll.fields())
 }
 
-fn ensure_resource(tx: &mut dyn ReadTx, rid: Option<&str>) -> Result<()> {
+fn ensure_resource(tx: &mut dyn ReadTx, lookup: Lookup, rid: Option<&str>) -> Result<()> {
     match rid {
-        Some(r) if tx.resource(r)?.is_none() => Err(Collection::Resources.not_found(r)),
+        Some(r) if lookup.resource(tx, r)?.is_none() => Err(Collection::Resources.not_found(r)),
         _ => Ok(()),
     }
 }
@@ -125,6 +125,30 @@ struct ListCall {
     params: HashMap<String, String>,
     uri: Uri,
     headers: HeaderMap,
+}
+
+/// A page of a collection, as Graph writes it.
+#[derive(serde::Serialize)]
+struct PageBody<T> {
+    #[serde(rename = "@odata.context")]
+    context: Value,
+    #[serde(rename = "@odata.count", skip_serializing_if = "Option::is_none")]
+    count: Option<u64>,
+    #[serde(rename = "@odata.nextLink", skip_serializing_if = "Option::is_none")]
+    next_link: Option<String>,
+    value: T,
+}
+
+impl PageBody<()> {
+    /// The page with these items.
+    fn with<T>(self, value: Vec<T>) -> PageBody<Vec<T>> {
+        PageBody {
+            context: self.context,
+            count: self.count,
+            next_link: self.next_link,
+            value,
+        }
+    }
 }
 
 /// Lists a collection (or counts it, for `/$count`).
@@ -148,7 +172,7 @@ async fn list(
             let now = st.clock.now();
             let access = st.access_view();
             validate_options(coll, &opts)?;
-            ensure_resource(tx, rid.as_deref())?;
+            ensure_resource(tx, st.lookup(), rid.as_deref())?;
             let skip = opts.skip.unwrap_or(0);
             let top = if count_only {
                 0
@@ -183,27 +207,25 @@ async fn list(
                     ([(header::CONTENT_TYPE, "text/plain; charset=utf-8")], n).into_response()
                 );
             }
-            let viewer = Viewer::new(&caller, &access, now);
+            let body = PageBody {
+                context: context(&base_url(&headers), entity_set_of(coll), false),
+                count: page.total,
+                next_link: page
+                    .more
+                    .then(|| next_link(&headers, &uri, u64::from(skip) + page.items.len() as u64)),
+                value: (),
+            };
+            if opts.expand.is_empty() && opts.select.is_none() {
+                let plain = page.items.iter().map(|entity| Plain { entity, now });
+                return Ok(axum::Json(body.with(plain.collect())).into_response());
+            }
+            let viewer = Viewer::new(&caller, &access, now).looking_up(st.lookup());
             viewer.prefetch(tx, &page.items, &opts.expand)?;
             let mut value = Vec::with_capacity(page.items.len());
             for e in &page.items {
                 value.push(Value::Object(shape(tx, e, &opts, &viewer)?));
             }
-            let base = base_url(&headers);
-            let mut body = Map::new();
-            body.insert(
-                "@odata.context".into(),
-                context(&base, entity_set_of(coll), false),
-            );
-            if let Some(total) = page.total {
-                body.insert("@odata.count".into(), json!(total));
-            }
-            if page.more {
-                let next = next_link(&headers, &uri, u64::from(skip) + page.items.len() as u64);
-                body.insert("@odata.nextLink".into(), Value::String(next));
-            }
-            body.insert("value".into(), Value::Array(value));
-            Ok(axum::Json(Value::Object(body)).into_response())
+            Ok(axum::Json(body.with(value)).into_response())
         })
         .await
 }
@@ -229,6 +251,12 @@ async fn get_item(
         .filter_map(|k| params.get(*k).cloned())
         .collect();
     let nested = coll != Collection::Resources;
+    if coll == Collection::Resources
+        && navs.is_empty()
+        && let Some(body) = resource_from_memory(&state, &caller, &opts, &id, &headers)?
+    {
+        return Ok(body);
+    }
     state
         .read(move |tx, st| {
             let now = st.clock.now();
@@ -237,19 +265,19 @@ async fn get_item(
                 odata::validate(f, coll.fields())?;
             }
             let scope_rid = if nested { rid.as_deref() } else { None };
-            ensure_resource(tx, scope_rid)?;
+            ensure_resource(tx, st.lookup(), scope_rid)?;
             let mut entity = Entity::from(visibility::load_item(
                 tx, coll, &id, scope_rid, &caller, &access, now,
             )?);
             for nav in &navs {
-                entity = navigate(tx, &entity, nav)?.ok_or_else(|| {
+                entity = navigate(tx, st.lookup(), &entity, nav)?.ok_or_else(|| {
                     DomainError::new(ErrorCode::NotFound, format!("`{nav}` of `{id}` is empty"))
                 })?;
                 if let Entity::Resource(r) = &entity {
                     visibility::may_navigate_to_resource(&caller, &access, nav, &r.id, now)?;
                 }
             }
-            let viewer = Viewer::new(&caller, &access, now);
+            let viewer = Viewer::new(&caller, &access, now).looking_up(st.lookup());
             let mut body = Map::new();
             body.insert(
                 "@odata.context".into(),
@@ -259,6 +287,37 @@ async fn get_item(
             Ok(axum::Json(Value::Object(body)).into_response())
         })
         .await
+}
+
+/// `GET …/resources/{id}` answered from memory, without a transaction, when it can be: a
+/// store no other node writes (the cache and the index then reflect every commit), a
+/// resource cached already, and no query option that needs the database. `None`: ask the
+/// database.
+fn resource_from_memory(
+    state: &AppState,
+    caller: &Caller,
+    opts: &QueryOptions,
+    id: &str,
+    headers: &HeaderMap,
+) -> Result<Option<Response>> {
+    let plain = opts.filter.is_none() && opts.expand.is_empty() && opts.select.is_none();
+    if !plain || state.store.shared() {
+        return Ok(None);
+    }
+    let Some(cached) = state.entities()?.resource(id).cloned() else {
+        return Ok(None);
+    };
+    let now = state.clock.now();
+    let access = state.access_view();
+    let r = visibility::readable_resource(Some(cached), id, caller, &access, now)?;
+    let entity = Entity::Resource(r);
+    let mut body = Map::new();
+    body.insert(
+        "@odata.context".into(),
+        context(&base_url(headers), entity_set(&entity), true),
+    );
+    body.extend(crate::render::properties(&entity, now));
+    Ok(Some(axum::Json(Value::Object(body)).into_response()))
 }
 
 /// `GET …/{collection}`.
@@ -339,7 +398,7 @@ pub async fn assignment_connector_grants(
         .read(move |tx, st| {
             let now = st.clock.now();
             let access = st.access_view();
-            ensure_resource(tx, rid.as_deref())?;
+            ensure_resource(tx, st.lookup(), rid.as_deref())?;
             match visibility::load_item(
                 tx,
                 Collection::RoleAssignments,
@@ -372,8 +431,7 @@ pub async fn me(
     Auth(c): Auth,
     h: HeaderMap,
 ) -> ApiResult<Response> {
-    let id = c.subject_id.clone();
-    let subject = s.read(move |tx, _| tx.subject(&id)).await?;
+    let subject = s.token_subject(&c.subject_id).await?;
     let mut body = Map::new();
     body.insert(
         "@odata.context".into(),
@@ -421,7 +479,7 @@ pub async fn my_expired_assignments(
         let now = st.clock.now();
         let access = st.access_view();
         let mine = rolegate_core::overview::my_roles(tx, &c, &access, now)?;
-        let viewer = Viewer::new(&c, &access, now);
+        let viewer = Viewer::new(&c, &access, now).looking_up(st.lookup());
         let mut value = Vec::with_capacity(mine.expired.len());
         for row in mine.expired {
             let e = Entity::Assignment(
@@ -457,11 +515,11 @@ pub async fn expired_assignments(
                 "expired() takes only $expand and $select",
             ));
         }
-        ensure_resource(tx, Some(&rid))?;
+        ensure_resource(tx, st.lookup(), Some(&rid))?;
         let now = st.clock.now();
         let access = st.access_view();
         let expired = rolegate_core::overview::expired_on(tx, &c, &access, now, &rid)?;
-        let viewer = Viewer::new(&c, &access, now);
+        let viewer = Viewer::new(&c, &access, now).looking_up(st.lookup());
         let mut value = Vec::with_capacity(expired.len());
         for a in expired {
             let e = Entity::Assignment(a, rolegate_core::assignment::MemberType::Direct);
@@ -936,7 +994,7 @@ pub async fn export(
         let now = st.clock.now();
         let access = st.access_view();
         validate_options(Collection::RoleAssignments, &opts)?;
-        ensure_resource(tx, rid.as_deref())?;
+        ensure_resource(tx, st.lookup(), rid.as_deref())?;
         let lines = export_lines(tx, &c, &access, now, rid.as_deref(), &opts)?;
         if json_only {
             let body = json!({"@odata.context": format!("{base}/$metadata#Collection(Edm.String)"), "value": lines});

@@ -6,6 +6,7 @@ use jiff::Timestamp;
 use rolegate_core::access::{AccessView, Caller};
 use rolegate_core::assignment::{MemberType, RoleAssignment};
 use rolegate_core::directory::Subject;
+use rolegate_core::entity_cache::EntityCache;
 use rolegate_core::error::{DomainError, Result};
 use rolegate_core::odata::{Expand, QueryOptions};
 use rolegate_core::policy::RuleSetting;
@@ -18,6 +19,141 @@ use rolegate_core::visibility::{self, AccessLevel, Item};
 use serde_json::{Map, Value, json};
 use std::cell::RefCell;
 use std::collections::HashMap;
+use std::sync::RwLock;
+
+/// Where related entities are looked up: the cache first when a read transaction renders
+/// (it fills the cache with what it finds), the transaction alone when a write does (what it
+/// sees is not committed yet).
+#[derive(Clone, Copy, Default)]
+pub struct Lookup<'a> {
+    cache: Option<&'a RwLock<EntityCache>>,
+}
+
+impl<'a> Lookup<'a> {
+    /// Straight from the transaction.
+    pub const DATABASE: Self = Self { cache: None };
+
+    /// Through `cache`; for read transactions only.
+    pub fn cached(cache: &'a RwLock<EntityCache>) -> Self {
+        Self { cache: Some(cache) }
+    }
+
+    /// A resource by id.
+    pub fn resource(&self, tx: &mut dyn ReadTx, id: &str) -> Result<Option<Resource>> {
+        let Some(cache) = self.cache else {
+            return tx.resource(id);
+        };
+        if let Some(r) = read(cache)?.resource(id) {
+            return Ok(Some(r.clone()));
+        }
+        let found = tx.resource(id)?;
+        if let Some(r) = &found {
+            write(cache)?.keep_resource(r);
+        }
+        Ok(found)
+    }
+
+    /// A role definition by id.
+    pub fn role_definition(&self, tx: &mut dyn ReadTx, id: &str) -> Result<Option<RoleDefinition>> {
+        let Some(cache) = self.cache else {
+            return tx.role_definition(id);
+        };
+        if let Some(d) = read(cache)?.role_definition(id) {
+            return Ok(Some(d.clone()));
+        }
+        let found = tx.role_definition(id)?;
+        if let Some(d) = &found {
+            write(cache)?.keep_role_definition(d);
+        }
+        Ok(found)
+    }
+
+    /// A subject by id, else by external id.
+    pub fn subject(&self, tx: &mut dyn ReadTx, id: &str) -> Result<Option<Subject>> {
+        match self.cache {
+            Some(cache) => Ok(read(cache)?.subject(id).cloned()),
+            None => tx.subject(id),
+        }
+    }
+
+    /// The resources of `ids` that exist (one statement for those not cached).
+    fn resources_by_id(&self, tx: &mut dyn ReadTx, ids: &[String]) -> Result<Vec<Resource>> {
+        let Some(cache) = self.cache else {
+            return tx.resources_by_id(ids);
+        };
+        let (mut found, missing) =
+            partition(ids, |id| read(cache).map(|c| c.resource(id).cloned()))?;
+        if !missing.is_empty() {
+            let loaded = tx.resources_by_id(&missing)?;
+            let mut c = write(cache)?;
+            for r in &loaded {
+                c.keep_resource(r);
+            }
+            found.extend(loaded);
+        }
+        Ok(found)
+    }
+
+    /// The role definitions of `ids` that exist (one statement for those not cached).
+    fn role_definitions_by_id(
+        &self,
+        tx: &mut dyn ReadTx,
+        ids: &[String],
+    ) -> Result<Vec<RoleDefinition>> {
+        let Some(cache) = self.cache else {
+            return tx.role_definitions_by_id(ids);
+        };
+        let (mut found, missing) = partition(ids, |id| {
+            read(cache).map(|c| c.role_definition(id).cloned())
+        })?;
+        if !missing.is_empty() {
+            let loaded = tx.role_definitions_by_id(&missing)?;
+            let mut c = write(cache)?;
+            for d in &loaded {
+                c.keep_role_definition(d);
+            }
+            found.extend(loaded);
+        }
+        Ok(found)
+    }
+
+    /// The subjects whose id or external id is one of `ids` (one may come twice).
+    fn subjects_by_id(&self, tx: &mut dyn ReadTx, ids: &[String]) -> Result<Vec<Subject>> {
+        let Some(cache) = self.cache else {
+            return tx.subjects_by_id(ids);
+        };
+        let c = read(cache)?;
+        Ok(ids.iter().filter_map(|id| c.subject(id).cloned()).collect())
+    }
+}
+
+/// `ids` split into what `cached` has and the ids it lacks.
+fn partition<T>(
+    ids: &[String],
+    cached: impl Fn(&str) -> Result<Option<T>>,
+) -> Result<(Vec<T>, Vec<String>)> {
+    let mut found = Vec::with_capacity(ids.len());
+    let mut missing = Vec::new();
+    for id in ids {
+        match cached(id)? {
+            Some(x) => found.push(x),
+            None => missing.push(id.clone()),
+        }
+    }
+    Ok((found, missing))
+}
+
+fn read(cache: &RwLock<EntityCache>) -> Result<std::sync::RwLockReadGuard<'_, EntityCache>> {
+    cache
+        .read()
+        .map_err(|_| DomainError::internal("entity cache lock poisoned"))
+}
+
+fn write(cache: &RwLock<EntityCache>) -> Result<std::sync::RwLockWriteGuard<'_, EntityCache>> {
+    cache
+        .write()
+        .map_err(|_| DomainError::internal("entity cache lock poisoned"))
+}
 
 /// An entity about to be rendered.
 #[derive(Debug, Clone)]
@@ -59,6 +195,8 @@ pub struct Viewer<'a> {
     pub access: &'a dyn AccessView,
     /// Now.
     pub now: Timestamp,
+    /// Where related entities come from.
+    lookup: Lookup<'a>,
     /// Entities already loaded for `$expand` in this response (rows of a page share their
     /// role definitions and resources).
     expanded: RefCell<HashMap<(String, String), Option<Entity>>>,
@@ -71,8 +209,15 @@ impl<'a> Viewer<'a> {
             caller,
             access,
             now,
+            lookup: Lookup::DATABASE,
             expanded: RefCell::new(HashMap::new()),
         }
+    }
+
+    /// The same viewer, looking related entities up through `lookup`.
+    pub fn looking_up(mut self, lookup: Lookup<'a>) -> Self {
+        self.lookup = lookup;
+        self
     }
 
     /// `navigate`, remembered for the rest of the response by the entity it leads to.
@@ -83,12 +228,12 @@ impl<'a> Viewer<'a> {
         nav: &str,
     ) -> Result<Option<Entity>> {
         let Some(key) = nav_key(e, nav) else {
-            return navigate(tx, e, nav);
+            return navigate(tx, self.lookup, e, nav);
         };
         if let Some(found) = self.expanded.borrow().get(&key) {
             return Ok(found.clone());
         }
-        let found = navigate(tx, e, nav)?;
+        let found = navigate(tx, self.lookup, e, nav)?;
         self.expanded.borrow_mut().insert(key, found.clone());
         Ok(found)
     }
@@ -132,20 +277,22 @@ impl Viewer<'_> {
             for (kind, ids) in wanted {
                 let ids: Vec<String> = ids.into_iter().collect();
                 let found: Vec<(String, Entity)> = match kind.as_str() {
-                    "resource" => tx
-                        .resources_by_id(&ids)?
+                    "resource" => self
+                        .lookup
+                        .resources_by_id(tx, &ids)?
                         .into_iter()
                         .map(|r| (r.id.clone(), Entity::Resource(r)))
                         .collect(),
-                    "roleDefinition" => tx
-                        .role_definitions_by_id(&ids)?
+                    "roleDefinition" => self
+                        .lookup
+                        .role_definitions_by_id(tx, &ids)?
                         .into_iter()
                         .map(|d| (d.id.clone(), Entity::RoleDefinition(d)))
                         .collect(),
                     "subject" => {
                         // As `navigate`: the subject with that id, else the one with that
                         // external id.
-                        let subjects = tx.subjects_by_id(&ids)?;
+                        let subjects = self.lookup.subjects_by_id(tx, &ids)?;
                         let by_id: HashMap<&str, &Subject> =
                             subjects.iter().map(|s| (s.id.as_str(), s)).collect();
                         let by_external: HashMap<&str, &Subject> = subjects
@@ -244,12 +391,9 @@ pub fn properties(e: &Entity, now: Timestamp) -> Map<String, Value> {
             "adminEligibleSettings": rules(&s.rules.admin_eligible), "adminMemberSettings": rules(&s.rules.admin_member),
             "userEligibleSettings": rules(&s.rules.user_eligible), "userMemberSettings": rules(&s.rules.user_member),
         }),
-        Entity::Assignment(a, member) => json!({
-            "id": a.id, "resourceId": a.resource_id, "roleDefinitionId": a.role_definition_id, "subjectId": a.subject_id,
-            "linkedEligibleRoleAssignmentId": a.linked_eligible_id, "externalId": Value::Null,
-            "startDateTime": dt(a.schedule.start), "endDateTime": a.schedule.end.map(dt),
-            "assignmentState": a.state.as_str(), "memberType": member.as_str(), "status": "Provisioned",
-        }),
+        Entity::Assignment(a, member) => {
+            serde_json::to_value(AssignmentProperties::of(a, *member)).unwrap_or_default()
+        }
         Entity::Request(r) => {
             let status = r.status_at(now);
             let mut v = json!({
@@ -289,6 +433,62 @@ pub fn properties(e: &Entity, now: Timestamp) -> Map<String, Value> {
     }
 }
 
+/// A `governanceRoleAssignment`'s properties, written straight to the response (a page of
+/// them is most of what the Graph API serves), in the order a JSON object of them always
+/// had (alphabetical).
+#[derive(serde::Serialize)]
+#[serde(rename_all = "camelCase")]
+struct AssignmentProperties<'a> {
+    assignment_state: &'static str,
+    end_date_time: Option<String>,
+    /// Always `null`.
+    external_id: Option<&'a str>,
+    id: &'a str,
+    linked_eligible_role_assignment_id: Option<&'a str>,
+    member_type: &'static str,
+    resource_id: &'a str,
+    role_definition_id: &'a str,
+    start_date_time: String,
+    status: &'static str,
+    subject_id: &'a str,
+}
+
+impl<'a> AssignmentProperties<'a> {
+    fn of(a: &'a RoleAssignment, member: MemberType) -> Self {
+        Self {
+            assignment_state: a.state.as_str(),
+            end_date_time: a.schedule.end.map(format_datetime),
+            external_id: None,
+            id: &a.id,
+            linked_eligible_role_assignment_id: a.linked_eligible_id.as_deref(),
+            member_type: member.as_str(),
+            resource_id: &a.resource_id,
+            role_definition_id: &a.role_definition_id,
+            start_date_time: format_datetime(a.schedule.start),
+            status: "Provisioned",
+            subject_id: &a.subject_id,
+        }
+    }
+}
+
+/// An entity with its own properties only (no `$select`, no `$expand`), serialized as
+/// [`properties`] gives them; assignments without an intermediate JSON tree.
+pub struct Plain<'a> {
+    /// The entity.
+    pub entity: &'a Entity,
+    /// Now, for time-derived properties.
+    pub now: Timestamp,
+}
+
+impl serde::Serialize for Plain<'_> {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> std::result::Result<S::Ok, S::Error> {
+        match self.entity {
+            Entity::Assignment(a, member) => AssignmentProperties::of(a, *member).serialize(s),
+            other => properties(other, self.now).serialize(s),
+        }
+    }
+}
+
 /// Properties returned only when `$select`ed (governanceResource only).
 const RESOURCE_OPTIONAL: [&str; 3] = ["roleAssignmentCount", "roleDefinitionCount", "permissions"];
 
@@ -317,7 +517,12 @@ fn navigations(e: &Entity) -> &'static [&'static str] {
 }
 
 /// The entity a single-valued navigation leads to (`None` = the navigation is empty).
-pub fn navigate(tx: &mut dyn ReadTx, e: &Entity, nav: &str) -> Result<Option<Entity>> {
+pub fn navigate(
+    tx: &mut dyn ReadTx,
+    lookup: Lookup,
+    e: &Entity,
+    nav: &str,
+) -> Result<Option<Entity>> {
     let name = navigation(e, nav).ok_or_else(|| {
         DomainError::bad_request(format!(
             "`{nav}` is not a navigation property of {}",
@@ -325,13 +530,13 @@ pub fn navigate(tx: &mut dyn ReadTx, e: &Entity, nav: &str) -> Result<Option<Ent
         ))
     })?;
     let resource = |tx: &mut dyn ReadTx, id: &str| -> Result<Option<Entity>> {
-        Ok(tx.resource(id)?.map(Entity::Resource))
+        Ok(lookup.resource(tx, id)?.map(Entity::Resource))
     };
     let role = |tx: &mut dyn ReadTx, id: &str| -> Result<Option<Entity>> {
-        Ok(tx.role_definition(id)?.map(Entity::RoleDefinition))
+        Ok(lookup.role_definition(tx, id)?.map(Entity::RoleDefinition))
     };
     let subject = |tx: &mut dyn ReadTx, id: &str| -> Result<Option<Entity>> {
-        Ok(tx.subject(id)?.map(Entity::Subject))
+        Ok(lookup.subject(tx, id)?.map(Entity::Subject))
     };
     match (e, name) {
         (Entity::Resource(r), "parent") => match &r.parent_id {

@@ -8,6 +8,7 @@ use crate::auth::Authenticator;
 use crate::error::ApiError;
 use rolegate_core::access::{AccessChange, AccessIndex, AccessView, Caller, OpContext};
 use rolegate_core::clock::Clock;
+use rolegate_core::entity_cache::EntityCache;
 use rolegate_core::error::{DomainError, Result};
 use rolegate_core::store::{self, ReadTx, Store, Tx};
 use std::sync::{Arc, Mutex, RwLock};
@@ -18,11 +19,17 @@ pub struct AppState {
     pub store: Arc<dyn Store>,
     /// Effective access, patched on every commit.
     pub access: RwLock<AccessIndex>,
+    /// Subjects, resources and role definitions in memory, patched with the index (lock
+    /// order: the index first).
+    entities: RwLock<EntityCache>,
     /// With a shared store: how far the index has caught up with the access log, and when
     /// it last did.
     access_log: Mutex<AccessLogPosition>,
     /// Serialises write transactions with their index updates.
     write_order: Mutex<()>,
+    /// Read transactions that may run at once ([`Store::concurrent_reads`]); the others
+    /// wait here, first come first served.
+    read_slots: tokio::sync::Semaphore,
     /// Handlers' writes waiting for their batch (group commit).
     pub(crate) writes: crate::group_commit::WriteQueue,
     /// System writes waiting for the write lock: a busy group commit drain lets them go
@@ -110,12 +117,21 @@ impl AppState {
     /// State over `store`, with the access index built from it.
     pub fn new(store: Arc<dyn Store>, clock: Arc<dyn Clock>, auth: Authenticator) -> Result<Self> {
         let now = clock.now();
-        let (index, seq) = build_index(store.as_ref(), now)?;
+        let (index, entities, seq) = store::read(store.as_ref(), |tx| {
+            let mut ix = AccessIndex::new();
+            let seq = fill_index(tx, &mut ix, now)?;
+            Ok((ix, EntityCache::new(tx.all_subjects()?), seq))
+        })?;
+        let read_slots = store
+            .concurrent_reads()
+            .clamp(1, tokio::sync::Semaphore::MAX_PERMITS);
         Ok(Self {
             store,
             access: RwLock::new(index),
+            entities: RwLock::new(entities),
             access_log: Mutex::new(AccessLogPosition { seq, at: now }),
             write_order: Mutex::new(()),
+            read_slots: tokio::sync::Semaphore::new(read_slots),
             writes: crate::group_commit::WriteQueue::default(),
             system_writes_waiting: std::sync::atomic::AtomicUsize::new(0),
             clock,
@@ -205,11 +221,50 @@ impl AppState {
         LockedIndex(&self.access)
     }
 
+    /// The cached entities, for reading.
+    pub fn entities(&self) -> Result<std::sync::RwLockReadGuard<'_, EntityCache>> {
+        self.entities
+            .read()
+            .map_err(|_| DomainError::internal("entity cache lock poisoned"))
+    }
+
+    /// Where a read transaction looks related entities up: through the cache.
+    pub fn lookup(&self) -> crate::render::Lookup<'_> {
+        crate::render::Lookup::cached(&self.entities)
+    }
+
+    /// The cached entities, for patching.
+    pub(crate) fn entities_mut(&self) -> Result<std::sync::RwLockWriteGuard<'_, EntityCache>> {
+        self.entities
+            .write()
+            .map_err(|_| DomainError::internal("entity cache lock poisoned"))
+    }
+
+    /// The subject a token names (by id, else by external id), as of this node's index. On
+    /// a store other nodes write, in a read transaction that first catches up with their
+    /// changes; otherwise straight from memory (every change went through this process).
+    pub async fn token_subject(
+        self: &Arc<Self>,
+        id: &str,
+    ) -> Result<Option<rolegate_core::directory::Subject>, ApiError> {
+        if !self.store.shared() {
+            return Ok(self.entities()?.subject(id).cloned());
+        }
+        let id = id.to_string();
+        self.read(move |_, st| Ok(st.entities()?.subject(&id).cloned()))
+            .await
+    }
+
     /// Runs `f` in a read transaction on a blocking thread.
     pub async fn read<T: Send + 'static>(
         self: &Arc<Self>,
         f: impl FnOnce(&mut dyn ReadTx, &AppState) -> Result<T> + Send + 'static,
     ) -> Result<T, ApiError> {
+        let _slot = self
+            .read_slots
+            .acquire()
+            .await
+            .map_err(|_| DomainError::internal("read slots closed"))?;
         let state = Arc::clone(self);
         blocking(move || {
             store::read(state.store.as_ref(), |tx| {
@@ -248,9 +303,12 @@ impl AppState {
         if now.duration_since(last_at) > ACCESS_LOG_RETENTION / 2 {
             let mut fresh = AccessIndex::new();
             let seq = fill_index(tx, &mut fresh, now)?;
+            let subjects = tx.all_subjects()?;
             let mut p = position()?;
             if seq >= p.seq {
-                *index()? = fresh;
+                let mut ix = index()?;
+                self.entities_mut()?.replace_subjects(subjects);
+                *ix = fresh;
                 *p = AccessLogPosition { seq, at: now };
             }
             return Ok(());
@@ -260,9 +318,11 @@ impl AppState {
             let mut p = position()?;
             if !entries.is_empty() {
                 let mut ix = index()?;
+                let mut entities = self.entities_mut()?;
                 for e in &entries {
                     if e.seq > p.seq {
                         ix.apply(&e.changes);
+                        entities.apply(&e.changes);
                         p.seq = e.seq;
                     }
                 }
@@ -435,11 +495,13 @@ impl AppState {
             .access
             .write()
             .map_err(|_| DomainError::internal("access index lock poisoned"))?;
+        let mut entities = self.entities_mut()?;
         for (changes, seq) in writes {
             // A read that caught up after this commit has applied these changes already
             // (with any later ones): apply them only when it has not.
             if seq.is_none_or(|seq| seq > position.seq) {
                 index.apply(changes);
+                entities.apply(changes);
                 if let Some(seq) = seq {
                     position.seq = seq;
                 }

@@ -1159,6 +1159,9 @@ pub enum AccessChange {
         /// Its direct groups now.
         groups: Vec<String>,
     },
+    /// A subject was created or its attributes changed (the read cache keeps subjects
+    /// whole: [`crate::entity_cache`]); access is not affected by it.
+    Subject(crate::directory::Subject),
     /// A subject was deleted.
     SubjectRemoved(String),
     /// A role definition was created.
@@ -1186,6 +1189,7 @@ impl AccessIndex {
                 AccessChange::Groups { member_id, groups } => self.set_groups(member_id, groups),
                 AccessChange::SubjectRemoved(id) => self.remove_subject(id),
                 AccessChange::Role { id, template_id } => self.add_role(id, template_id),
+                AccessChange::Subject(_) => {}
             }
         }
     }

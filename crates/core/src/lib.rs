@@ -20,6 +20,7 @@ pub mod change;
 pub mod clock;
 pub mod directory;
 pub mod email;
+pub mod entity_cache;
 pub mod error;
 pub mod notification;
 pub mod odata;

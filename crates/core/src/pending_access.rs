@@ -42,6 +42,9 @@ impl PendingAccess {
                 AccessChange::Resource { .. } | AccessChange::Role { .. } => {
                     self.structure = true;
                 }
+                // Attributes: the index answers nothing from them (a write reads them
+                // from its own transaction).
+                AccessChange::Subject(_) => {}
             }
         }
     }

@@ -689,6 +689,11 @@ pub trait Store: Send + Sync {
     fn write_dyn(&self, f: &mut dyn FnMut(&mut dyn Tx) -> Result<()>) -> Result<()>;
     /// Whether the database answers.
     fn ping(&self) -> Result<()>;
+    /// How many read transactions can run at once (one connection each); callers queue the
+    /// others fairly rather than have them wait on a connection in no particular order.
+    fn concurrent_reads(&self) -> usize {
+        64
+    }
     /// Whether other processes may write the same database (several nodes on one
     /// PostgreSQL), so in-memory state must catch up with the database's access log.
     fn shared(&self) -> bool {

@@ -391,6 +391,22 @@ pub fn may_navigate_to_resource(
     }
 }
 
+/// Resource `id` (`found`, as loaded), if the caller may read it (R1: decisions.md §7).
+pub fn readable_resource(
+    found: Option<Resource>,
+    id: &str,
+    caller: &Caller,
+    access: &dyn AccessView,
+    now: Timestamp,
+) -> Result<Resource> {
+    let r = found.ok_or_else(|| Collection::Resources.not_found(id))?;
+    if caller.may_read(access, &r.id, now) {
+        Ok(r)
+    } else {
+        Err(Collection::Resources.denied())
+    }
+}
+
 /// Loads item `id` of `coll` if `caller` may read it, as seen through resource `rid` when
 /// the item is addressed below a resource (an item of another resource is not found there).
 pub fn load_item(
@@ -413,9 +429,7 @@ pub fn load_item(
     let under = |resource: &str| rid.is_none_or(|r| r == resource);
     match coll {
         Collection::Resources => {
-            let r = tx.resource(id)?.ok_or_else(nf)?;
-            check(&r.id)?;
-            Ok(Item::Resource(r))
+            readable_resource(tx.resource(id)?, id, caller, access, now).map(Item::Resource)
         }
         Collection::RoleDefinitions => {
             let d = tx

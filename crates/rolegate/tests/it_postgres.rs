@@ -13,6 +13,8 @@ mod audit;
 mod authz;
 #[path = "it/authzen.rs"]
 mod authzen;
+#[path = "it/caches.rs"]
+mod caches;
 #[path = "it/deployment.rs"]
 mod deployment;
 #[path = "it/durability.rs"]

@@ -432,6 +432,12 @@ impl Store for PostgresStore {
     fn shared(&self) -> bool {
         true
     }
+
+    fn concurrent_reads(&self) -> usize {
+        self.pool
+            .as_ref()
+            .map_or(1, |p| usize::try_from(p.max_size()).unwrap_or(1))
+    }
 }
 
 /// Splits Rolegate's `schema=NAME` parameter off a PostgreSQL URL: the libpq URL that is

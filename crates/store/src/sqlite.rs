@@ -423,6 +423,10 @@ impl SqlStore for SqliteStore {
 }
 
 impl Store for SqliteStore {
+    fn concurrent_reads(&self) -> usize {
+        self.readers.len().max(1)
+    }
+
     fn read_dyn(&self, f: &mut dyn FnMut(&mut dyn ReadTx) -> Result<()>) -> Result<()> {
         self.read_sql(&mut |c| f(&mut SqlTx::new(c)))
     }

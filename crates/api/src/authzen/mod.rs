@@ -347,8 +347,7 @@ async fn asker(headers: &HeaderMap, state: &Arc<AppState>) -> std::result::Resul
         .and_then(|h| h.to_str().ok());
     let claims = state.auth.verify(header).await?;
     let token_subject = claims.subject().to_string();
-    let lookup = token_subject.clone();
-    let subject = state.read(move |tx, _| tx.subject(&lookup)).await?;
+    let subject = state.token_subject(&token_subject).await?;
     if state.is_authzen_client(&token_subject, subject.as_ref().map(|s| s.id.as_str())) {
         return Ok(Asker::Privileged);
     }

@@ -6,7 +6,7 @@
 pub mod decision;
 
 /// What kind of principal a subject is.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, serde::Serialize, serde::Deserialize)]
 pub enum SubjectKind {
     /// A person.
     User,
@@ -35,7 +35,7 @@ impl SubjectKind {
 }
 
 /// A principal of the directory.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct Subject {
     /// Server-assigned GUID (the SCIM `id`).
     pub id: String,

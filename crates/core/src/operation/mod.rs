@@ -130,12 +130,16 @@ pub fn apply(tx: &mut dyn Tx, ctx: &OpContext, changes: Vec<Change>) -> Result<V
                 });
             }
             Change::UpdateRoleSetting(setting) => tx.update_role_setting(&setting)?,
-            Change::InsertSubject(subject) => tx.insert_subject(&subject, ctx.now)?,
+            Change::InsertSubject(subject) => {
+                tx.insert_subject(&subject, ctx.now)?;
+                access.push(AccessChange::Subject(subject));
+            }
             Change::UpdateSubject(subject) => {
                 tx.update_subject(&subject)?;
                 if !subject.active {
                     end_portal_sessions(tx, &subject)?;
                 }
+                access.push(AccessChange::Subject(subject));
             }
             Change::SetGroupMembers {
                 group_id,

@@ -9,6 +9,7 @@ mod approvals;
 mod audit;
 mod authz;
 mod authzen;
+mod caches;
 mod cli;
 mod cli_oidc;
 mod connectors;

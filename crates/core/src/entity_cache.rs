@@ -1,0 +1,198 @@
+//! In-memory copies of the entities nearly every read looks up and few writes change, so a
+//! read finds them without a database round trip:
+//! - every subject of the directory, kept whole and current by the same committed changes
+//!   that patch the access index ([`AccessChange::Subject`], [`AccessChange::SubjectRemoved`];
+//!   the access log carries them to other nodes), so a subject missing here is missing in
+//!   the database as of the index's position;
+//! - resources and role definitions, which are never changed nor deleted once registered,
+//!   kept as a read transaction first found them (a miss says nothing: ask the database).
+//!
+//! Only committed data may enter: fill resources and role definitions from read
+//! transactions, never from a write transaction that could still roll back.
+
+use crate::access::AccessChange;
+use crate::directory::Subject;
+use crate::resource::Resource;
+use crate::role::RoleDefinition;
+use std::collections::HashMap;
+
+/// The cached entities (see the module's doc).
+#[derive(Debug, Default, Clone)]
+pub struct EntityCache {
+    subjects: HashMap<String, Subject>,
+    /// External id → id, for lookups by either.
+    external_ids: HashMap<String, String>,
+    resources: HashMap<String, Resource>,
+    roles: HashMap<String, RoleDefinition>,
+}
+
+impl EntityCache {
+    /// A cache holding `subjects`: the whole directory as one transaction saw it.
+    pub fn new(subjects: impl IntoIterator<Item = Subject>) -> Self {
+        let mut cache = Self::default();
+        for s in subjects {
+            cache.put_subject(s);
+        }
+        cache
+    }
+
+    /// Holds `subjects` instead of the subjects it held (the directory read again whole);
+    /// keeps the resources and role definitions.
+    pub fn replace_subjects(&mut self, subjects: impl IntoIterator<Item = Subject>) {
+        let fresh = Self::new(subjects);
+        self.subjects = fresh.subjects;
+        self.external_ids = fresh.external_ids;
+    }
+
+    /// The subject with id `id`, else the one with external id `id`, as
+    /// [`crate::store::DirectoryRead::subject`] answers.
+    pub fn subject(&self, id: &str) -> Option<&Subject> {
+        self.subjects.get(id).or_else(|| {
+            self.external_ids
+                .get(id)
+                .and_then(|own| self.subjects.get(own))
+        })
+    }
+
+    /// How many subjects the directory holds.
+    pub fn subject_count(&self) -> usize {
+        self.subjects.len()
+    }
+
+    /// A resource read before, if any.
+    pub fn resource(&self, id: &str) -> Option<&Resource> {
+        self.resources.get(id)
+    }
+
+    /// A role definition read before, if any.
+    pub fn role_definition(&self, id: &str) -> Option<&RoleDefinition> {
+        self.roles.get(id)
+    }
+
+    /// Keeps a resource a read transaction found (committed, so it never changes).
+    pub fn keep_resource(&mut self, r: &Resource) {
+        if !self.resources.contains_key(&r.id) {
+            self.resources.insert(r.id.clone(), r.clone());
+        }
+    }
+
+    /// Keeps a role definition a read transaction found (committed, so it never changes).
+    pub fn keep_role_definition(&mut self, d: &RoleDefinition) {
+        if !self.roles.contains_key(&d.id) {
+            self.roles.insert(d.id.clone(), d.clone());
+        }
+    }
+
+    /// Applies committed changes, in order: subjects written or deleted.
+    pub fn apply(&mut self, changes: &[AccessChange]) {
+        for c in changes {
+            match c {
+                AccessChange::Subject(s) => self.put_subject(s.clone()),
+                AccessChange::SubjectRemoved(id) => self.remove_subject(id),
+                AccessChange::Upsert(..)
+                | AccessChange::Remove { .. }
+                | AccessChange::Resource { .. }
+                | AccessChange::Groups { .. }
+                | AccessChange::Role { .. } => {}
+            }
+        }
+    }
+
+    fn put_subject(&mut self, s: Subject) {
+        self.remove_subject(&s.id);
+        if let Some(ext) = &s.external_id {
+            self.external_ids.insert(ext.clone(), s.id.clone());
+        }
+        self.subjects.insert(s.id.clone(), s);
+    }
+
+    fn remove_subject(&mut self, id: &str) {
+        if let Some(old) = self.subjects.remove(id)
+            && let Some(ext) = old.external_id
+            && self.external_ids.get(&ext).is_some_and(|own| own == id)
+        {
+            self.external_ids.remove(&ext);
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::directory::SubjectKind;
+    use proptest::prelude::*;
+
+    fn subject(id: &str, ext: Option<&str>, name: &str) -> Subject {
+        Subject {
+            id: id.into(),
+            external_id: ext.map(str::to_string),
+            kind: SubjectKind::User,
+            display_name: name.into(),
+            principal_name: None,
+            email: None,
+            active: true,
+        }
+    }
+
+    #[test]
+    fn a_subject_is_found_by_id_then_by_external_id() {
+        let cache = EntityCache::new([subject("a", Some("x"), "A"), subject("x", None, "X")]);
+        // An id wins over another subject's external id, as the database lookup answers.
+        assert_eq!(cache.subject("x").map(|s| s.id.as_str()), Some("x"));
+        assert_eq!(cache.subject("a").map(|s| s.id.as_str()), Some("a"));
+        assert!(cache.subject("nobody").is_none());
+        assert_eq!(cache.subject_count(), 2);
+    }
+
+    #[test]
+    fn a_changed_external_id_no_longer_finds_the_subject_by_the_old_one() {
+        let mut cache = EntityCache::new([subject("a", Some("old"), "A")]);
+        cache.apply(&[AccessChange::Subject(subject("a", Some("new"), "A2"))]);
+        assert!(cache.subject("old").is_none());
+        assert_eq!(
+            cache.subject("new").map(|s| s.display_name.as_str()),
+            Some("A2")
+        );
+        cache.apply(&[AccessChange::SubjectRemoved("a".into())]);
+        assert!(cache.subject("a").is_none() && cache.subject("new").is_none());
+    }
+
+    proptest! {
+        /// After any sequence of writes and deletions, every lookup answers as a plain list
+        /// of the subjects written last (the database's rows) does.
+        #[test]
+        fn lookups_match_the_rows_after_any_changes(
+            ops in proptest::collection::vec((0..4usize, proptest::option::of(0..4usize), any::<bool>()), 0..40)
+        ) {
+            let mut cache = EntityCache::default();
+            let mut rows: Vec<Subject> = Vec::new();
+            for (n, (id, ext, delete)) in ops.into_iter().enumerate() {
+                let id = format!("s{id}");
+                if delete {
+                    rows.retain(|s| s.id != id);
+                    cache.apply(&[AccessChange::SubjectRemoved(id)]);
+                    continue;
+                }
+                let ext = ext.map(|e| format!("e{e}"));
+                // External ids are unique in the database: a write taking one is refused.
+                if ext.as_ref().is_some_and(|e| {
+                    rows.iter().any(|s| s.id != id && s.external_id.as_ref() == Some(e))
+                }) {
+                    continue;
+                }
+                let s = subject(&id, ext.as_deref(), &format!("v{n}"));
+                rows.retain(|r| r.id != id);
+                rows.push(s.clone());
+                cache.apply(&[AccessChange::Subject(s)]);
+            }
+            for key in (0..4).map(|i| format!("s{i}")).chain((0..4).map(|i| format!("e{i}"))) {
+                let expected = rows
+                    .iter()
+                    .find(|s| s.id == key)
+                    .or_else(|| rows.iter().find(|s| s.external_id.as_deref() == Some(key.as_str())));
+                prop_assert_eq!(cache.subject(&key), expected);
+            }
+            prop_assert_eq!(cache.subject_count(), rows.len());
+        }
+    }
+}

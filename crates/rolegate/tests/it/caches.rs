@@ -1,0 +1,282 @@
+//! The read caches (issue 14): every subject, and the resources and role definitions reads
+//! have found, kept in memory. After any sequence of writes (SCIM users and groups,
+//! registrations, requests, role settings), every read the caches answer equals the rows
+//! the database holds, read with SQL beside the API: the token's subject (`/me`, and a
+//! disabled or deleted user refused), a resource by id, and `$expand` of subjects, role
+//! definitions and their resources. On PostgreSQL the writes go through two nodes at
+//! random and both nodes are checked after each write; on SQLite there is one node.
+
+#![allow(clippy::expect_used, clippy::unwrap_used)]
+
+use crate::fixture::{
+    CONTRIBUTOR, READER, Tenant, enc, lasting, register, request_body, resource_id,
+};
+use crate::harness::{ADMIN, Backend, Server, backend, say, token, uuid_like};
+use proptest::prelude::*;
+use serde_json::{Value, json};
+
+const USER: &str = "urn:ietf:params:scim:schemas:core:2.0:User";
+const PATCH_OP: &str = "urn:ietf:params:scim:api:messages:2.0:PatchOp";
+
+/// One write, and the node it goes through.
+#[derive(Debug, Clone)]
+enum Write {
+    CreateUser { external: bool },
+    Rename(usize),
+    SetActive(usize, bool),
+    NewExternalId(usize),
+    Delete(usize),
+    Group(Vec<usize>),
+    Register,
+    Assign(usize, usize, bool),
+    Setting(usize, bool),
+}
+
+fn writes() -> impl Strategy<Value = Vec<(Write, usize)>> {
+    let write = prop_oneof![
+        3 => any::<bool>().prop_map(|external| Write::CreateUser { external }),
+        2 => (0..8usize).prop_map(Write::Rename),
+        2 => (0..8usize, any::<bool>()).prop_map(|(u, a)| Write::SetActive(u, a)),
+        1 => (0..8usize).prop_map(Write::NewExternalId),
+        1 => (0..8usize).prop_map(Write::Delete),
+        1 => proptest::collection::vec(0..8usize, 0..3).prop_map(Write::Group),
+        1 => Just(Write::Register),
+        2 => (0..8usize, 0..4usize, any::<bool>()).prop_map(|(u, r, c)| Write::Assign(u, r, c)),
+        1 => (0..4usize, any::<bool>()).prop_map(|(r, m)| Write::Setting(r, m)),
+    ];
+    proptest::collection::vec((write, 0..2usize), 1..10)
+}
+
+/// What the test made: users (deleted ones stay listed), external ids given out, resources.
+struct Made {
+    users: Vec<String>,
+    external_ids: Vec<String>,
+    resources: Vec<String>,
+}
+
+impl Made {
+    fn user(&self, i: usize) -> Option<String> {
+        (!self.users.is_empty()).then(|| self.users[i % self.users.len()].clone())
+    }
+    fn resource(&self, i: usize) -> &String {
+        &self.resources[i % self.resources.len()]
+    }
+}
+
+/// Applies one write through `node`; any answer but a 5xx is fine (a write may be refused:
+/// a deleted user, a duplicate assignment).
+fn apply(t: &Tenant, node: &Server, made: &mut Made, write: &Write) -> Result<(), TestCaseError> {
+    let admin = &t.admin;
+    let patch = |id: &str, ops: Value| {
+        node.call(
+            "PATCH",
+            &format!("/scim/v2/Users/{id}"),
+            Some(admin),
+            Some(&json!({"schemas": [PATCH_OP], "Operations": ops})),
+        )
+    };
+    let r = match write {
+        Write::CreateUser { external } => {
+            let name = format!("cache-{}", uuid_like());
+            let mut body = json!({"schemas": [USER], "userName": format!("{name}@example.test"), "displayName": name});
+            if *external {
+                let ext = format!("ext-{}", uuid_like());
+                body["externalId"] = json!(ext);
+                made.external_ids.push(ext);
+            }
+            let r = node.call("POST", "/scim/v2/Users", Some(admin), Some(&body));
+            if let Some(id) = r.json["id"].as_str() {
+                made.users.push(id.to_string());
+            }
+            r
+        }
+        Write::Rename(u) => match made.user(*u) {
+            Some(id) => patch(
+                &id,
+                json!([{"op": "Replace", "path": "displayName", "value": format!("renamed-{}", uuid_like())}]),
+            ),
+            None => return Ok(()),
+        },
+        Write::SetActive(u, active) => match made.user(*u) {
+            Some(id) => patch(
+                &id,
+                json!([{"op": "Replace", "path": "active", "value": active}]),
+            ),
+            None => return Ok(()),
+        },
+        Write::NewExternalId(u) => match made.user(*u) {
+            Some(id) => {
+                let ext = format!("ext-{}", uuid_like());
+                made.external_ids.push(ext.clone());
+                patch(
+                    &id,
+                    json!([{"op": "Replace", "path": "externalId", "value": ext}]),
+                )
+            }
+            None => return Ok(()),
+        },
+        Write::Delete(u) => match made.user(*u) {
+            Some(id) => node.call("DELETE", &format!("/scim/v2/Users/{id}"), Some(admin), None),
+            None => return Ok(()),
+        },
+        Write::Group(members) => {
+            let members: Vec<Value> = members
+                .iter()
+                .filter_map(|m| made.user(*m))
+                .map(|m| json!({"value": m}))
+                .collect();
+            node.call(
+                "POST",
+                "/scim/v2/Groups",
+                Some(admin),
+                Some(&json!({
+                    "schemas": ["urn:ietf:params:scim:schemas:core:2.0:Group"],
+                    "displayName": format!("cache-group-{}", uuid_like()),
+                    "members": members,
+                })),
+            )
+        }
+        Write::Register => {
+            let arm = format!("{}/resourceGroups/rg-{}", t.sub_arm, uuid_like());
+            register(node, admin, &arm);
+            made.resources.push(resource_id(node, admin, &arm));
+            return Ok(());
+        }
+        Write::Assign(u, r, contributor) => {
+            let Some(user) = made.user(*u) else {
+                return Ok(());
+            };
+            let user = &user;
+            let resource = made.resource(*r);
+            let template = if *contributor { CONTRIBUTOR } else { READER };
+            let role = crate::fixture::role_id(node, admin, resource, template);
+            let mut body = request_body("AdminAdd", "Eligible", resource, &role, user);
+            body["schedule"] = lasting("P30D");
+            node.post(&node.pim("/roleAssignmentRequests"), admin, &body)
+        }
+        Write::Setting(r, mfa) => {
+            let role = crate::fixture::role_id(node, admin, made.resource(*r), READER);
+            crate::fixture::patch_rule(
+                node,
+                admin,
+                &role,
+                "userMemberSettings",
+                "MfaRule",
+                &json!({"mfaRequired": mfa}),
+            );
+            return Ok(());
+        }
+    };
+    prop_assert!(
+        r.status < 500,
+        "{write:?} answered {}: {}",
+        r.status,
+        r.text
+    );
+    Ok(())
+}
+
+/// The subject row with id `key`, else the one with external id `key`.
+fn subject_row<'a>(rows: &'a [Vec<Value>], key: &str) -> Option<&'a Vec<Value>> {
+    rows.iter()
+        .find(|r| r[0] == key)
+        .or_else(|| rows.iter().find(|r| r[1] == key))
+}
+
+/// Every cached read through `node` equals the database's rows.
+fn check(t: &Tenant, node: &Server, made: &Made) -> Result<(), TestCaseError> {
+    // id, external id, display name, active, kind
+    let subjects = t.s.sql(
+        "SELECT id, external_id, display_name, active, kind FROM subjects",
+        &[],
+    );
+    for key in made.users.iter().chain(&made.external_ids) {
+        let me = node.get("/beta/me", &token(key, true));
+        match subject_row(&subjects, key) {
+            Some(row) if row[3] == 1 => {
+                prop_assert_eq!(me.status, 200, "{}: {}", key, me.text);
+                prop_assert_eq!(&me.json["id"], &row[0]);
+                prop_assert_eq!(&me.json["displayName"], &row[2]);
+            }
+            Some(_) => prop_assert_eq!(me.status, 403, "{} is disabled: {}", key, me.text),
+            None => prop_assert_eq!(
+                me.status,
+                403,
+                "{} is not in the directory: {}",
+                key,
+                me.text
+            ),
+        }
+    }
+    let resources =
+        t.s.sql("SELECT id, external_id, display_name FROM resources", &[]);
+    for row in &resources {
+        let id = row[0].as_str().unwrap_or_default();
+        // Twice: the first read may fill the cache, the second is answered from it.
+        for _ in 0..2 {
+            let r = node.get(&node.pim(&format!("/resources/{id}")), &t.admin);
+            prop_assert_eq!(r.status, 200, "{}", r.text);
+            prop_assert_eq!(&r.json["id"], &row[0]);
+            prop_assert_eq!(&r.json["externalId"], &row[1]);
+            prop_assert_eq!(&r.json["displayName"], &row[2]);
+        }
+    }
+    let roles = t.s.sql(
+        "SELECT id, display_name, resource_id FROM role_definitions",
+        &[],
+    );
+    let expand = enc("subject,roleDefinition($expand=resource),resource");
+    for resource in &made.resources {
+        let listed = node.get(
+            &node.pim(&format!(
+                "/resources/{resource}/roleAssignments?$expand={expand}&$top=999"
+            )),
+            &t.admin,
+        );
+        prop_assert_eq!(listed.status, 200, "{}", listed.text);
+        for a in listed.json["value"].as_array().into_iter().flatten() {
+            let subject_id = a["subjectId"].as_str().unwrap_or_default();
+            match subject_row(&subjects, subject_id) {
+                Some(row) => {
+                    prop_assert_eq!(&a["subject"]["displayName"], &row[2]);
+                    prop_assert_eq!(
+                        a["subject"]["type"].as_str().map(str::to_ascii_lowercase),
+                        row[4].as_str().map(str::to_ascii_lowercase)
+                    );
+                }
+                None => prop_assert_eq!(&a["subject"], &Value::Null),
+            }
+            let role = roles.iter().find(|r| r[0] == a["roleDefinitionId"]);
+            prop_assert!(role.is_some(), "{} has no role row", a);
+            let role = role.unwrap();
+            prop_assert_eq!(&a["roleDefinition"]["displayName"], &role[1]);
+            prop_assert_eq!(&a["roleDefinition"]["resource"]["id"], &role[2]);
+            let own = resources.iter().find(|r| r[0] == a["resourceId"]);
+            prop_assert!(own.is_some(), "{} has no resource row", a);
+            prop_assert_eq!(&a["resource"]["displayName"], &own.unwrap()[2]);
+        }
+    }
+    Ok(())
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig { cases: 4, failure_persistence: None, ..ProptestConfig::default() })]
+    #[test]
+    fn after_any_writes_every_cached_read_equals_the_database(plan in writes()) {
+        let t = Tenant::start();
+        let sibling = (backend() == Backend::Postgres).then(|| t.s.sibling(&[], None));
+        let nodes: Vec<&Server> = std::iter::once(&t.s).chain(sibling.as_ref()).collect();
+        if nodes.len() == 1 {
+            say("caches: one node on SQLite (two nodes share a database on PostgreSQL only)");
+        }
+        let mut made = Made { users: Vec::new(), external_ids: Vec::new(), resources: vec![t.sub.clone(), t.rg.clone()] };
+        // The administrator's token names nobody in the directory: it is read from the token.
+        prop_assert_eq!(t.s.get("/beta/me", &token(ADMIN, true)).status, 200);
+        for (write, via) in &plan {
+            apply(&t, nodes[via % nodes.len()], &mut made, write)?;
+            for node in &nodes {
+                check(&t, node, &made)?;
+            }
+        }
+    }
+}

@@ -7,6 +7,7 @@
 use crate::error::{ApiError, ApiResult};
 use crate::extract::JsonObject;
 use crate::metrics::AuthzenEndpoint;
+use crate::render::Lookup;
 use crate::state::AppState;
 use axum::extract::State;
 use axum::http::{HeaderMap, header};
@@ -247,20 +248,20 @@ fn kind_name(kind: SubjectKind) -> &'static str {
 /// Looks a subject up by id (case-insensitively), then `externalId` (exactly), then, for
 /// users and service principals, `userName` (case-insensitively); the first step that finds
 /// one of the asked type wins.
-fn resolve_subject(tx: &mut dyn ReadTx, s: &SubjectRef) -> Result<ResolvedSubject> {
+fn resolve_subject(tx: &mut dyn ReadTx, lookup: Lookup, s: &SubjectRef) -> Result<ResolvedSubject> {
     let Some(kind) = subject_kind(&s.kind) else {
         return Ok(ResolvedSubject::Unknown);
     };
     // Each step runs only when the ones before found nothing of the asked kind.
     let mut found: Option<Subject> = None;
-    if let Some(s1) = tx.subject(&s.id.to_ascii_lowercase())?
+    if let Some(s1) = lookup.subject(tx, &s.id.to_ascii_lowercase())?
         && s1.id.eq_ignore_ascii_case(&s.id)
         && s1.kind == kind
     {
         found = Some(s1);
     }
     if found.is_none()
-        && let Some(s2) = tx.subject(&s.id)?
+        && let Some(s2) = lookup.subject(tx, &s.id)?
         && (s2.id == s.id || s2.external_id.as_deref() == Some(s.id.as_str()))
         && s2.kind == kind
     {
@@ -288,13 +289,17 @@ struct Anchor {
     below: bool,
 }
 
-fn resolve_resource(tx: &mut dyn ReadTx, r: &ResourceRef) -> Result<Option<Anchor>> {
+fn resolve_resource(
+    tx: &mut dyn ReadTx,
+    lookup: Lookup,
+    r: &ResourceRef,
+) -> Result<Option<Anchor>> {
     if !r.kind.eq_ignore_ascii_case("azureResource") {
         return Ok(None);
     }
     let id = r.id.trim();
     if !id.starts_with('/') {
-        return Ok(tx.resource(id)?.map(|resource| Anchor {
+        return Ok(lookup.resource(tx, id)?.map(|resource| Anchor {
             resource,
             below: false,
         }));
@@ -401,24 +406,32 @@ struct Resolved {
     action: ActionRef,
 }
 
-fn resolve(tx: &mut dyn ReadTx, q: Question) -> Result<Resolved> {
-    Resolutions::default().resolve(tx, q)
+fn resolve(tx: &mut dyn ReadTx, lookup: Lookup, q: Question) -> Result<Resolved> {
+    Resolutions::new(lookup).resolve(tx, q)
 }
 
 /// Subjects and resources already resolved in one batch (items often share them).
-#[derive(Default)]
-struct Resolutions {
+struct Resolutions<'a> {
+    lookup: Lookup<'a>,
     subjects: HashMap<(String, String), ResolvedSubject>,
     resources: HashMap<(String, String), Option<Anchor>>,
 }
 
-impl Resolutions {
+impl<'a> Resolutions<'a> {
+    fn new(lookup: Lookup<'a>) -> Self {
+        Self {
+            lookup,
+            subjects: HashMap::new(),
+            resources: HashMap::new(),
+        }
+    }
+
     fn resolve(&mut self, tx: &mut dyn ReadTx, q: Question) -> Result<Resolved> {
         let sk = (q.subject.kind.clone(), q.subject.id.clone());
         let subject = match self.subjects.get(&sk) {
             Some(s) => s.clone(),
             None => {
-                let s = resolve_subject(tx, &q.subject)?;
+                let s = resolve_subject(tx, self.lookup, &q.subject)?;
                 self.subjects.insert(sk, s.clone());
                 s
             }
@@ -427,7 +440,7 @@ impl Resolutions {
         let anchor = match self.resources.get(&rk) {
             Some(a) => a.clone(),
             None => {
-                let a = resolve_resource(tx, &q.resource)?;
+                let a = resolve_resource(tx, self.lookup, &q.resource)?;
                 self.resources.insert(rk, a.clone());
                 a
             }
@@ -489,15 +502,17 @@ fn instant(t: Timestamp) -> String {
 /// Names read while rendering one response.
 struct Names<'a> {
     tx: &'a mut dyn ReadTx,
+    lookup: Lookup<'a>,
     roles: HashMap<String, Option<String>>,
     resources: HashMap<String, Option<Resource>>,
     definitions: HashMap<(String, String), Option<String>>,
 }
 
 impl<'a> Names<'a> {
-    fn new(tx: &'a mut dyn ReadTx) -> Self {
+    fn new(tx: &'a mut dyn ReadTx, lookup: Lookup<'a>) -> Self {
         Self {
             tx,
+            lookup,
             roles: HashMap::new(),
             resources: HashMap::new(),
             definitions: HashMap::new(),
@@ -506,7 +521,10 @@ impl<'a> Names<'a> {
 
     fn role_name(&mut self, id: &str) -> Result<String> {
         if !self.roles.contains_key(id) {
-            let name = self.tx.role_definition(id)?.map(|d| d.display_name);
+            let name = self
+                .lookup
+                .role_definition(self.tx, id)?
+                .map(|d| d.display_name);
             self.roles.insert(id.to_string(), name);
         }
         Ok(self.roles.get(id).cloned().flatten().unwrap_or_default())
@@ -514,7 +532,7 @@ impl<'a> Names<'a> {
 
     fn resource(&mut self, id: &str) -> Result<Option<Resource>> {
         if !self.resources.contains_key(id) {
-            let r = self.tx.resource(id)?;
+            let r = self.lookup.resource(self.tx, id)?;
             self.resources.insert(id.to_string(), r);
         }
         Ok(self.resources.get(id).cloned().flatten())
@@ -813,13 +831,13 @@ pub async fn evaluation(
     let answer = s
         .read(move |tx, st| {
             let q = question(&Map::new(), &body, "", st.clock.now())?;
-            let r = resolve(tx, q)?;
+            let r = resolve(tx, st.lookup(), q)?;
             if !may_ask(&asker, &r) {
                 return Err(DomainError::denied(
                     "you may ask only about yourself (tenant administrators and listed enforcement points may ask about anyone)",
                 ));
             }
-            let mut names = Names::new(tx);
+            let mut names = Names::new(tx, st.lookup());
             Ok(decide(st, &mut names, &r, AuthzenEndpoint::Evaluation)?.1)
         })
         .await?;
@@ -836,7 +854,7 @@ pub async fn evaluations(
         .read(move |tx, st| {
             let now = st.clock.now();
             let semantic = semantic(&body)?;
-            let items: Vec<Map<String, Value>> = match member(&body, "evaluations") {
+            let items: Vec<&Map<String, Value>> = match member(&body, "evaluations") {
                 None => Vec::new(),
                 Some(Value::Array(list)) => {
                     if list.len() > MAX_ITEMS {
@@ -847,7 +865,7 @@ pub async fn evaluations(
                     let mut out = Vec::with_capacity(list.len());
                     for (i, v) in list.iter().enumerate() {
                         match v {
-                            Value::Object(m) => out.push(m.clone()),
+                            Value::Object(m) => out.push(m),
                             _ => {
                                 return Err(bad(format!(
                                     "`evaluations[{i}]` must be a JSON object"
@@ -860,15 +878,15 @@ pub async fn evaluations(
                 Some(_) => return Err(bad("`evaluations` must be an array")),
             };
             if items.is_empty() {
-                let r = resolve(tx, question(&Map::new(), &body, "", now)?)?;
+                let r = resolve(tx, st.lookup(), question(&Map::new(), &body, "", now)?)?;
                 if !may_ask(&asker, &r) {
                     return Err(DomainError::denied("you may ask only about yourself"));
                 }
-                let mut names = Names::new(tx);
+                let mut names = Names::new(tx, st.lookup());
                 return Ok(decide(st, &mut names, &r, AuthzenEndpoint::Evaluations)?.1);
             }
             let mut resolved = Vec::with_capacity(items.len());
-            let mut known = Resolutions::default();
+            let mut known = Resolutions::new(st.lookup());
             for (i, item) in items.iter().enumerate() {
                 let q = question(item, &body, &format!("evaluations[{i}]"), now)?;
                 resolved.push(known.resolve(tx, q)?);
@@ -879,7 +897,7 @@ pub async fn evaluations(
                     "you may ask only about yourself, in every item",
                 ));
             }
-            let mut names = Names::new(tx);
+            let mut names = Names::new(tx, st.lookup());
             let mut out = Vec::with_capacity(resolved.len());
             for r in &resolved {
                 let (permitted, decision) =

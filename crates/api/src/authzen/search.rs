@@ -228,7 +228,7 @@ pub async fn subjects(
         let context = object(member(&body, "context"), "context")?;
         let at = parse_time(context, "context", now)?;
         let paging = paging(Kind::Subject, &body)?;
-        let anchor = resolve_resource(tx, &resource)?;
+        let anchor = resolve_resource(tx, st.lookup(), &resource)?;
         match (&asker, &anchor) {
             (Asker::Privileged, _) => {}
             (Asker::Subject(c), Some(a))
@@ -299,7 +299,7 @@ pub async fn resources(
         let context = object(member(&body, "context"), "context")?;
         let at = parse_time(context, "context", now)?;
         let paging = paging(Kind::Resource, &body)?;
-        let resolved = resolve_subject(tx, &subject)?;
+        let resolved = resolve_subject(tx, st.lookup(), &subject)?;
         let access = st.access_view();
         // Who may see which results (§9).
         let limit_to: Option<String> = match (&asker, &resolved) {
@@ -369,14 +369,14 @@ pub async fn actions(
         let context = object(member(&body, "context"), "context")?;
         let at = parse_time(context, "context", now)?;
         let paging = paging(Kind::Action, &body)?;
-        let resolved = resolve_subject(tx, &subject)?;
+        let resolved = resolve_subject(tx, st.lookup(), &subject)?;
         if let Asker::Subject(c) = &asker {
             let own = matches!(&resolved, ResolvedSubject::Found(s) | ResolvedSubject::Disabled(s) if s.id == c.subject_id);
             if !own {
                 return Err(DomainError::denied("you may ask only about yourself"));
             }
         }
-        let anchor = resolve_resource(tx, &resource)?;
+        let anchor = resolve_resource(tx, st.lookup(), &resource)?;
         let mut roles: Vec<(String, String, Value)> = Vec::new();
         if let (ResolvedSubject::Found(subject), Some(a)) = (&resolved, &anchor) {
             let (mut holdings, holders, chain) = {

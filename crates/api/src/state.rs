@@ -242,7 +242,8 @@ impl AppState {
 
     /// The subject a token names (by id, else by external id), as of this node's index. On
     /// a store other nodes write, in a read transaction that first catches up with their
-    /// changes; otherwise straight from memory (every change went through this process).
+    /// changes, so every authenticated request starts caught up (docs/deployment.md);
+    /// otherwise straight from memory (every change went through this process).
     pub async fn token_subject(
         self: &Arc<Self>,
         id: &str,

@@ -120,7 +120,7 @@ impl AppState {
         let (index, entities, seq) = store::read(store.as_ref(), |tx| {
             let mut ix = AccessIndex::new();
             let seq = fill_index(tx, &mut ix, now)?;
-            Ok((ix, EntityCache::new(tx.all_subjects()?), seq))
+            Ok((ix, load_entities(tx)?, seq))
         })?;
         let read_slots = store
             .concurrent_reads()
@@ -604,6 +604,20 @@ pub fn build_index_in(tx: &mut dyn ReadTx, now: jiff::Timestamp) -> Result<(Acce
     let mut ix = AccessIndex::new();
     let seq = fill_index(tx, &mut ix, now)?;
     Ok((ix, seq))
+}
+
+/// Every subject and resource as `tx` sees them, for the read cache. (Role definitions are
+/// kept as reads find them: eight per scope, they would take 60 MB at 10,000 scopes.)
+fn load_entities(tx: &mut dyn ReadTx) -> Result<EntityCache> {
+    let mut entities = EntityCache::new(tx.all_subjects()?);
+    let all = rolegate_core::query::ListQuery {
+        top: u32::MAX - 1,
+        ..Default::default()
+    };
+    for r in &tx.list_resources(&all)?.items {
+        entities.keep_resource(r);
+    }
+    Ok(entities)
 }
 
 /// Fills `ix` from one transaction's view of the store; returns the access-log position

@@ -4,8 +4,9 @@
 //!   that patch the access index ([`AccessChange::Subject`], [`AccessChange::SubjectRemoved`];
 //!   the access log carries them to other nodes), so a subject missing here is missing in
 //!   the database as of the index's position;
-//! - resources and role definitions, which are never changed nor deleted once registered,
-//!   kept as a read transaction first found them (a miss says nothing: ask the database).
+//! - resources and role definitions, which are never changed nor deleted once registered:
+//!   the resources there were at start, and those and the role definitions read
+//!   transactions found since (a miss says nothing: ask the database).
 //!
 //! Only committed data may enter: fill resources and role definitions from read
 //! transactions, never from a write transaction that could still roll back.

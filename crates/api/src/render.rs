@@ -40,32 +40,18 @@ impl<'a> Lookup<'a> {
 
     /// A resource by id.
     pub fn resource(&self, tx: &mut dyn ReadTx, id: &str) -> Result<Option<Resource>> {
-        let Some(cache) = self.cache else {
-            return tx.resource(id);
-        };
-        if let Some(r) = read(cache)?.resource(id) {
-            return Ok(Some(r.clone()));
+        match self.cache {
+            None => tx.resource(id),
+            Some(_) => Ok(self.resources_by_id(tx, &[id.to_string()])?.pop()),
         }
-        let found = tx.resource(id)?;
-        if let Some(r) = &found {
-            write(cache)?.keep_resource(r);
-        }
-        Ok(found)
     }
 
     /// A role definition by id.
     pub fn role_definition(&self, tx: &mut dyn ReadTx, id: &str) -> Result<Option<RoleDefinition>> {
-        let Some(cache) = self.cache else {
-            return tx.role_definition(id);
-        };
-        if let Some(d) = read(cache)?.role_definition(id) {
-            return Ok(Some(d.clone()));
+        match self.cache {
+            None => tx.role_definition(id),
+            Some(_) => Ok(self.role_definitions_by_id(tx, &[id.to_string()])?.pop()),
         }
-        let found = tx.role_definition(id)?;
-        if let Some(d) = &found {
-            write(cache)?.keep_role_definition(d);
-        }
-        Ok(found)
     }
 
     /// A subject by id, else by external id.
@@ -78,20 +64,13 @@ impl<'a> Lookup<'a> {
 
     /// The resources of `ids` that exist (one statement for those not cached).
     fn resources_by_id(&self, tx: &mut dyn ReadTx, ids: &[String]) -> Result<Vec<Resource>> {
-        let Some(cache) = self.cache else {
-            return tx.resources_by_id(ids);
-        };
-        let (mut found, missing) =
-            partition(ids, |id| read(cache).map(|c| c.resource(id).cloned()))?;
-        if !missing.is_empty() {
-            let loaded = tx.resources_by_id(&missing)?;
-            let mut c = write(cache)?;
-            for r in &loaded {
-                c.keep_resource(r);
-            }
-            found.extend(loaded);
-        }
-        Ok(found)
+        self.registered(
+            tx,
+            ids,
+            EntityCache::resource,
+            EntityCache::keep_resource,
+            |tx, ids| tx.resources_by_id(ids),
+        )
     }
 
     /// The role definitions of `ids` that exist (one statement for those not cached).
@@ -100,17 +79,35 @@ impl<'a> Lookup<'a> {
         tx: &mut dyn ReadTx,
         ids: &[String],
     ) -> Result<Vec<RoleDefinition>> {
+        self.registered(
+            tx,
+            ids,
+            EntityCache::role_definition,
+            EntityCache::keep_role_definition,
+            |tx, ids| tx.role_definitions_by_id(ids),
+        )
+    }
+
+    /// Entities that never change once registered, of `ids`: those the cache has, and the
+    /// others loaded by `load` in one statement and kept.
+    fn registered<T: Clone>(
+        &self,
+        tx: &mut dyn ReadTx,
+        ids: &[String],
+        cached: for<'c> fn(&'c EntityCache, &str) -> Option<&'c T>,
+        keep: fn(&mut EntityCache, &T),
+        load: fn(&mut dyn ReadTx, &[String]) -> Result<Vec<T>>,
+    ) -> Result<Vec<T>> {
         let Some(cache) = self.cache else {
-            return tx.role_definitions_by_id(ids);
+            return load(tx, ids);
         };
-        let (mut found, missing) = partition(ids, |id| {
-            read(cache).map(|c| c.role_definition(id).cloned())
-        })?;
+        let (mut found, missing) =
+            partition(ids, |id| read(cache).map(|c| cached(&c, id).cloned()))?;
         if !missing.is_empty() {
-            let loaded = tx.role_definitions_by_id(&missing)?;
+            let loaded = load(tx, &missing)?;
             let mut c = write(cache)?;
-            for d in &loaded {
-                c.keep_role_definition(d);
+            for x in &loaded {
+                keep(&mut c, x);
             }
             found.extend(loaded);
         }

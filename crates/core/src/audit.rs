@@ -345,9 +345,15 @@ fn write_string(s: &str, out: &mut String) {
 /// hash as 64 lower-case hex characters ([`GENESIS_HASH`] for the first record) and `‖` is
 /// concatenation of the UTF-8 bytes. Each record stores both `prev_hash` and this hash.
 pub fn chain_hash(prev_hash: &str, doc: &Value) -> String {
+    chain_hash_of_canonical(prev_hash, &canonical_json(doc))
+}
+
+/// [`chain_hash`] of a document already in its canonical form (a writer that stores that
+/// form computes it once).
+pub fn chain_hash_of_canonical(prev_hash: &str, canonical: &str) -> String {
     let mut h = Sha256::new();
     h.update(prev_hash.as_bytes());
-    h.update(canonical_json(doc).as_bytes());
+    h.update(canonical.as_bytes());
     hex::encode(h.finalize())
 }
 

@@ -11,7 +11,8 @@ pub(super) use jiff::Timestamp;
 pub(super) use rolegate_core::access::AccessChange;
 pub(super) use rolegate_core::assignment::{AssignmentState, EndReason, RoleAssignment};
 pub(super) use rolegate_core::audit::{
-    AuditEntry, AuditIndex, AuditRecord, ChainLink, GENESIS_HASH, chain_hash,
+    AuditEntry, AuditIndex, AuditRecord, ChainLink, GENESIS_HASH, canonical_json, chain_hash,
+    chain_hash_of_canonical,
 };
 pub(super) use rolegate_core::directory::{Subject, SubjectKind};
 pub(super) use rolegate_core::error::{DomainError, ErrorCode, Result};
@@ -139,7 +140,9 @@ pub(super) const AUDITS: Shape = Shape {
 pub(super) fn insert_audit_document(c: &dyn Connection, doc: &serde_json::Value) -> Result<()> {
     let ix = AuditIndex::of(doc)?;
     let prev = last_audit_hash(c)?;
-    let hash = chain_hash(&prev, doc);
+    // The canonical form is valid JSON: it is both what is hashed and what is stored.
+    let text = canonical_json(doc);
+    let hash = chain_hash_of_canonical(&prev, &text);
     let mut seq = None;
     c.query_each(
         "INSERT INTO audit_log (id, at, category, activity, result, correlation_id, initiator_id, record, resource_id, request_id, prev_hash, hash) \
@@ -152,7 +155,7 @@ pub(super) fn insert_audit_document(c: &dyn Connection, doc: &serde_json::Value)
             ix.result,
             ix.correlation_id,
             ix.initiator_id,
-            doc.to_string(),
+            text,
             ix.resource_id,
             ix.request_id,
             prev,
@@ -167,13 +170,22 @@ pub(super) fn insert_audit_document(c: &dyn Connection, doc: &serde_json::Value)
     insert_audit_targets(c, seq, &ix.target_ids)
 }
 
+/// Indexes record `seq` under each of `targets`, in one statement.
 pub(super) fn insert_audit_targets(c: &dyn Connection, seq: i64, targets: &[String]) -> Result<()> {
-    for t in targets {
-        c.execute(
-            "INSERT INTO audit_targets (target_id, audit_seq) VALUES (?, ?) ON CONFLICT DO NOTHING",
-            &params![t, seq],
-        )?;
+    if targets.is_empty() {
+        return Ok(());
     }
+    let rows = vec!["(?, ?)"; targets.len()].join(", ");
+    let p: Vec<Value> = targets
+        .iter()
+        .flat_map(|t| [Value::Text(t.clone()), Value::Integer(seq)])
+        .collect();
+    c.execute(
+        &format!(
+            "INSERT INTO audit_targets (target_id, audit_seq) VALUES {rows} ON CONFLICT DO NOTHING"
+        ),
+        &p,
+    )?;
     Ok(())
 }
 

@@ -24,7 +24,7 @@ use std::sync::RwLock;
 /// Where related entities are looked up: the cache first when a read transaction renders
 /// (it fills the cache with what it finds), the transaction alone when a write does (what it
 /// sees is not committed yet).
-#[derive(Clone, Copy, Default)]
+#[derive(Clone, Copy)]
 pub struct Lookup<'a> {
     cache: Option<&'a RwLock<EntityCache>>,
 }

@@ -588,16 +588,6 @@ async fn blocking<T: Send + 'static>(
     }
 }
 
-/// Builds the access index from the store (resources, memberships, live assignments) and
-/// returns it with the access-log position it reflects.
-pub fn build_index(store: &dyn Store, now: jiff::Timestamp) -> Result<(AccessIndex, i64)> {
-    store::read(store, |tx| {
-        let mut ix = AccessIndex::new();
-        let seq = fill_index(tx, &mut ix, now)?;
-        Ok((ix, seq))
-    })
-}
-
 /// The access index as transaction `tx` sees the store at `now` (for a caller that must
 /// decide inside its own transaction, like the demo's seeding).
 pub fn build_index_in(tx: &mut dyn ReadTx, now: jiff::Timestamp) -> Result<(AccessIndex, i64)> {

@@ -17,7 +17,7 @@ trap 'kill $PID 2>/dev/null; rm -rf "$XDG_CONFIG_HOME"' EXIT
 "$BIN/rolegate" serve --database "sqlite://$DB" --auth-hs256-secret $SECRET --admin bench-admin \
   --listen 127.0.0.1:18091 --rate-limit-per-ip 0 --rate-limit-per-subject 0 > cli-server.out 2> cli-server.log &
 PID=$!
-until grep -q listening cli-server.out 2>/dev/null; do sleep 0.1; done
+until grep -q listening cli-server.out 2>/dev/null; do kill -0 $PID 2>/dev/null || { cat cli-server.log >&2; exit 1; }; sleep 0.1; done
 echo $SECRET > "$XDG_CONFIG_HOME/secret"
 ADMIN=$("$BIN/rolegate" token --secret $SECRET --subject bench-admin)
 ME=$(curl -s -H "Authorization: Bearer $ADMIN" \

@@ -13,7 +13,7 @@ SECRET=benchsecret0123456789
 "$BIN/rolegate" serve --database "$DATABASE" --auth-hs256-secret $SECRET --admin bench-admin --listen 127.0.0.1:18090 --authzen-client bench-pep --rate-limit-per-ip 0 --rate-limit-per-subject 0 > server.out 2> server.log &
 PID=$!
 start=$(date +%s.%N)
-until grep -q listening server.out 2>/dev/null; do sleep 0.1; done
+until grep -q listening server.out 2>/dev/null; do kill -0 $PID 2>/dev/null || { cat server.log >&2; exit 1; }; sleep 0.1; done
 echo "startup (migrate + index build): $(echo "$(date +%s.%N) - $start" | bc) s; RSS $(grep VmRSS /proc/$PID/status)"
 for threads in 1 4; do
   echo "## $threads client thread(s)"

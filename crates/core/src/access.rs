@@ -165,7 +165,7 @@ pub struct RoleGrant {
 pub struct RoleHolders {
     /// The assignments in effect, by holder then assignment id.
     pub current: Vec<RoleGrant>,
-    /// The ids of those that start later.
+    /// The ids of those that start later, sorted.
     pub upcoming: Vec<String>,
     /// The first instant one of them starts or ends.
     pub next_instant: Option<Timestamp>,
@@ -714,10 +714,12 @@ impl AccessIndex {
                 }
             }
         }
+        // The pass runs in the holders' hash order: sort, so an answer does not depend on it.
         for (answer, next) in out.iter_mut().zip(next) {
             answer.current.sort_by(|a, b| {
                 (&a.holder_id, &a.assignment_id).cmp(&(&b.holder_id, &b.assignment_id))
             });
+            answer.upcoming.sort();
             answer.next_instant = next.map(instant);
         }
         out

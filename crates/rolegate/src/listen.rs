@@ -207,14 +207,22 @@ pub async fn serve(
     // connections wait in the kernel's queue (or are refused when it is full) rather than
     // the process running out of file descriptors.
     let slots = Arc::new(tokio::sync::Semaphore::new(max_connections.max(1)));
+    // One warning per stretch at the cap, not one per connection accepted during it.
+    let mut warned = false;
     loop {
         let slot = match Arc::clone(&slots).try_acquire_owned() {
-            Ok(slot) => slot,
+            Ok(slot) => {
+                warned = false;
+                slot
+            }
             Err(_) => {
-                tracing::warn!(
-                    max_connections,
-                    "connection limit reached: new connections wait until one closes"
-                );
+                if !warned {
+                    tracing::warn!(
+                        max_connections,
+                        "connection limit reached: new connections wait until one closes"
+                    );
+                    warned = true;
+                }
                 // The semaphore is never closed: the wait ends with a slot or the shutdown.
                 tokio::select! {
                     Ok(slot) = Arc::clone(&slots).acquire_owned() => slot,

@@ -266,6 +266,11 @@ async fn get_item(
             }
             let scope_rid = if nested { rid.as_deref() } else { None };
             ensure_resource(tx, st.lookup(), scope_rid)?;
+            if !nested {
+                // A resource read here is kept, so the next read of it needs no transaction
+                // (resource_from_memory).
+                st.lookup().resource(tx, &id)?;
+            }
             let mut entity = Entity::from(visibility::load_item(
                 tx, coll, &id, scope_rid, &caller, &access, now,
             )?);

@@ -40,18 +40,46 @@ impl<'a> Lookup<'a> {
 
     /// A resource by id.
     pub fn resource(&self, tx: &mut dyn ReadTx, id: &str) -> Result<Option<Resource>> {
-        match self.cache {
-            None => tx.resource(id),
-            Some(_) => Ok(self.resources_by_id(tx, &[id.to_string()])?.pop()),
-        }
+        self.registered_one(
+            tx,
+            id,
+            EntityCache::resource,
+            EntityCache::keep_resource,
+            |tx, id| tx.resource(id),
+        )
     }
 
     /// A role definition by id.
     pub fn role_definition(&self, tx: &mut dyn ReadTx, id: &str) -> Result<Option<RoleDefinition>> {
-        match self.cache {
-            None => tx.role_definition(id),
-            Some(_) => Ok(self.role_definitions_by_id(tx, &[id.to_string()])?.pop()),
+        self.registered_one(
+            tx,
+            id,
+            EntityCache::role_definition,
+            EntityCache::keep_role_definition,
+            |tx, id| tx.role_definition(id),
+        )
+    }
+
+    /// One entity that never changes once registered: the cache's, else loaded and kept.
+    fn registered_one<T: Clone>(
+        &self,
+        tx: &mut dyn ReadTx,
+        id: &str,
+        cached: for<'c> fn(&'c EntityCache, &str) -> Option<&'c T>,
+        keep: fn(&mut EntityCache, &T),
+        load: fn(&mut dyn ReadTx, &str) -> Result<Option<T>>,
+    ) -> Result<Option<T>> {
+        let Some(cache) = self.cache else {
+            return load(tx, id);
+        };
+        if let Some(x) = cached(&*read(cache)?, id) {
+            return Ok(Some(x.clone()));
         }
+        let found = load(tx, id)?;
+        if let Some(x) = &found {
+            keep(&mut *write(cache)?, x);
+        }
+        Ok(found)
     }
 
     /// A subject by id, else by external id.
@@ -101,8 +129,10 @@ impl<'a> Lookup<'a> {
         let Some(cache) = self.cache else {
             return load(tx, ids);
         };
-        let (mut found, missing) =
-            partition(ids, |id| read(cache).map(|c| cached(&c, id).cloned()))?;
+        let (mut found, missing) = {
+            let c = read(cache)?;
+            partition(ids, |id| cached(&c, id).cloned())
+        };
         if !missing.is_empty() {
             let loaded = load(tx, &missing)?;
             let mut c = write(cache)?;
@@ -125,19 +155,16 @@ impl<'a> Lookup<'a> {
 }
 
 /// `ids` split into what `cached` has and the ids it lacks.
-fn partition<T>(
-    ids: &[String],
-    cached: impl Fn(&str) -> Result<Option<T>>,
-) -> Result<(Vec<T>, Vec<String>)> {
+fn partition<T>(ids: &[String], cached: impl Fn(&str) -> Option<T>) -> (Vec<T>, Vec<String>) {
     let mut found = Vec::with_capacity(ids.len());
     let mut missing = Vec::new();
     for id in ids {
-        match cached(id)? {
+        match cached(id) {
             Some(x) => found.push(x),
             None => missing.push(id.clone()),
         }
     }
-    Ok((found, missing))
+    (found, missing)
 }
 
 fn read(cache: &RwLock<EntityCache>) -> Result<std::sync::RwLockReadGuard<'_, EntityCache>> {

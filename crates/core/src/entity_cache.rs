@@ -72,16 +72,14 @@ impl EntityCache {
 
     /// Keeps a resource a read transaction found (committed, so it never changes).
     pub fn keep_resource(&mut self, r: &Resource) {
-        if !self.resources.contains_key(&r.id) {
-            self.resources.insert(r.id.clone(), r.clone());
-        }
+        self.resources
+            .entry(r.id.clone())
+            .or_insert_with(|| r.clone());
     }
 
     /// Keeps a role definition a read transaction found (committed, so it never changes).
     pub fn keep_role_definition(&mut self, d: &RoleDefinition) {
-        if !self.roles.contains_key(&d.id) {
-            self.roles.insert(d.id.clone(), d.clone());
-        }
+        self.roles.entry(d.id.clone()).or_insert_with(|| d.clone());
     }
 
     /// Applies committed changes, in order: subjects written or deleted.

@@ -47,14 +47,19 @@ fn writes() -> impl Strategy<Value = Vec<(Write, usize)>> {
     proptest::collection::vec((write, 0..2usize), 1..10)
 }
 
-/// What the test made: users (deleted ones stay listed), external ids given out, resources.
+/// What the test made: users (deleted ones stay listed), every key a token may name (user
+/// ids and the external ids given out) with its token (minted once: each is a process),
+/// resources.
 struct Made {
     users: Vec<String>,
-    external_ids: Vec<String>,
+    keys: Vec<(String, String)>,
     resources: Vec<String>,
 }
 
 impl Made {
+    fn key(&mut self, key: &str) {
+        self.keys.push((key.to_string(), token(key, true)));
+    }
     fn user(&self, i: usize) -> Option<String> {
         (!self.users.is_empty()).then(|| self.users[i % self.users.len()].clone())
     }
@@ -82,11 +87,12 @@ fn apply(t: &Tenant, node: &Server, made: &mut Made, write: &Write) -> Result<()
             if *external {
                 let ext = format!("ext-{}", uuid_like());
                 body["externalId"] = json!(ext);
-                made.external_ids.push(ext);
+                made.key(&ext);
             }
             let r = node.call("POST", "/scim/v2/Users", Some(admin), Some(&body));
             if let Some(id) = r.json["id"].as_str() {
                 made.users.push(id.to_string());
+                made.key(id);
             }
             r
         }
@@ -107,7 +113,7 @@ fn apply(t: &Tenant, node: &Server, made: &mut Made, write: &Write) -> Result<()
         Write::NewExternalId(u) => match made.user(*u) {
             Some(id) => {
                 let ext = format!("ext-{}", uuid_like());
-                made.external_ids.push(ext.clone());
+                made.key(&ext);
                 patch(
                     &id,
                     json!([{"op": "Replace", "path": "externalId", "value": ext}]),
@@ -190,8 +196,8 @@ fn check(t: &Tenant, node: &Server, made: &Made) -> Result<(), TestCaseError> {
         "SELECT id, external_id, display_name, active, kind FROM subjects",
         &[],
     );
-    for key in made.users.iter().chain(&made.external_ids) {
-        let me = node.get("/beta/me", &token(key, true));
+    for (key, token) in &made.keys {
+        let me = node.get("/beta/me", token);
         match subject_row(&subjects, key) {
             Some(row) if row[3] == 1 => {
                 prop_assert_eq!(me.status, 200, "{}: {}", key, me.text);
@@ -269,7 +275,7 @@ proptest! {
         if nodes.len() == 1 {
             say("caches: one node on SQLite (two nodes share a database on PostgreSQL only)");
         }
-        let mut made = Made { users: Vec::new(), external_ids: Vec::new(), resources: vec![t.sub.clone(), t.rg.clone()] };
+        let mut made = Made { users: Vec::new(), keys: Vec::new(), resources: vec![t.sub.clone(), t.rg.clone()] };
         // The administrator's token names nobody in the directory: it is read from the token.
         prop_assert_eq!(t.s.get("/beta/me", &token(ADMIN, true)).status, 200);
         for (write, via) in &plan {
@@ -279,4 +285,26 @@ proptest! {
             }
         }
     }
+}
+
+/// R1 (decisions.md §7) when the resource is answered from memory: once a read has cached
+/// it, a caller with no assignment there or above is still refused (`403`), and one who
+/// holds an eligibility on an ancestor reads it.
+#[test]
+fn a_cached_resource_is_read_only_by_those_r1_lets_through() {
+    let t = Tenant::start();
+    let path = t.s.pim(&format!("/resources/{}", t.rg));
+    // The administrator's read puts the resource in the cache; the second is from memory.
+    for _ in 0..2 {
+        assert_eq!(t.s.get(&path, &t.admin).status, 200);
+    }
+    let (_, stranger) = t.user("stranger");
+    let r = t.s.get(&path, &stranger);
+    assert_eq!(r.status, 403, "{}", r.text);
+    assert_eq!(r.code(), "Authorization_RequestDenied");
+    // Eligible on the subscription, the resource group's parent: R1 holds below it.
+    let (_, holder, _, _) = crate::fixture::eligible_user(&t, "holder", "P30D");
+    let r = t.s.get(&path, &holder);
+    assert_eq!(r.status, 200, "{}", r.text);
+    assert_eq!(r.json["id"], json!(t.rg));
 }

@@ -77,14 +77,15 @@ fn concurrent_activations_of_which_some_are_refused_each_get_their_own_answer() 
     let tries: Vec<(usize, &str, usize)> = (0..users.len())
         .flat_map(|i| {
             if i % 3 == 0 {
-                vec![(i, "PT9H", i), (i, "PT1H", i + 1)]
+                vec![(i, "PT9H", i), (i, "PT1H", (i + 1) % users.len())]
             } else {
                 vec![(i, "PT1H", i), (i, "PT1H", i)]
             }
         })
         .collect();
     let start = Barrier::new(tries.len());
-    let answers: Mutex<Vec<(usize, Reply)>> = Mutex::new(Vec::new());
+    // (user, whose token, the answer)
+    let answers: Mutex<Vec<(usize, usize, Reply)>> = Mutex::new(Vec::new());
     std::thread::scope(|scope| {
         for &(i, duration, caller) in &tries {
             let (w, start, answers, rid, role) = (&w, &start, &answers, &rid, &role);
@@ -94,7 +95,7 @@ fn concurrent_activations_of_which_some_are_refused_each_get_their_own_answer() 
                 let body = activation(rid, role, user, Some(eligible), duration);
                 start.wait();
                 let r = w.request_as(token, &body);
-                answers.lock().unwrap().push((i, r));
+                answers.lock().unwrap().push((i, caller, r));
             });
         }
     });
@@ -108,9 +109,16 @@ fn concurrent_activations_of_which_some_are_refused_each_get_their_own_answer() 
     for (i, (user, _, _)) in users.iter().enumerate() {
         let mine: Vec<&Reply> = answers
             .iter()
-            .filter(|(j, _)| *j == i)
-            .map(|(_, r)| r)
+            .filter(|(j, _, _)| *j == i)
+            .map(|(_, _, r)| r)
             .collect();
+        // The answer to the try made with `caller`'s token (one per caller for the refused).
+        let by = |caller: usize| {
+            answers
+                .iter()
+                .find(|(j, c, _)| *j == i && *c == caller)
+                .map(|(_, _, r)| r)
+        };
         let active = w.s.sql(
             "SELECT request_id FROM assignments WHERE subject_id = ? AND state = 'Active'",
             &[user],
@@ -121,12 +129,16 @@ fn concurrent_activations_of_which_some_are_refused_each_get_their_own_answer() 
             &[user],
         );
         if i % 3 == 0 {
-            let long = mine.iter().find(|r| r.status != 403).expect("the long one");
+            // Each refusal reached the request that earned it: the user's own nine hours the
+            // policy's 400, the other user's try the 403.
+            let long = by(i).expect("the long one");
             assert_eq!(long.status, 400, "{}", long.text);
             assert_eq!(long.code(), "RoleAssignmentRequestPolicyValidationFailed");
             assert!(long.text.contains("ExpirationRule"), "{}", long.text);
             let forbidden: Vec<&&Reply> = mine.iter().filter(|r| r.status == 403).collect();
             assert_eq!(forbidden.len(), 1, "the other user's try is forbidden");
+            let other = by((i + 1) % users.len()).expect("the other user's try");
+            assert_eq!(other.status, 403, "{}", other.text);
             assert!(active.is_empty() && stored == 0, "{user}: {active:?}");
             refused += 2;
             continue;

@@ -543,17 +543,19 @@ impl AccessIndex {
     }
 }
 
-/// The GUID text of an assignment key (the ids Rolegate makes are GUIDs).
+/// The GUID text of an assignment key (the ids Rolegate makes are GUIDs), written into
+/// one allocation.
 fn key_to_id(key: u128) -> String {
-    let h = format!("{key:032x}");
-    format!(
-        "{}-{}-{}-{}-{}",
-        &h[..8],
-        &h[8..12],
-        &h[12..16],
-        &h[16..20],
-        &h[20..]
-    )
+    const HEX: &[u8; 16] = b"0123456789abcdef";
+    let mut out = String::with_capacity(36);
+    for i in 0..32 {
+        if matches!(i, 8 | 12 | 16 | 20) {
+            out.push('-');
+        }
+        let nibble = (key >> (124 - 4 * i)) & 0xf;
+        out.push(char::from(HEX[nibble as usize]));
+    }
+    out
 }
 
 impl AccessIndex {
@@ -563,7 +565,7 @@ impl AccessIndex {
         &self,
         subject_id: &str,
         resource_id: &str,
-    ) -> Vec<crate::access_decision::Holding> {
+    ) -> Vec<crate::access_decision::Holding<'_>> {
         let (Some(s), Some(r)) = (
             self.subjects.get(subject_id),
             self.resources.get(resource_id),
@@ -576,6 +578,7 @@ impl AccessIndex {
             let Some(list) = self.grants.get(&holder) else {
                 continue;
             };
+            let holder_id = self.subjects.name(holder).unwrap_or_default();
             for (distance, g) in scopes
                 .iter()
                 .enumerate()
@@ -583,21 +586,20 @@ impl AccessIndex {
             {
                 let role = self.role_of.get(&g.role);
                 out.push(crate::access_decision::Holding {
-                    assignment_id: key_to_id(g.assignment),
-                    holder_id: self.subjects.name(holder).unwrap_or_default().to_string(),
-                    resource_id: self
-                        .resources
-                        .name(g.resource)
-                        .unwrap_or_default()
-                        .to_string(),
+                    assignment_id: key_to_id(g.assignment).into(),
+                    holder_id: holder_id.into(),
+                    resource_id: self.resources.name(g.resource).unwrap_or_default().into(),
                     distance,
-                    role_definition_id: self.roles.name(g.role).unwrap_or_default().to_string(),
-                    template_id: role.map(|k| k.template_id.to_string()),
+                    role_definition_id: self.roles.name(g.role).unwrap_or_default().into(),
+                    template_id: role.map(|k| (&*k.template_id).into()),
                     permissions: role.and_then(|k| k.permissions),
                     state: g.state,
                     start: instant(g.start_us),
                     end: g.end_us.map(instant),
-                    linked_eligible_id: self.linked.get(&g.assignment).map(|l| key_to_id(*l)),
+                    linked_eligible_id: self
+                        .linked
+                        .get(&g.assignment)
+                        .map(|l| key_to_id(*l).into()),
                 });
             }
         }
@@ -605,11 +607,11 @@ impl AccessIndex {
     }
 
     /// `a` (say, from history) as a holding at `resource_id`, when it applies there.
-    pub fn holding_of(
-        &self,
-        a: &RoleAssignment,
+    pub fn holding_of<'a>(
+        &'a self,
+        a: &'a RoleAssignment,
         resource_id: &str,
-    ) -> Option<crate::access_decision::Holding> {
+    ) -> Option<crate::access_decision::Holding<'a>> {
         let r = self.resources.get(resource_id)?;
         let at = self.resources.get(&a.resource_id)?;
         let distance = self.ancestry(r).iter().position(|x| *x == at)?;
@@ -618,17 +620,17 @@ impl AccessIndex {
             .get(&a.role_definition_id)
             .and_then(|k| self.role_of.get(&k));
         Some(crate::access_decision::Holding {
-            assignment_id: a.id.clone(),
-            holder_id: a.subject_id.clone(),
-            resource_id: a.resource_id.clone(),
+            assignment_id: a.id.as_str().into(),
+            holder_id: a.subject_id.as_str().into(),
+            resource_id: a.resource_id.as_str().into(),
             distance,
-            role_definition_id: a.role_definition_id.clone(),
-            template_id: role.map(|k| k.template_id.to_string()),
+            role_definition_id: a.role_definition_id.as_str().into(),
+            template_id: role.map(|k| (&*k.template_id).into()),
             permissions: role.and_then(|k| k.permissions),
             state: a.state,
             start: a.schedule.start,
             end: a.schedule.end,
-            linked_eligible_id: a.linked_eligible_id.clone(),
+            linked_eligible_id: a.linked_eligible_id.as_deref().map(Into::into),
         })
     }
 
@@ -939,6 +941,30 @@ mod tests {
         assert_eq!(later[0].next_instant, Some(t(80)));
     }
 
+    proptest::proptest! {
+        /// A GUID's key reads back as the same GUID text, in lower case.
+        #[test]
+        fn a_guid_key_reads_back_as_its_text(key in proptest::prelude::any::<u128>()) {
+            let text = key_to_id(key);
+            proptest::prop_assert_eq!(&text, &uuid_text(key));
+            proptest::prop_assert_eq!(assignment_key(&text), key);
+            proptest::prop_assert_eq!(assignment_key(&text.to_ascii_uppercase()), key);
+        }
+    }
+
+    /// The 8-4-4-4-12 text of `key`, written the obvious way.
+    fn uuid_text(key: u128) -> String {
+        let h = format!("{key:032x}");
+        format!(
+            "{}-{}-{}-{}-{}",
+            &h[..8],
+            &h[8..12],
+            &h[12..16],
+            &h[16..20],
+            &h[20..]
+        )
+    }
+
     #[test]
     fn removing_a_grant_keeps_the_resource_keys_in_step() {
         let mut ix = tree();
@@ -952,7 +978,7 @@ mod tests {
         let mut on: Vec<(String, usize)> = ix
             .holdings("u", "vm")
             .into_iter()
-            .map(|h| (h.resource_id, h.distance))
+            .map(|h| (h.resource_id.into_owned(), h.distance))
             .collect();
         on.sort();
         assert_eq!(
@@ -979,7 +1005,13 @@ mod tests {
         let linked = |ix: &AccessIndex| {
             ix.holdings("u", "vm")
                 .into_iter()
-                .map(|h| (h.assignment_id, h.distance, h.linked_eligible_id))
+                .map(|h| {
+                    (
+                        h.assignment_id.into_owned(),
+                        h.distance,
+                        h.linked_eligible_id.map(|l| l.into_owned()),
+                    )
+                })
                 .collect::<Vec<_>>()
         };
         let mut got = linked(&ix);

@@ -7,24 +7,26 @@
 use crate::assignment::AssignmentState;
 use crate::permissions::{PermissionEntry, Plane, role_grants};
 use jiff::Timestamp;
+use std::borrow::Cow;
 
 /// One live assignment that applies at a resource, as a decision reads it
 /// (authzen.md §4): held by the subject or one of its groups, on the resource or an
-/// ancestor.
+/// ancestor. Its texts borrow from where it was read (the access index, a history entry)
+/// while a decision is made; [`Holding::into_owned`] keeps one beyond that.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Holding {
+pub struct Holding<'a> {
     /// The assignment's id.
-    pub assignment_id: String,
+    pub assignment_id: Cow<'a, str>,
     /// Who holds it: the subject itself or one of its groups.
-    pub holder_id: String,
+    pub holder_id: Cow<'a, str>,
     /// The resource it is on.
-    pub resource_id: String,
+    pub resource_id: Cow<'a, str>,
     /// How far that resource is from the one asked about (0: the resource itself).
     pub distance: usize,
     /// Its role definition.
-    pub role_definition_id: String,
+    pub role_definition_id: Cow<'a, str>,
     /// The role's template id (lower case), when known.
-    pub template_id: Option<String>,
+    pub template_id: Option<Cow<'a, str>>,
     /// The role's permissions, when Rolegate knows them.
     pub permissions: Option<&'static [PermissionEntry]>,
     /// Eligible or active.
@@ -34,7 +36,26 @@ pub struct Holding {
     /// When it ends (`None`: permanent).
     pub end: Option<Timestamp>,
     /// The eligible assignment it activates, if it is an activation.
-    pub linked_eligible_id: Option<String>,
+    pub linked_eligible_id: Option<Cow<'a, str>>,
+}
+
+impl Holding<'_> {
+    /// The same holding, owning its texts.
+    pub fn into_owned(self) -> Holding<'static> {
+        Holding {
+            assignment_id: Cow::Owned(self.assignment_id.into_owned()),
+            holder_id: Cow::Owned(self.holder_id.into_owned()),
+            resource_id: Cow::Owned(self.resource_id.into_owned()),
+            distance: self.distance,
+            role_definition_id: Cow::Owned(self.role_definition_id.into_owned()),
+            template_id: self.template_id.map(|t| Cow::Owned(t.into_owned())),
+            permissions: self.permissions,
+            state: self.state,
+            start: self.start,
+            end: self.end,
+            linked_eligible_id: self.linked_eligible_id.map(|l| Cow::Owned(l.into_owned())),
+        }
+    }
 }
 
 /// What is asked about (authzen.md §3.3).
@@ -81,9 +102,9 @@ pub fn in_effect(start: Timestamp, end: Option<Timestamp>, at: Timestamp) -> boo
 pub struct Evaluation<'a> {
     /// The active assignments in effect that allow the action, nearest scope first, each
     /// once.
-    pub granted: Vec<&'a Holding>,
+    pub granted: Vec<&'a Holding<'a>>,
     /// The eligible assignments in effect whose role would allow it, nearest scope first.
-    pub eligible: Vec<&'a Holding>,
+    pub eligible: Vec<&'a Holding<'a>>,
     /// The earliest instant after `at` at which the stored schedules give the other
     /// decision, if any.
     pub next_change_at: Option<Timestamp>,
@@ -97,9 +118,9 @@ impl Evaluation<'_> {
 }
 
 /// Decides `action` at `at` from the assignments that apply (authzen.md §4.1–§4.3, §5.3).
-pub fn evaluate<'a>(holdings: &'a [Holding], action: &Action, at: Timestamp) -> Evaluation<'a> {
+pub fn evaluate<'a>(holdings: &'a [Holding<'a>], action: &Action, at: Timestamp) -> Evaluation<'a> {
     let allows = |h: &Holding| role_allows(h.template_id.as_deref(), h.permissions, action);
-    let nearest = |list: &mut Vec<&'a Holding>| {
+    let nearest = |list: &mut Vec<&'a Holding<'a>>| {
         list.sort_by(|a, b| (a.distance, &a.assignment_id).cmp(&(b.distance, &b.assignment_id)));
         list.dedup_by(|a, b| a.assignment_id == b.assignment_id);
     };
@@ -133,7 +154,7 @@ pub fn evaluate<'a>(holdings: &'a [Holding], action: &Action, at: Timestamp) -> 
 
 /// The first instant after `at` that no allowing active assignment covers (`None` when a
 /// permanent one covers everything from `at` on).
-fn permit_ends(active: &[&Holding], at: Timestamp) -> Option<Timestamp> {
+fn permit_ends(active: &[&Holding<'_>], at: Timestamp) -> Option<Timestamp> {
     let mut until = at;
     loop {
         let mut extended = false;
@@ -174,14 +195,14 @@ mod tests {
         from: i64,
         to: Option<i64>,
         distance: usize,
-    ) -> Holding {
+    ) -> Holding<'static> {
         Holding {
-            assignment_id: id.into(),
+            assignment_id: id.to_string().into(),
             holder_id: "alice".into(),
-            resource_id: format!("r{distance}"),
+            resource_id: format!("r{distance}").into(),
             distance,
-            role_definition_id: format!("def-{template}"),
-            template_id: Some(template.into()),
+            role_definition_id: format!("def-{template}").into(),
+            template_id: Some(template.to_string().into()),
             permissions: built_in(template).map(|p| &p.permissions[..]),
             state,
             start: t(from),

@@ -23,6 +23,7 @@ use rolegate_core::scope::ArmId;
 use rolegate_core::store::ReadTx;
 use serde_json::{Map, Value, json};
 use std::collections::HashMap;
+use std::rc::Rc;
 use std::sync::Arc;
 
 pub mod search;
@@ -119,9 +120,8 @@ fn parse_action(v: Option<&Value>, path: &str) -> Result<ActionRef> {
     if name.is_empty() {
         return Err(bad(format!("`{path}.name` is empty")));
     }
-    let props_path = format!("{path}.properties");
     if name == "role" {
-        let template_path = format!("{props_path}.templateId");
+        let template_path = format!("{path}.properties.templateId");
         // A `properties` that is no object holds no `templateId` either.
         let Some(Value::Object(p)) = member(o, "properties") else {
             return Err(bad(format!(
@@ -144,13 +144,17 @@ fn parse_action(v: Option<&Value>, path: &str) -> Result<ActionRef> {
             ))),
         };
     }
-    let props = object(member(o, "properties"), &props_path)?;
+    let props = match member(o, "properties") {
+        None => None,
+        Some(Value::Object(m)) => Some(m),
+        Some(_) => return Err(bad(format!("`{path}.properties` must be a JSON object"))),
+    };
     let data = match props.and_then(|p| member(p, "isDataAction")) {
         None => false,
         Some(Value::Bool(b)) => *b,
         Some(_) => {
             return Err(bad(format!(
-                "`{props_path}.isDataAction` must be a boolean"
+                "`{path}.properties.isDataAction` must be a boolean"
             )));
         }
     };
@@ -170,10 +174,10 @@ fn parse_time(
     path: &str,
     now: Timestamp,
 ) -> Result<Timestamp> {
-    let time_path = format!("{path}.time");
     let Some(v) = context.and_then(|c| member(c, "time")) else {
         return Ok(now);
     };
+    let time_path = format!("{path}.time");
     let Value::String(text) = v else {
         return Err(bad(format!(
             "`{time_path}` must be an RFC 3339 date-time string"
@@ -401,8 +405,8 @@ fn question(
 /// A question with its subject and resource resolved.
 struct Resolved {
     question: Question,
-    subject: ResolvedSubject,
-    anchor: Option<Anchor>,
+    subject: Rc<ResolvedSubject>,
+    anchor: Option<Rc<Anchor>>,
     action: ActionRef,
 }
 
@@ -410,11 +414,12 @@ fn resolve(tx: &mut dyn ReadTx, lookup: Lookup, q: Question) -> Result<Resolved>
     Resolutions::new(lookup).resolve(tx, q)
 }
 
-/// Subjects and resources already resolved in one batch (items often share them).
+/// Subjects and resources already resolved in one batch (items often share them), by
+/// type, then id.
 struct Resolutions<'a> {
     lookup: Lookup<'a>,
-    subjects: HashMap<(String, String), ResolvedSubject>,
-    resources: HashMap<(String, String), Option<Anchor>>,
+    subjects: HashMap<String, HashMap<String, Rc<ResolvedSubject>>>,
+    resources: HashMap<String, HashMap<String, Option<Rc<Anchor>>>>,
 }
 
 impl<'a> Resolutions<'a> {
@@ -427,21 +432,27 @@ impl<'a> Resolutions<'a> {
     }
 
     fn resolve(&mut self, tx: &mut dyn ReadTx, q: Question) -> Result<Resolved> {
-        let sk = (q.subject.kind.clone(), q.subject.id.clone());
-        let subject = match self.subjects.get(&sk) {
+        let (kind, id) = (&q.subject.kind, &q.subject.id);
+        let subject = match self.subjects.get(kind).and_then(|m| m.get(id)) {
             Some(s) => s.clone(),
             None => {
-                let s = resolve_subject(tx, self.lookup, &q.subject)?;
-                self.subjects.insert(sk, s.clone());
+                let s = Rc::new(resolve_subject(tx, self.lookup, &q.subject)?);
+                self.subjects
+                    .entry(kind.clone())
+                    .or_default()
+                    .insert(id.clone(), s.clone());
                 s
             }
         };
-        let rk = (q.resource.kind.clone(), q.resource.id.clone());
-        let anchor = match self.resources.get(&rk) {
+        let (kind, id) = (&q.resource.kind, &q.resource.id);
+        let anchor = match self.resources.get(kind).and_then(|m| m.get(id)) {
             Some(a) => a.clone(),
             None => {
-                let a = resolve_resource(tx, self.lookup, &q.resource)?;
-                self.resources.insert(rk, a.clone());
+                let a = resolve_resource(tx, self.lookup, &q.resource)?.map(Rc::new);
+                self.resources
+                    .entry(kind.clone())
+                    .or_default()
+                    .insert(id.clone(), a.clone());
                 a
             }
         };
@@ -452,8 +463,8 @@ impl<'a> Resolutions<'a> {
 fn resolve_with(
     tx: &mut dyn ReadTx,
     q: Question,
-    subject: ResolvedSubject,
-    anchor: Option<Anchor>,
+    subject: Rc<ResolvedSubject>,
+    anchor: Option<Rc<Anchor>>,
 ) -> Result<Resolved> {
     // A role named by display name is looked for among the anchor's role definitions.
     let action = match (&q.action, &anchor) {
@@ -486,7 +497,7 @@ fn resolve_with(
 /// Whether `asker` may ask about `r` (§9): privileged callers about anyone, a subject
 /// about itself only.
 fn may_ask(asker: &Asker, r: &Resolved) -> bool {
-    match (asker, &r.subject) {
+    match (asker, &*r.subject) {
         (Asker::Privileged, _) => true,
         (Asker::Subject(c), ResolvedSubject::Found(s) | ResolvedSubject::Disabled(s)) => {
             s.id == c.subject_id
@@ -530,12 +541,12 @@ impl<'a> Names<'a> {
         Ok(self.roles.get(id).cloned().flatten().unwrap_or_default())
     }
 
-    fn resource(&mut self, id: &str) -> Result<Option<Resource>> {
+    fn resource(&mut self, id: &str) -> Result<Option<&Resource>> {
         if !self.resources.contains_key(id) {
             let r = self.lookup.resource(self.tx, id)?;
             self.resources.insert(id.to_string(), r);
         }
-        Ok(self.resources.get(id).cloned().flatten())
+        Ok(self.resources.get(id).and_then(Option::as_ref))
     }
 
     /// The name of a holding's role: a built-in role's comes with its permissions, others
@@ -564,14 +575,14 @@ impl<'a> Names<'a> {
         Ok(self.definitions.get(&key).cloned().flatten())
     }
 
-    /// A Grant or Eligibility object of §5.3.
-    fn assignment(
+    /// A Grant or Eligibility object of §5.3 (`state` only on grants).
+    fn assignment<'h>(
         &mut self,
-        h: &Holding,
+        h: &'h Holding<'h>,
         subject: &Subject,
         below: bool,
-    ) -> Result<Map<String, Value>> {
-        let scope = self.resource(&h.resource_id)?;
+        state: bool,
+    ) -> Result<AssignmentView<'h>> {
         let member_type = if h.distance > 0 || below {
             "Inherited"
         } else if h.holder_id != subject.id {
@@ -579,81 +590,201 @@ impl<'a> Names<'a> {
         } else {
             "Direct"
         };
-        let mut o = Map::new();
-        o.insert("assignmentId".into(), json!(h.assignment_id));
-        o.insert("assignmentState".into(), json!(h.state.as_str()));
-        o.insert("roleDefinitionId".into(), json!(h.role_definition_id));
-        if let Some(t) = &h.template_id {
-            o.insert("templateId".into(), json!(t));
-        }
-        o.insert("roleName".into(), json!(self.role_display(h)?));
-        o.insert("subjectId".into(), json!(h.holder_id));
-        o.insert("resourceId".into(), json!(h.resource_id));
-        if let Some(r) = &scope {
-            o.insert("scope".into(), json!(r.external_id));
-        }
-        o.insert("memberType".into(), json!(member_type));
-        o.insert("startDateTime".into(), json!(instant(h.start)));
-        if let Some(e) = h.end {
-            o.insert("endDateTime".into(), json!(instant(e)));
-        }
-        Ok(o)
+        Ok(AssignmentView {
+            activate: None,
+            assignment_id: &h.assignment_id,
+            assignment_state: state.then(|| h.state.as_str()),
+            end_date_time: h.end.map(instant),
+            linked_eligible_role_assignment_id: if state {
+                h.linked_eligible_id.as_deref()
+            } else {
+                None
+            },
+            member_type,
+            resource_id: &h.resource_id,
+            role_definition_id: &h.role_definition_id,
+            role_name: self.role_display(h)?,
+            scope: self
+                .resource(&h.resource_id)?
+                .map(|r| r.external_id.clone()),
+            start_date_time: instant(h.start),
+            subject_id: &h.holder_id,
+            template_id: h.template_id.as_deref(),
+        })
     }
+}
+
+/// A Grant or Eligibility object of §5.3, written straight to the response. Members are in
+/// alphabetical order, as the rest of the API writes them.
+#[derive(serde::Serialize)]
+#[serde(rename_all = "camelCase")]
+struct AssignmentView<'h> {
+    #[serde(skip_serializing_if = "Option::is_none")]
+    activate: Option<Activate<'h>>,
+    assignment_id: &'h str,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    assignment_state: Option<&'static str>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    end_date_time: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    linked_eligible_role_assignment_id: Option<&'h str>,
+    member_type: &'static str,
+    resource_id: &'h str,
+    role_definition_id: &'h str,
+    role_name: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    scope: Option<String>,
+    start_date_time: String,
+    subject_id: &'h str,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    template_id: Option<&'h str>,
+}
+
+/// How to activate an eligibility (§5.3): the request a client sends.
+#[derive(serde::Serialize)]
+#[serde(rename_all = "camelCase")]
+struct Activate<'h> {
+    linked_eligible_role_assignment_id: &'h str,
+    resource_id: &'h str,
+    role_definition_id: String,
+}
+
+/// A Decision object (§5.2).
+#[derive(serde::Serialize)]
+struct Decision<'h> {
+    context: DecisionContext<'h>,
+    decision: bool,
+}
+
+/// A decision's context (§5.3).
+#[derive(serde::Serialize)]
+struct DecisionContext<'h> {
+    #[serde(skip_serializing_if = "Option::is_none")]
+    eligible: Option<Vec<AssignmentView<'h>>>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    error: Option<DecisionError>,
+    evaluated_at: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    next_change_at: Option<String>,
+    reason_admin: ReasonAdmin<'h>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    reason_user: Option<Message>,
+}
+
+/// Why, for administrators (§5.3).
+#[derive(serde::Serialize)]
+struct ReasonAdmin<'h> {
+    code: &'static str,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    grants: Option<Vec<AssignmentView<'h>>>,
+    message: String,
+}
+
+/// A message.
+#[derive(serde::Serialize)]
+struct Message {
+    message: String,
+}
+
+/// What kept a question from being evaluated (§5.3).
+#[derive(serde::Serialize)]
+struct DecisionError {
+    message: String,
+    status: u16,
 }
 
 fn deny(
-    code: &str,
+    code: &'static str,
     message: String,
     user: &str,
-    error: Option<(u16, String)>,
+    error: Option<u16>,
     at: Timestamp,
-) -> Value {
-    let mut context = Map::new();
-    context.insert("evaluated_at".into(), json!(instant(at)));
-    context.insert(
-        "reason_admin".into(),
-        json!({"code": code, "message": message}),
-    );
-    context.insert("reason_user".into(), json!({"message": user}));
-    if let Some((status, message)) = error {
-        context.insert(
-            "error".into(),
-            json!({"status": status, "message": message}),
-        );
+) -> Decision<'static> {
+    Decision {
+        decision: false,
+        context: DecisionContext {
+            eligible: None,
+            error: error.map(|status| DecisionError {
+                message: message.clone(),
+                status,
+            }),
+            evaluated_at: instant(at),
+            next_change_at: None,
+            reason_admin: ReasonAdmin {
+                code,
+                grants: None,
+                message,
+            },
+            reason_user: Some(Message {
+                message: user.to_string(),
+            }),
+        },
     }
-    json!({"decision": false, "context": context})
 }
 
-/// Decides one resolved question for `endpoint` and counts it in `/metrics`.
+/// Decides one resolved question for `endpoint`, counts it in `/metrics`, and writes its
+/// Decision object (§5.2, §5.3) to `out`.
 fn decide(
     state: &AppState,
     names: &mut Names<'_>,
     r: &Resolved,
     endpoint: AuthzenEndpoint,
-) -> Result<(bool, Value)> {
-    let (permitted, decision) = decide_one(state, names, r)?;
+    out: &mut Vec<u8>,
+) -> Result<bool> {
+    let permitted = decide_one(state, names, r, out)?;
     crate::metrics::record_authzen(endpoint, Some(permitted));
-    Ok((permitted, decision))
+    Ok(permitted)
 }
 
-/// Decides one resolved question and renders its Decision object (§5.2, §5.3).
-fn decide_one(state: &AppState, names: &mut Names<'_>, r: &Resolved) -> Result<(bool, Value)> {
+fn write_decision(out: &mut Vec<u8>, d: &Decision<'_>) -> Result<bool> {
+    serde_json::to_writer(&mut *out, d)
+        .map_err(|e| DomainError::internal(format!("writing a decision: {e}")))?;
+    Ok(d.decision)
+}
+
+/// The granted and eligible holdings of an evaluation, kept beyond the index's lock.
+struct Decided {
+    granted: Vec<Holding<'static>>,
+    eligible: Vec<Holding<'static>>,
+    next_change_at: Option<Timestamp>,
+}
+
+impl From<Evaluation<'_>> for Decided {
+    fn from(e: Evaluation<'_>) -> Self {
+        let owned = |list: Vec<&Holding<'_>>| {
+            list.into_iter()
+                .map(|h| h.clone().into_owned())
+                .collect::<Vec<_>>()
+        };
+        Self {
+            granted: owned(e.granted),
+            eligible: owned(e.eligible),
+            next_change_at: e.next_change_at,
+        }
+    }
+}
+
+/// Decides one resolved question and writes its Decision object (§5.2, §5.3).
+fn decide_one(
+    state: &AppState,
+    names: &mut Names<'_>,
+    r: &Resolved,
+    out: &mut Vec<u8>,
+) -> Result<bool> {
     let q = &r.question;
     let at = q.at;
-    let subject = match &r.subject {
+    let subject = match &*r.subject {
         ResolvedSubject::Found(s) => s,
         ResolvedSubject::Unknown => {
             let m = format!("no {} `{}` in the directory", q.subject.kind, q.subject.id);
-            return Ok((
-                false,
-                deny(
-                    "unknown_subject",
-                    m.clone(),
-                    "You are not known to Rolegate.",
-                    Some((404, m)),
-                    at,
-                ),
-            ));
+            let d = deny(
+                "unknown_subject",
+                m,
+                "You are not known to Rolegate.",
+                Some(404),
+                at,
+            );
+            return write_decision(out, &d);
         }
         ResolvedSubject::Disabled(s) => {
             let m = format!(
@@ -661,43 +792,37 @@ fn decide_one(state: &AppState, names: &mut Names<'_>, r: &Resolved) -> Result<(
                 kind_name(s.kind),
                 s.id
             );
-            return Ok((
-                false,
-                deny("subject_disabled", m, "Your account is disabled.", None, at),
-            ));
+            let d = deny("subject_disabled", m, "Your account is disabled.", None, at);
+            return write_decision(out, &d);
         }
     };
-    let Some(anchor) = &r.anchor else {
+    let Some(anchor) = r.anchor.as_deref() else {
         let m = format!(
             "`{}` is not a registered resource or below one",
             q.resource.id
         );
-        return Ok((
-            false,
-            deny(
-                "unknown_resource",
-                m.clone(),
-                "This resource is not managed by Rolegate.",
-                Some((404, m)),
-                at,
-            ),
-        ));
+        let d = deny(
+            "unknown_resource",
+            m,
+            "This resource is not managed by Rolegate.",
+            Some(404),
+            at,
+        );
+        return write_decision(out, &d);
     };
     let action = match &r.action {
         ActionRef::Known(a) => a,
         ActionRef::Unknown(name) | ActionRef::RoleNamed(name) => {
             let m =
                 format!("`{name}` is not an action Rolegate knows (an Azure operation or `role`)");
-            return Ok((
-                false,
-                deny(
-                    "unknown_action",
-                    m.clone(),
-                    "This action is not known.",
-                    Some((400, m)),
-                    at,
-                ),
-            ));
+            let d = deny(
+                "unknown_action",
+                m,
+                "This action is not known.",
+                Some(400),
+                at,
+            );
+            return write_decision(out, &d);
         }
     };
     let index = || {
@@ -706,12 +831,19 @@ fn decide_one(state: &AppState, names: &mut Names<'_>, r: &Resolved) -> Result<(
             .read()
             .map_err(|_| DomainError::internal("access index lock poisoned"))
     };
-    let mut holdings = index()?.holdings(&subject.id, &anchor.resource.id);
-    // In the past, what history holds counts too, until it stopped counting (§4.4).
-    if q.past {
-        let (holders, chain) = {
+    let decided = if q.past {
+        // In the past, what history holds counts too, until it stopped counting (§4.4).
+        // The live holdings are read first, so an assignment moving to history in between
+        // is seen at least once.
+        let (mut holdings, holders, chain) = {
             let ix = index()?;
+            let live: Vec<Holding<'static>> = ix
+                .holdings(&subject.id, &anchor.resource.id)
+                .into_iter()
+                .map(Holding::into_owned)
+                .collect();
             (
+                live,
                 ix.holders(&subject.id),
                 ix.ancestors_or_self(&anchor.resource.id),
             )
@@ -720,40 +852,48 @@ fn decide_one(state: &AppState, names: &mut Names<'_>, r: &Resolved) -> Result<(
         let ix = index()?;
         holdings.extend(
             past.iter()
-                .filter_map(|a| ix.holding_of(a, &anchor.resource.id)),
+                .filter_map(|a| ix.holding_of(a, &anchor.resource.id))
+                .map(Holding::into_owned),
         );
-    }
-    let e: Evaluation = access_decision::evaluate(&holdings, action, at);
+        Decided::from(access_decision::evaluate(&holdings, action, at))
+    } else {
+        let ix = index()?;
+        let holdings = ix.holdings(&subject.id, &anchor.resource.id);
+        Decided::from(access_decision::evaluate(&holdings, action, at))
+    };
     let asked = match action {
         Action::Operation { name, .. } => name.clone(),
         Action::Role { template_id } => format!("role {template_id}"),
     };
-    let mut context = Map::new();
-    context.insert("evaluated_at".into(), json!(instant(at)));
-    if e.permitted() {
-        let mut grants = Vec::new();
-        for h in &e.granted {
-            let mut g = names.assignment(h, subject, anchor.below)?;
-            if let Some(linked) = &h.linked_eligible_id {
-                g.insert("linkedEligibleRoleAssignmentId".into(), json!(linked));
-            }
-            grants.push(Value::Object(g));
+    let next_change_at = decided.next_change_at.map(instant);
+    let permitted = !decided.granted.is_empty();
+    let context = if permitted {
+        let mut grants = Vec::with_capacity(decided.granted.len());
+        for h in &decided.granted {
+            grants.push(names.assignment(h, subject, anchor.below, true)?);
         }
-        context.insert(
-            "reason_admin".into(),
-            json!({"code": "granted", "message": format!("{} active assignment(s) grant {asked}", grants.len()), "grants": grants}),
-        );
+        DecisionContext {
+            eligible: None,
+            error: None,
+            evaluated_at: instant(at),
+            next_change_at,
+            reason_admin: ReasonAdmin {
+                code: "granted",
+                message: format!("{} active assignment(s) grant {asked}", grants.len()),
+                grants: Some(grants),
+            },
+            reason_user: None,
+        }
     } else {
-        let mut eligible = Vec::new();
+        let mut eligible = Vec::with_capacity(decided.eligible.len());
         let mut first: Option<(String, String)> = None;
-        for h in &e.eligible {
-            let mut o = names.assignment(h, subject, anchor.below)?;
-            o.remove("assignmentState");
+        for h in &decided.eligible {
+            let mut o = names.assignment(h, subject, anchor.below, false)?;
             if first.is_none() {
-                let role = names.role_display(h)?;
+                let role = o.role_name.clone();
                 let scope = names
                     .resource(&h.resource_id)?
-                    .map(|r| r.display_name)
+                    .map(|r| r.display_name.clone())
                     .unwrap_or_default();
                 first = Some((role, scope));
             }
@@ -761,36 +901,45 @@ fn decide_one(state: &AppState, names: &mut Names<'_>, r: &Resolved) -> Result<(
                 && let Some(t) = &h.template_id
                 && let Some(definition) = names.definition_at(&anchor.resource.id, t)?
             {
-                o.insert(
-                    "activate".into(),
-                    json!({"resourceId": anchor.resource.id, "roleDefinitionId": definition, "linkedEligibleRoleAssignmentId": h.assignment_id}),
-                );
+                o.activate = Some(Activate {
+                    linked_eligible_role_assignment_id: &h.assignment_id,
+                    resource_id: &anchor.resource.id,
+                    role_definition_id: definition,
+                });
             }
-            eligible.push(Value::Object(o));
+            eligible.push(o);
         }
-        context.insert(
-            "reason_admin".into(),
-            json!({"code": "not_granted", "message": format!(
-                "no active assignment of {} {} on {} or its ancestors grants {asked}",
-                kind_name(subject.kind), subject.id, anchor.resource.external_id
-            )}),
-        );
         let user = match first {
             Some((role, scope)) => format!(
                 "You are eligible for {role} on {scope}; activate it to perform this action."
             ),
             None => "You do not hold a role that allows this action on this resource.".to_string(),
         };
-        context.insert("reason_user".into(), json!({"message": user}));
-        context.insert("eligible".into(), Value::Array(eligible));
-    }
-    if let Some(next) = e.next_change_at {
-        context.insert("next_change_at".into(), json!(instant(next)));
-    }
-    Ok((
-        e.permitted(),
-        json!({"decision": e.permitted(), "context": context}),
-    ))
+        DecisionContext {
+            eligible: Some(eligible),
+            error: None,
+            evaluated_at: instant(at),
+            next_change_at,
+            reason_admin: ReasonAdmin {
+                code: "not_granted",
+                grants: None,
+                message: format!(
+                    "no active assignment of {} {} on {} or its ancestors grants {asked}",
+                    kind_name(subject.kind),
+                    subject.id,
+                    anchor.resource.external_id
+                ),
+            },
+            reason_user: Some(Message { message: user }),
+        }
+    };
+    write_decision(
+        out,
+        &Decision {
+            context,
+            decision: permitted,
+        },
+    )
 }
 
 /// How a batch stops early (§6.1).
@@ -818,8 +967,8 @@ fn semantic(body: &Map<String, Value>) -> Result<Semantic> {
     }
 }
 
-fn json_response(v: Value) -> Response {
-    ([(header::CONTENT_TYPE, "application/json")], axum::Json(v)).into_response()
+fn json_response(body: Vec<u8>) -> Response {
+    ([(header::CONTENT_TYPE, "application/json")], body).into_response()
 }
 
 /// `POST /access/v1/evaluation` (§5).
@@ -838,7 +987,9 @@ pub async fn evaluation(
                 ));
             }
             let mut names = Names::new(tx, st.lookup());
-            Ok(decide(st, &mut names, &r, AuthzenEndpoint::Evaluation)?.1)
+            let mut out = Vec::new();
+            decide(st, &mut names, &r, AuthzenEndpoint::Evaluation, &mut out)?;
+            Ok(out)
         })
         .await?;
     Ok(json_response(answer))
@@ -883,7 +1034,9 @@ pub async fn evaluations(
                     return Err(DomainError::denied("you may ask only about yourself"));
                 }
                 let mut names = Names::new(tx, st.lookup());
-                return Ok(decide(st, &mut names, &r, AuthzenEndpoint::Evaluations)?.1);
+                let mut out = Vec::new();
+                decide(st, &mut names, &r, AuthzenEndpoint::Evaluations, &mut out)?;
+                return Ok(out);
             }
             let mut resolved = Vec::with_capacity(items.len());
             let mut known = Resolutions::new(st.lookup());
@@ -898,18 +1051,21 @@ pub async fn evaluations(
                 ));
             }
             let mut names = Names::new(tx, st.lookup());
-            let mut out = Vec::with_capacity(resolved.len());
-            for r in &resolved {
-                let (permitted, decision) =
-                    decide(st, &mut names, r, AuthzenEndpoint::Evaluations)?;
-                out.push(decision);
+            let mut out = Vec::with_capacity(1024 * resolved.len());
+            out.extend_from_slice(b"{\"evaluations\":[");
+            for (i, r) in resolved.iter().enumerate() {
+                if i > 0 {
+                    out.push(b',');
+                }
+                let permitted = decide(st, &mut names, r, AuthzenEndpoint::Evaluations, &mut out)?;
                 match semantic {
                     Semantic::DenyOnFirstDeny if !permitted => break,
                     Semantic::PermitOnFirstPermit if permitted => break,
                     _ => {}
                 }
             }
-            Ok(json!({"evaluations": out}))
+            out.extend_from_slice(b"]}");
+            Ok(out)
         })
         .await?;
     Ok(json_response(answer))

@@ -12,7 +12,8 @@ use crate::error::ApiResult;
 use crate::extract::JsonObject;
 use crate::state::AppState;
 use axum::extract::State;
-use axum::response::Response;
+use axum::http::header;
+use axum::response::{IntoResponse, Response};
 use base64::Engine;
 use rolegate_core::access::AccessView;
 use rolegate_core::access_decision::{self, Action};
@@ -184,7 +185,7 @@ fn allowing<'a>(
     past: &'a [rolegate_core::assignment::RoleAssignment],
     action: &'a Action,
     at: jiff::Timestamp,
-) -> impl Iterator<Item = access_decision::Holding> + 'a {
+) -> impl Iterator<Item = access_decision::Holding<'a>> + 'a {
     past.iter()
         .filter_map(|a| ix.holding_of(a, &a.resource_id))
         .filter(move |h| {
@@ -201,11 +202,16 @@ fn respond(
     results: Vec<Value>,
 ) -> Response {
     crate::metrics::record_authzen(endpoint, None);
-    super::json_response(json!({
+    let body = json!({
         "page": page,
         "context": {"evaluated_at": instant(evaluated_at)},
         "results": results,
-    }))
+    });
+    (
+        [(header::CONTENT_TYPE, "application/json")],
+        axum::Json(body),
+    )
+        .into_response()
 }
 
 /// `POST /access/v1/search/subject` (§7.2).
@@ -248,7 +254,7 @@ pub async fn subjects(
             let ix = index(st)?;
             let mut holders = ix.holders_allowed(&a.resource.id, &action, at);
             holders.extend(
-                allowing(&ix, &past, &action, at).map(|h| h.holder_id.clone()),
+                allowing(&ix, &past, &action, at).map(|h| h.holder_id.into_owned()),
             );
             // The holders, and everyone inside the holding groups (nested groups included);
             // the asked kind is picked below.
@@ -332,7 +338,7 @@ pub async fn resources(
             let ids = {
                 let ix = index(st)?;
                 let mut roots = ix.resources_allowed(&subject.id, &action, at);
-                roots.extend(allowing(&ix, &past, &action, at).map(|h| h.resource_id.clone()));
+                roots.extend(allowing(&ix, &past, &action, at).map(|h| h.resource_id.into_owned()));
                 ix.subtrees(&roots)
             };
             for id in ids {
@@ -383,7 +389,10 @@ pub async fn actions(
                 let ix = index(st)?;
                 let holders = ix.holders(&subject.id);
                 (
-                    ix.holdings(&subject.id, &a.resource.id),
+                    ix.holdings(&subject.id, &a.resource.id)
+                        .into_iter()
+                        .map(access_decision::Holding::into_owned)
+                        .collect::<Vec<_>>(),
                     holders,
                     ix.ancestors_or_self(&a.resource.id),
                 )
@@ -391,14 +400,18 @@ pub async fn actions(
             let past = history(tx, now, Some(&holders), Some(&chain), at)?;
             {
                 let ix = index(st)?;
-                holdings.extend(past.iter().filter_map(|h| ix.holding_of(h, &a.resource.id)));
+                holdings.extend(
+                    past.iter()
+                        .filter_map(|h| ix.holding_of(h, &a.resource.id))
+                        .map(access_decision::Holding::into_owned),
+                );
             }
             for h in holdings.iter().filter(|h| {
                 h.state == rolegate_core::assignment::AssignmentState::Active
                     && access_decision::in_effect(h.start, h.end, at)
             }) {
                 let Some(template) = &h.template_id else { continue };
-                if roles.iter().any(|(_, t, _)| t == template) {
+                if roles.iter().any(|(_, t, _)| t == template.as_ref()) {
                     continue;
                 }
                 let name = match tx.role_definition(&h.role_definition_id)? {
@@ -410,7 +423,7 @@ pub async fn actions(
                     .unwrap_or_else(|| json!([]));
                 roles.push((
                     name.clone(),
-                    template.clone(),
+                    template.to_string(),
                     json!({"name": "role", "properties": {"templateId": template, "displayName": name, "permissions": permissions}}),
                 ));
             }

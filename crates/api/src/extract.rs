@@ -25,7 +25,7 @@ impl<S: Send + Sync> FromRequestParts<S> for RequestId {
             .extensions
             .get::<RequestId>()
             .cloned()
-            .unwrap_or_else(|| RequestId(uuid::Uuid::new_v4().to_string())))
+            .unwrap_or_else(|| RequestId(crate::new_id())))
     }
 }
 

@@ -4,9 +4,14 @@
 //!
 //! A handler queues its write and waits. The first write to find the queue idle starts a
 //! drain on a blocking thread, which takes every queued write (at most [`MAX_BATCH`]) and
-//! runs them in one write transaction, in arrival order, each in a savepoint of its own:
-//! each keeps its own checks and its own answer, and one that fails is undone alone (its
-//! refusal audited as before). Then the transaction commits, the access changes are applied
+//! runs them in one write transaction, in arrival order: each keeps its own checks and its
+//! own answer, and one that fails is undone alone (its refusal audited as before). On
+//! PostgreSQL each runs in a savepoint of its own. On SQLite a savepoint costs more (every
+//! page a write touches is first copied to its journal) and is rarely needed: a refused
+//! write almost always fails on its checks, before writing anything. So there a write runs
+//! without one, and SQLite's count of rows written shows whether a failing write wrote: if
+//! it did, the whole transaction is rolled back and the batch runs again with a savepoint
+//! per write ([`Attempt::MustGuard`]); nothing of it was answered yet. Then the transaction commits, the access changes are applied
 //! to the index in the same order, and only then does each handler get its answer, so
 //! nothing is acknowledged before it is durable and a failed commit acknowledges nothing.
 //! Writes that arrive meanwhile queue for the next batch, so the batch grows exactly as fast
@@ -118,6 +123,20 @@ struct Waiting {
     writes: VecDeque<Box<dyn QueuedWrite>>,
     /// A drain is running (it takes whatever is queued before it stops).
     draining: bool,
+    /// How many more batches run each write in a savepoint (a recent write failed after
+    /// writing, and the next may too).
+    guarded_batches: u32,
+}
+
+/// After a write fails having written, this many batches run each write in a savepoint:
+/// when such failures come often (one person's writes racing each other, say), rolling a
+/// batch back and running it again would cost more than the savepoints.
+const GUARDED_BATCHES: u32 = 16;
+
+/// A batch of writes and whether each must run in a savepoint.
+struct Batch {
+    writes: VecDeque<Box<dyn QueuedWrite>>,
+    guarded: bool,
 }
 
 impl WriteQueue {
@@ -129,21 +148,30 @@ impl WriteQueue {
     }
 
     /// The next batch, or `None` (and the drain ends) when nothing waits.
-    fn next_batch(&self) -> Option<VecDeque<Box<dyn QueuedWrite>>> {
+    fn next_batch(&self) -> Option<Batch> {
         let mut w = self.inner.lock().unwrap_or_else(|e| e.into_inner());
         if w.writes.is_empty() {
             w.draining = false;
             return None;
         }
         let n = w.writes.len().min(MAX_BATCH);
-        Some(w.writes.drain(..n).collect())
+        let guarded = w.guarded_batches > 0;
+        w.guarded_batches = w.guarded_batches.saturating_sub(1);
+        Some(Batch {
+            writes: w.writes.drain(..n).collect(),
+            guarded,
+        })
     }
 
-    /// Puts writes that must run again at the head of the queue, in their order.
-    fn requeue(&self, writes: Vec<Box<dyn QueuedWrite>>) {
+    /// Puts writes that must run again at the head of the queue, in their order; with
+    /// `guard`, the next batches run each write in a savepoint.
+    fn requeue(&self, writes: Vec<Box<dyn QueuedWrite>>, guard: bool) {
         let mut w = self.inner.lock().unwrap_or_else(|e| e.into_inner());
         for write in writes.into_iter().rev() {
             w.writes.push_front(write);
+        }
+        if guard {
+            w.guarded_batches = GUARDED_BATCHES;
         }
     }
 }
@@ -155,8 +183,45 @@ impl WriteQueue {
 pub(crate) fn drain(state: &Arc<AppState>) {
     while let Some(batch) = state.writes.next_batch() {
         match catch_unwind(AssertUnwindSafe(|| run_batch(state, batch))) {
-            Ok(again) => state.writes.requeue(again),
+            Ok((again, guard)) => state.writes.requeue(again, guard),
             Err(_) => tracing::error!("a batch of writes panicked; its writes were refused"),
+        }
+    }
+}
+
+/// How a write (or a refusal's audit record) ran.
+enum Attempt {
+    /// It succeeded, or failed leaving nothing behind: its result, and whether it failed
+    /// after writing (its savepoint undid that).
+    Done(Result<()>, bool),
+    /// It failed after writing without a savepoint: only rolling back the transaction
+    /// undoes that.
+    MustGuard,
+}
+
+/// Runs `f` so that a failure leaves nothing behind: in a savepoint when `guarded` or when
+/// the store does not count rows written; otherwise directly, checking the count.
+/// The outer `Err` means the transaction failed.
+fn attempt(
+    tx: &mut dyn Tx,
+    guarded: bool,
+    f: &mut dyn FnMut(&mut dyn Tx) -> Result<()>,
+) -> Result<Attempt> {
+    let before = tx.rows_written();
+    let failed_after_writing =
+        |tx: &dyn Tx, outcome: &Result<()>| outcome.is_err() && tx.rows_written() != before;
+    match before {
+        Some(_) if !guarded => {
+            let outcome = f(tx);
+            if failed_after_writing(tx, &outcome) {
+                return Ok(Attempt::MustGuard);
+            }
+            Ok(Attempt::Done(outcome, false))
+        }
+        _ => {
+            let outcome = tx.savepoint(f)?;
+            let wrote = before.is_some() && failed_after_writing(tx, &outcome);
+            Ok(Attempt::Done(outcome, wrote))
         }
     }
 }
@@ -170,17 +235,22 @@ enum Ran {
 }
 
 /// Runs one batch in one transaction and answers its writes; returns the writes that must
-/// run again (they read an index the batch's earlier writes had changed).
-fn run_batch(
-    state: &AppState,
-    mut batch: VecDeque<Box<dyn QueuedWrite>>,
-) -> Vec<Box<dyn QueuedWrite>> {
+/// run again (they read an index the batch's earlier writes had changed, or the batch was
+/// rolled back to run again with savepoints) and whether the next batches should run each
+/// write in a savepoint (one of this batch failed after writing).
+fn run_batch(state: &AppState, batch: Batch) -> (Vec<Box<dyn QueuedWrite>>, bool) {
+    let Batch {
+        writes: mut batch,
+        guarded,
+    } = batch;
     let order = state.write_order_after_system_writes();
-    let new_id = || uuid::Uuid::new_v4().to_string();
+    let new_id = crate::new_id;
     let committed = state.access_view();
     let shared = state.store.shared();
     let mut ran: Vec<(Box<dyn QueuedWrite>, Ran)> = Vec::with_capacity(batch.len());
     let mut again = Vec::new();
+    let mut must_guard = false;
+    let mut failed_after_writing = false;
     let outcome = store::write(state.store.as_ref(), |tx| {
         state.catch_up(tx)?;
         let mut pending = PendingAccess::default();
@@ -193,7 +263,7 @@ fn run_batch(
                 mail: state.mail.as_ref(),
             };
             let mut done = None;
-            let result = tx.savepoint(&mut |tx| {
+            let result = attempt(tx, guarded, &mut |tx| {
                 let changes = catch_unwind(AssertUnwindSafe(|| write.run(tx, &env)))
                     .unwrap_or_else(|_| Err(DomainError::internal("the write panicked")))?;
                 if view.is_stale() {
@@ -207,10 +277,21 @@ fn run_batch(
                 done = Some((changes, seq));
                 Ok(())
             });
-            // The transaction failed (a lost connection, say): the write is answered with
-            // the batch's failure, like the writes after it.
             let result = match result {
-                Ok(result) => result,
+                Ok(Attempt::Done(result, wrote)) => {
+                    failed_after_writing |= wrote;
+                    result
+                }
+                // Undone only by rolling back the whole batch, which then runs again.
+                Ok(Attempt::MustGuard) => {
+                    batch.push_front(write);
+                    must_guard = true;
+                    return Err(DomainError::internal(
+                        "a write failed after writing: the batch runs again with savepoints",
+                    ));
+                }
+                // The transaction failed (a lost connection, say): the write is answered
+                // with the batch's failure, like the writes after it.
                 Err(e) => {
                     batch.push_front(write);
                     return Err(e);
@@ -229,10 +310,17 @@ fn run_batch(
                 (Err(e), _) => {
                     if is_refusal(&e) {
                         let record = write.refusal(&env, &e);
-                        match tx.savepoint(&mut |tx| tx.append_audit(&record)) {
-                            Ok(Ok(())) => {}
-                            Ok(Err(audit)) => {
+                        match attempt(tx, guarded, &mut |tx| tx.append_audit(&record)) {
+                            Ok(Attempt::Done(Ok(()), _)) => {}
+                            Ok(Attempt::Done(Err(audit), _)) => {
                                 tracing::warn!(error = %audit, "could not audit a refused write");
+                            }
+                            Ok(Attempt::MustGuard) => {
+                                batch.push_front(write);
+                                must_guard = true;
+                                return Err(DomainError::internal(
+                                    "a refusal's audit failed after writing: the batch runs again with savepoints",
+                                ));
                             }
                             Err(broken) => {
                                 ran.push((write, Ran::Failed(e)));
@@ -266,6 +354,17 @@ fn run_batch(
                 });
             }
         }
+        // Rolled back, nothing answered: every write runs again, each in a savepoint.
+        Err(_) if must_guard => {
+            drop(order);
+            crate::metrics::record_guarded_rerun();
+            let all = again
+                .drain(..)
+                .chain(ran.into_iter().map(|(write, _)| write))
+                .chain(batch)
+                .collect();
+            return (all, true);
+        }
         Err(e) => {
             drop(order);
             // Nothing of the batch is durable: every write gets the failure, except a
@@ -284,7 +383,7 @@ fn run_batch(
             }
         }
     }
-    again
+    (again, failed_after_writing)
 }
 
 /// Whether `e` refuses a write (a 4xx other than a lost race), which leaves an audit record.
@@ -379,6 +478,32 @@ mod tests {
         out
     }
 
+    /// `writes` as a batch, run with or without a savepoint per write.
+    fn batch(writes: Vec<Box<dyn QueuedWrite>>, guarded: bool) -> Batch {
+        Batch {
+            writes: writes.into(),
+            guarded,
+        }
+    }
+
+    #[test]
+    fn a_write_refused_before_writing_needs_no_savepoint_nor_a_second_run() {
+        let (state, store, _dir) = state();
+        let (a, answer_a) = job("A", |tx, ctx| Ok((mark(tx, ctx, "A")?, Vec::new())));
+        let (b, answer_b) = job("B", |_, _| {
+            Err::<((), _), _>(DomainError::bad_request("B is refused"))
+        });
+        let (c, answer_c) = job("C", |tx, ctx| Ok((mark(tx, ctx, "C")?, Vec::new())));
+        let (again, guard) = run_batch(&state, batch(vec![a, b, c], false));
+        assert!(again.is_empty());
+        assert!(!guard, "B wrote nothing: the batch committed as it ran");
+        assert!(answer_a.blocking_recv().unwrap().is_ok());
+        let refused = answer_b.blocking_recv().unwrap().unwrap_err();
+        assert_eq!(refused.message, "B is refused");
+        assert!(answer_c.blocking_recv().unwrap().is_ok());
+        assert_eq!(activities(&store), ["A", "Refused write", "C"]);
+    }
+
     #[test]
     fn a_failing_write_is_undone_alone_and_its_neighbours_commit() {
         let (state, store, _dir) = state();
@@ -393,9 +518,20 @@ mod tests {
             #[allow(unreachable_code)]
             Ok(((), Vec::new()))
         });
-        let (d, answer_d) = job("D", |tx, ctx| Ok((mark(tx, ctx, "D")?, Vec::new())));
-        let again = run_batch(&state, VecDeque::from([a, b, c, d]));
+        let (d, mut answer_d) = job("D", |tx, ctx| Ok((mark(tx, ctx, "D")?, Vec::new())));
+        // Without savepoints B's failure after writing can only be undone with the whole
+        // batch: it is rolled back, nobody answered, and runs again with savepoints.
+        let (again, guard) = run_batch(&state, batch(vec![a, b, c, d], false));
+        assert_eq!(again.len(), 4);
+        assert!(guard);
+        assert!(
+            activities(&store).is_empty(),
+            "nothing of the first run is kept"
+        );
+        assert!(answer_d.try_recv().is_err(), "nobody is answered yet");
+        let (again, guard) = run_batch(&state, batch(again, true));
         assert!(again.is_empty());
+        assert!(guard, "B and C failed after writing again");
         assert!(answer_a.blocking_recv().unwrap().is_ok());
         let refused = answer_b.blocking_recv().unwrap().unwrap_err();
         assert_eq!(refused.message, "B is refused");
@@ -428,8 +564,14 @@ mod tests {
             mark(tx, ctx, "C")?;
             Ok((ctx.access.ancestors_or_self("nowhere"), Vec::new()))
         });
-        let again = run_batch(&state, VecDeque::from([a, b, c]));
+        // B wrote before its view went stale: without savepoints that takes rolling the
+        // batch back; with them, B alone is undone and runs again after A commits.
+        let (again, guard) = run_batch(&state, batch(vec![a, b, c], false));
+        assert_eq!((again.len(), guard), (3, true));
+        assert!(activities(&store).is_empty());
+        let (again, guard) = run_batch(&state, batch(again, true));
         assert_eq!(again.len(), 1, "B read the groups A changed");
+        assert!(guard);
         assert!(answer_a.blocking_recv().unwrap().is_ok());
         assert!(
             answer_c.blocking_recv().unwrap().is_ok(),
@@ -437,9 +579,10 @@ mod tests {
         );
         assert!(answer_b.try_recv().is_err(), "B is not answered yet");
         assert_eq!(activities(&store), ["A", "C"]);
-        assert!(run_batch(&state, again.into()).is_empty());
+        let (again, guard) = run_batch(&state, batch(again, true));
+        assert!(again.is_empty() && !guard);
         let (runs, groups) = answer_b.blocking_recv().unwrap().unwrap();
-        assert_eq!((runs, groups), (2, vec!["g1".to_string()]));
+        assert_eq!((runs, groups), (3, vec!["g1".to_string()]));
         assert_eq!(activities(&store), ["A", "C", "B"]);
     }
 
@@ -457,7 +600,7 @@ mod tests {
                     && std::time::Instant::now() < until
                 {
                     let (write, _answer) = job("busy", |_, _| Ok(((), Vec::new())));
-                    run_batch(&state, VecDeque::from([write]));
+                    run_batch(&state, batch(vec![write], false));
                     batches.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
                 }
             });

@@ -375,11 +375,19 @@ const SECURITY_HEADERS: [(&str, &str); 5] = [
     ("cache-control", "no-store"),
 ];
 
+/// A new id for something Rolegate makes (a request, an assignment, an audit record, a
+/// request's correlation id): a GUID whose leading bits are the time (UUID version 7), so
+/// each is inserted at the end of its indexes rather than on a random page of each. Never
+/// for secrets (those stay version 4: all random).
+pub fn new_id() -> String {
+    uuid::Uuid::now_v7().to_string()
+}
+
 /// Gives every request an id, logs it, and completes error bodies: bare 404/405/413/500
 /// responses get the envelope, and every Graph error gets `innerError` with the date and
 /// the request id.
 async fn request_context(mut req: Request, next: Next) -> Response {
-    let id = uuid::Uuid::new_v4().to_string();
+    let id = new_id();
     let client_id = req
         .headers()
         .get("client-request-id")

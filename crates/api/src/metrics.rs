@@ -73,14 +73,20 @@ pub fn record_authzen(endpoint: AuthzenEndpoint, permitted: Option<bool>) {
     }
 }
 
-/// Group commit: transactions committed, writes they carried, writes run again.
-static BATCHES: [AtomicU64; 3] = [const { AtomicU64::new(0) }; 3];
+/// Group commit: transactions committed, writes they carried, writes run again,
+/// transactions rolled back to run again with savepoints.
+static BATCHES: [AtomicU64; 4] = [const { AtomicU64::new(0) }; 4];
 
 /// Counts one committed batch of `writes` writes, `reruns` of which must run again.
 pub fn record_batch(writes: usize, reruns: usize) {
     BATCHES[0].fetch_add(1, Ordering::Relaxed);
     BATCHES[1].fetch_add(writes as u64, Ordering::Relaxed);
     BATCHES[2].fetch_add(reruns as u64, Ordering::Relaxed);
+}
+
+/// Counts one batch rolled back to run again with a savepoint per write.
+pub fn record_guarded_rerun() {
+    BATCHES[3].fetch_add(1, Ordering::Relaxed);
 }
 
 /// The exposition text, with `assignments` live assignments in the access index.
@@ -144,6 +150,10 @@ pub fn render(assignments: usize) -> String {
         (
             "rolegate_write_reruns_total",
             "Writes run again in the next batch: the batch had changed what they read.",
+        ),
+        (
+            "rolegate_write_batches_guarded_total",
+            "Write transactions rolled back to run again with a savepoint per write: one of their writes failed after writing.",
         ),
     ]
     .into_iter()

@@ -448,7 +448,7 @@ impl AppState {
         self.system_writes_waiting.fetch_add(1, Ordering::AcqRel);
         let _order = self.write_order();
         self.system_writes_waiting.fetch_sub(1, Ordering::AcqRel);
-        let new_id = || uuid::Uuid::new_v4().to_string();
+        let new_id = crate::new_id;
         let view = self.access_view();
         let ctx = OpContext {
             caller,

@@ -45,7 +45,7 @@ fn with_ctx<T>(
     f: impl FnOnce(&OpContext) -> T,
 ) -> T {
     let view = s.access_view();
-    let new_id = || uuid::Uuid::new_v4().to_string();
+    let new_id = crate::new_id;
     f(&OpContext {
         caller,
         access: &view,

@@ -626,12 +626,17 @@ impl<
 }
 
 /// Nesting inside a write transaction: the writes a batch commits together (group commit)
-/// each run in a savepoint, so one that fails is undone alone.
+/// each run so that one that fails is undone alone: in a savepoint, or, where the store
+/// counts rows written, without one as long as every failing write failed before writing.
 pub trait Savepoints {
     /// Runs `f` in a savepoint of this transaction: what it wrote is kept when it returns
     /// `Ok` and undone when it returns `Err` (the inner result); the transaction stays open
     /// either way. The outer `Err` means the transaction itself failed: roll it back.
     fn savepoint(&mut self, f: &mut dyn FnMut(&mut dyn Tx) -> Result<()>) -> Result<Result<()>>;
+    /// How many rows this transaction has written so far, when the store counts them
+    /// (SQLite) and the transaction is still open; `None` otherwise. Equal counts before
+    /// and after a failed write prove it left nothing to undo.
+    fn rows_written(&self) -> Option<u64>;
 }
 
 /// A write transaction: every read and every write.

@@ -49,7 +49,7 @@ fn subject_id(tx: &mut dyn ReadTx, external: &str) -> rolegate_core::Result<Stri
 
 fn person(external: &str, name: &str) -> Subject {
     Subject {
-        id: uuid::Uuid::new_v4().to_string(),
+        id: rolegate_api::new_id(),
         external_id: Some(external.to_string()),
         kind: SubjectKind::User,
         display_name: name.to_string(),
@@ -105,7 +105,7 @@ pub fn seed(store: &dyn Store, clock: &dyn Clock) -> anyhow::Result<()> {
         mfa: true,
     };
     let index = AccessIndex::new();
-    let new_id = || uuid::Uuid::new_v4().to_string();
+    let new_id = rolegate_api::new_id;
     // The tenant was set up a week ago, so the history below has somewhere to start.
     let now = clock.now();
     let ctx = OpContext {
@@ -132,7 +132,7 @@ pub fn seed(store: &dyn Store, clock: &dyn Clock) -> anyhow::Result<()> {
             operation::directory::create_subject(tx, &ctx, person(ext, name), Vec::new())?;
         }
         let group = Subject {
-            id: uuid::Uuid::new_v4().to_string(),
+            id: rolegate_api::new_id(),
             external_id: Some("platform-engineers".into()),
             kind: SubjectKind::Group,
             display_name: "Platform Engineers".into(),
@@ -205,7 +205,7 @@ fn demo_caller(tx: &mut dyn ReadTx, external: &str) -> rolegate_core::Result<Cal
 /// operations as the API, so requests, approvals and audit records are the real ones.
 fn seed_history(store: &dyn Store, now: jiff::Timestamp) -> rolegate_core::Result<()> {
     let hours = |h: i64| now - jiff::SignedDuration::from_hours(h);
-    let new_id = || uuid::Uuid::new_v4().to_string();
+    let new_id = rolegate_api::new_id;
     let activate = |who: &str, resource_arm: &str, template: &str, reason: &str, at| {
         store::write(store, |tx| {
             let (index, _) = rolegate_api::state::build_index_in(tx, at)?;

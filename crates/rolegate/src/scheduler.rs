@@ -73,7 +73,7 @@ pub fn pass(state: &AppState, stop: &dyn Fn() -> bool) {
             if stop() {
                 return;
             }
-            let correlation_id = uuid::Uuid::new_v4().to_string();
+            let correlation_id = rolegate_api::new_id();
             let batch = state.write_as_system(&caller, &correlation_id, |tx: &mut dyn Tx, ctx| {
                 let mut b = operation::scheduler::run(job, tx, ctx, BATCH_SIZE)?;
                 let changes = std::mem::take(&mut b.changes);

@@ -114,6 +114,13 @@ impl sql::Connection for SqliteConnection<'_> {
         let n = stmt.execute(params_from_iter(params.iter())).map_err(db)?;
         Ok(n as u64)
     }
+
+    /// SQLite's count of rows changed by completed statements. `None` once SQLite has
+    /// rolled the transaction back by itself (it does on some errors: a full disk, an I/O
+    /// error), so nobody takes later statements for part of it.
+    fn rows_written(&self) -> Option<u64> {
+        (!self.0.is_autocommit()).then(|| self.0.total_changes())
+    }
 }
 
 /// How hard SQLite works to make a commit durable (decisions.md §1).

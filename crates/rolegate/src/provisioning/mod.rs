@@ -84,7 +84,7 @@ impl Link {
     /// The facts of a provisioning audit record of this connector at `at`, with a fresh id.
     fn record_context(&self, at: jiff::Timestamp) -> RecordContext<'_> {
         RecordContext {
-            id: uuid::Uuid::new_v4().to_string(),
+            id: rolegate_api::new_id(),
             connector: &self.config.name,
             kind: self.kind(),
             at,
@@ -405,7 +405,7 @@ impl Provisioning {
                     left += tx.connector_ledger(name)?.len();
                 }
                 let record = rolegate_core::provisioning::records::reload_record(
-                    &uuid::Uuid::new_v4().to_string(),
+                    &rolegate_api::new_id(),
                     now,
                     &path,
                     fail.as_deref(),

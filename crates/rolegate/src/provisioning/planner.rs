@@ -125,7 +125,7 @@ struct PassOutcome {
 
 /// One planning pass over every connector, in one write transaction.
 fn pass(p: &Provisioning) -> Result<PassOutcome> {
-    let correlation_id = uuid::Uuid::new_v4().to_string();
+    let correlation_id = rolegate_api::new_id();
     let started = std::time::Instant::now();
     let outcome = p
         .state

@@ -113,7 +113,7 @@ async fn pass(p: &Arc<Provisioning>, link: &Arc<Link>, trigger: &str) -> Result<
     let listed_ok = listed.is_ok();
     let (q, l, trigger) = (Arc::clone(p), Arc::clone(link), trigger.to_string());
     let summary = blocking(move || {
-        let correlation_id = uuid::Uuid::new_v4().to_string();
+        let correlation_id = rolegate_api::new_id();
         q.state
             .write_unsignalled(&caller(), &correlation_id, |tx: &mut dyn Tx, ctx| {
                 let summary = compare(tx, &q, &l, &trigger, started, ctx.now, listed, ctx.new_id)?;

@@ -58,6 +58,11 @@ pub trait Connection {
     ) -> Result<()>;
     /// Runs a statement and returns the number of rows it changed.
     fn execute(&self, sql: &str, params: &[Value]) -> Result<u64>;
+    /// How many rows the connection's statements have written so far, when the database
+    /// counts them cheaply (SQLite) and the transaction is still open; `None` otherwise.
+    fn rows_written(&self) -> Option<u64> {
+        None
+    }
 }
 
 /// A result row.
@@ -252,16 +257,30 @@ mod tests {
         use rolegate_core::error::DomainError;
         use rolegate_core::store::{AccessLogRead, Savepoints};
         with_memory_tx(|mut tx| {
+            assert_eq!(tx.rows_written(), None, "no transaction is open yet");
+            tx.c.execute("BEGIN", &[])?;
+            let written = |tx: &tx::SqlTx<'_>| tx.rows_written().expect("a transaction is open");
+            let start = written(&tx);
             let at = jiff::Timestamp::UNIX_EPOCH;
             let kept = [AccessChange::SubjectRemoved("kept".into())];
             let undone = [AccessChange::SubjectRemoved("undone".into())];
             let first = tx.savepoint(&mut |tx| tx.log_access_changes(&kept, at).map(|_| ()))?;
             assert!(first.is_ok());
+            let after_first = written(&tx);
+            assert!(after_first > start);
             let second = tx.savepoint(&mut |tx| {
                 tx.log_access_changes(&undone, at)?;
                 Err(DomainError::bad_request("refused"))
             })?;
             assert_eq!(second.unwrap_err().message, "refused");
+            let after_second = written(&tx);
+            assert!(
+                after_second > after_first,
+                "undone rows still count: the count tells that a failed write had written"
+            );
+            let refused = tx.savepoint(&mut |_| Err(DomainError::bad_request("refused")))?;
+            assert!(refused.is_err());
+            assert_eq!(written(&tx), after_second, "refused before writing");
             // The transaction goes on after the undone one.
             let third = tx.savepoint(&mut |tx| tx.log_access_changes(&kept, at).map(|_| ()))?;
             assert!(third.is_ok());
@@ -271,6 +290,8 @@ mod tests {
                 .flat_map(|e| e.changes)
                 .collect();
             assert_eq!(logged, [kept.clone(), kept].concat());
+            tx.c.execute("COMMIT", &[])?;
+            assert_eq!(tx.rows_written(), None, "the transaction has ended");
             Ok(())
         })
         .unwrap();

@@ -57,6 +57,10 @@ impl Savepoints for SqlTx<'_> {
         self.c.execute("RELEASE SAVEPOINT batched_write", &[])?;
         Ok(outcome)
     }
+
+    fn rows_written(&self) -> Option<u64> {
+        self.c.rows_written()
+    }
 }
 
 /// Where a collection keeps the columns that restrictions refer to.

@@ -301,7 +301,8 @@ impl AppState {
             let p = position()?;
             (p.seq, p.at)
         };
-        if now.duration_since(last_at) > ACCESS_LOG_RETENTION / 2 {
+        // Everything rebuilt from the tables, which hold every change the log does.
+        let rebuild = |tx: &mut dyn ReadTx| -> Result<()> {
             let mut fresh = AccessIndex::new();
             let seq = fill_index(tx, &mut fresh, now)?;
             let subjects = tx.all_subjects()?;
@@ -312,18 +313,32 @@ impl AppState {
                 *ix = fresh;
                 *p = AccessLogPosition { seq, at: now };
             }
-            return Ok(());
+            Ok(())
+        };
+        if now.duration_since(last_at) > ACCESS_LOG_RETENTION / 2 {
+            return rebuild(tx);
         }
         loop {
             let entries = tx.access_changes_since(after, 1000)?;
+            // A newer node (a rolling upgrade) wrote changes this version cannot read.
+            if let Some(e) = entries.iter().find(|e| e.changes.is_none()) {
+                tracing::warn!(
+                    seq = e.seq,
+                    "an access-log entry this version cannot read (written by a newer node?): rebuilding the access index from the tables"
+                );
+                return rebuild(tx);
+            }
             let mut p = position()?;
             if !entries.is_empty() {
                 let mut ix = index()?;
                 let mut entities = self.entities_mut()?;
-                for e in &entries {
+                for (e, changes) in entries
+                    .iter()
+                    .filter_map(|e| e.changes.as_ref().map(|c| (e, c)))
+                {
                     if e.seq > p.seq {
-                        ix.apply(&e.changes);
-                        entities.apply(&e.changes);
+                        ix.apply(changes);
+                        entities.apply(changes);
                         p.seq = e.seq;
                     }
                 }

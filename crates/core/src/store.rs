@@ -681,8 +681,10 @@ impl<
 pub struct AccessLogEntry {
     /// Its position in commit order.
     pub seq: i64,
-    /// The changes, in the order they were made.
-    pub changes: Vec<crate::access::AccessChange>,
+    /// The changes, in the order they were made; `None` when this version cannot read
+    /// them (a newer node wrote a kind of change it does not know). The tables hold every
+    /// change too, so a reader that meets one rebuilds what it keeps from them.
+    pub changes: Option<Vec<crate::access::AccessChange>>,
 }
 
 /// A database holding Rolegate's state.

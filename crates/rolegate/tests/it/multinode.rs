@@ -194,6 +194,35 @@ fn a_revocation_through_one_node_is_enforced_by_the_other_at_once() {
 }
 
 #[test]
+fn an_access_log_entry_from_a_newer_node_is_read_from_the_tables_instead() {
+    if !on_postgres("an_access_log_entry_from_a_newer_node_is_read_from_the_tables_instead") {
+        return;
+    }
+    let t = Tenant::start();
+    let b = t.s.sibling(&[], None);
+    let resource = b.pim(&format!("/resources/{}", t.sub));
+    let (user, user_t, _, _) = eligible_user(&t, "upgrading", "P30D");
+    assert_eq!(b.get(&resource, &user_t).status, 200);
+    // A node of a later version (a rolling upgrade) ends the eligibility with a kind of
+    // change this one cannot read: the tables say it, the log entry does not (to this
+    // version).
+    t.s.sql("DELETE FROM assignments WHERE subject_id = ?", &[&user]);
+    t.s.sql(
+        "INSERT INTO access_log (at, changes) \
+         SELECT max(at), '[{\"ChangeFromAFutureVersion\":{\"id\":\"x\"}}]' FROM access_log",
+        &[],
+    );
+    // Node B rebuilds from the tables rather than failing the request or skipping what it
+    // cannot read.
+    let after = b.get(&resource, &user_t);
+    assert_eq!(after.status, 403, "{}", after.text);
+    assert_eq!(b.get(&resource, &t.admin).status, 200);
+    // And goes on reading the log past that entry.
+    let (_, other_t, _, _) = eligible_user(&t, "after-upgrade", "P30D");
+    assert_eq!(b.get(&resource, &other_t).status, 200);
+}
+
+#[test]
 fn a_node_killed_mid_load_loses_no_acknowledged_request() {
     if !on_postgres("a_node_killed_mid_load_loses_no_acknowledged_request") {
         return;

@@ -11,7 +11,7 @@ impl AccessLogRead for SqlTx<'_> {
                 let text: String = r.get(1)?;
                 Ok(AccessLogEntry {
                     seq: r.get(0)?,
-                    changes: serde_json::from_str(&text).map_err(json_err)?,
+                    changes: serde_json::from_str(&text).ok(),
                 })
             },
         )

@@ -287,7 +287,7 @@ mod tests {
             let logged: Vec<_> = tx
                 .access_changes_since(0, 10)?
                 .into_iter()
-                .flat_map(|e| e.changes)
+                .flat_map(|e| e.changes.unwrap_or_default())
                 .collect();
             assert_eq!(logged, [kept.clone(), kept].concat());
             tx.c.execute("COMMIT", &[])?;

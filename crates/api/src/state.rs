@@ -251,9 +251,23 @@ impl AppState {
         if !self.store.shared() {
             return Ok(self.entities()?.subject(id).cloned());
         }
-        let id = id.to_string();
-        self.read(move |_, st| Ok(st.entities()?.subject(&id).cloned()))
+        let _slot = self
+            .read_slots
+            .acquire()
             .await
+            .map_err(|_| DomainError::internal("read slots closed"))?;
+        let state = Arc::clone(self);
+        let id = id.to_string();
+        blocking(move || {
+            // One statement, outside a transaction, unless the index must be rebuilt.
+            let caught_up =
+                store::read_latest(state.store.as_ref(), |tx| state.catch_up_with(tx, false))?;
+            if !caught_up {
+                store::read(state.store.as_ref(), |tx| state.catch_up(tx))?;
+            }
+            Ok(state.entities()?.subject(&id).cloned())
+        })
+        .await
     }
 
     /// Runs `f` in a read transaction on a blocking thread.
@@ -281,8 +295,16 @@ impl AppState {
     /// before this transaction began. A node that fell too far behind rebuilds its index.
     /// Does nothing on a store of its own (every change went through this process).
     pub(crate) fn catch_up(&self, tx: &mut dyn ReadTx) -> Result<()> {
+        self.catch_up_with(tx, true).map(|_| ())
+    }
+
+    /// [`AppState::catch_up`], where `snapshot` says whether `tx` reads one snapshot (a
+    /// transaction). Without one it only applies log entries, one statement's worth at a
+    /// time, and returns false when the index must instead be rebuilt from the tables,
+    /// which takes a snapshot.
+    fn catch_up_with(&self, tx: &mut dyn ReadTx, snapshot: bool) -> Result<bool> {
         if !self.store.shared() {
-            return Ok(());
+            return Ok(true);
         }
         let now = self.clock.now();
         let position = || {
@@ -316,17 +338,24 @@ impl AppState {
             Ok(())
         };
         if now.duration_since(last_at) > ACCESS_LOG_RETENTION / 2 {
-            return rebuild(tx);
+            return if snapshot {
+                rebuild(tx).map(|()| true)
+            } else {
+                Ok(false)
+            };
         }
         loop {
             let entries = tx.access_changes_since(after, 1000)?;
             // A newer node (a rolling upgrade) wrote changes this version cannot read.
             if let Some(e) = entries.iter().find(|e| e.changes.is_none()) {
+                if !snapshot {
+                    return Ok(false);
+                }
                 tracing::warn!(
                     seq = e.seq,
                     "an access-log entry this version cannot read (written by a newer node?): rebuilding the access index from the tables"
                 );
-                return rebuild(tx);
+                return rebuild(tx).map(|()| true);
             }
             let mut p = position()?;
             if !entries.is_empty() {
@@ -346,7 +375,7 @@ impl AppState {
             p.at = now;
             match entries.last() {
                 Some(last) if entries.len() == 1000 => after = last.seq,
-                _ => return Ok(()),
+                _ => return Ok(true),
             }
         }
     }

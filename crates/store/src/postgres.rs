@@ -394,11 +394,23 @@ impl PostgresStore {
                 .map_err(db)?
         };
         let pg = PgConnection {
-            txn: RefCell::new(&mut txn),
+            session: RefCell::new(&mut txn),
             statements: RefCell::new(statements),
         };
         f(&pg)?;
         txn.commit().map_err(db)
+    }
+
+    /// Runs `f` on a pooled connection outside any transaction: each statement sees the
+    /// latest committed state and costs one round trip.
+    fn run_latest(&self, f: &mut dyn FnMut(&dyn sql::Connection) -> Result<()>) -> Result<()> {
+        let mut conn = self.connection()?;
+        let PgClient { client, statements } = &mut *conn;
+        let pg = PgConnection {
+            session: RefCell::new(client),
+            statements: RefCell::new(statements),
+        };
+        f(&pg)
     }
 }
 
@@ -415,6 +427,10 @@ impl SqlStore for PostgresStore {
 impl Store for PostgresStore {
     fn read_dyn(&self, f: &mut dyn FnMut(&mut dyn ReadTx) -> Result<()>) -> Result<()> {
         self.run(false, &mut |c| f(&mut SqlTx::new(c)))
+    }
+
+    fn read_latest_dyn(&self, f: &mut dyn FnMut(&mut dyn ReadTx) -> Result<()>) -> Result<()> {
+        self.run_latest(&mut |c| f(&mut SqlTx::new(c)))
     }
 
     fn write_dyn(&self, f: &mut dyn FnMut(&mut dyn Tx) -> Result<()>) -> Result<()> {
@@ -488,12 +504,56 @@ fn quote_ident(name: &str) -> String {
 }
 
 /// A transaction on one pooled connection, as the SQL code sees it.
-struct PgConnection<'t, 'c> {
-    txn: RefCell<&'t mut postgres::Transaction<'c>>,
+struct PgConnection<'t> {
+    /// A transaction, or the client itself (autocommit: [`PostgresStore::run_latest`]).
+    session: RefCell<&'t mut dyn Session>,
     statements: RefCell<&'t mut HashMap<String, Statement>>,
 }
 
-impl PgConnection<'_, '_> {
+/// What PgConnection runs statements on: a transaction or a bare client.
+trait Session {
+    fn prepare_typed(
+        &mut self,
+        text: &str,
+        types: &[Type],
+    ) -> std::result::Result<Statement, postgres::Error>;
+    fn query(
+        &mut self,
+        statement: &Statement,
+        values: &[&(dyn ToSql + Sync)],
+    ) -> std::result::Result<Vec<postgres::Row>, postgres::Error>;
+    fn execute(
+        &mut self,
+        statement: &Statement,
+        values: &[&(dyn ToSql + Sync)],
+    ) -> std::result::Result<u64, postgres::Error>;
+}
+
+impl<C: postgres::GenericClient> Session for C {
+    fn prepare_typed(
+        &mut self,
+        text: &str,
+        types: &[Type],
+    ) -> std::result::Result<Statement, postgres::Error> {
+        postgres::GenericClient::prepare_typed(self, text, types)
+    }
+    fn query(
+        &mut self,
+        statement: &Statement,
+        values: &[&(dyn ToSql + Sync)],
+    ) -> std::result::Result<Vec<postgres::Row>, postgres::Error> {
+        postgres::GenericClient::query(self, statement, values)
+    }
+    fn execute(
+        &mut self,
+        statement: &Statement,
+        values: &[&(dyn ToSql + Sync)],
+    ) -> std::result::Result<u64, postgres::Error> {
+        postgres::GenericClient::execute(self, statement, values)
+    }
+}
+
+impl PgConnection<'_> {
     /// The prepared statement of `text` with parameters of `types`, prepared once per
     /// connection.
     fn statement(&self, text: &str, types: &[Type]) -> Result<Statement> {
@@ -508,7 +568,7 @@ impl PgConnection<'_, '_> {
             return Ok(s.clone());
         }
         let s = self
-            .txn
+            .session
             .borrow_mut()
             .prepare_typed(text, types)
             .map_err(db)?;
@@ -593,7 +653,7 @@ fn column(row: &postgres::Row, i: usize) -> std::result::Result<Value, postgres:
     })
 }
 
-impl sql::Connection for PgConnection<'_, '_> {
+impl sql::Connection for PgConnection<'_> {
     fn dialect(&self) -> Dialect {
         Dialect::Postgres
     }
@@ -612,7 +672,7 @@ impl sql::Connection for PgConnection<'_, '_> {
             .collect();
         let statement = self.statement(&text, &types)?;
         let rows = self
-            .txn
+            .session
             .borrow_mut()
             .query(&statement, &values)
             .map_err(db)?;
@@ -635,7 +695,7 @@ impl sql::Connection for PgConnection<'_, '_> {
             .map(|(v, _)| *v as &(dyn ToSql + Sync))
             .collect();
         let statement = self.statement(&text, &types)?;
-        self.txn
+        self.session
             .borrow_mut()
             .execute(&statement, &values)
             .map_err(db)

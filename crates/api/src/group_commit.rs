@@ -11,9 +11,11 @@
 //! write almost always fails on its checks, before writing anything. So there a write runs
 //! without one, and SQLite's count of rows written shows whether a failing write wrote: if
 //! it did, the whole transaction is rolled back and the batch runs again with a savepoint
-//! per write ([`Attempt::MustGuard`]); nothing of it was answered yet. Then the transaction commits, the access changes are applied
-//! to the index in the same order, and only then does each handler get its answer, so
-//! nothing is acknowledged before it is durable and a failed commit acknowledges nothing.
+//! per write ([`Attempt::MustGuard`]); nothing of it was answered yet.
+//!
+//! Then the transaction commits, the access changes are applied to the index in the same
+//! order, and only then does each handler get its answer, so nothing is acknowledged
+//! before it is durable and a failed commit acknowledges nothing.
 //! Writes that arrive meanwhile queue for the next batch, so the batch grows exactly as fast
 //! as commits are slow. The audit chain stays linear: the records are appended in one
 //! transaction, in order.

@@ -575,13 +575,14 @@ impl<'a> Names<'a> {
         Ok(self.definitions.get(&key).cloned().flatten())
     }
 
-    /// A Grant or Eligibility object of §5.3 (`state` only on grants).
+    /// A Grant (`grant`) or Eligibility object of §5.3: only a grant names its state and
+    /// the eligibility it activates.
     fn assignment<'h>(
         &mut self,
         h: &'h Holding<'h>,
         subject: &Subject,
         below: bool,
-        state: bool,
+        grant: bool,
     ) -> Result<AssignmentView<'h>> {
         let member_type = if h.distance > 0 || below {
             "Inherited"
@@ -593,9 +594,9 @@ impl<'a> Names<'a> {
         Ok(AssignmentView {
             activate: None,
             assignment_id: &h.assignment_id,
-            assignment_state: state.then(|| h.state.as_str()),
+            assignment_state: grant.then(|| h.state.as_str()),
             end_date_time: h.end.map(instant),
-            linked_eligible_role_assignment_id: if state {
+            linked_eligible_role_assignment_id: if grant {
                 h.linked_eligible_id.as_deref()
             } else {
                 None

@@ -364,6 +364,14 @@ fn activations_grant_and_their_end_revokes_a_postgresql_role() {
     wait_until(15, "reconciliation revokes the grant made by hand", || {
         !roles.has("app_admin", "mallory")
     });
+    // The revocation is made in PostgreSQL before its run is settled and recorded.
+    wait_until(10, "the revocation is recorded", || {
+        has_record(
+            &provisioning_records(&s, &admin),
+            "Revoke grant made outside Rolegate",
+            &mallory,
+        )
+    });
     assert!(roles.has("other", "carol"), "an unmanaged role was touched");
     // Eligible alone, or active elsewhere, never granted anything.
     assert!(!roles.has("app_admin", "alice"));

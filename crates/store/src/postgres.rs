@@ -449,10 +449,16 @@ impl Store for PostgresStore {
         true
     }
 
+    /// One pooled connection fewer than the pool holds (at least one): a node's writes run
+    /// one at a time, so reads waiting in their queue never leave its writer waiting on
+    /// the pool.
     fn concurrent_reads(&self) -> usize {
-        self.pool
-            .as_ref()
-            .map_or(1, |p| usize::try_from(p.max_size()).unwrap_or(1))
+        self.pool.as_ref().map_or(1, |p| {
+            usize::try_from(p.max_size())
+                .unwrap_or(1)
+                .saturating_sub(1)
+                .max(1)
+        })
     }
 }
 

@@ -241,9 +241,10 @@ impl AppState {
     }
 
     /// The subject a token names (by id, else by external id), as of this node's index. On
-    /// a store other nodes write, in a read transaction that first catches up with their
-    /// changes, so every authenticated request starts caught up (docs/deployment.md);
-    /// otherwise straight from memory (every change went through this process).
+    /// a store other nodes write, after catching up with their changes (one statement, no
+    /// transaction, unless the index must be rebuilt), so every authenticated request starts
+    /// caught up (docs/deployment.md); otherwise straight from memory (every change went
+    /// through this process).
     pub async fn token_subject(
         self: &Arc<Self>,
         id: &str,
@@ -251,15 +252,8 @@ impl AppState {
         if !self.store.shared() {
             return Ok(self.entities()?.subject(id).cloned());
         }
-        let _slot = self
-            .read_slots
-            .acquire()
-            .await
-            .map_err(|_| DomainError::internal("read slots closed"))?;
-        let state = Arc::clone(self);
         let id = id.to_string();
-        blocking(move || {
-            // One statement, outside a transaction, unless the index must be rebuilt.
+        self.on_reader(move |state| {
             let caught_up =
                 store::read_latest(state.store.as_ref(), |tx| state.catch_up_with(tx, false))?;
             if !caught_up {
@@ -275,19 +269,28 @@ impl AppState {
         self: &Arc<Self>,
         f: impl FnOnce(&mut dyn ReadTx, &AppState) -> Result<T> + Send + 'static,
     ) -> Result<T, ApiError> {
+        self.on_reader(move |state| {
+            store::read(state.store.as_ref(), |tx| {
+                state.catch_up(tx)?;
+                f(tx, state)
+            })
+        })
+        .await
+    }
+
+    /// Runs `f` on a blocking thread once a reader connection is free
+    /// ([`Store::concurrent_reads`], waited for in arrival order).
+    async fn on_reader<T: Send + 'static>(
+        self: &Arc<Self>,
+        f: impl FnOnce(&AppState) -> Result<T> + Send + 'static,
+    ) -> Result<T, ApiError> {
         let _slot = self
             .read_slots
             .acquire()
             .await
             .map_err(|_| DomainError::internal("read slots closed"))?;
         let state = Arc::clone(self);
-        blocking(move || {
-            store::read(state.store.as_ref(), |tx| {
-                state.catch_up(tx)?;
-                f(tx, &state)
-            })
-        })
-        .await
+        blocking(move || f(&state)).await
     }
 
     /// With a store other nodes write too: applies the access-log entries this node has not

@@ -543,19 +543,13 @@ impl AccessIndex {
     }
 }
 
-/// The GUID text of an assignment key (the ids Rolegate makes are GUIDs), written into
-/// one allocation.
+/// The GUID text of an assignment key (the ids Rolegate makes are GUIDs).
 fn key_to_id(key: u128) -> String {
-    const HEX: &[u8; 16] = b"0123456789abcdef";
-    let mut out = String::with_capacity(36);
-    for i in 0..32 {
-        if matches!(i, 8 | 12 | 16 | 20) {
-            out.push('-');
-        }
-        let nibble = (key >> (124 - 4 * i)) & 0xf;
-        out.push(char::from(HEX[nibble as usize]));
-    }
-    out
+    let mut text = uuid::Uuid::encode_buffer();
+    uuid::Uuid::from_u128(key)
+        .hyphenated()
+        .encode_lower(&mut text)
+        .to_string()
 }
 
 impl AccessIndex {

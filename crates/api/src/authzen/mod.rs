@@ -774,18 +774,19 @@ fn decide_one(
 ) -> Result<bool> {
     let q = &r.question;
     let at = q.at;
+    let mut refuse = |code, message, user: &str, status| {
+        write_decision(&mut *out, &deny(code, message, user, status, at))
+    };
     let subject = match &*r.subject {
         ResolvedSubject::Found(s) => s,
         ResolvedSubject::Unknown => {
             let m = format!("no {} `{}` in the directory", q.subject.kind, q.subject.id);
-            let d = deny(
+            return refuse(
                 "unknown_subject",
                 m,
                 "You are not known to Rolegate.",
                 Some(404),
-                at,
             );
-            return write_decision(out, &d);
         }
         ResolvedSubject::Disabled(s) => {
             let m = format!(
@@ -793,8 +794,7 @@ fn decide_one(
                 kind_name(s.kind),
                 s.id
             );
-            let d = deny("subject_disabled", m, "Your account is disabled.", None, at);
-            return write_decision(out, &d);
+            return refuse("subject_disabled", m, "Your account is disabled.", None);
         }
     };
     let Some(anchor) = r.anchor.as_deref() else {
@@ -802,28 +802,15 @@ fn decide_one(
             "`{}` is not a registered resource or below one",
             q.resource.id
         );
-        let d = deny(
-            "unknown_resource",
-            m,
-            "This resource is not managed by Rolegate.",
-            Some(404),
-            at,
-        );
-        return write_decision(out, &d);
+        let user = "This resource is not managed by Rolegate.";
+        return refuse("unknown_resource", m, user, Some(404));
     };
     let action = match &r.action {
         ActionRef::Known(a) => a,
         ActionRef::Unknown(name) | ActionRef::RoleNamed(name) => {
             let m =
                 format!("`{name}` is not an action Rolegate knows (an Azure operation or `role`)");
-            let d = deny(
-                "unknown_action",
-                m,
-                "This action is not known.",
-                Some(400),
-                at,
-            );
-            return write_decision(out, &d);
+            return refuse("unknown_action", m, "This action is not known.", Some(400));
         }
     };
     let index = || {

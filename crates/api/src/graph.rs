@@ -13,6 +13,7 @@ use axum::response::{IntoResponse, Response};
 use rolegate_core::access::{AccessView, Caller};
 use rolegate_core::assignment::AssignmentState;
 use rolegate_core::error::{DomainError, ErrorCode, Result};
+use rolegate_core::held_assignments::HeldListQuery;
 use rolegate_core::odata::{self, QueryOptions};
 use rolegate_core::operation;
 use rolegate_core::policy::{RoleRulesPatch, RuleSetting, TicketInfo};
@@ -167,57 +168,55 @@ async fn list(
     } = call;
     provider(&params)?;
     let rid = params.get("rid").cloned();
+    // Taken before the transaction begins: lists it loads are kept only if nothing
+    // changed them since (rolegate_core::held_assignments).
+    let ticket = state.held_ticket()?;
+    if rid.is_none()
+        && let Some(page) = list_from_memory(&state, &caller, &opts, coll, count_only)?
+    {
+        return Ok(page_response(
+            page,
+            &opts,
+            coll,
+            count_only,
+            &headers,
+            &uri,
+            state.clock.now(),
+        ));
+    }
     state
         .read(move |tx, st| {
             let now = st.clock.now();
             let access = st.access_view();
             validate_options(coll, &opts)?;
             ensure_resource(tx, st.lookup(), rid.as_deref())?;
-            let skip = opts.skip.unwrap_or(0);
-            let top = if count_only {
-                0
-            } else {
-                opts.top.unwrap_or(100)
-            };
             let page = if opts.as_approver {
                 let all = visibility::awaiting_decision(tx, &caller, &access, now, rid.as_deref())?;
+                let (skip, top) = window(&opts, count_only);
                 Page::window(all, skip, top, opts.count || count_only).map(Entity::Request)
             } else {
-                let scope = visibility::read_scope(
+                let (scope, q) = list_query(
                     coll,
                     rid.as_deref(),
-                    opts.filter.clone(),
+                    &opts,
                     &caller,
                     &access,
                     now,
+                    count_only,
                 )?;
-                let q = ListQuery {
-                    filter: scope.filter.clone(),
-                    restrictions: scope.restrictions.clone(),
-                    orderby: opts.orderby.clone(),
-                    top,
-                    skip,
-                    count: opts.count || count_only,
-                };
-                visibility::list(tx, coll, &q, &scope)?.map(Entity::from)
+                match HeldListQuery::of(coll, &q) {
+                    Some(held) => {
+                        let lists = st.held_lists(ticket, tx, &held.holders)?;
+                        held.page(&lists, &scope, q.skip, q.top, q.count)
+                    }
+                    None => visibility::list(tx, coll, &q, &scope)?,
+                }
+                .map(Entity::from)
             };
-            if count_only {
-                let n = page.total.unwrap_or(0).to_string();
-                return Ok(
-                    ([(header::CONTENT_TYPE, "text/plain; charset=utf-8")], n).into_response()
-                );
-            }
-            let body = PageBody {
-                context: context(&base_url(&headers), entity_set_of(coll), false),
-                count: page.total,
-                next_link: page
-                    .more
-                    .then(|| next_link(&headers, &uri, u64::from(skip) + page.items.len() as u64)),
-                value: (),
-            };
-            if opts.expand.is_empty() && opts.select.is_none() {
-                let plain = page.items.iter().map(|entity| Plain { entity, now });
-                return Ok(axum::Json(body.with(plain.collect())).into_response());
+            if count_only || (opts.expand.is_empty() && opts.select.is_none()) {
+                return Ok(page_response(
+                    page, &opts, coll, count_only, &headers, &uri, now,
+                ));
             }
             let viewer = Viewer::new(&caller, &access, now).looking_up(st.lookup());
             viewer.prefetch(tx, &page.items, &opts.expand)?;
@@ -225,9 +224,117 @@ async fn list(
             for e in &page.items {
                 value.push(Value::Object(shape(tx, e, &opts, &viewer)?));
             }
+            let body = page_body(&page, &opts, coll, &headers, &uri);
             Ok(axum::Json(body.with(value)).into_response())
         })
         .await
+}
+
+/// `$skip` and the page size of a list call (none for `/$count`).
+fn window(opts: &QueryOptions, count_only: bool) -> (u32, u32) {
+    let top = if count_only {
+        0
+    } else {
+        opts.top.unwrap_or(100)
+    };
+    (opts.skip.unwrap_or(0), top)
+}
+
+/// The read scope and the store's query of a list call (not `asApprover()`).
+fn list_query(
+    coll: Collection,
+    rid: Option<&str>,
+    opts: &QueryOptions,
+    caller: &Caller,
+    access: &dyn AccessView,
+    now: jiff::Timestamp,
+    count_only: bool,
+) -> Result<(visibility::ReadScope, ListQuery)> {
+    let scope = visibility::read_scope(coll, rid, opts.filter.clone(), caller, access, now)?;
+    let (skip, top) = window(opts, count_only);
+    let q = ListQuery {
+        filter: scope.filter.clone(),
+        restrictions: scope.restrictions.clone(),
+        orderby: opts.orderby.clone(),
+        top,
+        skip,
+        count: opts.count || count_only,
+    };
+    Ok((scope, q))
+}
+
+/// A list of role assignments answered from the held lists alone, without a transaction,
+/// when it can be: a list [`HeldListQuery`] answers whose holders' lists are all in memory.
+/// `None`: ask the database. On a shared store authenticating the caller caught the index
+/// and the caches up with the access log at the start of this request.
+fn list_from_memory(
+    state: &AppState,
+    caller: &Caller,
+    opts: &QueryOptions,
+    coll: Collection,
+    count_only: bool,
+) -> Result<Option<Page<Entity>>> {
+    let may_answer = coll == visibility::Collection::RoleAssignments
+        && opts.filter.is_some()
+        && opts.orderby.is_empty()
+        && opts.expand.is_empty()
+        && opts.select.is_none()
+        && !opts.as_approver;
+    if !may_answer {
+        return Ok(None);
+    }
+    let now = state.clock.now();
+    let access = state.access_view();
+    validate_options(coll, opts)?;
+    let (scope, q) = list_query(coll, None, opts, caller, &access, now, count_only)?;
+    let Some(held) = HeldListQuery::of(coll, &q) else {
+        return Ok(None);
+    };
+    let Some(lists) = state.held_lists_in_memory(&held.holders)? else {
+        return Ok(None);
+    };
+    Ok(Some(
+        held.page(&lists, &scope, q.skip, q.top, q.count)
+            .map(Entity::from),
+    ))
+}
+
+/// The envelope of `page`: context, count and the link to the next page.
+fn page_body(
+    page: &Page<Entity>,
+    opts: &QueryOptions,
+    coll: Collection,
+    headers: &HeaderMap,
+    uri: &Uri,
+) -> PageBody<()> {
+    let skip = opts.skip.unwrap_or(0);
+    PageBody {
+        context: context(&base_url(headers), entity_set_of(coll), false),
+        count: page.total,
+        next_link: page
+            .more
+            .then(|| next_link(headers, uri, u64::from(skip) + page.items.len() as u64)),
+        value: (),
+    }
+}
+
+/// `page` written out without `$select` or `$expand` (or its count alone, for `/$count`).
+fn page_response(
+    page: Page<Entity>,
+    opts: &QueryOptions,
+    coll: Collection,
+    count_only: bool,
+    headers: &HeaderMap,
+    uri: &Uri,
+    now: jiff::Timestamp,
+) -> Response {
+    if count_only {
+        let n = page.total.unwrap_or(0).to_string();
+        return ([(header::CONTENT_TYPE, "text/plain; charset=utf-8")], n).into_response();
+    }
+    let body = page_body(&page, opts, coll, headers, uri);
+    let plain = page.items.iter().map(|entity| Plain { entity, now });
+    axum::Json(body.with(plain.collect())).into_response()
 }
 
 /// Gets one item, or follows up to two single-valued navigations from it.

@@ -10,6 +10,7 @@ use rolegate_core::access::{AccessChange, AccessIndex, AccessView, Caller, OpCon
 use rolegate_core::clock::Clock;
 use rolegate_core::entity_cache::EntityCache;
 use rolegate_core::error::{DomainError, Result};
+use rolegate_core::held_assignments::{CacheTicket, HeldAssignmentCache, HeldList};
 use rolegate_core::store::{self, ReadTx, Store, Tx};
 use std::sync::{Arc, Mutex, RwLock};
 
@@ -22,6 +23,9 @@ pub struct AppState {
     /// Subjects, resources and role definitions in memory, patched with the index (lock
     /// order: the index first).
     entities: RwLock<EntityCache>,
+    /// Recently listed subjects' assignments, dropped by the same changes that patch the
+    /// index (lock order: after the entities).
+    held: Mutex<HeldAssignmentCache>,
     /// With a shared store: how far the index has caught up with the access log, and when
     /// it last did.
     access_log: Mutex<AccessLogPosition>,
@@ -129,6 +133,7 @@ impl AppState {
             store,
             access: RwLock::new(index),
             entities: RwLock::new(entities),
+            held: Mutex::new(HeldAssignmentCache::default()),
             access_log: Mutex::new(AccessLogPosition { seq, at: now }),
             write_order: Mutex::new(()),
             read_slots: tokio::sync::Semaphore::new(read_slots),
@@ -234,6 +239,34 @@ impl AppState {
     }
 
     /// The cached entities, for patching.
+    /// Where the held-assignment cache stands: take it before a read transaction that
+    /// may load lists ([`AppState::held_lists`]).
+    pub fn held_ticket(&self) -> Result<CacheTicket> {
+        Ok(self.held_cache()?.ticket())
+    }
+
+    /// The held lists of all of `holders`, if the cache has every one (no transaction).
+    pub fn held_lists_in_memory(&self, holders: &[String]) -> Result<Option<Vec<HeldList>>> {
+        Ok(self.held_cache()?.get_all(holders))
+    }
+
+    /// The held lists of `holders`: the cache's, the others loaded in `tx` (begun after
+    /// `ticket` was taken) and offered to the cache.
+    pub fn held_lists(
+        &self,
+        ticket: CacheTicket,
+        tx: &mut dyn ReadTx,
+        holders: &[String],
+    ) -> Result<Vec<HeldList>> {
+        rolegate_core::held_assignments::held_lists(&self.held, ticket, tx, holders)
+    }
+
+    fn held_cache(&self) -> Result<std::sync::MutexGuard<'_, HeldAssignmentCache>> {
+        self.held
+            .lock()
+            .map_err(|_| DomainError::internal("held assignment cache lock poisoned"))
+    }
+
     pub(crate) fn entities_mut(&self) -> Result<std::sync::RwLockWriteGuard<'_, EntityCache>> {
         self.entities
             .write()
@@ -335,6 +368,7 @@ impl AppState {
             if seq >= p.seq {
                 let mut ix = index()?;
                 self.entities_mut()?.replace_subjects(subjects);
+                self.held_cache()?.clear();
                 *ix = fresh;
                 *p = AccessLogPosition { seq, at: now };
             }
@@ -364,6 +398,7 @@ impl AppState {
             if !entries.is_empty() {
                 let mut ix = index()?;
                 let mut entities = self.entities_mut()?;
+                let mut held = self.held_cache()?;
                 for (e, changes) in entries
                     .iter()
                     .filter_map(|e| e.changes.as_ref().map(|c| (e, c)))
@@ -371,6 +406,7 @@ impl AppState {
                     if e.seq > p.seq {
                         ix.apply(changes);
                         entities.apply(changes);
+                        held.apply(changes);
                         p.seq = e.seq;
                     }
                 }
@@ -544,12 +580,14 @@ impl AppState {
             .write()
             .map_err(|_| DomainError::internal("access index lock poisoned"))?;
         let mut entities = self.entities_mut()?;
+        let mut held = self.held_cache()?;
         for (changes, seq) in writes {
             // A read that caught up after this commit has applied these changes already
             // (with any later ones): apply them only when it has not.
             if seq.is_none_or(|seq| seq > position.seq) {
                 index.apply(changes);
                 entities.apply(changes);
+                held.apply(changes);
                 if let Some(seq) = seq {
                     position.seq = seq;
                 }

@@ -74,6 +74,15 @@ pub struct RoleAssignment {
     pub request_id: String,
 }
 
+/// An assignment with its place in list order (the store's insertion sequence).
+#[derive(Debug, Clone, PartialEq)]
+pub struct HeldAssignment {
+    /// Where it sorts in a list: lower first.
+    pub position: i64,
+    /// The assignment.
+    pub assignment: RoleAssignment,
+}
+
 impl RoleAssignment {
     /// Whether it grants anything at `now`.
     pub fn is_current(&self, now: Timestamp) -> bool {

@@ -22,6 +22,7 @@ pub mod directory;
 pub mod email;
 pub mod entity_cache;
 pub mod error;
+pub mod held_assignments;
 pub mod notification;
 pub mod odata;
 pub mod operation;

@@ -164,6 +164,13 @@ pub trait AssignmentRead {
         resources: Option<&[String]>,
         after: Timestamp,
     ) -> Result<Vec<RoleAssignment>>;
+    /// Every assignment row (live, or ended and not yet moved to history) held by any of
+    /// `subjects` itself, with its list position, in list order: for
+    /// [`crate::held_assignments`].
+    fn held_assignments(
+        &mut self,
+        subjects: &[String],
+    ) -> Result<Vec<crate::assignment::HeldAssignment>>;
     /// Live assignments of a subject.
     fn live_assignments_of(&mut self, subject_id: &str) -> Result<Vec<RoleAssignment>>;
     /// Lists assignments (joined with their role definitions for filtering).

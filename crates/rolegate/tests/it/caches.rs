@@ -1,9 +1,11 @@
-//! The read caches (issue 14): every subject, and the resources and role definitions reads
-//! have found, kept in memory. After any sequence of writes (SCIM users and groups,
-//! registrations, requests, role settings), every read the caches answer equals the rows
-//! the database holds, read with SQL beside the API: the token's subject (`/me`, and a
-//! disabled or deleted user refused), a resource by id, and `$expand` of subjects, role
-//! definitions and their resources. On PostgreSQL the writes go through two nodes at
+//! The read caches (issue 14): every subject, the resources and role definitions reads
+//! have found, and the assignments recently listed subjects hold, kept in memory. After any
+//! sequence of writes (SCIM users, groups and memberships, registrations, requests to add,
+//! activate and remove, role settings), every read the caches answer equals the rows the
+//! database holds, read with SQL beside the API: the token's subject (`/me`, and a disabled
+//! or deleted user refused), a resource by id, `$expand` of subjects, role definitions and
+//! their resources, and each user's own assignments (`subjectId eq '<me>'`, with its groups',
+//! in list order). On PostgreSQL the writes go through two nodes at
 //! random and both nodes are checked after each write; on SQLite there is one node.
 
 #![allow(clippy::expect_used, clippy::unwrap_used)]
@@ -27,8 +29,12 @@ enum Write {
     NewExternalId(usize),
     Delete(usize),
     Group(Vec<usize>),
+    Join(usize, usize),
     Register,
     Assign(usize, usize, bool),
+    AssignGroup(usize, usize),
+    Activate(usize, usize, bool),
+    Remove(usize, usize, bool),
     Setting(usize, bool),
 }
 
@@ -40,18 +46,23 @@ fn writes() -> impl Strategy<Value = Vec<(Write, usize)>> {
         1 => (0..8usize).prop_map(Write::NewExternalId),
         1 => (0..8usize).prop_map(Write::Delete),
         1 => proptest::collection::vec(0..8usize, 0..3).prop_map(Write::Group),
+        1 => (0..8usize, 0..4usize).prop_map(|(u, g)| Write::Join(u, g)),
         1 => Just(Write::Register),
         2 => (0..8usize, 0..4usize, any::<bool>()).prop_map(|(u, r, c)| Write::Assign(u, r, c)),
+        1 => (0..4usize, 0..4usize).prop_map(|(g, r)| Write::AssignGroup(g, r)),
+        2 => (0..8usize, 0..4usize, any::<bool>()).prop_map(|(u, r, c)| Write::Activate(u, r, c)),
+        1 => (0..8usize, 0..4usize, any::<bool>()).prop_map(|(u, r, c)| Write::Remove(u, r, c)),
         1 => (0..4usize, any::<bool>()).prop_map(|(r, m)| Write::Setting(r, m)),
     ];
     proptest::collection::vec((write, 0..2usize), 1..10)
 }
 
-/// What the test made: users (deleted ones stay listed), every key a token may name (user
-/// ids and the external ids given out) with its token (minted once: each is a process),
-/// resources.
+/// What the test made: users (deleted ones stay listed), groups, every key a token may name
+/// (user ids and the external ids given out) with its token (minted once: each is a
+/// process), resources.
 struct Made {
     users: Vec<String>,
+    groups: Vec<String>,
     keys: Vec<(String, String)>,
     resources: Vec<String>,
 }
@@ -63,8 +74,17 @@ impl Made {
     fn user(&self, i: usize) -> Option<String> {
         (!self.users.is_empty()).then(|| self.users[i % self.users.len()].clone())
     }
+    fn group(&self, i: usize) -> Option<String> {
+        (!self.groups.is_empty()).then(|| self.groups[i % self.groups.len()].clone())
+    }
     fn resource(&self, i: usize) -> &String {
         &self.resources[i % self.resources.len()]
+    }
+    fn token_of(&self, key: &str) -> Option<&str> {
+        self.keys
+            .iter()
+            .find(|(k, _)| k == key)
+            .map(|(_, t)| t.as_str())
     }
 }
 
@@ -79,6 +99,23 @@ fn apply(t: &Tenant, node: &Server, made: &mut Made, write: &Write) -> Result<()
             Some(admin),
             Some(&json!({"schemas": [PATCH_OP], "Operations": ops})),
         )
+    };
+    // A role request about `subject` on resource `r` (Contributor or Reader), as `token`.
+    let role_request = |made: &Made,
+                        token: &str,
+                        kind: &str,
+                        state: &str,
+                        subject: &str,
+                        r: usize,
+                        contributor: bool| {
+        let resource = made.resource(r);
+        let template = if contributor { CONTRIBUTOR } else { READER };
+        let role = crate::fixture::role_id(node, admin, resource, template);
+        let mut body = request_body(kind, state, resource, &role, subject);
+        if kind != "AdminRemove" {
+            body["schedule"] = lasting(if kind == "UserAdd" { "PT1H" } else { "P30D" });
+        }
+        node.post(&node.pim("/roleAssignmentRequests"), token, &body)
     };
     let r = match write {
         Write::CreateUser { external } => {
@@ -131,7 +168,7 @@ fn apply(t: &Tenant, node: &Server, made: &mut Made, write: &Write) -> Result<()
                 .filter_map(|m| made.user(*m))
                 .map(|m| json!({"value": m}))
                 .collect();
-            node.call(
+            let r = node.call(
                 "POST",
                 "/scim/v2/Groups",
                 Some(admin),
@@ -140,26 +177,62 @@ fn apply(t: &Tenant, node: &Server, made: &mut Made, write: &Write) -> Result<()
                     "displayName": format!("cache-group-{}", uuid_like()),
                     "members": members,
                 })),
-            )
+            );
+            if let Some(id) = r.json["id"].as_str() {
+                made.groups.push(id.to_string());
+            }
+            r
         }
+        Write::Join(u, g) => match (made.user(*u), made.group(*g)) {
+            (Some(user), Some(group)) => node.call(
+                "PATCH",
+                &format!("/scim/v2/Groups/{group}"),
+                Some(admin),
+                Some(&json!({"schemas": [PATCH_OP], "Operations": [
+                    {"op": "add", "path": "members", "value": [{"value": user}]}
+                ]})),
+            ),
+            _ => return Ok(()),
+        },
         Write::Register => {
             let arm = format!("{}/resourceGroups/rg-{}", t.sub_arm, uuid_like());
             register(node, admin, &arm);
             made.resources.push(resource_id(node, admin, &arm));
             return Ok(());
         }
-        Write::Assign(u, r, contributor) => {
-            let Some(user) = made.user(*u) else {
-                return Ok(());
-            };
-            let user = &user;
-            let resource = made.resource(*r);
-            let template = if *contributor { CONTRIBUTOR } else { READER };
-            let role = crate::fixture::role_id(node, admin, resource, template);
-            let mut body = request_body("AdminAdd", "Eligible", resource, &role, user);
-            body["schedule"] = lasting("P30D");
-            node.post(&node.pim("/roleAssignmentRequests"), admin, &body)
+        Write::Assign(u, r, contributor) => match made.user(*u) {
+            Some(user) => {
+                role_request(made, admin, "AdminAdd", "Eligible", &user, *r, *contributor)
+            }
+            None => return Ok(()),
+        },
+        Write::AssignGroup(g, r) => match made.group(*g) {
+            Some(group) => role_request(made, admin, "AdminAdd", "Eligible", &group, *r, false),
+            None => return Ok(()),
+        },
+        Write::Activate(u, r, contributor) => {
+            match made
+                .user(*u)
+                .and_then(|user| Some((made.token_of(&user)?, user)))
+            {
+                Some((token, user)) => {
+                    role_request(made, token, "UserAdd", "Active", &user, *r, *contributor)
+                }
+                None => return Ok(()),
+            }
         }
+        Write::Remove(u, r, contributor) => match made.user(*u) {
+            Some(user) => role_request(
+                made,
+                admin,
+                "AdminRemove",
+                "Eligible",
+                &user,
+                *r,
+                *contributor,
+            ),
+            None => return Ok(()),
+        },
         Write::Setting(r, mfa) => {
             let role = crate::fixture::role_id(node, admin, made.resource(*r), READER);
             crate::fixture::patch_rule(
@@ -227,6 +300,59 @@ fn check(t: &Tenant, node: &Server, made: &Made) -> Result<(), TestCaseError> {
             prop_assert_eq!(&r.json["displayName"], &row[2]);
         }
     }
+    for user in &made.users {
+        let (Some(row), Some(token)) = (subject_row(&subjects, user), made.token_of(user)) else {
+            continue;
+        };
+        if row[3] != 1 {
+            continue;
+        }
+        // Its own rows and its groups' (none are nested here), in list order.
+        let expected = t.s.sql(
+            "SELECT a.id, a.subject_id, a.state FROM assignments a WHERE a.subject_id = ? \
+             OR a.subject_id IN (SELECT group_id FROM group_members WHERE member_id = ?) ORDER BY a.seq",
+            &[user, user],
+        );
+        let mine = enc(&format!("subjectId eq '{user}'"));
+        let eligible = enc(&format!(
+            "subjectId eq '{user}' and assignmentState eq 'eligible'"
+        ));
+        // The user's own list and an administrator's view of its eligible ones, each twice:
+        // the first read may fill the cache, the second is answered from it.
+        for (filter, token, state) in [
+            (&mine, token, None),
+            (&eligible, t.admin.as_str(), Some("Eligible")),
+        ] {
+            let want: Vec<(&Value, &str)> = expected
+                .iter()
+                .filter(|r| state.is_none_or(|s| r[2] == s))
+                .map(|r| {
+                    (
+                        &r[0],
+                        if r[1] == user.as_str() {
+                            "Direct"
+                        } else {
+                            "Group"
+                        },
+                    )
+                })
+                .collect();
+            for _ in 0..2 {
+                let listed = node.get(
+                    &node.pim(&format!("/roleAssignments?$filter={filter}")),
+                    token,
+                );
+                prop_assert_eq!(listed.status, 200, "{}", listed.text);
+                let got: Vec<(&Value, &str)> = listed.json["value"]
+                    .as_array()
+                    .into_iter()
+                    .flatten()
+                    .map(|a| (&a["id"], a["memberType"].as_str().unwrap_or_default()))
+                    .collect();
+                prop_assert_eq!(&got, &want, "{}'s assignments ({:?})", user, state);
+            }
+        }
+    }
     let roles = t.s.sql(
         "SELECT id, display_name, resource_id FROM role_definitions",
         &[],
@@ -275,7 +401,7 @@ proptest! {
         if nodes.len() == 1 {
             say("caches: one node on SQLite (two nodes share a database on PostgreSQL only)");
         }
-        let mut made = Made { users: Vec::new(), keys: Vec::new(), resources: vec![t.sub.clone(), t.rg.clone()] };
+        let mut made = Made { users: Vec::new(), groups: Vec::new(), keys: Vec::new(), resources: vec![t.sub.clone(), t.rg.clone()] };
         // The administrator's token names nobody in the directory: it is read from the token.
         prop_assert_eq!(t.s.get("/beta/me", &token(ADMIN, true)).status, 200);
         for (write, via) in &plan {

@@ -139,6 +139,17 @@ impl AssignmentRead for SqlTx<'_> {
             assignment_row,
         )
     }
+    fn held_assignments(&mut self, subjects: &[String]) -> Result<Vec<HeldAssignment>> {
+        let select = format!("SELECT {ASSIGNMENT_COLS}, a.seq FROM assignments a");
+        let mut rows = self.many_in(&select, &["a.subject_id"], subjects, |row| {
+            Ok(HeldAssignment {
+                assignment: assignment_row(row)?,
+                position: row.get(9)?,
+            })
+        })?;
+        rows.sort_unstable_by_key(|h| h.position);
+        Ok(rows)
+    }
     fn list_assignments(&mut self, q: &ListQuery) -> Result<Page<RoleAssignment>> {
         self.list(&ASSIGNMENTS, q, assignment_row)
     }

@@ -5,7 +5,7 @@
 
 use crate::error::ApiResult;
 use crate::extract::{Auth, Fields, JsonObject, OData, RequestId};
-use crate::render::{Entity, Lookup, Plain, Viewer, entity_set, navigate, shape};
+use crate::render::{Entity, Lookup, Plain, Viewer, entity_set, navigate, shape, shape_item};
 use crate::state::{AppState, Operation};
 use axum::extract::{Path, State};
 use axum::http::{HeaderMap, StatusCode, Uri, header};
@@ -206,7 +206,7 @@ async fn list(
                 )?;
                 match HeldListQuery::of(coll, &q) {
                     Some(held) => {
-                        let lists = st.held_lists(ticket, tx, &held.holders)?;
+                        let lists = st.held_lists(ticket, tx, &held.keys)?;
                         held.page(&lists, &scope, q.skip, q.top, q.count)
                     }
                     None => visibility::list(tx, coll, &q, &scope)?,
@@ -222,7 +222,7 @@ async fn list(
             viewer.prefetch(tx, &page.items, &opts.expand)?;
             let mut value = Vec::with_capacity(page.items.len());
             for e in &page.items {
-                value.push(Value::Object(shape(tx, e, &opts, &viewer)?));
+                value.push(shape_item(tx, e, &opts, &viewer)?);
             }
             let body = page_body(&page, &opts, coll, &headers, &uri);
             Ok(axum::Json(body.with(value)).into_response())
@@ -290,7 +290,7 @@ fn list_from_memory(
     let Some(held) = HeldListQuery::of(coll, &q) else {
         return Ok(None);
     };
-    let Some(lists) = state.held_lists_in_memory(&held.holders)? else {
+    let Some(lists) = state.held_lists_in_memory(&held.keys)? else {
         return Ok(None);
     };
     Ok(Some(

@@ -224,6 +224,24 @@ pub struct Viewer<'a> {
     /// Entities already loaded for `$expand` in this response (rows of a page share their
     /// role definitions and resources).
     expanded: RefCell<HashMap<(String, String), Option<Entity>>>,
+    /// Expansions already written out in this response, by the `$expand` item asking
+    /// (its address: options live as long as the response) and the entity it leads to.
+    written: RefCell<HashMap<WrittenKey, Option<Json>>>,
+}
+
+/// Which expansion a [`Viewer`] wrote: the `$expand` item's address, the navigation, and
+/// the kind and id of the entity it leads to.
+type WrittenKey = (usize, &'static str, String, String);
+
+/// JSON written once and shared by every item that includes it (an expanded role
+/// definition or subject appears on many rows of a page).
+#[derive(Clone)]
+pub struct Json(std::rc::Rc<serde_json::value::RawValue>);
+
+impl serde::Serialize for Json {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> std::result::Result<S::Ok, S::Error> {
+        self.0.serialize(s)
+    }
 }
 
 impl<'a> Viewer<'a> {
@@ -235,6 +253,7 @@ impl<'a> Viewer<'a> {
             now,
             lookup: Lookup::DATABASE,
             expanded: RefCell::new(HashMap::new()),
+            written: RefCell::new(HashMap::new()),
         }
     }
 
@@ -334,9 +353,12 @@ impl Viewer<'_> {
                     }
                     _ => continue,
                 };
+                let nested = !x.options.expand.is_empty();
                 let mut cache = self.expanded.borrow_mut();
                 for (id, e) in found {
-                    loaded.push(e.clone());
+                    if nested {
+                        loaded.push(e.clone());
+                    }
                     cache.insert((kind.clone(), id), Some(e));
                 }
                 // Not found: the navigation is empty, as `navigate` would say.
@@ -457,23 +479,31 @@ pub fn properties(e: &Entity, now: Timestamp) -> Map<String, Value> {
     }
 }
 
-/// A `governanceRoleAssignment`'s properties, written straight to the response (a page of
-/// them is most of what the Graph API serves), in the order a JSON object of them always
-/// had (alphabetical).
+/// A `governanceRoleAssignment`'s properties, and the navigations `$expand` asks for,
+/// written straight to the response (a page of them is most of what the Graph API serves),
+/// in the order a JSON object of them always had (alphabetical).
 #[derive(serde::Serialize)]
 #[serde(rename_all = "camelCase")]
-struct AssignmentProperties<'a> {
+pub struct AssignmentProperties<'a> {
     assignment_state: &'static str,
     end_date_time: Option<String>,
     /// Always `null`.
     external_id: Option<&'a str>,
     id: &'a str,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    linked_eligible_role_assignment: Option<Option<Json>>,
     linked_eligible_role_assignment_id: Option<&'a str>,
     member_type: &'static str,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    resource: Option<Option<Json>>,
     resource_id: &'a str,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    role_definition: Option<Option<Json>>,
     role_definition_id: &'a str,
     start_date_time: String,
     status: &'static str,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    subject: Option<Option<Json>>,
     subject_id: &'a str,
 }
 
@@ -484,12 +514,16 @@ impl<'a> AssignmentProperties<'a> {
             end_date_time: a.schedule.end.map(format_datetime),
             external_id: None,
             id: &a.id,
+            linked_eligible_role_assignment: None,
             linked_eligible_role_assignment_id: a.linked_eligible_id.as_deref(),
             member_type: member.as_str(),
+            resource: None,
             resource_id: &a.resource_id,
+            role_definition: None,
             role_definition_id: &a.role_definition_id,
             start_date_time: format_datetime(a.schedule.start),
             status: "Provisioned",
+            subject: None,
             subject_id: &a.subject_id,
         }
     }
@@ -587,18 +621,24 @@ pub fn navigate(
     }
 }
 
-fn expand_one(
+/// The navigation `x` expands on `e`, spelled as the contract does; a `400` if `e` has none
+/// by that name.
+fn expansion_of(e: &Entity, x: &Expand) -> Result<&'static str> {
+    navigation(e, &x.path).ok_or_else(|| {
+        DomainError::bad_request(format!("cannot $expand `{}` on {}", x.path, entity_set(e)))
+    })
+}
+
+/// What navigation `name` of `e` expands to with `x`'s options, at `depth`.
+fn expanded(
     tx: &mut dyn ReadTx,
     e: &Entity,
+    name: &'static str,
     x: &Expand,
     viewer: &Viewer,
-    out: &mut Map<String, Value>,
     depth: usize,
-) -> Result<()> {
-    let name = navigation(e, &x.path).ok_or_else(|| {
-        DomainError::bad_request(format!("cannot $expand `{}` on {}", x.path, entity_set(e)))
-    })?;
-    let value = match viewer.navigate_cached(tx, e, name)? {
+) -> Result<Value> {
+    Ok(match viewer.navigate_cached(tx, e, name)? {
         // A resource the viewer may not navigate to (a parent without R1) expands to null.
         Some(Entity::Resource(r))
             if visibility::may_navigate_to_resource(
@@ -614,9 +654,99 @@ fn expand_one(
         }
         Some(related) => Value::Object(shape_at(tx, &related, &x.options, viewer, depth + 1)?),
         None => Value::Null,
-    };
-    out.insert((*name).to_string(), value);
+    })
+}
+
+fn expand_one(
+    tx: &mut dyn ReadTx,
+    e: &Entity,
+    x: &Expand,
+    viewer: &Viewer,
+    out: &mut Map<String, Value>,
+    depth: usize,
+) -> Result<()> {
+    let name = expansion_of(e, x)?;
+    let value = expanded(tx, e, name, x, viewer, depth)?;
+    out.insert(name.to_string(), value);
     Ok(())
+}
+
+impl Viewer<'_> {
+    /// [`expanded`] at the top level, written out once per response for each entity it
+    /// leads to (`None`: `null`).
+    fn written(
+        &self,
+        tx: &mut dyn ReadTx,
+        e: &Entity,
+        name: &'static str,
+        x: &Expand,
+    ) -> Result<Option<Json>> {
+        let key =
+            nav_key(e, name).map(|(kind, id)| (std::ptr::from_ref(x) as usize, name, kind, id));
+        if let Some(done) = key
+            .as_ref()
+            .and_then(|k| self.written.borrow().get(k).cloned())
+        {
+            return Ok(done);
+        }
+        let json = match expanded(tx, e, name, x, self, 0)? {
+            Value::Null => None,
+            v => Some(Json(std::rc::Rc::from(
+                serde_json::value::to_raw_value(&v)
+                    .map_err(|e| DomainError::internal(format!("expansion not written: {e}")))?,
+            ))),
+        };
+        if let Some(k) = key {
+            self.written.borrow_mut().insert(k, json.clone());
+        }
+        Ok(json)
+    }
+}
+
+/// An item of a list as written: an assignment with `$expand` and without `$select`
+/// straight out, each distinct expansion written once per response; any other as a JSON
+/// object ([`shape`]).
+pub enum Shaped<'a> {
+    /// Built as an object.
+    Object(Map<String, Value>),
+    /// An assignment and its expansions.
+    Assignment(Box<AssignmentProperties<'a>>),
+}
+
+impl serde::Serialize for Shaped<'_> {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> std::result::Result<S::Ok, S::Error> {
+        match self {
+            Self::Object(o) => o.serialize(s),
+            Self::Assignment(a) => a.serialize(s),
+        }
+    }
+}
+
+/// [`shape`] of a list item, written straight out where it can be ([`Shaped`]).
+pub fn shape_item<'e>(
+    tx: &mut dyn ReadTx,
+    e: &'e Entity,
+    opts: &QueryOptions,
+    viewer: &Viewer,
+) -> Result<Shaped<'e>> {
+    let Entity::Assignment(a, member) = e else {
+        return Ok(Shaped::Object(shape(tx, e, opts, viewer)?));
+    };
+    if opts.select.is_some() {
+        return Ok(Shaped::Object(shape(tx, e, opts, viewer)?));
+    }
+    let mut out = AssignmentProperties::of(a, *member);
+    for x in &opts.expand {
+        let name = expansion_of(e, x)?;
+        let json = Some(viewer.written(tx, e, name, x)?);
+        match name {
+            "resource" => out.resource = json,
+            "roleDefinition" => out.role_definition = json,
+            "subject" => out.subject = json,
+            _ => out.linked_eligible_role_assignment = json,
+        }
+    }
+    Ok(Shaped::Assignment(Box::new(out)))
 }
 
 /// Renders `e` with `$expand` and `$select` of `opts` applied.

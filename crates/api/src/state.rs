@@ -10,7 +10,7 @@ use rolegate_core::access::{AccessChange, AccessIndex, AccessView, Caller, OpCon
 use rolegate_core::clock::Clock;
 use rolegate_core::entity_cache::EntityCache;
 use rolegate_core::error::{DomainError, Result};
-use rolegate_core::held_assignments::{CacheTicket, HeldAssignmentCache, HeldList};
+use rolegate_core::held_assignments::{CacheTicket, HeldAssignmentCache, HeldKey, HeldList};
 use rolegate_core::store::{self, ReadTx, Store, Tx};
 use std::sync::{Arc, Mutex, RwLock};
 
@@ -245,20 +245,20 @@ impl AppState {
         Ok(self.held_cache()?.ticket())
     }
 
-    /// The held lists of all of `holders`, if the cache has every one (no transaction).
-    pub fn held_lists_in_memory(&self, holders: &[String]) -> Result<Option<Vec<HeldList>>> {
-        Ok(self.held_cache()?.get_all(holders))
+    /// The held lists of all of `keys`, if the cache has every one (no transaction).
+    pub fn held_lists_in_memory(&self, keys: &[HeldKey]) -> Result<Option<Vec<HeldList>>> {
+        Ok(self.held_cache()?.get_all(keys))
     }
 
-    /// The held lists of `holders`: the cache's, the others loaded in `tx` (begun after
+    /// The held lists of `keys`: the cache's, the others loaded in `tx` (begun after
     /// `ticket` was taken) and offered to the cache.
     pub fn held_lists(
         &self,
         ticket: CacheTicket,
         tx: &mut dyn ReadTx,
-        holders: &[String],
+        keys: &[HeldKey],
     ) -> Result<Vec<HeldList>> {
-        rolegate_core::held_assignments::held_lists(&self.held, ticket, tx, holders)
+        rolegate_core::held_assignments::held_lists(&self.held, ticket, tx, keys)
     }
 
     fn held_cache(&self) -> Result<std::sync::MutexGuard<'_, HeldAssignmentCache>> {

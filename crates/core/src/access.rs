@@ -1172,6 +1172,9 @@ pub enum AccessChange {
         subject_id: String,
         /// Its id.
         assignment_id: String,
+        /// Its resource (absent from entries logged before it was recorded).
+        #[serde(default)]
+        resource_id: Option<String>,
     },
     /// A resource was registered.
     Resource {
@@ -1210,6 +1213,7 @@ impl AccessIndex {
                 AccessChange::Remove {
                     subject_id,
                     assignment_id,
+                    ..
                 } => self.remove(subject_id, assignment_id),
                 AccessChange::Resource { id, parent_id } => {
                     self.add_resource(id, parent_id.as_deref())

@@ -83,6 +83,15 @@ pub struct HeldAssignment {
     pub assignment: RoleAssignment,
 }
 
+/// The column rows are gathered by into held lists ([`crate::held_assignments`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum HeldBy {
+    /// The subject holding them.
+    Subject,
+    /// The resource they are made on.
+    Resource,
+}
+
 impl RoleAssignment {
     /// Whether it grants anything at `now`.
     pub fn is_current(&self, now: Timestamp) -> bool {

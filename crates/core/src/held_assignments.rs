@@ -1,23 +1,25 @@
-//! The assignments recently listed subjects hold, kept in memory in list order, so the
-//! commonest list, "my assignments" (`roleAssignments?$filter=subjectId eq '<me>'`, which
-//! stands for the caller and the groups it is in: decisions.md §6), is answered without a
-//! database statement.
+//! The assignments of recently listed subjects and resources, kept in memory in list order,
+//! so the commonest lists are answered without a database statement: "my assignments"
+//! (`roleAssignments?$filter=subjectId eq '<me>'`, which stands for the caller and the
+//! groups it is in: decisions.md §6) and a resource's assignments
+//! (`resources/{id}/roleAssignments`, its own and its ancestors').
 //!
-//! Each subject's list is every row of the `assignments` table it holds (live, or ended and
-//! not yet swept), each with its list position (the table's insertion order). Reads filter
-//! them by the clock, so a list stays right as assignments start and end. Every committed
-//! change to a subject's assignments is an [`AccessChange`] the node applies (its own writes
-//! after they commit, other nodes' through the access log): applying one drops that
-//! subject's list, and the next read loads it again.
+//! A held list is every row of the `assignments` table one subject holds, or made on one
+//! resource (live, or ended and not yet swept), each with its list position (the table's
+//! insertion order). Reads filter them by the clock, so a list stays right as assignments
+//! start and end. Every committed change to an assignment is an [`AccessChange`] the node
+//! applies (its own writes after they commit, other nodes' through the access log):
+//! applying one drops the lists of its subject and its resource, and the next read loads
+//! them again.
 //!
 //! A list loaded by a read transaction may be older than a change applied meanwhile. So a
 //! reader takes a [`CacheTicket`] before its transaction begins, and the list it loaded is
-//! kept only if no change to that subject was applied since ([`HeldAssignmentCache::offer`]).
-//! Changes are remembered by a hash of the subject in a fixed table of ticks, so a change to
-//! another subject can, rarely, refuse a list too (it is loaded again next time).
+//! kept only if no change to its key was applied since ([`HeldAssignmentCache::offer`]).
+//! Changes are remembered by a hash of the key in a fixed table of ticks, so a change to
+//! another key can, rarely, refuse a list too (it is loaded again next time).
 
 use crate::access::AccessChange;
-use crate::assignment::{HeldAssignment, RoleAssignment};
+use crate::assignment::{HeldAssignment, HeldBy, RoleAssignment};
 use crate::error::Result;
 use crate::odata::{CompareOp, Filter, Literal, Operand};
 use crate::query::{ListQuery, Page, Restriction};
@@ -28,24 +30,27 @@ use jiff::Timestamp;
 use std::hash::{BuildHasher, BuildHasherDefault, DefaultHasher};
 use std::sync::Arc;
 
-/// One subject's assignments, in list order.
+/// The rows of one subject or one resource, in list order.
 pub type HeldList = Arc<[HeldAssignment]>;
 
-/// How many assignment rows the cache holds at most, over all subjects (about 0.5 KB
-/// each); the least recently read subjects' lists go first.
+/// What a held list gathers: the rows a subject holds itself, or those made on a resource.
+pub type HeldKey = (HeldBy, String);
+
+/// How many assignment rows the cache holds at most, over all lists (about 0.5 KB each);
+/// the least recently read lists go first.
 pub const HELD_ROWS_BUDGET: usize = 200_000;
 
 /// Slots of the table of recent changes (see the module's doc).
 const CHANGE_SLOTS: usize = 256;
 
 /// Where the cache stood when a reader began: lists loaded after it are kept only if no
-/// change to their subject was applied since.
+/// change to their key was applied since.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct CacheTicket(u64);
 
-/// Recently listed subjects' assignments (see the module's doc).
+/// Recently listed subjects' and resources' assignments (see the module's doc).
 pub struct HeldAssignmentCache {
-    lists: LruCache<String, HeldList>,
+    lists: LruCache<HeldKey, HeldList>,
     rows: usize,
     budget: usize,
     tick: u64,
@@ -55,7 +60,7 @@ pub struct HeldAssignmentCache {
 impl std::fmt::Debug for HeldAssignmentCache {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("HeldAssignmentCache")
-            .field("subjects", &self.lists.len())
+            .field("lists", &self.lists.len())
             .field("rows", &self.rows)
             .field("tick", &self.tick)
             .finish_non_exhaustive()
@@ -85,24 +90,24 @@ impl HeldAssignmentCache {
         CacheTicket(self.tick)
     }
 
-    /// `subject`'s list, if held (it becomes the most recently read).
-    pub fn get(&mut self, subject: &str) -> Option<HeldList> {
-        self.lists.get(subject).cloned()
+    /// The list of `key`, if held (it becomes the most recently read).
+    pub fn get(&mut self, key: &HeldKey) -> Option<HeldList> {
+        self.lists.get(key).cloned()
     }
 
-    /// The lists of all of `subjects` if every one is held, else `None`.
-    pub fn get_all(&mut self, subjects: &[String]) -> Option<Vec<HeldList>> {
-        subjects.iter().map(|s| self.get(s)).collect()
+    /// The lists of all of `keys` if every one is held, else `None`.
+    pub fn get_all(&mut self, keys: &[HeldKey]) -> Option<Vec<HeldList>> {
+        keys.iter().map(|k| self.get(k)).collect()
     }
 
-    /// Keeps `subject`'s list as a transaction begun after `ticket` loaded it, unless a
-    /// change to `subject` was applied since (then that transaction may not have seen it).
-    pub fn offer(&mut self, ticket: CacheTicket, subject: &str, list: HeldList) {
-        if self.changed_at[slot(subject)] > ticket.0 || list.len() > self.budget {
+    /// Keeps the list of `key` as a transaction begun after `ticket` loaded it, unless a
+    /// change to `key` was applied since (then that transaction may not have seen it).
+    pub fn offer(&mut self, ticket: CacheTicket, key: &HeldKey, list: HeldList) {
+        if self.changed_at[slot(key)] > ticket.0 || list.len() > self.budget {
             return;
         }
         self.rows += list.len();
-        if let Some(old) = self.lists.insert(subject.to_string(), list) {
+        if let Some(old) = self.lists.insert(key.clone(), list) {
             self.rows -= old.len();
         }
         while self.rows > self.budget {
@@ -117,9 +122,23 @@ impl HeldAssignmentCache {
     pub fn apply(&mut self, changes: &[AccessChange]) {
         for c in changes {
             match c {
-                AccessChange::Upsert(a, _) => self.changed(&a.subject_id),
-                AccessChange::Remove { subject_id, .. }
-                | AccessChange::SubjectRemoved(subject_id) => self.changed(subject_id),
+                AccessChange::Upsert(a, _) => {
+                    self.changed((HeldBy::Subject, a.subject_id.clone()));
+                    self.changed((HeldBy::Resource, a.resource_id.clone()));
+                }
+                AccessChange::Remove {
+                    subject_id,
+                    resource_id,
+                    ..
+                } => {
+                    self.changed((HeldBy::Subject, subject_id.clone()));
+                    match resource_id {
+                        Some(r) => self.changed((HeldBy::Resource, r.clone())),
+                        // Logged by an older node: any resource's list may hold the row.
+                        None => self.clear(),
+                    }
+                }
+                AccessChange::SubjectRemoved(id) => self.changed((HeldBy::Subject, id.clone())),
                 AccessChange::Resource { .. }
                 | AccessChange::Groups { .. }
                 | AccessChange::Subject(_)
@@ -137,46 +156,53 @@ impl HeldAssignmentCache {
         self.rows = 0;
     }
 
-    fn changed(&mut self, subject: &str) {
+    fn changed(&mut self, key: HeldKey) {
         self.tick += 1;
-        self.changed_at[slot(subject)] = self.tick;
-        if let Some(old) = self.lists.remove(subject) {
+        self.changed_at[slot(&key)] = self.tick;
+        if let Some(old) = self.lists.remove(&key) {
             self.rows -= old.len();
         }
     }
 }
 
-fn slot(subject: &str) -> usize {
-    let h = BuildHasherDefault::<DefaultHasher>::default().hash_one(subject);
+fn slot(key: &HeldKey) -> usize {
+    let h = BuildHasherDefault::<DefaultHasher>::default().hash_one(key);
     (h % CHANGE_SLOTS as u64) as usize
 }
 
-/// Groups `rows` (as [`crate::store::AssignmentRead::held_assignments`] returns them, in
-/// list order) into one list per subject of `subjects`, empty lists included.
-pub fn lists_by_subject(subjects: &[String], rows: Vec<HeldAssignment>) -> Vec<(String, HeldList)> {
-    let mut by_subject: Vec<(String, Vec<HeldAssignment>)> =
-        subjects.iter().map(|s| (s.clone(), Vec::new())).collect();
+/// Groups `rows` (as [`crate::store::AssignmentRead::held_assignments`] returns them by
+/// `by`, in list order) into one list per id of `ids`, empty lists included.
+pub fn lists_by_key(
+    by: HeldBy,
+    ids: &[String],
+    rows: Vec<HeldAssignment>,
+) -> Vec<(HeldKey, HeldList)> {
+    let mut lists: Vec<(String, Vec<HeldAssignment>)> =
+        ids.iter().map(|s| (s.clone(), Vec::new())).collect();
     for row in rows {
-        if let Some((_, list)) = by_subject
-            .iter_mut()
-            .find(|(s, _)| *s == row.assignment.subject_id)
-        {
+        let id = match by {
+            HeldBy::Subject => &row.assignment.subject_id,
+            HeldBy::Resource => &row.assignment.resource_id,
+        };
+        if let Some((_, list)) = lists.iter_mut().find(|(s, _)| s == id) {
             list.push(row);
         }
     }
-    by_subject
+    lists
         .into_iter()
-        .map(|(s, list)| (s, HeldList::from(list)))
+        .map(|(id, list)| ((by, id), HeldList::from(list)))
         .collect()
 }
 
 /// A role-assignment list the held lists answer exactly as the store would: the rows of
-/// some subjects (the filter's `subjectId in (…)`, which "my assignments" becomes), maybe
-/// of one state, current now, in list order, with no other filter, restriction or order.
+/// some resources (a resource's lineage) or of some subjects (the filter's
+/// `subjectId in (…)`, which "my assignments" becomes), maybe only of some subjects and of
+/// one state, current now, in list order, with no other filter, restriction or order.
 #[derive(Debug, Clone, PartialEq)]
 pub struct HeldListQuery {
-    /// The subjects whose rows are listed.
-    pub holders: Vec<String>,
+    /// The lists whose rows are listed.
+    pub keys: Vec<HeldKey>,
+    subjects: Option<Vec<String>>,
     state: Option<String>,
     now: Timestamp,
 }
@@ -187,19 +213,26 @@ impl HeldListQuery {
         if coll != Collection::RoleAssignments || !q.orderby.is_empty() {
             return None;
         }
-        let [Restriction::CurrentAt(now)] = q.restrictions.as_slice() else {
-            return None;
+        let (resources, now) = match q.restrictions.as_slice() {
+            [Restriction::CurrentAt(now)] => (None, now),
+            [
+                Restriction::ResourceIn(lineage),
+                Restriction::CurrentAt(now),
+            ] => (Some(lineage), now),
+            _ => return None,
         };
         let mut conjuncts = Vec::new();
-        and_terms(q.filter.as_ref()?, &mut conjuncts);
-        let mut holders = None;
+        if let Some(f) = &q.filter {
+            and_terms(f, &mut conjuncts);
+        }
+        let mut subjects = None;
         let mut state = None;
         for term in conjuncts {
             match term {
                 Filter::In {
                     operand: Operand::Property(path),
                     values,
-                } if holders.is_none() && is_path(path, "subjectId") => {
+                } if subjects.is_none() && is_path(path, "subjectId") => {
                     let mut ids = Vec::with_capacity(values.len());
                     for v in values {
                         let Literal::String(id) = v else {
@@ -209,7 +242,7 @@ impl HeldListQuery {
                             ids.push(id.clone());
                         }
                     }
-                    holders = Some(ids);
+                    subjects = Some(ids);
                 }
                 Filter::Compare {
                     left: Operand::Property(path),
@@ -221,14 +254,20 @@ impl HeldListQuery {
                 _ => return None,
             }
         }
+        let keys = match (resources, &subjects) {
+            (Some(lineage), _) => keyed(HeldBy::Resource, lineage),
+            (None, Some(holders)) => keyed(HeldBy::Subject, holders),
+            (None, None) => return None,
+        };
         Some(Self {
-            holders: holders?,
+            keys,
+            subjects,
             state,
             now: *now,
         })
     }
 
-    /// The page of the rows in `lists` (one per holder) that `skip`, `top` and `count`
+    /// The page of the rows in `lists` (one per key) that `skip`, `top` and `count`
     /// select, each with its `memberType` as `scope` shows it.
     pub fn page(
         &self,
@@ -253,12 +292,26 @@ impl HeldListQuery {
 
     fn matches(&self, a: &RoleAssignment) -> bool {
         a.is_current(self.now)
-            && self.holders.contains(&a.subject_id)
+            && self
+                .subjects
+                .as_ref()
+                .is_none_or(|s| s.contains(&a.subject_id))
             && self
                 .state
                 .as_deref()
                 .is_none_or(|s| s.eq_ignore_ascii_case(a.state.as_str()))
     }
+}
+
+fn keyed(by: HeldBy, ids: &[String]) -> Vec<HeldKey> {
+    let mut keys: Vec<HeldKey> = Vec::with_capacity(ids.len());
+    for id in ids {
+        let key = (by, id.clone());
+        if !keys.contains(&key) {
+            keys.push(key);
+        }
+    }
+    keys
 }
 
 fn is_path(path: &[String], name: &str) -> bool {
@@ -275,31 +328,34 @@ fn and_terms<'f>(f: &'f Filter, out: &mut Vec<&'f Filter>) {
     }
 }
 
-/// The lists of `holders`: those `cache` holds, the others loaded in one statement of `tx`
-/// and offered to it with `ticket` (taken before `tx` began).
+/// The lists of `keys`: those `cache` holds, the others loaded (one statement per kind of
+/// key) in `tx` and offered to it with `ticket` (taken before `tx` began).
 pub fn held_lists(
     cache: &std::sync::Mutex<HeldAssignmentCache>,
     ticket: CacheTicket,
     tx: &mut dyn ReadTx,
-    holders: &[String],
+    keys: &[HeldKey],
 ) -> Result<Vec<HeldList>> {
     let poisoned = || crate::error::DomainError::internal("held assignment cache lock poisoned");
     let mut found: Vec<Option<HeldList>> = {
         let mut c = cache.lock().map_err(|_| poisoned())?;
-        holders.iter().map(|h| c.get(h)).collect()
+        keys.iter().map(|k| c.get(k)).collect()
     };
-    let missing: Vec<String> = holders
-        .iter()
-        .zip(&found)
-        .filter(|(_, f)| f.is_none())
-        .map(|(h, _)| h.clone())
-        .collect();
-    if !missing.is_empty() {
-        let loaded = lists_by_subject(&missing, tx.held_assignments(&missing)?);
+    for by in [HeldBy::Subject, HeldBy::Resource] {
+        let missing: Vec<String> = keys
+            .iter()
+            .zip(&found)
+            .filter(|((b, _), f)| *b == by && f.is_none())
+            .map(|((_, id), _)| id.clone())
+            .collect();
+        if missing.is_empty() {
+            continue;
+        }
+        let loaded = lists_by_key(by, &missing, tx.held_assignments(by, &missing)?);
         let mut c = cache.lock().map_err(|_| poisoned())?;
-        for (subject, list) in loaded {
-            c.offer(ticket, &subject, list.clone());
-            if let Some(i) = holders.iter().position(|h| *h == subject) {
+        for (key, list) in loaded {
+            c.offer(ticket, &key, list.clone());
+            if let Some(i) = keys.iter().position(|k| *k == key) {
                 found[i] = Some(list);
             }
         }
@@ -348,6 +404,14 @@ mod tests {
         HeldList::from(rows)
     }
 
+    fn subject(id: &str) -> HeldKey {
+        (HeldBy::Subject, id.to_string())
+    }
+
+    fn resource(id: &str) -> HeldKey {
+        (HeldBy::Resource, id.to_string())
+    }
+
     fn upsert(subject: &str) -> AccessChange {
         AccessChange::Upsert(
             row(0, subject, AssignmentState::Active, 0, None).assignment,
@@ -360,7 +424,9 @@ mod tests {
         let a = "s-0".to_string();
         let b = (1..)
             .map(|i| format!("s-{i}"))
-            .find(|b| slot(b) != slot(&a))
+            .find(|b| {
+                slot(&subject(b)) != slot(&subject(&a)) && slot(&subject(b)) != slot(&resource("r"))
+            })
             .unwrap();
         (a, b)
     }
@@ -371,22 +437,31 @@ mod tests {
         let mut c = HeldAssignmentCache::default();
         let before = c.ticket();
         c.apply(&[upsert(&a)]);
-        c.offer(before, &a, list(vec![]));
-        assert!(c.get(&a).is_none(), "loaded before the change: maybe stale");
+        c.offer(before, &subject(&a), list(vec![]));
+        assert!(
+            c.get(&subject(&a)).is_none(),
+            "loaded before the change: maybe stale"
+        );
         // Another subject's change says nothing about `b`'s list.
-        c.offer(before, &b, list(vec![]));
-        assert!(c.get(&b).is_some());
+        c.offer(before, &subject(&b), list(vec![]));
+        assert!(c.get(&subject(&b)).is_some());
         // Loaded after the change: kept, until the next change drops it.
-        c.offer(c.ticket(), &a, list(vec![]));
-        assert!(c.get(&a).is_some());
+        c.offer(c.ticket(), &subject(&a), list(vec![]));
+        assert!(c.get(&subject(&a)).is_some());
+        c.offer(c.ticket(), &resource("r"), list(vec![]));
         c.apply(&[AccessChange::Remove {
             subject_id: a.clone(),
             assignment_id: "x".into(),
+            resource_id: Some("r".into()),
         }]);
-        assert!(c.get(&a).is_none());
-        c.offer(c.ticket(), &a, list(vec![]));
+        assert!(
+            c.get(&resource("r")).is_none(),
+            "the row's resource list too"
+        );
+        assert!(c.get(&subject(&a)).is_none());
+        c.offer(c.ticket(), &subject(&a), list(vec![]));
         c.apply(&[AccessChange::SubjectRemoved(a.clone())]);
-        assert!(c.get(&a).is_none());
+        assert!(c.get(&subject(&a)).is_none());
     }
 
     #[test]
@@ -407,19 +482,19 @@ mod tests {
                 template_id: "t".into(),
             },
         ]);
-        c.offer(ticket, "s", list(vec![]));
-        assert!(c.get("s").is_some());
+        c.offer(ticket, &subject("s"), list(vec![]));
+        assert!(c.get(&subject("s")).is_some());
     }
 
     #[test]
     fn clearing_refuses_every_list_loaded_before() {
         let mut c = HeldAssignmentCache::default();
-        c.offer(c.ticket(), "s", list(vec![]));
+        c.offer(c.ticket(), &subject("s"), list(vec![]));
         let before = c.ticket();
         c.clear();
-        assert!(c.get("s").is_none());
-        c.offer(before, "t", list(vec![]));
-        assert!(c.get("t").is_none());
+        assert!(c.get(&subject("s")).is_none());
+        c.offer(before, &subject("t"), list(vec![]));
+        assert!(c.get(&subject("t")).is_none());
     }
 
     proptest! {
@@ -432,24 +507,24 @@ mod tests {
         ) {
             let budget = 8;
             let mut c = HeldAssignmentCache::with_budget(budget);
-            let mut last: std::collections::HashMap<String, usize> = Default::default();
+            let mut last: std::collections::HashMap<HeldKey, usize> = Default::default();
             for (op, s, n) in steps {
-                let subject = format!("s{s}");
+                let key = if s % 2 == 0 { subject(&format!("s{s}")) } else { resource(&format!("r{s}")) };
                 match op {
                     0 => {
                         let rows = (0..n as i64)
-                            .map(|i| row(i, &subject, AssignmentState::Eligible, 0, None))
+                            .map(|i| row(i, "s", AssignmentState::Eligible, 0, None))
                             .collect();
-                        c.offer(c.ticket(), &subject, list(rows));
-                        last.insert(subject.clone(), n);
-                        prop_assert!(c.get(&subject).is_some(), "the newest list stays");
+                        c.offer(c.ticket(), &key, list(rows));
+                        last.insert(key.clone(), n);
+                        prop_assert!(c.get(&key).is_some(), "the newest list stays");
                     }
                     1 => {
-                        if let Some(l) = c.get(&subject) {
-                            prop_assert_eq!(Some(&l.len()), last.get(&subject));
+                        if let Some(l) = c.get(&key) {
+                            prop_assert_eq!(Some(&l.len()), last.get(&key));
                         }
                     }
-                    _ => c.apply(&[upsert(&subject)]),
+                    _ => c.apply(&[upsert(&key.1)]),
                 }
                 let held: usize = c.lists.iter().map(|(_, l)| l.len()).sum();
                 prop_assert_eq!(held, c.rows);
@@ -478,8 +553,29 @@ mod tests {
             now.clone(),
         )
         .unwrap();
-        assert_eq!(q.holders, vec!["u".to_string(), "g".to_string()]);
+        assert_eq!(q.keys, vec![subject("u"), subject("g")]);
         assert!(of("SubjectId in ('u')", now.clone()).is_some());
+        // A resource's lineage, maybe only some subjects' rows there.
+        let lineage = Restriction::ResourceIn(vec!["rg".into(), "sub".into()]);
+        let q = of(
+            "subjectId in ('u') and assignmentState eq 'Eligible'",
+            vec![lineage.clone(), now[0].clone()],
+        )
+        .unwrap();
+        assert_eq!(q.keys, vec![resource("rg"), resource("sub")]);
+        let q = HeldListQuery::of(
+            Collection::RoleAssignments,
+            &ListQuery {
+                restrictions: vec![lineage.clone(), now[0].clone()],
+                ..ListQuery::default()
+            },
+        )
+        .unwrap();
+        assert_eq!(q.keys, vec![resource("rg"), resource("sub")]);
+        assert_eq!(
+            of("resourceId in ('rg')", vec![lineage, now[0].clone()]),
+            None
+        );
         // Anything the held lists cannot decide exactly goes to the store.
         for f in [
             "subjectId eq 'u'",
@@ -557,7 +653,7 @@ mod tests {
             },
         )
         .unwrap();
-        assert_eq!(q.holders, vec!["u".to_string(), "g".to_string()]);
+        assert_eq!(q.keys, vec![subject("u"), subject("g")]);
         let ids = |p: &Page<Item>| -> Vec<(String, crate::assignment::MemberType)> {
             p.items
                 .iter()
@@ -588,23 +684,23 @@ mod tests {
     }
 
     #[test]
-    fn rows_are_grouped_by_subject_in_the_order_given() {
+    fn rows_are_grouped_by_key_in_the_order_given() {
         let rows = vec![
             row(1, "g", AssignmentState::Eligible, 0, None),
             row(2, "u", AssignmentState::Eligible, 0, None),
             row(3, "g", AssignmentState::Eligible, 0, None),
         ];
-        let lists = lists_by_subject(&["u".into(), "g".into(), "x".into()], rows);
-        let positions: Vec<(String, Vec<i64>)> = lists
+        let lists = lists_by_key(HeldBy::Subject, &["u".into(), "g".into(), "x".into()], rows);
+        let positions: Vec<(HeldKey, Vec<i64>)> = lists
             .iter()
-            .map(|(s, l)| (s.clone(), l.iter().map(|h| h.position).collect()))
+            .map(|(k, l)| (k.clone(), l.iter().map(|h| h.position).collect()))
             .collect();
         assert_eq!(
             positions,
             vec![
-                ("u".into(), vec![2]),
-                ("g".into(), vec![1, 3]),
-                ("x".into(), vec![])
+                (subject("u"), vec![2]),
+                (subject("g"), vec![1, 3]),
+                (subject("x"), vec![])
             ]
         );
     }

@@ -202,6 +202,7 @@ mod tests {
             2 => (0..USERS + GROUPS, 0..8usize).prop_map(|(s, n)| AccessChange::Remove {
                 subject_id: subject(s),
                 assignment_id: format!("00000000-0000-0000-0000-{n:012x}"),
+                resource_id: None,
             }),
             1 => (0..USERS, proptest::collection::vec(0..GROUPS, 0..3)).prop_map(|(m, gs)| {
                 AccessChange::Groups {

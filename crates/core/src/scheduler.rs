@@ -560,6 +560,7 @@ mod tests {
                     swept.apply(&[AccessChange::Remove {
                         subject_id: a.subject_id.clone(),
                         assignment_id: a.id.clone(),
+                        resource_id: Some(a.resource_id.clone()),
                     }]);
                 }
                 let inside = now >= start && len.is_none_or(|l| now < start + l);

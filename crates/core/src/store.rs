@@ -164,12 +164,14 @@ pub trait AssignmentRead {
         resources: Option<&[String]>,
         after: Timestamp,
     ) -> Result<Vec<RoleAssignment>>;
-    /// Every assignment row (live, or ended and not yet moved to history) held by any of
-    /// `subjects` itself, with its list position, in list order: for
+    /// Every assignment row (live, or ended and not yet moved to history) whose subject
+    /// (itself, not through groups) or resource (itself, not its ancestors), as `by` says,
+    /// is one of `ids`, with its list position, in list order: for
     /// [`crate::held_assignments`].
     fn held_assignments(
         &mut self,
-        subjects: &[String],
+        by: crate::assignment::HeldBy,
+        ids: &[String],
     ) -> Result<Vec<crate::assignment::HeldAssignment>>;
     /// Live assignments of a subject.
     fn live_assignments_of(&mut self, subject_id: &str) -> Result<Vec<RoleAssignment>>;

@@ -86,6 +86,7 @@ pub fn apply(tx: &mut dyn Tx, ctx: &OpContext, changes: Vec<Change>) -> Result<V
                 access.push(AccessChange::Remove {
                     subject_id: assignment.subject_id,
                     assignment_id: assignment.id,
+                    resource_id: Some(assignment.resource_id),
                 });
             }
             Change::InsertRequest { request, approvers } => {

@@ -359,6 +359,41 @@ fn check(t: &Tenant, node: &Server, made: &Made) -> Result<(), TestCaseError> {
     );
     let expand = enc("subject,roleDefinition($expand=resource),resource");
     for resource in &made.resources {
+        // Its rows and its ancestors', in list order, each twice (from the database, then
+        // from the held list).
+        let expected = t.s.sql(
+            "WITH RECURSIVE up(id) AS (SELECT CAST(? AS TEXT) UNION \
+             SELECT r.parent_id FROM resources r JOIN up ON r.id = up.id WHERE r.parent_id IS NOT NULL) \
+             SELECT a.id, a.resource_id FROM assignments a WHERE a.resource_id IN (SELECT id FROM up) ORDER BY a.seq",
+            &[resource],
+        );
+        let want: Vec<(&Value, &str)> = expected
+            .iter()
+            .map(|r| {
+                (
+                    &r[0],
+                    if r[1] == resource.as_str() {
+                        "Direct"
+                    } else {
+                        "Inherited"
+                    },
+                )
+            })
+            .collect();
+        for _ in 0..2 {
+            let listed = node.get(
+                &node.pim(&format!("/resources/{resource}/roleAssignments")),
+                &t.admin,
+            );
+            prop_assert_eq!(listed.status, 200, "{}", listed.text);
+            let got: Vec<(&Value, &str)> = listed.json["value"]
+                .as_array()
+                .into_iter()
+                .flatten()
+                .map(|a| (&a["id"], a["memberType"].as_str().unwrap_or_default()))
+                .collect();
+            prop_assert_eq!(&got, &want, "the assignments of {}", resource);
+        }
         let listed = node.get(
             &node.pim(&format!(
                 "/resources/{resource}/roleAssignments?$expand={expand}&$top=999"

@@ -139,9 +139,13 @@ impl AssignmentRead for SqlTx<'_> {
             assignment_row,
         )
     }
-    fn held_assignments(&mut self, subjects: &[String]) -> Result<Vec<HeldAssignment>> {
+    fn held_assignments(&mut self, by: HeldBy, ids: &[String]) -> Result<Vec<HeldAssignment>> {
         let select = format!("SELECT {ASSIGNMENT_COLS}, a.seq FROM assignments a");
-        let mut rows = self.many_in(&select, &["a.subject_id"], subjects, |row| {
+        let column = match by {
+            HeldBy::Subject => "a.subject_id",
+            HeldBy::Resource => "a.resource_id",
+        };
+        let mut rows = self.many_in(&select, &[column], ids, |row| {
             Ok(HeldAssignment {
                 assignment: assignment_row(row)?,
                 position: row.get(9)?,

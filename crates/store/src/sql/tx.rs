@@ -9,8 +9,8 @@ pub(super) use super::rows::*;
 pub(super) use super::{Connection, Dialect, Row, Value, params};
 pub(super) use jiff::Timestamp;
 pub(super) use rolegate_core::access::AccessChange;
-pub(super) use rolegate_core::assignment::HeldAssignment;
 pub(super) use rolegate_core::assignment::{AssignmentState, EndReason, RoleAssignment};
+pub(super) use rolegate_core::assignment::{HeldAssignment, HeldBy};
 pub(super) use rolegate_core::audit::{
     AuditEntry, AuditIndex, AuditRecord, ChainLink, GENESIS_HASH, canonical_json, chain_hash,
     chain_hash_of_canonical,

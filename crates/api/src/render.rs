@@ -223,15 +223,12 @@ pub struct Viewer<'a> {
     lookup: Lookup<'a>,
     /// Entities already loaded for `$expand` in this response (rows of a page share their
     /// role definitions and resources).
-    expanded: RefCell<HashMap<(String, String), Option<Entity>>>,
-    /// Expansions already written out in this response, by the `$expand` item asking
-    /// (its address: options live as long as the response) and the entity it leads to.
-    written: RefCell<HashMap<WrittenKey, Option<Json>>>,
+    expanded: RefCell<HashMap<&'static str, HashMap<String, Option<Entity>>>>,
+    /// Expansions already written out in this response, by the top-level `$expand` item
+    /// asking (its address: options live as long as the response; on a list's items it
+    /// always names one navigation) and the id of the entity it leads to.
+    written: RefCell<HashMap<usize, HashMap<String, Option<Json>>>>,
 }
-
-/// Which expansion a [`Viewer`] wrote: the `$expand` item's address, the navigation, and
-/// the kind and id of the entity it leads to.
-type WrittenKey = (usize, &'static str, String, String);
 
 /// JSON written once and shared by every item that includes it (an expanded role
 /// definition or subject appears on many rows of a page).
@@ -270,14 +267,18 @@ impl<'a> Viewer<'a> {
         e: &Entity,
         nav: &str,
     ) -> Result<Option<Entity>> {
-        let Some(key) = nav_key(e, nav) else {
+        let Some((kind, id)) = nav_key(e, nav) else {
             return navigate(tx, self.lookup, e, nav);
         };
-        if let Some(found) = self.expanded.borrow().get(&key) {
+        if let Some(found) = self.expanded.borrow().get(kind).and_then(|m| m.get(id)) {
             return Ok(found.clone());
         }
         let found = navigate(tx, self.lookup, e, nav)?;
-        self.expanded.borrow_mut().insert(key, found.clone());
+        self.expanded
+            .borrow_mut()
+            .entry(kind)
+            .or_default()
+            .insert(id.to_string(), found.clone());
         Ok(found)
     }
 }
@@ -304,22 +305,28 @@ impl Viewer<'_> {
             return Ok(());
         }
         for x in expand {
-            let mut wanted: std::collections::BTreeMap<String, std::collections::BTreeSet<String>> =
-                std::collections::BTreeMap::new();
+            let mut wanted: std::collections::BTreeMap<
+                &'static str,
+                std::collections::BTreeSet<String>,
+            > = std::collections::BTreeMap::new();
             for e in items {
                 let Some(name) = navigation(e, &x.path) else {
                     continue;
                 };
-                if let Some(key) = nav_key(e, name)
-                    && !self.expanded.borrow().contains_key(&key)
+                if let Some((kind, id)) = nav_key(e, name)
+                    && !self
+                        .expanded
+                        .borrow()
+                        .get(kind)
+                        .is_some_and(|m| m.contains_key(id))
                 {
-                    wanted.entry(key.0).or_default().insert(key.1);
+                    wanted.entry(kind).or_default().insert(id.to_string());
                 }
             }
             let mut loaded = Vec::new();
             for (kind, ids) in wanted {
                 let ids: Vec<String> = ids.into_iter().collect();
-                let found: Vec<(String, Entity)> = match kind.as_str() {
+                let found: Vec<(String, Entity)> = match kind {
                     "resource" => self
                         .lookup
                         .resources_by_id(tx, &ids)?
@@ -355,15 +362,16 @@ impl Viewer<'_> {
                 };
                 let nested = !x.options.expand.is_empty();
                 let mut cache = self.expanded.borrow_mut();
+                let cache = cache.entry(kind).or_default();
                 for (id, e) in found {
                     if nested {
                         loaded.push(e.clone());
                     }
-                    cache.insert((kind.clone(), id), Some(e));
+                    cache.insert(id, Some(e));
                 }
                 // Not found: the navigation is empty, as `navigate` would say.
                 for id in ids {
-                    cache.entry((kind.clone(), id)).or_insert(None);
+                    cache.entry(id).or_insert(None);
                 }
             }
             self.prefetch_at(tx, &loaded, &x.options.expand, depth + 1)?;
@@ -373,26 +381,21 @@ impl Viewer<'_> {
 }
 
 /// What a navigation leads to, as (target kind, id), for caching.
-fn nav_key(e: &Entity, nav: &str) -> Option<(String, String)> {
-    let (kind, id) = match (e, nav) {
-        (Entity::Resource(r), "parent") => ("resource", r.parent_id.clone()?),
-        (Entity::RoleDefinition(d), "resource") => ("resource", d.resource_id.clone()),
-        (Entity::RoleDefinition(d), "roleSetting") => ("settingOf", d.id.clone()),
-        (Entity::RoleSetting(s), "resource") => ("resource", s.resource_id.clone()),
-        (Entity::RoleSetting(s), "roleDefinition") => {
-            ("roleDefinition", s.role_definition_id.clone())
-        }
-        (Entity::Assignment(a, _), "resource") => ("resource", a.resource_id.clone()),
-        (Entity::Assignment(a, _), "roleDefinition") => {
-            ("roleDefinition", a.role_definition_id.clone())
-        }
-        (Entity::Assignment(a, _), "subject") => ("subject", a.subject_id.clone()),
-        (Entity::Request(r), "resource") => ("resource", r.resource_id.clone()),
-        (Entity::Request(r), "roleDefinition") => ("roleDefinition", r.role_definition_id.clone()),
-        (Entity::Request(r), "subject") => ("subject", r.subject_id.clone()),
+fn nav_key<'e>(e: &'e Entity, nav: &str) -> Option<(&'static str, &'e str)> {
+    Some(match (e, nav) {
+        (Entity::Resource(r), "parent") => ("resource", r.parent_id.as_deref()?),
+        (Entity::RoleDefinition(d), "resource") => ("resource", &d.resource_id),
+        (Entity::RoleDefinition(d), "roleSetting") => ("settingOf", &d.id),
+        (Entity::RoleSetting(s), "resource") => ("resource", &s.resource_id),
+        (Entity::RoleSetting(s), "roleDefinition") => ("roleDefinition", &s.role_definition_id),
+        (Entity::Assignment(a, _), "resource") => ("resource", &a.resource_id),
+        (Entity::Assignment(a, _), "roleDefinition") => ("roleDefinition", &a.role_definition_id),
+        (Entity::Assignment(a, _), "subject") => ("subject", &a.subject_id),
+        (Entity::Request(r), "resource") => ("resource", &r.resource_id),
+        (Entity::Request(r), "roleDefinition") => ("roleDefinition", &r.role_definition_id),
+        (Entity::Request(r), "subject") => ("subject", &r.subject_id),
         _ => return None,
-    };
-    Some((kind.to_string(), id))
+    })
 }
 
 /// The entity set name used in `@odata.context`.
@@ -681,12 +684,14 @@ impl Viewer<'_> {
         name: &'static str,
         x: &Expand,
     ) -> Result<Option<Json>> {
-        let key =
-            nav_key(e, name).map(|(kind, id)| (std::ptr::from_ref(x) as usize, name, kind, id));
-        if let Some(done) = key
-            .as_ref()
-            .and_then(|k| self.written.borrow().get(k).cloned())
-        {
+        let asking = std::ptr::from_ref(x) as usize;
+        let target = nav_key(e, name).map(|(_, id)| id);
+        if let Some(done) = target.and_then(|id| {
+            self.written
+                .borrow()
+                .get(&asking)
+                .and_then(|m| m.get(id).cloned())
+        }) {
             return Ok(done);
         }
         let json = match expanded(tx, e, name, x, self, 0)? {
@@ -696,8 +701,12 @@ impl Viewer<'_> {
                     .map_err(|e| DomainError::internal(format!("expansion not written: {e}")))?,
             ))),
         };
-        if let Some(k) = key {
-            self.written.borrow_mut().insert(k, json.clone());
+        if let Some(id) = target {
+            self.written
+                .borrow_mut()
+                .entry(asking)
+                .or_default()
+                .insert(id.to_string(), json.clone());
         }
         Ok(json)
     }

@@ -19,10 +19,11 @@
 //! another key can, rarely, refuse a list too (it is loaded again next time).
 
 use crate::access::AccessChange;
-use crate::assignment::{HeldAssignment, HeldBy, RoleAssignment};
+use crate::assignment::{AssignmentState, HeldAssignment, HeldBy, RoleAssignment};
 use crate::error::Result;
 use crate::odata::{CompareOp, Filter, Literal, Operand};
 use crate::query::{ListQuery, Page, Restriction};
+use crate::schedule::Schedule;
 use crate::store::ReadTx;
 use crate::visibility::{Collection, Item, ReadScope};
 use hashlink::LruCache;
@@ -31,14 +32,116 @@ use std::hash::{BuildHasher, BuildHasherDefault, DefaultHasher};
 use std::sync::Arc;
 
 /// The rows of one subject or one resource, in list order.
-pub type HeldList = Arc<[HeldAssignment]>;
+pub type HeldList = Arc<[HeldRow]>;
+
+/// An id as a held row keeps it: a GUID in its canonical text (lower case, hyphenated) as
+/// its 16 bytes, any other text as is.
+#[derive(Debug, Clone, PartialEq, Eq)]
+enum HeldId {
+    Guid([u8; 16]),
+    Text(Box<str>),
+}
+
+impl HeldId {
+    fn of(id: &str) -> Self {
+        if let Ok(u) = uuid::Uuid::try_parse(id) {
+            let mut canonical = [0u8; uuid::fmt::Hyphenated::LENGTH];
+            if u.hyphenated().encode_lower(&mut canonical).as_bytes() == id.as_bytes() {
+                return Self::Guid(u.into_bytes());
+            }
+        }
+        Self::Text(id.into())
+    }
+
+    fn text(&self) -> String {
+        match self {
+            Self::Guid(b) => uuid::Uuid::from_bytes(*b).hyphenated().to_string(),
+            Self::Text(t) => t.to_string(),
+        }
+    }
+}
+
+/// One assignment row of a held list, kept compactly (about a quarter of a
+/// [`RoleAssignment`]'s memory): ids that are GUIDs as bytes, the subject, resource and role
+/// ids shared by the rows of a list that name them.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct HeldRow {
+    position: i64,
+    id: HeldId,
+    request_id: HeldId,
+    linked_eligible_id: Option<HeldId>,
+    subject_id: Arc<str>,
+    resource_id: Arc<str>,
+    role_definition_id: Arc<str>,
+    state: AssignmentState,
+    start_us: i64,
+    end_us: Option<i64>,
+}
+
+impl HeldRow {
+    /// The assignment this row keeps.
+    pub fn assignment(&self) -> RoleAssignment {
+        RoleAssignment {
+            id: self.id.text(),
+            resource_id: self.resource_id.to_string(),
+            role_definition_id: self.role_definition_id.to_string(),
+            subject_id: self.subject_id.to_string(),
+            state: self.state,
+            linked_eligible_id: self.linked_eligible_id.as_ref().map(HeldId::text),
+            schedule: Schedule {
+                start: instant(self.start_us),
+                end: self.end_us.map(instant),
+            },
+            request_id: self.request_id.text(),
+        }
+    }
+
+    fn is_current(&self, now_us: i64) -> bool {
+        self.start_us <= now_us && self.end_us.is_none_or(|end| now_us < end)
+    }
+}
+
+/// A stored instant back as a timestamp (every held one came from one).
+fn instant(us: i64) -> Timestamp {
+    Timestamp::from_microsecond(us).unwrap_or(Timestamp::MIN)
+}
+
+/// `rows` (in list order) as a held list, the ids they share stored once.
+pub fn held_list(rows: Vec<HeldAssignment>) -> HeldList {
+    let mut shared: std::collections::HashMap<String, Arc<str>> = Default::default();
+    let mut share = |s: String| -> Arc<str> {
+        if let Some(a) = shared.get(&s) {
+            return Arc::clone(a);
+        }
+        let a: Arc<str> = Arc::from(s.as_str());
+        shared.insert(s, Arc::clone(&a));
+        a
+    };
+    rows.into_iter()
+        .map(|h| {
+            let a = h.assignment;
+            HeldRow {
+                position: h.position,
+                id: HeldId::of(&a.id),
+                request_id: HeldId::of(&a.request_id),
+                linked_eligible_id: a.linked_eligible_id.as_deref().map(HeldId::of),
+                subject_id: share(a.subject_id),
+                resource_id: share(a.resource_id),
+                role_definition_id: share(a.role_definition_id),
+                state: a.state,
+                start_us: a.schedule.start.as_microsecond(),
+                end_us: a.schedule.end.map(|e| e.as_microsecond()),
+            }
+        })
+        .collect()
+}
 
 /// What a held list gathers: the rows a subject holds itself, or those made on a resource.
 pub type HeldKey = (HeldBy, String);
 
-/// How many assignment rows the cache holds at most, over all lists (about 0.5 KB each);
+/// How many assignment rows the cache holds at most, over all lists (about 0.2 KB each);
 /// the least recently read lists go first.
-pub const HELD_ROWS_BUDGET: usize = 200_000;
+pub const HELD_ROWS_BUDGET: usize = 600_000;
 
 /// Slots of the table of recent changes (see the module's doc).
 const CHANGE_SLOTS: usize = 256;
@@ -190,7 +293,7 @@ pub fn lists_by_key(
     }
     lists
         .into_iter()
-        .map(|(id, list)| ((by, id), HeldList::from(list)))
+        .map(|(id, list)| ((by, id), held_list(list)))
         .collect()
 }
 
@@ -277,29 +380,30 @@ impl HeldListQuery {
         top: u32,
         count: bool,
     ) -> Page<Item> {
-        let mut rows: Vec<&HeldAssignment> = lists
+        let now_us = self.now.as_microsecond();
+        let mut rows: Vec<&HeldRow> = lists
             .iter()
             .flat_map(|l| l.iter())
-            .filter(|h| self.matches(&h.assignment))
+            .filter(|h| self.matches(h, now_us))
             .collect();
         rows.sort_unstable_by_key(|h| h.position);
         Page::window(rows, skip, top, count).map(|h| {
-            let a = h.assignment.clone();
+            let a = h.assignment();
             let m = scope.member_type(&a);
             Item::Assignment(a, m)
         })
     }
 
-    fn matches(&self, a: &RoleAssignment) -> bool {
-        a.is_current(self.now)
+    fn matches(&self, row: &HeldRow, now_us: i64) -> bool {
+        row.is_current(now_us)
             && self
                 .subjects
                 .as_ref()
-                .is_none_or(|s| s.contains(&a.subject_id))
+                .is_none_or(|s| s.iter().any(|id| **id == *row.subject_id))
             && self
                 .state
                 .as_deref()
-                .is_none_or(|s| s.eq_ignore_ascii_case(a.state.as_str()))
+                .is_none_or(|s| s.eq_ignore_ascii_case(row.state.as_str()))
     }
 }
 
@@ -401,7 +505,7 @@ mod tests {
     }
 
     fn list(rows: Vec<HeldAssignment>) -> HeldList {
-        HeldList::from(rows)
+        held_list(rows)
     }
 
     fn subject(id: &str) -> HeldKey {
@@ -530,6 +634,50 @@ mod tests {
                 prop_assert_eq!(held, c.rows);
                 prop_assert!(c.rows <= budget);
             }
+        }
+    }
+
+    /// Ids as stores hold them: canonical GUIDs, GUIDs in other spellings, other text.
+    fn any_id() -> impl Strategy<Value = String> {
+        prop_oneof![
+            any::<u128>().prop_map(|v| uuid::Uuid::from_u128(v).hyphenated().to_string()),
+            any::<u128>().prop_map(|v| uuid::Uuid::from_u128(v)
+                .hyphenated()
+                .to_string()
+                .to_uppercase()),
+            any::<u128>().prop_map(|v| uuid::Uuid::from_u128(v).simple().to_string()),
+            any::<u128>().prop_map(|v| uuid::Uuid::from_u128(v).braced().to_string()),
+            "[a-zA-Z0-9/_-]{0,40}",
+        ]
+    }
+
+    proptest! {
+        /// A held row gives back exactly the assignment it was made from.
+        #[test]
+        fn a_held_row_keeps_its_assignment_exactly(
+            ids in proptest::collection::vec(any_id(), 6),
+            linked in any::<bool>(),
+            active in any::<bool>(),
+            start in -4_000_000_000_000_000i64..4_000_000_000_000_000,
+            len in proptest::option::of(1i64..1_000_000_000_000),
+            position in any::<i64>(),
+        ) {
+            let a = RoleAssignment {
+                id: ids[0].clone(),
+                resource_id: ids[1].clone(),
+                role_definition_id: ids[2].clone(),
+                subject_id: ids[3].clone(),
+                state: if active { AssignmentState::Active } else { AssignmentState::Eligible },
+                linked_eligible_id: linked.then(|| ids[4].clone()),
+                schedule: Schedule {
+                    start: instant(start),
+                    end: len.map(|l| instant(start + l)),
+                },
+                request_id: ids[5].clone(),
+            };
+            let held = list(vec![HeldAssignment { position, assignment: a.clone() }]);
+            prop_assert_eq!(held[0].position, position);
+            prop_assert_eq!(held[0].assignment(), a);
         }
     }
 

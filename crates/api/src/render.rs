@@ -144,13 +144,35 @@ impl<'a> Lookup<'a> {
         Ok(found)
     }
 
-    /// The subjects whose id or external id is one of `ids` (one may come twice).
-    fn subjects_by_id(&self, tx: &mut dyn ReadTx, ids: &[String]) -> Result<Vec<Subject>> {
-        let Some(cache) = self.cache else {
-            return tx.subjects_by_id(ids);
-        };
-        let c = read(cache)?;
-        Ok(ids.iter().filter_map(|id| c.subject(id).cloned()).collect())
+    /// The subject each of `ids` names, by id, else by external id (as `navigate` finds
+    /// it), with the id it was asked by; ids naming none are left out.
+    fn subjects_by_id(
+        &self,
+        tx: &mut dyn ReadTx,
+        ids: &[String],
+    ) -> Result<Vec<(String, Subject)>> {
+        if let Some(cache) = self.cache {
+            let c = read(cache)?;
+            return Ok(ids
+                .iter()
+                .filter_map(|id| Some((id.clone(), c.subject(id)?.clone())))
+                .collect());
+        }
+        let subjects = tx.subjects_by_id(ids)?;
+        let by_id: HashMap<&str, &Subject> = subjects.iter().map(|s| (s.id.as_str(), s)).collect();
+        let by_external: HashMap<&str, &Subject> = subjects
+            .iter()
+            .filter_map(|s| Some((s.external_id.as_deref()?, s)))
+            .collect();
+        Ok(ids
+            .iter()
+            .filter_map(|id| {
+                let s = by_id
+                    .get(id.as_str())
+                    .or_else(|| by_external.get(id.as_str()))?;
+                Some((id.clone(), (*s).clone()))
+            })
+            .collect())
     }
 }
 
@@ -339,25 +361,12 @@ impl Viewer<'_> {
                         .into_iter()
                         .map(|d| (d.id.clone(), Entity::RoleDefinition(d)))
                         .collect(),
-                    "subject" => {
-                        // As `navigate`: the subject with that id, else the one with that
-                        // external id.
-                        let subjects = self.lookup.subjects_by_id(tx, &ids)?;
-                        let by_id: HashMap<&str, &Subject> =
-                            subjects.iter().map(|s| (s.id.as_str(), s)).collect();
-                        let by_external: HashMap<&str, &Subject> = subjects
-                            .iter()
-                            .filter_map(|s| Some((s.external_id.as_deref()?, s)))
-                            .collect();
-                        ids.iter()
-                            .filter_map(|id| {
-                                let s = by_id
-                                    .get(id.as_str())
-                                    .or_else(|| by_external.get(id.as_str()))?;
-                                Some((id.clone(), Entity::Subject((*s).clone())))
-                            })
-                            .collect()
-                    }
+                    "subject" => self
+                        .lookup
+                        .subjects_by_id(tx, &ids)?
+                        .into_iter()
+                        .map(|(id, s)| (id, Entity::Subject(s)))
+                        .collect(),
                     _ => continue,
                 };
                 let nested = !x.options.expand.is_empty();

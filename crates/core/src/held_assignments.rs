@@ -55,7 +55,13 @@ impl HeldId {
 
     fn text(&self) -> String {
         match self {
-            Self::Guid(b) => uuid::Uuid::from_bytes(*b).hyphenated().to_string(),
+            Self::Guid(b) => {
+                let mut text = [0u8; uuid::fmt::Hyphenated::LENGTH];
+                uuid::Uuid::from_bytes(*b)
+                    .hyphenated()
+                    .encode_lower(&mut text)
+                    .to_string()
+            }
             Self::Text(t) => t.to_string(),
         }
     }
@@ -386,12 +392,28 @@ impl HeldListQuery {
             .flat_map(|l| l.iter())
             .filter(|h| self.matches(h, now_us))
             .collect();
+        let total = rows.len();
+        // Only the rows up to the end of the page need their order.
+        let end = (skip as usize).saturating_add(top as usize);
+        if end < total {
+            rows.select_nth_unstable_by_key(end, |h| h.position);
+            rows.truncate(end);
+        }
         rows.sort_unstable_by_key(|h| h.position);
-        Page::window(rows, skip, top, count).map(|h| {
-            let a = h.assignment();
-            let m = scope.member_type(&a);
-            Item::Assignment(a, m)
-        })
+        let items: Vec<Item> = rows
+            .into_iter()
+            .skip(skip as usize)
+            .map(|h| {
+                let a = h.assignment();
+                let m = scope.member_type(&a);
+                Item::Assignment(a, m)
+            })
+            .collect();
+        Page {
+            more: (skip as usize).saturating_add(items.len()) < total,
+            total: count.then_some(total as u64),
+            items,
+        }
     }
 
     fn matches(&self, row: &HeldRow, now_us: i64) -> bool {
@@ -678,6 +700,69 @@ mod tests {
             let held = list(vec![HeldAssignment { position, assignment: a.clone() }]);
             prop_assert_eq!(held[0].position, position);
             prop_assert_eq!(held[0].assignment(), a);
+        }
+    }
+
+    proptest! {
+        /// A page from held lists holds the rows a sorted, filtered, windowed list of all of
+        /// them would, and says the same about the rest.
+        #[test]
+        fn a_page_is_the_window_of_all_matching_rows_in_list_order(
+            rows in proptest::collection::vec((0..3usize, any::<bool>(), 0i64..10, proptest::option::of(1i64..10)), 0..40),
+            skip in 0u32..45,
+            top in 0u32..45,
+        ) {
+            let mut lists = vec![Vec::new(), Vec::new(), Vec::new()];
+            for (i, (list, active, from, len)) in rows.iter().enumerate() {
+                let state = if *active { AssignmentState::Active } else { AssignmentState::Eligible };
+                lists[*list].push(row(i as i64 * 7 % 41, "s", state, *from, len.map(|l| from + l)));
+            }
+            for l in &mut lists {
+                l.sort_by_key(|h| h.position);
+            }
+            let mut all: Vec<HeldAssignment> = lists.iter().flatten().cloned().collect();
+            all.sort_by_key(|h| h.position);
+            let now = t(5);
+            let q = HeldListQuery {
+                keys: Vec::new(),
+                subjects: None,
+                state: Some("active".into()),
+                now,
+            };
+            let expected: Vec<String> = all
+                .iter()
+                .filter(|h| h.assignment.is_current(now) && h.assignment.state == AssignmentState::Active)
+                .map(|h| h.assignment.id.clone())
+                .collect();
+            let held: Vec<HeldList> = lists.into_iter().map(list).collect();
+            let scope = crate::visibility::read_scope(
+                Collection::RoleAssignments,
+                None,
+                None,
+                &crate::access::Caller {
+                    subject_id: "admin".into(),
+                    display_name: "admin".into(),
+                    principal_name: None,
+                    is_tenant_admin: true,
+                    mfa: false,
+                },
+                &crate::access::AccessIndex::new(),
+                now,
+            )
+            .unwrap();
+            let page = q.page(&held, &scope, skip, top, true);
+            let got: Vec<String> = page
+                .items
+                .iter()
+                .map(|i| match i {
+                    Item::Assignment(a, _) => a.id.clone(),
+                    other => panic!("{other:?}"),
+                })
+                .collect();
+            let window = Page::window(expected, skip, top, true);
+            prop_assert_eq!(got, window.items);
+            prop_assert_eq!(page.total, window.total);
+            prop_assert_eq!(page.more, window.more);
         }
     }
 

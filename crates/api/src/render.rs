@@ -249,15 +249,15 @@ pub struct Viewer<'a> {
     /// Expansions already written out in this response, by the top-level `$expand` item
     /// asking (its address: options live as long as the response; on a list's items it
     /// always names one navigation) and the id of the entity it leads to.
-    written: RefCell<HashMap<usize, HashMap<String, Option<Json>>>>,
+    written: RefCell<HashMap<usize, HashMap<String, Option<SharedJson>>>>,
 }
 
 /// JSON written once and shared by every item that includes it (an expanded role
 /// definition or subject appears on many rows of a page).
 #[derive(Clone)]
-pub struct Json(std::rc::Rc<serde_json::value::RawValue>);
+pub struct SharedJson(std::rc::Rc<serde_json::value::RawValue>);
 
-impl serde::Serialize for Json {
+impl serde::Serialize for SharedJson {
     fn serialize<S: serde::Serializer>(&self, s: S) -> std::result::Result<S::Ok, S::Error> {
         self.0.serialize(s)
     }
@@ -503,19 +503,19 @@ pub struct AssignmentProperties<'a> {
     external_id: Option<&'a str>,
     id: &'a str,
     #[serde(skip_serializing_if = "Option::is_none")]
-    linked_eligible_role_assignment: Option<Option<Json>>,
+    linked_eligible_role_assignment: Option<Option<SharedJson>>,
     linked_eligible_role_assignment_id: Option<&'a str>,
     member_type: &'static str,
     #[serde(skip_serializing_if = "Option::is_none")]
-    resource: Option<Option<Json>>,
+    resource: Option<Option<SharedJson>>,
     resource_id: &'a str,
     #[serde(skip_serializing_if = "Option::is_none")]
-    role_definition: Option<Option<Json>>,
+    role_definition: Option<Option<SharedJson>>,
     role_definition_id: &'a str,
     start_date_time: String,
     status: &'static str,
     #[serde(skip_serializing_if = "Option::is_none")]
-    subject: Option<Option<Json>>,
+    subject: Option<Option<SharedJson>>,
     subject_id: &'a str,
 }
 
@@ -692,7 +692,7 @@ impl Viewer<'_> {
         e: &Entity,
         name: &'static str,
         x: &Expand,
-    ) -> Result<Option<Json>> {
+    ) -> Result<Option<SharedJson>> {
         let asking = std::ptr::from_ref(x) as usize;
         let target = nav_key(e, name).map(|(_, id)| id);
         if let Some(done) = target.and_then(|id| {
@@ -705,7 +705,7 @@ impl Viewer<'_> {
         }
         let json = match expanded(tx, e, name, x, self, 0)? {
             Value::Null => None,
-            v => Some(Json(std::rc::Rc::from(
+            v => Some(SharedJson(std::rc::Rc::from(
                 serde_json::value::to_raw_value(&v)
                     .map_err(|e| DomainError::internal(format!("expansion not written: {e}")))?,
             ))),

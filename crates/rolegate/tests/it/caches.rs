@@ -262,6 +262,27 @@ fn subject_row<'a>(rows: &'a [Vec<Value>], key: &str) -> Option<&'a Vec<Value>> 
         .or_else(|| rows.iter().find(|r| r[1] == key))
 }
 
+/// The `(id, memberType)` of each assignment `GET {path}` (under the PIM base) lists.
+fn rows_listed(
+    node: &Server,
+    path: &str,
+    token: &str,
+) -> Result<Vec<(Value, String)>, TestCaseError> {
+    let listed = node.get(&node.pim(path), token);
+    prop_assert_eq!(listed.status, 200, "{}", listed.text);
+    Ok(listed.json["value"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .map(|a| {
+            (
+                a["id"].clone(),
+                a["memberType"].as_str().unwrap_or_default().to_string(),
+            )
+        })
+        .collect())
+}
+
 /// Every cached read through `node` equals the database's rows.
 fn check(t: &Tenant, node: &Server, made: &Made) -> Result<(), TestCaseError> {
     // id, external id, display name, active, kind
@@ -323,32 +344,20 @@ fn check(t: &Tenant, node: &Server, made: &Made) -> Result<(), TestCaseError> {
             (&mine, token, None),
             (&eligible, t.admin.as_str(), Some("Eligible")),
         ] {
-            let want: Vec<(&Value, &str)> = expected
+            let want: Vec<(Value, String)> = expected
                 .iter()
                 .filter(|r| state.is_none_or(|s| r[2] == s))
                 .map(|r| {
-                    (
-                        &r[0],
-                        if r[1] == user.as_str() {
-                            "Direct"
-                        } else {
-                            "Group"
-                        },
-                    )
+                    let member = if r[1] == user.as_str() {
+                        "Direct"
+                    } else {
+                        "Group"
+                    };
+                    (r[0].clone(), member.to_string())
                 })
                 .collect();
             for _ in 0..2 {
-                let listed = node.get(
-                    &node.pim(&format!("/roleAssignments?$filter={filter}")),
-                    token,
-                );
-                prop_assert_eq!(listed.status, 200, "{}", listed.text);
-                let got: Vec<(&Value, &str)> = listed.json["value"]
-                    .as_array()
-                    .into_iter()
-                    .flatten()
-                    .map(|a| (&a["id"], a["memberType"].as_str().unwrap_or_default()))
-                    .collect();
+                let got = rows_listed(node, &format!("/roleAssignments?$filter={filter}"), token)?;
                 prop_assert_eq!(&got, &want, "{}'s assignments ({:?})", user, state);
             }
         }
@@ -367,31 +376,23 @@ fn check(t: &Tenant, node: &Server, made: &Made) -> Result<(), TestCaseError> {
              SELECT a.id, a.resource_id FROM assignments a WHERE a.resource_id IN (SELECT id FROM up) ORDER BY a.seq",
             &[resource],
         );
-        let want: Vec<(&Value, &str)> = expected
+        let want: Vec<(Value, String)> = expected
             .iter()
             .map(|r| {
-                (
-                    &r[0],
-                    if r[1] == resource.as_str() {
-                        "Direct"
-                    } else {
-                        "Inherited"
-                    },
-                )
+                let member = if r[1] == resource.as_str() {
+                    "Direct"
+                } else {
+                    "Inherited"
+                };
+                (r[0].clone(), member.to_string())
             })
             .collect();
         for _ in 0..2 {
-            let listed = node.get(
-                &node.pim(&format!("/resources/{resource}/roleAssignments")),
+            let got = rows_listed(
+                node,
+                &format!("/resources/{resource}/roleAssignments"),
                 &t.admin,
-            );
-            prop_assert_eq!(listed.status, 200, "{}", listed.text);
-            let got: Vec<(&Value, &str)> = listed.json["value"]
-                .as_array()
-                .into_iter()
-                .flatten()
-                .map(|a| (&a["id"], a["memberType"].as_str().unwrap_or_default()))
-                .collect();
+            )?;
             prop_assert_eq!(&got, &want, "the assignments of {}", resource);
         }
         let listed = node.get(

@@ -13,7 +13,7 @@ use axum::response::{IntoResponse, Response};
 use rolegate_core::access::{AccessView, Caller};
 use rolegate_core::assignment::AssignmentState;
 use rolegate_core::error::{DomainError, ErrorCode, Result};
-use rolegate_core::held_assignments::HeldListQuery;
+use rolegate_core::held_assignments::{CacheTicket, HeldListQuery};
 use rolegate_core::odata::{self, QueryOptions};
 use rolegate_core::operation;
 use rolegate_core::policy::{RoleRulesPatch, RuleSetting, TicketInfo};
@@ -171,47 +171,74 @@ async fn list(
     // Taken before the transaction begins: lists it loads are kept only if nothing
     // changed them since (rolegate_core::held_assignments).
     let ticket = state.held_ticket()?;
-    if rid.is_none()
-        && let Some(page) = list_from_memory(&state, &caller, &opts, coll, count_only)?
-    {
-        return Ok(page_response(
-            page,
-            &opts,
+    // Without a resource in the path the query needs no transaction: decided once, here.
+    // On a shared store authenticating the caller caught the index and the caches up with
+    // the access log at the start of this request.
+    let planned = if rid.is_none() && !opts.as_approver {
+        validate_options(coll, &opts)?;
+        let now = state.clock.now();
+        let (scope, q) = list_query(
             coll,
+            None,
+            &opts,
+            &caller,
+            &state.access_view(),
+            now,
             count_only,
-            &headers,
-            &uri,
-            state.clock.now(),
-        )?);
-    }
+        )?;
+        let held = HeldListQuery::of(coll, &q);
+        if let Some(h) = &held
+            && opts.expand.is_empty()
+            && opts.select.is_none()
+            && let Some(lists) = state.held_lists_in_memory(&h.keys)?
+        {
+            let page = h
+                .page(&lists, &scope, q.skip, q.top, q.count)
+                .map(Entity::from);
+            return Ok(page_response(
+                page, &opts, coll, count_only, &headers, &uri, now,
+            )?);
+        }
+        Some((now, scope, q, held))
+    } else {
+        None
+    };
     state
         .read(move |tx, st| {
-            let now = st.clock.now();
             let access = st.access_view();
-            validate_options(coll, &opts)?;
-            ensure_resource(tx, st.lookup(), rid.as_deref())?;
-            let page = if opts.as_approver {
-                let all = visibility::awaiting_decision(tx, &caller, &access, now, rid.as_deref())?;
-                let (skip, top) = window(&opts, count_only);
-                Page::window(all, skip, top, opts.count || count_only).map(Entity::Request)
-            } else {
-                let (scope, q) = list_query(
-                    coll,
-                    rid.as_deref(),
-                    &opts,
-                    &caller,
-                    &access,
-                    now,
-                    count_only,
-                )?;
-                match HeldListQuery::of(coll, &q) {
-                    Some(held) => {
-                        let lists = st.held_lists(ticket, tx, &held.keys)?;
-                        held.page(&lists, &scope, q.skip, q.top, q.count)
-                    }
-                    None => visibility::list(tx, coll, &q, &scope)?,
+            let (now, page) = match planned {
+                Some((now, scope, q, held)) => {
+                    (now, held_or_listed(st, ticket, tx, coll, &scope, &q, held)?)
                 }
-                .map(Entity::from)
+                None => {
+                    let now = st.clock.now();
+                    validate_options(coll, &opts)?;
+                    ensure_resource(tx, st.lookup(), rid.as_deref())?;
+                    let page = if opts.as_approver {
+                        let all = visibility::awaiting_decision(
+                            tx,
+                            &caller,
+                            &access,
+                            now,
+                            rid.as_deref(),
+                        )?;
+                        let (skip, top) = window(&opts, count_only);
+                        Page::window(all, skip, top, opts.count || count_only).map(Entity::Request)
+                    } else {
+                        let (scope, q) = list_query(
+                            coll,
+                            rid.as_deref(),
+                            &opts,
+                            &caller,
+                            &access,
+                            now,
+                            count_only,
+                        )?;
+                        let held = HeldListQuery::of(coll, &q);
+                        held_or_listed(st, ticket, tx, coll, &scope, &q, held)?
+                    };
+                    (now, page)
+                }
             };
             if count_only || (opts.expand.is_empty() && opts.select.is_none()) {
                 return page_response(page, &opts, coll, count_only, &headers, &uri, now);
@@ -226,6 +253,27 @@ async fn list(
             json_page(&body.with(value), page.items.len() * EXPANDED_ITEM_BYTES)
         })
         .await
+}
+
+/// The page of `q`: from the held lists when `held` says they answer it (loading those not
+/// held in `tx`), else from the store.
+fn held_or_listed(
+    st: &AppState,
+    ticket: CacheTicket,
+    tx: &mut dyn ReadTx,
+    coll: Collection,
+    scope: &visibility::ReadScope,
+    q: &ListQuery,
+    held: Option<HeldListQuery>,
+) -> Result<Page<Entity>> {
+    let page = match held {
+        Some(h) => {
+            let lists = st.held_lists(ticket, tx, &h.keys)?;
+            h.page(&lists, scope, q.skip, q.top, q.count)
+        }
+        None => visibility::list(tx, coll, q, scope)?,
+    };
+    Ok(page.map(Entity::from))
 }
 
 /// `$skip` and the page size of a list call (none for `/$count`).
@@ -259,42 +307,6 @@ fn list_query(
         count: opts.count || count_only,
     };
     Ok((scope, q))
-}
-
-/// A list of role assignments answered from the held lists alone, without a transaction,
-/// when it can be: a list [`HeldListQuery`] answers whose holders' lists are all in memory.
-/// `None`: ask the database. On a shared store authenticating the caller caught the index
-/// and the caches up with the access log at the start of this request.
-fn list_from_memory(
-    state: &AppState,
-    caller: &Caller,
-    opts: &QueryOptions,
-    coll: Collection,
-    count_only: bool,
-) -> Result<Option<Page<Entity>>> {
-    let may_answer = coll == visibility::Collection::RoleAssignments
-        && opts.filter.is_some()
-        && opts.orderby.is_empty()
-        && opts.expand.is_empty()
-        && opts.select.is_none()
-        && !opts.as_approver;
-    if !may_answer {
-        return Ok(None);
-    }
-    let now = state.clock.now();
-    let access = state.access_view();
-    validate_options(coll, opts)?;
-    let (scope, q) = list_query(coll, None, opts, caller, &access, now, count_only)?;
-    let Some(held) = HeldListQuery::of(coll, &q) else {
-        return Ok(None);
-    };
-    let Some(lists) = state.held_lists_in_memory(&held.keys)? else {
-        return Ok(None);
-    };
-    Ok(Some(
-        held.page(&lists, &scope, q.skip, q.top, q.count)
-            .map(Entity::from),
-    ))
 }
 
 /// The envelope of `page`: context, count and the link to the next page.

@@ -247,8 +247,8 @@ pub struct Viewer<'a> {
     /// role definitions and resources).
     expanded: RefCell<HashMap<&'static str, HashMap<String, Option<Entity>>>>,
     /// Expansions already written out in this response, by the top-level `$expand` item
-    /// asking (its address: options live as long as the response; on a list's items it
-    /// always names one navigation) and the id of the entity it leads to.
+    /// asking (its place in `$expand`: on a list's items it always names one navigation)
+    /// and the id of the entity it leads to.
     written: RefCell<HashMap<usize, HashMap<String, Option<SharedJson>>>>,
 }
 
@@ -691,9 +691,8 @@ impl Viewer<'_> {
         tx: &mut dyn ReadTx,
         e: &Entity,
         name: &'static str,
-        x: &Expand,
+        (asking, x): (usize, &Expand),
     ) -> Result<Option<SharedJson>> {
-        let asking = std::ptr::from_ref(x) as usize;
         let target = nav_key(e, name).map(|(_, id)| id);
         if let Some(done) = target.and_then(|id| {
             self.written
@@ -754,9 +753,9 @@ pub fn shape_item<'e>(
         return Ok(Shaped::Object(shape(tx, e, opts, viewer)?));
     }
     let mut out = AssignmentProperties::of(a, *member);
-    for x in &opts.expand {
+    for (i, x) in opts.expand.iter().enumerate() {
         let name = expansion_of(e, x)?;
-        let json = Some(viewer.written(tx, e, name, x)?);
+        let json = Some(viewer.written(tx, e, name, (i, x))?);
         match name {
             "resource" => out.resource = json,
             "roleDefinition" => out.role_definition = json,

@@ -7,10 +7,13 @@
 use crate::auth::Authenticator;
 use crate::error::ApiError;
 use rolegate_core::access::{AccessChange, AccessIndex, AccessView, Caller, OpContext};
+use rolegate_core::assignment::HeldBy;
 use rolegate_core::clock::Clock;
 use rolegate_core::entity_cache::EntityCache;
 use rolegate_core::error::{DomainError, Result};
-use rolegate_core::held_assignments::{CacheTicket, HeldAssignmentCache, HeldKey, HeldList};
+use rolegate_core::held_assignments::{
+    CacheTicket, HeldAssignmentCache, HeldKey, HeldList, lists_by_key,
+};
 use rolegate_core::store::{self, ReadTx, Store, Tx};
 use std::sync::{Arc, Mutex, RwLock};
 
@@ -238,7 +241,6 @@ impl AppState {
         crate::render::Lookup::cached(&self.entities)
     }
 
-    /// The cached entities, for patching.
     /// Where the held-assignment cache stands: take it before a read transaction that
     /// may load lists ([`AppState::held_lists`]).
     pub fn held_ticket(&self) -> Result<CacheTicket> {
@@ -258,7 +260,31 @@ impl AppState {
         tx: &mut dyn ReadTx,
         keys: &[HeldKey],
     ) -> Result<Vec<HeldList>> {
-        rolegate_core::held_assignments::held_lists(&self.held, ticket, tx, keys)
+        let mut found: Vec<Option<HeldList>> = {
+            let mut held = self.held_cache()?;
+            keys.iter().map(|k| held.get(k)).collect()
+        };
+        // One statement per kind of key missing, outside the lock.
+        for by in [HeldBy::Subject, HeldBy::Resource] {
+            let missing: Vec<String> = keys
+                .iter()
+                .zip(&found)
+                .filter(|((b, _), f)| *b == by && f.is_none())
+                .map(|((_, id), _)| id.clone())
+                .collect();
+            if missing.is_empty() {
+                continue;
+            }
+            let loaded = lists_by_key(by, &missing, tx.held_assignments(by, &missing)?);
+            let mut held = self.held_cache()?;
+            for (key, list) in loaded {
+                held.offer(ticket, &key, list.clone());
+                if let Some(i) = keys.iter().position(|k| *k == key) {
+                    found[i] = Some(list);
+                }
+            }
+        }
+        Ok(found.into_iter().flatten().collect())
     }
 
     fn held_cache(&self) -> Result<std::sync::MutexGuard<'_, HeldAssignmentCache>> {
@@ -267,6 +293,7 @@ impl AppState {
             .map_err(|_| DomainError::internal("held assignment cache lock poisoned"))
     }
 
+    /// The cached entities, for patching.
     pub(crate) fn entities_mut(&self) -> Result<std::sync::RwLockWriteGuard<'_, EntityCache>> {
         self.entities
             .write()

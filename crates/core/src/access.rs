@@ -544,7 +544,7 @@ impl AccessIndex {
 }
 
 /// The GUID text of an assignment key (the ids Rolegate makes are GUIDs).
-fn key_to_id(key: u128) -> String {
+pub(crate) fn key_to_id(key: u128) -> String {
     let mut text = uuid::Uuid::encode_buffer();
     uuid::Uuid::from_u128(key)
         .hyphenated()

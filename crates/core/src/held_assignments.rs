@@ -20,11 +20,9 @@
 
 use crate::access::AccessChange;
 use crate::assignment::{AssignmentState, HeldAssignment, HeldBy, RoleAssignment};
-use crate::error::Result;
 use crate::odata::{CompareOp, Filter, Literal, Operand};
 use crate::query::{ListQuery, Page, Restriction};
 use crate::schedule::Schedule;
-use crate::store::ReadTx;
 use crate::visibility::{Collection, Item, ReadScope};
 use hashlink::LruCache;
 use jiff::Timestamp;
@@ -55,13 +53,7 @@ impl HeldId {
 
     fn text(&self) -> String {
         match self {
-            Self::Guid(b) => {
-                let mut text = [0u8; uuid::fmt::Hyphenated::LENGTH];
-                uuid::Uuid::from_bytes(*b)
-                    .hyphenated()
-                    .encode_lower(&mut text)
-                    .to_string()
-            }
+            Self::Guid(b) => crate::access::key_to_id(u128::from_be_bytes(*b)),
             Self::Text(t) => t.to_string(),
         }
     }
@@ -69,7 +61,8 @@ impl HeldId {
 
 /// One assignment row of a held list, kept compactly (about a quarter of a
 /// [`RoleAssignment`]'s memory): ids that are GUIDs as bytes, the subject, resource and role
-/// ids shared by the rows of a list that name them.
+/// ids shared by the rows of a list that name them; the schedule as is, so a row is current
+/// exactly when its assignment is ([`Schedule::is_current`]).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct HeldRow {
     position: i64,
@@ -80,8 +73,7 @@ pub struct HeldRow {
     resource_id: Arc<str>,
     role_definition_id: Arc<str>,
     state: AssignmentState,
-    start_us: i64,
-    end_us: Option<i64>,
+    schedule: Schedule,
 }
 
 impl HeldRow {
@@ -94,22 +86,10 @@ impl HeldRow {
             subject_id: self.subject_id.to_string(),
             state: self.state,
             linked_eligible_id: self.linked_eligible_id.as_ref().map(HeldId::text),
-            schedule: Schedule {
-                start: instant(self.start_us),
-                end: self.end_us.map(instant),
-            },
+            schedule: self.schedule,
             request_id: self.request_id.text(),
         }
     }
-
-    fn is_current(&self, now_us: i64) -> bool {
-        self.start_us <= now_us && self.end_us.is_none_or(|end| now_us < end)
-    }
-}
-
-/// A stored instant back as a timestamp (every held one came from one).
-fn instant(us: i64) -> Timestamp {
-    Timestamp::from_microsecond(us).unwrap_or(Timestamp::MIN)
 }
 
 /// `rows` (in list order) as a held list, the ids they share stored once.
@@ -135,8 +115,7 @@ pub fn held_list(rows: Vec<HeldAssignment>) -> HeldList {
                 resource_id: share(a.resource_id),
                 role_definition_id: share(a.role_definition_id),
                 state: a.state,
-                start_us: a.schedule.start.as_microsecond(),
-                end_us: a.schedule.end.map(|e| e.as_microsecond()),
+                schedule: a.schedule,
             }
         })
         .collect()
@@ -386,11 +365,10 @@ impl HeldListQuery {
         top: u32,
         count: bool,
     ) -> Page<Item> {
-        let now_us = self.now.as_microsecond();
         let mut rows: Vec<&HeldRow> = lists
             .iter()
             .flat_map(|l| l.iter())
-            .filter(|h| self.matches(h, now_us))
+            .filter(|h| self.matches(h))
             .collect();
         let total = rows.len();
         // Only the rows up to the end of the page need their order.
@@ -416,8 +394,8 @@ impl HeldListQuery {
         }
     }
 
-    fn matches(&self, row: &HeldRow, now_us: i64) -> bool {
-        row.is_current(now_us)
+    fn matches(&self, row: &HeldRow) -> bool {
+        row.schedule.is_current(self.now)
             && self
                 .subjects
                 .as_ref()
@@ -429,15 +407,10 @@ impl HeldListQuery {
     }
 }
 
+/// The keys of `ids` (distinct already: the filter's subjects are deduplicated as read, a
+/// lineage names each resource once).
 fn keyed(by: HeldBy, ids: &[String]) -> Vec<HeldKey> {
-    let mut keys: Vec<HeldKey> = Vec::with_capacity(ids.len());
-    for id in ids {
-        let key = (by, id.clone());
-        if !keys.contains(&key) {
-            keys.push(key);
-        }
-    }
-    keys
+    ids.iter().map(|id| (by, id.clone())).collect()
 }
 
 fn is_path(path: &[String], name: &str) -> bool {
@@ -452,41 +425,6 @@ fn and_terms<'f>(f: &'f Filter, out: &mut Vec<&'f Filter>) {
         }
         other => out.push(other),
     }
-}
-
-/// The lists of `keys`: those `cache` holds, the others loaded (one statement per kind of
-/// key) in `tx` and offered to it with `ticket` (taken before `tx` began).
-pub fn held_lists(
-    cache: &std::sync::Mutex<HeldAssignmentCache>,
-    ticket: CacheTicket,
-    tx: &mut dyn ReadTx,
-    keys: &[HeldKey],
-) -> Result<Vec<HeldList>> {
-    let poisoned = || crate::error::DomainError::internal("held assignment cache lock poisoned");
-    let mut found: Vec<Option<HeldList>> = {
-        let mut c = cache.lock().map_err(|_| poisoned())?;
-        keys.iter().map(|k| c.get(k)).collect()
-    };
-    for by in [HeldBy::Subject, HeldBy::Resource] {
-        let missing: Vec<String> = keys
-            .iter()
-            .zip(&found)
-            .filter(|((b, _), f)| *b == by && f.is_none())
-            .map(|((_, id), _)| id.clone())
-            .collect();
-        if missing.is_empty() {
-            continue;
-        }
-        let loaded = lists_by_key(by, &missing, tx.held_assignments(by, &missing)?);
-        let mut c = cache.lock().map_err(|_| poisoned())?;
-        for (key, list) in loaded {
-            c.offer(ticket, &key, list.clone());
-            if let Some(i) = keys.iter().position(|k| *k == key) {
-                found[i] = Some(list);
-            }
-        }
-    }
-    Ok(found.into_iter().flatten().collect())
 }
 
 #[cfg(test)]
@@ -692,8 +630,8 @@ mod tests {
                 state: if active { AssignmentState::Active } else { AssignmentState::Eligible },
                 linked_eligible_id: linked.then(|| ids[4].clone()),
                 schedule: Schedule {
-                    start: instant(start),
-                    end: len.map(|l| instant(start + l)),
+                    start: Timestamp::from_microsecond(start).unwrap(),
+                    end: len.map(|l| Timestamp::from_microsecond(start + l).unwrap()),
                 },
                 request_id: ids[5].clone(),
             };

@@ -15,7 +15,7 @@ use crate::SqlStore;
 use crate::sql::{self, Dialect, Row, SqlTx, Value, rewrite_placeholders};
 use postgres::error::SqlState;
 use postgres::types::{IsNull, ToSql, Type, to_sql_checked};
-use postgres::{Client, Config, IsolationLevel, NoTls, Statement};
+use postgres::{Client, Config, GenericClient, IsolationLevel, NoTls, Statement};
 use rolegate_core::error::{DomainError, ErrorCode, Result};
 use rolegate_core::store::{ReadTx, Store, Tx};
 use std::cell::RefCell;
@@ -509,57 +509,14 @@ fn quote_ident(name: &str) -> String {
     format!("\"{}\"", name.replace('"', "\"\""))
 }
 
-/// A transaction on one pooled connection, as the SQL code sees it.
-struct PgConnection<'t> {
-    /// A transaction, or the client itself (autocommit: [`PostgresStore::run_latest`]).
-    session: RefCell<&'t mut dyn Session>,
+/// A transaction on one pooled connection, or the connection itself (autocommit:
+/// [`PostgresStore::run_latest`]), as the SQL code sees it.
+struct PgConnection<'t, C: GenericClient> {
+    session: RefCell<&'t mut C>,
     statements: RefCell<&'t mut HashMap<String, Statement>>,
 }
 
-/// What PgConnection runs statements on: a transaction or a bare client.
-trait Session {
-    fn prepare_typed(
-        &mut self,
-        text: &str,
-        types: &[Type],
-    ) -> std::result::Result<Statement, postgres::Error>;
-    fn query(
-        &mut self,
-        statement: &Statement,
-        values: &[&(dyn ToSql + Sync)],
-    ) -> std::result::Result<Vec<postgres::Row>, postgres::Error>;
-    fn execute(
-        &mut self,
-        statement: &Statement,
-        values: &[&(dyn ToSql + Sync)],
-    ) -> std::result::Result<u64, postgres::Error>;
-}
-
-impl<C: postgres::GenericClient> Session for C {
-    fn prepare_typed(
-        &mut self,
-        text: &str,
-        types: &[Type],
-    ) -> std::result::Result<Statement, postgres::Error> {
-        postgres::GenericClient::prepare_typed(self, text, types)
-    }
-    fn query(
-        &mut self,
-        statement: &Statement,
-        values: &[&(dyn ToSql + Sync)],
-    ) -> std::result::Result<Vec<postgres::Row>, postgres::Error> {
-        postgres::GenericClient::query(self, statement, values)
-    }
-    fn execute(
-        &mut self,
-        statement: &Statement,
-        values: &[&(dyn ToSql + Sync)],
-    ) -> std::result::Result<u64, postgres::Error> {
-        postgres::GenericClient::execute(self, statement, values)
-    }
-}
-
-impl PgConnection<'_> {
+impl<C: GenericClient> PgConnection<'_, C> {
     /// The prepared statement of `text` with parameters of `types`, prepared once per
     /// connection.
     fn statement(&self, text: &str, types: &[Type]) -> Result<Statement> {
@@ -659,7 +616,7 @@ fn column(row: &postgres::Row, i: usize) -> std::result::Result<Value, postgres:
     })
 }
 
-impl sql::Connection for PgConnection<'_> {
+impl<C: GenericClient> sql::Connection for PgConnection<'_, C> {
     fn dialect(&self) -> Dialect {
         Dialect::Postgres
     }

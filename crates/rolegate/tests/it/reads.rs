@@ -1328,6 +1328,16 @@ fn expired_assignment_is_neither_listed_nor_found() {
         .unwrap_or_else(|| panic!("the 4-second assignment is listed while current: {listed:?}"));
     let brief = a["id"].as_str().unwrap().to_string();
     assert_eq!(a["endDateTime"], r.json["schedule"]["endDateTime"]);
+    let mine_path = format!(
+        "/roleAssignments?$filter={}",
+        enc(&format!("subjectId eq '{u}'"))
+    );
+    // Twice while current: the second answer comes from the lists held in memory, which
+    // must leave the row out once it has ended (decisions.md §6: the clock at every read),
+    // whether or not the sweeper has moved it to history by then.
+    for _ in 0..2 {
+        assert_eq!(ids(&w.get(&mine_path)), BTreeSet::from([brief.clone()]));
+    }
     fixture::sleep_past(fixture::ts(&a["endDateTime"]));
     let listed = ids(&w.get(&format!("/resources/{sid}/roleAssignments")));
     assert_eq!(listed, BTreeSet::from([kept.clone()]));
@@ -1341,10 +1351,7 @@ fn expired_assignment_is_neither_listed_nor_found() {
         404,
         "RoleAssignmentNotFound",
     );
-    let mine = rows(&w.get(&format!(
-        "/roleAssignments?$filter={}",
-        enc(&format!("subjectId eq '{u}'"))
-    )));
+    let mine = rows(&w.get(&mine_path));
     assert!(mine.is_empty(), "{mine:?}");
     assert_eq!(
         w.get(&format!("/resources/{sid}/roleAssignments/$count"))

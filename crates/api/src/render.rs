@@ -16,6 +16,7 @@ use rolegate_core::role::{RoleDefinition, RoleSetting};
 use rolegate_core::schedule::{format_datetime, format_duration};
 use rolegate_core::store::ReadTx;
 use rolegate_core::visibility::{self, AccessLevel, Item};
+use serde_json::value::RawValue;
 use serde_json::{Map, Value, json};
 use std::cell::RefCell;
 use std::collections::HashMap;
@@ -80,6 +81,47 @@ impl<'a> Lookup<'a> {
             keep(&mut *write(cache)?, x);
         }
         Ok(found)
+    }
+
+    /// The JSON of the own properties of the subject, resource or role definition `id`
+    /// (of `kind`, as [`nav_key`] names it), when the cache holds it: written once, kept
+    /// until it changes. `None`: not cached (or no cache), render it.
+    fn own_json(&self, kind: &str, id: &str) -> Result<Option<std::sync::Arc<RawValue>>> {
+        let Some(cache) = self.cache else {
+            return Ok(None);
+        };
+        let c = read(cache)?;
+        match kind {
+            "subject" => c.subject_json(id, |s| own_json(&Entity::Subject(s.clone()))),
+            "resource" => c.resource_json(id, |r| own_json(&Entity::Resource(r.clone()))),
+            "roleDefinition" => {
+                c.role_definition_json(id, |d| own_json(&Entity::RoleDefinition(d.clone())))
+            }
+            _ => Ok(None),
+        }
+    }
+
+    /// Those of `ids` (of `kind`, as [`nav_key`] names it) the cache does not hold: all of
+    /// them without a cache.
+    fn uncached<'i>(
+        &self,
+        kind: &str,
+        ids: impl IntoIterator<Item = &'i str>,
+    ) -> Result<Vec<String>> {
+        let ids = ids.into_iter();
+        let Some(cache) = self.cache else {
+            return Ok(ids.map(str::to_string).collect());
+        };
+        let c = read(cache)?;
+        Ok(ids
+            .filter(|id| match kind {
+                "subject" => c.subject(id).is_none(),
+                "resource" => c.resource(id).is_none(),
+                "roleDefinition" => c.role_definition(id).is_none(),
+                _ => true,
+            })
+            .map(str::to_string)
+            .collect())
     }
 
     /// A subject by id, else by external id.
@@ -176,6 +218,19 @@ impl<'a> Lookup<'a> {
     }
 }
 
+/// The JSON of a subject's, resource's or role definition's own properties (none of which
+/// depends on the time).
+fn own_json(e: &Entity) -> Result<std::sync::Arc<RawValue>> {
+    raw_json(&properties(e, Timestamp::UNIX_EPOCH))
+}
+
+/// `v` written out as JSON, to be shared.
+fn raw_json(v: &impl serde::Serialize) -> Result<std::sync::Arc<RawValue>> {
+    serde_json::value::to_raw_value(v)
+        .map(std::sync::Arc::from)
+        .map_err(|e| DomainError::internal(format!("expansion not written: {e}")))
+}
+
 /// `ids` split into what `cached` has and the ids it lacks.
 fn partition<T>(ids: &[String], cached: impl Fn(&str) -> Option<T>) -> (Vec<T>, Vec<String>) {
     let mut found = Vec::with_capacity(ids.len());
@@ -253,9 +308,10 @@ pub struct Viewer<'a> {
 }
 
 /// JSON written once and shared by every item that includes it (an expanded role
-/// definition or subject appears on many rows of a page).
+/// definition or subject appears on many rows of a page; a cached entity's own properties
+/// are written once for every response, [`EntityCache::subject_json`]).
 #[derive(Clone)]
-pub struct SharedJson(std::rc::Rc<serde_json::value::RawValue>);
+pub struct SharedJson(std::sync::Arc<serde_json::value::RawValue>);
 
 impl serde::Serialize for SharedJson {
     fn serialize<S: serde::Serializer>(&self, s: S) -> std::result::Result<S::Ok, S::Error> {
@@ -329,7 +385,7 @@ impl Viewer<'_> {
         for x in expand {
             let mut wanted: std::collections::BTreeMap<
                 &'static str,
-                std::collections::BTreeSet<String>,
+                std::collections::BTreeSet<&str>,
             > = std::collections::BTreeMap::new();
             for e in items {
                 let Some(name) = navigation(e, &x.path) else {
@@ -342,12 +398,22 @@ impl Viewer<'_> {
                         .get(kind)
                         .is_some_and(|m| m.contains_key(id))
                 {
-                    wanted.entry(kind).or_default().insert(id.to_string());
+                    wanted.entry(kind).or_default().insert(id);
                 }
             }
+            let nested = !x.options.expand.is_empty();
             let mut loaded = Vec::new();
             for (kind, ids) in wanted {
-                let ids: Vec<String> = ids.into_iter().collect();
+                // What the cache holds needs no statement: rendering finds it there. A
+                // nested `$expand` needs the entities themselves, to look further.
+                let ids: Vec<String> = if nested {
+                    ids.into_iter().map(str::to_string).collect()
+                } else {
+                    self.lookup.uncached(kind, ids)?
+                };
+                if ids.is_empty() {
+                    continue;
+                }
                 let found: Vec<(String, Entity)> = match kind {
                     "resource" => self
                         .lookup
@@ -369,7 +435,6 @@ impl Viewer<'_> {
                         .collect(),
                     _ => continue,
                 };
-                let nested = !x.options.expand.is_empty();
                 let mut cache = self.expanded.borrow_mut();
                 let cache = cache.entry(kind).or_default();
                 for (id, e) in found {
@@ -693,7 +758,25 @@ impl Viewer<'_> {
         name: &'static str,
         (asking, x): (usize, &Expand),
     ) -> Result<Option<SharedJson>> {
-        let target = nav_key(e, name).map(|(_, id)| id);
+        let key = nav_key(e, name);
+        // Expanded without options: the entity's own properties, as the cache keeps them.
+        if x.options.select.is_none()
+            && x.options.expand.is_empty()
+            && let Some((kind, id)) = key
+            && let Some(json) = self.lookup.own_json(kind, id)?
+        {
+            let hidden = kind == "resource"
+                && visibility::may_navigate_to_resource(
+                    self.caller,
+                    self.access,
+                    name,
+                    id,
+                    self.now,
+                )
+                .is_err();
+            return Ok((!hidden).then_some(SharedJson(json)));
+        }
+        let target = key.map(|(_, id)| id);
         if let Some(done) = target.and_then(|id| {
             self.written
                 .borrow()
@@ -704,10 +787,7 @@ impl Viewer<'_> {
         }
         let json = match expanded(tx, e, name, x, self, 0)? {
             Value::Null => None,
-            v => Some(SharedJson(std::rc::Rc::from(
-                serde_json::value::to_raw_value(&v)
-                    .map_err(|e| DomainError::internal(format!("expansion not written: {e}")))?,
-            ))),
+            v => Some(SharedJson(raw_json(&v)?)),
         };
         if let Some(id) = target {
             self.written

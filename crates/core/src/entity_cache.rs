@@ -10,21 +10,57 @@
 //!
 //! Only committed data may enter: fill resources and role definitions from read
 //! transactions, never from a write transaction that could still roll back.
+//!
+//! Each entity is kept with its own properties as JSON, written the first time a response
+//! asks for them ([`EntityCache::subject_json`] and its siblings) and dropped with the
+//! entity: a page that expands a subject on every row copies that text instead of
+//! rendering the subject again.
 
 use crate::access::AccessChange;
 use crate::directory::Subject;
 use crate::resource::Resource;
 use crate::role::RoleDefinition;
+use serde_json::value::RawValue;
 use std::collections::HashMap;
+use std::sync::{Arc, OnceLock};
 
 /// The cached entities (see the module's doc).
 #[derive(Debug, Default, Clone)]
 pub struct EntityCache {
-    subjects: HashMap<String, Subject>,
+    subjects: HashMap<String, Kept<Subject>>,
     /// External id → id, for lookups by either.
     external_ids: HashMap<String, String>,
-    resources: HashMap<String, Resource>,
-    roles: HashMap<String, RoleDefinition>,
+    resources: HashMap<String, Kept<Resource>>,
+    roles: HashMap<String, Kept<RoleDefinition>>,
+}
+
+/// An entity, and its JSON once written.
+#[derive(Debug, Clone)]
+struct Kept<T> {
+    entity: T,
+    json: OnceLock<Arc<RawValue>>,
+}
+
+impl<T> Kept<T> {
+    fn new(entity: T) -> Self {
+        Self {
+            entity,
+            json: OnceLock::new(),
+        }
+    }
+
+    /// The JSON kept, else the one `write` makes (then kept: two readers racing keep the
+    /// first, and both wrote the same entity).
+    fn json<E>(
+        &self,
+        write: impl FnOnce(&T) -> Result<Arc<RawValue>, E>,
+    ) -> Result<Arc<RawValue>, E> {
+        if let Some(json) = self.json.get() {
+            return Ok(Arc::clone(json));
+        }
+        let json = write(&self.entity)?;
+        Ok(Arc::clone(self.json.get_or_init(|| json)))
+    }
 }
 
 impl EntityCache {
@@ -48,11 +84,44 @@ impl EntityCache {
     /// The subject with id `id`, else the one with external id `id`, as
     /// [`crate::store::DirectoryRead::subject`] answers.
     pub fn subject(&self, id: &str) -> Option<&Subject> {
+        self.kept_subject(id).map(|k| &k.entity)
+    }
+
+    fn kept_subject(&self, id: &str) -> Option<&Kept<Subject>> {
         self.subjects.get(id).or_else(|| {
             self.external_ids
                 .get(id)
                 .and_then(|own| self.subjects.get(own))
         })
+    }
+
+    /// The JSON of the subject [`Self::subject`] finds for `id`: kept, else written by
+    /// `write` and kept until the subject changes. `None` when the cache has no such
+    /// subject.
+    pub fn subject_json<E>(
+        &self,
+        id: &str,
+        write: impl FnOnce(&Subject) -> Result<Arc<RawValue>, E>,
+    ) -> Result<Option<Arc<RawValue>>, E> {
+        self.kept_subject(id).map(|k| k.json(write)).transpose()
+    }
+
+    /// The JSON of the resource `id`, as [`Self::subject_json`] keeps a subject's.
+    pub fn resource_json<E>(
+        &self,
+        id: &str,
+        write: impl FnOnce(&Resource) -> Result<Arc<RawValue>, E>,
+    ) -> Result<Option<Arc<RawValue>>, E> {
+        self.resources.get(id).map(|k| k.json(write)).transpose()
+    }
+
+    /// The JSON of the role definition `id`, as [`Self::subject_json`] keeps a subject's.
+    pub fn role_definition_json<E>(
+        &self,
+        id: &str,
+        write: impl FnOnce(&RoleDefinition) -> Result<Arc<RawValue>, E>,
+    ) -> Result<Option<Arc<RawValue>>, E> {
+        self.roles.get(id).map(|k| k.json(write)).transpose()
     }
 
     /// How many subjects the directory holds.
@@ -62,24 +131,26 @@ impl EntityCache {
 
     /// A resource read before, if any.
     pub fn resource(&self, id: &str) -> Option<&Resource> {
-        self.resources.get(id)
+        self.resources.get(id).map(|k| &k.entity)
     }
 
     /// A role definition read before, if any.
     pub fn role_definition(&self, id: &str) -> Option<&RoleDefinition> {
-        self.roles.get(id)
+        self.roles.get(id).map(|k| &k.entity)
     }
 
     /// Keeps a resource a read transaction found (committed, so it never changes).
     pub fn keep_resource(&mut self, r: &Resource) {
         self.resources
             .entry(r.id.clone())
-            .or_insert_with(|| r.clone());
+            .or_insert_with(|| Kept::new(r.clone()));
     }
 
     /// Keeps a role definition a read transaction found (committed, so it never changes).
     pub fn keep_role_definition(&mut self, d: &RoleDefinition) {
-        self.roles.entry(d.id.clone()).or_insert_with(|| d.clone());
+        self.roles
+            .entry(d.id.clone())
+            .or_insert_with(|| Kept::new(d.clone()));
     }
 
     /// Applies committed changes, in order: subjects written or deleted.
@@ -102,12 +173,12 @@ impl EntityCache {
         if let Some(ext) = &s.external_id {
             self.external_ids.insert(ext.clone(), s.id.clone());
         }
-        self.subjects.insert(s.id.clone(), s);
+        self.subjects.insert(s.id.clone(), Kept::new(s));
     }
 
     fn remove_subject(&mut self, id: &str) {
         if let Some(old) = self.subjects.remove(id)
-            && let Some(ext) = old.external_id
+            && let Some(ext) = old.entity.external_id
             && self.external_ids.get(&ext).is_some_and(|own| own == id)
         {
             self.external_ids.remove(&ext);
@@ -154,6 +225,59 @@ mod tests {
         );
         cache.apply(&[AccessChange::SubjectRemoved("a".into())]);
         assert!(cache.subject("a").is_none() && cache.subject("new").is_none());
+    }
+
+    #[test]
+    fn an_entitys_json_is_written_once_and_dropped_when_it_changes() {
+        let mut cache = EntityCache::new([subject("a", Some("x"), "A")]);
+        let writes = std::cell::Cell::new(0);
+        let written = |cache: &EntityCache, id: &str| {
+            cache
+                .subject_json(id, |s| {
+                    writes.set(writes.get() + 1);
+                    RawValue::from_string(format!("\"{}\"", s.display_name)).map(Arc::from)
+                })
+                .map(|j| j.map(|j| j.get().to_string()))
+        };
+        assert_eq!(
+            written(&cache, "a").ok().flatten().as_deref(),
+            Some("\"A\"")
+        );
+        // By external id: the same subject, its JSON already written.
+        assert_eq!(
+            written(&cache, "x").ok().flatten().as_deref(),
+            Some("\"A\"")
+        );
+        assert_eq!(writes.get(), 1);
+        cache.apply(&[AccessChange::Subject(subject("a", Some("x"), "B"))]);
+        assert_eq!(
+            written(&cache, "a").ok().flatten().as_deref(),
+            Some("\"B\"")
+        );
+        assert_eq!(writes.get(), 2);
+        assert_eq!(written(&cache, "nobody").ok(), Some(None));
+        assert_eq!(writes.get(), 2);
+        // Resources and role definitions are written once too, and only once kept.
+        let resource = Resource {
+            id: "r".into(),
+            external_id: "/r".into(),
+            resource_type: "subscription".into(),
+            display_name: "R".into(),
+            status: crate::resource::ResourceStatus::Active,
+            registered_at: jiff::Timestamp::UNIX_EPOCH,
+            registered_root: "/r".into(),
+            parent_id: None,
+        };
+        let text = |r: &Resource| RawValue::from_string(format!("\"{}\"", r.id)).map(Arc::from);
+        assert!(matches!(cache.resource_json("r", text), Ok(None)));
+        cache.keep_resource(&resource);
+        let json = cache.resource_json("r", text).ok().flatten();
+        assert_eq!(json.map(|j| j.get().to_string()).as_deref(), Some("\"r\""));
+        let twice = cache.resource_json("r", |_| RawValue::from_string("0".into()).map(Arc::from));
+        assert_eq!(
+            twice.ok().flatten().map(|j| j.get().to_string()).as_deref(),
+            Some("\"r\"")
+        );
     }
 
     proptest! {

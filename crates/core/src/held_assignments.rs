@@ -26,6 +26,8 @@ use crate::schedule::Schedule;
 use crate::visibility::{Collection, Item, ReadScope};
 use hashlink::LruCache;
 use jiff::Timestamp;
+use std::cmp::Reverse;
+use std::collections::BinaryHeap;
 use std::hash::{BuildHasher, BuildHasherDefault, DefaultHasher};
 use std::sync::Arc;
 
@@ -365,33 +367,42 @@ impl HeldListQuery {
         top: u32,
         count: bool,
     ) -> Page<Item> {
-        let mut rows: Vec<&HeldRow> = lists
-            .iter()
-            .flat_map(|l| l.iter())
-            .filter(|h| self.matches(h))
-            .collect();
-        let total = rows.len();
-        // Only the rows up to the end of the page need their order.
-        let end = (skip as usize).saturating_add(top as usize);
-        if end < total {
-            rows.select_nth_unstable_by_key(end, |h| h.position);
-            rows.truncate(end);
-        }
-        rows.sort_unstable_by_key(|h| h.position);
-        let items: Vec<Item> = rows
-            .into_iter()
-            .skip(skip as usize)
+        let mut in_order = self.in_order(lists).skip(skip as usize);
+        let items: Vec<Item> = in_order
+            .by_ref()
+            .take(top as usize)
             .map(|h| {
                 let a = h.assignment();
                 let m = scope.member_type(&a);
                 Item::Assignment(a, m)
             })
             .collect();
-        Page {
-            more: (skip as usize).saturating_add(items.len()) < total,
-            total: count.then_some(total as u64),
-            items,
-        }
+        let more = in_order.next().is_some();
+        let total = count.then(|| {
+            lists
+                .iter()
+                .flat_map(|l| l.iter())
+                .filter(|h| self.matches(h))
+                .count() as u64
+        });
+        Page { items, total, more }
+    }
+
+    /// The rows of `lists` this query selects, in list order: each list is in that order
+    /// already, so they are merged, and a page reads only the rows up to its end.
+    fn in_order<'l>(&'l self, lists: &'l [HeldList]) -> impl Iterator<Item = &'l HeldRow> + 'l {
+        // The next selected row of list `l` from `i` on, as (position, l, index).
+        let next = move |l: usize, i: usize| {
+            let list: &[HeldRow] = &lists[l];
+            let at = i + list.get(i..)?.iter().position(|h| self.matches(h))?;
+            Some(Reverse((list[at].position, l, at)))
+        };
+        let mut heads: BinaryHeap<_> = (0..lists.len()).filter_map(|l| next(l, 0)).collect();
+        std::iter::from_fn(move || {
+            let Reverse((_, l, at)) = heads.pop()?;
+            heads.extend(next(l, at + 1));
+            Some(&lists[l][at])
+        })
     }
 
     fn matches(&self, row: &HeldRow) -> bool {
@@ -649,6 +660,7 @@ mod tests {
             rows in proptest::collection::vec((0..3usize, any::<bool>(), 0i64..10, proptest::option::of(1i64..10)), 0..40),
             skip in 0u32..45,
             top in 0u32..45,
+            count in any::<bool>(),
         ) {
             let mut lists = vec![Vec::new(), Vec::new(), Vec::new()];
             for (i, (list, active, from, len)) in rows.iter().enumerate() {
@@ -688,7 +700,7 @@ mod tests {
                 now,
             )
             .unwrap();
-            let page = q.page(&held, &scope, skip, top, true);
+            let page = q.page(&held, &scope, skip, top, count);
             let got: Vec<String> = page
                 .items
                 .iter()
@@ -697,7 +709,7 @@ mod tests {
                     other => panic!("{other:?}"),
                 })
                 .collect();
-            let window = Page::window(expected, skip, top, true);
+            let window = Page::window(expected, skip, top, count);
             prop_assert_eq!(got, window.items);
             prop_assert_eq!(page.total, window.total);
             prop_assert_eq!(page.more, window.more);

@@ -6,7 +6,7 @@ use jiff::Timestamp;
 use rolegate_core::access::{AccessView, Caller};
 use rolegate_core::assignment::{MemberType, RoleAssignment};
 use rolegate_core::directory::Subject;
-use rolegate_core::entity_cache::EntityCache;
+use rolegate_core::entity_cache::{EntityCache, JsonForm};
 use rolegate_core::error::{DomainError, Result};
 use rolegate_core::odata::{Expand, QueryOptions};
 use rolegate_core::policy::RuleSetting;
@@ -20,7 +20,7 @@ use serde_json::value::RawValue;
 use serde_json::{Map, Value, json};
 use std::cell::RefCell;
 use std::collections::HashMap;
-use std::sync::RwLock;
+use std::sync::{Arc, RwLock};
 
 /// Where related entities are looked up: the cache first when a read transaction renders
 /// (it fills the cache with what it finds), the transaction alone when a write does (what it
@@ -83,19 +83,40 @@ impl<'a> Lookup<'a> {
         Ok(found)
     }
 
-    /// The JSON of the own properties of the subject, resource or role definition `id`
-    /// (of `kind`, as [`nav_key`] names it), when the cache holds it: written once, kept
-    /// until it changes. `None`: not cached (or no cache), render it.
-    fn own_json(&self, kind: &str, id: &str) -> Result<Option<std::sync::Arc<RawValue>>> {
+    /// The JSON `form` of the subject, resource or role definition `id` (of `kind`, as
+    /// [`nav_key`] names it), when the cache holds it (and, for a role definition with its
+    /// resource, that resource): written once, kept until it changes. `None`: not cached
+    /// (or no cache), render it.
+    fn cached_json(&self, kind: &str, id: &str, form: JsonForm) -> Result<Option<Arc<RawValue>>> {
         let Some(cache) = self.cache else {
             return Ok(None);
         };
         let c = read(cache)?;
-        match kind {
-            "subject" => c.subject_json(id, |s| own_json(&Entity::Subject(s.clone()))),
-            "resource" => c.resource_json(id, |r| own_json(&Entity::Resource(r.clone()))),
-            "roleDefinition" => {
-                c.role_definition_json(id, |d| own_json(&Entity::RoleDefinition(d.clone())))
+        match (kind, form) {
+            ("subject", JsonForm::Own) => {
+                c.subject_json(id, |s| own_json(&Entity::Subject(s.clone())))
+            }
+            ("resource", JsonForm::Own) => {
+                c.resource_json(id, |r| own_json(&Entity::Resource(r.clone())))
+            }
+            ("roleDefinition", JsonForm::Own) => {
+                c.role_definition_json(id, form, |d| own_json(&Entity::RoleDefinition(d.clone())))
+            }
+            ("roleDefinition", JsonForm::WithResource) => {
+                let Some(resource) = c
+                    .role_definition(id)
+                    .and_then(|d| c.resource(&d.resource_id))
+                else {
+                    return Ok(None);
+                };
+                c.role_definition_json(id, form, |d| {
+                    let mut json =
+                        properties(&Entity::RoleDefinition(d.clone()), Timestamp::UNIX_EPOCH);
+                    let resource =
+                        properties(&Entity::Resource(resource.clone()), Timestamp::UNIX_EPOCH);
+                    json.insert("resource".into(), Value::Object(resource));
+                    raw_json(&json)
+                })
             }
             _ => Ok(None),
         }
@@ -112,10 +133,13 @@ impl<'a> Lookup<'a> {
         let Some(cache) = self.cache else {
             return Ok(ids.map(str::to_string).collect());
         };
+        // The cache holds every subject: one it lacks does not exist, and needs no statement.
+        if kind == "subject" {
+            return Ok(Vec::new());
+        }
         let c = read(cache)?;
         Ok(ids
             .filter(|id| match kind {
-                "subject" => c.subject(id).is_none(),
                 "resource" => c.resource(id).is_none(),
                 "roleDefinition" => c.role_definition(id).is_none(),
                 _ => true,
@@ -220,14 +244,14 @@ impl<'a> Lookup<'a> {
 
 /// The JSON of a subject's, resource's or role definition's own properties (none of which
 /// depends on the time).
-fn own_json(e: &Entity) -> Result<std::sync::Arc<RawValue>> {
+fn own_json(e: &Entity) -> Result<Arc<RawValue>> {
     raw_json(&properties(e, Timestamp::UNIX_EPOCH))
 }
 
 /// `v` written out as JSON, to be shared.
-fn raw_json(v: &impl serde::Serialize) -> Result<std::sync::Arc<RawValue>> {
+fn raw_json(v: &impl serde::Serialize) -> Result<Arc<RawValue>> {
     serde_json::value::to_raw_value(v)
-        .map(std::sync::Arc::from)
+        .map(Arc::from)
         .map_err(|e| DomainError::internal(format!("expansion not written: {e}")))
 }
 
@@ -311,7 +335,7 @@ pub struct Viewer<'a> {
 /// definition or subject appears on many rows of a page; a cached entity's own properties
 /// are written once for every response, [`EntityCache::subject_json`]).
 #[derive(Clone)]
-pub struct SharedJson(std::sync::Arc<serde_json::value::RawValue>);
+pub struct SharedJson(Arc<RawValue>);
 
 impl serde::Serialize for SharedJson {
     fn serialize<S: serde::Serializer>(&self, s: S) -> std::result::Result<S::Ok, S::Error> {
@@ -759,11 +783,11 @@ impl Viewer<'_> {
         (asking, x): (usize, &Expand),
     ) -> Result<Option<SharedJson>> {
         let key = nav_key(e, name);
-        // Expanded without options: the entity's own properties, as the cache keeps them.
-        if x.options.select.is_none()
-            && x.options.expand.is_empty()
-            && let Some((kind, id)) = key
-            && let Some(json) = self.lookup.own_json(kind, id)?
+        // Expanded without options (or a role definition with its resource): as the cache
+        // keeps them.
+        if let Some((kind, id)) = key
+            && let Some(form) = cached_form(kind, &x.options)
+            && let Some(json) = self.lookup.cached_json(kind, id, form)?
         {
             let hidden = kind == "resource"
                 && visibility::may_navigate_to_resource(
@@ -797,6 +821,24 @@ impl Viewer<'_> {
                 .insert(id.to_string(), json.clone());
         }
         Ok(json)
+    }
+}
+
+/// The form of the cached JSON that is an expansion of `kind` with `options`, if any.
+fn cached_form(kind: &str, options: &QueryOptions) -> Option<JsonForm> {
+    let plain = |o: &QueryOptions| o.select.is_none() && o.expand.is_empty();
+    if options.select.is_some() {
+        return None;
+    }
+    match options.expand.as_slice() {
+        [] => Some(JsonForm::Own),
+        [x] if kind == "roleDefinition"
+            && x.path.eq_ignore_ascii_case("resource")
+            && plain(&x.options) =>
+        {
+            Some(JsonForm::WithResource)
+        }
+        _ => None,
     }
 }
 

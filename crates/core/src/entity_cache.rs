@@ -34,32 +34,44 @@ pub struct EntityCache {
     roles: HashMap<String, Kept<RoleDefinition>>,
 }
 
-/// An entity, and its JSON once written.
+/// Which JSON of a cached entity.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum JsonForm {
+    /// Its own properties.
+    Own,
+    /// A role definition's own properties and its resource (`$expand=resource`): both
+    /// never change once registered.
+    WithResource,
+}
+
+/// An entity, and its JSON forms once written.
 #[derive(Debug, Clone)]
 struct Kept<T> {
     entity: T,
-    json: OnceLock<Arc<RawValue>>,
+    json: [OnceLock<Arc<RawValue>>; 2],
 }
 
 impl<T> Kept<T> {
     fn new(entity: T) -> Self {
         Self {
             entity,
-            json: OnceLock::new(),
+            json: Default::default(),
         }
     }
 
-    /// The JSON kept, else the one `write` makes (then kept: two readers racing keep the
-    /// first, and both wrote the same entity).
+    /// The JSON `form` kept, else the one `write` makes (then kept: two readers racing
+    /// keep the first, and both wrote the same entity).
     fn json<E>(
         &self,
+        form: JsonForm,
         write: impl FnOnce(&T) -> Result<Arc<RawValue>, E>,
     ) -> Result<Arc<RawValue>, E> {
-        if let Some(json) = self.json.get() {
+        let kept = &self.json[form as usize];
+        if let Some(json) = kept.get() {
             return Ok(Arc::clone(json));
         }
         let json = write(&self.entity)?;
-        Ok(Arc::clone(self.json.get_or_init(|| json)))
+        Ok(Arc::clone(kept.get_or_init(|| json)))
     }
 }
 
@@ -103,7 +115,9 @@ impl EntityCache {
         id: &str,
         write: impl FnOnce(&Subject) -> Result<Arc<RawValue>, E>,
     ) -> Result<Option<Arc<RawValue>>, E> {
-        self.kept_subject(id).map(|k| k.json(write)).transpose()
+        self.kept_subject(id)
+            .map(|k| k.json(JsonForm::Own, write))
+            .transpose()
     }
 
     /// The JSON of the resource `id`, as [`Self::subject_json`] keeps a subject's.
@@ -112,16 +126,21 @@ impl EntityCache {
         id: &str,
         write: impl FnOnce(&Resource) -> Result<Arc<RawValue>, E>,
     ) -> Result<Option<Arc<RawValue>>, E> {
-        self.resources.get(id).map(|k| k.json(write)).transpose()
+        self.resources
+            .get(id)
+            .map(|k| k.json(JsonForm::Own, write))
+            .transpose()
     }
 
-    /// The JSON of the role definition `id`, as [`Self::subject_json`] keeps a subject's.
+    /// The JSON `form` of the role definition `id`, as [`Self::subject_json`] keeps a
+    /// subject's.
     pub fn role_definition_json<E>(
         &self,
         id: &str,
+        form: JsonForm,
         write: impl FnOnce(&RoleDefinition) -> Result<Arc<RawValue>, E>,
     ) -> Result<Option<Arc<RawValue>>, E> {
-        self.roles.get(id).map(|k| k.json(write)).transpose()
+        self.roles.get(id).map(|k| k.json(form, write)).transpose()
     }
 
     /// How many subjects the directory holds.
@@ -277,6 +296,31 @@ mod tests {
         assert_eq!(
             twice.ok().flatten().map(|j| j.get().to_string()).as_deref(),
             Some("\"r\"")
+        );
+        // A role definition's two forms are kept apart.
+        let role = RoleDefinition {
+            id: "d".into(),
+            resource_id: "r".into(),
+            external_id: "/r/d".into(),
+            template_id: "t".into(),
+            display_name: "D".into(),
+        };
+        cache.keep_role_definition(&role);
+        let form = |cache: &EntityCache, form: JsonForm, text: &str| {
+            let json = cache.role_definition_json("d", form, |_| {
+                RawValue::from_string(text.to_string()).map(Arc::from)
+            });
+            json.ok().flatten().map(|j| j.get().to_string())
+        };
+        assert_eq!(form(&cache, JsonForm::Own, "1").as_deref(), Some("1"));
+        assert_eq!(
+            form(&cache, JsonForm::WithResource, "2").as_deref(),
+            Some("2")
+        );
+        assert_eq!(form(&cache, JsonForm::Own, "3").as_deref(), Some("1"));
+        assert_eq!(
+            form(&cache, JsonForm::WithResource, "4").as_deref(),
+            Some("2")
         );
     }
 

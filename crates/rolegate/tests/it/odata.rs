@@ -593,6 +593,27 @@ fn select_and_nested_expand() {
             "{a}"
         );
     }
+    // A page's rows are written from the JSON the entity cache keeps (read twice: written,
+    // then kept); each equals the same assignment read alone, rendered whole.
+    for _ in 0..2 {
+        let r = o.w.get(&format!(
+            "/roleAssignments?$expand={}",
+            enc("subject,resource,roleDefinition($expand=resource)")
+        ));
+        for a in rows(&r) {
+            let one = o.w.get(&format!(
+                "/roleAssignments/{}?$expand={}",
+                a["id"].as_str().unwrap_or_default(),
+                enc("subject,resource,roleDefinition($expand=resource)")
+            ));
+            assert_eq!(one.status, 200, "{}", one.text);
+            let mut alone = one.json.clone();
+            if let Some(o) = alone.as_object_mut() {
+                o.remove("@odata.context");
+            }
+            assert_eq!(a, alone);
+        }
+    }
     // Several expansions, and expansions of a single entity.
     let r = o.w.get(&format!(
         "/roleAssignments/{}?$expand=subject,resource,roleDefinition($expand=roleSetting)",

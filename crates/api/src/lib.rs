@@ -4,6 +4,7 @@
 
 pub mod auth;
 pub mod authzen;
+pub mod catch_up_turns;
 pub mod connectors;
 pub mod discovery;
 pub mod error;

@@ -34,6 +34,9 @@ pub struct AppState {
     access_log: Mutex<AccessLogPosition>,
     /// Serialises write transactions with their index updates.
     write_order: Mutex<()>,
+    /// With a shared store: the catch-ups authenticated requests share
+    /// ([`crate::catch_up_turns`]).
+    catch_ups: Arc<crate::catch_up_turns::CatchUpTurns>,
     /// Read transactions that may run at once ([`Store::concurrent_reads`]); the others
     /// wait here, first come first served.
     read_slots: tokio::sync::Semaphore,
@@ -139,6 +142,7 @@ impl AppState {
             held: Mutex::new(HeldAssignmentCache::default()),
             access_log: Mutex::new(AccessLogPosition { seq, at: now }),
             write_order: Mutex::new(()),
+            catch_ups: Arc::default(),
             read_slots: tokio::sync::Semaphore::new(read_slots),
             writes: crate::group_commit::WriteQueue::default(),
             system_writes_waiting: std::sync::atomic::AtomicUsize::new(0),
@@ -302,24 +306,59 @@ impl AppState {
 
     /// The subject a token names (by id, else by external id), as of this node's index. On
     /// a store other nodes write, after catching up with their changes (one statement, no
-    /// transaction, unless the index must be rebuilt), so every authenticated request starts
-    /// caught up (docs/deployment.md); otherwise straight from memory (every change went
-    /// through this process).
+    /// transaction, unless the index must be rebuilt; shared by the requests waiting for
+    /// one at once), so every authenticated request starts caught up
+    /// (docs/deployment.md); otherwise straight from memory (every change went through this
+    /// process).
     pub async fn token_subject(
         self: &Arc<Self>,
         id: &str,
     ) -> Result<Option<rolegate_core::directory::Subject>, ApiError> {
-        if !self.store.shared() {
-            return Ok(self.entities()?.subject(id).cloned());
+        if self.store.shared() {
+            self.caught_up().await?;
         }
-        let id = id.to_string();
-        self.on_reader(move |state| {
+        Ok(self.entities()?.subject(id).cloned())
+    }
+
+    /// Returns once a catch-up with the access log that began after this call has
+    /// finished: a turn shared with other requests ([`crate::catch_up_turns`]), else one
+    /// of its own.
+    async fn caught_up(self: &Arc<Self>) -> Result<(), ApiError> {
+        use crate::catch_up_turns::Turn;
+        let needed = self.catch_ups.needed();
+        loop {
+            match self.catch_ups.next(needed) {
+                Turn::CaughtUp => return Ok(()),
+                Turn::Alone => break,
+                Turn::Wait(running) => running.finished().await,
+                Turn::Run(turn) => {
+                    // Its own task: the turn runs to its end even if this request is dropped.
+                    let state = Arc::clone(self);
+                    let run = tokio::spawn(async move {
+                        let caught_up = state
+                            .on_reader(|state| {
+                                store::read_latest(state.store.as_ref(), |tx| {
+                                    state.catch_up_with(tx, false)
+                                })
+                            })
+                            .await;
+                        if matches!(caught_up, Ok(true)) {
+                            turn.caught_up();
+                        }
+                    });
+                    if run.await.is_err() {
+                        break;
+                    }
+                }
+            }
+        }
+        self.on_reader(|state| {
             let caught_up =
                 store::read_latest(state.store.as_ref(), |tx| state.catch_up_with(tx, false))?;
             if !caught_up {
                 store::read(state.store.as_ref(), |tx| state.catch_up(tx))?;
             }
-            Ok(state.entities()?.subject(&id).cloned())
+            Ok(())
         })
         .await
     }

@@ -37,10 +37,11 @@ pub enum Turn {
     Wait(Waiting),
     /// Run the turn, then say how it went ([`RunningTurn::caught_up`]).
     Run(RunningTurn),
-    /// The turn it needed left the node caught up.
+    /// The last turn to finish (the one it needed, or a later one: begun later still)
+    /// left the node caught up.
     CaughtUp,
-    /// The turn it needed did not catch up (an error, or the index must be rebuilt): catch
-    /// up alone.
+    /// That turn did not catch up (an error, or the index must be rebuilt): catch up
+    /// alone.
     Alone,
 }
 

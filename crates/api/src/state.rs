@@ -331,36 +331,30 @@ impl AppState {
                 Turn::CaughtUp => return Ok(()),
                 Turn::Alone => break,
                 Turn::Wait(running) => running.finished().await,
+                // Dropped unreported (an error, a rebuild needed, this request gone), the
+                // turn sends those it served to catch up alone.
                 Turn::Run(turn) => {
-                    // Its own task: the turn runs to its end even if this request is dropped.
-                    let state = Arc::clone(self);
-                    let run = tokio::spawn(async move {
-                        let caught_up = state
-                            .on_reader(|state| {
-                                store::read_latest(state.store.as_ref(), |tx| {
-                                    state.catch_up_with(tx, false)
-                                })
-                            })
-                            .await;
-                        if matches!(caught_up, Ok(true)) {
-                            turn.caught_up();
-                        }
-                    });
-                    if run.await.is_err() {
-                        break;
+                    if self.on_reader(Self::catch_up_latest).await? {
+                        turn.caught_up();
+                        return Ok(());
                     }
+                    break;
                 }
             }
         }
         self.on_reader(|state| {
-            let caught_up =
-                store::read_latest(state.store.as_ref(), |tx| state.catch_up_with(tx, false))?;
-            if !caught_up {
+            if !state.catch_up_latest()? {
                 store::read(state.store.as_ref(), |tx| state.catch_up(tx))?;
             }
             Ok(())
         })
         .await
+    }
+
+    /// Catches up with the access log in one autocommit statement; false when the index
+    /// must be rebuilt instead, in a snapshot ([`AppState::catch_up`]).
+    fn catch_up_latest(&self) -> Result<bool> {
+        store::read_latest(self.store.as_ref(), |tx| self.catch_up_with(tx, false))
     }
 
     /// Runs `f` in a read transaction on a blocking thread.

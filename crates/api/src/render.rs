@@ -110,10 +110,9 @@ impl<'a> Lookup<'a> {
                     return Ok(None);
                 };
                 c.role_definition_json(id, form, |d| {
-                    let mut json =
-                        properties(&Entity::RoleDefinition(d.clone()), Timestamp::UNIX_EPOCH);
-                    let resource =
-                        properties(&Entity::Resource(resource.clone()), Timestamp::UNIX_EPOCH);
+                    // As `shape` writes `roleDefinition($expand=resource)`.
+                    let mut json = own_properties(&Entity::RoleDefinition(d.clone()));
+                    let resource = own_properties(&Entity::Resource(resource.clone()));
                     json.insert("resource".into(), Value::Object(resource));
                     raw_json(&json)
                 })
@@ -242,10 +241,15 @@ impl<'a> Lookup<'a> {
     }
 }
 
-/// The JSON of a subject's, resource's or role definition's own properties (none of which
-/// depends on the time).
+/// The own properties of a subject, resource or role definition (none of which depends on
+/// the time).
+fn own_properties(e: &Entity) -> Map<String, Value> {
+    properties(e, Timestamp::UNIX_EPOCH)
+}
+
+/// [`own_properties`] as JSON.
 fn own_json(e: &Entity) -> Result<Arc<RawValue>> {
-    raw_json(&properties(e, Timestamp::UNIX_EPOCH))
+    raw_json(&own_properties(e))
 }
 
 /// `v` written out as JSON, to be shared.
@@ -741,18 +745,7 @@ fn expanded(
 ) -> Result<Value> {
     Ok(match viewer.navigate_cached(tx, e, name)? {
         // A resource the viewer may not navigate to (a parent without R1) expands to null.
-        Some(Entity::Resource(r))
-            if visibility::may_navigate_to_resource(
-                viewer.caller,
-                viewer.access,
-                name,
-                &r.id,
-                viewer.now,
-            )
-            .is_err() =>
-        {
-            Value::Null
-        }
+        Some(Entity::Resource(r)) if !viewer.may_navigate_to_resource(name, &r.id) => Value::Null,
         Some(related) => Value::Object(shape_at(tx, &related, &x.options, viewer, depth + 1)?),
         None => Value::Null,
     })
@@ -773,6 +766,12 @@ fn expand_one(
 }
 
 impl Viewer<'_> {
+    /// Whether the viewer may follow navigation `name` to resource `id` (a parent needs
+    /// R1: [`visibility::may_navigate_to_resource`]); if not, it expands to `null`.
+    fn may_navigate_to_resource(&self, name: &str, id: &str) -> bool {
+        visibility::may_navigate_to_resource(self.caller, self.access, name, id, self.now).is_ok()
+    }
+
     /// [`expanded`] at the top level, written out once per response for each entity it
     /// leads to (`None`: `null`).
     fn written(
@@ -789,15 +788,7 @@ impl Viewer<'_> {
             && let Some(form) = cached_form(kind, &x.options)
             && let Some(json) = self.lookup.cached_json(kind, id, form)?
         {
-            let hidden = kind == "resource"
-                && visibility::may_navigate_to_resource(
-                    self.caller,
-                    self.access,
-                    name,
-                    id,
-                    self.now,
-                )
-                .is_err();
+            let hidden = kind == "resource" && !self.may_navigate_to_resource(name, id);
             return Ok((!hidden).then_some(SharedJson(json)));
         }
         let target = key.map(|(_, id)| id);

@@ -177,7 +177,7 @@ async fn list(
     let planned = if rid.is_none() && !opts.as_approver {
         validate_options(coll, &opts)?;
         let now = state.clock.now();
-        let (scope, q) = list_query(
+        let plan = list_plan(
             coll,
             None,
             &opts,
@@ -186,20 +186,19 @@ async fn list(
             now,
             count_only,
         )?;
-        let held = HeldListQuery::of(coll, &q);
-        if let Some(h) = &held
-            && opts.expand.is_empty()
+        if opts.expand.is_empty()
             && opts.select.is_none()
+            && let Some(h) = &plan.held
             && let Some(lists) = state.held_lists_in_memory(&h.keys)?
         {
             let page = h
-                .page(&lists, &scope, q.skip, q.top, q.count)
+                .page(&lists, &plan.scope, plan.q.skip, plan.q.top, plan.q.count)
                 .map(Entity::from);
             return Ok(page_response(
                 page, &opts, coll, count_only, &headers, &uri, now,
             )?);
         }
-        Some((now, scope, q, held))
+        Some((now, plan))
     } else {
         None
     };
@@ -207,37 +206,32 @@ async fn list(
         .read(move |tx, st| {
             let access = st.access_view();
             let (now, page) = match planned {
-                Some((now, scope, q, held)) => {
-                    (now, held_or_listed(st, ticket, tx, coll, &scope, &q, held)?)
+                Some((now, plan)) => (now, held_or_listed(st, ticket, tx, coll, plan)?),
+                None if opts.as_approver => {
+                    let now = st.clock.now();
+                    validate_options(coll, &opts)?;
+                    ensure_resource(tx, st.lookup(), rid.as_deref())?;
+                    let all =
+                        visibility::awaiting_decision(tx, &caller, &access, now, rid.as_deref())?;
+                    let (skip, top) = window(&opts, count_only);
+                    let page =
+                        Page::window(all, skip, top, opts.count || count_only).map(Entity::Request);
+                    (now, page)
                 }
                 None => {
                     let now = st.clock.now();
                     validate_options(coll, &opts)?;
                     ensure_resource(tx, st.lookup(), rid.as_deref())?;
-                    let page = if opts.as_approver {
-                        let all = visibility::awaiting_decision(
-                            tx,
-                            &caller,
-                            &access,
-                            now,
-                            rid.as_deref(),
-                        )?;
-                        let (skip, top) = window(&opts, count_only);
-                        Page::window(all, skip, top, opts.count || count_only).map(Entity::Request)
-                    } else {
-                        let (scope, q) = list_query(
-                            coll,
-                            rid.as_deref(),
-                            &opts,
-                            &caller,
-                            &access,
-                            now,
-                            count_only,
-                        )?;
-                        let held = HeldListQuery::of(coll, &q);
-                        held_or_listed(st, ticket, tx, coll, &scope, &q, held)?
-                    };
-                    (now, page)
+                    let plan = list_plan(
+                        coll,
+                        rid.as_deref(),
+                        &opts,
+                        &caller,
+                        &access,
+                        now,
+                        count_only,
+                    )?;
+                    (now, held_or_listed(st, ticket, tx, coll, plan)?)
                 }
             };
             if count_only || (opts.expand.is_empty() && opts.select.is_none()) {
@@ -255,23 +249,22 @@ async fn list(
         .await
 }
 
-/// The page of `q`: from the held lists when `held` says they answer it (loading those not
+/// The page `plan` asks for: from the held lists when they answer it (loading those not
 /// held in `tx`), else from the store.
 fn held_or_listed(
     st: &AppState,
     ticket: CacheTicket,
     tx: &mut dyn ReadTx,
     coll: Collection,
-    scope: &visibility::ReadScope,
-    q: &ListQuery,
-    held: Option<HeldListQuery>,
+    plan: ListPlan,
 ) -> Result<Page<Entity>> {
+    let ListPlan { scope, q, held } = plan;
     let page = match held {
         Some(h) => {
             let lists = st.held_lists(ticket, tx, &h.keys)?;
-            h.page(&lists, scope, q.skip, q.top, q.count)
+            h.page(&lists, &scope, q.skip, q.top, q.count)
         }
-        None => visibility::list(tx, coll, q, scope)?,
+        None => visibility::list(tx, coll, &q, &scope)?,
     };
     Ok(page.map(Entity::from))
 }
@@ -286,8 +279,16 @@ fn window(opts: &QueryOptions, count_only: bool) -> (u32, u32) {
     (opts.skip.unwrap_or(0), top)
 }
 
-/// The read scope and the store's query of a list call (not `asApprover()`).
-fn list_query(
+/// How a list call (not `asApprover()`) is answered: what the caller may read, the store's
+/// query, and its held-list form when it has one.
+struct ListPlan {
+    scope: visibility::ReadScope,
+    q: ListQuery,
+    held: Option<HeldListQuery>,
+}
+
+/// The [`ListPlan`] of a list call.
+fn list_plan(
     coll: Collection,
     rid: Option<&str>,
     opts: &QueryOptions,
@@ -295,7 +296,7 @@ fn list_query(
     access: &dyn AccessView,
     now: jiff::Timestamp,
     count_only: bool,
-) -> Result<(visibility::ReadScope, ListQuery)> {
+) -> Result<ListPlan> {
     let scope = visibility::read_scope(coll, rid, opts.filter.clone(), caller, access, now)?;
     let (skip, top) = window(opts, count_only);
     let q = ListQuery {
@@ -306,7 +307,8 @@ fn list_query(
         skip,
         count: opts.count || count_only,
     };
-    Ok((scope, q))
+    let held = HeldListQuery::of(coll, &q);
+    Ok(ListPlan { scope, q, held })
 }
 
 /// The envelope of `page`: context, count and the link to the next page.

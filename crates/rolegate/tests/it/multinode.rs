@@ -194,6 +194,62 @@ fn a_revocation_through_one_node_is_enforced_by_the_other_at_once() {
 }
 
 #[test]
+fn under_load_every_request_after_a_revocation_through_one_node_is_refused_by_the_other() {
+    if !on_postgres(
+        "under_load_every_request_after_a_revocation_through_one_node_is_refused_by_the_other",
+    ) {
+        return;
+    }
+    let t = Tenant::start();
+    let b = t.s.sibling(&[], None);
+    let resource = b.pim(&format!("/resources/{}", t.sub));
+    let stop = std::sync::atomic::AtomicBool::new(false);
+    // Node B's catch-ups are shared by the requests that arrive together: with other
+    // requests keeping them busy, a request arriving during one must wait for the next.
+    // Checked once the load has stopped: a failed assertion inside would leave it running.
+    let rounds: Vec<(u16, String, Vec<u16>)> = std::thread::scope(|s| {
+        for _ in 0..4 {
+            s.spawn(|| {
+                while !stop.load(std::sync::atomic::Ordering::Relaxed) {
+                    b.get(&resource, &t.admin);
+                }
+            });
+        }
+        let rounds = (0..3)
+            .map(|round| {
+                let (user, user_t, role, _) =
+                    eligible_user(&t, &format!("busy-leaver-{round}"), "P30D");
+                let before = b.get(&resource, &user_t).status;
+                let r = t.request(
+                    &t.admin,
+                    &request_body("AdminRemove", "Eligible", &t.sub, &role, &user),
+                );
+                let removed = if r.status < 300 {
+                    String::new()
+                } else {
+                    r.text
+                };
+                // Sent together after the acknowledgement: every one is refused.
+                let after: Vec<u16> = std::thread::scope(|burst| {
+                    let sent: Vec<_> = (0..8)
+                        .map(|_| burst.spawn(|| b.get(&resource, &user_t).status))
+                        .collect();
+                    sent.into_iter().map(|h| h.join().unwrap()).collect()
+                });
+                (before, removed, after)
+            })
+            .collect();
+        stop.store(true, std::sync::atomic::Ordering::Relaxed);
+        rounds
+    });
+    for (before, removed, after) in rounds {
+        assert_eq!(before, 200, "granted through node A, node B sees it");
+        assert_eq!(removed, "", "AdminRemove refused");
+        assert!(after.iter().all(|s| *s == 403), "{after:?}");
+    }
+}
+
+#[test]
 fn an_access_log_entry_from_a_newer_node_is_read_from_the_tables_instead() {
     if !on_postgres("an_access_log_entry_from_a_newer_node_is_read_from_the_tables_instead") {
         return;

@@ -140,6 +140,7 @@ impl CatchUpTurns {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use proptest::prelude::*;
 
     fn run(t: &Arc<CatchUpTurns>, needed: u64) -> RunningTurn {
         match t.next(needed) {
@@ -187,5 +188,100 @@ mod tests {
         drop(run(&t, later));
         assert!(matches!(t.next(later), Turn::Alone));
         assert!(matches!(t.next(t.needed()), Turn::Run(_)));
+    }
+
+    /// A step of the model: a request arrives, a request asks what to do, a running turn
+    /// finishes (caught up or not).
+    #[derive(Debug, Clone)]
+    enum Step {
+        Arrive,
+        Ask(usize),
+        Finish(usize, bool),
+    }
+
+    fn steps() -> impl Strategy<Value = Vec<Step>> {
+        prop::collection::vec(
+            prop_oneof![
+                Just(Step::Arrive),
+                (0..8usize).prop_map(Step::Ask),
+                (0..4usize, any::<bool>()).prop_map(|(i, ok)| Step::Finish(i, ok)),
+            ],
+            0..60,
+        )
+    }
+
+    proptest! {
+        /// Whatever the order of arrivals and finishes: a request is told it is caught up
+        /// only when a turn that began after it arrived finished caught up, to go alone
+        /// only when such a turn failed, to wait only while a turn runs; one turn runs at
+        /// a time, and a request that keeps asking is answered once turns finish.
+        #[test]
+        fn a_request_is_served_only_by_a_turn_begun_after_it_arrived(steps in steps()) {
+            let t = Arc::new(CatchUpTurns::default());
+            // Per request: the turns begun when it arrived, the turn it needs, its answer.
+            let mut requests: Vec<(u64, u64, Option<bool>)> = Vec::new();
+            let mut running: Vec<RunningTurn> = Vec::new();
+            let mut begun = 0u64;
+            let mut finished: Vec<(u64, bool)> = Vec::new();
+            let ask = |r: usize,
+                           requests: &mut Vec<(u64, u64, Option<bool>)>,
+                           running: &mut Vec<RunningTurn>,
+                           begun: &mut u64,
+                           finished: &[(u64, bool)]|
+             -> Result<(), TestCaseError> {
+                let (arrived_after, needed, answer) = requests[r];
+                if answer.is_some() {
+                    return Ok(());
+                }
+                match t.next(needed) {
+                    Turn::CaughtUp => {
+                        prop_assert!(finished.iter().any(|&(n, ok)| ok && n > arrived_after));
+                        requests[r].2 = Some(true);
+                    }
+                    Turn::Alone => {
+                        prop_assert!(finished.iter().any(|&(n, ok)| !ok && n > arrived_after));
+                        requests[r].2 = Some(false);
+                    }
+                    Turn::Wait(_) => prop_assert!(!running.is_empty()),
+                    Turn::Run(turn) => {
+                        *begun += 1;
+                        prop_assert_eq!(turn.turn, *begun);
+                        prop_assert!(turn.turn > arrived_after);
+                        running.push(turn);
+                        prop_assert!(running.len() <= 1);
+                    }
+                }
+                Ok(())
+            };
+            for step in steps {
+                match step {
+                    Step::Arrive => requests.push((begun, t.needed(), None)),
+                    Step::Ask(i) if !requests.is_empty() => {
+                        let r = i % requests.len();
+                        ask(r, &mut requests, &mut running, &mut begun, &finished)?;
+                    }
+                    Step::Finish(i, ok) if !running.is_empty() => {
+                        let turn = running.remove(i % running.len());
+                        finished.push((turn.turn, ok));
+                        if ok {
+                            turn.caught_up();
+                        }
+                    }
+                    _ => {}
+                }
+            }
+            // Liveness: every request asking again, with turns finishing as they are
+            // started, is answered.
+            for r in 0..requests.len() {
+                for _ in 0..4 {
+                    ask(r, &mut requests, &mut running, &mut begun, &finished)?;
+                    for turn in running.drain(..) {
+                        finished.push((turn.turn, true));
+                        turn.caught_up();
+                    }
+                }
+                prop_assert!(requests[r].2.is_some(), "request {} never answered", r);
+            }
+        }
     }
 }

@@ -169,9 +169,13 @@ fn load_candidates(
     };
     let mut out = Vec::with_capacity(found.len());
     for assignment in found {
-        let template_id = tx
-            .role_definition(&assignment.role_definition_id)?
-            .map(|d| d.template_id);
+        // Most often the role asked for, loaded already.
+        let template_id = if assignment.role_definition_id == t.role.id {
+            Some(t.role.template_id.clone())
+        } else {
+            tx.role_definition(&assignment.role_definition_id)?
+                .map(|d| d.template_id)
+        };
         out.push(Candidate {
             assignment,
             template_id,

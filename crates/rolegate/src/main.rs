@@ -13,6 +13,12 @@ mod provisioning;
 mod scheduler;
 mod seed;
 
+/// jemalloc rather than glibc's allocator: the group-commit writer builds what the handlers
+/// then free on other threads, and under glibc it slept on the arena locks those frees hold
+/// (docs/benchmarks.md "The allocator, again").
+#[global_allocator]
+static ALLOCATOR: tikv_jemallocator::Jemalloc = tikv_jemallocator::Jemalloc;
+
 use anyhow::{Context, bail};
 use clap::{Parser, Subcommand, ValueEnum};
 use database::{Database, OpenOptions};

@@ -224,11 +224,11 @@ mod tests {
             let mut begun = 0u64;
             let mut finished: Vec<(u64, bool)> = Vec::new();
             let ask = |r: usize,
-                           requests: &mut Vec<(u64, u64, Option<bool>)>,
-                           running: &mut Vec<RunningTurn>,
-                           begun: &mut u64,
-                           finished: &[(u64, bool)]|
-             -> Result<(), TestCaseError> {
+                       requests: &mut Vec<(u64, u64, Option<bool>)>,
+                       running: &mut Vec<RunningTurn>,
+                       begun: &mut u64,
+                       finished: &[(u64, bool)]|
+                       -> Result<(), TestCaseError> {
                 let (arrived_after, needed, answer) = requests[r];
                 if answer.is_some() {
                     return Ok(());

@@ -207,31 +207,33 @@ async fn list(
             let access = st.access_view();
             let (now, page) = match planned {
                 Some((now, plan)) => (now, held_or_listed(st, ticket, tx, coll, plan)?),
-                None if opts.as_approver => {
-                    let now = st.clock.now();
-                    validate_options(coll, &opts)?;
-                    ensure_resource(tx, st.lookup(), rid.as_deref())?;
-                    let all =
-                        visibility::awaiting_decision(tx, &caller, &access, now, rid.as_deref())?;
-                    let (skip, top) = window(&opts, count_only);
-                    let page =
-                        Page::window(all, skip, top, opts.count || count_only).map(Entity::Request);
-                    (now, page)
-                }
                 None => {
                     let now = st.clock.now();
                     validate_options(coll, &opts)?;
                     ensure_resource(tx, st.lookup(), rid.as_deref())?;
-                    let plan = list_plan(
-                        coll,
-                        rid.as_deref(),
-                        &opts,
-                        &caller,
-                        &access,
-                        now,
-                        count_only,
-                    )?;
-                    (now, held_or_listed(st, ticket, tx, coll, plan)?)
+                    let page = if opts.as_approver {
+                        let all = visibility::awaiting_decision(
+                            tx,
+                            &caller,
+                            &access,
+                            now,
+                            rid.as_deref(),
+                        )?;
+                        let (skip, top) = window(&opts, count_only);
+                        Page::window(all, skip, top, opts.count || count_only).map(Entity::Request)
+                    } else {
+                        let plan = list_plan(
+                            coll,
+                            rid.as_deref(),
+                            &opts,
+                            &caller,
+                            &access,
+                            now,
+                            count_only,
+                        )?;
+                        held_or_listed(st, ticket, tx, coll, plan)?
+                    };
+                    (now, page)
                 }
             };
             if count_only || (opts.expand.is_empty() && opts.select.is_none()) {

@@ -317,6 +317,13 @@ impl AppState {
         if self.store.shared() {
             self.caught_up().await?;
         }
+        Ok(self.subject(id)?)
+    }
+
+    /// The subject with this id (else external id) as of this node's index, without
+    /// catching up first: for a request whose authentication did
+    /// ([`AppState::token_subject`]).
+    pub fn subject(&self, id: &str) -> Result<Option<rolegate_core::directory::Subject>> {
         Ok(self.entities()?.subject(id).cloned())
     }
 
@@ -338,17 +345,24 @@ impl AppState {
                         turn.caught_up();
                         return Ok(());
                     }
-                    break;
+                    // The index must be rebuilt: no second try of the statement.
+                    return self.on_reader(Self::catch_up_in_snapshot).await;
                 }
             }
         }
         self.on_reader(|state| {
-            if !state.catch_up_latest()? {
-                store::read(state.store.as_ref(), |tx| state.catch_up(tx))?;
+            if state.catch_up_latest()? {
+                Ok(())
+            } else {
+                state.catch_up_in_snapshot()
             }
-            Ok(())
         })
         .await
+    }
+
+    /// Catches up (or rebuilds the index) in a read transaction of its own.
+    fn catch_up_in_snapshot(&self) -> Result<()> {
+        store::read(self.store.as_ref(), |tx| self.catch_up(tx))
     }
 
     /// Catches up with the access log in one autocommit statement; false when the index
@@ -486,7 +500,7 @@ impl AppState {
         if !self.store.shared() {
             return Ok(());
         }
-        store::read(self.store.as_ref(), |tx| self.catch_up(tx))?;
+        self.catch_up_in_snapshot()?;
         let before = self.clock.now() - ACCESS_LOG_RETENTION;
         store::write(self.store.as_ref(), |tx| tx.prune_access_log(before))
     }
